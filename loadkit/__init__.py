@@ -1,0 +1,3 @@
+"""loadkit: load testing and SLO verification for GPU inference endpoints."""
+
+__version__ = "0.1.0"

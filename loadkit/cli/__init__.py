@@ -1,0 +1,58 @@
+"""The `loadkit` command line: one module per command, errors mapped to exit codes.
+
+No traceback ever reaches a user: a LoadkitError prints its message and exits
+with its code; anything unexpected is reported as an internal error (exit 3),
+with the traceback only when LOADKIT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from loadkit import __version__
+from loadkit.cli.run import run_command
+from loadkit.cli.sim import sim_command
+from loadkit.errors import ExitCode, LoadkitError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="loadkit")
+def cli() -> None:
+    """Load testing and SLO verification for GPU inference endpoints."""
+
+
+cli.add_command(run_command)
+cli.add_command(sim_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        rc = cli.main(args=argv, prog_name="loadkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("loadkit: aborted", err=True)
+        return ExitCode.UNTRUSTED
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # usage errors: exit 2
+        exc.show()
+        return ExitCode.BAD_INPUT
+    except LoadkitError as exc:
+        click.echo(f"loadkit: error: {exc}", err=True)
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - last line of defence
+        if os.environ.get("LOADKIT_DEBUG"):
+            traceback.print_exc()
+        click.echo(f"loadkit: internal error: {type(exc).__name__}: {exc} "
+                   "(set LOADKIT_DEBUG=1 for the traceback, and please report it)", err=True)
+        return ExitCode.UNTRUSTED
+    return int(rc or 0)
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""`loadkit run WORKLOAD`: run a workload and gate on its SLOs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from loadkit.cli.console import Console
+from loadkit.execute import RunOptions, execute, exit_code
+from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.units import parse_duration
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be > 0")
+    return seconds
+
+
+@click.command("run")
+@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", help="Base URL of the endpoint (default: the workload's, "
+              "or the embedded simulator when it names none).")
+@click.option("--duration", callback=_duration, help="Measured duration, e.g. 30s or 5m.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="Total arrival rate in req/s (tenants keep their shares).")
+@click.option("--seed", type=int, help="Seed of the schedule and prompts.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: reports/<run-id>/).")
+@click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",
+              show_default=True, help="How an inconclusive verdict exits.")
+@click.option("--allow-saturated", is_flag=True,
+              help="Exit by the verdict even when the generator fell behind.")
+@click.option("--insecure", is_flag=True, default=None,
+              help="Do not verify TLS certificates (explicit opt-in).")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle to verify the target's certificate with.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
+def run_command(workload: Path, target: str | None, duration: float | None,
+                rate: float | None, seed: int | None, out_dir: Path | None,
+                inconclusive: str, allow_saturated: bool, insecure: bool | None,
+                ca_bundle: str | None, quiet: bool) -> int:
+    """Run WORKLOAD (a YAML file) and print the SLO verdict.
+
+    Exit codes: 0 every SLO passed, 1 an SLO failed (or was inconclusive,
+    unless --inconclusive=pass), 2 bad input, 3 the run could not be done or
+    trusted.
+    """
+    loaded = load_workload(workload, Overrides(duration=duration, rate=rate, seed=seed,
+                                               target=target, insecure=insecure,
+                                               ca_bundle=ca_bundle))
+    console = Console(quiet=quiet)
+    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated,
+                         inconclusive=inconclusive)
+    result, out = execute(loaded, options, on_interval=console.progress,
+                          on_start=console.started)
+    code = exit_code(result, inconclusive)
+    console.finished(result, out, code)
+    return int(code)

@@ -1,0 +1,31 @@
+"""Pre-flight: is the target there at all? (control plane, httpx)
+
+Any HTTP answer, even a 404, proves the target is reachable; a refused
+connection, a DNS failure, a TLS failure or a timeout does not, and the run
+stops before it starts (exit 3) rather than measuring a wall of errors.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from loadkit.engine.client import ssl_context
+from loadkit.errors import TargetUnreachable
+from loadkit.workload.models import Client
+
+
+def check_target(base_url: str, client: Client, path: str = "/") -> int:
+    """Return the HTTP status of GET base_url+path, or raise TargetUnreachable."""
+    verify = ssl_context(client)
+    timeout = httpx.Timeout(client.timeouts.first_byte, connect=client.timeouts.connect)
+    try:
+        with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as c:
+            return c.get(base_url + path).status_code
+    except httpx.ConnectError as exc:
+        raise TargetUnreachable(f"cannot connect to {base_url}: {exc}. Is the server "
+                                "running, and is the URL right?") from None
+    except httpx.TimeoutException:
+        raise TargetUnreachable(f"{base_url} did not answer within "
+                                f"{client.timeouts.first_byte:g} s") from None
+    except httpx.HTTPError as exc:
+        raise TargetUnreachable(f"{base_url}: {type(exc).__name__}: {exc}") from None

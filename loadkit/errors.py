@@ -1,0 +1,78 @@
+"""The one error tree of loadkit, and the exit codes it maps to.
+
+    LoadkitError                 exit 3 unless a subclass says otherwise
+    ├── InputError               exit 2: bad workload, SLO file or flag
+    │   └── WorkloadError        names the file, the line and the key path
+    └── RunError                 exit 3: the run could not be done or trusted
+        ├── TargetUnreachable    pre-flight found no live target
+        └── SimulatorError       the embedded simulator did not start
+
+Library exceptions (yaml, pydantic, aiohttp, httpx) are translated into these
+at the boundary where they are caught, with a message that says what to do.
+Failures of single requests during a run are *not* exceptions: they are
+recorded with an :class:`ErrorKind`, because a load test measures them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """The exit-code contract, documented in the README and tested."""
+
+    PASSED = 0
+    SLO_FAILED = 1
+    BAD_INPUT = 2
+    UNTRUSTED = 3
+
+
+class ErrorKind(enum.StrEnum):
+    """Why one request failed; counted per kind, never as free text."""
+
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    RESET = "reset"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    PROTOCOL = "protocol"
+    CHECK_FAILED = "check_failed"
+
+
+class LoadkitError(Exception):
+    """Root of every error loadkit raises on purpose."""
+
+    exit_code = ExitCode.UNTRUSTED
+
+
+class InputError(LoadkitError):
+    """The user gave us something we cannot use (file, flag, value)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class WorkloadError(InputError):
+    """A workload or SLO file is invalid; the message locates the problem."""
+
+    def __init__(self, path: str, problems: list[tuple[int | None, str, str]]):
+        self.path = path
+        self.problems = problems  # (line, key path, message)
+        lines = []
+        for line, key, msg in problems:
+            where = f"{path}:{line}" if line else path
+            lines.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
+        super().__init__("\n".join(lines))
+
+
+class RunError(LoadkitError):
+    """The run could not be carried out or its numbers cannot be trusted."""
+
+    exit_code = ExitCode.UNTRUSTED
+
+
+class TargetUnreachable(RunError):
+    """Pre-flight could not reach the target."""
+
+
+class SimulatorError(RunError):
+    """The embedded simulator failed to start."""

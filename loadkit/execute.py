@@ -1,0 +1,147 @@
+"""One run, end to end: target, pre-flight, engine, result, reports.
+
+This is the seam the CLI (and later the pytest plugin and the Locust driver)
+call. The engine, the simulator process and the output files are its only
+I/O; everything it decides is computed by pure modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import platform
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from loadkit import __version__
+from loadkit.arrivals import schedule
+from loadkit.engine import Engine, Plan, Progress
+from loadkit.engine.embedded_sim import embedded_simulator
+from loadkit.engine.health import HealthProbe
+from loadkit.engine.preflight import check_target
+from loadkit.errors import ExitCode
+from loadkit.protocols import prepare
+from loadkit.record.hlog import HlogWriter
+from loadkit.record.recorder import Recorder
+from loadkit.report import write_all
+from loadkit.result import build_result
+from loadkit.workload.loader import LoadedWorkload
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out_dir: Path | None = None  # default reports/<run-id>/
+    allow_saturated: bool = False
+    inconclusive: str = "fail"  # or "pass"
+
+
+def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
+    if not result["trusted"]:
+        return ExitCode.UNTRUSTED
+    if result["verdict"] == "fail":
+        return ExitCode.SLO_FAILED
+    if result["verdict"] == "inconclusive" and inconclusive == "fail":
+        return ExitCode.SLO_FAILED
+    return ExitCode.PASSED
+
+
+def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
+            on_interval: Callable[[Progress], None] | None = None,
+            on_start: Callable[[str, Path], None] | None = None) -> tuple[dict, Path]:
+    """Run the workload; return (run.json document, output folder)."""
+    w = loaded.workload
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    out_dir = options.out_dir or Path("reports") / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if w.target is None:
+            base_url = stack.enter_context(embedded_simulator(w.simulator))
+            target_label = f"embedded simulator ({base_url})"
+        else:
+            base_url = w.target
+            target_label = _without_credentials(w.target)
+            check_target(base_url, w.client)
+        if on_start:
+            on_start(target_label, out_dir)
+        return _run(loaded, base_url, target_label, run_id, out_dir, options, on_interval), out_dir
+
+
+def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
+         out_dir: Path, options: RunOptions,
+         on_interval: Callable[[Progress], None] | None) -> dict:
+    w = loaded.workload
+    tenants = w.all_tenants
+    # Each tenant has its own identity headers: one prepared request per pair.
+    requests = [[prepare(s, t, w.seed, os.environ) for s in w.scenarios] for t in tenants]
+    plan = Plan(base_url=base_url, requests=requests,
+                scenario_names=[s.name for s in w.scenarios],
+                tenant_names=[t.name for t in tenants], client=w.client,
+                warmup_s=w.warmup, duration_s=w.duration, interval_s=w.interval)
+    started = dt.datetime.now(dt.timezone.utc)
+    probe = HealthProbe.start()
+    with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file:
+        # Start a little in the future so the first slots are not already late.
+        start_ns = time.monotonic_ns() + 50_000_000
+        recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05))
+        engine = Engine(plan, recorder, on_interval=on_interval)
+        interrupted = _drive(engine, schedule(w))
+    health = probe.finish()
+    meta = {
+        "run_id": run_id,
+        "loadkit_version": __version__,
+        "host": platform.node(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "target": target_label,
+        "workload": {"name": w.name, "path": loaded.path, "sha256": loaded.sha256,
+                     "seed": w.seed, "duration_s": w.duration, "warmup_s": w.warmup,
+                     "interval_s": w.interval,
+                     # Header values stay as written (`${VAR}`): secrets never land here.
+                     "spec": w.model_dump(mode="json")},
+    }
+    result = build_result(
+        meta=meta, recorder=recorder, dropped=engine.dropped, unfinished=engine.unfinished,
+        objectives=w.objectives(), health=health, duration_s=w.duration,
+        lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
+        extra_untrusted=["interrupted before the end of the schedule"] if interrupted else [])
+    write_all(result, out_dir)
+    return result
+
+
+def _drive(engine: Engine, slots) -> bool:
+    """Run the engine on uvloop when installed; Ctrl-C/SIGTERM stop it cleanly.
+
+    Returns True when the run was interrupted."""
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, engine.stop.set)
+        try:
+            await engine.run(slots)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        return engine.stop.is_set()
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

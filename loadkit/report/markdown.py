@@ -1,0 +1,40 @@
+"""summary.md: the verdict and SLO table, for CI step summaries and PR comments."""
+
+from __future__ import annotations
+
+from loadkit.report.format import quantity
+
+_VERDICT = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(result: dict) -> str:
+    w = result["workload"]
+    lines = [f"# loadkit: {_cell(w['name'])} — {_VERDICT[result['verdict']]}", ""]
+    if not result["trusted"]:
+        lines += [f"**Untrusted run:** {_cell('; '.join(result['untrusted_reasons']))}", ""]
+    lines += [f"Target `{_cell(result['target'])}` · {w['duration_s']:g} s measured after "
+              f"{w['warmup_s']:g} s warm-up · seed {w['seed']}", ""]
+    if result["slos"]:
+        lines += ["| SLO | scope | observed | threshold | samples | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for s in result["slos"]:
+            lines.append(f"| `{_cell(s['text'])}` | {s['scope']} | "
+                         f"{quantity(s['observed'], s['unit'])} | {s['op']} "
+                         f"{quantity(s['threshold'], s['unit'])} | {s['samples']:,} | "
+                         f"{s['verdict']}{' — ' + _cell(s['reason']) if s['reason'] else ''} |")
+    else:
+        lines.append("No SLOs declared.")
+    c, t = result["counts"], result["throughput"]
+    lines += ["", f"{c['completed']:,} completed · {c['errors']:,} errors · "
+              f"{c['dropped']:,} dropped · {t['requests_per_s']:.1f} req/s · "
+              f"{t['output_tokens_per_s']:.1f} output tokens/s", ""]
+    lat = result["series"].get("latency", {}).get("all")
+    if lat and lat["count"]:
+        lines += ["| latency | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|",
+                  f"| ms | {lat['p50']:.4g} | {lat['p90']:.4g} | {lat['p99']:.4g} | "
+                  f"{lat['p99.9']:.4g} | {lat['max']:.4g} |", ""]
+    return "\n".join(lines)
