@@ -26,7 +26,10 @@ _STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow
 class Console:
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
-        self.out = RichConsole(stderr=True, highlight=False)
+        # Off a terminal (CI logs) rich would wrap at 80 columns: lines stay whole.
+        tty = sys.stderr.isatty()
+        self.out = RichConsole(stderr=True, highlight=False, soft_wrap=not tty,
+                               width=None if tty else 200)
         self.live: Live | None = None
         self._last_plain = 0.0
 

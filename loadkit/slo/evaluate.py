@@ -50,7 +50,7 @@ class SLOResult:
 
 
 def samples_needed(quantile: float) -> int:
-    return math.ceil(10.0 / (1.0 - quantile) - 1e-9)
+    return math.ceil(round(10.0 / (1.0 - quantile), 6))  # round: 1-0.999 is inexact
 
 
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts) -> SLOResult:

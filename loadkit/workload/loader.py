@@ -116,7 +116,10 @@ def _override_rate(data: dict[str, Any], total: float) -> dict[str, Any]:
 def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
     """Turn one pydantic error into (line, key path, message)."""
     node, line, keys = root, (root.start_mark.line + 1 if root else None), []
-    for part in err["loc"]:
+    loc = tuple(err["loc"])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += (err["ctx"]["discriminator"].strip("'"),)  # point at `kind:` itself
+    for part in loc:
         if isinstance(part, int) and isinstance(node, yaml.SequenceNode):
             keys.append(f"[{part}]")
             node = node.value[part] if part < len(node.value) else node
@@ -137,6 +140,10 @@ def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key (check its spelling)"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"must be one of {err['ctx']['expected_tags']}, got {err['ctx']['tag']!r}"
+    elif err["type"] == "union_tag_not_found":
+        msg = "is required"
     elif err["type"] == "greater_than":
         msg = f"must be > {float(err['ctx']['gt']):g}"
     elif err["type"] == "greater_than_equal":

@@ -1,0 +1,68 @@
+"""Shared fixtures: real servers on loopback, workloads written to disk, runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loadkit.execute import RunOptions, execute
+from loadkit.workload.loader import load_workload
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+
+
+@contextlib.contextmanager
+def test_server(mode: str, *args: str):
+    """Start tests/servers.py MODE in its own process; yield its base URL."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "servers.py"), mode, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"test server did not start: {proc.stderr.read()}")
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server():
+    return test_server
+
+
+@pytest.fixture
+def workload_file(tmp_path):
+    """Write a workload mapping (or text) to a YAML file and return its path."""
+    def write(spec: dict | str, name: str = "w.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+        return path
+    return write
+
+
+@pytest.fixture
+def run(tmp_path, workload_file):
+    """Run a workload in-process; return (run.json as loaded from disk, out dir)."""
+    def go(spec: dict, **options) -> tuple[dict, Path]:
+        path = workload_file(spec)
+        out = tmp_path / f"out-{time.monotonic_ns()}"
+        execute(load_workload(path), RunOptions(out_dir=out, **options))
+        return json.loads((out / "run.json").read_text()), out
+    return go
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real console entry point, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)

@@ -1,0 +1,136 @@
+"""The CLI as a user runs it: exit codes, messages, outputs, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT, cli
+
+FAST_CHAT = {
+    "name": "fast", "duration": "3s", "warmup": "1s",
+    "simulator": {"ttft_ms": 5, "itl_ms": 2},
+    "arrival": {"process": "poisson", "rate": 50},
+    "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True, "max_tokens": 8}],
+}
+
+
+def write(tmp_path: Path, spec: dict | str, name: str = "w.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+def no_traceback(proc) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_malformed_workload_exits_2_with_line_and_key(tmp_path):
+    text = ("name: bad\nduration: 10s\nscenarios:\n  - name: c\n    kind: openai-chat\n"
+            "tenants:\n  - name: a\n    arrival: {rate: 5}\n  - name: b\n    arrival:\n"
+            "      rate: -3\n")
+    proc = cli("run", write(tmp_path, text))
+    assert proc.returncode == 2
+    assert "w.yaml:11: tenants[1].arrival.rate: must be > 0" in proc.stderr
+    no_traceback(proc)
+
+
+def test_invalid_yaml_and_unknown_kind_exit_2(tmp_path):
+    proc = cli("run", write(tmp_path, "name: [unclosed\nduration: 1s\n"))
+    assert proc.returncode == 2 and "invalid YAML" in proc.stderr and "w.yaml:" in proc.stderr
+    bad_kind = dict(FAST_CHAT, scenarios=[{"name": "x", "kind": "grpc"}])
+    proc = cli("run", write(tmp_path, bad_kind, "k.yaml"))
+    assert proc.returncode == 2 and "k.yaml:" in proc.stderr and "scenarios[0]" in proc.stderr
+    proc = cli("run", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 2 and "cannot read" in proc.stderr
+    no_traceback(proc)
+
+
+def test_bad_flag_exits_2(tmp_path):
+    proc = cli("run", write(tmp_path, FAST_CHAT), "--duration", "soon")
+    assert proc.returncode == 2 and "duration" in proc.stderr
+    no_traceback(proc)
+
+
+def test_unreachable_target_exits_3(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli("run", write(tmp_path, FAST_CHAT), "--target", f"http://127.0.0.1:{port}",
+               "--out", str(tmp_path / "out"))
+    assert proc.returncode == 3
+    assert f"cannot connect to http://127.0.0.1:{port}" in proc.stderr
+    no_traceback(proc)
+
+
+def test_pass_writes_every_output(tmp_path):
+    spec = dict(FAST_CHAT, slos=["itl p50 < 100ms", "error_rate < 1%"])
+    out = tmp_path / "out"
+    proc = cli("run", write(tmp_path, spec), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("run.json", "latency.hlog", "summary.md", "junit.xml", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "run.json").read_text())
+    assert result["schema_version"] == 1 and result["verdict"] == "pass"
+    assert [s["verdict"] for s in result["slos"]] == ["pass", "pass"]
+    for key in ("count", "p50", "p90", "p95", "p99", "p99.9", "max", "mean"):
+        assert key in result["series"]["latency"]["all"]
+    assert "verdict: PASS (exit 0)" in proc.stderr
+
+
+def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
+    failing = dict(FAST_CHAT, slos=["ttft p50 < 1ms"])
+    proc = cli("run", write(tmp_path, failing), "--out", str(tmp_path / "a"))
+    assert proc.returncode == 1 and "fail" in proc.stderr
+    # 3 s at 50/s is ~150 samples: too few for p99.9 (needs 10,000)
+    unsure = dict(FAST_CHAT, slos=["latency p99.9 < 10s"])
+    proc = cli("run", write(tmp_path, unsure, "u.yaml"), "--out", str(tmp_path / "b"))
+    assert proc.returncode == 1 and "needs at least 10000" in proc.stderr
+    proc = cli("run", write(tmp_path, unsure, "u.yaml"), "--out", str(tmp_path / "c"),
+               "--inconclusive", "pass")
+    assert proc.returncode == 0
+    junit = (tmp_path / "c" / "junit.xml").read_text()
+    assert "<skipped" in junit and "inconclusive" in junit
+
+
+def test_secrets_never_reach_outputs(tmp_path):
+    secret = "sk-test-5ecret-value-0123456789"
+    spec = dict(FAST_CHAT)
+    spec["scenarios"] = [dict(FAST_CHAT["scenarios"][0],
+                              headers={"Authorization": "Bearer ${LOADKIT_TEST_KEY}"})]
+    out = tmp_path / "out"
+    env = {**os.environ, "LOADKIT_TEST_KEY": secret}
+    proc = cli("run", write(tmp_path, spec), "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    for f in out.iterdir():
+        assert secret not in f.read_text(), f.name
+    assert "${LOADKIT_TEST_KEY}" in (out / "run.json").read_text()
+    assert secret not in proc.stdout + proc.stderr
+    # and a missing variable is bad input, named
+    env.pop("LOADKIT_TEST_KEY")
+    proc = cli("run", write(tmp_path, spec), "--out", str(out), env=env)
+    assert proc.returncode == 2 and "LOADKIT_TEST_KEY" in proc.stderr
+
+
+def test_overrides_replace_the_file(tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run", write(tmp_path, FAST_CHAT), "--out", str(out), "--duration", "2s",
+               "--rate", "30", "--seed", "9")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "run.json").read_text())
+    assert result["workload"]["duration_s"] == 2.0 and result["workload"]["seed"] == 9
+    assert result["workload"]["spec"]["arrival"]["rate"] == 30.0
+    assert 30 <= result["counts"]["completed"] <= 100  # ~60 expected at 30/s for 2 s
+
+
+def test_shipped_steady_workload_runs(tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run", str(ROOT / "workloads" / "steady.yaml"), "--duration", "3s",
+               "--out", str(out), "--inconclusive", "pass")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "run.json").read_text())
+    assert result["counts"]["completed"] > 50 and result["counts"]["errors"] == 0

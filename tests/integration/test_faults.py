@@ -1,0 +1,161 @@
+"""Hostile and broken servers: every failure is recorded with its kind, none escapes."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import cli
+
+
+def http_run(run, url, path, **extra):
+    spec = {"name": "faults", "target": url, "duration": 1, "warmup": 0,
+            "arrival": {"process": "constant", "rate": 10},
+            "scenarios": [{"name": "s", "kind": "http", "method": "GET", "path": path}]}
+    spec.update(extra)
+    return run(spec)[0]
+
+
+@pytest.mark.parametrize("path,kind", [
+    ("/status/503", "http_5xx"),
+    ("/status/429", "http_4xx"),
+    ("/reset", "reset"),
+    ("/garbage", "protocol"),
+    ("/big", "protocol"),
+    ("/redirect", "protocol"),
+    ("/hang", "timeout"),
+])
+def test_each_failure_is_classified(server, run, path, kind):
+    client = {"timeouts": {"first_byte": "300ms", "total": "2s"}, "max_response_bytes": "1MiB"}
+    with server("faults") as url:
+        r = http_run(run, url, path, client=client)
+    by_kind = {k: n for k, n in r["errors"]["by_kind"].items() if n}
+    assert by_kind == {kind: 10}, r["errors"]
+    assert r["counts"]["completed"] == 0
+    assert r["errors"]["examples"][kind]  # an example message is kept for the report
+
+
+def test_redirects_followed_only_when_asked(server, run):
+    with server("faults") as url:
+        r = http_run(run, url, "/redirect", client={"follow_redirects": True})
+    assert r["counts"]["completed"] == 10 and r["counts"]["errors"] == 0
+
+
+def test_stalled_stream_times_out_and_keeps_other_measurements(server, run):
+    spec = {"scenarios": [{"name": "ok", "kind": "http", "method": "GET", "path": "/ok"},
+                          {"name": "stuck", "kind": "openai-chat", "path": "/slow-stream"}],
+            "client": {"timeouts": {"first_byte": "300ms"}}}
+    with server("faults") as url:
+        r = http_run(run, url, "/", **spec)
+    assert r["errors"]["by_kind"]["timeout"] > 0
+    assert r["series"]["latency"]["scenario:ok"]["count"] == r["counts"]["completed"] > 0
+    assert r["counts"]["completed"] + r["counts"]["errors"] == 10
+
+
+def test_in_flight_cap_drops_instead_of_delaying(server, run):
+    with server("faults") as url:
+        r = http_run(run, url, "/hang", client={"max_in_flight": 3,
+                                                "timeouts": {"total": "1.5s"}})
+    assert r["counts"]["dropped"] == 7  # 10 arrivals, 3 slots held by hung requests
+    assert r["errors"]["by_kind"]["timeout"] == 3
+    assert r["health"]["lateness_p99_ms"] < 10  # the others were not sent late
+
+
+def test_tls_is_verified_unless_told_otherwise(tmp_path, run):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file, chain = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadkit.sim", "--port", "0", "--ttft-ms", "1", "--itl-ms", "1"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        tls = _tls_proxy(chain, port)
+        url = f"https://127.0.0.1:{tls['port']}"
+        spec = {"name": "tls", "target": url, "duration": 1,
+                "arrival": {"process": "constant", "rate": 5},
+                "scenarios": [{"name": "c", "kind": "openai-chat", "max_tokens": 2}]}
+        from loadkit.errors import TargetUnreachable
+        with pytest.raises(TargetUnreachable, match="certificate|SSL"):
+            run(spec)
+        ok, _ = run({**spec, "client": {"ca_bundle": str(ca_file)}})
+        assert ok["counts"]["completed"] == 5
+        ok, _ = run({**spec, "client": {"insecure": True}})
+        assert ok["counts"]["completed"] == 5
+    finally:
+        proc.terminate()
+        proc.wait()
+        if "tls" in locals():
+            tls["stop"]()
+
+
+def _tls_proxy(chain, upstream_port):
+    """A TLS-terminating TCP proxy in a thread, in front of the plain simulator."""
+    import asyncio
+    import threading
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(chain))
+    state: dict = {}
+    ready = threading.Event()
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+        state["port"] = server.sockets[0].getsockname()[1]
+        state["loop"] = asyncio.get_running_loop()
+        state["done"] = asyncio.Event()
+        ready.set()
+        async with server:
+            await state["done"].wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    ready.wait(10)
+    state["stop"] = lambda: state["loop"].call_soon_threadsafe(state["done"].set)
+    return state
+
+
+def test_saturated_generator_is_untrusted(tmp_path):
+    """Far more than one core can send: lateness explodes, exit 3, reports still written."""
+    spec = {"name": "flood", "duration": "2s", "simulator": {"ttft_ms": 0, "itl_ms": 0},
+            "arrival": {"process": "constant", "rate": 20000},
+            "scenarios": [{"name": "c", "kind": "openai-chat", "stream": False,
+                           "max_tokens": 1}],
+            "client": {"max_in_flight": 2000}}
+    path = tmp_path / "flood.yaml"
+    path.write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    proc = cli("run", str(path), "--out", str(out))
+    assert proc.returncode == 3, proc.stderr
+    assert "generator saturated" in proc.stderr
+    result = json.loads((out / "run.json").read_text())
+    assert not result["trusted"] and result["health"]["saturated"]
+    assert result["health"]["lateness_p99_ms"] > 10
+    proc = cli("run", str(path), "--out", str(tmp_path / "o2"), "--allow-saturated")
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,136 @@
+"""Workload files: validation with file, line and key; overrides; SLO grammar."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadkit.errors import ExitCode, WorkloadError
+from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.slo_spec import parse_objective
+from loadkit.workload.units import parse_duration, parse_size
+
+BASE = """\
+name: t
+duration: 10s
+scenarios:
+  - name: chat
+    kind: openai-chat
+  - name: ping
+    kind: http
+    method: GET
+    path: /health
+tenants:
+  - name: a
+    arrival: {process: constant, rate: 5}
+  - name: b
+    arrival: {process: poisson, rate: 15}
+    scenarios: [ping]
+"""
+
+
+def load(tmp_path, text, **kw):
+    p = tmp_path / "w.yaml"
+    p.write_text(text)
+    return load_workload(p, **kw)
+
+
+def problems(tmp_path, text):
+    with pytest.raises(WorkloadError) as info:
+        load(tmp_path, text)
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    return [(line, key) for line, key, _ in info.value.problems], str(info.value)
+
+
+def test_valid_file_loads(tmp_path):
+    w = load(tmp_path, BASE).workload
+    assert [t.name for t in w.all_tenants] == ["a", "b"]
+    assert w.scenarios[0].request_path == "/v1/chat/completions"
+    assert w.duration == 10.0
+
+
+@pytest.mark.parametrize("old,new,line,key", [
+    ("rate: 15}", "rate: -1}", 14, "tenants[1].arrival.rate"),
+    ("kind: http", "kind: grpc", 7, "scenarios[1].kind"),
+    ("    method: GET", "    methud: GET", 8, "scenarios[1].methud"),
+    ("duration: 10s", "duration: soon", 2, "duration"),
+    ("process: constant", "process: wavy", 12, "tenants[0].arrival.process"),
+])
+def test_errors_name_line_and_key(tmp_path, old, new, line, key):
+    found, message = problems(tmp_path, BASE.replace(old, new))
+    assert (line, key) in found, message
+    assert f"w.yaml:{line}: {key}:" in message
+
+
+def test_unknown_scenario_reference_and_missing_arrival(tmp_path):
+    _, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
+    assert "unknown scenario 'pong'" in message
+    _, message = problems(tmp_path, "duration: 1s\nscenarios: [{name: c, kind: http}]\n")
+    assert "give either `arrival`" in message
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path):
+    _, message = problems(tmp_path, "- just\n- a list\n")
+    assert "must be a YAML mapping" in message
+    found, message = problems(tmp_path, "name: t\nduration: [1\n")
+    assert found[0][0] == 3 and "invalid YAML" in message
+
+
+def test_rate_override_keeps_tenant_shares(tmp_path):
+    w = load(tmp_path, BASE, overrides=Overrides(rate=40, duration=3, seed=5)).workload
+    assert [t.arrival.rate for t in w.tenants] == [10.0, 30.0]
+    assert (w.duration, w.seed) == (3.0, 5)
+
+
+def test_target_must_be_a_url(tmp_path):
+    _, message = problems(tmp_path, BASE + "target: localhost:8000\n")
+    assert "target" in message and "http://" in message
+
+
+def test_simulator_settings_are_checked(tmp_path):
+    _, message = problems(tmp_path, BASE + "simulator: {itl: 5}\n")
+    assert "simulator" in message and "itl" in message
+
+
+def test_slo_lines_are_checked_where_they_are(tmp_path):
+    found, message = problems(tmp_path, BASE + "slos:\n  - latency p99 < 1s\n  - latency p99 < 3 furlongs\n")
+    assert (18, "slos[1]") in found, message
+
+
+@pytest.mark.parametrize("text,metric,stat,q,op,threshold,unit", [
+    ("latency p99 < 500ms", "latency", "p99", 0.99, "<", 500.0, "ms"),
+    ("ttft p50 <= 0.2s", "ttft", "p50", 0.5, "<=", 200.0, "ms"),
+    ("itl p99.9 < 250us", "itl", "p99.9", 0.999, "<", 0.25, "ms"),
+    ("tpot mean < 40 ms", "tpot", "mean", None, "<", 40.0, "ms"),
+    ("error_rate < 1%", "error_rate", None, None, "<", 0.01, "%"),
+    ("error_rate <= 0.05", "error_rate", None, None, "<=", 0.05, "%"),
+    ("throughput >= 10 req/s", "throughput", None, None, ">=", 10.0, "req/s"),
+])
+def test_objective_grammar(text, metric, stat, q, op, threshold, unit):
+    o = parse_objective(text)
+    assert (o.metric, o.stat, o.op, o.unit) == (metric, stat, op, unit)
+    assert o.quantile == pytest.approx(q) if q else o.quantile is None
+    assert o.threshold == pytest.approx(threshold)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("latency < 5ms", "needs a statistic"),
+    ("latancy p99 < 5ms", "unknown metric"),
+    ("latency p100 < 5ms", "strictly between"),
+    ("latency p99 < 5", "time unit"),
+    ("error_rate p99 < 1%", "takes no statistic"),
+    ("error_rate < 150%", "at most 100%"),
+    ("latency p99 = 5ms", "cannot parse"),
+    ("__import__('os') < 1ms", "cannot parse"),
+])
+def test_objective_errors(text, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        parse_objective(text)
+
+
+def test_units():
+    assert parse_duration("250ms") == 0.25 and parse_duration("5m") == 300.0
+    assert parse_duration(2) == 2.0 and parse_duration("1h") == 3600.0
+    assert parse_size("10MiB") == 10 * 2**20 and parse_size(512) == 512
+    for bad in ("fast", True, "5 parsecs"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
