@@ -34,10 +34,11 @@ def make_session(client: Client) -> aiohttp.ClientSession:
     # sock_read bounds the wait for the first byte and for every later byte.
     timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect,
                                     sock_read=t.first_byte)
+    # No cookie jar: a load test replays independent requests, and the jar
+    # costs CPU on every response.
     return aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                 auto_decompress=True, raise_for_status=False,
-                                 skip_auto_headers=("User-Agent",),
-                                 headers={"User-Agent": "loadkit"})
+                                 cookie_jar=aiohttp.DummyCookieJar(),
+                                 auto_decompress=True, raise_for_status=False)
 
 
 class ResponseTooLarge(Exception):

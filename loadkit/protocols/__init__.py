@@ -4,7 +4,6 @@ Each adapter turns a scenario into a :class:`PreparedRequest` once, up front
 (the hot path only sends bytes), and parses what came back into plain data.
 """
 
-from loadkit.protocols.base import ParsedResponse, PreparedRequest, ProtocolError, StreamParser
 from loadkit.protocols.registry import prepare
 
-__all__ = ["ParsedResponse", "PreparedRequest", "ProtocolError", "StreamParser", "prepare"]
+__all__ = ["prepare"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from loadkit.protocols.base import ParsedResponse, PreparedRequest
+from loadkit.engine.adapter import ParsedResponse, PreparedRequest
 from loadkit.workload.models import HttpScenario
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 
-from loadkit.protocols.base import ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.protocols.sse import SSEDecoder
 from loadkit.workload.models import OpenAIScenario
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from loadkit import __version__
 from loadkit.protocols import http, openai
-from loadkit.protocols.base import PreparedRequest
+from loadkit.engine.adapter import PreparedRequest
 from loadkit.workload.models import ENV_REF, HttpScenario, OpenAIScenario, Tenant
 
 
@@ -16,7 +17,9 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
 
 def prepare(scenario: OpenAIScenario | HttpScenario, tenant: Tenant, seed: int,
             env: Mapping[str, str]) -> PreparedRequest:
-    headers = {k: resolve(v, env) for k, v in {**scenario.headers, **tenant.headers}.items()}
+    declared = {**scenario.headers, **tenant.headers}
+    headers = {"User-Agent": f"loadkit/{__version__}",
+               **{k: resolve(v, env) for k, v in declared.items()}}
     if isinstance(scenario, OpenAIScenario):
         return openai.prepare(scenario, headers, seed)
     return http.prepare(scenario, headers, seed)

@@ -12,7 +12,7 @@ import pytest
 from loadkit.arrivals import arrival_times, schedule
 from loadkit.errors import ErrorKind
 from loadkit.execute import exit_code
-from loadkit.protocols.base import ProtocolError
+from loadkit.engine.adapter import ProtocolError
 from loadkit.protocols.openai import OpenAIStream, parse_body
 from loadkit.protocols.sse import SSEDecoder
 from loadkit.record.histogram import new_histogram, record_us

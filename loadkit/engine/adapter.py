@@ -1,4 +1,8 @@
-"""Plain data shared by the protocol adapters and the engine."""
+"""The interface the engine needs from a protocol adapter (the engine owns it).
+
+`protocols/` implements it: each adapter turns a scenario into a
+:class:`PreparedRequest` and parses answers into :class:`ParsedResponse`.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,145 @@
+"""Command line: ``python -m loadkit.sim [--port 0] [--itl-ms 10] ...``.
+
+Prints exactly one line, ``LOADKIT_SIM_LISTENING http://HOST:PORT``, once the
+socket is bound (so a parent process can read the ephemeral port), then
+serves until SIGTERM or SIGINT and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import SimConfig
+from .server import serve
+
+PROG = "python -m loadkit.sim"
+_TYPES: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "str": str}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="OpenAI-compatible inference-server simulator.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=0,
+                   help="port to bind; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding a non-loopback address")
+    p.add_argument("--config", metavar="YAML",
+                   help="YAML mapping of SimConfig fields; flags override it")
+    # One flag per SimConfig field, so new knobs appear here automatically.
+    for f in dataclasses.fields(SimConfig):
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        p.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, default=None,
+            type=_TYPES.get(kind, str), metavar=f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (default: {f.default})")
+    return p
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # any other host name: cannot vouch for it
+        return False
+
+
+def _build_config(args: argparse.Namespace) -> SimConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        import yaml  # optional dependency, only needed for --config
+
+        with open(args.config, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{args.config}: expected a YAML mapping")
+        values.update(loaded or {})
+    for f in dataclasses.fields(SimConfig):
+        if getattr(args, f.name) is not None:
+            values[f.name] = getattr(args, f.name)
+    return SimConfig.from_mapping(values)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None  # the stdlib loop works, with more per-event overhead
+    return uvloop.new_event_loop
+
+
+async def _run(config: SimConfig, host: str, port: int) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread / no signal support: caller cancels us
+    try:
+        try:
+            runner, actual_port = await serve(config, host, port)
+        except OSError as exc:
+            print(f"{PROG}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+            print(f"LOADKIT_SIM_LISTENING http://{shown}:{actual_port}", flush=True)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator CLI; returns the process exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if not args.allow_remote and not _is_loopback(args.host):
+        print(f"{PROG}: refusing to listen on non-loopback host {args.host!r}; "
+              "pass --allow-remote to expose the simulator on the network",
+              file=sys.stderr)
+        return 2
+    try:
+        config = _build_config(args)
+    except (ValueError, OSError) as exc:
+        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # e.g. yaml.YAMLError, without importing yaml here
+        print(f"{PROG}: cannot read --config: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(_run(config, args.host, args.port))
+    except KeyboardInterrupt:  # SIGINT before our handler was installed
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""OpenAI wire format for the simulator: request parsing and response bytes.
+
+Kept apart from the aiohttp handlers so the hot streaming loop in
+``server.py`` only concatenates pre-serialised byte strings: everything that
+is constant for a response (id, created, model, JSON punctuation) is encoded
+once per request, and every vocabulary word is JSON-encoded once per server.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+CHAT = "chat"
+TEXT = "text"
+
+# A small fixed vocabulary: realistic-looking output while staying one
+# "token" per chunk.  The seed only chooses the order, so output is
+# reproducible for a given SimConfig.seed.
+_WORDS = (
+    "the of and to in is that for it as with was on be at by this had not are "
+    "but from or have an they which one you were all we her she there would "
+    "their will when who him been has more if no out so said what up its about "
+    "into than them can only other new some could time these two may then do "
+    "first any my now such like our over man me even most made after also did"
+).split()
+_SEQUENCE_LEN = 1024
+
+
+class RequestError(ValueError):
+    """A client error that maps to HTTP 400 with an OpenAI error body."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def error_body(message: str, err_type: str = "invalid_request_error",
+               param: str | None = None) -> bytes:
+    """OpenAI-style error JSON, as clients (openai-python, vLLM) expect."""
+    return json.dumps({"error": {"message": message, "type": err_type,
+                                 "param": param, "code": None}}).encode()
+
+
+class Vocabulary:
+    """Seeded token stream; word i of every response is ``words[i % len]``."""
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(seed)
+        self.words = tuple(" " + rng.choice(_WORDS) for _ in range(_SEQUENCE_LEN))
+        # Pre-encoded JSON string literals, spliced straight into SSE frames.
+        self.json = tuple(json.dumps(w).encode() for w in self.words)
+
+    def text(self, n: int) -> str:
+        full, rest = divmod(n, _SEQUENCE_LEN)
+        return "".join(self.words) * full + "".join(self.words[:rest])
+
+
+@dataclass(frozen=True, slots=True)
+class GenRequest:
+    """The parts of a completion request that shape the simulated response."""
+
+    kind: str
+    output_tokens: int
+    prompt_tokens: int
+    stream: bool
+    include_usage: bool
+
+
+def _approx_tokens(chars: int) -> int:
+    # ~4 characters per token is the usual rule of thumb for English BPE.
+    return max(1, -(-chars // 4))
+
+
+def _chat_prompt_chars(messages: Any) -> int:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("'messages' must be a non-empty array", "messages")
+    chars = 0
+    for msg in messages:
+        if not isinstance(msg, dict):
+            raise RequestError("each message must be an object", "messages")
+        content = msg.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):  # multi-part content: count text parts
+            chars += sum(len(p.get("text") or "") for p in content
+                         if isinstance(p, dict))
+    return chars
+
+
+def _completion_prompt_tokens(prompt: Any) -> int:
+    if isinstance(prompt, str):
+        return _approx_tokens(len(prompt))
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(p, str) for p in prompt):
+            return _approx_tokens(sum(len(p) for p in prompt))
+        if all(isinstance(p, int) for p in prompt):  # pre-tokenised prompt
+            return len(prompt)
+        if all(isinstance(p, list) for p in prompt):
+            return max(1, sum(len(p) for p in prompt))
+    raise RequestError("'prompt' must be a string, an array of strings, "
+                       "or an array of token ids", "prompt")
+
+
+def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
+    """Validate a request body; raise :class:`RequestError` on client errors."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise RequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+
+    if kind == CHAT:
+        if "messages" not in body:
+            raise RequestError("missing required parameter: 'messages'", "messages")
+        prompt_tokens = _approx_tokens(_chat_prompt_chars(body["messages"]))
+    else:
+        if "prompt" not in body:
+            raise RequestError("missing required parameter: 'prompt'", "prompt")
+        prompt_tokens = _completion_prompt_tokens(body["prompt"])
+
+    # max_completion_tokens is the newer OpenAI name; it wins when both exist.
+    n = default_tokens
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RequestError(f"'{key}' must be an integer >= 1", key)
+        n = value
+
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError("'stream' must be a boolean", "stream")
+    opts = body.get("stream_options")
+    if opts is not None and not isinstance(opts, dict):
+        raise RequestError("'stream_options' must be an object", "stream_options")
+    include_usage = bool(opts and opts.get("include_usage"))
+    return GenRequest(kind, n, prompt_tokens, bool(stream), include_usage)
+
+
+def _usage(req: GenRequest) -> dict[str, int]:
+    return {"prompt_tokens": req.prompt_tokens,
+            "completion_tokens": req.output_tokens,
+            "total_tokens": req.prompt_tokens + req.output_tokens}
+
+
+def full_response(req: GenRequest, rid: str, created: int, model: str,
+                  text: str) -> bytes:
+    """The non-streaming response body."""
+    if req.kind == CHAT:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                  "logprobs": None, "finish_reason": "length"}
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None,
+                  "finish_reason": "length"}
+        obj = "text_completion"
+    return json.dumps({"id": rid, "object": obj, "created": created,
+                       "model": model, "choices": [choice],
+                       "usage": _usage(req)}).encode()
+
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class StreamFrames:
+    """Pre-serialised SSE events of one streaming response.
+
+    A content event is ``head + <json word> + tail``: three byte strings and
+    one concatenation per token, no JSON encoding on the hot path.
+    """
+
+    __slots__ = ("first_head", "head", "tail", "last_tail", "usage_event")
+
+    def __init__(self, req: GenRequest, rid: str, created: int, model: str) -> None:
+        obj = "chat.completion.chunk" if req.kind == CHAT else "text_completion"
+        # '{"id":..,"object":..,"created":..,"model":..' without the closing brace.
+        envelope = "data: " + json.dumps(
+            {"id": rid, "object": obj, "created": created, "model": model},
+            separators=(",", ":"))[:-1]
+        if req.kind == CHAT:
+            prefix = envelope + ',"choices":[{"index":0,"delta":{'
+            # The role travels with the first token, as in OpenAI's streams.
+            self.first_head = (prefix + '"role":"assistant","content":').encode()
+            self.head = (prefix + '"content":').encode()
+            self.tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+            self.last_tail = b'},"logprobs":null,"finish_reason":"length"}]}\n\n'
+        else:
+            self.head = (envelope + ',"choices":[{"index":0,"text":').encode()
+            self.first_head = self.head
+            self.tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+            self.last_tail = b',"logprobs":null,"finish_reason":"length"}]}\n\n'
+        self.usage_event = None
+        if req.include_usage:
+            usage = {"id": rid, "object": obj, "created": created, "model": model,
+                     "choices": [], "usage": _usage(req)}
+            self.usage_event = (b"data: " + json.dumps(usage, separators=(",", ":")).encode()
+                                + b"\n\n")

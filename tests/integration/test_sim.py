@@ -1,0 +1,461 @@
+"""Integration tests for loadkit.sim against a real server on loopback.
+
+No pytest-asyncio here: each test drives its own event loop through
+``_run``, which also bounds the test's wall time.  Servers bind port 0 so
+tests never collide with each other or with anything else on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from loadkit.sim import SimConfig, build_app, serve
+
+REPO = Path(__file__).resolve().parents[2]
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+
+
+def _run(coro, timeout: float = 20.0):
+    """Run ``coro`` on a fresh loop, failing the test if it exceeds timeout."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def _server(**overrides) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    runner, port = await serve(SimConfig(**overrides), "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield f"http://127.0.0.1:{port}", session
+    finally:
+        await runner.cleanup()
+
+
+async def _read_sse(resp: aiohttp.ClientResponse) -> list[tuple[float, bytes]]:
+    """Return (arrival perf_counter, payload) for each ``data:`` event."""
+    events = []
+    async for line in resp.content:
+        if line.startswith(b"data: "):
+            events.append((time.perf_counter(), line[6:].rstrip(b"\r\n")))
+    return events
+
+
+def _chat_body(content: str = "hello world, how are you?", **extra) -> dict:
+    return {"model": "x", "messages": [{"role": "user", "content": content}], **extra}
+
+
+# -- configuration --------------------------------------------------------------
+
+
+def test_config_defaults_and_validation() -> None:
+    cfg = SimConfig()
+    assert (cfg.ttft_ms, cfg.itl_ms, cfg.output_tokens, cfg.seed, cfg.model) == (
+        20.0, 10.0, 16, 0, "loadkit-sim")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.itl_ms = 1.0  # type: ignore[misc]
+
+    got = SimConfig.from_mapping({"itl_ms": 5, "output_tokens": 3, "model": "m"})
+    assert got == SimConfig(itl_ms=5.0, output_tokens=3, model="m")
+    assert isinstance(got.itl_ms, float)
+
+    for bad, key in [({"itl": 5}, "itl"), ({"ttft_ms": -1}, "ttft_ms"),
+                     ({"itl_ms": -0.5}, "itl_ms"), ({"seed": -3}, "seed"),
+                     ({"output_tokens": 0}, "output_tokens"),
+                     ({"output_tokens": True}, "output_tokens"),
+                     ({"itl_ms": float("nan")}, "itl_ms"),
+                     ({"model": ""}, "model")]:
+        with pytest.raises(ValueError, match=key):
+            SimConfig.from_mapping(bad)
+
+
+# -- non-streaming ----------------------------------------------------------------
+
+
+def test_non_streaming_chat_usage_and_latency() -> None:
+    async def go():
+        async with _server(ttft_ms=20, itl_ms=10) as (url, s):
+            t0 = time.perf_counter()
+            async with s.post(url + CHAT, json=_chat_body(max_tokens=8)) as r:
+                body = await r.json()
+                elapsed_ms = (time.perf_counter() - t0) * 1000
+                assert r.status == 200
+            return body, elapsed_ms
+
+    body, elapsed_ms = _run(go())
+    # 25 characters of prompt -> ceil(25 / 4) = 7 approximate tokens.
+    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 8,
+                             "total_tokens": 15}
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "loadkit-sim"
+    assert body["id"].startswith("chatcmpl-")
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert choice["message"]["role"] == "assistant"
+    assert len(choice["message"]["content"].split()) == 8
+    # ttft + (n - 1) * itl = 20 + 7 * 10 = 90 ms; the server never answers early.
+    assert 89.0 <= elapsed_ms <= 105.0, elapsed_ms
+
+
+def test_output_length_defaults_and_overrides() -> None:
+    async def go():
+        async with _server(ttft_ms=0, itl_ms=0, output_tokens=5) as (url, s):
+            out = {}
+            for name, extra in [("default", {}), ("max_tokens", {"max_tokens": 3}),
+                                ("mct", {"max_completion_tokens": 4})]:
+                async with s.post(url + CHAT, json=_chat_body(**extra)) as r:
+                    out[name] = await r.json()
+            return out
+
+    out = _run(go())
+    assert out["default"]["usage"]["completion_tokens"] == 5
+    assert out["max_tokens"]["usage"]["completion_tokens"] == 3
+    assert out["mct"]["usage"]["completion_tokens"] == 4
+    assert len(out["mct"]["choices"][0]["message"]["content"].split()) == 4
+
+
+def test_output_is_deterministic_per_seed() -> None:
+    async def content(seed: int) -> str:
+        async with _server(ttft_ms=0, itl_ms=0, seed=seed) as (url, s):
+            async with s.post(url + CHAT, json=_chat_body(max_tokens=30)) as r:
+                return (await r.json())["choices"][0]["message"]["content"]
+
+    a1, a2, b = _run(content(1)), _run(content(1)), _run(content(2))
+    assert a1 == a2
+    assert a1 != b
+
+
+# -- streaming ------------------------------------------------------------------
+
+
+def test_streaming_chat_with_usage_and_itl_accuracy() -> None:
+    n = 40
+
+    async def go():
+        async with _server(ttft_ms=20, itl_ms=10) as (url, s):
+            t0 = time.perf_counter()
+            body = _chat_body(max_tokens=n, stream=True,
+                              stream_options={"include_usage": True})
+            async with s.post(url + CHAT, json=body) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("text/event-stream")
+                return t0, await _read_sse(r)
+
+    t0, events = _run(go())
+    assert events[-1][1] == b"[DONE]"
+    chunks = [json.loads(payload) for _, payload in events[:-1]]
+    assert len(chunks) == n + 1  # n content chunks + 1 usage chunk
+
+    content = chunks[:n]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert content[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c["choices"][0]["delta"]["content"].strip() for c in content)
+    assert [c["choices"][0]["finish_reason"] for c in content] == [None] * (n - 1) + [
+        "length"]
+    usage = chunks[n]
+    assert usage["choices"] == []
+    assert usage["usage"] == {"prompt_tokens": 7, "completion_tokens": n,
+                              "total_tokens": 7 + n}
+
+    times = [t for t, _ in events[:n]]
+    ttft_ms = (times[0] - t0) * 1000
+    gaps = [(b - a) * 1000 for a, b in zip(times, times[1:])]
+    median_gap = statistics.median(gaps)
+    total_ms = (times[-1] - t0) * 1000
+    print(f"stream: ttft={ttft_ms:.2f}ms itl_median={median_gap:.3f}ms "
+          f"total={total_ms:.1f}ms (ideal {20 + (n - 1) * 10}ms)")
+    assert 19.5 <= ttft_ms <= 35.0, ttft_ms
+    assert abs(median_gap - 10.0) <= 1.0, gaps
+    # Absolute deadlines: the last token lands on schedule, with no drift.
+    assert 409.5 <= total_ms <= 425.0, total_ms
+
+
+def test_streaming_without_usage_ends_with_done() -> None:
+    async def go():
+        async with _server(ttft_ms=0, itl_ms=1) as (url, s):
+            async with s.post(url + CHAT, json=_chat_body(max_tokens=3, stream=True)) as r:
+                return [p for _, p in await _read_sse(r)]
+
+    payloads = _run(go())
+    assert len(payloads) == 4 and payloads[-1] == b"[DONE]"
+    assert all("usage" not in json.loads(p) for p in payloads[:-1])
+
+
+def test_completions_endpoint_plain_and_streaming() -> None:
+    async def go():
+        async with _server(ttft_ms=5, itl_ms=2) as (url, s):
+            async with s.post(url + COMPLETIONS,
+                              json={"prompt": "x" * 40, "max_tokens": 6}) as r:
+                plain = await r.json()
+            body = {"prompt": [1, 2, 3, 4, 5], "max_tokens": 4, "stream": True,
+                    "stream_options": {"include_usage": True}}
+            async with s.post(url + COMPLETIONS, json=body) as r:
+                streamed = [p for _, p in await _read_sse(r)]
+            return plain, streamed
+
+    plain, streamed = _run(go())
+    assert plain["object"] == "text_completion"
+    assert plain["usage"] == {"prompt_tokens": 10, "completion_tokens": 6,
+                              "total_tokens": 16}
+    assert len(plain["choices"][0]["text"].split()) == 6
+    assert plain["choices"][0]["finish_reason"] == "length"
+
+    assert streamed[-1] == b"[DONE]"
+    chunks = [json.loads(p) for p in streamed[:-1]]
+    assert len(chunks) == 5
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:4]] == [
+        None, None, None, "length"]
+    assert all(c["choices"][0]["text"].strip() for c in chunks[:4])
+    # A pre-tokenised prompt is counted exactly.
+    assert chunks[4]["usage"] == {"prompt_tokens": 5, "completion_tokens": 4,
+                                  "total_tokens": 9}
+
+
+def test_invalid_requests_get_openai_style_400() -> None:
+    cases = [
+        (CHAT, b"{not json", None),
+        (CHAT, b"[1, 2]", None),
+        (CHAT, json.dumps({"max_tokens": 3}).encode(), "messages"),
+        (CHAT, json.dumps(_chat_body(max_tokens=0)).encode(), "max_tokens"),
+        (CHAT, json.dumps(_chat_body(stream="yes")).encode(), "stream"),
+        (COMPLETIONS, json.dumps({"max_tokens": 3}).encode(), "prompt"),
+    ]
+
+    async def go():
+        async with _server(ttft_ms=0, itl_ms=0) as (url, s):
+            results = []
+            for path, raw, _ in cases:
+                async with s.post(url + path, data=raw,
+                                  headers={"Content-Type": "application/json"}) as r:
+                    results.append((r.status, await r.json()))
+            async with s.get(url + "/metrics") as r:
+                metrics = await r.text()
+            return results, metrics
+
+    results, metrics = _run(go())
+    for (status, body), (_, _, param) in zip(results, cases):
+        assert status == 400
+        assert body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["message"]
+        assert body["error"]["param"] == param
+    # Rejected requests are not counted as served.
+    assert "loadkit_sim_requests_total 0\n" in metrics
+
+
+# -- auxiliary endpoints and bookkeeping ------------------------------------------
+
+
+def test_models_health_and_metrics_gauge() -> None:
+    async def go():
+        async with _server(ttft_ms=0, itl_ms=5, model="sim-7b") as (url, s):
+            async with s.get(url + "/v1/models") as r:
+                models = await r.json()
+            async with s.get(url + "/health") as r:
+                health = (r.status, await r.json())
+            # Hold one stream open (200 tokens * 5 ms) and sample the gauge.
+            body = _chat_body(max_tokens=200, stream=True)
+            async with s.post(url + CHAT, json=body) as stream:
+                await stream.content.readline()  # first event has arrived
+                async with s.get(url + "/metrics") as r:
+                    during = await r.text()
+                    ctype = r.headers["Content-Type"]
+            # Leaving the block closed the stream early; the gauge must drop.
+            for _ in range(100):
+                async with s.get(url + "/metrics") as r:
+                    after = await r.text()
+                if "loadkit_sim_requests_running 0\n" in after:
+                    break
+                await asyncio.sleep(0.01)
+            return models, health, during, ctype, after
+
+    models, health, during, ctype, after = _run(go())
+    assert models["object"] == "list"
+    assert [m["id"] for m in models["data"]] == ["sim-7b"]
+    assert health == (200, {"status": "ok"})
+    assert ctype.startswith("text/plain")
+    assert "# TYPE loadkit_sim_requests_total counter" in during
+    assert "# TYPE loadkit_sim_requests_running gauge" in during
+    assert "loadkit_sim_requests_total 1\n" in during
+    assert "loadkit_sim_requests_running 1\n" in during
+    assert "loadkit_sim_requests_running 0\n" in after
+
+
+def test_client_disconnect_mid_stream_is_clean(caplog) -> None:
+    async def go():
+        async with _server(ttft_ms=0, itl_ms=2) as (url, s):
+            for _ in range(5):
+                async with s.post(url + CHAT,
+                                  json=_chat_body(max_tokens=500, stream=True)) as r:
+                    await r.content.readline()
+            await asyncio.sleep(0.1)  # let the server notice the resets
+            async with s.post(url + CHAT, json=_chat_body(max_tokens=2)) as r:
+                return r.status, await r.json()
+
+    with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+        status, body = _run(go())
+    assert status == 200 and body["usage"]["completion_tokens"] == 2
+    errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert errors == [], [rec.getMessage() for rec in errors]
+
+
+def test_many_concurrent_streams_keep_their_schedule() -> None:
+    """200 concurrent streams on one loop still deliver every token on time."""
+    streams, n = 200, 20
+
+    async def one(s, url):
+        async with s.post(url + CHAT, json=_chat_body(max_tokens=n, stream=True)) as r:
+            return await _read_sse(r)
+
+    async def warm(s, url):
+        async with s.post(url + CHAT, json=_chat_body(max_tokens=1)) as r:
+            await r.read()
+
+    async def go():
+        async with _server(ttft_ms=20, itl_ms=10) as (url, _):
+            conn = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=conn) as s:
+                # Open the 200 keep-alive connections first, so the measured
+                # round times the server's schedule rather than TCP connects.
+                await asyncio.gather(*(warm(s, url) for _ in range(streams)))
+                t0 = time.perf_counter()
+                results = await asyncio.gather(*(one(s, url) for _ in range(streams)))
+                return results, (time.perf_counter() - t0) * 1000
+
+    results, wall_ms = _run(go(), timeout=30)
+    gaps = []
+    for events in results:
+        assert len(events) == n + 1 and events[-1][1] == b"[DONE]"
+        times = [t for t, _ in events[:n]]
+        gaps += [(b - a) * 1000 for a, b in zip(times, times[1:])]
+    median_gap = statistics.median(gaps)
+    print(f"{streams} streams: wall={wall_ms:.0f}ms itl_median={median_gap:.3f}ms")
+    # Ideal is 20 + 19 * 10 = 210 ms; client and server share one core here.
+    assert 209.0 <= wall_ms <= 600.0, wall_ms
+    assert abs(median_gap - 10.0) <= 1.0, median_gap
+
+
+def test_build_app_routes() -> None:
+    app = build_app(SimConfig())
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes()}
+    assert {("POST", CHAT), ("POST", COMPLETIONS), ("GET", "/v1/models"),
+            ("GET", "/health"), ("GET", "/metrics")} <= routes
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep
+               + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "loadkit.sim", *args],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_listening(proc: subprocess.Popen) -> str:
+    # readline() blocks, so a watchdog kills the child if it never prints.
+    timer = threading.Timer(15.0, proc.kill)
+    timer.start()
+    try:
+        line = proc.stdout.readline()
+    finally:
+        timer.cancel()
+    assert line.startswith("LOADKIT_SIM_LISTENING http://127.0.0.1:"), line
+    return line.split()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_and_exits_cleanly_on_signal(sig: signal.Signals) -> None:
+    proc = _spawn("--port", "0", "--itl-ms", "1", "--output-tokens", "3")
+    try:
+        url = _wait_listening(proc)
+
+        async def go():
+            async with aiohttp.ClientSession() as s:
+                async with s.get(url + "/health") as r:
+                    health = (r.status, await r.json())
+                async with s.post(url + CHAT, json=_chat_body()) as r:
+                    usage = (await r.json())["usage"]
+            return health, usage
+
+        health, usage = _run(go(), timeout=10)
+        assert health == (200, {"status": "ok"})
+        assert usage["completion_tokens"] == 3  # --output-tokens took effect
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=10)
+        out, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, err
+    assert out == ""  # the LISTENING line was the only stdout output
+    assert "Traceback" not in err
+
+
+def test_cli_sigterm_with_stream_in_flight_exits_promptly() -> None:
+    proc = _spawn("--port", "0", "--itl-ms", "5")
+    try:
+        url = _wait_listening(proc)
+
+        async def go():
+            async with aiohttp.ClientSession() as s:
+                body = _chat_body(max_tokens=10_000, stream=True)  # ~50 s stream
+                async with s.post(url + CHAT, json=body) as r:
+                    await r.content.readline()
+                    t0 = time.perf_counter()
+                    proc.send_signal(signal.SIGTERM)
+                    loop = asyncio.get_running_loop()
+                    rc = await loop.run_in_executor(None, proc.wait, 10)
+                    return rc, time.perf_counter() - t0
+
+        rc, exit_s = _run(go(), timeout=15)
+        _, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert exit_s < 3.0, exit_s  # the in-flight stream did not hold the exit
+
+
+def test_cli_refuses_remote_host_and_bad_values() -> None:
+    proc = _spawn("--host", "0.0.0.0", "--port", "0")
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 2
+    assert "--allow-remote" in err and out == ""
+
+    proc = _spawn("--itl-ms", "-1")
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 2
+    assert "itl_ms" in err and "Traceback" not in err
+
+
+def test_main_returns_exit_codes_without_raising(capsys) -> None:
+    """Other modules call main(argv) directly: errors are return codes."""
+    from loadkit.sim.__main__ import main
+
+    assert main(["--host", "10.1.2.3"]) == 2
+    assert "refusing" in capsys.readouterr().err
+    assert main(["--port", "70000"]) == 2
+    assert main(["--output-tokens", "0"]) == 2
+    assert "output_tokens" in capsys.readouterr().err
+    assert main(["--help"]) == 0
