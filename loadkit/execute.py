@@ -141,7 +141,4 @@ def _drive(engine: Engine, slots) -> bool:
 
 def _without_credentials(url: str) -> str:
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -32,8 +32,8 @@ cli.add_command(sim_command)
 def main(argv: list[str] | None = None) -> int:
     try:
         rc = cli.main(args=argv, prog_name="loadkit", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("loadkit: aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("loadkit: interrupted", err=True)
         return ExitCode.UNTRUSTED
     except click.exceptions.Exit as exc:
         return exc.exit_code

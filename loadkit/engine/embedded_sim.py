@@ -11,8 +11,10 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from typing import IO
 
 from loadkit.errors import SimulatorError
 
@@ -30,20 +32,26 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
     """Yield the simulator's base URL while it runs."""
     cmd = [sys.executable, "-m", "loadkit.sim", "--host", "127.0.0.1", "--port", "0",
            *sim_args(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        yield _wait_ready(proc, startup_timeout)
-    finally:
-        proc.terminate()
+    # Its own session: a Ctrl-C at the terminal stops loadkit's schedule, and
+    # loadkit then stops the simulator, after the in-flight answers are in.
+    # stderr goes to a file, not a pipe: a pipe nobody reads fills up and
+    # would freeze the simulator mid-run.
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=True)
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield _wait_ready(proc, startup_timeout, errors)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-def _wait_ready(proc: subprocess.Popen, timeout: float) -> str:
+def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> str:
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -56,5 +64,6 @@ def _wait_ready(proc: subprocess.Popen, timeout: float) -> str:
                 break
         elif proc.poll() is not None:
             break
-    err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+    errors.seek(0)
+    err = errors.read()
     raise SimulatorError(f"the embedded simulator did not start: {err.strip()[-500:] or 'timeout'}")

@@ -134,3 +134,28 @@ def test_shipped_steady_workload_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "run.json").read_text())
     assert result["counts"]["completed"] > 50 and result["counts"]["errors"] == 0
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path):
+    """SIGINT mid-run: the schedule stops, results are written, exit 3."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = dict(FAST_CHAT, duration="60s", warmup="0s")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "loadkit", "run", write(tmp_path, spec),
+                             "--out", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (out / "latency.hlog").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    result = json.loads((out / "run.json").read_text())
+    assert not result["trusted"] and "interrupted" in result["untrusted_reasons"][0]
+    assert 50 <= result["counts"]["completed"] <= 200  # ~2.5 s at 50/s, not 60 s
+    assert result["counts"]["errors"] == 0  # the simulator outlived the interrupt
