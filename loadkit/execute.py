@@ -12,21 +12,21 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import random
 import signal
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from loadkit import __version__
-from loadkit.arrivals import schedule
+from loadkit.arrivals import Mix, closed_loops, phase_starts, schedule
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.embedded_sim import embedded_simulator
 from loadkit.engine.health import HealthProbe
-from loadkit.engine.preflight import check_target
-from loadkit.errors import ExitCode
+from loadkit.engine.preflight import check_target, without_credentials
+from loadkit.errors import ExitCode, InputError
 from loadkit.protocols import prepare
 from loadkit.record.hlog import HlogWriter
 from loadkit.record.recorder import Recorder
@@ -39,7 +39,6 @@ from loadkit.workload.loader import LoadedWorkload
 class RunOptions:
     out_dir: Path | None = None  # default reports/<run-id>/
     allow_saturated: bool = False
-    inconclusive: str = "fail"  # or "pass"
 
 
 def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
@@ -59,14 +58,17 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
     w = loaded.workload
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     out_dir = options.out_dir or Path("reports") / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
     with contextlib.ExitStack() as stack:
         if w.target is None:
             base_url = stack.enter_context(embedded_simulator(w.simulator))
             target_label = f"embedded simulator ({base_url})"
         else:
             base_url = w.target
-            target_label = _without_credentials(w.target)
+            target_label = without_credentials(w.target)
             check_target(base_url, w.client)
         if on_start:
             on_start(target_label, out_dir)
@@ -77,13 +79,19 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
          out_dir: Path, options: RunOptions,
          on_interval: Callable[[Progress], None] | None) -> dict:
     w = loaded.workload
-    tenants = w.all_tenants
+    tenants, phases = w.all_tenants, w.phase_list
     # Each tenant has its own identity headers: one prepared request per pair.
-    requests = [[prepare(s, t, w.seed, os.environ) for s in w.scenarios] for t in tenants]
+    requests = [[prepare(s, t, w.seed, os.environ, loaded.prompt_sets) for s in w.scenarios]
+                for t in tenants]
+    closed = closed_loops(w)
+    mixes = {(c.tenant, c.phase): Mix(w, tenants[c.tenant], random.Random(
+        f"{w.seed}:{tenants[c.tenant].name}:{phases[c.phase].name}:mix")) for c in closed}
     plan = Plan(base_url=base_url, requests=requests,
                 scenario_names=[s.name for s in w.scenarios],
-                tenant_names=[t.name for t in tenants], client=w.client,
-                warmup_s=w.warmup, duration_s=w.duration, interval_s=w.interval)
+                tenant_names=[t.name for t in tenants], phase_names=[p.name for p in phases],
+                client=w.client, total_s=sum(p.duration for p in phases),
+                interval_s=w.interval, closed=closed, mixes=mixes,
+                secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])
     started = dt.datetime.now(dt.timezone.utc)
     probe = HealthProbe.start()
     with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file:
@@ -91,8 +99,9 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         start_ns = time.monotonic_ns() + 50_000_000
         recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05))
         engine = Engine(plan, recorder, on_interval=on_interval)
-        interrupted = _drive(engine, schedule(w))
+        interrupted = _drive(engine, schedule(w, loaded.traces))
     health = probe.finish()
+    starts = phase_starts(w)
     meta = {
         "run_id": run_id,
         "loadkit_version": __version__,
@@ -100,15 +109,20 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "target": target_label,
+        "closed_loop": bool(closed),
         "workload": {"name": w.name, "path": loaded.path, "sha256": loaded.sha256,
-                     "seed": w.seed, "duration_s": w.duration, "warmup_s": w.warmup,
+                     "seed": w.seed, "duration_s": w.measured_s,
+                     "warmup_s": sum(p.duration for p in phases if p.warmup),
                      "interval_s": w.interval,
                      # Header values stay as written (`${VAR}`): secrets never land here.
-                     "spec": w.model_dump(mode="json")},
+                     "spec": {**w.model_dump(mode="json", by_alias=True),
+                              "target": without_credentials(w.target) if w.target else None}},
+        "phases": [{"name": p.name, "start_s": s, "duration_s": p.duration, "warmup": p.warmup}
+                   for p, s in zip(phases, starts)],
     }
     result = build_result(
-        meta=meta, recorder=recorder, dropped=engine.dropped, unfinished=engine.unfinished,
-        objectives=w.objectives(), health=health, duration_s=w.duration,
+        meta=meta, recorder=recorder, scheduled=engine.scheduled,
+        unfinished=engine.unfinished, objectives=w.objectives(), health=health,
         lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
         extra_untrusted=["interrupted before the end of the schedule"] if interrupted else [])
     write_all(result, out_dir)
@@ -137,8 +151,3 @@ def _drive(engine: Engine, slots) -> bool:
     except ImportError:
         return asyncio.run(main())
     return uvloop.run(main())
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

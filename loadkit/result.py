@@ -3,11 +3,15 @@
 Built from the recorder's cumulative histograms and counters after the run.
 Every renderer reads the plain dict this produces, so `report` can later
 re-render from `run.json` alone.
+
+Scopes: `all`, `tenant:<name>` and `scenario:<name>` cover the measured
+phases (warm-ups excluded); `phase:<name>` covers one phase, warm-ups too.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 
 from hdrh.histogram import HdrHistogram
 
@@ -16,49 +20,77 @@ from loadkit.record.histogram import encode, merged, summary_ms
 from loadkit.record.hlog import tag_for
 from loadkit.record.recorder import Recorder
 from loadkit.slo.evaluate import Counts, SLOResult, evaluate_all, overall
+from loadkit.slo.isolation import isolation
 from loadkit.workload.slo_spec import Objective
 
 SCHEMA_VERSION = 1
-MEASURE = "measure"
 
 
-def scoped_histograms(recorder: Recorder) -> dict[tuple[str, str], list[HdrHistogram]]:
-    """(metric, scope) -> histograms of the measured phase; scope `all`,
-    `tenant:<name>` or `scenario:<name>`."""
+class Phases:
+    """Which phases are measured, and how long each one is."""
+
+    def __init__(self, phases: list[dict]):
+        self.duration = {p["name"]: p["duration_s"] for p in phases}
+        self.measured = [p["name"] for p in phases if not p["warmup"]]
+        self.measured_s = sum(self.duration[p] for p in self.measured)
+
+    def scopes(self, phase: str, scenario: str, tenant: str) -> Iterator[str]:
+        yield f"phase:{phase}"
+        if phase in self.measured:
+            yield from ("all", f"tenant:{tenant}", f"scenario:{scenario}")
+
+
+def scoped_histograms(recorder: Recorder, phases: Phases
+                      ) -> dict[tuple[str, str], list[HdrHistogram]]:
     out: dict[tuple[str, str], list[HdrHistogram]] = defaultdict(list)
     for (metric, phase, scenario, tenant), h in recorder.cumulative.items():
-        if phase != MEASURE:
-            continue
-        for scope in ("all", f"tenant:{tenant}", f"scenario:{scenario}"):
+        for scope in phases.scopes(phase, scenario, tenant):
             out[(metric, scope)].append(h)
     return out
 
 
-def scoped_counts(recorder: Recorder, dropped: Counter, duration_s: float) -> dict[str, Counts]:
-    completed: Counter = Counter()
+def scoped_counts(recorder: Recorder, phases: Phases) -> dict[str, Counts]:
+    totals: dict[str, Counter] = {"completed": Counter(), "errors": Counter(),
+                                  "dropped": Counter()}
     errors: Counter = Counter()
-    drops: Counter = Counter()
-    for source, target in ((recorder.completed, completed), (dropped, drops)):
+    for (_kind, *key), n in recorder.errors.items():
+        errors[tuple(key)] += n
+    sources = [("completed", recorder.completed), ("dropped", recorder.dropped),
+               ("errors", errors)]
+    for name, source in sources:
         for (phase, scenario, tenant), n in source.items():
-            if phase == MEASURE:
-                for scope in ("all", f"tenant:{tenant}", f"scenario:{scenario}"):
-                    target[scope] += n
-    for (kind, phase, scenario, tenant), n in recorder.errors.items():
-        if phase == MEASURE:
-            for scope in ("all", f"tenant:{tenant}", f"scenario:{scenario}"):
-                errors[scope] += n
-    scopes = set(completed) | set(errors) | set(drops) | {"all"}
-    return {s: Counts(completed[s], errors[s], drops[s], duration_s) for s in scopes}
+            for scope in phases.scopes(phase, scenario, tenant):
+                totals[name][scope] += n
+    scopes = set().union(*totals.values()) | {"all"}
+    return {s: Counts(totals["completed"][s], totals["errors"][s], totals["dropped"][s],
+                      phases.duration.get(s.removeprefix("phase:"), phases.measured_s)
+                      if s.startswith("phase:") else phases.measured_s)
+            for s in scopes}
 
 
-def build_result(*, meta: dict, recorder: Recorder, dropped: Counter, unfinished: int,
-                 objectives: list[Objective], health: dict, duration_s: float,
+def tenant_isolation(recorder: Recorder, scheduled: Counter, phases: Phases,
+                     tenants: list[str]) -> dict[str, dict]:
+    rates = {t: {p: scheduled[(p, t)] / phases.duration[p] for p in phases.measured}
+             for t in tenants}
+    latency: dict[tuple[str, str], HdrHistogram] = {}
+    for (metric, phase, _s, tenant), h in recorder.cumulative.items():
+        if metric == "latency":
+            key = (tenant, phase)
+            latency[key] = merged([latency[key], h]) if key in latency else h
+    return isolation(rates, latency)
+
+
+def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
+                 unfinished: int, objectives: list[Objective], health: dict,
                  lateness_bound_ms: float, allow_saturated: bool,
                  extra_untrusted: list[str] = ()) -> dict:
     """Evaluate SLOs and assemble the run.json document."""
-    hists = scoped_histograms(recorder)
-    counts = scoped_counts(recorder, dropped, duration_s)
-    slos: list[SLOResult] = evaluate_all(objectives, hists, counts)
+    phases = Phases(meta["phases"])
+    hists = scoped_histograms(recorder, phases)
+    counts = scoped_counts(recorder, phases)
+    tenants = sorted({t for (_p, t) in scheduled} | {k[3] for k in recorder.cumulative})
+    iso = tenant_isolation(recorder, scheduled, phases, tenants) if len(tenants) > 1 else {}
+    slos: list[SLOResult] = evaluate_all(objectives, hists, counts, iso)
     verdict = overall(slos)
 
     lateness = merged(hists.get(("lateness", "all"), []))
@@ -74,12 +106,14 @@ def build_result(*, meta: dict, recorder: Recorder, dropped: Counter, unfinished
     for (metric, scope), hs in sorted(hists.items()):
         series[metric][scope] = summary_ms(merged(hs))
 
-    errors_by_kind = Counter()
+    errors_by_kind: Counter = Counter()
     for (kind, phase, _s, _t), n in recorder.errors.items():
-        if phase == MEASURE:
+        if phase in phases.measured:
             errors_by_kind[kind] += n
     total = counts["all"]
-    tokens = sum(n for (phase, _s, _t), n in recorder.output_tokens.items() if phase == MEASURE)
+    tokens = sum(n for (phase, _s, _t), n in recorder.output_tokens.items()
+                 if phase in phases.measured)
+    duration = phases.measured_s
     return {
         "schema_version": SCHEMA_VERSION,
         **meta,
@@ -90,14 +124,16 @@ def build_result(*, meta: dict, recorder: Recorder, dropped: Counter, unfinished
         "counts": {"completed": total.completed, "errors": total.errors,
                    "dropped": total.dropped, "unfinished": unfinished,
                    "warmup_completed": sum(n for (p, _s, _t), n in recorder.completed.items()
-                                           if p != MEASURE)},
-        "throughput": {"requests_per_s": round(total.completed / duration_s, 3),
-                       "output_tokens_per_s": round(tokens / duration_s, 3)},
+                                           if p not in phases.measured),
+                   "scheduled": {f"{p}/{t}": n for (p, t), n in sorted(scheduled.items())}},
+        "throughput": {"requests_per_s": round(total.completed / duration, 3),
+                       "output_tokens_per_s": round(tokens / duration, 3)},
         "errors": {"by_kind": {k.value: errors_by_kind.get(k.value, 0) for k in ErrorKind},
                    "examples": dict(recorder.error_examples)},
         "tokens": {"output_total": tokens, "source": dict(recorder.token_sources)},
         "health": {**health, "lateness_p99_ms": lateness_p99,
                    "lateness_bound_ms": lateness_bound_ms, "saturated": saturated},
+        "isolation": iso,
         "series": dict(series),
         "timeseries": [vars(iv) for iv in recorder.intervals],
         "histograms": {tag_for(*k): encode(h) for k, h in sorted(recorder.cumulative.items())},

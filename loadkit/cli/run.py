@@ -29,7 +29,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--target", help="Base URL of the endpoint (default: the workload's, "
               "or the embedded simulator when it names none).")
 @click.option("--duration", callback=_duration, help="Measured duration, e.g. 30s or 5m.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1e6),
               help="Total arrival rate in req/s (tenants keep their shares).")
 @click.option("--seed", type=int, help="Seed of the schedule and prompts.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -57,8 +57,7 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                                                target=target, insecure=insecure,
                                                ca_bundle=ca_bundle))
     console = Console(quiet=quiet)
-    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated,
-                         inconclusive=inconclusive)
+    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated)
     result, out = execute(loaded, options, on_interval=console.progress,
                           on_start=console.started)
     code = exit_code(result, inconclusive)

@@ -21,10 +21,13 @@ class ProtocolError(Exception):
 
 @dataclass(slots=True)
 class ParsedResponse:
-    """What a finished response told us about its output tokens."""
+    """What a finished response told us: output tokens, and for checks its
+    generated text and JSON document when asked to keep them."""
 
     output_tokens: int | None = None
     token_source: str = "none"  # "usage" | "chunks" | "none"
+    text: str | None = None
+    doc: object = None
 
 
 class StreamParser(Protocol):
@@ -35,14 +38,22 @@ class StreamParser(Protocol):
     def finish(self) -> ParsedResponse: ...
 
 
+BodyBuilder = Callable[[int | None, int | None, int], bytes | None]
+"""(prompt tokens, max tokens, request number) -> body; cheap: byte splicing."""
+
+Check = Callable[[int, ParsedResponse], str | None]
+"""(status, parsed answer) -> why it is not sensible, or None."""
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A scenario turned into bytes once, before the run; the hot path only sends."""
+    """A scenario made ready before the run; the hot path only splices bytes."""
 
     method: str
     path: str
     headers: dict[str, str]
-    body: bytes | None
-    stream: bool
-    new_stream_parser: Callable[[], StreamParser] | None
+    build_body: BodyBuilder
+    new_stream_parser: Callable[[], StreamParser] | None  # None: not streamed
     parse_body: Callable[[bytes], ParsedResponse]
+    check: Check | None = None  # None: any 2xx is success
+    ok_status: frozenset[int] | None = None  # None: 2xx

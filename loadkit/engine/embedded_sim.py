@@ -7,8 +7,10 @@ so it cannot distort the measurement. It is stopped when the run ends.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +41,7 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         try:
             yield _wait_ready(proc, startup_timeout, errors)
         finally:
@@ -49,6 +51,15 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the simulator if loadkit dies without cleaning up (a
+    SIGKILL, the OOM killer), so no orphan keeps serving."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> str:

@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
 from yarl import URL
 
-from loadkit.arrivals import Slot
+from loadkit.arrivals import ClosedLoop, Mix, Slot
+from loadkit.engine.adapter import PreparedRequest, ProtocolError
 from loadkit.engine.client import ResponseTooLarge, classify, make_session
 from loadkit.errors import ErrorKind
-from loadkit.engine.adapter import PreparedRequest, ProtocolError
 from loadkit.record.recorder import Interval, Recorder, RequestRecord
 from loadkit.workload.models import Client
 
 now_ns = time.monotonic_ns
+SPIN_NS = 1_500_000
 
 
 @dataclass
@@ -49,10 +50,13 @@ class Plan:
     requests: list[list[PreparedRequest]]  # [tenant][scenario]
     scenario_names: list[str]
     tenant_names: list[str]
+    phase_names: list[str]
     client: Client
-    warmup_s: float
-    duration_s: float
+    total_s: float
     interval_s: float
+    closed: list[ClosedLoop] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)  # resolved ${VAR}s, kept out of messages
+    mixes: dict[tuple[int, int], Mix] = field(default_factory=dict)  # closed loops' picks
 
 
 @dataclass
@@ -62,57 +66,92 @@ class Engine:
     on_interval: Callable[[Progress], None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     progress: Progress = field(init=False)
-    dropped: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
+    scheduled: Counter = field(default_factory=Counter)  # (phase, tenant)
     unfinished: int = 0
 
     def __post_init__(self) -> None:
-        self.progress = Progress(total_s=self.plan.warmup_s + self.plan.duration_s)
+        self.progress = Progress(total_s=self.plan.total_s)
         self._tasks: set[asyncio.Task] = set()
+        self._seq = 0
         # Parsed once: yarl parses a str URL on every request otherwise.
         self._urls = [[URL(self.plan.base_url + r.path) for r in row]
                       for row in self.plan.requests]
 
     async def run(self, slots: Iterable[Slot]) -> None:
         """Send the whole schedule, wait for stragglers, close the last interval."""
-        start = self.recorder.start_ns
         async with make_session(self.plan.client) as session:
             ticker = asyncio.create_task(self._tick())
+            closed = [asyncio.create_task(self._closed_loop(session, c)) for c in self.plan.closed]
             try:
-                await self._dispatch(session, slots, start)
+                await self._dispatch(session, slots)
+                await asyncio.gather(*closed)  # each ends with its phase or a stop
                 await self._drain()
             finally:
                 ticker.cancel()
-                for t in list(self._tasks):
+                for t in [*closed, *self._tasks]:
                     t.cancel()
-                if self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                await asyncio.gather(*closed, *self._tasks, return_exceptions=True)
         self.progress.last = self.recorder.rotate(now_ns())
 
-    async def _dispatch(self, session: aiohttp.ClientSession, slots: Iterable[Slot],
-                        start: int) -> None:
+    async def _dispatch(self, session: aiohttp.ClientSession, slots: Iterable[Slot]) -> None:
+        start = self.recorder.start_ns
         cap = self.plan.client.max_in_flight
-        warmup_ns = int(self.plan.warmup_s * 1e9)
-        sleep = asyncio.sleep
+        phases, tenants = self.plan.phase_names, self.plan.tenant_names
+        sleep, stop = asyncio.sleep, self.stop
+        overdue = 0
         for slot in slots:
-            offset = int(slot.at * 1e9)
-            intended = start + offset
-            while (delay := intended - now_ns()) > 0:
-                if self.stop.is_set():
+            intended = start + int(slot.at * 1e9)
+            if (delay := intended - now_ns()) <= 0:
+                overdue += 1
+                if overdue % 64 == 0:  # behind schedule: still let the loop breathe
+                    await sleep(0)
+            while delay > 0:
+                if stop.is_set():
                     return
-                await sleep(delay / 1e9)
-            if self.stop.is_set():
+                # Event-loop timers fire up to ~1 ms late (uvloop counts in ms):
+                # sleep to just short of the slot, then yield until it is due.
+                await sleep((delay - SPIN_NS) / 1e9 if delay > 2 * SPIN_NS else 0)
+                delay = intended - now_ns()
+            if stop.is_set():
                 return
-            phase = "warmup" if offset < warmup_ns else "measure"
+            phase = phases[slot.phase]
+            self.scheduled[(phase, tenants[slot.tenant])] += 1
             self.progress.scheduled += 1
-            if cap is not None and len(self._tasks) >= cap:
-                key = (phase, self.plan.scenario_names[slot.scenario],
-                       self.plan.tenant_names[slot.tenant])
-                self.dropped[key] += 1
+            if len(self._tasks) >= cap:
+                self.recorder.drop(phase, self.plan.scenario_names[slot.scenario],
+                                   tenants[slot.tenant])
                 self.progress.dropped += 1
                 continue
-            task = asyncio.create_task(self._send(session, slot, phase, intended))
+            self._seq += 1
+            task = asyncio.create_task(self._send(
+                session, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
+                slot.max_tokens, self._seq, intended))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _closed_loop(self, session: aiohttp.ClientSession, c: ClosedLoop) -> None:
+        """`concurrency` users, each sending when its previous answer came back.
+
+        intended = sent: a closed loop has no schedule to be late against, so
+        its latency is uncorrected (the run is reported as closed-loop)."""
+        start = self.recorder.start_ns
+        await asyncio.sleep(max(0.0, (start + int(c.start * 1e9) - now_ns()) / 1e9))
+        end = start + int(c.end * 1e9)
+        mix = self.plan.mixes[(c.tenant, c.phase)]
+        phase, tenant = self.plan.phase_names[c.phase], self.plan.tenant_names[c.tenant]
+
+        async def user() -> None:
+            while now_ns() < end and not self.stop.is_set():
+                scenario, prompt, output = mix.pick()
+                self.scheduled[(phase, tenant)] += 1
+                self.progress.scheduled += 1
+                self._seq += 1
+                await self._send(session, c.tenant, scenario, phase, prompt, output,
+                                 self._seq, now_ns())
+                if c.spec.think_time:
+                    await asyncio.sleep(c.spec.think_time)
+
+        await asyncio.gather(*(user() for _ in range(c.spec.concurrency)))
 
     async def _drain(self) -> None:
         """Let in-flight requests finish, bounded by the total timeout or a stop.
@@ -136,13 +175,15 @@ class Engine:
                 self.on_interval(self.progress)
             k += 1
 
-    async def _send(self, session: aiohttp.ClientSession, slot: Slot, phase: str,
+    async def _send(self, session: aiohttp.ClientSession, tenant: int, scenario: int,
+                    phase: str, prompt_tokens: int | None, max_tokens: int | None, seq: int,
                     intended: int) -> None:
-        req = self.plan.requests[slot.tenant][slot.scenario]
-        rec = RequestRecord(self.plan.tenant_names[slot.tenant],
-                            self.plan.scenario_names[slot.scenario], phase, intended, now_ns())
+        req = self.plan.requests[tenant][scenario]
+        rec = RequestRecord(self.plan.tenant_names[tenant], self.plan.scenario_names[scenario],
+                            phase, intended, now_ns())
         try:
-            await self._exchange(session, self._urls[slot.tenant][slot.scenario], req, rec)
+            body = req.build_body(prompt_tokens, max_tokens, seq)
+            await self._exchange(session, self._urls[tenant][scenario], req, body, rec)
         except ProtocolError as exc:
             rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
         except asyncio.CancelledError:
@@ -151,61 +192,65 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - every failure is a measurement
             rec.error, rec.message = classify(exc)
         rec.end = rec.end or now_ns()
+        if rec.message:
+            for secret in self.plan.secrets:  # a server may echo a key back
+                rec.message = rec.message.replace(secret, "***")
         self.recorder.record(rec)
         self.progress.finished += 1
         if rec.error is not None:
             self.progress.errors += 1
 
-    async def _exchange(self, session: aiohttp.ClientSession, url: URL,
-                        req: PreparedRequest, rec: RequestRecord) -> None:
+    async def _exchange(self, session: aiohttp.ClientSession, url: URL, req: PreparedRequest,
+                        body: bytes | None, rec: RequestRecord) -> None:
         cap = self.plan.client.max_response_bytes
-        async with session.request(req.method, url, data=req.body, headers=req.headers,
+        async with session.request(req.method, url, data=body, headers=req.headers,
                                    allow_redirects=self.plan.client.follow_redirects) as resp:
             status = resp.status
-            if status >= 300:
-                body = await resp.content.read(300)
+            if not (status in req.ok_status if req.ok_status else 200 <= status < 300):
+                text = (await resp.content.read(300)).decode("utf-8", "replace")
                 rec.end = now_ns()
-                rec.error = (ErrorKind.HTTP_5XX if status >= 500 else
-                             ErrorKind.HTTP_4XX if status >= 400 else ErrorKind.PROTOCOL)
-                hint = " (redirect not followed; see client.follow_redirects)" \
-                    if status < 400 else ""
-                rec.message = f"HTTP {status}{hint}: {body.decode('utf-8', 'replace')}"
+                rec.error, rec.message = _status_error(status, req.ok_status, text)
                 return
             if req.new_stream_parser is not None:
                 parser = req.new_stream_parser()
                 events: list[int] = []
-                size = 0
-                async for chunk in resp.content.iter_any():
+                async for chunk in _capped(resp, cap):
                     t = now_ns()
-                    size += len(chunk)
-                    if size > cap:
-                        raise ResponseTooLarge(f"response exceeds {cap} bytes")
-                    n = parser.feed(chunk)
-                    if n:
+                    if n := parser.feed(chunk):
                         if rec.first is None:
                             rec.first = t
-                        events.extend((t,) * n)
+                        events.extend((t,) * n)  # one read, one instant
                 rec.end = now_ns()
                 rec.events = events
                 parsed = parser.finish()
             else:
-                raw = await _read_capped(resp, cap)
+                raw = b"".join([chunk async for chunk in _capped(resp, cap)])
                 rec.end = now_ns()
                 parsed = req.parse_body(raw)
             rec.output_tokens = parsed.output_tokens
             rec.token_source = parsed.token_source
+            if req.check is not None and (why := req.check(status, parsed)) is not None:
+                rec.error, rec.message = ErrorKind.CHECK_FAILED, why
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-    length = resp.content_length
-    if length is not None:
-        if length > cap:
-            raise ResponseTooLarge(f"response of {length} bytes exceeds {cap} bytes")
-        return await resp.read()
-    parts, size = [], 0
+def _status_error(status: int, expected: frozenset[int] | None,
+                  text: str) -> tuple[ErrorKind, str]:
+    if status >= 500:
+        return ErrorKind.HTTP_5XX, f"HTTP {status}: {text}"
+    if status >= 400:
+        return ErrorKind.HTTP_4XX, f"HTTP {status}: {text}"
+    if expected:
+        return ErrorKind.CHECK_FAILED, f"HTTP {status}, expected {sorted(expected)}: {text}"
+    hint = " (redirect not followed; see client.follow_redirects)" if 300 <= status < 400 else ""
+    return ErrorKind.PROTOCOL, f"HTTP {status}{hint}: {text}"
+
+
+async def _capped(resp: aiohttp.ClientResponse, cap: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, decompressed, never more than `cap` bytes
+    (Content-Length cannot be trusted: a small gzip body can inflate 1000x)."""
+    size = 0
     async for chunk in resp.content.iter_any():
         size += len(chunk)
         if size > cap:
             raise ResponseTooLarge(f"response exceeds {cap} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+        yield chunk

@@ -1,14 +1,16 @@
 """Generic JSON HTTP requests: any method, path, headers and body.
 
-Success is a 2xx status (checked by the engine); the body is not interpreted.
+Success is a 2xx status (or the statuses the checks name); the body is parsed
+only when a check needs it.
 """
 
 from __future__ import annotations
 
 import json
 
-from loadkit.engine.adapter import ParsedResponse, PreparedRequest
-from loadkit.workload.models import HttpScenario
+from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.protocols.checks import make_check, ok_statuses
+from loadkit.workload.scenarios import HttpScenario
 
 
 def prepare(scenario: HttpScenario, headers: dict[str, str], seed: int) -> PreparedRequest:
@@ -16,10 +18,22 @@ def prepare(scenario: HttpScenario, headers: dict[str, str], seed: int) -> Prepa
     if scenario.body is not None:
         body = json.dumps(scenario.body).encode()
         headers = {"Content-Type": "application/json", **headers}
+    needs = scenario.checks.needs_body
     return PreparedRequest(method=scenario.method, path=scenario.request_path,
-                           headers=headers, body=body, stream=False,
-                           new_stream_parser=None, parse_body=_ignore)
+                           headers=headers, build_body=lambda p, m, seq: body,
+                           new_stream_parser=None, parse_body=_parse if needs else _ignore,
+                           check=make_check(scenario.checks),
+                           ok_status=ok_statuses(scenario.checks.status))
 
 
 def _ignore(raw: bytes) -> ParsedResponse:
     return ParsedResponse()
+
+
+def _parse(raw: bytes) -> ParsedResponse:
+    text = raw.decode("utf-8", "replace")
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+    return ParsedResponse(text=text, doc=doc)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from loadkit import __version__
-from loadkit.protocols import http, openai
 from loadkit.engine.adapter import PreparedRequest
-from loadkit.workload.models import ENV_REF, HttpScenario, OpenAIScenario, Tenant
+from loadkit.protocols import embeddings, http, openai
+from loadkit.workload.models import ENV_REF, Tenant
+from loadkit.workload.prompt_set import Prompt
+from loadkit.workload.scenarios import EmbeddingsScenario, HttpScenario, OpenAIScenario
 
 
 def resolve(value: str, env: Mapping[str, str]) -> str:
@@ -15,11 +17,17 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
     return ENV_REF.sub(lambda m: env[m.group(1)], value)
 
 
-def prepare(scenario: OpenAIScenario | HttpScenario, tenant: Tenant, seed: int,
-            env: Mapping[str, str]) -> PreparedRequest:
+def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+            seed: int, env: Mapping[str, str],
+            prompt_sets: Mapping[str, list[Prompt]] | None = None) -> PreparedRequest:
     declared = {**scenario.headers, **tenant.headers}
+    if tenant.api_key:
+        declared["Authorization"] = f"Bearer {tenant.api_key}"
     headers = {"User-Agent": f"loadkit/{__version__}",
                **{k: resolve(v, env) for k, v in declared.items()}}
     if isinstance(scenario, OpenAIScenario):
-        return openai.prepare(scenario, headers, seed)
+        prompts = (prompt_sets or {}).get(scenario.prompts) if scenario.prompts else None
+        return openai.prepare(scenario, headers, seed, prompts)
+    if isinstance(scenario, EmbeddingsScenario):
+        return embeddings.prepare(scenario, headers, seed)
     return http.prepare(scenario, headers, seed)

@@ -2,41 +2,60 @@
 
 aiohttp has no SSE reader and httpx-sse's decoder is private API, so this
 follows the WHATWG event-stream rules for the one field OpenAI-style servers
-use: lines split on CR/LF, `data:` values joined by newlines, an empty line
-ends the event, comments (`:`) and other fields are ignored.
+use: lines end with CR, LF or CRLF, `data:` values join with newlines, an
+empty line ends the event, comments (`:`) and other fields are ignored.
+Only new bytes are scanned, and an unfinished line longer than MAX_LINE is an
+error, so a hostile stream cannot make parsing quadratic or unbounded.
 """
 
 from __future__ import annotations
 
+MAX_LINE = 1 << 20
+
+
+class SSEError(ValueError):
+    pass
+
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_data")
+    __slots__ = ("_buf", "_data", "_cr")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = bytearray()  # the unfinished line
         self._data: list[bytes] = []
+        self._cr = False  # the last chunk ended in CR: a following LF is its pair
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data of every event completed by this chunk."""
-        buf = self._buf + chunk
-        if b"\r" in buf:
-            held = buf.endswith(b"\r")  # may be the first half of a CRLF
-            buf = buf[:-1] if held else buf
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            *lines, rest = buf.split(b"\n")
-            self._buf = rest + b"\r" if held else rest
-        else:
-            *lines, self._buf = buf.split(b"\n")
-        events = []
-        for line in lines:
-            if not line:
-                if self._data:
-                    events.append(b"\n".join(self._data))
-                    self._data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
+        if self._cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._cr = chunk.endswith(b"\r")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[bytes] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if self._buf:
+                self._buf += chunk[start:end]
+                line = bytes(self._buf)
+                self._buf.clear()
+            else:
+                line = chunk[start:end]
+            self._line(line, events)
+            start = end + 1
+        self._buf += chunk[start:]
+        if len(self._buf) > MAX_LINE:
+            raise SSEError(f"event-stream line longer than {MAX_LINE} bytes")
         return events
+
+    def _line(self, line: bytes, events: list[bytes]) -> None:
+        if not line:
+            if self._data:
+                events.append(b"\n".join(self._data))
+                self._data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
 
     @property
     def pending(self) -> bool:

@@ -62,6 +62,7 @@ class Recorder:
     current: dict[SeriesKey, HdrHistogram] = field(default_factory=dict)
     cumulative: dict[SeriesKey, HdrHistogram] = field(default_factory=dict)
     errors: Counter = field(default_factory=Counter)  # (kind, phase, scenario, tenant)
+    dropped: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
     error_examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     completed: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
     output_tokens: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
@@ -101,12 +102,20 @@ class Recorder:
             self._interval_counts["tokens"] += r.output_tokens
         if r.first is not None:
             self._value("ttft", r, r.first - r.sent)
+            self._value("ttft_corrected", r, r.first - r.intended)
             events = r.events or ()
-            for a, b in zip(events, events[1:]):
-                self._value("itl", r, b - a)
+            if len(events) > 1:
+                gaps = [b - a for a, b in zip(events, events[1:])]
+                for gap in gaps:
+                    self._value("itl", r, gap)
+                self._value("max_stall", r, max(gaps))
             n = r.output_tokens or len(events)
             if n > 1:
                 self._value("tpot", r, (r.end - r.first) // (n - 1))
+
+    def drop(self, phase: str, scenario: str, tenant: str) -> None:
+        """An arrival the in-flight cap turned away: never sent, never timed."""
+        self.dropped[(phase, scenario, tenant)] += 1
 
     def rotate(self, now_ns: int) -> Interval:
         """Close the current interval at `now_ns` and start the next one."""

@@ -22,7 +22,7 @@ def render_markdown(result: dict) -> str:
         lines += ["| SLO | scope | observed | threshold | samples | verdict |",
                   "|---|---|---|---|---|---|"]
         for s in result["slos"]:
-            lines.append(f"| `{_cell(s['text'])}` | {s['scope']} | "
+            lines.append(f"| `{_cell(s['text'])}` | {_cell(s['scope'])} | "
                          f"{quantity(s['observed'], s['unit'])} | {s['op']} "
                          f"{quantity(s['threshold'], s['unit'])} | {s['samples']:,} | "
                          f"{s['verdict']}{' — ' + _cell(s['reason']) if s['reason'] else ''} |")

@@ -18,6 +18,7 @@ from loadkit.record.histogram import merged
 from loadkit.workload.slo_spec import Objective
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+FAILURE_AWARE = ("latency", "service_time")  # every request has them, or failed
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
@@ -53,8 +54,9 @@ def samples_needed(quantile: float) -> int:
     return math.ceil(round(10.0 / (1.0 - quantile), 6))  # round: 1-0.999 is inexact
 
 
-def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts) -> SLOResult:
-    """One objective against the histograms and counts of its scope."""
+def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
+             isolation: dict | None = None) -> SLOResult:
+    """One objective against the histograms, counts (and isolation) of its scope."""
     o = objective
     observed: float | None = None
     samples = 0
@@ -62,19 +64,43 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     if o.quantile is not None or o.stat in ("mean", "max", "min"):
         h = merged(histograms)
         samples = h.get_total_count()
-        if o.quantile is not None and samples < samples_needed(o.quantile):
-            reason = (f"{samples} samples; {o.stat} needs at least "
+        # A failed or dropped request never answered: for end-to-end metrics
+        # it counts as slower than any threshold, so errors cannot thin a tail.
+        failed = counts.errors + counts.dropped if o.metric in FAILURE_AWARE else 0
+        attempts = samples + failed
+        if o.quantile is not None and attempts < samples_needed(o.quantile):
+            reason = (f"{attempts} samples; {o.stat} needs at least "
                       f"{samples_needed(o.quantile)}")
+        elif o.quantile is not None and failed > (1.0 - o.quantile) * attempts:
+            reason = (f"{failed} of {attempts} requests failed or were dropped: more than "
+                      f"the {100 * (1 - o.quantile):.3g}% tail, so {o.stat} is a failure")
+            return _result(o, None, attempts, FAIL if o.op.startswith("<") else PASS, reason)
+        elif o.stat == "max" and failed:
+            return _result(o, None, attempts, FAIL if o.op.startswith("<") else PASS,
+                           f"{failed} requests failed or were dropped")
         elif samples == 0:
             reason = "no samples"
         elif o.quantile is not None:
-            observed = h.get_value_at_percentile(o.quantile * 100.0) / 1000.0
+            q = o.quantile * attempts / samples  # failures sit above every answer
+            observed = h.get_value_at_percentile(min(q, 1.0) * 100.0) / 1000.0
         elif o.stat == "mean":
             observed = h.get_mean_value() / 1000.0
         elif o.stat == "max":
             observed = h.get_max_value() / 1000.0
         else:
             observed = h.get_min_value() / 1000.0
+        samples = attempts
+    elif o.metric == "isolation_ratio":
+        iso = isolation or {}
+        samples = min(iso.get("samples_spike", 0), iso.get("samples_quiet", 0))
+        if iso.get("ratio") is None:
+            reason = ("needs phases where another tenant spikes and quiet phases"
+                      if not iso.get("spike_phases") or not iso.get("quiet_phases")
+                      else "no latency samples in spike or quiet phases")
+        elif samples < samples_needed(0.99):
+            reason = f"{samples} samples on one side; a p99 needs at least 1000"
+        else:
+            observed = iso["ratio"]
     elif o.metric == "error_rate":
         samples = counts.completed + counts.errors + counts.dropped
         if samples == 0:
@@ -85,9 +111,13 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         samples = counts.completed
         observed = counts.completed / counts.duration_s
     if observed is None:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = PASS if _OPS[o.op](observed, o.threshold) else FAIL
+        return _result(o, None, samples, INCONCLUSIVE, reason)
+    return _result(o, observed, samples, PASS if _OPS[o.op](observed, o.threshold) else FAIL,
+                   reason)
+
+
+def _result(o: Objective, observed: float | None, samples: int, verdict: str,
+            reason: str) -> SLOResult:
     return SLOResult(o.name, o.text, o.metric, o.scope, o.op, o.threshold, o.unit,
                      observed, samples, verdict, reason)
 
@@ -103,8 +133,12 @@ def overall(results: list[SLOResult]) -> str:
 
 def evaluate_all(objectives: list[Objective],
                  histograms: Mapping[tuple[str, str], list[HdrHistogram]],
-                 counts: Mapping[str, Counts]) -> list[SLOResult]:
-    """`histograms[(metric, scope)]` and `counts[scope]` come from the result."""
+                 counts: Mapping[str, Counts],
+                 isolation: Mapping[str, dict] | None = None) -> list[SLOResult]:
+    """`histograms[(metric, scope)]`, `counts[scope]` and `isolation[tenant]`
+    come from the result."""
+    iso = isolation or {}
     return [evaluate(o, histograms.get((o.metric, o.scope), []),
-                     counts.get(o.scope, Counts(0, 0, 0, 1.0)))
+                     counts.get(o.scope, Counts(0, 0, 0, 1.0)),
+                     iso.get(o.scope.removeprefix("tenant:")))
             for o in objectives]

@@ -9,25 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from loadkit.errors import WorkloadError
+from loadkit.arrivals.trace import TraceError, TraceRow, load_trace
+from loadkit.errors import InputError, WorkloadError
+from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
 from loadkit.workload.models import Workload
+from loadkit.workload.prompt_set import Prompt, PromptSetError, load_prompt_set
+from loadkit.workload.scaling import time_scaled, with_measured_duration
+from loadkit.workload.scenarios import SCENARIO_KINDS
 
 # pydantic puts a discriminated union's tag into error locations; it is no key.
-_SCENARIO_KINDS = {"openai-chat", "openai-completions", "http"}
+_TAGS = {*SCENARIO_KINDS, *PROCESS_KINDS, "fixed", "uniform", "normal", "lognormal", "int"}
 
 
 @dataclass(frozen=True)
 class Overrides:
     """Command-line flags that replace values of the file."""
 
-    duration: float | None = None
+    duration: float | None = None  # measured seconds; phases keep their proportions
+    time_scale: float | None = None  # every time in the file, shapes included
     rate: float | None = None  # total rate, split over tenants in proportion
     seed: int | None = None
     target: str | None = None
@@ -40,6 +46,8 @@ class LoadedWorkload:
     workload: Workload
     path: str
     sha256: str
+    traces: dict[str, list[TraceRow]] = field(default_factory=dict)  # by path as written
+    prompt_sets: dict[str, list[Prompt]] = field(default_factory=dict)
 
 
 def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides(),
@@ -53,7 +61,7 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
     try:
         text = raw.decode("utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = _UniqueKeys(text).construct_document(node) if node is not None else None
     except UnicodeDecodeError:
         raise WorkloadError(name, [(None, "", "not UTF-8 text")]) from None
     except yaml.YAMLError as exc:
@@ -68,18 +76,66 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
         workload = Workload.model_validate(data)
     except ValidationError as exc:
         raise WorkloadError(name, [_locate(node, err) for err in exc.errors()]) from None
+    workload = _rescale(workload, overrides)
     env = os.environ if env is None else env
     missing = sorted(v for v in workload.env_refs() if v not in env)
     if missing:
         raise WorkloadError(name, [(None, "headers", f"environment variable ${{{v}}} is not set")
                                    for v in missing])
-    return LoadedWorkload(workload, name, hashlib.sha256(raw).hexdigest())
+    base = Path(path).parent
+    return LoadedWorkload(workload, name, hashlib.sha256(raw).hexdigest(),
+                          traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base))
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice (the second would silently win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _rescale(w: Workload, o: Overrides) -> Workload:
+    if o.time_scale is not None:
+        w = time_scaled(w, o.time_scale)
+    if o.duration is not None:
+        w = with_measured_duration(w, o.duration)
+    return w
+
+
+def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
+    specs = [w.arrival, *(t.arrival for t in w.tenants), *(p.arrival for p in w.phases),
+             *(a for t in w.tenants for a in t.phases.values())]
+    out = {}
+    for spec in specs:
+        if isinstance(spec, Trace) and spec.path not in out:
+            try:
+                out[spec.path] = load_trace(base / spec.path, spec.format)
+            except TraceError as exc:
+                raise WorkloadError(exc.path, [(exc.row, "", str(exc).split(": ", 1)[1])]) from None
+    return out
+
+
+def _prompt_sets(w: Workload, base: Path) -> dict[str, list[Prompt]]:
+    out = {}
+    for s in w.scenarios:
+        path = getattr(s, "prompts", None)
+        if path and path not in out:
+            try:
+                out[path] = load_prompt_set(base / path)
+            except PromptSetError as exc:
+                raise WorkloadError(exc.path, [(exc.line, "", str(exc))]) from None
+    return out
 
 
 def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
     data = dict(data)
-    if o.duration is not None:
-        data["duration"] = o.duration
     if o.seed is not None:
         data["seed"] = o.seed
     if o.target is not None:
@@ -97,20 +153,23 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
 
 
 def _override_rate(data: dict[str, Any], total: float) -> dict[str, Any]:
-    """Set the total rate; several tenants keep their shares of it."""
-    if not data.get("tenants"):
-        arrival = dict(data.get("arrival") or {})
-        arrival["rate"] = total
-        return {**data, "arrival": arrival}
-    tenants = [dict(t) if isinstance(t, dict) else t for t in data["tenants"]]
-    rates = [float(t.get("arrival", {}).get("rate", 0) or 0) if isinstance(t, dict) else 0.0
-             for t in tenants]
-    base = sum(rates) or float(len(tenants))
-    for t, r in zip(tenants, rates):
-        if isinstance(t, dict):
-            share = (r or base / len(tenants)) / base
-            t["arrival"] = {**dict(t.get("arrival") or {}), "rate": total * share}
-    return {**data, "tenants": tenants}
+    """Set the total rate; several tenants keep their shares of it.
+
+    Only for tenants with one `rate` each: other shapes have no single rate."""
+    tenants = data.get("tenants") or [{"arrival": data.get("arrival")}]
+    if not isinstance(tenants, list) or data.get("phases") or not all(
+            isinstance(t, dict) and not t.get("phases") and isinstance(t.get("arrival"), dict)
+            and "rate" in t["arrival"] for t in tenants):
+        raise InputError("--rate applies to workloads whose tenants each have one arrival "
+                         "with a `rate` (constant, poisson, gamma) and no phases; "
+                         "edit the rates in the file instead")
+    rates = [float(t["arrival"]["rate"] or 0) for t in tenants]
+    base = sum(rates) or 1.0
+    scaled = [{**t, "arrival": {**t["arrival"], "rate": total * r / base}}
+              for t, r in zip(tenants, rates)]
+    if data.get("tenants"):
+        return {**data, "tenants": scaled}
+    return {**data, "arrival": scaled[0]["arrival"]}
 
 
 def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
@@ -126,7 +185,7 @@ def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
         elif isinstance(node, yaml.MappingNode):
             child = next(((k, v) for k, v in node.value if k.value == part), None)
             if child is None:
-                if part in _SCENARIO_KINDS:
+                if part in _TAGS or part.startswith("tagged-union["):
                     continue  # a discriminator tag, not a key in the file
                 keys.append(f".{part}")
                 continue

@@ -8,17 +8,20 @@ only when a request is built, so secrets never reach any output.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       field_validator, model_validator)
 
 from loadkit.sim.config import SimConfig
+from loadkit.workload.arrival_specs import ArrivalSpec
+from loadkit.workload.scenarios import Scenario
 from loadkit.workload.slo_spec import Objective, parse_objective
 from loadkit.workload.units import parse_duration, parse_size
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]
+NAME = r"^[A-Za-z0-9_-]+$"  # names become parts of series keys and .hlog tags
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -31,14 +34,7 @@ ObjectiveText = Annotated[str, AfterValidator(_objective_text)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Arrival(_Strict):
-    """Open-loop arrival process of one tenant."""
-
-    process: Literal["constant", "poisson"] = "poisson"
-    rate: float = Field(gt=0, description="requests per second")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Timeouts(_Strict):
@@ -51,7 +47,9 @@ class Client(_Strict):
     """How the load-path client talks to the target; defaults a user can trust."""
 
     timeouts: Timeouts = Timeouts()
-    max_in_flight: int | None = Field(default=None, gt=0)
+    # Arrivals beyond this are counted `dropped`; it also bounds memory when a
+    # target stalls under a high rate.
+    max_in_flight: int = Field(default=10_000, gt=0)
     connections: int = Field(default=1000, gt=0)
     insecure: bool = False
     ca_bundle: str | None = None
@@ -59,50 +57,25 @@ class Client(_Strict):
     max_response_bytes: Bytes = Field(default=16 * 2**20, gt=0)
 
 
-class _Scenario(_Strict):
-    name: str = Field(min_length=1)
-    weight: float = Field(default=1.0, gt=0)
-    headers: dict[str, str] = {}
-
-
-class OpenAIScenario(_Scenario):
-    """An OpenAI-compatible chat or completions request."""
-
-    kind: Literal["openai-chat", "openai-completions"]
-    stream: bool = True
-    model: str = "loadkit-sim"
-    prompt_tokens: int = Field(default=128, gt=0)
-    max_tokens: int = Field(default=64, gt=0)
-    path: str | None = None  # defaults by kind
-
-    @property
-    def request_path(self) -> str:
-        if self.path:
-            return self.path
-        return "/v1/chat/completions" if self.kind == "openai-chat" else "/v1/completions"
-
-
-class HttpScenario(_Scenario):
-    """Any JSON HTTP request; success is a 2xx status."""
-
-    kind: Literal["http"]
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
-    path: str = "/"
-    body: Any = None
-
-    @property
-    def request_path(self) -> str:
-        return self.path
-
-
-Scenario = Annotated[Union[OpenAIScenario, HttpScenario], Field(discriminator="kind")]
-
-
 class Tenant(_Strict):
-    name: str = Field(min_length=1)
-    arrival: Arrival
+    """One customer: its own traffic, scenario mix, identity and SLOs."""
+
+    name: str = Field(min_length=1, pattern=NAME)
+    arrival: ArrivalSpec | None = None  # default for every phase
+    phases: dict[str, ArrivalSpec | None] = {}  # per-phase override; null = silent
     scenarios: list[str] | None = None  # names; None = every scenario, by weight
     headers: dict[str, str] = {}
+    api_key: str | None = None  # e.g. ${ACME_KEY}: sent as `Authorization: Bearer ...`
+    slos: list[ObjectiveText] = []
+
+
+class Phase(_Strict):
+    """A stretch of the run with its own traffic; warm-up phases are not judged."""
+
+    name: str = Field(min_length=1, pattern=NAME)
+    duration: Seconds = Field(gt=0)
+    warmup: bool = False
+    arrival: ArrivalSpec | None = None  # for tenants without their own for this phase
     slos: list[ObjectiveText] = []
 
 
@@ -111,14 +84,15 @@ class Workload(_Strict):
 
     name: str = "workload"
     seed: int = 0
-    duration: Seconds = Field(gt=0)
+    duration: Seconds | None = Field(default=None, gt=0)  # shorthand: one phase
     warmup: Seconds = Field(default=0.0, ge=0)
+    phases: list[Phase] = []
     target: str | None = None  # base URL; None starts the embedded simulator
     simulator: dict[str, Any] = {}  # SimConfig fields when the simulator is used
-    interval: Seconds = Field(default=1.0, gt=0)
+    interval: Seconds = Field(default=1.0, ge=0.1)
     lateness_bound: Seconds = Field(default=0.010, gt=0)
     client: Client = Client()
-    arrival: Arrival | None = None  # shorthand for one tenant named "default"
+    arrival: ArrivalSpec | None = None  # shorthand for one tenant named "default"
     scenarios: list[Scenario] = Field(min_length=1)
     tenants: list[Tenant] = []
     slos: list[ObjectiveText] = []
@@ -138,35 +112,74 @@ class Workload(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Workload":
-        if self.arrival is None and not self.tenants:
-            raise ValueError("give either `arrival` (one tenant) or `tenants`")
+        if (self.duration is None) == (not self.phases):
+            raise ValueError("give either `duration` (with optional `warmup`) or `phases`")
         if self.arrival is not None and self.tenants:
             raise ValueError("give `arrival` or `tenants`, not both")
+        if self.arrival is None and not self.tenants and not any(
+                p.arrival for p in self.phase_list):
+            raise ValueError("give `arrival` (one tenant), `tenants`, or phases with arrivals")
         names = [s.name for s in self.scenarios]
-        if len(set(names)) != len(names):
-            raise ValueError("scenario names must be unique")
-        if len({t.name for t in self.tenants}) != len(self.tenants):
-            raise ValueError("tenant names must be unique")
-        for t in self.tenants:
+        _unique("scenario", names)
+        _unique("tenant", [t.name for t in self.tenants])
+        phases = [p.name for p in self.phase_list]
+        _unique("phase", phases)
+        if all(p.warmup for p in self.phase_list):
+            raise ValueError("every phase is a warm-up: nothing would be measured")
+        for t in self.all_tenants:
             for s in t.scenarios or []:
                 if s not in names:
                     raise ValueError(f"tenant {t.name!r} names unknown scenario {s!r}")
+            for p in t.phases:
+                if p not in phases:
+                    raise ValueError(f"tenant {t.name!r} names unknown phase {p!r}")
+            for p in self.phase_list:
+                if self.arrival_for(t, p) is None and p.name not in t.phases:
+                    raise ValueError(f"tenant {t.name!r} has no arrival process in phase "
+                                     f"{p.name!r}: give the tenant an `arrival`, or the phase one")
         return self
+
+    @property
+    def phase_list(self) -> list[Phase]:
+        """The phases, with `warmup` + `duration` read as two of them."""
+        if self.phases:
+            return list(self.phases)
+        out = [Phase(name="warmup", duration=self.warmup, warmup=True)] if self.warmup else []
+        return out + [Phase(name="measure", duration=self.duration)]  # type: ignore[arg-type]
+
+    @property
+    def measured_s(self) -> float:
+        return sum(p.duration for p in self.phase_list if not p.warmup)
 
     @property
     def all_tenants(self) -> list[Tenant]:
         if self.tenants:
             return list(self.tenants)
-        return [Tenant(name="default", arrival=self.arrival)]  # type: ignore[arg-type]
+        return [Tenant(name="default", arrival=self.arrival)]
+
+    def arrival_for(self, tenant: Tenant, phase: Phase) -> ArrivalSpec | None:
+        """Tenant's override for the phase, else the phase's, else the tenant's."""
+        if phase.name in tenant.phases:
+            return tenant.phases[phase.name]
+        return phase.arrival or tenant.arrival
 
     def objectives(self) -> list[Objective]:
         out = [parse_objective(s) for s in self.slos]
         for t in self.tenants:
-            out += [parse_objective(s, tenant=t.name) for s in t.slos]
+            out += [parse_objective(s, scope=f"tenant:{t.name}") for s in t.slos]
+        for p in self.phase_list:
+            out += [parse_objective(s, scope=f"phase:{p.name}") for s in p.slos]
         return out
 
     def env_refs(self) -> set[str]:
         """Names of every `${ENV_VAR}` the requests will need."""
         texts = [v for s in self.scenarios for v in s.headers.values()]
         texts += [v for t in self.tenants for v in t.headers.values()]
+        texts += [t.api_key for t in self.tenants if t.api_key]
         return {name for text in texts for name in ENV_REF.findall(text)}
+
+
+def _unique(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")

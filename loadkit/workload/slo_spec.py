@@ -8,7 +8,8 @@ Grammar (one line each)::
     UNIT      := us | ms | s  (time) · %  (error_rate) · req/s  (throughput)
 
 Examples: ``latency p99 < 500ms``, ``ttft p50 <= 0.2s``,
-``error_rate < 1%``, ``throughput >= 10 req/s``.
+``error_rate < 1%``, ``throughput >= 10 req/s``, ``isolation_ratio <= 1.5``
+(a tenant's latency p99 while another tenant spikes / in quiet phases).
 Thresholds are normalised: times to milliseconds, rates to fractions.
 """
 
@@ -18,8 +19,9 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-TIME_METRICS = ("latency", "service_time", "ttft", "itl", "tpot", "lateness")
-RATE_METRICS = ("error_rate", "throughput")
+TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "tpot",
+                "max_stall", "lateness")
+RATE_METRICS = ("error_rate", "throughput", "isolation_ratio")
 METRICS = TIME_METRICS + RATE_METRICS
 
 _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -40,19 +42,15 @@ class Objective(BaseModel):
     quantile: float | None  # 0.99 for p99
     op: str
     threshold: float  # ms for time metrics, fraction for error_rate, req/s for throughput
-    unit: str  # how to display observed values: "ms", "%", "req/s"
-    tenant: str | None = None
-
-    @property
-    def scope(self) -> str:
-        return f"tenant:{self.tenant}" if self.tenant else "all"
+    unit: str  # how to display observed values: "ms", "%", "req/s", "x"
+    scope: str = "all"  # "all", "tenant:<name>" or "phase:<name>"
 
     @property
     def name(self) -> str:
         return f"{self.text} [{self.scope}]"
 
 
-def parse_objective(text: str, tenant: str | None = None) -> Objective:
+def parse_objective(text: str, scope: str = "all") -> Objective:
     """Parse one objective line; ValueError says what is wrong with it."""
     m = _OBJECTIVE.match(text)
     if not m:
@@ -75,7 +73,7 @@ def parse_objective(text: str, tenant: str | None = None) -> Objective:
         if unit not in _TIME_UNITS:
             raise ValueError(f"{metric} needs a time unit (us, ms, s), got {unit!r}")
         return Objective(text=text.strip(), metric=metric, stat=stat, quantile=quantile,
-                         op=op, threshold=value * _TIME_UNITS[unit], unit="ms", tenant=tenant)
+                         op=op, threshold=value * _TIME_UNITS[unit], unit="ms", scope=scope)
     if stat is not None:
         raise ValueError(f"{metric} takes no statistic, got {stat!r}")
     if metric == "error_rate":
@@ -86,8 +84,13 @@ def parse_objective(text: str, tenant: str | None = None) -> Objective:
         if value > 1.0:
             raise ValueError("error_rate threshold must be at most 100%")
         return Objective(text=text.strip(), metric=metric, stat=None, quantile=None,
-                         op=op, threshold=value, unit="%", tenant=tenant)
+                         op=op, threshold=value, unit="%", scope=scope)
+    if metric == "isolation_ratio":
+        if unit not in ("x", None):
+            raise ValueError(f"isolation_ratio is a plain ratio, got unit {unit!r}")
+        return Objective(text=text.strip(), metric=metric, stat=None, quantile=None,
+                         op=op, threshold=value, unit="x", scope=scope)
     if unit not in ("req/s", "rps", None):
         raise ValueError(f"throughput takes req/s, got {unit!r}")
     return Objective(text=text.strip(), metric=metric, stat=None, quantile=None,
-                     op=op, threshold=value, unit="req/s", tenant=tenant)
+                     op=op, threshold=value, unit="req/s", scope=scope)

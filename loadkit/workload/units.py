@@ -5,6 +5,7 @@ Pure functions raising ValueError, so pydantic reports them at the right key.
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|µs|ms|s|m|h)?\s*$")
@@ -19,7 +20,7 @@ def parse_duration(value: object) -> float:
     """'250ms', '30s', '5m', '1h' or a bare number of seconds -> seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 250ms or 5m")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         m = _DURATION.match(value)

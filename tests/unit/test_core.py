@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 
-from loadkit.arrivals import arrival_times, schedule
+from loadkit.arrivals import schedule
+from loadkit.arrivals.processes import arrival_times
 from loadkit.errors import ErrorKind
 from loadkit.execute import exit_code
 from loadkit.engine.adapter import ProtocolError
@@ -21,7 +22,8 @@ from loadkit.report import render_junit, render_markdown
 from loadkit.report.html import render_html
 from loadkit.result import build_result
 from loadkit.slo.evaluate import Counts, evaluate, overall, samples_needed
-from loadkit.workload.models import Arrival, Workload
+from loadkit.workload.arrival_specs import Constant, Poisson
+from loadkit.workload.models import Workload
 from loadkit.workload.slo_spec import parse_objective
 
 
@@ -41,7 +43,7 @@ def test_same_seed_same_schedule_other_seed_other_schedule():
 
 
 def test_poisson_rate_and_exponential_gaps():
-    times = list(arrival_times(Arrival(process="poisson", rate=200), 50.0, random.Random(4)))
+    times = list(arrival_times(Poisson(process="poisson", rate=200), 50.0, random.Random(4)))
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert len(times) == pytest.approx(10_000, rel=0.04)  # 4 sigma is 4%
     assert statistics.mean(gaps) == pytest.approx(1 / 200, rel=0.04)
@@ -50,7 +52,7 @@ def test_poisson_rate_and_exponential_gaps():
 
 
 def test_constant_is_evenly_spaced():
-    times = list(arrival_times(Arrival(process="constant", rate=100), 2.0, random.Random()))
+    times = list(arrival_times(Constant(process="constant", rate=100), 2.0, random.Random()))
     assert len(times) == 200 and times[1] - times[0] == pytest.approx(0.01)
 
 
@@ -205,12 +207,14 @@ def sample_result() -> dict:
     meta = {"run_id": "r1", "loadkit_version": "0", "host": "h", "started_at": "2026-01-01T00:00:00+00:00",
             "finished_at": "2026-01-01T00:00:02+00:00", "target": "http://127.0.0.1:1",
             "workload": {"name": "w|x", "path": "w.yaml", "sha256": "ab" * 32, "seed": 1,
-                         "duration_s": 2.0, "warmup_s": 0.0}}
+                         "duration_s": 2.0, "warmup_s": 0.0},
+            "phases": [{"name": "measure", "start_s": 0.0, "duration_s": 2.0, "warmup": False}]}
     objectives = [parse_objective(t) for t in
                   ("latency p50 < 1s", "latency p50 < 1ms", "latency p99 < 1s")]
-    return build_result(meta=meta, recorder=rec, dropped=Counter(), unfinished=0,
+    return build_result(meta=meta, recorder=rec,
+                        scheduled=Counter({("measure", "t"): 51}), unfinished=0,
                         objectives=objectives, health={"cpu_percent": 1.0, "steal_percent": 0.0},
-                        duration_s=2.0, lateness_bound_ms=10.0, allow_saturated=False)
+                        lateness_bound_ms=10.0, allow_saturated=False)
 
 
 def test_result_verdict_and_junit():
@@ -233,3 +237,36 @@ def test_markdown_and_html_escape_what_the_server_sent():
     assert "<script>alert" not in html and 'onerror="alert' not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "FAIL" in html and "latency p50 &lt; 1ms" in html
+
+
+def test_failures_count_as_slower_than_any_threshold():
+    """17% timeouts cannot hide behind fast answers: p90 over all attempts fails."""
+    fast = hist([5] * 830)
+    o = parse_objective("latency p90 < 100ms")
+    r = evaluate(o, [fast], Counts(830, 170, 0, 10))
+    assert r.verdict == "fail" and r.samples == 1000 and "170 of 1000" in r.reason
+    # 0.5% failures: p99 over all attempts is p(99.5) of the answers
+    h = hist(range(1, 996))  # 995 answers, 1..995 ms
+    r = evaluate(parse_objective("latency p99 < 2s"), [h], Counts(995, 3, 2, 10))
+    assert r.verdict == "pass" and r.observed == pytest.approx(990, rel=0.002)
+    assert evaluate(parse_objective("latency max < 5s"), [h], Counts(995, 1, 0, 10)).verdict == "fail"
+    # per-token metrics are not failure-aware: they have no value for a failure
+    assert evaluate(parse_objective("itl p90 < 100ms"), [fast], Counts(830, 170, 0, 10)).verdict == "pass"
+
+
+def test_sse_decoder_bounds_an_endless_line():
+    from loadkit.protocols.sse import MAX_LINE, SSEError
+    d = SSEDecoder()
+    fed = 0
+    with pytest.raises(SSEError):
+        while fed < 4 * MAX_LINE:  # a stream that never sends a newline
+            d.feed(b"x" * 1024)
+            fed += 1024
+    assert fed <= MAX_LINE + 1024
+
+
+def test_lying_usage_is_a_protocol_error():
+    for bad in (b'-5', b'true', b'"7"'):
+        s = OpenAIStream()
+        with pytest.raises(ProtocolError, match="completion_tokens"):
+            s.feed(b'data: {"choices": [], "usage": {"completion_tokens": ' + bad + b'}}\n\n')

@@ -65,7 +65,7 @@ def test_unknown_scenario_reference_and_missing_arrival(tmp_path):
     _, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
     assert "unknown scenario 'pong'" in message
     _, message = problems(tmp_path, "duration: 1s\nscenarios: [{name: c, kind: http}]\n")
-    assert "give either `arrival`" in message
+    assert "give `arrival` (one tenant), `tenants`" in message
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path):

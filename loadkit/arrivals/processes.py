@@ -1,0 +1,87 @@
+"""Arrival times of one process within one phase: pure and seeded.
+
+Time-varying rates (on/off, diurnal, ramp, steps) are non-homogeneous Poisson
+processes, drawn by thinning (Lewis & Shedler): candidates at the peak rate,
+each kept with probability rate(t) / peak.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+
+from loadkit.workload.arrival_specs import (ArrivalSpec, Constant, Diurnal, Gamma, OnOff,
+                                            Poisson, Ramp, Steps)
+
+
+def arrival_times(spec: ArrivalSpec, duration: float, rng: random.Random) -> Iterator[float]:
+    """Offsets in [0, duration) in order (not for `closed` or `trace`)."""
+    if isinstance(spec, Constant):
+        return (n / spec.rate for n in range(math.ceil(duration * spec.rate - 1e-9)))
+    if isinstance(spec, Poisson):
+        return _renewal(lambda: rng.expovariate(spec.rate), duration)
+    if isinstance(spec, Gamma):
+        shape = 1.0 / spec.cv**2  # mean gap shape*scale = 1/rate
+        return _renewal(lambda: rng.gammavariate(shape, 1.0 / (spec.rate * shape)), duration)
+    rate, peak = rate_function(spec, duration)
+    return _thinned(rate, peak, duration, rng)
+
+
+def rate_function(spec: ArrivalSpec, duration: float) -> tuple[Callable[[float], float], float]:
+    """(rate at time t, its maximum) of a time-varying process."""
+    if isinstance(spec, OnOff):
+        def onoff(t: float) -> float:
+            on = t >= spec.offset and (t - spec.offset) % spec.period < spec.spike_length
+            return spec.spike_rate if on else spec.base_rate
+        return onoff, max(spec.spike_rate, spec.base_rate)
+    if isinstance(spec, Diurnal):
+        n = len(spec.rates)
+
+        def diurnal(t: float) -> float:
+            pos = (t % spec.day) / spec.day * n
+            i = int(pos)
+            a, b = spec.rates[i % n], spec.rates[(i + 1) % n]
+            return a + (b - a) * (pos - i)
+        return diurnal, max(spec.rates)
+    if isinstance(spec, Ramp):
+        return (lambda t: spec.from_rate + (spec.to_rate - spec.from_rate) * t / duration,
+                max(spec.from_rate, spec.to_rate))
+    if isinstance(spec, Steps):
+        ends = list(_cumulative(s.duration for s in spec.steps))
+
+        def steps(t: float) -> float:
+            for end, step in zip(ends, spec.steps):
+                if t < end:
+                    return step.rate
+            return spec.steps[-1].rate
+        return steps, max(s.rate for s in spec.steps)
+    rate = spec.rate  # type: ignore[union-attr]
+    return (lambda t: rate), rate
+
+
+def _renewal(gap: Callable[[], float], duration: float) -> Iterator[float]:
+    t = gap()
+    while t < duration:
+        yield t
+        t += gap()
+
+
+def _thinned(rate: Callable[[float], float], peak: float, duration: float,
+             rng: random.Random) -> Iterator[float]:
+    if peak <= 0:
+        return
+    t = 0.0
+    while True:
+        t += rng.expovariate(peak)
+        if t >= duration:
+            return
+        if rng.random() * peak < rate(t):
+            yield t
+
+
+def _cumulative(values) -> Iterator[float]:
+    total = 0.0
+    for v in values:
+        total += v
+        yield total

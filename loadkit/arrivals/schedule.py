@@ -1,0 +1,136 @@
+"""The run's schedule: every open-loop request, in time order, pure and seeded.
+
+The same workload and seed give the same schedule, bit for bit. Each
+(tenant, phase) draws from its own generators seeded by name: one for arrival
+times, one for the scenario mix and token counts, so changing one tenant or
+one scenario weight does not shift another tenant's arrivals.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from loadkit.arrivals.processes import arrival_times
+from loadkit.arrivals.trace import TraceRow, replay
+from loadkit.workload.arrival_specs import ArrivalSpec, Closed, Trace
+from loadkit.workload.models import Phase, Tenant, Workload
+from loadkit.workload.scenarios import LogNormal, Normal, Tokens, Uniform
+
+
+class Slot(NamedTuple):
+    """One scheduled request."""
+
+    at: float  # seconds from the run's start
+    tenant: int
+    scenario: int
+    phase: int
+    prompt_tokens: int | None
+    max_tokens: int | None
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """A closed-loop stretch, run by workers rather than a schedule."""
+
+    tenant: int
+    phase: int
+    start: float
+    end: float
+    spec: Closed
+
+
+def phase_starts(workload: Workload) -> list[float]:
+    starts, t = [], 0.0
+    for p in workload.phase_list:
+        starts.append(t)
+        t += p.duration
+    return starts
+
+
+def schedule(workload: Workload, traces: Mapping[str, list[TraceRow]] | None = None
+             ) -> Iterator[Slot]:
+    """Every open-loop request of the run (warm-up included) in time order."""
+    streams = [_tenant_slots(workload, ti, t, traces or {})
+               for ti, t in enumerate(workload.all_tenants)]
+    return heapq.merge(*streams)
+
+
+def closed_loops(workload: Workload) -> list[ClosedLoop]:
+    out = []
+    starts = phase_starts(workload)
+    for ti, tenant in enumerate(workload.all_tenants):
+        for pi, phase in enumerate(workload.phase_list):
+            spec = workload.arrival_for(tenant, phase)
+            if isinstance(spec, Closed):
+                out.append(ClosedLoop(ti, pi, starts[pi], starts[pi] + phase.duration, spec))
+    return out
+
+
+class Mix:
+    """Scenario choice and token counts for one tenant in one phase."""
+
+    def __init__(self, workload: Workload, tenant: Tenant, rng: random.Random):
+        names = [s.name for s in workload.scenarios]
+        self.idx = [names.index(n) for n in (tenant.scenarios or names)]
+        self.weights = [workload.scenarios[i].weight for i in self.idx]
+        self.scenarios = workload.scenarios
+        self.rng = rng
+
+    def pick(self, row: TraceRow | None = None) -> tuple[int, int | None, int | None]:
+        rng = self.rng
+        i = self.idx[0] if len(self.idx) == 1 else rng.choices(self.idx, self.weights)[0]
+        s = self.scenarios[i]
+        prompt = getattr(s, "prompt_tokens", None)
+        output = getattr(s, "max_tokens", None)
+        prompt = sample_tokens(prompt, rng) if prompt is not None else None
+        output = sample_tokens(output, rng) if output is not None else None
+        if row is not None:  # a replayed trace's own counts win
+            prompt = row.prompt_tokens or prompt
+            output = row.output_tokens or output
+        return i, prompt, output
+
+
+def sample_tokens(spec: Tokens, rng: random.Random) -> int:
+    if isinstance(spec, int):
+        return spec
+    if isinstance(spec, Uniform):
+        return rng.randint(spec.min, spec.max)
+    if isinstance(spec, (Normal, LogNormal)):
+        if isinstance(spec, Normal):
+            value = rng.gauss(spec.mean, spec.std)
+        else:
+            value = spec.median * math.exp(rng.gauss(0.0, spec.sigma))
+        value = max(spec.min, round(value))
+        return min(value, spec.max) if spec.max else value
+    return spec.value  # Fixed
+
+
+def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
+                  traces: Mapping[str, list[TraceRow]]) -> Iterator[Slot]:
+    starts = phase_starts(workload)
+    for pi, phase in enumerate(workload.phase_list):
+        spec = workload.arrival_for(tenant, phase)
+        if spec is None or isinstance(spec, Closed):
+            continue
+        key = f"{workload.seed}:{tenant.name}:{phase.name}"
+        mix = Mix(workload, tenant, random.Random(key + ":mix"))
+        for offset, row in _offsets(spec, phase, random.Random(key), traces):
+            scenario, prompt, output = mix.pick(row)
+            yield Slot(starts[pi] + offset, ti, scenario, pi, prompt, output)
+
+
+def _offsets(spec: ArrivalSpec, phase: Phase, rng: random.Random,
+             traces: Mapping[str, list[TraceRow]]) -> Iterator[tuple[float, TraceRow | None]]:
+    if isinstance(spec, Trace):
+        for offset, row in replay(traces[spec.path], spec, rng):
+            if offset >= phase.duration:
+                return
+            yield offset, row
+        return
+    for t in arrival_times(spec, phase.duration, rng):
+        yield t, None

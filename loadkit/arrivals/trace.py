@@ -1,0 +1,137 @@
+"""Request traces: read once at load time, replayed by the schedule.
+
+Formats:
+- `azure`: the Azure LLM inference trace CSV, `TIMESTAMP,ContextTokens,
+  GeneratedTokens` with timestamps like `2023-11-16 18:15:46.6805900`;
+- `csv`: a `timestamp` column (seconds, or an ISO date-time) and optional
+  `prompt_tokens` / `output_tokens` columns;
+- `jsonl`: one object per line with the same keys.
+`auto` picks by extension and header. A bad row raises TraceError naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from loadkit.workload.arrival_specs import Trace
+
+_AZURE = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+_KEYS = {"timestamp": ("timestamp", "TIMESTAMP"),
+         "prompt": ("prompt_tokens", "ContextTokens"),
+         "output": ("output_tokens", "GeneratedTokens")}
+
+
+class TraceError(ValueError):
+    def __init__(self, path: str, row: int | None, message: str):
+        self.path, self.row = path, row
+        where = f"row {row}: " if row is not None else ""
+        super().__init__(f"trace {path}: {where}{message}")
+
+
+class TraceRow(NamedTuple):
+    time: float  # seconds, absolute or relative as the trace gives them
+    prompt_tokens: int | None
+    output_tokens: int | None
+
+
+def load_trace(path: Path, fmt: str = "auto") -> list[TraceRow]:
+    """Every row of a trace file, sorted by time; TraceError on any bad row."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceError(name, None, f"cannot read: {exc}") from None
+    if fmt == "auto":
+        fmt = "jsonl" if path.suffix == ".jsonl" else "csv"
+    records = _jsonl(name, text) if fmt == "jsonl" else _csv(name, text, fmt)
+    rows = [_row(name, n, rec) for n, rec in records]
+    if not rows:
+        raise TraceError(name, None, "has no requests")
+    rows.sort(key=lambda r: r.time)
+    return rows
+
+
+def replay(rows: list[TraceRow], spec: Trace, rng: random.Random
+           ) -> Iterator[tuple[float, TraceRow]]:
+    """(offset in s from the window's start, row), scaled, windowed, thinned."""
+    t0 = rows[0].time + spec.window.start
+    end = rows[0].time + spec.window.end if spec.window.end is not None else float("inf")
+    whole, frac = divmod(spec.rate_scale, 1.0)
+    for row in rows:
+        if row.time < t0:
+            continue
+        if row.time >= end:
+            return
+        offset = (row.time - t0) / spec.speedup
+        for _ in range(int(whole) + (rng.random() < frac)):
+            yield offset, row
+
+
+def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    if fmt == "azure" and tuple(header[:3]) != _AZURE:
+        raise TraceError(name, 1, f"expected the Azure header {','.join(_AZURE)}")
+    if not any(k in header for k in _KEYS["timestamp"]):
+        raise TraceError(name, 1, "no `timestamp` (or Azure `TIMESTAMP`) column")
+    for n, rec in enumerate(reader, start=2):  # row 1 is the header
+        yield n, rec
+
+
+def _jsonl(name: str, text: str) -> Iterator[tuple[int, dict]]:
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise TraceError(name, n, "not valid JSON") from None
+        if not isinstance(rec, dict):
+            raise TraceError(name, n, "must be a JSON object")
+        yield n, rec
+
+
+def _row(name: str, n: int, rec: dict) -> TraceRow:
+    def field(kind: str) -> object:
+        return next((rec[k] for k in _KEYS[kind] if rec.get(k) not in (None, "")), None)
+
+    ts = field("timestamp")
+    if ts is None:
+        raise TraceError(name, n, "missing timestamp")
+    return TraceRow(_seconds(name, n, ts), _count(name, n, field("prompt"), "prompt tokens"),
+                    _count(name, n, field("output"), "output tokens"))
+
+
+def _seconds(name: str, n: int, value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise TraceError(name, n, f"bad timestamp {text[:40]!r}") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp.timestamp()
+
+
+def _count(name: str, n: int, value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        raise TraceError(name, n, f"bad {what} {str(value)[:20]!r}") from None
+    if count < 0:
+        raise TraceError(name, n, f"{what} must be >= 0")
+    return count

@@ -1,0 +1,1 @@
+"""SLO verdicts, noisy-neighbour isolation: pure functions over measurements."""

@@ -1,0 +1,151 @@
+"""Arrival processes as written in workload files (`arrival: {process: ...}`).
+
+Each spec is pure data; `loadkit.arrivals` turns it into arrival times. Time
+inside a process is relative to the start of the phase it runs in.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from loadkit.workload.units import parse_duration
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+class Constant(_Spec):
+    """Evenly spaced arrivals."""
+
+    process: Literal["constant"]
+    rate: float = Field(gt=0, description="requests per second")
+
+
+class Poisson(_Spec):
+    """Exponential gaps: memoryless traffic from many independent users."""
+
+    process: Literal["poisson"]
+    rate: float = Field(gt=0)
+
+
+class Gamma(_Spec):
+    """Gamma gaps; `cv` is their coefficient of variation (1 = poisson, >1 bursty)."""
+
+    process: Literal["gamma"]
+    rate: float = Field(gt=0)
+    cv: float = Field(gt=0)
+
+
+class OnOff(_Spec):
+    """A base rate with periodic spikes: `spike_rate` for `spike_length` every `period`."""
+
+    process: Literal["onoff"]
+    base_rate: float = Field(ge=0)
+    spike_rate: float = Field(gt=0)
+    spike_length: Seconds = Field(gt=0)
+    period: Seconds = Field(gt=0)
+    offset: Seconds = Field(default=0.0, ge=0, description="start of the first spike")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "OnOff":
+        if self.spike_length > self.period:
+            raise ValueError("spike_length must not exceed period")
+        return self
+
+
+class Diurnal(_Spec):
+    """A rate curve over one day, compressed into `day` seconds.
+
+    `rates` are evenly spaced over the day (24 values = hourly) and joined
+    linearly; the curve wraps around midnight.
+    """
+
+    process: Literal["diurnal"]
+    rates: list[Annotated[float, Field(ge=0)]] = Field(min_length=2)
+    day: Seconds = Field(default=86400.0, gt=0)
+
+    @model_validator(mode="after")
+    def _some_traffic(self) -> "Diurnal":
+        if max(self.rates) <= 0:
+            raise ValueError("at least one rate must be > 0")
+        return self
+
+
+class Ramp(_Spec):
+    """Rate rising (or falling) linearly from `from` to `to` over the phase."""
+
+    process: Literal["ramp"]
+    from_rate: float = Field(ge=0, alias="from")
+    to_rate: float = Field(ge=0, alias="to")
+
+    @model_validator(mode="after")
+    def _some_traffic(self) -> "Ramp":
+        if max(self.from_rate, self.to_rate) <= 0:
+            raise ValueError("`from` or `to` must be > 0")
+        return self
+
+
+class Step(_Spec):
+    rate: float = Field(ge=0)
+    duration: Seconds = Field(gt=0)
+
+
+class Steps(_Spec):
+    """Piecewise-constant poisson rates; the last step holds to the phase's end."""
+
+    process: Literal["steps"]
+    steps: list[Step] = Field(min_length=1)
+
+
+class Closed(_Spec):
+    """Closed loop: `concurrency` users, each sending when its last answer came.
+
+    For comparison with closed-loop tools only: a slow server slows the load,
+    so latency is *not* corrected for coordinated omission (reported as such).
+    """
+
+    process: Literal["closed"]
+    concurrency: int = Field(gt=0)
+    think_time: Seconds = Field(default=0.0, ge=0)
+
+
+class Window(_Spec):
+    start: Seconds = Field(default=0.0, ge=0)
+    end: Seconds | None = Field(default=None, gt=0)
+
+
+class Trace(_Spec):
+    """Replay a request trace: CSV (Azure LLM trace columns or `timestamp`) or JSONL.
+
+    Offsets are taken from the first request in the window; `speedup` divides
+    them (2 = twice as fast); `rate_scale` keeps each request with that
+    probability (< 1) or repeats it (> 1) at the same instant, seeded.
+    """
+
+    process: Literal["trace"]
+    path: str
+    format: Literal["auto", "azure", "csv", "jsonl"] = "auto"
+    speedup: float = Field(default=1.0, gt=0)
+    rate_scale: float = Field(default=1.0, gt=0)
+    window: Window = Window()
+
+
+def _poisson_by_default(value: object) -> object:
+    """`{rate: 5}` means poisson: the usual model of many independent users."""
+    if isinstance(value, dict) and "process" not in value:
+        return {"process": "poisson", **value}
+    return value
+
+
+ArrivalSpec = Annotated[
+    Annotated[Union[Constant, Poisson, Gamma, OnOff, Diurnal, Ramp, Steps, Closed, Trace],
+              Field(discriminator="process")],
+    BeforeValidator(_poisson_by_default),
+]
+PROCESS_KINDS = ("constant", "poisson", "gamma", "onoff", "diurnal", "ramp", "steps",
+                 "closed", "trace")

@@ -1,0 +1,50 @@
+"""Shorten or stretch a validated workload in time (`--duration`, `--time-scale`).
+
+`--duration D` rescales the phases so the measured part lasts D (arrival
+shapes keep their own periods); `--time-scale F` multiplies every time in the
+file by F, shapes included, so a 24-hour diurnal curve can run in minutes
+with the same shape. Rates are untouched: request counts scale with time.
+"""
+
+from __future__ import annotations
+
+from loadkit.workload.arrival_specs import Diurnal, OnOff, Step, Steps, Trace
+from loadkit.workload.models import Phase, Tenant, Workload
+
+
+def with_measured_duration(w: Workload, seconds: float) -> Workload:
+    return _scale(w, seconds / w.measured_s, shapes=False)
+
+
+def time_scaled(w: Workload, factor: float) -> Workload:
+    return _scale(w, factor, shapes=True)
+
+
+def _scale(w: Workload, f: float, shapes: bool) -> Workload:
+    def arrival(spec):
+        if not shapes or spec is None:
+            return spec
+        if isinstance(spec, OnOff):
+            return spec.model_copy(update={"spike_length": spec.spike_length * f,
+                                           "period": spec.period * f, "offset": spec.offset * f})
+        if isinstance(spec, Diurnal):
+            return spec.model_copy(update={"day": spec.day * f})
+        if isinstance(spec, Steps):
+            return spec.model_copy(update={"steps": [
+                Step(rate=s.rate, duration=s.duration * f) for s in spec.steps]})
+        if isinstance(spec, Trace):
+            return spec.model_copy(update={"speedup": spec.speedup / f})
+        return spec
+
+    def phase(p: Phase) -> Phase:
+        return p.model_copy(update={"duration": p.duration * f, "arrival": arrival(p.arrival)})
+
+    def tenant(t: Tenant) -> Tenant:
+        return t.model_copy(update={"arrival": arrival(t.arrival),
+                                    "phases": {k: arrival(v) for k, v in t.phases.items()}})
+
+    update = {"phases": [phase(p) for p in w.phases], "tenants": [tenant(t) for t in w.tenants],
+              "arrival": arrival(w.arrival)}
+    if w.duration is not None:
+        update |= {"duration": w.duration * f, "warmup": w.warmup * f}
+    return w.model_copy(update=update)

@@ -1,0 +1,161 @@
+"""Scenarios as written in workload files: request kinds, token counts, checks.
+
+Token counts are a number or a distribution (`{dist: lognormal, median: 200,
+sigma: 0.6}`); sampling happens in the schedule, seeded. A replayed trace's
+own token counts take precedence where its rows have them. Checks ask "is the
+model returning sensible output"; a failed one is a `check_failed` error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Fixed(_Strict):
+    dist: Literal["fixed"]
+    value: int = Field(gt=0)
+
+
+class Uniform(_Strict):
+    dist: Literal["uniform"]
+    min: int = Field(gt=0)
+    max: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Uniform":
+        if self.max < self.min:
+            raise ValueError("max must be >= min")
+        return self
+
+
+class Normal(_Strict):
+    dist: Literal["normal"]
+    mean: float = Field(gt=0)
+    std: float = Field(ge=0)
+    min: int = Field(default=1, gt=0)
+    max: int | None = Field(default=None, gt=0)
+
+
+class LogNormal(_Strict):
+    """Long-tailed lengths: `median` tokens, `sigma` the log-space spread."""
+
+    dist: Literal["lognormal"]
+    median: float = Field(gt=0)
+    sigma: float = Field(ge=0)
+    min: int = Field(default=1, gt=0)
+    max: int | None = Field(default=None, gt=0)
+
+
+Distribution = Annotated[Union[Fixed, Uniform, Normal, LogNormal],
+                         Field(discriminator="dist")]
+Tokens = Union[Annotated[int, Field(gt=0)], Distribution]
+
+
+class JsonCheck(_Strict):
+    """A JMESPath expression that must find a value (and equal or match it)."""
+
+    path: str
+    equals: Any = None
+    matches: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+        try:
+            jmespath.compile(v)
+        except JMESPathError as exc:
+            raise ValueError(f"invalid JMESPath expression: {exc}") from None
+        return v
+
+
+class Checks(_Strict):
+    status: list[int] | int | None = None  # default: any 2xx
+    json_path: list[JsonCheck] = []  # non-streaming answers only
+    regex: str | None = None  # on the generated text
+    min_output_tokens: int | None = Field(default=None, gt=0)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+    @property
+    def needs_text(self) -> bool:
+        return self.regex is not None
+
+    @property
+    def needs_body(self) -> bool:
+        return bool(self.json_path) or self.regex is not None
+
+
+class _Scenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    weight: float = Field(default=1.0, gt=0)
+    headers: dict[str, str] = {}
+    checks: Checks = Checks()
+
+
+class OpenAIScenario(_Scenario):
+    """An OpenAI-compatible chat or completions request."""
+
+    kind: Literal["openai-chat", "openai-completions"]
+    stream: bool = True
+    model: str = "loadkit-sim"
+    prompt_tokens: Tokens = 128
+    max_tokens: Tokens = 64
+    prompts: str | None = None  # JSONL prompt set; overrides prompt_tokens
+    exact_output: bool = False  # ask vLLM-style servers for exactly max_tokens
+    unique_prompts: bool = True  # defeat prefix caching, as distinct users would
+    path: str | None = None
+
+    @property
+    def request_path(self) -> str:
+        if self.path:
+            return self.path
+        return "/v1/chat/completions" if self.kind == "openai-chat" else "/v1/completions"
+
+
+class EmbeddingsScenario(_Scenario):
+    """An OpenAI embeddings request with `inputs` texts of `prompt_tokens` each."""
+
+    kind: Literal["openai-embeddings"]
+    model: str = "loadkit-sim"
+    prompt_tokens: Tokens = 64
+    inputs: int = Field(default=1, gt=0)
+    path: str = "/v1/embeddings"
+
+    @property
+    def request_path(self) -> str:
+        return self.path
+
+
+class HttpScenario(_Scenario):
+    """Any JSON HTTP request; success is a 2xx status unless checks say otherwise."""
+
+    kind: Literal["http"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    path: str = "/"
+    body: Any = None
+
+    @property
+    def request_path(self) -> str:
+        return self.path
+
+
+Scenario = Annotated[Union[OpenAIScenario, EmbeddingsScenario, HttpScenario],
+                     Field(discriminator="kind")]
+SCENARIO_KINDS = ("openai-chat", "openai-completions", "openai-embeddings", "http")
