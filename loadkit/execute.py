@@ -22,6 +22,7 @@ from pathlib import Path
 
 from loadkit import __version__
 from loadkit.arrivals import Mix, closed_loops, phase_starts, schedule
+from loadkit.arrivals.processes import mean_rate
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.embedded_sim import embedded_simulator
 from loadkit.engine.health import HealthProbe
@@ -122,11 +123,17 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
     }
     result = build_result(
         meta=meta, recorder=recorder, scheduled=engine.scheduled,
+        declared_rates={(t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
+                        for t in tenants for p in phases},
         unfinished=engine.unfinished, objectives=w.objectives(), health=health,
         lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
         extra_untrusted=["interrupted before the end of the schedule"] if interrupted else [])
     write_all(result, out_dir)
     return result
+
+
+def _declared_rate(spec, duration: float) -> float | None:
+    return 0.0 if spec is None else mean_rate(spec, duration)
 
 
 def _drive(engine: Engine, slots) -> bool:

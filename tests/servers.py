@@ -11,6 +11,9 @@ off the generator's event loop, like a real target. Prints
             `--stall-at` seconds (from the first request) holds the server for
             `--stall` seconds, during which every request waits (one worker,
             like a stop-the-world GC pause).
+- record:   answers every POST at once like a non-streaming OpenAI server
+            (`usage` from the request's max_tokens) and logs (arrival time on
+            CLOCK_MONOTONIC, body); GET /log returns the log.
 - faults:   one path per failure: /ok, /status/NNN, /reset (closes the socket
             mid-response), /hang, /garbage (not HTTP), /big (a huge body),
             /redirect, /slow-stream (SSE that stops sending).
@@ -72,6 +75,26 @@ def stall_app(stall_at: float, stall: float) -> web.Application:
     return app
 
 
+def record_app() -> web.Application:
+    log: list[dict] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        t = time.monotonic()
+        body = await request.json()
+        log.append({"t": t, "body": body, "headers": dict(request.headers)})
+        n = body.get("max_tokens") or 1
+        return web.json_response({"choices": [{"message": {"content": "ok " * n}}],
+                                  "usage": {"completion_tokens": n}})
+
+    async def get_log(request: web.Request) -> web.Response:
+        return web.json_response(log)
+
+    app = web.Application(client_max_size=64 * 2**20)
+    app.router.add_get("/log", get_log)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
 def faults_app() -> web.Application:
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -127,6 +150,8 @@ async def main(args: argparse.Namespace) -> None:
         app = delay_app(args.seed)
     elif args.mode == "stall":
         app = stall_app(args.stall_at, args.stall)
+    elif args.mode == "record":
+        app = record_app()
     else:
         app = faults_app()
     runner = web.AppRunner(app, access_log=None)
@@ -140,7 +165,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["delay", "stall", "faults"])
+    p.add_argument("mode", choices=["delay", "stall", "record", "faults"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall-at", type=float, default=3.0)
     p.add_argument("--stall", type=float, default=1.0)

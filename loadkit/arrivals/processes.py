@@ -28,6 +28,18 @@ def arrival_times(spec: ArrivalSpec, duration: float, rng: random.Random) -> Ite
     return _thinned(rate, peak, duration, rng)
 
 
+def mean_rate(spec: ArrivalSpec, duration: float) -> float | None:
+    """The declared average rate over a phase; None where only a run can tell
+    (closed loops, traces)."""
+    if isinstance(spec, (Constant, Poisson, Gamma)):
+        return spec.rate
+    if isinstance(spec, (OnOff, Diurnal, Ramp, Steps)):
+        rate, _ = rate_function(spec, duration)
+        n = 2000  # midpoint rule: exact enough for a spike test
+        return sum(rate((i + 0.5) * duration / n) for i in range(n)) / n
+    return None
+
+
 def rate_function(spec: ArrivalSpec, duration: float) -> tuple[Callable[[float], float], float]:
     """(rate at time t, its maximum) of a time-varying process."""
     if isinstance(spec, OnOff):

@@ -29,7 +29,7 @@ _KEYS = {"timestamp": ("timestamp", "TIMESTAMP"),
 
 class TraceError(ValueError):
     def __init__(self, path: str, row: int | None, message: str):
-        self.path, self.row = path, row
+        self.path, self.row, self.message = path, row, message
         where = f"row {row}: " if row is not None else ""
         super().__init__(f"trace {path}: {where}{message}")
 

@@ -14,6 +14,7 @@ import traceback
 import click
 
 from loadkit import __version__
+from loadkit.cli.plan import plan_command
 from loadkit.cli.run import run_command
 from loadkit.cli.sim import sim_command
 from loadkit.errors import ExitCode, LoadkitError
@@ -26,6 +27,7 @@ def cli() -> None:
 
 
 cli.add_command(run_command)
+cli.add_command(plan_command)
 cli.add_command(sim_command)
 
 

@@ -24,14 +24,31 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return seconds
 
 
+def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        factor = float(value)
+    except ValueError:
+        raise click.BadParameter("must be a number, e.g. 0.1 to run ten times faster") from None
+    if not 0 < factor < 1e6:
+        raise click.BadParameter("must be > 0")
+    return factor
+
+
 @click.command("run")
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", help="Base URL of the endpoint (default: the workload's, "
               "or the embedded simulator when it names none).")
-@click.option("--duration", callback=_duration, help="Measured duration, e.g. 30s or 5m.")
+@click.option("--duration", callback=_duration,
+              help="Measured duration, e.g. 30s or 5m (phases keep their proportions).")
+@click.option("--time-scale", callback=_scale,
+              help="Multiply every time in the file, shapes included (0.01 = 100x faster).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1e6),
               help="Total arrival rate in req/s (tenants keep their shares).")
 @click.option("--seed", type=int, help="Seed of the schedule and prompts.")
+@click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),
+              help="SLO file whose objectives join the workload's (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: reports/<run-id>/).")
 @click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",
@@ -44,7 +61,9 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="CA bundle to verify the target's certificate with.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
 def run_command(workload: Path, target: str | None, duration: float | None,
-                rate: float | None, seed: int | None, out_dir: Path | None,
+                time_scale: float | None,
+                rate: float | None, seed: int | None, slo_files: tuple[str, ...],
+                out_dir: Path | None,
                 inconclusive: str, allow_saturated: bool, insecure: bool | None,
                 ca_bundle: str | None, quiet: bool) -> int:
     """Run WORKLOAD (a YAML file) and print the SLO verdict.
@@ -53,9 +72,10 @@ def run_command(workload: Path, target: str | None, duration: float | None,
     unless --inconclusive=pass), 2 bad input, 3 the run could not be done or
     trusted.
     """
-    loaded = load_workload(workload, Overrides(duration=duration, rate=rate, seed=seed,
+    loaded = load_workload(workload, Overrides(duration=duration, time_scale=time_scale,
+                                               rate=rate, seed=seed,
                                                target=target, insecure=insecure,
-                                               ca_bundle=ca_bundle))
+                                               ca_bundle=ca_bundle, slo_files=slo_files))
     console = Console(quiet=quiet)
     options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated)
     result, out = execute(loaded, options, on_interval=console.progress,

@@ -23,6 +23,7 @@ from loadkit.workload.models import Workload
 from loadkit.workload.prompt_set import Prompt, PromptSetError, load_prompt_set
 from loadkit.workload.scaling import time_scaled, with_measured_duration
 from loadkit.workload.scenarios import SCENARIO_KINDS
+from loadkit.workload.slo_file import SloFile, with_slo_file
 
 # pydantic puts a discriminated union's tag into error locations; it is no key.
 _TAGS = {*SCENARIO_KINDS, *PROCESS_KINDS, "fixed", "uniform", "normal", "lognormal", "int"}
@@ -39,6 +40,7 @@ class Overrides:
     target: str | None = None
     insecure: bool | None = None
     ca_bundle: str | None = None
+    slo_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,26 @@ class LoadedWorkload:
 def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides(),
                   env: dict[str, str] | None = None) -> LoadedWorkload:
     """Read, validate and apply overrides; raise WorkloadError on any problem."""
+    raw, node, data = _read_yaml(path)
+    data = _apply_overrides(data, overrides)
+    workload = _validate(Workload, node, data, str(path))
+    for slo_path in overrides.slo_files:
+        _, s_node, s_data = _read_yaml(slo_path)
+        workload = with_slo_file(workload, _validate(SloFile, s_node, s_data, str(slo_path)),
+                                 str(slo_path))
+    workload = _rescale(workload, overrides)
+    env = os.environ if env is None else env
+    missing = sorted(v for v in workload.env_refs() if v not in env)
+    if missing:
+        raise WorkloadError(str(path), [(None, "headers", f"environment variable ${{{v}}} is "
+                                         "not set") for v in missing])
+    base = Path(path).parent
+    return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
+                          traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base))
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> tuple[bytes, yaml.Node, dict]:
+    """(raw bytes, node tree for line numbers, data) of a YAML mapping file."""
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -70,21 +92,15 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
         problem = getattr(exc, "problem", None) or str(exc)
         raise WorkloadError(name, [(line, "", f"invalid YAML: {problem}")]) from None
     if not isinstance(data, dict):
-        raise WorkloadError(name, [(1, "", "a workload file must be a YAML mapping")])
-    data = _apply_overrides(data, overrides)
+        raise WorkloadError(name, [(1, "", "the file must be a YAML mapping")])
+    return raw, node, data
+
+
+def _validate(model, node: yaml.Node, data: dict, name: str):
     try:
-        workload = Workload.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise WorkloadError(name, [_locate(node, err) for err in exc.errors()]) from None
-    workload = _rescale(workload, overrides)
-    env = os.environ if env is None else env
-    missing = sorted(v for v in workload.env_refs() if v not in env)
-    if missing:
-        raise WorkloadError(name, [(None, "headers", f"environment variable ${{{v}}} is not set")
-                                   for v in missing])
-    base = Path(path).parent
-    return LoadedWorkload(workload, name, hashlib.sha256(raw).hexdigest(),
-                          traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base))
 
 
 class _UniqueKeys(yaml.SafeLoader):
@@ -118,7 +134,7 @@ def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
             try:
                 out[spec.path] = load_trace(base / spec.path, spec.format)
             except TraceError as exc:
-                raise WorkloadError(exc.path, [(exc.row, "", str(exc).split(": ", 1)[1])]) from None
+                raise WorkloadError(exc.path, [(exc.row, "", exc.message)]) from None
     return out
 
 

@@ -212,7 +212,8 @@ def sample_result() -> dict:
     objectives = [parse_objective(t) for t in
                   ("latency p50 < 1s", "latency p50 < 1ms", "latency p99 < 1s")]
     return build_result(meta=meta, recorder=rec,
-                        scheduled=Counter({("measure", "t"): 51}), unfinished=0,
+                        scheduled=Counter({("measure", "t"): 51}),
+                        declared_rates={("t", "measure"): 25.0}, unfinished=0,
                         objectives=objectives, health={"cpu_percent": 1.0, "steal_percent": 0.0},
                         lateness_bound_ms=10.0, allow_saturated=False)
 

@@ -1,0 +1,39 @@
+"""SLO files (`--slo FILE`): objectives kept apart from the traffic they judge.
+
+    slos: ["ttft p99 < 300ms", "error_rate < 1%"]      # scope: all
+    tenants: {acme: ["latency p99 < 2s"]}               # scope: tenant:acme
+    phases: {spike: ["latency p99 < 5s"]}               # scope: phase:spike
+
+Errors name the file, line and key like a workload's.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from loadkit.errors import WorkloadError
+from loadkit.workload.models import ObjectiveText, Workload
+
+
+class SloFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slos: list[ObjectiveText] = []
+    tenants: dict[str, list[ObjectiveText]] = {}
+    phases: dict[str, list[ObjectiveText]] = {}
+
+
+def with_slo_file(w: Workload, slo: SloFile, path: str) -> Workload:
+    """The workload with the file's objectives added to its own."""
+    tenants = {t.name: t for t in w.tenants}
+    phases = {p.name: p for p in w.phases}
+    unknown = [f"tenants.{n}" for n in slo.tenants if n not in tenants]
+    unknown += [f"phases.{n}" for n in slo.phases if n not in phases]
+    if unknown:
+        raise WorkloadError(path, [(None, key, "not in the workload") for key in unknown])
+    return w.model_copy(update={
+        "slos": [*w.slos, *slo.slos],
+        "tenants": [t.model_copy(update={"slos": [*t.slos, *slo.tenants.get(t.name, [])]})
+                    for t in w.tenants],
+        "phases": [p.model_copy(update={"slos": [*p.slos, *slo.phases.get(p.name, [])]})
+                   for p in w.phases]})

@@ -1,0 +1,84 @@
+"""Every shipped workload runs, shortened, against the simulator and gives a verdict;
+malformed profiles exit 2 naming file, line and key (or trace row)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ROOT, cli
+
+# time scale per workload: each run lasts about 5-7 s
+SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
+           "multi-tenant.yaml": "0.06", "soak.yaml": "0.0015", "cold-start.yaml": "0.05",
+           "trace-replay.yaml": "0.02"}
+
+
+def test_every_shipped_workload_is_covered():
+    assert sorted(p.name for p in (ROOT / "workloads").glob("*.yaml")) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_workload_runs_and_gives_a_verdict(tmp_path, name):
+    out = tmp_path / "out"
+    proc = cli("run", str(ROOT / "workloads" / name), "--time-scale", SHIPPED[name],
+               "--out", str(out), "-q")
+    assert proc.returncode in (0, 1), proc.stderr
+    result = json.loads((out / "run.json").read_text())
+    assert result["verdict"] in ("pass", "fail", "inconclusive") and result["slos"]
+    assert result["trusted"], result["untrusted_reasons"]
+    assert result["counts"]["completed"] > 20 and result["counts"]["errors"] == 0
+    if name == "multi-tenant.yaml":
+        iso = result["isolation"]
+        assert set(iso) == {"steady-co", "burst-inc"}
+        assert iso["steady-co"]["spike_phases"] == ["spike"]
+        assert iso["steady-co"]["ratio"] is not None and iso["steady-co"]["ratio"] > 0
+        assert iso["burst-inc"]["ratio"] is None  # nobody else spikes
+        assert any(s["metric"] == "isolation_ratio" for s in result["slos"])
+
+
+def test_slo_file_joins_the_workload(tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run", str(ROOT / "workloads" / "multi-tenant.yaml"), "--time-scale", "0.04",
+               "--slo", str(ROOT / "workloads" / "slo" / "multi-tenant.yaml"), "--out", str(out),
+               "-q")
+    assert proc.returncode in (0, 1), proc.stderr
+    scopes = {(s["text"], s["scope"]) for s in json.loads((out / "run.json").read_text())["slos"]}
+    assert ("latency p99 < 5s", "tenant:burst-inc") in scopes
+    assert ("error_rate < 2%", "phase:spike") in scopes
+
+
+def test_plan_prints_the_schedule_without_sending():
+    proc = cli("plan", str(ROOT / "workloads" / "multi-tenant.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "spike" in proc.stdout and "burst-inc" in proc.stdout and "rate per second" in proc.stdout
+    assert proc.stdout == cli("plan", str(ROOT / "workloads" / "multi-tenant.yaml")).stdout
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("duration: 5s\nscenarios: [{name: c, kind: http}]\narrival:\n  process: gamma\n"
+     "  rate: -2\n  cv: 1\n", "w.yaml:5: arrival.rate: must be > 0"),
+    ("duration: 5s\nscenarios: [{name: c, kind: http}]\narrival:\n  process: sawtooth\n",
+     "w.yaml:4: arrival.process: must be one of"),
+    ("duration: 5s\nscenarios: [{name: c, kind: http}]\ntenants:\n  - name: a\n"
+     "    arrival: {rate: 1}\n    phases: {spike: {rate: 5}}\n", "unknown phase 'spike'"),
+    ("duration: 5s\nscenarios:\n  - name: c\n    kind: openai-chat\n"
+     "    max_tokens: {dist: lognormal, median: 0}\narrival: {rate: 1}\n",
+     "w.yaml:5: scenarios[0].max_tokens"),
+])
+def test_malformed_profiles_exit_2(tmp_path, text, fragment):
+    (tmp_path / "w.yaml").write_text(text)
+    proc = cli("run", str(tmp_path / "w.yaml"))
+    assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_trace_row_names_its_row(tmp_path):
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                                    "2023-11-16 18:15:46.1,10,2\n2023-11-16 18:15:47.1,ten,2\n")
+    (tmp_path / "w.yaml").write_text("duration: 5s\nscenarios: [{name: c, kind: openai-chat}]\n"
+                                     "arrival: {process: trace, path: t.csv}\n")
+    proc = cli("run", str(tmp_path / "w.yaml"))
+    assert proc.returncode == 2
+    assert "t.csv:3: bad prompt tokens 'ten'" in proc.stderr, proc.stderr

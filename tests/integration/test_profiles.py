@@ -1,0 +1,114 @@
+"""Workload profiles on real loopback servers: trace replay, phases, checks,
+closed loops, tenants."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+
+def get_log(url: str) -> list[dict]:
+    return json.load(urllib.request.urlopen(url + "/log"))
+
+
+def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server, run, tmp_path):
+    rows = [(0.0, 30, 5), (0.25, 12, 9), (0.3, 700, 2), (1.1, 5, 40), (1.9, 64, 1), (2.0, 8, 8)]
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for offset, prompt, output in rows:
+        sec = 46 + offset * 2  # the trace runs twice as slow as the replay (speedup 2)
+        lines.append(f"2023-11-16 18:15:{int(sec):02d}.{round((sec % 1) * 1e7):07d},{prompt},{output}")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    with server("record") as url:
+        result, _ = run({
+            "name": "replay", "target": url, "duration": 3,
+            "arrival": {"process": "trace", "path": str(tmp_path / "t.csv"), "speedup": 2},
+            "scenarios": [{"name": "c", "kind": "openai-chat", "stream": False,
+                           "unique_prompts": False}]})
+        log = get_log(url)
+    posts = [e for e in log if "max_tokens" in e["body"]]
+    assert len(posts) == len(rows) == result["counts"]["completed"]
+    first = posts[0]["t"]
+    lateness_ms = result["health"]["lateness_p99_ms"]
+    for entry, (offset, prompt, output) in zip(posts, rows):
+        # arrival at the server = offset + network; allow the generator's
+        # lateness plus 5 ms of loopback and scheduling
+        assert abs((entry["t"] - first) - offset) * 1000 <= lateness_ms + 5.0
+        assert entry["body"]["max_tokens"] == output
+        assert len(entry["body"]["messages"][0]["content"].split()) == prompt
+    assert result["tokens"]["output_total"] == sum(r[2] for r in rows)
+
+
+def test_phases_have_their_own_series_and_verdicts(run):
+    result, _ = run({
+        "name": "phased",
+        "phases": [{"name": "warm", "duration": 1, "warmup": True},
+                   {"name": "calm", "duration": 2, "arrival": {"process": "constant", "rate": 20}},
+                   {"name": "busy", "duration": 2, "arrival": {"process": "constant", "rate": 60},
+                    "slos": ["throughput >= 55 req/s", "throughput >= 65 req/s"]}],
+        "arrival": {"process": "constant", "rate": 10},
+        "scenarios": [{"name": "c", "kind": "openai-chat", "stream": True, "max_tokens": 3}],
+        "simulator": {"ttft_ms": 2, "itl_ms": 1}})
+    series = result["series"]["latency"]
+    assert series["phase:warm"]["count"] == 10
+    assert series["phase:calm"]["count"] == 40 and series["phase:busy"]["count"] == 120
+    assert series["all"]["count"] == 160  # measured phases only
+    verdicts = [(s["text"], s["scope"], s["verdict"]) for s in result["slos"]]
+    assert verdicts == [("throughput >= 55 req/s", "phase:busy", "pass"),
+                        ("throughput >= 65 req/s", "phase:busy", "fail")]
+    assert [p["name"] for p in result["phases"]] == ["warm", "calm", "busy"]
+
+
+def test_response_checks_count_check_failed_with_an_example(run):
+    result, _ = run({
+        "name": "checks", "duration": 2, "arrival": {"process": "constant", "rate": 20},
+        "scenarios": [
+            {"name": "ok", "kind": "openai-chat", "stream": True, "max_tokens": 4,
+             "checks": {"regex": "\\w+", "min_output_tokens": 4}},
+            {"name": "short", "kind": "openai-chat", "stream": False, "max_tokens": 2,
+             "checks": {"min_output_tokens": 3}},
+            {"name": "json", "kind": "openai-chat", "stream": False, "max_tokens": 2,
+             "checks": {"json_path": [{"path": "choices[0].finish_reason", "equals": "stop"}]}}],
+        "simulator": {"ttft_ms": 1, "itl_ms": 1}, "slos": ["error_rate < 1%"]})
+    by_scenario = result["series"]["latency"]
+    assert by_scenario["scenario:ok"]["count"] > 5
+    assert "scenario:short" not in by_scenario and "scenario:json" not in by_scenario
+    assert result["errors"]["by_kind"]["check_failed"] == result["counts"]["errors"] > 5
+    examples = " ".join(result["errors"]["examples"]["check_failed"])
+    assert "fewer than 3" in examples or "finish_reason" in examples
+    assert result["verdict"] == "fail"
+
+
+def test_closed_loop_is_reported_as_such(server, run):
+    with server("delay", "--seed", "3") as url:
+        result, _ = run({
+            "name": "closed", "target": url, "duration": 3,
+            "arrival": {"process": "closed", "concurrency": 4},
+            "scenarios": [{"name": "p", "kind": "http", "method": "POST", "path": "/x",
+                           "body": {}}]})
+    lat = result["series"]["latency"]["all"]
+    # 4 users back to back: throughput = 4 / mean service time (Little's law)
+    expected = 4 / (lat["mean"] / 1000)
+    assert result["throughput"]["requests_per_s"] == pytest.approx(expected, rel=0.15)
+    assert result["closed_loop"] is True
+    assert result["series"]["lateness"]["all"]["max"] < 0.01  # intended = sent
+
+
+def test_tenants_send_their_identity(server, run, monkeypatch):
+    monkeypatch.setenv("ACME_KEY", "sk-acme-123")
+    with server("record") as url:
+        run({"name": "ids", "target": url, "duration": 1,
+             "tenants": [{"name": "acme", "arrival": {"process": "constant", "rate": 5},
+                          "api_key": "${ACME_KEY}"},
+                         {"name": "beta", "arrival": {"process": "constant", "rate": 5},
+                          "headers": {"X-Tenant": "beta"}}],
+             "scenarios": [{"name": "c", "kind": "openai-chat", "stream": False}]})
+        log = [e for e in get_log(url) if "max_tokens" in e["body"]]
+    auth = [e["headers"].get("Authorization") for e in log]
+    tenant = [e["headers"].get("X-Tenant") for e in log]
+    assert auth.count("Bearer sk-acme-123") == 5 and tenant.count("beta") == 5
+    # every prompt is unique (a prefix cache cannot flatter TTFT)
+    prompts = [e["body"]["messages"][0]["content"] for e in log]
+    assert len(set(prompts)) == len(prompts) == 10

@@ -1,0 +1,206 @@
+"""Arrival processes, token distributions, traces and schedules: pure and seeded."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pydantic import TypeAdapter
+
+from loadkit.arrivals import TraceError, load_trace, sample_tokens, schedule
+from loadkit.arrivals.processes import arrival_times
+from loadkit.arrivals.summary import sparkline, summarize
+from loadkit.arrivals.trace import replay
+from loadkit.workload.arrival_specs import ArrivalSpec
+from loadkit.workload.models import Workload
+from loadkit.workload.scaling import time_scaled, with_measured_duration
+from loadkit.workload.scenarios import Tokens
+
+ROOT = Path(__file__).resolve().parents[2]
+AZURE = ROOT.parent / "shared" / "data" / "azure-llm-inference-2023" / "AzureLLMInferenceTrace_conv.csv"
+spec = TypeAdapter(ArrivalSpec).validate_python
+tokens = TypeAdapter(Tokens).validate_python
+
+
+def times(arrival: dict, duration: float, seed: int = 1) -> list[float]:
+    return list(arrival_times(spec(arrival), duration, random.Random(seed)))
+
+
+def within_sampling_error(observed: int, expected: float, sigmas: float = 4.0) -> bool:
+    return abs(observed - expected) <= sigmas * math.sqrt(max(expected, 1.0))
+
+
+def test_poisson_passes_kolmogorov_smirnov():
+    from scipy import stats
+    t = times({"process": "poisson", "rate": 50}, 400.0)
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    assert stats.kstest(gaps, "expon", args=(0, 1 / 50)).pvalue > 0.01
+    # and the test has teeth: gamma gaps with cv 2 at the same rate fail it
+    g = times({"process": "gamma", "rate": 50, "cv": 2}, 400.0)
+    g_gaps = [b - a for a, b in zip(g, g[1:])]
+    assert stats.kstest(g_gaps, "expon", args=(0, 1 / 50)).pvalue < 1e-6
+
+
+@pytest.mark.parametrize("cv", [0.5, 1.0, 3.0])
+def test_gamma_reproduces_its_coefficient_of_variation(cv):
+    t = times({"process": "gamma", "rate": 100, "cv": cv}, 10_000 / 100)
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    assert len(gaps) > 9000
+    assert statistics.stdev(gaps) / statistics.mean(gaps) == pytest.approx(cv, rel=0.10)
+    assert len(t) == pytest.approx(10_000, rel=0.1 * max(cv, 1))
+
+
+def test_onoff_rates_match_the_declared_curve():
+    a = {"process": "onoff", "base_rate": 5, "spike_rate": 60, "spike_length": 2, "period": 10,
+         "offset": 1}
+    per_second = Counter(int(t) for t in times(a, 400.0))
+    on = [s for s in range(400) if s >= 1 and (s - 1) % 10 < 2]
+    off = [s for s in range(400) if s not in on]
+    assert within_sampling_error(sum(per_second[s] for s in on), 60 * len(on))
+    assert within_sampling_error(sum(per_second[s] for s in off), 5 * len(off))
+    # each second on its own, too: every spike second is far above every base second
+    assert min(per_second[s] for s in on) > max(per_second[s] for s in off)
+
+
+def test_diurnal_follows_its_curve_compressed_in_time():
+    rates = [10, 10, 40, 80, 40, 10]  # six 10-s "hours" in a 60-s day
+    per_second = Counter(int(t) for t in times({"process": "diurnal", "rates": rates,
+                                                "day": 60}, 600.0))
+    for second in range(0, 60, 3):
+        expected = 0.0  # integrate the piecewise-linear curve over [s, s+1) x 10 days
+        for k in range(100):
+            x = (second + (k + 0.5) / 100) / 10
+            i = int(x)
+            expected += (rates[i % 6] + (rates[(i + 1) % 6] - rates[i % 6]) * (x - i)) / 100
+        observed = sum(per_second[second + 60 * day] for day in range(10))
+        assert within_sampling_error(observed, 10 * expected), (second, observed, 10 * expected)
+
+
+def test_ramp_and_steps():
+    ramp = times({"process": "ramp", "from": 0, "to": 100}, 100.0)
+    first, second = sum(t < 50 for t in ramp), sum(t >= 50 for t in ramp)
+    assert within_sampling_error(first, 1250) and within_sampling_error(second, 3750)
+    steps = times({"process": "steps", "steps": [{"rate": 10, "duration": 20},
+                                                 {"rate": 50, "duration": 20}]}, 60.0)
+    assert within_sampling_error(sum(t < 20 for t in steps), 200)
+    assert within_sampling_error(sum(t >= 20 for t in steps), 2000)  # last step holds
+
+
+def test_constant_is_exact():
+    t = times({"process": "constant", "rate": 4}, 2.0)
+    assert t == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+
+
+def test_token_distributions():
+    rng = random.Random(3)
+    ln = [sample_tokens(tokens({"dist": "lognormal", "median": 200, "sigma": 0.5}), rng)
+          for _ in range(20_000)]
+    assert statistics.median(ln) == pytest.approx(200, rel=0.03)
+    u = [sample_tokens(tokens({"dist": "uniform", "min": 5, "max": 9}), rng) for _ in range(2000)]
+    assert set(u) == {5, 6, 7, 8, 9}
+    n = [sample_tokens(tokens({"dist": "normal", "mean": 100, "std": 10, "max": 110}), rng)
+         for _ in range(5000)]
+    assert max(n) == 110 and statistics.mean(n) == pytest.approx(98, abs=1.5)
+    assert sample_tokens(tokens(42), rng) == 42
+
+
+MULTI = {"seed": 4, "phases": [{"name": "w", "duration": 2, "warmup": True},
+                               {"name": "a", "duration": 5}, {"name": "b", "duration": 5}],
+         "scenarios": [{"name": "chat", "kind": "openai-chat",
+                        "max_tokens": {"dist": "uniform", "min": 1, "max": 100}},
+                       {"name": "ping", "kind": "http"}],
+         "tenants": [{"name": "x", "arrival": {"rate": 20}},
+                     {"name": "y", "arrival": {"rate": 5}, "phases": {"b": {"rate": 50}}}]}
+
+
+def test_same_seed_same_schedule_bit_for_bit():
+    one = list(schedule(Workload.model_validate(MULTI)))
+    assert one == list(schedule(Workload.model_validate(MULTI)))
+    assert one != list(schedule(Workload.model_validate({**MULTI, "seed": 5})))
+    assert all(a.at <= b.at for a, b in zip(one, one[1:]))
+    # phases are placed end to end, each tenant's override applies
+    in_b = [s for s in one if s.phase == 2]
+    assert all(7.0 <= s.at < 12.0 for s in in_b)
+    assert within_sampling_error(sum(s.tenant == 1 for s in in_b), 250)
+
+
+def test_a_tenant_added_does_not_move_another():
+    base = [s for s in schedule(Workload.model_validate(MULTI)) if s.tenant == 0]
+    more = dict(MULTI, tenants=[*MULTI["tenants"], {"name": "z", "arrival": {"rate": 9}}])
+    assert [s for s in schedule(Workload.model_validate(more)) if s.tenant == 0] == base
+
+
+def test_time_scale_keeps_shapes_and_duration_keeps_proportions():
+    w = Workload.model_validate({
+        "phases": [{"name": "p", "duration": 600, "arrival": {"process": "diurnal",
+                                                              "rates": [1, 9], "day": 600}}],
+        "scenarios": [{"name": "s", "kind": "http"}]})
+    fast = time_scaled(w, 0.01)
+    assert fast.phases[0].duration == 6 and fast.phases[0].arrival.day == 6
+    short = with_measured_duration(Workload.model_validate(MULTI), 5)
+    assert [p.duration for p in short.phase_list] == [1.0, 2.5, 2.5]
+
+
+def write_trace(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_azure_trace_loads_and_replays_scaled(tmp_path):
+    p = write_trace(tmp_path, "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                    "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:48.6805900,10,5\n"
+                    "2023-11-16 18:15:50.1805900,20,6\n")
+    rows = load_trace(p)
+    assert [(r.prompt_tokens, r.output_tokens) for r in rows] == [(374, 44), (10, 5), (20, 6)]
+    trace = spec({"process": "trace", "path": "t.csv", "speedup": 2})
+    assert [round(o, 6) for o, _ in replay(rows, trace, random.Random())] == [0.0, 1.0, 1.75]
+    win = spec({"process": "trace", "path": "t.csv", "window": {"start": 1, "end": 3.0}})
+    assert [round(o, 6) for o, _ in replay(rows, win, random.Random())] == [1.0]
+    double = spec({"process": "trace", "path": "t.csv", "rate_scale": 2})
+    assert len(list(replay(rows, double, random.Random()))) == 6
+
+
+@pytest.mark.parametrize("text,row,fragment", [
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,1,1\nyesterday,1,1\n", 3,
+     "bad timestamp"),
+    ("timestamp,prompt_tokens\n0.5,12\n1.0,many\n", 3, "bad prompt tokens"),
+    ("timestamp,output_tokens\n0.5,-1\n", 2, "must be >= 0"),
+])
+def test_bad_trace_rows_are_named(tmp_path, text, row, fragment):
+    with pytest.raises(TraceError, match=fragment) as info:
+        load_trace(write_trace(tmp_path, text))
+    assert info.value.row == row
+
+
+def test_jsonl_trace(tmp_path):
+    p = write_trace(tmp_path, '{"timestamp": 1.5, "output_tokens": 3}\n\n{"timestamp": 0.5}\n',
+                    "t.jsonl")
+    assert [(r.time, r.output_tokens) for r in load_trace(p)] == [(0.5, None), (1.5, 3)]
+    with pytest.raises(TraceError, match="row 1: not valid JSON"):
+        load_trace(write_trace(tmp_path, "{oops\n", "bad.jsonl"))
+
+
+@pytest.mark.skipif(not AZURE.exists(), reason="shared Azure trace not present")
+def test_real_azure_trace_replays_its_first_minute():
+    rows = load_trace(AZURE)
+    assert len(rows) == 19366 and all(a.time <= b.time for a, b in zip(rows, rows[1:]))
+    w = Workload.model_validate({
+        "duration": 60, "scenarios": [{"name": "chat", "kind": "openai-chat"}],
+        "arrival": {"process": "trace", "path": "azure.csv"}})
+    slots = list(schedule(w, {"azure.csv": rows}))
+    expected = [r for r in rows if r.time - rows[0].time < 60]
+    assert len(slots) == len(expected) > 0
+    assert [(s.prompt_tokens, s.max_tokens) for s in slots] == \
+        [(r.prompt_tokens, r.output_tokens) for r in expected]
+
+
+def test_plan_summary_and_sparkline():
+    s = summarize(Workload.model_validate(MULTI))
+    assert sum(s.requests.values()) == len(list(schedule(Workload.model_validate(MULTI))))
+    assert len(s.per_second) == 12 and sum(s.per_second) == sum(s.requests.values())
+    assert sparkline([0, 5, 10]) == " ▄█"
