@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import os
 import platform
 import random
@@ -40,6 +41,7 @@ from loadkit.workload.loader import LoadedWorkload
 class RunOptions:
     out_dir: Path | None = None  # default reports/<run-id>/
     allow_saturated: bool = False
+    strict: bool = False  # a marginal percentile verdict is inconclusive
 
 
 def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
@@ -127,6 +129,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
                         for t in tenants for p in phases},
         unfinished=engine.unfinished, objectives=w.objectives(), health=health,
         lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
+        strict=options.strict,
         extra_untrusted=["interrupted before the end of the schedule"] if interrupted else [])
     write_all(result, out_dir)
     return result
@@ -155,6 +158,17 @@ def _drive(engine: Engine, slots) -> bool:
 
     try:
         import uvloop
+        runner = uvloop.run
     except ImportError:
-        return asyncio.run(main())
-    return uvloop.run(main())
+        runner = asyncio.run
+    # Collector pauses land on the event loop as lateness. Freeze what exists
+    # now (it lives all run) and collect the young generation less often.
+    gc.collect()
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        return runner(main())
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()

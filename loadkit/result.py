@@ -86,7 +86,7 @@ def tenant_isolation(recorder: Recorder, scheduled: Counter, phases: Phases,
 
 def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
                  declared_rates: dict[tuple[str, str], float | None], unfinished: int, objectives: list[Objective], health: dict,
-                 lateness_bound_ms: float, allow_saturated: bool,
+                 lateness_bound_ms: float, allow_saturated: bool, strict: bool = False,
                  extra_untrusted: list[str] = ()) -> dict:
     """Evaluate SLOs and assemble the run.json document."""
     phases = Phases(meta["phases"])
@@ -94,7 +94,7 @@ def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
     counts = scoped_counts(recorder, phases)
     several = len({t for (t, _p) in declared_rates}) > 1
     iso = tenant_isolation(recorder, scheduled, phases, declared_rates) if several else {}
-    slos: list[SLOResult] = evaluate_all(objectives, hists, counts, iso)
+    slos: list[SLOResult] = evaluate_all(objectives, hists, counts, iso, strict)
     verdict = overall(slos)
 
     lateness = merged(hists.get(("lateness", "all"), []))

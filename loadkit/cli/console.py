@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loadkit.engine import Progress
-from loadkit.report.format import quantity
+from loadkit.report.format import interval, quantity
 
 PLAIN_EVERY_S = 5.0
 _STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
@@ -61,13 +61,14 @@ class Console:
         if self.live is not None:
             self.live.stop()
         table = Table(title=f"SLOs of {result['workload']['name']}", title_justify="left")
-        for col in ("SLO", "scope", "observed", "threshold", "samples", "verdict"):
+        for col in ("SLO", "scope", "observed", "95% CI", "threshold", "samples", "verdict"):
             table.add_column(col, justify="left" if col in ("SLO", "scope") else "right")
         for s in result["slos"]:
-            table.add_row(s["text"], s["scope"], quantity(s["observed"], s["unit"]),
+            table.add_row(s["text"], s["scope"], quantity(s["observed"], s["unit"]), interval(s),
                           f"{s['op']} {quantity(s['threshold'], s['unit'])}",
                           f"{s['samples']:,}",
-                          Text(s["verdict"] + (f" ({s['reason']})" if s["reason"] else ""),
+                          Text(s["verdict"] + (" (marginal)" if s["marginal"] else "")
+                               + (f" ({s['reason']})" if s["reason"] else ""),
                                style=_STYLE[s["verdict"]]))
         if result["slos"]:
             self.out.print(table)

@@ -53,6 +53,8 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
               help="Output folder (default: reports/<run-id>/).")
 @click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",
               show_default=True, help="How an inconclusive verdict exits.")
+@click.option("--strict", is_flag=True,
+              help="A percentile whose 95% interval contains the threshold is inconclusive.")
 @click.option("--allow-saturated", is_flag=True,
               help="Exit by the verdict even when the generator fell behind.")
 @click.option("--insecure", is_flag=True, default=None,
@@ -64,7 +66,7 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                 time_scale: float | None,
                 rate: float | None, seed: int | None, slo_files: tuple[str, ...],
                 out_dir: Path | None,
-                inconclusive: str, allow_saturated: bool, insecure: bool | None,
+                inconclusive: str, strict: bool, allow_saturated: bool, insecure: bool | None,
                 ca_bundle: str | None, quiet: bool) -> int:
     """Run WORKLOAD (a YAML file) and print the SLO verdict.
 
@@ -77,7 +79,7 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                                                target=target, insecure=insecure,
                                                ca_bundle=ca_bundle, slo_files=slo_files))
     console = Console(quiet=quiet)
-    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated)
+    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict)
     result, out = execute(loaded, options, on_interval=console.progress,
                           on_start=console.started)
     code = exit_code(result, inconclusive)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import select
 import signal
@@ -26,7 +27,8 @@ READY = "LOADKIT_SIM_LISTENING "
 def sim_args(config: dict) -> list[str]:
     """SimConfig fields (validated with the workload) as the simulator's flags."""
     return [arg for key, value in config.items()
-            for arg in ("--" + key.replace("_", "-"), str(value))]
+            for arg in ("--" + key.replace("_", "-"),
+                        json.dumps(value) if isinstance(value, (list, dict)) else str(value))]
 
 
 @contextlib.contextmanager

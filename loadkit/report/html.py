@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import jinja2
 
-from loadkit.report.format import quantity
+from loadkit.report.format import interval, quantity
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("loadkit.report", "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["quantity"] = quantity
+_ENV.filters["interval"] = interval
 
 
 def render_html(result: dict) -> str:

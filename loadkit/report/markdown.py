@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadkit.report.format import quantity
+from loadkit.report.format import interval, quantity
 
 _VERDICT = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
 
@@ -19,19 +19,27 @@ def render_markdown(result: dict) -> str:
     lines += [f"Target `{_cell(result['target'])}` · {w['duration_s']:g} s measured after "
               f"{w['warmup_s']:g} s warm-up · seed {w['seed']}", ""]
     if result["slos"]:
-        lines += ["| SLO | scope | observed | threshold | samples | verdict |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| SLO | scope | observed | 95% CI | threshold | samples | verdict |",
+                  "|---|---|---|---|---|---|---|"]
         for s in result["slos"]:
+            verdict = s["verdict"] + (" (marginal)" if s.get("marginal") else "")
             lines.append(f"| `{_cell(s['text'])}` | {_cell(s['scope'])} | "
-                         f"{quantity(s['observed'], s['unit'])} | {s['op']} "
+                         f"{quantity(s['observed'], s['unit'])} | {interval(s)} | {s['op']} "
                          f"{quantity(s['threshold'], s['unit'])} | {s['samples']:,} | "
-                         f"{s['verdict']}{' — ' + _cell(s['reason']) if s['reason'] else ''} |")
+                         f"{verdict}{' — ' + _cell(s['reason']) if s['reason'] else ''} |")
     else:
         lines.append("No SLOs declared.")
     c, t = result["counts"], result["throughput"]
     lines += ["", f"{c['completed']:,} completed · {c['errors']:,} errors · "
               f"{c['dropped']:,} dropped · {t['requests_per_s']:.1f} req/s · "
               f"{t['output_tokens_per_s']:.1f} output tokens/s", ""]
+    iso = {t: i for t, i in result.get("isolation", {}).items() if i["ratio"] is not None}
+    if iso:
+        lines += ["| tenant | isolation ratio | p99 during others' spikes | p99 quiet |",
+                  "|---|---|---|---|"]
+        lines += [f"| {_cell(t)} | {i['ratio']:.3g} | {quantity(i['p99_spike_ms'], 'ms')} | "
+                  f"{quantity(i['p99_quiet_ms'], 'ms')} |" for t, i in iso.items()]
+        lines.append("")
     lat = result["series"].get("latency", {}).get("all")
     if lat and lat["count"]:
         lines += ["| latency | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|",

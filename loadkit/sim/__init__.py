@@ -1,20 +1,28 @@
 """Embedded OpenAI-compatible inference-server simulator.
 
-A deterministic stand-in for an LLM endpoint (vLLM, TGI, OpenAI) with a
-configurable time-to-first-token and inter-token latency, so loadkit can be
-tested, demonstrated and calibrated without a GPU.  Self-contained on
+A deterministic stand-in for an LLM endpoint (vLLM, TGI, OpenAI) that
+behaves like a GPU server: replicas with continuous batching, prefill and
+decode costs, a KV-cache, a waiting queue, cold starts, scheduled faults,
+embeddings and vLLM-style ``/metrics``.  Its defaults are a fixed
+time-to-first-token and inter-token latency at any load.  Self-contained on
 purpose: it imports nothing else from loadkit (only the stdlib, aiohttp and,
 optionally, uvloop/PyYAML).
 
     from loadkit.sim import SimConfig, serve
-    runner, port = await serve(SimConfig(ttft_ms=50, itl_ms=8))
+    runner, port = await serve(SimConfig.from_mapping({"preset": "h100-llama3-8b"}))
     ...
     await runner.cleanup()
 
-Or from a shell: ``python -m loadkit.sim --port 8000 --itl-ms 8``.
+Or from a shell: ``python -m loadkit.sim --port 8000 --preset fast --itl-ms 8``.
+
+Modules: ``config`` (SimConfig), ``presets``, ``faults`` (schedule format),
+``serving`` (replicas, seats, queue, cold start), ``generate`` (completions
+through the model), ``timeline`` and ``injector`` (faults in time and per
+request), ``embeddings``, ``metrics``, ``openai_wire``, ``server`` (routes).
 """
 
 from .config import SimConfig
+from .presets import PRESETS
 from .server import build_app, serve
 
-__all__ = ["SimConfig", "build_app", "serve"]
+__all__ = ["PRESETS", "SimConfig", "build_app", "serve"]

@@ -3,6 +3,11 @@
 Prints exactly one line, ``LOADKIT_SIM_LISTENING http://HOST:PORT``, once the
 socket is bound (so a parent process can read the ephemeral port), then
 serves until SIGTERM or SIGINT and exits 0.
+
+Configuration, lowest precedence first: ``--preset NAME`` (or ``preset:`` in
+the file), ``--config FILE`` (a YAML or JSON mapping of SimConfig fields,
+``faults`` as a list), then one flag per field.  ``--faults`` takes the
+schedule as JSON text.
 """
 
 from __future__ import annotations
@@ -17,30 +22,39 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import SimConfig
+from .faults import KINDS
+from .presets import PRESETS
 from .server import serve
 
 PROG = "python -m loadkit.sim"
-_TYPES: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "str": str}
+# Field kind -> flag parser; `faults` stays text, parsed (JSON) by SimConfig.
+_TYPES: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "str": str,
+                                           "faults": str}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, description="OpenAI-compatible inference-server simulator.")
+        prog=PROG, description="OpenAI-compatible inference-server simulator.",
+        epilog=f"presets: {', '.join(PRESETS)}; fault kinds: {', '.join(KINDS)} "
+               "(schedule format: loadkit/sim/faults.py)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=_port, default=0,
                    help="port to bind; 0 picks a free one (default: %(default)s)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback address")
-    p.add_argument("--config", metavar="YAML",
-                   help="YAML mapping of SimConfig fields; flags override it")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML or JSON mapping of SimConfig fields; flags override it")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="start from a named configuration; the file and flags override it")
     # One flag per SimConfig field, so new knobs appear here automatically.
     for f in dataclasses.fields(SimConfig):
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        kind = f.metadata["kind"]
+        shown = "none" if kind == "faults" else f.default
         p.add_argument(
             "--" + f.name.replace("_", "-"), dest=f.name, default=None,
-            type=_TYPES.get(kind, str), metavar=f.name.upper(),
-            help=f"{f.metadata.get('help', '')} (default: {f.default})")
+            type=_TYPES[kind], metavar="JSON" if kind == "faults" else f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (default: {shown})")
     return p
 
 
@@ -73,6 +87,8 @@ def _build_config(args: argparse.Namespace) -> SimConfig:
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{args.config}: expected a YAML mapping")
         values.update(loaded or {})
+    if args.preset is not None:
+        values["preset"] = args.preset
     for f in dataclasses.fields(SimConfig):
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)

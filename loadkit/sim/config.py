@@ -1,11 +1,14 @@
 """Simulator configuration.
 
 Every knob is a field of the frozen :class:`SimConfig` dataclass, and every
-field carries its own validation rule and help text in ``metadata``.  That is
-what keeps the class easy to grow: adding a field (batch size, queue depth,
-cold-start delay, fault rates, ...) automatically gives it validation in
+field carries its kind, bounds and help text in ``metadata``.  That keeps the
+class easy to grow: a new field automatically gets validation in
 ``from_mapping``/``__post_init__`` and a ``--kebab-case`` flag in
 ``python -m loadkit.sim``, with no other code to touch.
+
+The defaults reproduce the original fixed-latency simulator: no batch or
+KV-cache limit, no per-sequence cost, no cold start, no faults, so TTFT is
+``ttft_ms`` and every inter-token gap ``itl_ms`` at any load.
 """
 
 from __future__ import annotations
@@ -16,15 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faults import Fault, parse_faults
 
-def _knob(default: Any, help: str, minimum: float | None = None) -> Any:
-    """A dataclass field with a lower bound and help text attached."""
-    return field(default=default, metadata={"help": help, "min": minimum})
+
+def _knob(default: Any, help: str, minimum: float | None = None, kind: str | None = None,
+          choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its kind, bounds and help text attached."""
+    kind = kind or type(default).__name__
+    return field(default=default, metadata={"help": help, "min": minimum, "kind": kind,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Timing and identity of the simulated inference server.
+    """How the simulated inference server behaves.
 
     Instances are immutable so one config can be shared by every request
     handler without copying; use ``dataclasses.replace`` to derive variants.
@@ -32,42 +40,94 @@ class SimConfig:
     the instance is built directly or through :meth:`from_mapping`.
     """
 
-    ttft_ms: float = _knob(20.0, "time to first token (prefill), in ms", 0.0)
-    itl_ms: float = _knob(10.0, "delay between successive tokens, in ms", 0.0)
-    output_tokens: int = _knob(
-        16, "output length when a request gives no max_tokens", 1
-    )
-    seed: int = _knob(0, "seed for generated text and ids", 0)
+    # Timing of one request at an idle server: TTFT = ttft_ms +
+    # prefill_ms_per_token * prompt tokens; then one token per decode step.
+    ttft_ms: float = _knob(20.0, "prefill time of any request, before the per-token "
+                           "part (ms)", 0.0)
+    prefill_ms_per_token: float = _knob(0.0, "prefill time per prompt token (ms)", 0.0)
+    itl_ms: float = _knob(10.0, "decode step time at batch size 0: the base gap "
+                          "between tokens (ms)", 0.0)
+    itl_ms_per_seq: float = _knob(0.0, "decode step time added per sequence running on "
+                                  "the replica (ms); per-request speed falls as the "
+                                  "batch grows", 0.0)
+    output_tokens: int = _knob(16, "output length when a request gives no max_tokens", 1)
+    # Capacity: where queueing comes from.
+    replicas: int = _knob(1, "number of replicas behind the endpoint", 1)
+    max_num_seqs: int = _knob(0, "sequences one replica runs at once; 0 = no limit", 0)
+    kv_cache_tokens: int = _knob(0, "KV-cache of one replica in tokens; each request "
+                                 "reserves prompt + max output tokens; 0 = no limit", 0)
+    queue_policy: str = _knob("fcfs", "order of the waiting queue: fcfs, or priority "
+                              "(lowest priority header value first)",
+                              choices=("fcfs", "priority"))
+    priority_header: str = _knob("x-priority", "request header with an integer priority")
+    tenant_header: str = _knob("x-tenant", "request header naming the tenant (rate limits)")
+    # Cold starts.
+    load_ms: float = _knob(0.0, "model-load delay at start-up and after scaling to "
+                           "zero (ms)", 0.0)
+    scale_to_zero_s: float = _knob(0.0, "idle seconds after which the replicas unload; "
+                                   "0 = never", 0.0)
+    # /v1/embeddings.
+    embedding_ms: float = _knob(5.0, "time of an embeddings request, base part (ms)", 0.0)
+    embedding_ms_per_token: float = _knob(0.01, "embeddings time per input token (ms)", 0.0)
+    embedding_dim: int = _knob(384, "length of the embedding vectors", 1)
+    # Identity and determinism.
+    seed: int = _knob(0, "seed for generated text, ids, vectors and fault draws", 0)
     model: str = _knob("loadkit-sim", "model name reported by the server")
+    faults: tuple[Fault, ...] = _knob((), "fault schedule: a JSON list of "
+                                      "{kind, start, end, ...} (see loadkit/sim/faults.py)",
+                                      kind="faults")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+        for i, fault in enumerate(self.faults):
+            if fault.replica is not None and fault.replica >= self.replicas:
+                raise ValueError(f"faults[{i}].replica must be < replicas "
+                                 f"({self.replicas}), got {fault.replica}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SimConfig:
         """Build a config from a plain mapping (e.g. parsed YAML or JSON).
 
-        Unknown keys are rejected rather than ignored, so a typo such as
-        ``itl: 5`` fails loudly instead of silently running with defaults.
+        ``preset: NAME`` starts from a named preset (see ``presets.py``); the
+        other keys override it.  Unknown keys are rejected rather than
+        ignored, so a typo such as ``itl: 5`` fails loudly instead of
+        silently running with defaults.
         """
+        from .presets import PRESETS  # presets are SimConfig mappings themselves
+
         if not isinstance(data, Mapping):
             raise ValueError(f"sim config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
+        unknown = sorted(str(k) for k in data if k not in known and k != "preset")
         if unknown:
             raise ValueError(
                 f"unknown sim config key(s): {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(known))})"
+                f"(known: preset, {', '.join(sorted(known))})"
             )
-        return cls(**dict(data))
+        values = dict(data)
+        name = values.pop("preset", None)
+        if name is not None:
+            if name not in PRESETS:
+                raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+            values = {**PRESETS[name], **values}
+        return cls(**values)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The fields that differ from the defaults, as from_mapping takes them."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[f.name] = [x.as_dict() for x in value] if f.name == "faults" else value
+        return out
 
 
 def _check(f: dataclasses.Field, value: Any) -> Any:
     """Validate (and lightly coerce) one field value; raise naming the field."""
-    name = f.name
-    # Annotations are strings because of `from __future__ import annotations`.
-    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    name, kind = f.name, f.metadata["kind"]
+    if kind == "faults":
+        return parse_faults(value)
     # bool is an int subclass; `output_tokens: true` is a mistake, not 1.
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a {kind}, got a bool")
@@ -85,7 +145,10 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     elif kind == "str":
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    minimum = f.metadata.get("min")
+        choices = f.metadata["choices"]
+        if choices and value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    minimum = f.metadata["min"]
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
     return value

@@ -26,6 +26,8 @@ _WORDS = (
     "into than them can only other new some could time these two may then do "
     "first any my now such like our over man me even most made after also did"
 ).split()
+# What a broken "version B" says instead: easy for a response check to catch.
+WRONG_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit".split()
 _SEQUENCE_LEN = 1024
 
 
@@ -38,18 +40,18 @@ class RequestError(ValueError):
 
 
 def error_body(message: str, err_type: str = "invalid_request_error",
-               param: str | None = None) -> bytes:
+               param: str | None = None, code: str | None = None) -> bytes:
     """OpenAI-style error JSON, as clients (openai-python, vLLM) expect."""
     return json.dumps({"error": {"message": message, "type": err_type,
-                                 "param": param, "code": None}}).encode()
+                                 "param": param, "code": code}}).encode()
 
 
 class Vocabulary:
     """Seeded token stream; word i of every response is ``words[i % len]``."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, vocabulary: list[str] = _WORDS) -> None:
         rng = random.Random(seed)
-        self.words = tuple(" " + rng.choice(_WORDS) for _ in range(_SEQUENCE_LEN))
+        self.words = tuple(" " + rng.choice(vocabulary) for _ in range(_SEQUENCE_LEN))
         # Pre-encoded JSON string literals, spliced straight into SSE frames.
         self.json = tuple(json.dumps(w).encode() for w in self.words)
 
@@ -69,7 +71,7 @@ class GenRequest:
     include_usage: bool
 
 
-def _approx_tokens(chars: int) -> int:
+def approx_tokens(chars: int) -> int:
     # ~4 characters per token is the usual rule of thumb for English BPE.
     return max(1, -(-chars // 4))
 
@@ -92,10 +94,10 @@ def _chat_prompt_chars(messages: Any) -> int:
 
 def _completion_prompt_tokens(prompt: Any) -> int:
     if isinstance(prompt, str):
-        return _approx_tokens(len(prompt))
+        return approx_tokens(len(prompt))
     if isinstance(prompt, list) and prompt:
         if all(isinstance(p, str) for p in prompt):
-            return _approx_tokens(sum(len(p) for p in prompt))
+            return approx_tokens(sum(len(p) for p in prompt))
         if all(isinstance(p, int) for p in prompt):  # pre-tokenised prompt
             return len(prompt)
         if all(isinstance(p, list) for p in prompt):
@@ -116,7 +118,7 @@ def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
     if kind == CHAT:
         if "messages" not in body:
             raise RequestError("missing required parameter: 'messages'", "messages")
-        prompt_tokens = _approx_tokens(_chat_prompt_chars(body["messages"]))
+        prompt_tokens = approx_tokens(_chat_prompt_chars(body["messages"]))
     else:
         if "prompt" not in body:
             raise RequestError("missing required parameter: 'prompt'", "prompt")
@@ -164,6 +166,11 @@ def full_response(req: GenRequest, rid: str, created: int, model: str,
                        "usage": _usage(req)}).encode()
 
 
+def broken(body: bytes) -> bytes:
+    """A JSON document cut in half: what a malformed-chunk fault sends."""
+    return body[:max(1, len(body) // 2)]
+
+
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
@@ -174,7 +181,7 @@ class StreamFrames:
     one concatenation per token, no JSON encoding on the hot path.
     """
 
-    __slots__ = ("first_head", "head", "tail", "last_tail", "usage_event")
+    __slots__ = ("first_head", "head", "tail", "last_tail", "usage_event", "broken")
 
     def __init__(self, req: GenRequest, rid: str, created: int, model: str) -> None:
         obj = "chat.completion.chunk" if req.kind == CHAT else "text_completion"
@@ -194,6 +201,8 @@ class StreamFrames:
             self.first_head = self.head
             self.tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
             self.last_tail = b',"logprobs":null,"finish_reason":"length"}]}\n\n'
+        # A content event cut inside its JSON, for the malformed-chunk fault.
+        self.broken = self.head[:len(self.head) * 2 // 3] + b"\n\n"
         self.usage_event = None
         if req.include_usage:
             usage = {"id": rid, "object": obj, "created": created, "model": model,

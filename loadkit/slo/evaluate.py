@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from hdrh.histogram import HdrHistogram
 
 from loadkit.record.histogram import merged
+from loadkit.slo.confidence import percentile_interval
 from loadkit.workload.slo_spec import Objective
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
@@ -45,6 +46,9 @@ class SLOResult:
     samples: int
     verdict: str
     reason: str = ""
+    ci_low: float | None = None  # 95% interval of a percentile (ms); None: unbounded
+    ci_high: float | None = None
+    marginal: bool = False  # the threshold lies inside that interval
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,9 +59,13 @@ def samples_needed(quantile: float) -> int:
 
 
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
-             isolation: dict | None = None) -> SLOResult:
-    """One objective against the histograms, counts (and isolation) of its scope."""
+             isolation: dict | None = None, strict: bool = False) -> SLOResult:
+    """One objective against the histograms, counts (and isolation) of its scope.
+
+    A percentile verdict whose threshold lies inside its 95% confidence
+    interval is marked marginal; with `strict` it is inconclusive instead."""
     o = objective
+    interval: tuple[float, float | None] | None = None
     observed: float | None = None
     samples = 0
     reason = ""
@@ -83,6 +91,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         elif o.quantile is not None:
             q = o.quantile * attempts / samples  # failures sit above every answer
             observed = h.get_value_at_percentile(min(q, 1.0) * 100.0) / 1000.0
+            interval = percentile_interval(h, o.quantile, failed)
         elif o.stat == "mean":
             observed = h.get_mean_value() / 1000.0
         elif o.stat == "max":
@@ -112,8 +121,16 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         observed = counts.completed / counts.duration_s
     if observed is None:
         return _result(o, None, samples, INCONCLUSIVE, reason)
-    return _result(o, observed, samples, PASS if _OPS[o.op](observed, o.threshold) else FAIL,
-                   reason)
+    verdict = PASS if _OPS[o.op](observed, o.threshold) else FAIL
+    if interval is None:
+        return _result(o, observed, samples, verdict, reason)
+    low, high = interval
+    marginal = low <= o.threshold and (high is None or o.threshold <= high)
+    if marginal and strict:
+        verdict, reason = INCONCLUSIVE, ("the threshold lies inside the 95% confidence "
+                                         "interval (--strict)")
+    return SLOResult(o.name, o.text, o.metric, o.scope, o.op, o.threshold, o.unit, observed,
+                     samples, verdict, reason, low, high, marginal)
 
 
 def _result(o: Objective, observed: float | None, samples: int, verdict: str,
@@ -134,11 +151,12 @@ def overall(results: list[SLOResult]) -> str:
 def evaluate_all(objectives: list[Objective],
                  histograms: Mapping[tuple[str, str], list[HdrHistogram]],
                  counts: Mapping[str, Counts],
-                 isolation: Mapping[str, dict] | None = None) -> list[SLOResult]:
+                 isolation: Mapping[str, dict] | None = None,
+                 strict: bool = False) -> list[SLOResult]:
     """`histograms[(metric, scope)]`, `counts[scope]` and `isolation[tenant]`
     come from the result."""
     iso = isolation or {}
     return [evaluate(o, histograms.get((o.metric, o.scope), []),
                      counts.get(o.scope, Counts(0, 0, 0, 1.0)),
-                     iso.get(o.scope.removeprefix("tenant:")))
+                     iso.get(o.scope.removeprefix("tenant:")), strict)
             for o in objectives]

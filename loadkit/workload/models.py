@@ -97,6 +97,17 @@ class Workload(_Strict):
     tenants: list[Tenant] = []
     slos: list[ObjectiveText] = []
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_simulator(cls, data: Any) -> Any:
+        """`target: {simulator: {...}}` is the embedded simulator, configured inline."""
+        if isinstance(data, dict) and isinstance(data.get("target"), dict) \
+                and set(data["target"]) == {"simulator"}:
+            if data.get("simulator"):
+                raise ValueError("give simulator settings once: in `target` or `simulator`")
+            data = {**data, "target": None, "simulator": data["target"]["simulator"] or {}}
+        return data
+
     @field_validator("simulator")
     @classmethod
     def _sim(cls, v: dict[str, Any]) -> dict[str, Any]:

@@ -63,7 +63,8 @@ def test_in_flight_cap_drops_instead_of_delaying(server, run):
                                                 "timeouts": {"total": "1.5s"}})
     assert r["counts"]["dropped"] == 7  # 10 arrivals, 3 slots held by hung requests
     assert r["errors"]["by_kind"]["timeout"] == 3
-    assert r["health"]["lateness_p99_ms"] < 10  # the others were not sent late
+    # the others were sent on time, not held until a slot freed (>= 1.5 s later)
+    assert r["health"]["lateness_p99_ms"] < 100
 
 
 def test_tls_is_verified_unless_told_otherwise(tmp_path, run):

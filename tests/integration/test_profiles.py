@@ -112,3 +112,40 @@ def test_tenants_send_their_identity(server, run, monkeypatch):
     # every prompt is unique (a prefix cache cannot flatter TTFT)
     prompts = [e["body"]["messages"][0]["content"] for e in log]
     assert len(set(prompts)) == len(prompts) == 10
+
+
+def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server, run, tmp_path):
+    (tmp_path / "p.jsonl").write_text(
+        '{"messages": [{"role": "system", "content": "be brief"}, '
+        '{"role": "user", "content": "hi"}], "max_tokens": 7}\n'
+        '{"prompt": "tell me a story"}\n')
+    with server("record") as url:
+        run({"name": "bodies", "target": url, "duration": 2,
+             "arrival": {"process": "constant", "rate": 10},
+             "scenarios": [
+                 {"name": "set", "kind": "openai-chat", "stream": False, "max_tokens": 30,
+                  "prompts": str(tmp_path / "p.jsonl")},
+                 {"name": "exact", "kind": "openai-completions", "stream": False,
+                  "max_tokens": 12, "prompt_tokens": 9, "exact_output": True}]})
+        bodies = [e["body"] for e in get_log(url) if "max_tokens" in e["body"]]
+    chats = [b for b in bodies if "messages" in b]
+    completions = [b for b in bodies if "prompt" in b]
+    assert len(chats) + len(completions) == 20 and chats and completions
+    for b in chats:
+        first = b["messages"][0]["content"]
+        assert first in ("be brief", "tell me a story")
+        assert b["max_tokens"] == (7 if first == "be brief" else 30)
+    for b in completions:
+        assert b["max_tokens"] == b["min_tokens"] == 12 and b["ignore_eos"] is True
+        assert len(b["prompt"].split()) == 9 + 1  # the request number, then 9 words
+
+
+def test_embeddings_against_an_inline_simulator(run):
+    result, _ = run({
+        "name": "embed", "duration": 2, "arrival": {"process": "constant", "rate": 20},
+        "target": {"simulator": {"embedding_ms": 8, "embedding_ms_per_token": 0.0}},
+        "scenarios": [{"name": "e", "kind": "openai-embeddings", "inputs": 3,
+                       "prompt_tokens": 16}]})
+    lat = result["series"]["latency"]["scenario:e"]
+    assert result["counts"]["errors"] == 0 and lat["count"] == 40
+    assert 8.0 <= lat["p50"] <= 8.0 + 3.0  # the configured 8 ms, plus loopback

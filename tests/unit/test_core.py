@@ -208,7 +208,8 @@ def sample_result() -> dict:
             "finished_at": "2026-01-01T00:00:02+00:00", "target": "http://127.0.0.1:1",
             "workload": {"name": "w|x", "path": "w.yaml", "sha256": "ab" * 32, "seed": 1,
                          "duration_s": 2.0, "warmup_s": 0.0},
-            "phases": [{"name": "measure", "start_s": 0.0, "duration_s": 2.0, "warmup": False}]}
+            "phases": [{"name": "measure", "start_s": 0.0, "duration_s": 2.0, "warmup": False}],
+            "closed_loop": False}
     objectives = [parse_objective(t) for t in
                   ("latency p50 < 1s", "latency p50 < 1ms", "latency p99 < 1s")]
     return build_result(meta=meta, recorder=rec,

@@ -1,0 +1,157 @@
+"""``/metrics``: the Prometheus text format (version 0.0.4), hand-written.
+
+Names follow vLLM's (``vllm:num_requests_running``, ...) so dashboards and
+scrapers built for vLLM read the simulator unchanged.  The simulated GPU
+gauges are prefixed ``loadkit_sim_gpu_`` so nobody mistakes them for
+hardware readings: they are computed from the serving model (utilisation is
+the busy fraction of a replica averaged over ~1 s; power and memory follow
+from it for an 80 GB, 700 W part, like an H100 SXM).
+
+Writing the format by hand keeps the simulator free of dependencies beyond
+aiohttp; it is small: counters, gauges and cumulative histograms.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+
+from .serving import COLD, DEAD, LOADING, READY, Deployment
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Histogram buckets in seconds, after vLLM's (its TTFT and end-to-end ones).
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+                1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+               50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+
+_GPU_MEMORY_BYTES = 80 * 10**9
+_GPU_MEMORY_USED = 0.9  # vLLM reserves this share at load (gpu_memory_utilization)
+_GPU_IDLE_W, _GPU_MAX_W = 70.0, 700.0
+
+
+class Histogram:
+    """A cumulative Prometheus histogram (counts kept per bucket)."""
+
+    __slots__ = ("bounds", "counts", "total", "count")
+
+    def __init__(self, bounds: Iterable[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le).
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+
+class Metrics:
+    """Counters and histograms the request handlers update."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.requests_total = 0  # inference requests admitted
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.finished = 0  # answered in full
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.e2e = Histogram(E2E_BUCKETS)
+
+    def render(self, dep: Deployment, now: float, injected: Mapping[str, int]) -> bytes:
+        model = {"model_name": self.model}
+        w = _Writer()
+        # The original simulator's two series, kept for compatibility.
+        w.metric("loadkit_sim_requests_total", "counter",
+                 "Inference requests accepted.", [({}, self.requests_total)])
+        w.metric("loadkit_sim_requests_running", "gauge",
+                 "Inference requests in flight (running or waiting).",
+                 [({}, dep.in_system)])
+        w.metric("vllm:num_requests_running", "gauge",
+                 "Requests in a batch (prefill or decode) on a replica.",
+                 [(model, dep.running)])
+        w.metric("vllm:num_requests_waiting", "gauge",
+                 "Requests queued for a batch seat, KV-cache or a model load.",
+                 [(model, dep.waiting)])
+        w.metric("vllm:gpu_cache_usage_perc", "gauge",
+                 "Fraction of KV-cache reserved, 0 to 1 (0 when unlimited).",
+                 [(model, dep.kv_usage())])
+        w.metric("vllm:prompt_tokens_total", "counter", "Prefilled prompt tokens.",
+                 [(model, self.prompt_tokens)])
+        w.metric("vllm:generation_tokens_total", "counter", "Generated tokens.",
+                 [(model, self.generation_tokens)])
+        w.metric("vllm:request_success_total", "counter", "Requests answered in full.",
+                 [({**model, "finished_reason": "length"}, self.finished)])
+        w.histogram("vllm:time_to_first_token_seconds",
+                    "Time from arrival to the first token.", model, self.ttft)
+        w.histogram("vllm:e2e_request_latency_seconds",
+                    "Time from arrival to the last byte, answered requests.",
+                    model, self.e2e)
+        states = dep.states(now)
+        w.metric("loadkit_sim_replicas", "gauge", "Replicas by state.",
+                 [({"state": s}, states.count(s)) for s in (READY, COLD, LOADING, DEAD)])
+        w.metric("loadkit_sim_faults_injected_total", "counter",
+                 "Faults applied to requests, by kind.",
+                 [({"kind": k}, n) for k, n in sorted(injected.items())])
+        util = [(r, r.utilization(now) if r.state != DEAD else 0.0) for r in dep.replicas]
+        w.metric("loadkit_sim_gpu_utilization_ratio", "gauge",
+                 "SIMULATED GPU busy fraction of a replica (not a hardware reading).",
+                 [({"replica": str(r.index)}, u) for r, u in util])
+        w.metric("loadkit_sim_gpu_power_watts", "gauge",
+                 "SIMULATED GPU power of a replica (not a hardware reading).",
+                 [({"replica": str(r.index)},
+                   0.0 if r.state == DEAD else _GPU_IDLE_W + (_GPU_MAX_W - _GPU_IDLE_W) * u)
+                  for r, u in util])
+        w.metric("loadkit_sim_gpu_memory_used_bytes", "gauge",
+                 "SIMULATED GPU memory in use: the model and KV-cache once loaded.",
+                 [({"replica": str(r.index)},
+                   int(_GPU_MEMORY_BYTES * _GPU_MEMORY_USED) if s == READY else 0)
+                  for r, s in zip(dep.replicas, states)])
+        w.metric("loadkit_sim_gpu_memory_total_bytes", "gauge",
+                 "SIMULATED GPU memory size of a replica.",
+                 [({"replica": str(r.index)}, _GPU_MEMORY_BYTES) for r in dep.replicas])
+        return w.text().encode()
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def metric(self, name: str, kind: str, help: str,
+               samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        self._lines += [f"# HELP {name} {help}", f"# TYPE {name} {kind}"]
+        self._lines += [f"{name}{_labels(labels)} {_number(v)}" for labels, v in samples]
+
+    def histogram(self, name: str, help: str, labels: Mapping[str, str],
+                  h: Histogram) -> None:
+        self._lines += [f"# HELP {name} {help}", f"# TYPE {name} histogram"]
+        cumulative = 0
+        for bound, n in zip((*h.bounds, "+Inf"), h.counts):
+            cumulative += n
+            le = bound if isinstance(bound, str) else _number(bound)
+            self._lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {cumulative}")
+        self._lines.append(f"{name}_sum{_labels(labels)} {_number(h.total)}")
+        self._lines.append(f"{name}_count{_labels(labels)} {h.count}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _escape(value: str) -> str:
+    # The exposition format escapes exactly these three in label values.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    return repr(float(v))

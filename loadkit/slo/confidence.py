@@ -1,0 +1,58 @@
+"""Distribution-free confidence intervals for percentiles, from histogram counts.
+
+The q-quantile lies between the order statistics x(l) and x(u) with
+probability P(l <= B < u), B ~ Binomial(n, q), whatever the distribution. We
+pick l and u with at most alpha/2 of that probability outside on each side
+(exact sums for small n, the normal approximation with continuity correction
+once n·q·(1−q) is large), then read x(l) and x(u) off the histogram: the
+lowest value of l's bucket and the highest of u's, so bucketing only widens
+the interval.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+from hdrh.histogram import HdrHistogram
+
+EXACT_BELOW = 50.0  # n·q·(1−q) under this: exact binomial sums
+
+
+def rank_interval(n: int, q: float, level: float = 0.95) -> tuple[int, int]:
+    """1-based ranks (l, u); u may exceed n (the interval is then unbounded above)."""
+    alpha = 1.0 - level
+    if n * q * (1.0 - q) >= EXACT_BELOW:
+        z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+        sd = math.sqrt(n * q * (1.0 - q))
+        return max(1, math.floor(n * q - z * sd + 0.5)), math.ceil(n * q + z * sd + 0.5)
+    cdf, lower, upper, k = 0.0, 1, n + 1, 0
+    log_q, log_p = math.log(q), math.log1p(-q)
+    for k in range(n + 1):
+        pmf = math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                       + k * log_q + (n - k) * log_p)
+        if cdf + pmf <= alpha / 2.0:
+            lower = k + 1  # P(B <= k) still within the lower tail
+        cdf += pmf
+        if cdf >= 1.0 - alpha / 2.0:
+            upper = k + 1
+            break
+    return lower, upper
+
+
+def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float = 0.95
+                        ) -> tuple[float, float | None]:
+    """(low, high) in ms for the q-quantile over answers plus `failed` attempts
+    that count as slower than anything; high is None when unbounded."""
+    n_ok = h.get_total_count()
+    lower, upper = rank_interval(n_ok + failed, q, level)
+    low = _at_rank(h, min(lower, n_ok), lowest=True) if lower <= n_ok else None
+    high = _at_rank(h, upper, lowest=False) if upper <= n_ok else None
+    return (low if low is not None else math.inf), high
+
+
+def _at_rank(h: HdrHistogram, rank: int, lowest: bool) -> float:
+    value = h.get_value_at_percentile(100.0 * rank / h.get_total_count())
+    if lowest:
+        value = h.get_lowest_equivalent_value(value)
+    return value / 1000.0
