@@ -29,14 +29,32 @@ def arrival_times(spec: ArrivalSpec, duration: float, rng: random.Random) -> Ite
 
 
 def mean_rate(spec: ArrivalSpec, duration: float) -> float | None:
-    """The declared average rate over a phase; None where only a run can tell
-    (closed loops, traces)."""
+    """The declared average rate over a phase, computed exactly; None where
+    only a run can tell (closed loops, traces)."""
     if isinstance(spec, (Constant, Poisson, Gamma)):
         return spec.rate
-    if isinstance(spec, (OnOff, Diurnal, Ramp, Steps)):
+    if isinstance(spec, OnOff):
+        active = max(0.0, duration - spec.offset)
+        periods, rest = divmod(active, spec.period)
+        on = periods * spec.spike_length + min(rest, spec.spike_length)
+        return (spec.spike_rate * on + spec.base_rate * (duration - on)) / duration
+    if isinstance(spec, Ramp):
+        return (spec.from_rate + spec.to_rate) / 2.0
+    if isinstance(spec, Steps):
+        total, t = 0.0, 0.0
+        for step in spec.steps:
+            span = min(step.duration, duration - t)
+            if span <= 0:
+                break
+            total, t = total + step.rate * span, t + span
+        return (total + spec.steps[-1].rate * max(0.0, duration - t)) / duration
+    if isinstance(spec, Diurnal):
+        days, rest = divmod(duration, spec.day)
+        whole_day = sum(spec.rates) / len(spec.rates)  # trapezoids around the circle
         rate, _ = rate_function(spec, duration)
-        n = 2000  # midpoint rule: exact enough for a spike test
-        return sum(rate((i + 0.5) * duration / n) for i in range(n)) / n
+        n = 2000  # the last partial day: midpoint rule on a fine grid
+        partial = sum(rate((i + 0.5) * rest / n) for i in range(n)) / n if rest else 0.0
+        return (whole_day * days * spec.day + partial * rest) / duration
     return None
 
 

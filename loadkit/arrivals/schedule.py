@@ -90,8 +90,8 @@ class Mix:
         prompt = sample_tokens(prompt, rng) if prompt is not None else None
         output = sample_tokens(output, rng) if output is not None else None
         if row is not None:  # a replayed trace's own counts win
-            prompt = row.prompt_tokens or prompt
-            output = row.output_tokens or output
+            prompt = row.prompt_tokens if row.prompt_tokens is not None else prompt
+            output = row.output_tokens if row.output_tokens else output  # 0 cannot be asked for
         return i, prompt, output
 
 

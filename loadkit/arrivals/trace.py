@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,13 +110,15 @@ def _row(name: str, n: int, rec: dict) -> TraceRow:
 
 
 def _seconds(name: str, n: int, value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     text = str(value).strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds):
+            raise TraceError(name, n, f"bad timestamp {text[:40]!r}")
+        return seconds
     try:
         stamp = dt.datetime.fromisoformat(text)
     except ValueError:

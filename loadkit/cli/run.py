@@ -31,8 +31,8 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
         factor = float(value)
     except ValueError:
         raise click.BadParameter("must be a number, e.g. 0.1 to run ten times faster") from None
-    if not 0 < factor < 1e6:
-        raise click.BadParameter("must be > 0")
+    if not 1e-6 <= factor <= 1e6:
+        raise click.BadParameter("must be between 1e-6 and 1e6")
     return factor
 
 

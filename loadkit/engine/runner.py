@@ -84,7 +84,11 @@ class Engine:
             closed = [asyncio.create_task(self._closed_loop(session, c)) for c in self.plan.closed]
             try:
                 await self._dispatch(session, slots)
-                await asyncio.gather(*closed)  # each ends with its phase or a stop
+                if closed:  # each ends with its phase, or at once on a stop
+                    stopper = asyncio.create_task(self.stop.wait())
+                    await asyncio.wait([asyncio.gather(*closed), stopper],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    stopper.cancel()
                 await self._drain()
             finally:
                 ticker.cancel()
@@ -148,7 +152,7 @@ class Engine:
                 self._seq += 1
                 await self._send(session, c.tenant, scenario, phase, prompt, output,
                                  self._seq, now_ns())
-                if c.spec.think_time:
+                if c.spec.think_time and not self.stop.is_set():
                     await asyncio.sleep(c.spec.think_time)
 
         await asyncio.gather(*(user() for _ in range(c.spec.concurrency)))

@@ -10,7 +10,7 @@ from loadkit.protocols.text import PromptText
 from loadkit.workload.scenarios import EmbeddingsScenario
 
 
-def prepare(scenario: EmbeddingsScenario, headers: dict[str, str], seed: int
+def prepare(scenario: EmbeddingsScenario, headers: dict[str, str], seed: str
             ) -> PreparedRequest:
     text = PromptText(f"{seed}:{scenario.name}:prompt")
     inputs = scenario.inputs

@@ -13,15 +13,16 @@ from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.workload.scenarios import HttpScenario
 
 
-def prepare(scenario: HttpScenario, headers: dict[str, str], seed: int) -> PreparedRequest:
+def prepare(scenario: HttpScenario, headers: dict[str, str]) -> PreparedRequest:
     body = None
     if scenario.body is not None:
         body = json.dumps(scenario.body).encode()
         headers = {"Content-Type": "application/json", **headers}
-    needs = scenario.checks.needs_body
+    checks = scenario.checks
+    parse = _parse_json if checks.json_path else _parse_text if checks.regex else _ignore
     return PreparedRequest(method=scenario.method, path=scenario.request_path,
                            headers=headers, build_body=lambda p, m, seq: body,
-                           new_stream_parser=None, parse_body=_parse if needs else _ignore,
+                           new_stream_parser=None, parse_body=parse,
                            check=make_check(scenario.checks),
                            ok_status=ok_statuses(scenario.checks.status))
 
@@ -30,10 +31,13 @@ def _ignore(raw: bytes) -> ParsedResponse:
     return ParsedResponse()
 
 
-def _parse(raw: bytes) -> ParsedResponse:
-    text = raw.decode("utf-8", "replace")
+def _parse_text(raw: bytes) -> ParsedResponse:
+    return ParsedResponse(text=raw.decode("utf-8", "replace"))
+
+
+def _parse_json(raw: bytes) -> ParsedResponse:
     try:
         doc = json.loads(raw) if raw else None
     except ValueError:
         raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
-    return ParsedResponse(text=text, doc=doc)
+    return ParsedResponse(text=raw.decode("utf-8", "replace"), doc=doc)

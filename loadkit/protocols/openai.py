@@ -20,7 +20,7 @@ from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import OpenAIScenario
 
 
-def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: int,
+def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
             prompts: list[Prompt] | None = None) -> PreparedRequest:
     keep = scenario.checks.needs_body
     return PreparedRequest(
@@ -32,7 +32,7 @@ def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: int,
         ok_status=ok_statuses(scenario.checks.status))
 
 
-def _body_builder(s: OpenAIScenario, seed: int, prompts: list[Prompt] | None):
+def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
     chat = s.kind == "openai-chat"
     fixed = {"model": s.model, "stream": s.stream}
     if s.stream:

@@ -25,9 +25,10 @@ def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant
         declared["Authorization"] = f"Bearer {tenant.api_key}"
     headers = {"User-Agent": f"loadkit/{__version__}",
                **{k: resolve(v, env) for k, v in declared.items()}}
+    key = f"{seed}:{tenant.name}"  # tenants draw different prompts from a prompt set
     if isinstance(scenario, OpenAIScenario):
         prompts = (prompt_sets or {}).get(scenario.prompts) if scenario.prompts else None
-        return openai.prepare(scenario, headers, seed, prompts)
+        return openai.prepare(scenario, headers, key, prompts)
     if isinstance(scenario, EmbeddingsScenario):
-        return embeddings.prepare(scenario, headers, seed)
-    return http.prepare(scenario, headers, seed)
+        return embeddings.prepare(scenario, headers, key)
+    return http.prepare(scenario, headers)

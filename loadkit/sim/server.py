@@ -244,8 +244,10 @@ async def serve(config: SimConfig, host: str = "127.0.0.1",
         raise ValueError(f"port must be in 0..65535, got {port}")
     # No access log: formatting a log line per request costs more than the
     # simulated work.
+    # handler_cancellation: a client that hangs up frees its batch seat and
+    # KV-cache at once, as a real server aborts a disconnected request.
     runner = web.AppRunner(build_app(config), access_log=None,
-                           shutdown_timeout=_SHUTDOWN_GRACE_S)
+                           shutdown_timeout=_SHUTDOWN_GRACE_S, handler_cancellation=True)
     await runner.setup()
     try:
         # A deep backlog so bursts of hundreds of connects are not dropped.

@@ -26,9 +26,12 @@ def rank_interval(n: int, q: float, level: float = 0.95) -> tuple[int, int]:
         z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
         sd = math.sqrt(n * q * (1.0 - q))
         return max(1, math.floor(n * q - z * sd + 0.5)), math.ceil(n * q + z * sd + 0.5)
-    cdf, lower, upper, k = 0.0, 1, n + 1, 0
+    cdf, lower, upper = 0.0, 1, n + 1
     log_q, log_p = math.log(q), math.log1p(-q)
-    for k in range(n + 1):
+    # Here n·q·(1−q) < 50: below k0 (12 sd under the mean) the mass is < 1e-30.
+    k0 = max(0, math.floor(n * q - 12.0 * math.sqrt(n * q * (1.0 - q)) - 20))
+    lower = k0 + 1 if k0 else 1
+    for k in range(k0, n + 1):
         pmf = math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
                        + k * log_q + (n - k) * log_p)
         if cdf + pmf <= alpha / 2.0:
@@ -46,7 +49,7 @@ def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float
     that count as slower than anything; high is None when unbounded."""
     n_ok = h.get_total_count()
     lower, upper = rank_interval(n_ok + failed, q, level)
-    low = _at_rank(h, min(lower, n_ok), lowest=True) if lower <= n_ok else None
+    low = _at_rank(h, lower, lowest=True) if lower <= n_ok else None
     high = _at_rank(h, upper, lowest=False) if upper <= n_ok else None
     return (low if low is not None else math.inf), high
 

@@ -5,7 +5,8 @@ least twice its lowest rate over the measured phases. For each victim tenant,
 the isolation ratio is its latency p99 over the phases where some *other*
 tenant spikes, divided by its p99 over the quiet phases (1.0 = perfectly
 isolated). It needs both kinds of phase; a p99 from fewer than 1,000 samples
-is reported but makes an SLO on it inconclusive.
+is reported but makes an SLO on it inconclusive. Only answered requests
+count: a victim turned away with errors shows in its error rate instead.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def isolation(rates: Mapping[str, Mapping[str, float]],
     out = {}
     for victim, by_phase in rates.items():
         loud = {p for other, ps in spikes.items() if other != victim for p in ps}
-        quiet = set(by_phase) - loud
+        quiet = set(by_phase) - loud - spikes[victim]  # its own spikes are no baseline
         entry: dict = {"spike_phases": sorted(loud), "quiet_phases": sorted(quiet),
                        "ratio": None, "p99_spike_ms": None, "p99_quiet_ms": None,
                        "samples_spike": 0, "samples_quiet": 0}

@@ -13,6 +13,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from loadkit.workload.units import parse_duration
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+MAX_RATE = 1e6  # req/s; far beyond one generator, and keeps the arithmetic finite
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE)]
+PositiveRate = Annotated[float, Field(gt=0, le=MAX_RATE)]
 
 
 class _Spec(BaseModel):
@@ -23,30 +26,30 @@ class Constant(_Spec):
     """Evenly spaced arrivals."""
 
     process: Literal["constant"]
-    rate: float = Field(gt=0, description="requests per second")
+    rate: PositiveRate
 
 
 class Poisson(_Spec):
     """Exponential gaps: memoryless traffic from many independent users."""
 
     process: Literal["poisson"]
-    rate: float = Field(gt=0)
+    rate: PositiveRate
 
 
 class Gamma(_Spec):
     """Gamma gaps; `cv` is their coefficient of variation (1 = poisson, >1 bursty)."""
 
     process: Literal["gamma"]
-    rate: float = Field(gt=0)
-    cv: float = Field(gt=0)
+    rate: PositiveRate
+    cv: float = Field(ge=0.05, le=50)
 
 
 class OnOff(_Spec):
     """A base rate with periodic spikes: `spike_rate` for `spike_length` every `period`."""
 
     process: Literal["onoff"]
-    base_rate: float = Field(ge=0)
-    spike_rate: float = Field(gt=0)
+    base_rate: Rate
+    spike_rate: PositiveRate
     spike_length: Seconds = Field(gt=0)
     period: Seconds = Field(gt=0)
     offset: Seconds = Field(default=0.0, ge=0, description="start of the first spike")
@@ -66,7 +69,7 @@ class Diurnal(_Spec):
     """
 
     process: Literal["diurnal"]
-    rates: list[Annotated[float, Field(ge=0)]] = Field(min_length=2)
+    rates: list[Rate] = Field(min_length=2)
     day: Seconds = Field(default=86400.0, gt=0)
 
     @model_validator(mode="after")
@@ -80,8 +83,8 @@ class Ramp(_Spec):
     """Rate rising (or falling) linearly from `from` to `to` over the phase."""
 
     process: Literal["ramp"]
-    from_rate: float = Field(ge=0, alias="from")
-    to_rate: float = Field(ge=0, alias="to")
+    from_rate: Rate = Field(alias="from")
+    to_rate: Rate = Field(alias="to")
 
     @model_validator(mode="after")
     def _some_traffic(self) -> "Ramp":
@@ -91,7 +94,7 @@ class Ramp(_Spec):
 
 
 class Step(_Spec):
-    rate: float = Field(ge=0)
+    rate: Rate
     duration: Seconds = Field(gt=0)
 
 
@@ -110,28 +113,36 @@ class Closed(_Spec):
     """
 
     process: Literal["closed"]
-    concurrency: int = Field(gt=0)
+    concurrency: int = Field(gt=0, le=100_000)
     think_time: Seconds = Field(default=0.0, ge=0)
 
 
 class Window(_Spec):
+    """Seconds after the trace's first request; offsets count from `start`."""
+
     start: Seconds = Field(default=0.0, ge=0)
     end: Seconds | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Window":
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("window end must be after its start")
+        return self
 
 
 class Trace(_Spec):
     """Replay a request trace: CSV (Azure LLM trace columns or `timestamp`) or JSONL.
 
-    Offsets are taken from the first request in the window; `speedup` divides
-    them (2 = twice as fast); `rate_scale` keeps each request with that
+    The window is in seconds after the trace's first request, and offsets
+    count from the window's start; `speedup` divides them (2 = twice as fast); `rate_scale` keeps each request with that
     probability (< 1) or repeats it (> 1) at the same instant, seeded.
     """
 
     process: Literal["trace"]
     path: str
     format: Literal["auto", "azure", "csv", "jsonl"] = "auto"
-    speedup: float = Field(default=1.0, gt=0)
-    rate_scale: float = Field(default=1.0, gt=0)
+    speedup: float = Field(default=1.0, gt=0, le=1e6)
+    rate_scale: float = Field(default=1.0, gt=0, le=1000)
     window: Window = Window()
 
 

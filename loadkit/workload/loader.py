@@ -62,7 +62,7 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
         _, s_node, s_data = _read_yaml(slo_path)
         workload = with_slo_file(workload, _validate(SloFile, s_node, s_data, str(slo_path)),
                                  str(slo_path))
-    workload = _rescale(workload, overrides)
+    workload = _rescale(workload, overrides, str(path))
     env = os.environ if env is None else env
     missing = sorted(v for v in workload.env_refs() if v not in env)
     if missing:
@@ -117,12 +117,19 @@ class _UniqueKeys(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _rescale(w: Workload, o: Overrides) -> Workload:
+def _rescale(w: Workload, o: Overrides, name: str) -> Workload:
+    if o.time_scale is None and o.duration is None:
+        return w
     if o.time_scale is not None:
         w = time_scaled(w, o.time_scale)
     if o.duration is not None:
         w = with_measured_duration(w, o.duration)
-    return w
+    try:  # scaling may push a value past its bounds: check the result again
+        return Workload.model_validate(w.model_dump(by_alias=True))
+    except ValidationError as exc:
+        raise WorkloadError(name, [(None, ".".join(map(str, e["loc"])),
+                                    f"after --time-scale/--duration: {e['msg']}")
+                                   for e in exc.errors()]) from None
 
 
 def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
@@ -179,7 +186,10 @@ def _override_rate(data: dict[str, Any], total: float) -> dict[str, Any]:
         raise InputError("--rate applies to workloads whose tenants each have one arrival "
                          "with a `rate` (constant, poisson, gamma) and no phases; "
                          "edit the rates in the file instead")
-    rates = [float(t["arrival"]["rate"] or 0) for t in tenants]
+    try:
+        rates = [float(t["arrival"]["rate"] or 0) for t in tenants]
+    except (TypeError, ValueError):
+        raise InputError("--rate: the file's rates are not numbers") from None
     base = sum(rates) or 1.0
     scaled = [{**t, "arrival": {**t["arrival"], "rate": total * r / base}}
               for t, r in zip(tenants, rates)]
@@ -201,7 +211,7 @@ def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
         elif isinstance(node, yaml.MappingNode):
             child = next(((k, v) for k, v in node.value if k.value == part), None)
             if child is None:
-                if part in _TAGS or part.startswith("tagged-union["):
+                if part in _TAGS or str(part).startswith("tagged-union["):
                     continue  # a discriminator tag, not a key in the file
                 keys.append(f".{part}")
                 continue

@@ -42,9 +42,9 @@ def load_prompt_set(path: Path) -> list[Prompt]:
         messages, text, max_tokens = rec.get("messages"), rec.get("prompt"), rec.get("max_tokens")
         if messages is None and not isinstance(text, str):
             raise PromptSetError(name, n, "needs `prompt` (a string) or `messages` (a list)")
-        if messages is not None and not (isinstance(messages, list) and all(
+        if messages is not None and not (isinstance(messages, list) and messages and all(
                 isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)):
-            raise PromptSetError(name, n, "`messages` must be a list of {role, content}")
+            raise PromptSetError(name, n, "`messages` must be a non-empty list of {role, content}")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise PromptSetError(name, n, "`max_tokens` must be a positive integer")
         out.append(Prompt(messages, text, max_tokens))

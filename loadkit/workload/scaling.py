@@ -4,11 +4,13 @@
 shapes keep their own periods); `--time-scale F` multiplies every time in the
 file by F, shapes included, so a 24-hour diurnal curve can run in minutes
 with the same shape. Rates are untouched: request counts scale with time.
+The simulator's own timings (cold start, idle unload, fault schedule) are the
+server's behaviour under test and are not scaled.
 """
 
 from __future__ import annotations
 
-from loadkit.workload.arrival_specs import Diurnal, OnOff, Step, Steps, Trace
+from loadkit.workload.arrival_specs import Closed, Diurnal, OnOff, Step, Steps, Trace
 from loadkit.workload.models import Phase, Tenant, Workload
 
 
@@ -34,6 +36,8 @@ def _scale(w: Workload, f: float, shapes: bool) -> Workload:
                 Step(rate=s.rate, duration=s.duration * f) for s in spec.steps]})
         if isinstance(spec, Trace):
             return spec.model_copy(update={"speedup": spec.speedup / f})
+        if isinstance(spec, Closed):
+            return spec.model_copy(update={"think_time": spec.think_time * f})
         return spec
 
     def phase(p: Phase) -> Phase:

@@ -18,44 +18,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+MAX_TOKENS = 10_000_000
+
+
 class Fixed(_Strict):
     dist: Literal["fixed"]
-    value: int = Field(gt=0)
+    value: int = Field(gt=0, le=MAX_TOKENS)
 
 
 class Uniform(_Strict):
     dist: Literal["uniform"]
-    min: int = Field(gt=0)
-    max: int = Field(gt=0)
+    min: int = Field(gt=0, le=MAX_TOKENS)
+    max: int = Field(gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _order(self) -> "Uniform":
-        if self.max < self.min:
-            raise ValueError("max must be >= min")
-        return self
+        return _ordered(self)
 
 
 class Normal(_Strict):
     dist: Literal["normal"]
-    mean: float = Field(gt=0)
-    std: float = Field(ge=0)
-    min: int = Field(default=1, gt=0)
-    max: int | None = Field(default=None, gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
+    std: float = Field(ge=0, le=MAX_TOKENS)
+    min: int = Field(default=1, gt=0, le=MAX_TOKENS)
+    max: int = Field(default=MAX_TOKENS, gt=0, le=MAX_TOKENS)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Normal":
+        return _ordered(self)
 
 
 class LogNormal(_Strict):
     """Long-tailed lengths: `median` tokens, `sigma` the log-space spread."""
 
     dist: Literal["lognormal"]
-    median: float = Field(gt=0)
-    sigma: float = Field(ge=0)
-    min: int = Field(default=1, gt=0)
-    max: int | None = Field(default=None, gt=0)
+    median: float = Field(gt=0, le=MAX_TOKENS)
+    sigma: float = Field(ge=0, le=10)
+    min: int = Field(default=1, gt=0, le=MAX_TOKENS)
+    max: int = Field(default=MAX_TOKENS, gt=0, le=MAX_TOKENS)
+
+    @model_validator(mode="after")
+    def _order(self) -> "LogNormal":
+        return _ordered(self)
+
+
+def _ordered(d):
+    if d.max < d.min:
+        raise ValueError("max must be >= min")
+    return d
 
 
 Distribution = Annotated[Union[Fixed, Uniform, Normal, LogNormal],
                          Field(discriminator="dist")]
-Tokens = Union[Annotated[int, Field(gt=0)], Distribution]
+Tokens = Union[Annotated[int, Field(gt=0, le=MAX_TOKENS)], Distribution]
 
 
 class JsonCheck(_Strict):
@@ -94,17 +109,13 @@ class Checks(_Strict):
         return v
 
     @property
-    def needs_text(self) -> bool:
-        return self.regex is not None
-
-    @property
     def needs_body(self) -> bool:
         return bool(self.json_path) or self.regex is not None
 
 
 class _Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
     headers: dict[str, str] = {}
     checks: Checks = Checks()
 
@@ -122,6 +133,12 @@ class OpenAIScenario(_Scenario):
     unique_prompts: bool = True  # defeat prefix caching, as distinct users would
     path: str | None = None
 
+    @model_validator(mode="after")
+    def _checks_can_pass(self) -> "OpenAIScenario":
+        if self.stream and self.checks.json_path:
+            raise ValueError("checks.json_path needs a JSON answer: use it with stream: false")
+        return self
+
     @property
     def request_path(self) -> str:
         if self.path:
@@ -135,8 +152,14 @@ class EmbeddingsScenario(_Scenario):
     kind: Literal["openai-embeddings"]
     model: str = "loadkit-sim"
     prompt_tokens: Tokens = 64
-    inputs: int = Field(default=1, gt=0)
+    inputs: int = Field(default=1, gt=0, le=100_000)
     path: str = "/v1/embeddings"
+
+    @model_validator(mode="after")
+    def _checks_can_pass(self) -> "EmbeddingsScenario":
+        if self.checks.regex or self.checks.min_output_tokens:
+            raise ValueError("embeddings generate no text: use checks.status or json_path")
+        return self
 
     @property
     def request_path(self) -> str:

@@ -25,6 +25,12 @@ class SloFile(BaseModel):
 
 def with_slo_file(w: Workload, slo: SloFile, path: str) -> Workload:
     """The workload with the file's objectives added to its own."""
+    # The shorthands (`arrival:`, `warmup` + `duration`) have implicit names
+    # (`default`; `warmup`, `measure`): spell them out so the file can use them.
+    if slo.tenants and not w.tenants:
+        w = w.model_copy(update={"tenants": w.all_tenants, "arrival": None})
+    if slo.phases and not w.phases:
+        w = w.model_copy(update={"phases": w.phase_list, "duration": None, "warmup": 0.0})
     tenants = {t.name: t for t in w.tenants}
     phases = {p.name: p for p in w.phases}
     unknown = [f"tenants.{n}" for n in slo.tenants if n not in tenants]

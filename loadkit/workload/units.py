@@ -16,17 +16,21 @@ _SIZE_SCALE = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9,
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
+MAX_DURATION_S = 30 * 86400.0  # a month: longer is a typo, and would overflow schedules
+
+
 def parse_duration(value: object) -> float:
     """'250ms', '30s', '5m', '1h' or a bare number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 250ms or 5m")
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return float(m.group(1)) * _DURATION_SCALE[m.group(2)]
-    raise ValueError(f"expected a duration such as 30s, 250ms or 5m, got {value!r}")
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_SCALE[m.group(2)]
+    if seconds is None or not math.isfinite(seconds):
+        raise ValueError(f"expected a duration such as 30s, 250ms or 5m, got {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than 30 days")
+    return seconds
 
 
 def parse_size(value: object) -> int:

@@ -338,3 +338,36 @@ def test_presets_config_files_and_flags(tmp_path) -> None:
         assert SimConfig.from_mapping(cfg.to_mapping()) == cfg  # round trip
     assert main(["--faults", '[{"kind": "stall", "duration": 2, "every": 1}]']) == 2
     assert main(["--queue-policy", "lifo"]) == 2
+
+
+def test_a_client_that_hangs_up_frees_its_seat():
+    """max_num_seqs=1: a request whose client gave up must not block the next."""
+    import asyncio
+    import time
+
+    import aiohttp
+
+    from loadkit.sim import SimConfig, serve
+
+    async def scenario() -> float:
+        runner, port = await serve(SimConfig(max_num_seqs=1, ttft_ms=1, itl_ms=50,
+                                             output_tokens=40))
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40}
+        try:
+            async with aiohttp.ClientSession() as s:
+                try:  # would hold the only seat for ~2 s
+                    async with s.post(url, json=body,
+                                      timeout=aiohttp.ClientTimeout(total=0.2)) as r:
+                        await r.read()
+                except asyncio.TimeoutError:
+                    pass
+                await asyncio.sleep(0.05)
+                t = time.monotonic()
+                async with s.post(url, json={**body, "max_tokens": 1}) as r:
+                    await r.read()
+                return time.monotonic() - t
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) < 0.2

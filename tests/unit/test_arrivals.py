@@ -170,6 +170,8 @@ def test_azure_trace_loads_and_replays_scaled(tmp_path):
      "bad timestamp"),
     ("timestamp,prompt_tokens\n0.5,12\n1.0,many\n", 3, "bad prompt tokens"),
     ("timestamp,output_tokens\n0.5,-1\n", 2, "must be >= 0"),
+    ("timestamp\n1.0\nnan\n", 3, "bad timestamp"),
+    ("timestamp\ninf\n", 2, "bad timestamp"),
 ])
 def test_bad_trace_rows_are_named(tmp_path, text, row, fragment):
     with pytest.raises(TraceError, match=fragment) as info:
@@ -204,3 +206,47 @@ def test_plan_summary_and_sparkline():
     assert sum(s.requests.values()) == len(list(schedule(Workload.model_validate(MULTI))))
     assert len(s.per_second) == 12 and sum(s.per_second) == sum(s.requests.values())
     assert sparkline([0, 5, 10]) == " ▄█"
+
+
+def test_mean_rate_is_exact_for_long_phases():
+    from loadkit.arrivals.processes import mean_rate
+    onoff = spec({"process": "onoff", "base_rate": 1, "spike_rate": 100, "spike_length": 1,
+                  "period": 10})
+    assert mean_rate(onoff, 4000) == pytest.approx(10.9)
+    assert mean_rate(onoff, 15) == pytest.approx((100 * 2 + 1 * 13) / 15)
+    assert mean_rate(spec({"process": "ramp", "from": 10, "to": 30}), 7) == 20
+    steps = spec({"process": "steps", "steps": [{"rate": 10, "duration": 5},
+                                                {"rate": 40, "duration": 5}]})
+    assert mean_rate(steps, 20) == pytest.approx((50 + 40 * 15) / 20)
+    diurnal = spec({"process": "diurnal", "rates": [0, 20], "day": 100})
+    assert mean_rate(diurnal, 1000) == pytest.approx(10.0)
+
+
+def test_slo_file_can_name_the_implicit_tenant_and_phases(tmp_path):
+    from loadkit.workload.loader import Overrides, load_workload
+    (tmp_path / "w.yaml").write_text("warmup: 1s\nduration: 2s\narrival: {rate: 5}\n"
+                                     "scenarios: [{name: c, kind: http}]\n")
+    (tmp_path / "s.yaml").write_text("tenants: {default: [error_rate < 1%]}\n"
+                                     "phases: {measure: [latency p50 < 1s]}\n")
+    w = load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "s.yaml"),))).workload
+    assert {(o.text, o.scope) for o in w.objectives()} == {
+        ("error_rate < 1%", "tenant:default"), ("latency p50 < 1s", "phase:measure")}
+    assert [p.name for p in w.phase_list] == ["warmup", "measure"]
+
+
+def test_isolation_ignores_the_victims_own_spikes():
+    from loadkit.record.histogram import new_histogram, record_us
+    from loadkit.slo.isolation import isolation
+
+    def h(ms):
+        out = new_histogram()
+        for _ in range(100):
+            record_us(out, ms * 1000)
+        return out
+    rates = {"a": {"q": 5, "a-up": 50, "b-up": 5}, "b": {"q": 5, "a-up": 5, "b-up": 50}}
+    lat = {("a", "q"): h(10), ("a", "a-up"): h(99), ("a", "b-up"): h(20),
+           ("b", "q"): h(10), ("b", "a-up"): h(30), ("b", "b-up"): h(99)}
+    iso = isolation(rates, lat)
+    assert iso["a"]["quiet_phases"] == ["q"] and iso["a"]["spike_phases"] == ["b-up"]
+    assert iso["a"]["ratio"] == pytest.approx(2.0, rel=0.01)
+    assert iso["b"]["ratio"] == pytest.approx(3.0, rel=0.01)

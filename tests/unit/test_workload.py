@@ -134,3 +134,26 @@ def test_units():
     for bad in ("fast", True, "5 parsecs"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("duration: 1s\narrival: {process: gamma, rate: 5, cv: 1.0e-200}\n"
+     "scenarios: [{name: c, kind: http}]\n", "arrival.cv"),
+    ("duration: 1s\narrival: {process: constant, rate: 1.0e308}\n"
+     "scenarios: [{name: c, kind: http}]\n", "arrival.rate"),
+    ("duration: 1e12s\narrival: {rate: 1}\nscenarios: [{name: c, kind: http}]\n",
+     "longer than 30 days"),
+    ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: http}]\nsimulator: {1: 2}\n",
+     "simulator"),
+    ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: openai-chat, stream: true,"
+     " checks: {json_path: [{path: id}]}}]\n", "stream: false"),
+    ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: e, kind: openai-embeddings,"
+     " checks: {regex: x}}]\n", "embeddings generate no text"),
+    ("duration: 1s\narrival: {process: trace, path: t.csv, window: {start: 50, end: 20}}\n"
+     "scenarios: [{name: c, kind: http}]\n", "window end must be after its start"),
+    ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: openai-chat,"
+     " max_tokens: {dist: normal, mean: 10, std: 1, min: 20, max: 5}}]\n", "max must be >= min"),
+])
+def test_hostile_values_are_bad_input(tmp_path, text, fragment):
+    _, message = problems(tmp_path, text)
+    assert fragment in message, message
