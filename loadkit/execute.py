@@ -131,7 +131,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
         strict=options.strict,
         extra_untrusted=["interrupted before the end of the schedule"] if interrupted else [])
-    write_all(result, out_dir)
+    write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"))
     return result
 
 

@@ -17,10 +17,16 @@ def render_json(result: dict) -> str:
     return json.dumps(result, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def write_all(result: dict, out_dir: Path) -> None:
+def write_all(result: dict, out_dir: Path, step_summary: str | None = None) -> None:
+    """Every output file; the Markdown is also appended to `step_summary`
+    (GitHub Actions' $GITHUB_STEP_SUMMARY) when given."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(result)
     (out_dir / "run.json").write_text(render_json(result), encoding="utf-8")
-    (out_dir / "summary.md").write_text(render_markdown(result), encoding="utf-8")
+    (out_dir / "summary.md").write_text(markdown, encoding="utf-8")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(markdown + "\n")
     (out_dir / "junit.xml").write_text(render_junit(result), encoding="utf-8")
     (out_dir / "report.html").write_text(render_html(result), encoding="utf-8")
 

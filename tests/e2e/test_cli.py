@@ -70,7 +70,10 @@ def test_unreachable_target_exits_3(tmp_path):
 def test_pass_writes_every_output(tmp_path):
     spec = dict(FAST_CHAT, slos=["itl p50 < 100ms", "error_rate < 1%"])
     out = tmp_path / "out"
-    proc = cli("run", write(tmp_path, spec), "--out", str(out))
+    step_summary = tmp_path / "step.md"
+    step_summary.write_text("earlier step\n")
+    proc = cli("run", write(tmp_path, spec), "--out", str(out),
+               env={**os.environ, "GITHUB_STEP_SUMMARY": str(step_summary)})
     assert proc.returncode == 0, proc.stderr
     for name in ("run.json", "latency.hlog", "summary.md", "junit.xml", "report.html"):
         assert (out / name).stat().st_size > 0, name
@@ -80,6 +83,8 @@ def test_pass_writes_every_output(tmp_path):
     for key in ("count", "p50", "p90", "p95", "p99", "p99.9", "max", "mean"):
         assert key in result["series"]["latency"]["all"]
     assert "verdict: PASS (exit 0)" in proc.stderr
+    # appended to GitHub's step summary, after what was there
+    assert step_summary.read_text() == "earlier step\n" + (out / "summary.md").read_text() + "\n"
 
 
 def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
