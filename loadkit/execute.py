@@ -13,7 +13,6 @@ import datetime as dt
 import gc
 import os
 import platform
-import random
 import signal
 import time
 import uuid
@@ -87,8 +86,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
     requests = [[prepare(s, t, w.seed, os.environ, loaded.prompt_sets) for s in w.scenarios]
                 for t in tenants]
     closed = closed_loops(w)
-    mixes = {(c.tenant, c.phase): Mix(w, tenants[c.tenant], random.Random(
-        f"{w.seed}:{tenants[c.tenant].name}:{phases[c.phase].name}:mix")) for c in closed}
+    mixes = {(c.tenant, c.phase): Mix.of(w, tenants[c.tenant], phases[c.phase]) for c in closed}
     plan = Plan(base_url=base_url, requests=requests,
                 scenario_names=[s.name for s in w.scenarios],
                 tenant_names=[t.name for t in tenants], phase_names=[p.name for p in phases],

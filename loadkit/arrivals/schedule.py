@@ -74,6 +74,11 @@ def closed_loops(workload: Workload) -> list[ClosedLoop]:
 class Mix:
     """Scenario choice and token counts for one tenant in one phase."""
 
+    @classmethod
+    def of(cls, workload: Workload, tenant: Tenant, phase: Phase) -> "Mix":
+        """The mix of one (tenant, phase), seeded apart from its arrival times."""
+        return cls(workload, tenant, random.Random(_key(workload, tenant, phase) + ":mix"))
+
     def __init__(self, workload: Workload, tenant: Tenant, rng: random.Random):
         names = [s.name for s in workload.scenarios]
         self.idx = [names.index(n) for n in (tenant.scenarios or names)]
@@ -117,11 +122,15 @@ def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
         spec = workload.arrival_for(tenant, phase)
         if spec is None or isinstance(spec, Closed):
             continue
-        key = f"{workload.seed}:{tenant.name}:{phase.name}"
-        mix = Mix(workload, tenant, random.Random(key + ":mix"))
-        for offset, row in _offsets(spec, phase, random.Random(key), traces):
+        mix = Mix.of(workload, tenant, phase)
+        for offset, row in _offsets(spec, phase, random.Random(_key(workload, tenant, phase)),
+                                    traces):
             scenario, prompt, output = mix.pick(row)
             yield Slot(starts[pi] + offset, ti, scenario, pi, prompt, output)
+
+
+def _key(workload: Workload, tenant: Tenant, phase: Phase) -> str:
+    return f"{workload.seed}:{tenant.name}:{phase.name}"
 
 
 def _offsets(spec: ArrivalSpec, phase: Phase, rng: random.Random,

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from loadkit.workload.units import parse_duration
+from loadkit.workload.units import Seconds, Strict
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
 MAX_RATE = 1e6  # req/s; far beyond one generator, and keeps the arithmetic finite
 Rate = Annotated[float, Field(ge=0, le=MAX_RATE)]
 PositiveRate = Annotated[float, Field(gt=0, le=MAX_RATE)]
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+class _Spec(Strict):
+    model_config = ConfigDict(**Strict.model_config, populate_by_name=True)
 
 
 class Constant(_Spec):

@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      field_validator, model_validator)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from loadkit.sim.config import SimConfig
 from loadkit.workload.arrival_specs import ArrivalSpec
 from loadkit.workload.scenarios import Scenario
 from loadkit.workload.slo_spec import Objective, parse_objective
-from loadkit.workload.units import parse_duration, parse_size
+from loadkit.workload.units import Bytes, Seconds, Strict
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-Bytes = Annotated[int, BeforeValidator(parse_size)]
 NAME = r"^[A-Za-z0-9_-]+$"  # names become parts of series keys and .hlog tags
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -33,17 +30,13 @@ def _objective_text(text: str) -> str:
 ObjectiveText = Annotated[str, AfterValidator(_objective_text)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Timeouts(_Strict):
+class Timeouts(Strict):
     connect: Seconds = Field(default=5.0, gt=0)
     first_byte: Seconds = Field(default=60.0, gt=0)
     total: Seconds = Field(default=300.0, gt=0)
 
 
-class Client(_Strict):
+class Client(Strict):
     """How the load-path client talks to the target; defaults a user can trust."""
 
     timeouts: Timeouts = Timeouts()
@@ -57,7 +50,7 @@ class Client(_Strict):
     max_response_bytes: Bytes = Field(default=16 * 2**20, gt=0)
 
 
-class Tenant(_Strict):
+class Tenant(Strict):
     """One customer: its own traffic, scenario mix, identity and SLOs."""
 
     name: str = Field(min_length=1, pattern=NAME)
@@ -69,7 +62,7 @@ class Tenant(_Strict):
     slos: list[ObjectiveText] = []
 
 
-class Phase(_Strict):
+class Phase(Strict):
     """A stretch of the run with its own traffic; warm-up phases are not judged."""
 
     name: str = Field(min_length=1, pattern=NAME)
@@ -79,7 +72,7 @@ class Phase(_Strict):
     slos: list[ObjectiveText] = []
 
 
-class Workload(_Strict):
+class Workload(Strict):
     """A whole workload file."""
 
     name: str = "workload"

@@ -11,22 +11,20 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+from loadkit.workload.units import Strict
 
 
 MAX_TOKENS = 10_000_000
 
 
-class Fixed(_Strict):
+class Fixed(Strict):
     dist: Literal["fixed"]
     value: int = Field(gt=0, le=MAX_TOKENS)
 
 
-class Uniform(_Strict):
+class Uniform(Strict):
     dist: Literal["uniform"]
     min: int = Field(gt=0, le=MAX_TOKENS)
     max: int = Field(gt=0, le=MAX_TOKENS)
@@ -36,7 +34,7 @@ class Uniform(_Strict):
         return _ordered(self)
 
 
-class Normal(_Strict):
+class Normal(Strict):
     dist: Literal["normal"]
     mean: float = Field(gt=0, le=MAX_TOKENS)
     std: float = Field(ge=0, le=MAX_TOKENS)
@@ -48,7 +46,7 @@ class Normal(_Strict):
         return _ordered(self)
 
 
-class LogNormal(_Strict):
+class LogNormal(Strict):
     """Long-tailed lengths: `median` tokens, `sigma` the log-space spread."""
 
     dist: Literal["lognormal"]
@@ -73,7 +71,7 @@ Distribution = Annotated[Union[Fixed, Uniform, Normal, LogNormal],
 Tokens = Union[Annotated[int, Field(gt=0, le=MAX_TOKENS)], Distribution]
 
 
-class JsonCheck(_Strict):
+class JsonCheck(Strict):
     """A JMESPath expression that must find a value (and equal or match it)."""
 
     path: str
@@ -92,7 +90,7 @@ class JsonCheck(_Strict):
         return v
 
 
-class Checks(_Strict):
+class Checks(Strict):
     status: list[int] | int | None = None  # default: any 2xx
     json_path: list[JsonCheck] = []  # non-streaming answers only
     regex: str | None = None  # on the generated text
@@ -113,7 +111,7 @@ class Checks(_Strict):
         return bool(self.json_path) or self.regex is not None
 
 
-class _Scenario(_Strict):
+class _Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     weight: float = Field(default=1.0, gt=0, le=1e6)
     headers: dict[str, str] = {}

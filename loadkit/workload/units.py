@@ -1,4 +1,5 @@
-"""Parsing of human quantities in workload files: durations and byte sizes.
+"""Parsing of human quantities in workload files: durations and byte sizes,
+and the strict base every workload model shares.
 
 Pure functions raising ValueError, so pydantic reports them at the right key.
 """
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|µs|ms|s|m|h)?\s*$")
 _DURATION_SCALE = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -42,3 +46,13 @@ def parse_size(value: object) -> int:
         if m:
             return int(m.group(1)) * _SIZE_SCALE[m.group(2)]
     raise ValueError(f"expected a size such as 10MiB or 4096, got {value!r}")
+
+
+class Strict(BaseModel):
+    """Unknown keys, infinities and NaNs are errors; specs never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_size)]

@@ -6,7 +6,6 @@ import json
 import ssl
 import subprocess
 import sys
-import time
 
 import pytest
 

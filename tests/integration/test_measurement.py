@@ -6,7 +6,6 @@ import json
 import math
 import urllib.request
 
-import pytest
 
 
 def exact_percentile(values: list[float], q: float) -> float:

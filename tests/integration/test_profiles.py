@@ -4,7 +4,6 @@ closed loops, tenants."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 import pytest
