@@ -14,6 +14,7 @@ import gc
 import os
 import platform
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,10 @@ from loadkit.record.hlog import HlogWriter
 from loadkit.record.recorder import Recorder
 from loadkit.report import write_all
 from loadkit.result import build_result
+from loadkit.slo.live import LiveJudge
+from loadkit.slo.scopes import Phases
+from loadkit.telemetry.collector import telemetry_session
+from loadkit.telemetry.derive import slo_values, telemetry_section
 from loadkit.workload.loader import LoadedWorkload
 
 
@@ -94,19 +99,37 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
                 interval_s=w.interval, closed=closed, mixes=mixes,
                 secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])
     started = dt.datetime.now(dt.timezone.utc)
+    phase_meta = [{"name": p.name, "start_s": s, "duration_s": p.duration, "warmup": p.warmup}
+                  for p, s in zip(phases, phase_starts(w))]
+    objectives = w.objectives()
+    judge = LiveJudge(objectives, Phases(phase_meta), options.strict,
+                      on_breach=lambda _slo, _at: engine.stop.set())
     probe = HealthProbe.start()
-    with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file:
+    # Telemetry samplers run on their own threads, opened before the run's zero
+    # (that costs milliseconds), and stop when the block ends, however it ends.
+    with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
+            telemetry_session(w.telemetry, base_url if w.target is None else None) as tele:
         # Start a little in the future so the first slots are not already late.
         start_ns = time.monotonic_ns() + 50_000_000
-        recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05))
+        recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05),
+                            goodput=tuple((c.metric, c.op, c.threshold_ns)
+                                          for c in w.goodput_rule()))
+        if judge:
+            recorder.listeners.append(judge.on_interval)
         engine = Engine(plan, recorder, on_interval=on_interval)
-        interrupted = _drive(engine, schedule(w, loaded.traces))
+        stopped = _drive(engine, schedule(w, loaded.traces))
     health = probe.finish()
-    starts = phase_starts(w)
+    judged = judge.results()
+    aborted = None
+    if judge.breach is not None:
+        slo, at_s = judge.breach
+        aborted = {"slo": slo.name, "at_s": round(at_s, 3), "observed": slo.observed,
+                   "reason": "a clear breach of an `abort: true` SLO"}
     meta = {
         "run_id": run_id,
         "loadkit_version": __version__,
         "host": platform.node(),
+        "git_commit": _git_commit(Path(loaded.path).parent),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "target": target_label,
@@ -118,19 +141,33 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
                      # Header values stay as written (`${VAR}`): secrets never land here.
                      "spec": {**w.model_dump(mode="json", by_alias=True),
                               "target": without_credentials(w.target) if w.target else None}},
-        "phases": [{"name": p.name, "start_s": s, "duration_s": p.duration, "warmup": p.warmup}
-                   for p, s in zip(phases, starts)],
+        "phases": phase_meta,
+        "aborted": aborted,
     }
+    telemetry = telemetry_section(tele.result(start_ns), phase_meta, recorder)
     result = build_result(
         meta=meta, recorder=recorder, scheduled=engine.scheduled,
+        telemetry=telemetry, gauges=lambda scope: slo_values(telemetry, scope),
         declared_rates={(t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
                         for t in tenants for p in phases},
-        unfinished=engine.unfinished, objectives=w.objectives(), health=health,
+        unfinished=engine.unfinished, objectives=objectives, judged=judged, health=health,
         lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
         strict=options.strict,
-        extra_untrusted=["interrupted before the end of the schedule"] if interrupted else [])
+        extra_untrusted=["interrupted before the end of the schedule"]
+        if stopped and not aborted else [])
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"))
     return result
+
+
+def _git_commit(folder: Path) -> str | None:
+    """HEAD of the repository holding the workload file; None outside one."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder or ".", timeout=2,
+                              capture_output=True, text=True, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) >= 40 else None
 
 
 def _declared_rate(spec, duration: float) -> float | None:

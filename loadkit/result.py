@@ -11,7 +11,7 @@ phases (warm-ups excluded); `phase:<name>` covers one phase, warm-ups too.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 
 from hdrh.histogram import HdrHistogram
 
@@ -21,23 +21,10 @@ from loadkit.record.hlog import tag_for
 from loadkit.record.recorder import Recorder
 from loadkit.slo.evaluate import Counts, SLOResult, evaluate_all, overall
 from loadkit.slo.isolation import isolation
+from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import Objective
 
 SCHEMA_VERSION = 1
-
-
-class Phases:
-    """Which phases are measured, and how long each one is."""
-
-    def __init__(self, phases: list[dict]):
-        self.duration = {p["name"]: p["duration_s"] for p in phases}
-        self.measured = [p["name"] for p in phases if not p["warmup"]]
-        self.measured_s = sum(self.duration[p] for p in self.measured)
-
-    def scopes(self, phase: str, scenario: str, tenant: str) -> Iterator[str]:
-        yield f"phase:{phase}"
-        if phase in self.measured:
-            yield from ("all", f"tenant:{tenant}", f"scenario:{scenario}")
 
 
 def scoped_histograms(recorder: Recorder, phases: Phases
@@ -50,13 +37,13 @@ def scoped_histograms(recorder: Recorder, phases: Phases
 
 
 def scoped_counts(recorder: Recorder, phases: Phases) -> dict[str, Counts]:
-    totals: dict[str, Counter] = {"completed": Counter(), "errors": Counter(),
-                                  "dropped": Counter()}
     errors: Counter = Counter()
     for (_kind, *key), n in recorder.errors.items():
         errors[tuple(key)] += n
     sources = [("completed", recorder.completed), ("dropped", recorder.dropped),
-               ("errors", errors)]
+               ("errors", errors), ("good", recorder.good),
+               ("output_tokens", recorder.output_tokens)]
+    totals: dict[str, Counter] = {name: Counter() for name, _ in sources}
     for name, source in sources:
         for (phase, scenario, tenant), n in source.items():
             for scope in phases.scopes(phase, scenario, tenant):
@@ -64,7 +51,8 @@ def scoped_counts(recorder: Recorder, phases: Phases) -> dict[str, Counts]:
     scopes = set().union(*totals.values()) | {"all"}
     return {s: Counts(totals["completed"][s], totals["errors"][s], totals["dropped"][s],
                       phases.duration.get(s.removeprefix("phase:"), phases.measured_s)
-                      if s.startswith("phase:") else phases.measured_s)
+                      if s.startswith("phase:") else phases.measured_s,
+                      totals["good"][s], totals["output_tokens"][s])
             for s in scopes}
 
 
@@ -74,7 +62,8 @@ def tenant_isolation(recorder: Recorder, scheduled: Counter, phases: Phases,
     short phases); closed loops and traces fall back to what was sent."""
     tenants = sorted({t for (t, _p) in declared})
     rates = {t: {p: declared.get((t, p)) if declared.get((t, p)) is not None
-                 else scheduled[(p, t)] / phases.duration[p] for p in phases.measured}
+                 else scheduled[(p, t)] / max(phases.duration[p], 1e-9)
+                 for p in phases.measured}
              for t in tenants}
     latency: dict[tuple[str, str], HdrHistogram] = {}
     for (metric, phase, _s, tenant), h in recorder.cumulative.items():
@@ -85,16 +74,23 @@ def tenant_isolation(recorder: Recorder, scheduled: Counter, phases: Phases,
 
 
 def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
-                 declared_rates: dict[tuple[str, str], float | None], unfinished: int, objectives: list[Objective], health: dict,
+                 declared_rates: dict[tuple[str, str], float | None], unfinished: int,
+                 objectives: list[Objective], health: dict,
                  lateness_bound_ms: float, allow_saturated: bool, strict: bool = False,
-                 extra_untrusted: list[str] = ()) -> dict:
-    """Evaluate SLOs and assemble the run.json document."""
-    phases = Phases(meta["phases"])
+                 extra_untrusted: list[str] = (), judged: dict[str, SLOResult] | None = None,
+                 gauges: Callable[[str], dict[str, float]] | None = None,
+                 telemetry: dict | None = None) -> dict:
+    """Evaluate SLOs and assemble the run.json document. `judged` holds the
+    verdicts reached while the run went (windows, abort); `gauges(scope)`
+    the telemetry figures of a scope."""
+    # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
+    ended_s = recorder.intervals[-1].end_s if recorder.intervals else None
+    phases = Phases(meta["phases"], ended_s)
     hists = scoped_histograms(recorder, phases)
     counts = scoped_counts(recorder, phases)
     several = len({t for (t, _p) in declared_rates}) > 1
     iso = tenant_isolation(recorder, scheduled, phases, declared_rates) if several else {}
-    slos: list[SLOResult] = evaluate_all(objectives, hists, counts, iso, strict)
+    slos: list[SLOResult] = evaluate_all(objectives, hists, counts, iso, strict, gauges, judged)
     verdict = overall(slos)
 
     lateness = merged(hists.get(("lateness", "all"), []))
@@ -117,7 +113,7 @@ def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
     total = counts["all"]
     tokens = sum(n for (phase, _s, _t), n in recorder.output_tokens.items()
                  if phase in phases.measured)
-    duration = phases.measured_s
+    duration = max(phases.measured_s, 1e-9)
     return {
         "schema_version": SCHEMA_VERSION,
         **meta,
@@ -141,4 +137,6 @@ def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
         "series": dict(series),
         "timeseries": [vars(iv) for iv in recorder.intervals],
         "histograms": {tag_for(*k): encode(h) for k, h in sorted(recorder.cumulative.items())},
+        # loadkit.telemetry.derive.telemetry_section (execute.py builds it)
+        "telemetry": telemetry,
     }

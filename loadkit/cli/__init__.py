@@ -14,7 +14,10 @@ import traceback
 import click
 
 from loadkit import __version__
+from loadkit.cli.agent import agent_command
+from loadkit.cli.compare import compare_command
 from loadkit.cli.plan import plan_command
+from loadkit.cli.report import report_command
 from loadkit.cli.run import run_command
 from loadkit.cli.sim import sim_command
 from loadkit.errors import ExitCode, LoadkitError
@@ -28,12 +31,16 @@ def cli() -> None:
 
 cli.add_command(run_command)
 cli.add_command(plan_command)
+cli.add_command(report_command)
+cli.add_command(compare_command)
 cli.add_command(sim_command)
+cli.add_command(agent_command)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        rc = cli.main(args=argv, prog_name="loadkit", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="loadkit", standalone_mode=False,
+                      auto_envvar_prefix="LOADKIT")  # LOADKIT_RUN_STRICT=1, ...
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("loadkit: interrupted", err=True)
         return ExitCode.UNTRUSTED

@@ -78,6 +78,10 @@ class Console:
                        f"{result['health']['lateness_p99_ms']:.2f} ms")
         for reason in result["untrusted_reasons"]:
             self.out.print(Text(f"UNTRUSTED: {reason}", style="bold red"))
+        if result.get("aborted"):
+            a = result["aborted"]
+            self.out.print(Text(f"ABORTED at {a['at_s']:g} s by {a['slo']}: {a['reason']}",
+                                style="bold red"))
         verdict = result["verdict"].upper()
         self.out.print(Text(f"verdict: {verdict} (exit {code})",
                             style=_STYLE[result["verdict"]]))

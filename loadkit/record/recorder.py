@@ -10,17 +10,20 @@ do); phases follow intended time (a request belongs to its schedule slot).
 
 from __future__ import annotations
 
+import operator
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
 from loadkit.errors import ErrorKind
-from loadkit.record.histogram import new_histogram, record_us
+from loadkit.record.histogram import merged, new_histogram, record_us
 from loadkit.record.hlog import HlogWriter, tag_for
 
 SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
 MAX_EXAMPLES = 3
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(slots=True)
@@ -53,6 +56,9 @@ class Interval:
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_max_ms: float | None = None
+    lateness_p99_ms: float | None = None  # the generator's own delay (report: health)
+    # latency p99 per tenant, when more than one tenant answered in the interval
+    tenant_latency_p99_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,8 +74,15 @@ class Recorder:
     output_tokens: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
     token_sources: Counter = field(default_factory=Counter)
     intervals: list[Interval] = field(default_factory=list)
+    # Goodput: (metric, op, threshold ns) rules every good request meets.
+    goodput: tuple[tuple[str, str, int], ...] = ()
+    good: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
+    # Called at each rotation with (interval, its histograms, its counts by
+    # (what, phase, scenario, tenant)): live SLO windows and abort checks.
+    listeners: list[Callable[[Interval, dict, Counter], None]] = field(default_factory=list)
     _interval_start_ns: int = 0
     _interval_counts: Counter = field(default_factory=Counter)
+    _interval_keyed: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._interval_start_ns = self.start_ns
@@ -87,35 +100,45 @@ class Recorder:
         if r.error is not None:
             self.errors[(r.error.value, r.phase, r.scenario, r.tenant)] += 1
             self._interval_counts["errors"] += 1
+            self._interval_keyed[("errors", r.phase, r.scenario, r.tenant)] += 1
             examples = self.error_examples[r.error.value]
             if len(examples) < MAX_EXAMPLES:
                 examples.append(r.message[:500])
             return
-        self._value("latency", r, r.end - r.intended)
-        self._value("service_time", r, r.end - r.sent)
-        scope = (r.phase, r.scenario, r.tenant)
-        self.completed[scope] += 1
-        self._interval_counts["completed"] += 1
-        self.token_sources[r.token_source] += 1
-        if r.output_tokens:
-            self.output_tokens[scope] += r.output_tokens
-            self._interval_counts["tokens"] += r.output_tokens
+        values = {"latency": r.end - r.intended, "service_time": r.end - r.sent}
         if r.first is not None:
-            self._value("ttft", r, r.first - r.sent)
-            self._value("ttft_corrected", r, r.first - r.intended)
+            values["ttft"] = r.first - r.sent
+            values["ttft_corrected"] = r.first - r.intended
             events = r.events or ()
             if len(events) > 1:
                 gaps = [b - a for a, b in zip(events, events[1:])]
                 for gap in gaps:
                     self._value("itl", r, gap)
-                self._value("max_stall", r, max(gaps))
+                values["max_stall"] = max(gaps)
             n = r.output_tokens or len(events)
             if n > 1:
-                self._value("tpot", r, (r.end - r.first) // (n - 1))
+                values["tpot"] = (r.end - r.first) // (n - 1)
+        for metric, ns in values.items():
+            self._value(metric, r, ns)
+        scope = (r.phase, r.scenario, r.tenant)
+        self.completed[scope] += 1
+        self._interval_counts["completed"] += 1
+        self._interval_keyed[("completed", *scope)] += 1
+        self.token_sources[r.token_source] += 1
+        if r.output_tokens:
+            self.output_tokens[scope] += r.output_tokens
+            self._interval_counts["tokens"] += r.output_tokens
+            self._interval_keyed[("tokens", *scope)] += r.output_tokens
+        # A request missing a metric a rule names (no first token) is not good.
+        if self.goodput and all(m in values and _OPS[op](values[m], limit)
+                                for m, op, limit in self.goodput):
+            self.good[scope] += 1
+            self._interval_keyed[("good", *scope)] += 1
 
     def drop(self, phase: str, scenario: str, tenant: str) -> None:
         """An arrival the in-flight cap turned away: never sent, never timed."""
         self.dropped[(phase, scenario, tenant)] += 1
+        self._interval_keyed[("dropped", phase, scenario, tenant)] += 1
 
     def rotate(self, now_ns: int) -> Interval:
         """Close the current interval at `now_ns` and start the next one."""
@@ -124,7 +147,8 @@ class Recorder:
         iv = Interval(start_s, end_s, completed=self._interval_counts["completed"],
                       errors=self._interval_counts["errors"],
                       output_tokens=self._interval_counts["tokens"])
-        latency = new_histogram()
+        latency, lateness = new_histogram(), new_histogram()
+        by_tenant: dict[str, list[HdrHistogram]] = defaultdict(list)
         for key, h in self.current.items():
             if h.get_total_count() == 0:
                 continue
@@ -136,6 +160,15 @@ class Recorder:
             total.add(h)
             if key[0] == "latency":
                 latency.add(h)
+                by_tenant[key[3]].append(h)
+            elif key[0] == "lateness":
+                lateness.add(h)
+        if lateness.get_total_count():
+            iv.lateness_p99_ms = lateness.get_value_at_percentile(99.0) / 1000.0
+        if len(by_tenant) > 1:
+            iv.tenant_latency_p99_ms = {
+                t: (hs[0] if len(hs) == 1 else merged(hs)).get_value_at_percentile(99.0) / 1000.0
+                for t, hs in sorted(by_tenant.items())}
         if latency.get_total_count():
             iv.latency_p50_ms = latency.get_value_at_percentile(50.0) / 1000.0
             iv.latency_p99_ms = latency.get_value_at_percentile(99.0) / 1000.0
@@ -143,7 +176,10 @@ class Recorder:
         if self.hlog is not None:
             self.hlog.flush()
         self.intervals.append(iv)
+        for listener in self.listeners:
+            listener(iv, self.current, self._interval_keyed)
         self.current = {}  # fresh histograms: allocating is 8x cheaper than reset()
         self._interval_start_ns = now_ns
         self._interval_counts.clear()
+        self._interval_keyed = Counter()
         return iv

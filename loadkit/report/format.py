@@ -10,7 +10,7 @@ def quantity(value: float | None, unit: str) -> str:
         return f"{value * 100:.3g}%"
     if unit == "ms":
         return f"{value / 1000:.4g} s" if value >= 10_000 else f"{value:.4g} ms"
-    return f"{value:.4g} {unit}"
+    return f"{value:.4g} {unit}".rstrip()
 
 
 def interval(slo: dict) -> str:

@@ -1,14 +1,24 @@
-"""report.html: a plain, self-contained page (jinja2, autoescaped, no network).
+"""report.html: one self-contained page, read by people who did not run the test.
 
-The full report with charts is a later issue; this page already shows the
-verdict first, the SLO table and the latency summaries. Everything that came
-from a server is escaped by jinja2's autoescape.
+Verdict first, in words and colour, then the SLO table, the charts (inline
+SVG from charts.py: no JavaScript, nothing fetched, a Content-Security-Policy
+that forbids both), errors with examples, telemetry, generator health and
+the run's metadata, with links between sections. jinja2 autoescapes every
+value; the only markup passed through unescaped is the SVG that matplotlib
+wrote (it escapes its texts; charts.svg refuses scripts and handlers).
+Rendering is a pure function of run.json: re-rendering gives the same bytes.
 """
 
 from __future__ import annotations
 
-import jinja2
+import json
+import os
 
+import jinja2
+from markupsafe import Markup
+
+from loadkit.report import charts
+from loadkit.report.decimate import DEFAULT_POINTS
 from loadkit.report.format import interval, quantity
 
 _ENV = jinja2.Environment(
@@ -16,7 +26,131 @@ _ENV = jinja2.Environment(
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["quantity"] = quantity
 _ENV.filters["interval"] = interval
+_ENV.filters["num"] = lambda v: "n/a" if v is None else f"{v:,}" if isinstance(v, int) \
+    else f"{v:.4g}"
+
+# Where each SLO metric is shown (links from the SLO table).
+SECTION_OF = {"latency": "spectrum", "service_time": "spectrum", "ttft": "tokens",
+              "ttft_corrected": "tokens", "itl": "tokens", "tpot": "tokens",
+              "max_stall": "tokens", "lateness": "health", "error_rate": "errors",
+              "throughput": "throughput", "isolation_ratio": "tenants"}
+VERDICT_WORD = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
+VERDICT_MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?"}
 
 
-def render_html(result: dict) -> str:
-    return _ENV.get_template("report.html.j2").render(r=result)
+def render_html(result: dict, points: int = DEFAULT_POINTS) -> str:
+    """The report page; `points` bounds every time series (min/max envelopes)."""
+    r = result
+    return _ENV.get_template("report.html.j2").render(
+        r=r, verdict_text=verdict_text(r), charts=run_charts(r, points),
+        telemetry=telemetry_summary(r), meta=metadata(r), section_of=SECTION_OF,
+        word=VERDICT_WORD, mark=VERDICT_MARK,
+        spec=json.dumps((r.get("workload") or {}).get("spec"), indent=2, sort_keys=True))
+
+
+def verdict_text(r: dict) -> str:
+    """The verdict as a sentence a release manager can repeat."""
+    slos = r.get("slos") or []
+    failed = [s for s in slos if s.get("verdict") == "fail"]
+    undecided = [s for s in slos if s.get("verdict") == "inconclusive"]
+
+    def names(items: list[dict]) -> str:
+        return "; ".join(f"{s['text']} ({s['scope']})" for s in items)
+
+    if not slos:
+        text = "No SLOs were declared, so nothing could fail."
+    elif failed:
+        text = f"{len(failed)} of {len(slos)} SLOs failed: {names(failed)}."
+        if undecided:
+            text += f" {len(undecided)} more could not be decided."
+    elif undecided:
+        text = (f"No SLO failed, but {len(undecided)} of {len(slos)} could not be decided "
+                f"(too few samples or the threshold inside the confidence interval): "
+                f"{names(undecided)}.")
+    else:
+        text = f"All {len(slos)} SLOs passed."
+    if not r.get("trusted", True):
+        text = ("This run cannot be trusted, whatever its SLOs say: "
+                f"{'; '.join(r.get('untrusted_reasons') or [])}. " + text)
+    return text
+
+
+def run_charts(r: dict, points: int) -> list[dict]:
+    """Every chart that has data, in page order: id, section, title, caption, svg."""
+    specs = [
+        ("spectrum", "spectrum", "Latency by percentile", charts.run_spectrum, (r,),
+         "HdrHistogram-style percentile spectrum over the measured phases; the x axis is "
+         "log-scaled in 1/(1 − percentile), so the tail to 99.99% gets its own room."),
+        ("latency-time", "over-time", "Latency over time", charts.latency_over_time,
+         (r, points), "Per-interval latency percentiles; GPU utilisation and power, when "
+         "sampled, on the same time axis. Shaded bands are the phases."),
+        ("throughput", "throughput", "Throughput and errors over time",
+         charts.throughput_over_time, (r, points),
+         "Completions, errors and output tokens per second, per interval."),
+        ("tokens", "tokens", "Token timing distributions", charts.token_distributions, (r,),
+         "Share of samples per log-spaced bin; lines at p50 (solid) and p99 (dashed)."),
+        ("tenants", "tenants", "Tenants compared", charts.tenants_chart, (r, points),
+         "Each tenant's latency, its p99 while another tenant spikes against its p99 in "
+         "quiet phases (the isolation ratio), and its p99 over time."),
+        ("server-metrics", "server-metrics", "Server metrics", charts.server_metrics_chart,
+         (r, points), "Scraped server metrics other than GPU utilisation and power (up to "
+         "eight: queues, running requests, cache use and rates first)."),
+        ("health", "health", "Generator health", charts.health_chart, (r, points),
+         "The generator's own lateness (sent − intended) per interval against its bound, "
+         "and its CPU use and the host's CPU steal over the run."),
+    ]
+    out = []
+    for chart_id, section, title, draw, args, caption in specs:
+        entry = {"id": f"chart-{chart_id}", "section": section, "title": title,
+                 "caption": caption, "svg": None, "error": None}
+        try:
+            svg = charts.svg(chart_id, draw, *args)
+        except Exception as exc:  # noqa: BLE001 - one bad chart must not lose the report
+            if os.environ.get("LOADKIT_DEBUG"):
+                raise
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        else:
+            if svg is None:
+                continue
+            entry["svg"] = Markup(svg)  # matplotlib's own, escaped output (see charts.svg)
+        out.append(entry)
+    return out
+
+
+def telemetry_summary(r: dict) -> dict | None:
+    """None without a telemetry key; else whether it is available, and why not."""
+    t = r.get("telemetry")
+    if not isinstance(t, dict):
+        return None
+    sources = [s for s in t.get("sources") or [] if isinstance(s, dict)]
+    reason = t.get("reason") or "; ".join(
+        f"{s.get('kind', '?')} {s.get('target', '')}: {s.get('reason')}".replace("  ", " ")
+        for s in sources if s.get("reason")) or "no source answered"
+    summary = t.get("all") if isinstance(t.get("all"), dict) else {}
+    return {"available": bool(t.get("available")), "reason": reason, "sources": sources,
+            "simulated": bool(t.get("simulated")),
+            "interval_s": t.get("interval_s"), "gpus": t.get("gpus") or [],
+            "all": {str(k): _flat(v) for k, v in summary.items()}}
+
+
+def _flat(value) -> str:
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {_flat(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def metadata(r: dict) -> list[tuple[str, str]]:
+    w = r.get("workload") or {}
+    rows = [("run", r.get("run_id")), ("workload", w.get("name")), ("file", w.get("path")),
+            ("file sha256", w.get("sha256")), ("seed", w.get("seed")),
+            ("target", r.get("target")), ("loadkit version", r.get("loadkit_version")),
+            ("host", r.get("host")),
+            ("git commit", r.get("git_commit") or "not run inside a git repository"),
+            ("started", r.get("started_at")), ("finished", r.get("finished_at")),
+            ("measured", f"{w.get('duration_s', 0):g} s after {w.get('warmup_s', 0):g} s "
+                         "warm-up"),
+            ("interval", f"{w['interval_s']:g} s" if w.get("interval_s") else None),
+            ("schema version", r.get("schema_version"))]
+    return [(k, str(v)) for k, v in rows if v is not None]

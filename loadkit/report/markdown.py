@@ -16,6 +16,10 @@ def render_markdown(result: dict) -> str:
     lines = [f"# loadkit: {_cell(w['name'])} — {_VERDICT[result['verdict']]}", ""]
     if not result["trusted"]:
         lines += [f"**Untrusted run:** {_cell('; '.join(result['untrusted_reasons']))}", ""]
+    if result.get("aborted"):
+        a = result["aborted"]
+        lines += [f"**Aborted at {a['at_s']:g} s** by `{_cell(a['slo'])}`: {_cell(a['reason'])}; "
+                  "the figures below cover the run until then.", ""]
     lines += [f"Target `{_cell(result['target'])}` · {w['duration_s']:g} s measured after "
               f"{w['warmup_s']:g} s warm-up · seed {w['seed']}", ""]
     if result["slos"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from hdrh.histogram import HdrHistogram
@@ -31,6 +31,12 @@ class Counts:
     errors: int
     dropped: int
     duration_s: float
+    good: int = 0  # completed requests that met the goodput rules
+    output_tokens: int = 0
+
+    @property
+    def attempts(self) -> int:
+        return self.completed + self.errors + self.dropped
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class SLOResult:
     ci_low: float | None = None  # 95% interval of a percentile (ms); None: unbounded
     ci_high: float | None = None
     marginal: bool = False  # the threshold lies inside that interval
+    windows: dict | None = None  # windowed SLOs: how each window did (slo.windows)
+    abort: bool = False  # judged while the run went; stopped it on a clear breach
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +67,8 @@ def samples_needed(quantile: float) -> int:
 
 
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
-             isolation: dict | None = None, strict: bool = False) -> SLOResult:
+             isolation: dict | None = None, strict: bool = False,
+             gauges: Mapping[str, float] | None = None) -> SLOResult:
     """One objective against the histograms, counts (and isolation) of its scope.
 
     A percentile verdict whose threshold lies inside its 95% confidence
@@ -110,15 +119,26 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             reason = f"{samples} samples on one side; a p99 needs at least 1000"
         else:
             observed = iso["ratio"]
-    elif o.metric == "error_rate":
-        samples = counts.completed + counts.errors + counts.dropped
+    elif o.metric == "error_rate" or o.metric == "goodput" and o.unit == "%":
+        samples = counts.attempts
+        bad = counts.errors + counts.dropped
         if samples == 0:
             reason = "no requests in scope"
         else:
-            observed = (counts.errors + counts.dropped) / samples
-    else:  # throughput: completed requests per second of the measured phase
+            observed = (bad if o.metric == "error_rate" else counts.good) / samples
+    elif o.metric in ("throughput", "goodput", "output_tokens_per_s"):  # per second
         samples = counts.completed
-        observed = counts.completed / counts.duration_s
+        done = {"throughput": counts.completed, "goodput": counts.good,
+                "output_tokens_per_s": counts.output_tokens}[o.metric]
+        observed = done / max(counts.duration_s, 1e-9)
+    else:  # a telemetry figure (loadkit.telemetry.derive.slo_values)
+        key = o.metric if o.stat is None else f"{o.metric}.{o.stat}"
+        observed = (gauges or {}).get(key)
+        samples = 1 if observed is not None else 0
+        if observed is None:
+            reason = f"no telemetry value for {key} (run.json telemetry.sources says why)"
+        elif o.unit == "%":  # telemetry gives percent; shares are kept as fractions
+            observed /= 100.0
     if observed is None:
         return _result(o, None, samples, INCONCLUSIVE, reason)
     verdict = PASS if _OPS[o.op](observed, o.threshold) else FAIL
@@ -130,13 +150,13 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         verdict, reason = INCONCLUSIVE, ("the threshold lies inside the 95% confidence "
                                          "interval (--strict)")
     return SLOResult(o.name, o.text, o.metric, o.scope, o.op, o.threshold, o.unit, observed,
-                     samples, verdict, reason, low, high, marginal)
+                     samples, verdict, reason, low, high, marginal, abort=o.abort)
 
 
 def _result(o: Objective, observed: float | None, samples: int, verdict: str,
             reason: str) -> SLOResult:
     return SLOResult(o.name, o.text, o.metric, o.scope, o.op, o.threshold, o.unit,
-                     observed, samples, verdict, reason)
+                     observed, samples, verdict, reason, abort=o.abort)
 
 
 def overall(results: list[SLOResult]) -> str:
@@ -152,11 +172,16 @@ def evaluate_all(objectives: list[Objective],
                  histograms: Mapping[tuple[str, str], list[HdrHistogram]],
                  counts: Mapping[str, Counts],
                  isolation: Mapping[str, dict] | None = None,
-                 strict: bool = False) -> list[SLOResult]:
-    """`histograms[(metric, scope)]`, `counts[scope]` and `isolation[tenant]`
-    come from the result."""
-    iso = isolation or {}
-    return [evaluate(o, histograms.get((o.metric, o.scope), []),
-                     counts.get(o.scope, Counts(0, 0, 0, 1.0)),
-                     iso.get(o.scope.removeprefix("tenant:")), strict)
+                 strict: bool = False,
+                 gauges: Callable[[str], Mapping[str, float]] | None = None,
+                 judged: Mapping[str, SLOResult] | None = None) -> list[SLOResult]:
+    """`histograms[(metric, scope)]`, `counts[scope]`, `isolation[tenant]` and
+    `gauges(scope)` come from the result; `judged[name]` are verdicts already
+    reached while the run went (windows, aborts), which take precedence."""
+    iso, judged = isolation or {}, judged or {}
+    return [judged.get(o.name) or evaluate(
+                o, histograms.get((o.metric, o.scope), []),
+                counts.get(o.scope, Counts(0, 0, 0, 1.0)),
+                iso.get(o.scope.removeprefix("tenant:")), strict,
+                gauges(o.scope) if gauges else None)
             for o in objectives]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (AfterValidator, Field, PlainValidator, ValidationError, field_validator,
+                      model_validator)
 
 from loadkit.sim.config import SimConfig
+from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.workload.arrival_specs import ArrivalSpec
 from loadkit.workload.scenarios import Scenario
-from loadkit.workload.slo_spec import Objective, parse_objective
+from loadkit.workload.slo_spec import END_OF_RUN_METRICS, Condition, Objective, parse_condition, parse_objective
 from loadkit.workload.units import Bytes, Seconds, Strict
 
 NAME = r"^[A-Za-z0-9_-]+$"  # names become parts of series keys and .hlog tags
@@ -28,6 +30,53 @@ def _objective_text(text: str) -> str:
 
 
 ObjectiveText = Annotated[str, AfterValidator(_objective_text)]
+
+
+def _goodput_text(text: str) -> str:
+    parse_condition(text)
+    return text
+
+
+GoodputText = Annotated[str, AfterValidator(_goodput_text)]
+
+
+class SloEntry(Strict):
+    """The mapping form of an SLO: the objective plus how it is enforced."""
+
+    slo: ObjectiveText
+    abort: bool = False  # judged while the run goes: a clear breach stops it (exit 1)
+    after: Seconds = Field(default=10.0, ge=0)  # no abort before this much run time
+    scenario: str | None = None  # narrow the scope to one scenario (top-level SLOs only)
+
+    def objective(self, scope: str) -> Objective:
+        if self.scenario is not None:
+            scope = f"scenario:{self.scenario}"
+        o = parse_objective(self.slo, scope)
+        if self.abort and (o.metric in END_OF_RUN_METRICS or o.metric.startswith("prom.")):
+            raise ValueError(f"{o.metric} is known only at the end of a run; it cannot abort")
+        return o.model_copy(update={"abort": self.abort, "abort_after_s": self.after})
+
+
+def _slo_item(value: Any) -> "str | SloEntry":
+    """A line, or the mapping form; one error at the item's own key path."""
+    if isinstance(value, str):
+        return _objective_text(value)
+    if isinstance(value, dict):
+        try:
+            return SloEntry.model_validate(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(k) for k in err["loc"])
+            raise ValueError(f"{where}: {err['msg']}" if where else err["msg"]) from None
+    raise ValueError("an SLO is a line such as 'latency p99 < 500ms' or a mapping "
+                     "with `slo:` (and `abort`, `after`, `scenario`)")
+
+
+SloItem = Annotated[Any, PlainValidator(_slo_item)]  # str | SloEntry
+
+
+def objective_of(item: "SloItem", scope: str) -> Objective:
+    return item.objective(scope) if isinstance(item, SloEntry) else parse_objective(item, scope)
 
 
 class Timeouts(Strict):
@@ -59,7 +108,7 @@ class Tenant(Strict):
     scenarios: list[str] | None = None  # names; None = every scenario, by weight
     headers: dict[str, str] = {}
     api_key: str | None = None  # e.g. ${ACME_KEY}: sent as `Authorization: Bearer ...`
-    slos: list[ObjectiveText] = []
+    slos: list[SloItem] = []
 
 
 class Phase(Strict):
@@ -69,7 +118,7 @@ class Phase(Strict):
     duration: Seconds = Field(gt=0)
     warmup: bool = False
     arrival: ArrivalSpec | None = None  # for tenants without their own for this phase
-    slos: list[ObjectiveText] = []
+    slos: list[SloItem] = []
 
 
 class Workload(Strict):
@@ -88,7 +137,11 @@ class Workload(Strict):
     arrival: ArrivalSpec | None = None  # shorthand for one tenant named "default"
     scenarios: list[Scenario] = Field(min_length=1)
     tenants: list[Tenant] = []
-    slos: list[ObjectiveText] = []
+    slos: list[SloItem] = []
+    # Per-request rules: a request is "good" when it answered, passed its
+    # checks and meets every one (`goodput >= 95%` judges the share).
+    goodput: list[GoodputText] = []
+    telemetry: TelemetrySpec | None = None  # GPU and server telemetry (loadkit/telemetry/)
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +183,7 @@ class Workload(Strict):
         _unique("phase", phases)
         if all(p.warmup for p in self.phase_list):
             raise ValueError("every phase is a warm-up: nothing would be measured")
+        self._check_slos(names)
         for t in self.all_tenants:
             for s in t.scenarios or []:
                 if s not in names:
@@ -168,12 +222,31 @@ class Workload(Strict):
         return phase.arrival or tenant.arrival
 
     def objectives(self) -> list[Objective]:
-        out = [parse_objective(s) for s in self.slos]
+        out = [objective_of(s, "all") for s in self.slos]
         for t in self.tenants:
-            out += [parse_objective(s, scope=f"tenant:{t.name}") for s in t.slos]
+            out += [objective_of(s, f"tenant:{t.name}") for s in t.slos]
         for p in self.phase_list:
-            out += [parse_objective(s, scope=f"phase:{p.name}") for s in p.slos]
+            out += [objective_of(s, f"phase:{p.name}") for s in p.slos]
         return out
+
+    def goodput_rule(self) -> list[Condition]:
+        return [parse_condition(c) for c in self.goodput]
+
+    def _check_slos(self, scenarios: list[str]) -> None:
+        nested = [s for o in [*self.tenants, *self.phase_list] for s in o.slos]
+        if any(isinstance(s, SloEntry) and s.scenario for s in nested):
+            raise ValueError("`scenario:` narrows top-level SLOs only")
+        for s in self.slos:
+            if isinstance(s, SloEntry) and s.scenario and s.scenario not in scenarios:
+                raise ValueError(f"SLO {s.slo!r} names unknown scenario {s.scenario!r}")
+        objectives = self.objectives()  # raises for entries that cannot abort
+        if any(o.metric == "goodput" for o in objectives) and not self.goodput:
+            raise ValueError("a goodput SLO needs `goodput:` rules, e.g. "
+                             "goodput: ['ttft <= 200ms', 'tpot <= 50ms']")
+        for o in objectives:
+            if o.window_s is not None and o.window_s < self.interval:
+                raise ValueError(f"SLO {o.text!r}: its window is shorter than the "
+                                 f"{self.interval:g}s interval")
 
     def env_refs(self) -> set[str]:
         """Names of every `${ENV_VAR}` the requests will need."""

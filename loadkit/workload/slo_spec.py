@@ -1,16 +1,23 @@
-"""SLO objectives as written in workload files, parsed without eval.
+"""SLO objectives as written in workload and SLO files, parsed without eval.
 
 Grammar (one line each)::
 
-    objective := METRIC [STAT] OP NUMBER [UNIT]
-    STAT      := pNN[.N] | mean | max | min          (time metrics only)
+    objective := METRIC [STAT] OP NUMBER [UNIT] [WINDOW]
+    STAT      := pNN[.N] | mean | max | min          (time and gauge metrics)
     OP        := < | <= | > | >=
-    UNIT      := us | ms | s  (time) · %  (error_rate) · req/s  (throughput)
+    UNIT      := us | ms | s (time) · % (shares) · req/s · tok/s · W · C · J · kJ
+    WINDOW    := in every DURATION window
+               | in [at least] NN% of DURATION windows
 
-Examples: ``latency p99 < 500ms``, ``ttft p50 <= 0.2s``,
-``error_rate < 1%``, ``throughput >= 10 req/s``, ``isolation_ratio <= 1.5``
-(a tenant's latency p99 while another tenant spikes / in quiet phases).
-Thresholds are normalised: times to milliseconds, rates to fractions.
+Examples: ``latency p99 < 500ms``, ``ttft p50 <= 0.2s``, ``error_rate < 1%``,
+``throughput >= 10 req/s``, ``goodput >= 95%``, ``gpu.util mean >= 60%``,
+``energy_per_request <= 5 J``, ``latency p99 < 300ms in every 60s window``,
+``isolation_ratio <= 1.5`` (a tenant's latency p99 while another tenant
+spikes / in quiet phases). Thresholds are normalised: times to milliseconds,
+shares to fractions.
+
+A goodput condition (one per-request rule, all must hold for a request to be
+"good") is ``METRIC OP NUMBER UNIT`` over the per-request metrics.
 """
 
 from __future__ import annotations
@@ -19,20 +26,41 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
+from loadkit.workload.units import parse_duration
+
 TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "tpot",
                 "max_stall", "lateness")
-RATE_METRICS = ("error_rate", "throughput", "isolation_ratio")
-METRICS = TIME_METRICS + RATE_METRICS
+RATE_METRICS = ("error_rate", "throughput", "output_tokens_per_s", "goodput",
+                "isolation_ratio")
+# Telemetry figures (loadkit.telemetry.derive.slo_values): metric -> (unit, stats).
+GAUGE_METRICS = {
+    "gpu.util": ("%", ("mean", "max")), "gpu.mem_util": ("%", ("mean", "max")),
+    "gpu.power": ("W", ("mean", "max")), "gpu.temp": ("C", ("mean", "max")),
+    "idle_silicon": ("%", ()), "energy_per_request": ("J", ()),
+    "energy_per_1k_output_tokens": ("J", ()), "cost_per_1k_requests": ("", ()),
+    "cost_per_1m_output_tokens": ("", ()),
+}
+END_OF_RUN_METRICS = ("isolation_ratio", *GAUGE_METRICS)  # known only when the run ends
+METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",)
+# Per-request metrics a goodput condition can test (every request has one value).
+REQUEST_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "tpot", "max_stall")
 
 _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
+_GAUGE_UNITS = {"%": {"%": 0.01}, "W": {"W": 1.0, "kW": 1000.0}, "C": {"C": 1.0, "°C": 1.0},
+                "J": {"J": 1.0, "kJ": 1000.0, "Wh": 3600.0}, "": {"$": 1.0, "USD": 1.0}}
 _OBJECTIVE = re.compile(
-    r"^\s*(?P<metric>[a-z_]+)\s+(?:(?P<stat>p\d+(?:\.\d+)?|mean|max|min)\s+)?"
-    r"(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>[a-zµ/%]+)?\s*$"
+    r"^\s*(?P<metric>[a-z_][a-z0-9_.:]*)\s+(?:(?P<stat>p\d+(?:\.\d+)?|mean|max|min)\s+)?"
+    r"(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>[a-zA-Zµ°/%$]+)?"
+    r"(?:\s+in\s+(?:every\s+(?P<every>\S+)\s+window"
+    r"|(?:at\s+least\s+)?(?P<share>[0-9]*\.?[0-9]+)%\s+of\s+(?P<of>\S+)\s+windows))?\s*$"
 )
+_CONDITION = re.compile(
+    r"^\s*(?P<metric>[a-z_]+)\s*(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*"
+    r"(?P<unit>[a-zµ]+)?\s*$")
 
 
 class Objective(BaseModel):
-    """One parsed SLO: `metric stat op threshold`, with an optional tenant scope."""
+    """One parsed SLO: `metric stat op threshold [window]`, with its scope."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -41,13 +69,43 @@ class Objective(BaseModel):
     stat: str | None  # "p99", "mean", "max", "min"; None for rate metrics
     quantile: float | None  # 0.99 for p99
     op: str
-    threshold: float  # ms for time metrics, fraction for error_rate, req/s for throughput
-    unit: str  # how to display observed values: "ms", "%", "req/s", "x"
-    scope: str = "all"  # "all", "tenant:<name>" or "phase:<name>"
+    threshold: float  # ms for time metrics, fraction for shares, else as `unit`
+    unit: str  # how to display observed values: "ms", "%", "req/s", "x", "W", ...
+    scope: str = "all"  # "all", "tenant:<name>", "scenario:<name>" or "phase:<name>"
+    window_s: float | None = None  # judged per window of this length
+    window_share: float | None = None  # None: every window; else the share that must pass
+    abort: bool = False  # checked while the run goes; a clear breach stops it
+    abort_after_s: float = 10.0
 
     @property
     def name(self) -> str:
         return f"{self.text} [{self.scope}]"
+
+
+class Condition(BaseModel):
+    """One per-request goodput rule: `ttft <= 200ms`. Threshold in ns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    metric: str
+    op: str
+    threshold_ns: int
+
+
+def parse_condition(text: str) -> Condition:
+    m = _CONDITION.match(text)
+    if not m:
+        raise ValueError(f"cannot parse goodput condition {text!r}; expected e.g. "
+                         "'ttft <= 200ms' or 'tpot < 50ms'")
+    metric, op, num, unit = m.group("metric", "op", "num", "unit")
+    if metric not in REQUEST_METRICS:
+        raise ValueError(f"goodput conditions take per-request metrics "
+                         f"({', '.join(REQUEST_METRICS)}), not {metric!r}")
+    if unit not in _TIME_UNITS:
+        raise ValueError(f"{metric} needs a time unit (us, ms, s), got {unit!r}")
+    return Condition(text=text.strip(), metric=metric, op=op,
+                     threshold_ns=round(float(num) * _TIME_UNITS[unit] * 1e6))
 
 
 def parse_objective(text: str, scope: str = "all") -> Objective:
@@ -56,41 +114,88 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
     if not m:
         raise ValueError(
             f"cannot parse SLO {text!r}; expected e.g. 'latency p99 < 500ms', "
-            "'error_rate < 1%' or 'throughput >= 10 req/s'"
-        )
+            "'error_rate < 1%', 'throughput >= 10 req/s' or "
+            "'latency p99 < 300ms in every 60s window'")
     metric, stat, op, num, unit = m.group("metric", "stat", "op", "num", "unit")
+    fields = dict(text=text.strip(), metric=metric, op=op, scope=scope,
+                  **_window(m.group("every"), m.group("share"), m.group("of")))
+    if fields["window_s"] is not None and metric == "isolation_ratio":
+        raise ValueError("isolation_ratio compares whole phases; it takes no window")
     value = float(num)
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    quantile = None
     if metric in TIME_METRICS:
-        if stat is None:
-            raise ValueError(f"{metric} needs a statistic (p99, p50, mean, max, min)")
-        if stat.startswith("p"):
-            quantile = float(stat[1:]) / 100.0
-            if not 0.0 < quantile < 1.0:
-                raise ValueError(f"percentile {stat} must lie strictly between p0 and p100")
+        quantile = _stat(metric, stat, ("mean", "max", "min"), percentiles=True)
         if unit not in _TIME_UNITS:
             raise ValueError(f"{metric} needs a time unit (us, ms, s), got {unit!r}")
-        return Objective(text=text.strip(), metric=metric, stat=stat, quantile=quantile,
-                         op=op, threshold=value * _TIME_UNITS[unit], unit="ms", scope=scope)
+        return Objective(stat=stat, quantile=quantile, threshold=value * _TIME_UNITS[unit],
+                         unit="ms", **fields)
+    if metric in GAUGE_METRICS or metric.startswith("prom."):
+        if fields["window_s"] is not None:
+            raise ValueError(f"{metric} is judged over the whole run; it takes no window")
+        base, stats = GAUGE_METRICS.get(metric, ("", ("mean", "max")))
+        _stat(metric, stat, stats)
+        if metric.startswith("prom."):
+            if unit is not None:
+                raise ValueError(f"{metric} is compared as scraped; write no unit")
+            return Objective(stat=stat, quantile=None, threshold=value, unit="", **fields)
+        scale = _GAUGE_UNITS[base]
+        if unit not in scale and not (unit is None and base == ""):
+            raise ValueError(f"{metric} takes {' or '.join(scale)}, got {unit!r}")
+        return Objective(stat=stat, quantile=None, threshold=value * scale.get(unit, 1.0),
+                         unit=base, **fields)
+    if metric not in RATE_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if stat is not None:
         raise ValueError(f"{metric} takes no statistic, got {stat!r}")
-    if metric == "error_rate":
-        if unit == "%":
-            value /= 100.0
-        elif unit is not None:
-            raise ValueError(f"error_rate takes % or a bare fraction, got {unit!r}")
+    if metric in ("error_rate", "goodput") and unit in ("%", None):
+        value = value / 100.0 if unit == "%" else value
         if value > 1.0:
-            raise ValueError("error_rate threshold must be at most 100%")
-        return Objective(text=text.strip(), metric=metric, stat=None, quantile=None,
-                         op=op, threshold=value, unit="%", scope=scope)
+            raise ValueError(f"{metric} threshold must be at most 100%")
+        return Objective(stat=None, quantile=None, threshold=value, unit="%", **fields)
+    if metric == "error_rate":
+        raise ValueError(f"error_rate takes % or a bare fraction, got {unit!r}")
     if metric == "isolation_ratio":
         if unit not in ("x", None):
             raise ValueError(f"isolation_ratio is a plain ratio, got unit {unit!r}")
-        return Objective(text=text.strip(), metric=metric, stat=None, quantile=None,
-                         op=op, threshold=value, unit="x", scope=scope)
-    if unit not in ("req/s", "rps", None):
-        raise ValueError(f"throughput takes req/s, got {unit!r}")
-    return Objective(text=text.strip(), metric=metric, stat=None, quantile=None,
-                     op=op, threshold=value, unit="req/s", scope=scope)
+        return Objective(stat=None, quantile=None, threshold=value, unit="x", **fields)
+    if metric == "output_tokens_per_s":
+        if unit not in ("tok/s", None):
+            raise ValueError(f"output_tokens_per_s takes tok/s, got {unit!r}")
+        return Objective(stat=None, quantile=None, threshold=value, unit="tok/s", **fields)
+    if unit not in ("req/s", "rps", None):  # throughput, or goodput as a rate
+        raise ValueError(f"{metric} takes req/s{' or %' if metric == 'goodput' else ''}, "
+                         f"got {unit!r}")
+    return Objective(stat=None, quantile=None, threshold=value, unit="req/s", **fields)
+
+
+def _stat(metric: str, stat: str | None, allowed: tuple[str, ...],
+          percentiles: bool = False) -> float | None:
+    """Check the statistic; the quantile for a percentile."""
+    names = ", ".join((("p99", "p50") if percentiles else ()) + allowed)
+    if not allowed and not percentiles:
+        if stat is not None:
+            raise ValueError(f"{metric} takes no statistic, got {stat!r}")
+        return None
+    if stat is None:
+        raise ValueError(f"{metric} needs a statistic ({names})")
+    if stat.startswith("p") and percentiles:
+        quantile = float(stat[1:]) / 100.0
+        if not 0.0 < quantile < 1.0:
+            raise ValueError(f"percentile {stat} must lie strictly between p0 and p100")
+        return quantile
+    if stat not in allowed:
+        raise ValueError(f"{metric} takes {names}, got {stat!r}")
+    return None
+
+
+def _window(every: str | None, share: str | None, of: str | None) -> dict:
+    if every is None and of is None:
+        return {"window_s": None, "window_share": None}
+    window_s = parse_duration(every or of)
+    if window_s < 1.0:
+        raise ValueError(f"a window must be at least 1s, got {every or of!r}")
+    if share is None:
+        return {"window_s": window_s, "window_share": None}
+    fraction = float(share) / 100.0
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"the share of windows must be in (0%, 100%], got {share}%")
+    return {"window_s": window_s, "window_share": fraction}

@@ -1,0 +1,72 @@
+"""pytest plugin (entry point `pytest11`): SLO gates beside a team's other tests.
+
+    def test_chat_meets_its_slos(loadkit_gate):
+        result = loadkit_gate("workloads/steady.yaml", duration="10s")
+        assert result["throughput"]["requests_per_s"] > 5
+
+    @pytest.mark.loadkit("workloads/steady.yaml", duration="10s", slo=["slo/chat.yaml"])
+    def test_steady(loadkit_result):
+        ...
+
+A failing (or inconclusive, or untrusted) run fails the test with the SLO
+table; its reports land in the test's tmp_path unless `out` is given.
+loadkit itself is imported only when a gate runs, so the plugin costs
+nothing to test sessions that do not use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "loadkit(workload, **options): run the workload before the test; its "
+                   "run.json is the `loadkit_result` fixture; the test fails unless the "
+                   "SLO verdict passes")
+
+
+@pytest.fixture
+def loadkit_gate(tmp_path: Path):
+    """gate(workload, duration=, slo=, target=, seed=, strict=, inconclusive=, out=)
+    runs the workload and returns run.json; fails the test unless it passed."""
+    def gate(workload: str | Path, *, duration: str | float | None = None,
+             slo: list[str] | tuple[str, ...] = (), target: str | None = None,
+             seed: int | None = None, strict: bool = False, inconclusive: str = "fail",
+             allow_saturated: bool = False, out: str | Path | None = None) -> dict:
+        from loadkit.errors import LoadkitError
+        from loadkit.execute import RunOptions, execute, exit_code
+        from loadkit.report.markdown import render_markdown
+        from loadkit.workload.loader import Overrides, load_workload
+        from loadkit.workload.units import parse_duration
+
+        problem = None
+        try:
+            loaded = load_workload(workload, Overrides(
+                duration=parse_duration(duration) if duration is not None else None,
+                target=target, seed=seed, slo_files=tuple(str(s) for s in slo)))
+            out_dir = Path(out) if out else tmp_path / "loadkit"
+            result, out_dir = execute(loaded, RunOptions(out_dir=out_dir, strict=strict,
+                                                         allow_saturated=allow_saturated))
+        except (LoadkitError, ValueError) as exc:
+            problem = f"loadkit: {exc}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        code = exit_code(result, inconclusive)
+        if code != 0:
+            pytest.fail(f"loadkit gate failed (exit {int(code)}); reports in {out_dir}\n\n"
+                        + render_markdown(result), pytrace=False)
+        return result
+    return gate
+
+
+@pytest.fixture
+def loadkit_result(request: pytest.FixtureRequest, loadkit_gate) -> dict:
+    """The run.json of the workload named by the test's `loadkit` marker."""
+    marker = request.node.get_closest_marker("loadkit")
+    if marker is None or not marker.args:
+        pytest.fail("loadkit_result needs @pytest.mark.loadkit('workload.yaml', ...)",
+                    pytrace=False)
+    return loadkit_gate(*marker.args, **marker.kwargs)

@@ -1,0 +1,116 @@
+"""The numbers the report's charts draw, read from a run.json document.
+
+Pure functions: merged HDR histograms of the measured phases (from the
+encoded cumulative histograms), percentile spectra and distributions,
+per-interval columns as numpy arrays (None as NaN), and telemetry's series
+and per-interval GPU figures, read defensively (any of it may be missing).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from loadkit.record.histogram import decode, new_histogram
+from loadkit.record.hlog import tag_for
+from loadkit.report.decimate import as_array
+
+SPECTRUM_DECADES = 4  # out to 99.99%
+
+
+def _part(name: str) -> str:
+    return tag_for("m", name, "s", "t").split(".")[1]  # a name as tags spell it
+
+
+def histogram(r: dict, metric: str, tenant: str | None = None):
+    """The metric's cumulative histogram over the measured phases (one
+    tenant's, when given), merged from run.json's encoded histograms."""
+    measured = {_part(p["name"]) for p in r.get("phases", []) if not p.get("warmup")}
+    want = _part(tenant) if tenant is not None else None
+    out = new_histogram()
+    for tag, payload in (r.get("histograms") or {}).items():
+        parts = tag.split(".")
+        if len(parts) == 4 and parts[0] == metric and parts[1] in measured \
+                and (want is None or parts[3] == want):
+            out.add(decode(payload))
+    return out if out.get_total_count() else None
+
+
+def spectrum(h) -> tuple[np.ndarray, np.ndarray]:
+    """(x, ms): x = 1 / (1 - percentile), log-spaced out to 99.99%, plus the max."""
+    k = np.linspace(0.0, SPECTRUM_DECADES, 161)
+    pct = [round(100.0 * (1.0 - 10.0 ** -d), 6) for d in k]
+    values = h.get_percentile_to_value_dict(pct)
+    x = np.append(10.0 ** k, 10.0 ** (SPECTRUM_DECADES + 0.25))
+    y = np.array([values[p] for p in pct] + [h.get_max_value()], dtype=float) / 1000.0
+    return x, y
+
+
+def distribution(h, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(bin edges in ms, share of samples %) over log-spaced bins."""
+    values, counts = [], []
+    for item in h.get_recorded_iterator():
+        values.append(item.value_iterated_to)
+        counts.append(item.count_at_value_iterated_to)
+    v = np.array(values, dtype=float) / 1000.0
+    lo, hi = max(v.min(), 1e-3), max(v.max(), v.min() * 1.01, 2e-3)
+    edges = np.geomspace(lo, hi * 1.0001, bins + 1)
+    share, _ = np.histogram(np.clip(v, lo, hi), bins=edges, weights=counts)
+    return edges, 100.0 * share / max(sum(counts), 1)
+
+
+def column(r: dict, key: str) -> np.ndarray:
+    return as_array(iv.get(key) for iv in r.get("timeseries") or [])
+
+
+def times(r: dict) -> np.ndarray:
+    return column(r, "start_s")
+
+
+def rate(r: dict, key: str) -> np.ndarray:
+    ts = r.get("timeseries") or []
+    return np.array([(iv.get(key) or 0) / max(iv["end_s"] - iv["start_s"], 1e-9)
+                     for iv in ts], dtype=float)
+
+
+def time_unit(span_s: float) -> tuple[float, str]:
+    if span_s > 3 * 3600:
+        return 3600.0, "h"
+    if span_s > 20 * 60:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def span(r: dict) -> float:
+    ends = [p["start_s"] + p["duration_s"] for p in r.get("phases", [])]
+    ts = r.get("timeseries") or []
+    return max(ends + [ts[-1]["end_s"] if ts else 0.0, 1.0])
+
+
+def telemetry(r: dict) -> dict:
+    t = r.get("telemetry")
+    return t if isinstance(t, dict) else {}
+
+
+def telemetry_series(r: dict) -> dict[str, dict]:
+    """Scraped series with points, GPU utilisation and power left out (drawn
+    per interval with latency), counters only as rates, the busiest first."""
+    out = {k: v for k, v in (telemetry(r).get("series") or {}).items()
+           if isinstance(v, dict) and v.get("points") and v.get("metric", k) not in _GPU_METRICS
+           and not (v.get("kind") == "counter" or k.endswith(("_total", "_bytes")))}
+    return dict(sorted(out.items(), key=lambda kv: (not _BUSY.search(kv[0]), kv[0])))
+
+
+def gpu_columns(r: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-interval GPU utilisation and power (telemetry's per_interval rows)."""
+    rows = [row for row in telemetry(r).get("per_interval") or [] if isinstance(row, dict)]
+    t = as_array(row.get("start_s") for row in rows)
+    cols = {f: as_array(row.get(f"gpu.{f}") for row in rows) for f in ("util", "power")}
+    return t, {f: v for f, v in cols.items() if np.isfinite(v).any()}
+
+
+_GPU_METRICS = {"gpu.util", "gpu.power", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE",
+                "nv_gpu_utilization", "nv_gpu_power_usage", "loadkit_sim_gpu_utilization_ratio",
+                "loadkit_sim_gpu_power_watts"}
+_BUSY = re.compile(r"waiting|running|cache|\.rate$|\.p99$")

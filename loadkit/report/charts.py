@@ -1,0 +1,362 @@
+"""The report's charts: matplotlib figures rendered as inline SVG.
+
+Static SVG needs no JavaScript (so no console errors and nothing to fetch),
+stays small, and matplotlib escapes every text it writes (`<` becomes
+`&lt;`), so server-derived labels cannot inject markup; `svg()` still
+refuses any output with a script or an event handler. Text is kept as SVG
+`<text>` (svg.fonttype none): smaller than glyph paths, and searchable.
+Math parsing is off, so a `$` in a server's label is just a dollar.
+
+Each public function takes the run.json document (or parts of it) and
+returns a matplotlib Figure, or None when the run has nothing to draw there.
+Long series are decimated to min/max/mean envelopes (decimate.py).
+matplotlib is imported lazily: only rendering a report pays for it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from loadkit.report.chartdata import (SPECTRUM_DECADES, column, distribution, gpu_columns,
+                                      histogram, rate, span, spectrum, telemetry,
+                                      telemetry_series, time_unit, times)
+from loadkit.report.decimate import Envelope, as_array, decimate, decimate_points
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#7f7f7f"]
+_RC = {"svg.fonttype": "none", "text.parse_math": False, "font.family": "sans-serif",
+       "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"], "font.size": 9,
+       "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+       "grid.alpha": 0.3, "legend.fontsize": 8, "legend.frameon": False,
+       "path.simplify": True}
+_UNSAFE_SVG = re.compile(r"<\s*script|<[^>]*\son[a-z]+\s*=|javascript:", re.IGNORECASE)
+WIDTH = 10.0
+
+
+def svg(name: str, draw: Callable[..., object], *args) -> str | None:
+    """Run `draw(*args)` under the report's style; its figure as SVG markup."""
+    import matplotlib
+    from cycler import cycler
+
+    rc = {**_RC, "svg.hashsalt": f"loadkit-{name}", "axes.prop_cycle": cycler(color=COLOURS)}
+    with matplotlib.rc_context(rc):
+        fig = draw(*args)
+        if fig is None:
+            return None
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]  # no XML declaration or DOCTYPE inside HTML
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
+    if _UNSAFE_SVG.search(text):
+        raise ValueError(f"chart {name}: refusing SVG with a script or event handler")
+    return text
+
+
+_PERCENTILE_SLO = re.compile(r"^\s*\w+\s+(p[\d.]+|max)\b")
+
+
+# -- drawing helpers -----------------------------------------------------------------
+
+
+def figure(rows: int, height: float = 2.4, sharex: bool = True):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH, 0.6 + height * rows), layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False)[:, 0]
+    return fig, list(axes)
+
+
+def envelope(ax, env: Envelope, div: float, label: str, colour: str,
+              line: str = "mean") -> None:
+    """A line through the bucket means (or highs), shaded from low to high."""
+    x = env.t / div
+    if env.decimated:
+        ax.fill_between(x, env.low, env.high, color=colour, alpha=0.25, lw=0)
+        label = f"{label} ({'highest' if line == 'high' else 'mean'}; band: min–max per " \
+                f"{_bucket(env)})"
+    ax.plot(x, env.high if line == "high" else env.mean, color=colour, lw=1.0, label=label)
+
+
+def _bucket(env: Envelope) -> str:
+    width = (env.t[-1] - env.t[0]) / max(len(env) - 1, 1)
+    return f"{width:.3g} s" if width < 120 else f"{width / 60:.3g} min"
+
+
+def _phases(axes, r: dict, div: float) -> None:
+    """Shade phases (alternating; warm-ups grey) and name the wide ones."""
+    phases = r.get("phases") or []
+    if len(phases) < 2:
+        return
+    total = span(r)
+    for i, p in enumerate(phases):
+        a, b = p["start_s"] / div, (p["start_s"] + p["duration_s"]) / div
+        colour = "#999999" if p.get("warmup") else ("#4c72b0" if i % 2 else "#dd8452")
+        for ax in axes:
+            ax.axvspan(a, b, color=colour, alpha=0.07 if not p.get("warmup") else 0.15, lw=0)
+        if p["duration_s"] >= 0.06 * total:
+            axes[0].text((a + b) / 2, 1.0, p["name"] + (" (warm-up)" if p.get("warmup") else ""),
+                         transform=axes[0].get_xaxis_transform(), ha="center", va="bottom",
+                         fontsize=8, color="#555555", clip_on=False)
+
+
+def _finish_time_axes(axes, r: dict, div: float, unit: str) -> None:
+    _phases(axes, r, div)
+    axes[-1].set_xlabel(f"time since start ({unit})")
+    axes[-1].set_xlim(0, span(r) / div)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", ncols=4)
+
+
+def _log_scale(ax, axis: str = "y") -> None:
+    """A log axis labelled with plain numbers (math text is off)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
+
+
+def _log_if_wide(ax, values: np.ndarray) -> None:
+    v = values[np.isfinite(values) & (values > 0)]
+    if len(v) and v.max() / max(np.median(v), 1e-9) > 50:
+        _log_scale(ax)
+
+
+# -- the charts ----------------------------------------------------------------------
+
+
+def spectrum_chart(curves: list[tuple[str, object]], thresholds: list[tuple[str, float]] = ()):
+    """Latency by percentile, HdrHistogram style: x = 1/(1-p), log-scaled."""
+    if not curves:
+        return None
+    fig, (ax,) = figure(1, height=3.4, sharex=False)
+    top = 0.0
+    for label, h in curves:
+        x, y = spectrum(h)
+        ax.plot(x, y, lw=1.4, label=f"{label} ({h.get_total_count():,} samples)")
+        top = max(top, y.max())
+    off = []
+    for text, value in thresholds:
+        if value > 3 * top:  # far above: say so rather than squash the curves
+            off.append(f"SLO {text}: {value:g} ms, above the chart")
+            continue
+        ax.axhline(value, color="#c62828", ls="--", lw=1)
+        ax.text(10.0 ** (SPECTRUM_DECADES + 0.25), value, f"SLO {text} ", color="#c62828",
+                ha="right", va="bottom", fontsize=8)
+        top = max(top, value)
+    if off:
+        ax.text(0.99, 0.97, "\n".join(off), transform=ax.transAxes, ha="right", va="top",
+                color="#c62828", fontsize=8)
+    ax.set_xscale("log")
+    ticks = [10.0 ** d for d in range(SPECTRUM_DECADES + 1)]
+    ax.set_xticks(ticks, ["0%", "90%", "99%", "99.9%", "99.99%"][:len(ticks)])
+    ax.set_xticks([], minor=True)
+    ax.set_xlim(1, 10.0 ** (SPECTRUM_DECADES + 0.3))
+    ax.set_ylim(0, top * 1.08 or 1)
+    ax.set_xlabel("percentile (the last point is the maximum)")
+    ax.set_ylabel("ms")
+    fig.legend(loc="outside upper left", ncols=2)
+    return fig
+
+
+def run_spectrum(r: dict):
+    curves = [(label, h) for metric, label in (
+        ("latency", "latency (corrected: end − intended)"),
+        ("service_time", "service time (uncorrected: end − sent)"))
+        if (h := histogram(r, metric)) is not None]
+    lines = [(s["text"], s["threshold"]) for s in r.get("slos") or []
+             if s.get("metric") in ("latency", "service_time") and s.get("scope") == "all"
+             and s.get("unit") == "ms" and isinstance(s.get("threshold"), (int, float))
+             and _PERCENTILE_SLO.match(str(s.get("text", "")))]
+    return spectrum_chart(curves, lines)
+
+
+def latency_over_time(r: dict, points: int):
+    """Latency percentiles per interval, with GPU utilisation and power below
+    on the same time axis when telemetry has them."""
+    ts = r.get("timeseries") or []
+    gpu_t, gpu = gpu_columns(r)
+    if not ts and not gpu:
+        return None
+    panels = 1 + len(gpu)
+    fig, axes = figure(panels, height=2.6 if panels == 1 else 2.0)
+    div, unit = time_unit(span(r))
+    t = times(r)
+    ax = axes[0]
+    p99 = column(r, "latency_p99_ms")
+    envelope(ax, decimate(t, column(r, "latency_max_ms"), points), div, "max", COLOURS[6],
+              line="high")
+    envelope(ax, decimate(t, p99, points), div, "p99", COLOURS[1])
+    envelope(ax, decimate(t, column(r, "latency_p50_ms"), points), div, "p50", COLOURS[0])
+    _log_if_wide(ax, p99)
+    ax.set_ylabel("latency (ms)")
+    simulated = " (simulated)" if telemetry(r).get("simulated") else ""
+    for ax, (field, values) in zip(axes[1:], gpu.items()):
+        label, ylabel, colour = {"util": ("GPU utilisation", "GPU util (%)", COLOURS[2]),
+                                 "power": ("GPU power", "GPU power (W)", COLOURS[4])}[field]
+        envelope(ax, decimate(gpu_t, values, points), div,
+                 f"{label}{simulated}, mean over GPUs", colour)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+    _finish_time_axes(axes, r, div, unit)
+    return fig
+
+
+def throughput_over_time(r: dict, points: int):
+    if not r.get("timeseries"):
+        return None
+    tokens = rate(r, "output_tokens")
+    fig, axes = figure(3 if tokens.any() else 2, height=1.8)
+    div, unit = time_unit(span(r))
+    t = times(r)
+    envelope(axes[0], decimate(t, rate(r, "completed"), points), div, "completed", COLOURS[0])
+    axes[0].set_ylabel("completed / s")
+    errors = rate(r, "errors")
+    envelope(axes[1], decimate(t, errors, points), div, "errors", COLOURS[1], line="high")
+    axes[1].set_ylabel("errors / s")
+    axes[1].set_ylim(0, max(1.0, errors.max(initial=0) * 1.1))
+    if tokens.any():
+        envelope(axes[2], decimate(t, tokens, points), div, "output tokens", COLOURS[2])
+        axes[2].set_ylabel("tokens / s")
+    for ax in axes:
+        ax.set_ylim(bottom=0)
+    _finish_time_axes(axes, r, div, unit)
+    return fig
+
+
+def token_distributions(r: dict):
+    """TTFT, ITL and TPOT: share of samples per log-spaced bin, p50 and p99 marked."""
+    found = [(m, label, h) for m, label in (("ttft", "TTFT (first token − sent)"),
+                                            ("itl", "ITL (gap between token events)"),
+                                            ("tpot", "TPOT (time per output token)"))
+             if (h := histogram(r, m)) is not None]
+    if not found:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+    axes = fig.subplots(1, len(found), squeeze=False)[0]
+    for ax, (_m, label, h), colour in zip(axes, found, COLOURS):
+        edges, share = distribution(h)
+        ax.stairs(share, edges, fill=True, color=colour, alpha=0.6)
+        for p, ls in ((50.0, "-"), (99.0, "--")):
+            v = h.get_value_at_percentile(p) / 1000.0
+            ax.axvline(v, color="#333333", ls=ls, lw=1, label=f"p{p:g} {v:.4g} ms")
+        if edges[-1] / edges[0] > 20:
+            _log_scale(ax, "x")
+        ax.set_title(f"{label}\n{h.get_total_count():,} samples", fontsize=9)
+        ax.set_xlabel("ms")
+        ax.set_ylabel("% of samples")
+        ax.legend(loc="upper right")
+    return fig
+
+
+def tenants_chart(r: dict, points: int):
+    """Per tenant: latency p50/p99/p99.9, the isolation comparison, and p99 over time."""
+    lat = (r.get("series") or {}).get("latency") or {}
+    tenants = sorted(s.removeprefix("tenant:") for s, v in lat.items()
+                     if s.startswith("tenant:") and v.get("count"))
+    if len(tenants) < 2:
+        return None
+    from matplotlib.figure import Figure
+
+    iso = {t: i for t, i in (r.get("isolation") or {}).items() if i.get("p99_quiet_ms")}
+    over_time = any(iv.get("tenant_latency_p99_ms") for iv in r.get("timeseries") or [])
+    layout = [["bars", "iso" if iso else "bars"]] + ([["time", "time"]] if over_time else [])
+    fig = Figure(figsize=(WIDTH, 3.0 * len(layout)), layout="constrained")
+    ax = fig.subplot_mosaic(layout)
+    x = np.arange(len(tenants))
+    for j, stat in enumerate(("p50", "p99", "p99.9")):
+        vals = [lat[f"tenant:{t}"].get(stat, np.nan) for t in tenants]
+        ax["bars"].bar(x + (j - 1) * 0.27, vals, 0.27, label=stat, color=COLOURS[j])
+    ax["bars"].set_xticks(x, tenants)
+    ax["bars"].set_ylabel("latency (ms)")
+    ax["bars"].set_title("latency by tenant (measured phases)", fontsize=9)
+    ax["bars"].legend(loc="upper left", ncols=3)
+    ax["bars"].margins(y=0.2)
+    if iso:
+        names = list(iso)
+        xi = np.arange(len(names))
+        quiet = [iso[t]["p99_quiet_ms"] for t in names]
+        loud = [iso[t].get("p99_spike_ms") or np.nan for t in names]
+        ax["iso"].bar(xi - 0.2, quiet, 0.4, label="p99 in quiet phases", color=COLOURS[0])
+        ax["iso"].bar(xi + 0.2, loud, 0.4, label="p99 while another tenant spikes",
+                      color=COLOURS[1])
+        for k, t in enumerate(names):
+            ratio = iso[t].get("ratio")
+            text = "ratio n/a" if ratio is None else f"ratio {ratio:.3g}"
+            ax["iso"].annotate(text, (k, max(quiet[k], np.nan_to_num(loud[k]))),
+                               ha="center", va="bottom", xytext=(0, 3),
+                               textcoords="offset points", fontsize=8)
+        ax["iso"].set_xticks(xi, names)
+        ax["iso"].set_ylabel("latency p99 (ms)")
+        ax["iso"].set_title("noisy neighbours: isolation ratio = spike p99 / quiet p99",
+                            fontsize=9)
+        ax["iso"].legend(loc="upper left", ncols=2)
+        ax["iso"].margins(y=0.25)
+    if over_time:
+        div, unit = time_unit(span(r))
+        t = times(r)
+        for j, name in enumerate(tenants):
+            v = as_array((iv.get("tenant_latency_p99_ms") or {}).get(name)
+                         for iv in r.get("timeseries") or [])
+            envelope(ax["time"], decimate(t, v, points), div, f"{name} p99",
+                      COLOURS[j % len(COLOURS)])
+        ax["time"].set_ylabel("latency p99 (ms)")
+        _finish_time_axes([ax["time"]], r, div, unit)
+    return fig
+
+
+def health_chart(r: dict, points: int):
+    """The generator's own lateness over time and its bound; CPU and steal."""
+    h = r.get("health") or {}
+    lateness = column(r, "lateness_p99_ms")
+    has_time = bool(np.isfinite(lateness).any())
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH, 2.8), layout="constrained")
+    ax = fig.subplot_mosaic([["time", "time", "cpu"]] if has_time else [["cpu"]])
+    if has_time:
+        div, unit = time_unit(span(r))
+        envelope(ax["time"], decimate(times(r), lateness, points), div, "lateness p99",
+                  COLOURS[4], line="high")
+        if h.get("lateness_bound_ms") is not None:
+            ax["time"].axhline(h["lateness_bound_ms"], color="#c62828", ls="--", lw=1,
+                               label=f"bound {h['lateness_bound_ms']:g} ms")
+        ax["time"].set_ylabel("lateness p99 (ms)")
+        ax["time"].set_ylim(bottom=0)
+        _finish_time_axes([ax["time"]], r, div, unit)
+    names = ["generator CPU", "host CPU steal"]
+    vals = [h.get("cpu_percent"), h.get("steal_percent")]
+    bars = ax["cpu"].barh(names, [v or 0 for v in vals], color=[COLOURS[0], COLOURS[1]])
+    for bar, v in zip(bars, vals):
+        ax["cpu"].annotate("n/a" if v is None else f"{v:.3g}%",
+                           (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                           xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    ax["cpu"].set_xlim(0, max(100.0, *(v or 0 for v in vals)) * 1.15)
+    ax["cpu"].set_xlabel("% of one core (CPU) / of host time (steal)")
+    return fig
+
+
+def server_metrics_chart(r: dict, points: int, limit: int = 8):
+    """Scraped telemetry other than GPU utilisation and power: up to `limit`
+    series, queues, running requests, cache use and rates first."""
+    series = list(telemetry_series(r).items())[:limit]
+    if not series:
+        return None
+    fig, axes = figure(len(series), height=1.5)
+    div, unit = time_unit(span(r))
+    for j, (ax, (name, s)) in enumerate(zip(axes, series)):
+        envelope(ax, decimate_points(s["points"], points), div, name,
+                  COLOURS[j % len(COLOURS)])
+        ax.set_ylabel(str(s.get("unit") or ""))
+    _finish_time_axes(axes, r, div, unit)
+    return fig

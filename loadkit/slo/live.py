@@ -1,0 +1,175 @@
+"""SLOs judged while the run goes: windowed objectives and abort on breach.
+
+The recorder calls `LiveJudge.on_interval` at every rotation with that
+interval's histograms and counts. A windowed objective ("p99 < 300 ms in
+every 60-s window") is evaluated on each window's own merged histogram, so a
+bad hour cannot hide inside a good day. An `abort: true` objective is
+evaluated on what its scope has measured so far (or on each window, when it
+has one), from `after` seconds into the run; a *clear* breach (a failing
+verdict whose 95% interval excludes the threshold) stops the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from hdrh.histogram import HdrHistogram
+
+from loadkit.record.histogram import new_histogram
+from loadkit.record.recorder import Interval
+from loadkit.slo.evaluate import FAIL, INCONCLUSIVE, PASS, Counts, SLOResult, evaluate
+from loadkit.slo.scopes import Phases
+from loadkit.workload.slo_spec import Objective
+
+# An interval whose end lies this close to a window's end closes the window
+# (rotations land a little after their nominal time).
+_SLACK = 0.25
+
+
+@dataclass
+class _Tracked:
+    """One objective's accumulation over its current window (or so far)."""
+
+    objective: Objective
+    start_s: float  # the window's (or the scope's) start
+    end_s: float  # the scope's end
+    hist: HdrHistogram = field(default_factory=new_histogram)
+    counts: Counter = field(default_factory=Counter)
+    last_s: float = 0.0
+    windows: list[dict] = field(default_factory=list)
+
+    def add(self, interval: Interval, hists: dict, keyed: Counter,
+            in_scope: Callable[[str, str, str], bool]) -> None:
+        o = self.objective
+        for (metric, phase, scenario, tenant), h in hists.items():
+            if metric == o.metric and in_scope(phase, scenario, tenant):
+                self.hist.add(h)
+        for (what, phase, scenario, tenant), n in keyed.items():
+            if in_scope(phase, scenario, tenant):
+                self.counts[what] += n
+        self.last_s = interval.end_s
+
+    def judge(self, strict: bool) -> SLOResult:
+        c = self.counts
+        counts = Counts(c["completed"], c["errors"], c["dropped"],
+                        max(self.last_s - self.start_s, 1e-9), c["good"], c["tokens"])
+        return evaluate(self.objective, [self.hist], counts, strict=strict)
+
+    def close_window(self, strict: bool) -> SLOResult:
+        r = self.judge(strict)
+        self.windows.append({"start_s": round(self.start_s, 3), "end_s": round(self.last_s, 3),
+                             "observed": r.observed, "samples": r.samples,
+                             "verdict": r.verdict, "ci_low": r.ci_low, "ci_high": r.ci_high})
+        self.start_s, self.hist, self.counts = self.last_s, new_histogram(), Counter()
+        return r
+
+
+class LiveJudge:
+    """Tracks windowed and abort objectives; `on_breach` stops the run."""
+
+    def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
+                 on_breach: Callable[[SLOResult, float], None]):
+        self.phases, self.strict, self.on_breach = phases, strict, on_breach
+        self.tracked = []
+        for o in objectives:
+            if o.window_s is not None or o.abort:
+                start, end = phases.span(o.scope) if not o.scope.startswith(
+                    ("tenant:", "scenario:")) else phases.span("all")
+                self.tracked.append(_Tracked(o, start, end))
+        self.breach: tuple[SLOResult, float] | None = None
+        self._scope_cache: dict[tuple[str, str, str, str], bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.tracked)
+
+    def _in_scope(self, scope: str) -> Callable[[str, str, str], bool]:
+        def check(phase: str, scenario: str, tenant: str) -> bool:
+            key = (scope, phase, scenario, tenant)
+            hit = self._scope_cache.get(key)
+            if hit is None:
+                hit = self._scope_cache[key] = scope in self.phases.scopes(phase, scenario, tenant)
+            return hit
+        return check
+
+    def on_interval(self, interval: Interval, hists: dict, keyed: Counter) -> None:
+        for t in self.tracked:
+            o = t.objective
+            if interval.end_s <= t.start_s + _SLACK:
+                continue  # the scope has not begun: nothing of it is in this interval
+            if interval.start_s >= t.end_s + _SLACK:
+                continue  # the scope is over
+            t.add(interval, hists, keyed, self._in_scope(o.scope))
+            if o.window_s is not None:
+                if interval.end_s + _SLACK >= t.start_s + o.window_s:
+                    r = t.close_window(self.strict)
+                    if o.abort and self._window_breach(t, r):
+                        self._breach(r, interval.end_s, t)
+            elif o.abort and interval.end_s >= o.abort_after_s:
+                r = t.judge(self.strict)
+                if r.verdict == FAIL and not r.marginal:
+                    self._breach(r, interval.end_s, t)
+
+    def _window_breach(self, t: _Tracked, r: SLOResult) -> bool:
+        o = t.objective
+        if r.verdict != FAIL or r.marginal or t.last_s < o.abort_after_s:
+            return False
+        failed = sum(w["verdict"] == FAIL for w in t.windows)
+        if o.window_share is None:
+            return True
+        expected = math.ceil((t.end_s - t.windows[0]["start_s"]) / o.window_s - 1e-9)
+        return failed > (1.0 - o.window_share) * expected  # the share is out of reach
+
+    def _breach(self, r: SLOResult, at_s: float, t: _Tracked) -> None:
+        if self.breach is None:
+            self.breach = (r, at_s)
+            self.on_breach(r, at_s)
+
+    def results(self) -> dict[str, SLOResult]:
+        """Final verdicts of windowed objectives and of the objective that
+        aborted the run, by objective name; call once the run has ended."""
+        out: dict[str, SLOResult] = {}
+        for t in self.tracked:
+            o = t.objective
+            if o.window_s is not None:
+                if t.counts or t.hist.get_total_count():
+                    t.close_window(self.strict)  # the last, partial window
+                out[o.name] = windowed_result(o, t.windows)
+        if self.breach is not None:
+            r, at_s = self.breach
+            reason = f"aborted the run at {at_s:.1f}s: a clear breach"
+            prior = out.get(r.name)
+            out[r.name] = replace(prior or r, verdict=FAIL,
+                                  reason=f"{reason}; {(prior or r).reason}".rstrip("; "))
+        return out
+
+
+def windowed_result(o: Objective, windows: list[dict]) -> SLOResult:
+    """One verdict from per-window verdicts: every window (or the share
+    asked for) must pass; windows with too few samples are not counted."""
+    judged = [w for w in windows if w["verdict"] in (PASS, FAIL)]
+    passed = sum(w["verdict"] == PASS for w in judged)
+    summary = {"window_s": o.window_s, "share_required": o.window_share,
+               "total": len(windows), "judged": len(judged), "passed": passed,
+               "series": windows}
+    base = dict(name=o.name, text=o.text, metric=o.metric, scope=o.scope, op=o.op,
+                threshold=o.threshold, unit=o.unit, windows=summary, abort=o.abort)
+    if not judged:
+        why = (f"none of {len(windows)} windows had enough samples"
+               if windows else "no window was measured")
+        return SLOResult(observed=None, samples=0, verdict=INCONCLUSIVE, reason=why, **base)
+    # The worst window: highest for an upper bound, lowest for a lower one.
+    worst = (max if o.op.startswith("<") else min)(
+        (w for w in judged if w["observed"] is not None), key=lambda w: w["observed"])
+    summary["worst_start_s"] = worst["start_s"]
+    need = len(judged) if o.window_share is None else math.ceil(o.window_share * len(judged) - 1e-9)
+    verdict = PASS if passed >= need else FAIL
+    skipped = len(windows) - len(judged)
+    reason = f"{passed} of {len(judged)} windows passed"
+    reason += f" ({skipped} had too few samples)" if skipped else ""
+    reason += f"; worst at {worst['start_s']:.0f}s"
+    return SLOResult(observed=worst["observed"], samples=sum(w["samples"] for w in judged),
+                     verdict=verdict, reason=reason, ci_low=worst["ci_low"],
+                     ci_high=worst["ci_high"], **base)

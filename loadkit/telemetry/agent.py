@@ -1,0 +1,267 @@
+"""The telemetry agent: NVML samples of a remote GPU host, served over HTTP.
+
+``loadkit agent`` runs beside the inference server; a workload points at it
+with ``telemetry: {agent: URL}``. Endpoints (all behind the token when one
+is set; without it, 401):
+
+    GET /v1/samples?since=T   JSON: {"now", "interval_s", "status", "reason",
+                              "gpus", "samples": [{"t", "gpu", "values"}]}
+                              times on the agent's monotonic clock, seconds
+    GET /metrics              the latest sample, Prometheus text (loadkit_gpu_*)
+    GET /health               {"status": ...}
+
+It binds to loopback unless a token is set (a GPU host's numbers are not for
+everyone, and a sampler is no web server to expose bare). The stdlib's
+threading HTTP server is plenty for a few polls a second.
+
+:class:`AgentSource` is the run's side: it polls ``/v1/samples``, maps the
+agent's clock onto the run's (offset measured at each poll, half the round
+trip), and stores series ``agent.gpu<i>.<field>``.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import ipaddress
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from loadkit import __version__
+from loadkit.errors import InputError
+from loadkit.telemetry.nvml import FIELDS, Nvml, NvmlUnavailable
+from loadkit.telemetry.prometheus import _public
+from loadkit.telemetry.store import Poller, Source
+
+KEEP_S = 600.0  # samples kept for pollers that fell behind
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Agent:
+    """Samples the local GPUs on a thread into a bounded buffer."""
+
+    def __init__(self, interval: float = 0.25, nvml: Nvml | None = None) -> None:
+        self.interval = interval
+        self.nvml = nvml or Nvml()
+        self.status, self.reason = "ok", ""
+        self.gpus: list[dict] = []
+        self.buffer: collections.deque = collections.deque(
+            maxlen=max(1, int(KEEP_S / interval)) * 8)
+        self.latest: dict[int, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+        self._poller: Poller | None = None
+
+    def start(self) -> None:
+        try:
+            self.gpus = self.nvml.open()
+        except NvmlUnavailable as exc:
+            self.status, self.reason = "unavailable", str(exc)
+            return
+        self._poller = Poller("agent", self.interval, self.sample)
+        self._poller.start()
+
+    def stop(self) -> None:
+        if self._poller:
+            self._poller.stop()
+        self.nvml.close()
+
+    def sample(self) -> None:
+        for i in range(len(self.gpus)):
+            t = time.monotonic()
+            values = self.nvml.read(i)
+            if values:
+                with self._lock:
+                    self.buffer.append({"t": t, "gpu": i, "values": values})
+                    self.latest[i] = (t, values)
+
+    def document(self, since: float) -> dict:
+        with self._lock:
+            samples = [s for s in self.buffer if s["t"] > since]
+        return {"agent": "loadkit", "version": __version__, "now": time.monotonic(),
+                "interval_s": self.interval, "status": self.status, "reason": self.reason,
+                "gpus": self.gpus, "errors": self.nvml.errors,
+                "last_error": self.nvml.last_error, "samples": samples}
+
+    def metrics_text(self) -> bytes:
+        """The latest sample in the Prometheus text format (prometheus_client)."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        agent = self
+
+        class Latest:
+            def collect(self):
+                with agent._lock:
+                    latest = dict(agent.latest)
+                for field, unit in FIELDS.items():
+                    name, doc = _PROM_NAMES[field], f"GPU {field} ({unit}), from NVML."
+                    fam = (CounterMetricFamily if field == "energy" else GaugeMetricFamily)(
+                        name, doc, labels=["gpu", "name"])
+                    for i, (_t, values) in sorted(latest.items()):
+                        if field in values:
+                            fam.add_metric([str(i), agent.gpus[i]["name"]], values[field])
+                    yield fam
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Latest())
+        return generate_latest(registry)
+
+
+_PROM_NAMES = {
+    "util": "loadkit_gpu_utilization_percent", "mem_util": "loadkit_gpu_memory_utilization_percent",
+    "mem_used": "loadkit_gpu_memory_used_mebibytes", "power": "loadkit_gpu_power_watts",
+    "energy": "loadkit_gpu_energy_joules", "temp": "loadkit_gpu_temperature_celsius",
+    "sm_clock": "loadkit_gpu_sm_clock_mhz", "mem_clock": "loadkit_gpu_memory_clock_mhz",
+    "clock_reasons": "loadkit_gpu_clock_event_reasons",
+    "pcie_tx_kbps": "loadkit_gpu_pcie_tx_kilobytes_per_second",
+    "pcie_rx_kbps": "loadkit_gpu_pcie_rx_kilobytes_per_second",
+}
+
+
+class AgentServer:
+    """The agent's HTTP server on a thread; ``url`` once started."""
+
+    def __init__(self, agent: Agent, host: str = "127.0.0.1", port: int = 9400,
+                 token: str | None = None) -> None:
+        if not token and not is_loopback(host):
+            raise InputError(f"refusing to serve GPU telemetry on non-loopback address {host!r} "
+                             "without a token: set LOADKIT_AGENT_TOKEN (or --token), and give "
+                             "the same token to the workload as telemetry.agent_token")
+        self.agent = agent
+        handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.httpd.daemon_threads = True
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="loadkit-agent",
+                                        daemon=True)
+
+    def start(self) -> "AgentServer":
+        self.agent.start()
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.agent.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    agent: Agent
+    token: str | None
+    server_version = f"loadkit-agent/{__version__}"
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.token and not hmac.compare_digest(
+                self.headers.get("Authorization", "").encode(), f"Bearer {self.token}".encode()):
+            self._send(401, b'{"error": "missing or wrong token"}\n', "application/json",
+                       {"WWW-Authenticate": 'Bearer realm="loadkit-agent"'})
+            return
+        url = urlsplit(self.path)
+        if url.path == "/v1/samples":
+            try:
+                since = float(parse_qs(url.query).get("since", ["-inf"])[0])
+            except ValueError:
+                self._send(400, b'{"error": "since must be a number"}\n', "application/json")
+                return
+            body = json.dumps(self.agent.document(since)).encode()
+            self._send(200, body, "application/json")
+        elif url.path == "/metrics":
+            self._send(200, self.agent.metrics_text(), "text/plain; version=0.0.4; charset=utf-8")
+        elif url.path == "/health":
+            body = json.dumps({"status": self.agent.status, "reason": self.agent.reason})
+            self._send(200, body.encode(), "application/json")
+        else:
+            self._send(404, b'{"error": "not found"}\n', "application/json")
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by default
+        pass
+
+
+class AgentSource(Source):
+    """A remote agent's samples, on the run's time axis."""
+
+    kind = "agent"
+
+    def __init__(self, url: str, token: str | None, interval: float) -> None:
+        super().__init__(_public(url), interval)
+        self.url = url.rstrip("/") + "/v1/samples"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client: httpx.Client | None = None
+        self.since = float("-inf")
+
+    def open(self) -> bool:
+        self.client = httpx.Client(timeout=min(2.0, max(self.interval * 2, 0.5)))
+        return True
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def poll(self) -> None:
+        assert self.client is not None
+        sent = time.monotonic_ns()
+        try:
+            resp = self.client.get(self.url, params={"since": repr(self.since)},
+                                   headers=self.headers)
+            received = time.monotonic_ns()
+            if resp.status_code == 401:
+                self.failed(f"the agent at {self.target} refused the token (HTTP 401): "
+                            "set telemetry.agent_token to the agent's token")
+                return
+            resp.raise_for_status()
+            doc = resp.json()
+            agent_now, samples = float(doc["now"]), doc["samples"]
+        except httpx.HTTPStatusError as exc:
+            self.failed(f"the agent at {self.target} answered HTTP {exc.response.status_code}")
+            return
+        except httpx.HTTPError as exc:
+            self.failed(f"cannot reach the agent at {self.target}: {type(exc).__name__}: {exc}")
+            return
+        except (ValueError, KeyError, TypeError) as exc:
+            self.failed(f"the agent at {self.target} sent an unreadable answer: {exc}")
+            return
+        self.gpus = doc.get("gpus") or self.gpus
+        if doc.get("status") != "ok":
+            self.status = "unavailable"
+            self.reason = f"agent: {doc.get('reason') or doc.get('status')}"
+            return
+        self.status, self.reason = "ok", ""
+        offset_ns = (sent + received) // 2 - int(agent_now * 1e9)  # agent clock -> ours
+        for s in samples:
+            i, t = s["gpu"], float(s["t"])
+            for field, value in s["values"].items():
+                if field in FIELDS:
+                    self.store.add(f"agent.gpu{i}.{field}", value, int(t * 1e9) + offset_ns,
+                                   metric=f"gpu.{field}", unit=FIELDS[field],
+                                   labels={"gpu": str(i)}, source="agent")
+            self.since = max(self.since, t)
+        self.samples += len(samples)
+        if doc.get("last_error"):
+            self.last_error = f"agent: {doc['last_error']}"

@@ -1,0 +1,88 @@
+"""SLOs judged while the run goes (windows, abort) and goodput, on real
+loopback servers whose latency the tests control."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+from conftest import cli
+
+
+def stall_workload(url: str, duration: float, rate: float, slos: list) -> dict:
+    return {"name": "live", "target": url, "duration": duration,
+            "arrival": {"process": "constant", "rate": rate},
+            "scenarios": [{"name": "get", "kind": "http", "method": "GET", "path": "/"}],
+            "slos": slos}
+
+
+def test_one_bad_window_fails_every_window_but_not_most_windows(server, run):
+    """A 1-s stall at ~12 s of a 30-s run spoils exactly one 5-s window."""
+    slos = ["latency p90 < 50ms in every 5s window",
+            "latency p90 < 50ms in at least 80% of 5s windows",
+            "latency p90 < 50ms"]  # the whole run: 100 of 3000 is under the 10% tail
+    with server("stall", "--stall-at", "12", "--stall", "1.0") as url:
+        result, _ = run(stall_workload(url, 30, 100, slos))
+    every, most, whole = result["slos"]
+    assert every["verdict"] == "fail", every
+    assert most["verdict"] == "pass", most
+    assert whole["verdict"] == "pass", whole
+    w = every["windows"]
+    assert w["total"] == 6 and w["judged"] == 6 and w["passed"] == 5, w
+    bad = [x for x in w["series"] if x["verdict"] == "fail"]
+    assert len(bad) == 1 and bad[0]["start_s"] == pytest.approx(10, abs=1.5), bad
+    assert every["observed"] >= 300  # the stalled window's p90 carries the stall
+    good = [x["observed"] for x in w["series"] if x["verdict"] == "pass"]
+    assert max(good) < 20
+    # Every window's samples add up to the run's latency count.
+    assert sum(x["samples"] for x in w["series"]) == result["series"]["latency"]["all"]["count"]
+
+
+def test_abort_on_breach_stops_the_run_and_exits_1(server, tmp_path):
+    """A 60-s run whose server stalls 2 s at 3 s: the abort SLO stops it soon after
+    (as soon as p99 has its 1,000 samples at 150 req/s)."""
+    slos = [{"slo": "latency p99 < 100ms", "abort": True, "after": "2s"}, "error_rate < 1%"]
+    with server("stall", "--stall-at", "3", "--stall", "2.0") as url:
+        path = tmp_path / "abort.yaml"
+        path.write_text(yaml.safe_dump(stall_workload(url, 60, 150, slos)))
+        t0 = time.monotonic()
+        done = cli("run", str(path), "--out", str(tmp_path / "out"), "-q")
+        wall = time.monotonic() - t0
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    result = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert result["aborted"] is not None and result["verdict"] == "fail"
+    # The stall ends at ~5 s; p99 is judged from 1,000 samples (~6.7 s) on.
+    assert 5.0 <= result["aborted"]["at_s"] <= 9.0, result["aborted"]
+    assert wall < 25, wall
+    assert result["trusted"], result["untrusted_reasons"]
+    abort_slo = result["slos"][0]
+    assert abort_slo["verdict"] == "fail" and "aborted the run" in abort_slo["reason"]
+    assert abort_slo["ci_low"] > 100  # a clear breach, not a marginal one
+    # The partial report is written and readable.
+    assert "aborted" in (tmp_path / "out" / "summary.md").read_text().lower()
+    assert (tmp_path / "out" / "report.html").stat().st_size > 1000
+
+
+def test_goodput_share_matches_the_servers_truth(server, run):
+    """Delays of 5-60 ms with 3% at 250-400 ms: the share of requests done
+    within 100 ms is what the server's own timings say, within 1 point."""
+    spec = {"name": "good", "duration": 12,
+            "arrival": {"process": "poisson", "rate": 100},
+            "scenarios": [{"name": "post", "kind": "http", "method": "POST", "path": "/x",
+                           "body": {"q": 1}}],
+            "goodput": ["latency <= 100ms"],
+            "slos": ["goodput >= 90%", "goodput >= 50 req/s", "goodput >= 99.9%"]}
+    with server("delay", "--seed", "7") as url:
+        result, _ = run({**spec, "target": url})
+        import httpx
+        truth = httpx.get(f"{url}/truth").json()
+    share = sum(t <= 100.0 for t in truth) / len(truth)
+    at_least_90, rate, strict = result["slos"]
+    assert at_least_90["observed"] == pytest.approx(share, abs=0.01), (at_least_90, share)
+    assert 0.9 < share < 0.995
+    assert at_least_90["verdict"] == "pass" and strict["verdict"] == "fail"
+    assert rate["observed"] == pytest.approx(share * result["throughput"]["requests_per_s"],
+                                             rel=0.01)

@@ -1,0 +1,192 @@
+"""The SLO language: grammar, windows, goodput rules, SLO files with file and
+line; and window verdicts judged from per-interval histograms (pure)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from loadkit.errors import ExitCode, WorkloadError
+from loadkit.record.histogram import new_histogram, record_us
+from loadkit.record.recorder import Interval
+from loadkit.slo.live import LiveJudge
+from loadkit.slo.scopes import Phases
+from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.slo_spec import parse_condition, parse_objective
+
+WORKLOAD = """\
+name: t
+duration: 60s
+arrival: {rate: 5}
+scenarios:
+  - name: chat
+    kind: openai-chat
+"""
+
+
+@pytest.mark.parametrize("text,metric,stat,threshold,unit,window,share", [
+    ("latency p99 < 300ms in every 60s window", "latency", "p99", 300.0, "ms", 60.0, None),
+    ("ttft p95 <= 0.2s in at least 95% of 1m windows", "ttft", "p95", 200.0, "ms", 60.0, 0.95),
+    ("goodput >= 95%", "goodput", None, 0.95, "%", None, None),
+    ("goodput >= 3 req/s", "goodput", None, 3.0, "req/s", None, None),
+    ("output_tokens_per_s >= 500 tok/s", "output_tokens_per_s", None, 500.0, "tok/s", None, None),
+    ("gpu.util mean >= 60%", "gpu.util", "mean", 0.6, "%", None, None),
+    ("gpu.power max <= 0.7 kW", "gpu.power", "max", 700.0, "W", None, None),
+    ("energy_per_request <= 5 J", "energy_per_request", None, 5.0, "J", None, None),
+    ("cost_per_1m_output_tokens < 2 USD", "cost_per_1m_output_tokens", None, 2.0, "", None, None),
+    ("prom.vllm:num_requests_waiting max < 10", "prom.vllm:num_requests_waiting", "max", 10.0,
+     "", None, None),
+    ("error_rate < 1% in every 30s window", "error_rate", None, 0.01, "%", 30.0, None),
+])
+def test_grammar(text, metric, stat, threshold, unit, window, share):
+    o = parse_objective(text)
+    assert (o.metric, o.stat, o.unit, o.window_s, o.window_share) == (
+        metric, stat, unit, window, share)
+    assert o.threshold == pytest.approx(threshold)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("latency p99 < 3 furlongs", "time unit"),
+    ("latency p100 < 3ms", "strictly between"),
+    ("latency p0 < 3ms", "strictly between"),
+    ("lag p99 < 3ms", "unknown metric 'lag'"),
+    ("latency < 3ms", "needs a statistic"),
+    ("error_rate < 120%", "at most 100%"),
+    ("gpu.util p99 > 50%", "takes mean, max"),
+    ("energy_per_request <= 5 W", "takes J"),
+    ("isolation_ratio <= 1.5 in every 60s window", "no window"),
+    ("latency p99 < 3ms in every 500ms window", "at least 1s"),
+    ("latency p99 < 3ms in 120% of 60s windows", "share of windows"),
+    ("latency p99 < 3ms in every fortnight window", "duration"),
+    ("latency p99 < 3ms; import os", "cannot parse"),
+])
+def test_bad_objectives_say_why(text, needle):
+    with pytest.raises(ValueError, match=needle):
+        parse_objective(text)
+
+
+def test_goodput_conditions():
+    c = parse_condition("ttft <= 200ms")
+    assert (c.metric, c.op, c.threshold_ns) == ("ttft", "<=", 200_000_000)
+    for bad, needle in [("itl <= 5ms", "per-request"), ("ttft <= 5", "time unit"),
+                        ("ttft p99 <= 5ms", "cannot parse")]:
+        with pytest.raises(ValueError, match=needle):
+            parse_condition(bad)
+
+
+def load_with_slo(tmp_path, slo_text, workload=WORKLOAD):
+    (tmp_path / "w.yaml").write_text(workload)
+    (tmp_path / "slo.yaml").write_text(slo_text)
+    return load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "slo.yaml"),)))
+
+
+@pytest.mark.parametrize("slo_text,line,key,needle", [
+    ("slos:\n  - ttft p99 < 1s\n  - lag p99 < 3ms\n", 3, "slos[1]", "unknown metric"),
+    ("slos:\n  - ttft p99 < 3 parsecs\n", 2, "slos[0]", "time unit"),
+    ("slos:\n  - ttft p100 < 3ms\n", 2, "slos[0]", "strictly between"),
+    ("", 1, "", "YAML mapping"),
+    ("slos: []\n", 1, "", "no objectives"),
+    ("slos:\n  - {slo: ttft p99 < 1s, abortt: true}\n", 2, "slos[0]", "abortt"),
+    ("slos:\n  - {slo: ttft p99 < 1s, scenario: nope}\n", None, "slos", "unknown scenario"),
+    ("slos: [goodput >= 90%]\n", None, "slos", "needs `goodput:` rules"),
+    ("goodput: [ttft < 1 parsec]\nslos: [goodput >= 90%]\n", 1, "goodput[0]", "time unit"),
+    ("slos:\n  - {slo: gpu.util mean > 50%, abort: true}\n", None, "slos", "cannot abort"),
+    ("slos: [latency p99 < 1s in every 1s window]\ninterval: 2s\n", 2, "interval", "unknown key"),
+])
+def test_bad_slo_files_name_file_line_and_key(tmp_path, slo_text, line, key, needle):
+    with pytest.raises(WorkloadError) as info:
+        load_with_slo(tmp_path, slo_text)
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    message = str(info.value)
+    assert "slo.yaml" in message and needle in message, message
+    assert (line, key) in [(ln, k) for ln, k, _ in info.value.problems], message
+
+
+def test_slo_file_mapping_form_scopes_and_goodput(tmp_path):
+    w = load_with_slo(tmp_path, "goodput: ['ttft <= 200ms', 'tpot <= 50ms']\nslos:\n"
+                      "  - {slo: 'ttft p99 < 1s', abort: true, after: 20s}\n"
+                      "  - {slo: 'goodput >= 90%', scenario: chat}\n").workload
+    abort, good = w.objectives()
+    assert abort.abort and abort.abort_after_s == 20.0 and abort.scope == "all"
+    assert good.scope == "scenario:chat"
+    assert [c.text for c in w.goodput_rule()] == ["ttft <= 200ms", "tpot <= 50ms"]
+
+
+def test_window_shorter_than_the_interval_is_rejected(tmp_path):
+    (tmp_path / "w.yaml").write_text(WORKLOAD + "interval: 5s\nslos: "
+                                     "['latency p99 < 1s in every 2s window']\n")
+    with pytest.raises(WorkloadError, match="shorter than the 5s interval"):
+        load_workload(tmp_path / "w.yaml")
+
+
+# -- windows judged from 1-s interval histograms -------------------------------------------
+
+PHASES = [{"name": "measure", "start_s": 0.0, "duration_s": 1200.0, "warmup": False}]
+
+
+def feed(judge: LiveJudge, seconds: int, rate: int, slow_from: float, slow_to: float,
+         seed: int = 1) -> None:
+    """Twenty minutes of 1-s intervals at `rate` req/s; between slow_from and
+    slow_to every request takes 500-900 ms, otherwise 10-40 ms."""
+    rng = random.Random(seed)
+    for i in range(seconds):
+        h = new_histogram()
+        slow = slow_from <= i < slow_to
+        for _ in range(rate):
+            record_us(h, int(rng.uniform(500e3, 900e3) if slow else rng.uniform(10e3, 40e3)))
+        # Rotations land a few ms late, as they do in a real run.
+        iv = Interval(i + 0.003 * (i > 0), i + 1 + 0.003, completed=rate)
+        judge.on_interval(iv, {("latency", "measure", "chat", "default"): h},
+                          Counter({("completed", "measure", "chat", "default"): rate}))
+
+
+def window_verdicts(slow_from: float, slow_to: float):
+    every = parse_objective("latency p99 < 300ms in every 60s window")
+    most = parse_objective("latency p99 < 300ms in at least 95% of 60s windows")
+    whole = parse_objective("latency p99 < 300ms in at least 50% of 20m windows")
+    judge = LiveJudge([every, most, whole], Phases(PHASES), strict=False,
+                      on_breach=lambda *_: None)
+    feed(judge, 1200, 50, slow_from, slow_to)
+    results = judge.results()
+    return results[every.name], results[most.name], results[whole.name]
+
+
+def test_one_bad_60s_window_fails_every_window_and_passes_95_percent():
+    every, most, whole = window_verdicts(300, 330)  # inside window 5 (300-360 s)
+    assert every.verdict == "fail" and most.verdict == "pass"
+    assert every.windows["total"] == 20 and every.windows["passed"] == 19
+    assert every.windows["worst_start_s"] == pytest.approx(300, abs=0.1)
+    assert every.observed >= 500  # half the window's requests were slow
+    # One 20-minute window: 30 slow seconds are 2.5% of it, so its p99 shows them.
+    assert whole.windows["total"] == 1 and whole.observed > 300
+    counts = [w["samples"] for w in every.windows["series"]]
+    assert counts == [3000] * 20
+
+
+def test_two_bad_windows_fail_the_95_percent_rule_too():
+    every, most, _ = window_verdicts(90, 130)
+    # 90-130 s straddles windows 1 and 2: both fail, 18/20 = 90% < 95%.
+    assert every.windows["passed"] == 18 and most.verdict == "fail"
+
+
+def test_windows_with_too_few_samples_are_not_counted():
+    judge = LiveJudge([parse_objective("latency p99 < 300ms in every 60s window")],
+                      Phases(PHASES), strict=False, on_breach=lambda *_: None)
+    feed(judge, 1200, 5, 0, 0)  # 300 samples per window: p99 needs 1000
+    r = next(iter(judge.results().values()))
+    assert r.verdict == "inconclusive" and "none of 20 windows" in r.reason
+
+
+def test_abort_fires_on_a_clear_breach_after_the_delay():
+    fired = []
+    o = parse_objective("latency p99 < 300ms").model_copy(update={"abort": True,
+                                                                   "abort_after_s": 30})
+    judge = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda r, at: fired.append(at))
+    feed(judge, 120, 100, 0, 5)  # slow from the start: p99 breached at once
+    assert fired and fired[0] == pytest.approx(30, abs=1.1)  # not before `after`
+    assert judge.results()[o.name].verdict == "fail"
+    quiet = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda r, at: fired.append(at))
+    feed(quiet, 120, 100, 0, 0)
+    assert len(fired) == 1 and quiet.breach is None
