@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from loadkit.report.format import interval, quantity
+from loadkit.telemetry.derive import describe
 
 _VERDICT = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
 
@@ -44,6 +45,8 @@ def render_markdown(result: dict) -> str:
         lines += [f"| {_cell(t)} | {i['ratio']:.3g} | {quantity(i['p99_spike_ms'], 'ms')} | "
                   f"{quantity(i['p99_quiet_ms'], 'ms')} |" for t, i in iso.items()]
         lines.append("")
+    if result.get("telemetry"):
+        lines += [f"Telemetry: {_cell(line)}" for line in describe(result["telemetry"])] + [""]
     lat = result["series"].get("latency", {}).get("all")
     if lat and lat["count"]:
         lines += ["| latency | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|",

@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadkit.record.histogram import merged
 from loadkit.slo.confidence import percentile_interval
-from loadkit.workload.slo_spec import Objective
+from loadkit.workload.slo_spec import TIME_METRICS, Objective
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 FAILURE_AWARE = ("latency", "service_time")  # every request has them, or failed
@@ -78,7 +78,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     observed: float | None = None
     samples = 0
     reason = ""
-    if o.quantile is not None or o.stat in ("mean", "max", "min"):
+    if o.metric in TIME_METRICS:
         h = merged(histograms)
         samples = h.get_total_count()
         # A failed or dropped request never answered: for end-to-end metrics

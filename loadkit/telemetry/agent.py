@@ -35,7 +35,7 @@ import httpx
 from loadkit import __version__
 from loadkit.errors import InputError
 from loadkit.telemetry.nvml import FIELDS, Nvml, NvmlUnavailable
-from loadkit.telemetry.prometheus import _public
+from loadkit.telemetry.prometheus import public_url
 from loadkit.telemetry.store import Poller, Source
 
 KEEP_S = 600.0  # samples kept for pollers that fell behind
@@ -210,7 +210,7 @@ class AgentSource(Source):
     kind = "agent"
 
     def __init__(self, url: str, token: str | None, interval: float) -> None:
-        super().__init__(_public(url), interval)
+        super().__init__(public_url(url), interval)
         self.url = url.rstrip("/") + "/v1/samples"
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client: httpx.Client | None = None

@@ -17,6 +17,7 @@ within a bucket as PromQL's histogram_quantile does.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import time
 from urllib.parse import urlsplit
 
@@ -147,7 +148,7 @@ class PrometheusSource(Source):
 
     def __init__(self, url: str, metrics: list[str] | None, prefix: str, interval: float,
                  timeout: float = 2.0) -> None:
-        super().__init__(_public(url), interval)
+        super().__init__(public_url(url), interval)
         self.url = url
         self.prefix = prefix
         self.wanted = selector(metrics)
@@ -157,7 +158,7 @@ class PrometheusSource(Source):
         self._hists: dict[str, tuple[dict[float, float], float, float]] = {}
 
     def open(self) -> bool:
-        import prometheus_client.parser  # noqa: F401 - here, not on the poller mid-run
+        importlib.import_module("prometheus_client.parser")  # now, not on the poller mid-run
         self.client = httpx.Client(timeout=self.timeout, follow_redirects=False,
                                    headers={"Accept": "text/plain"})
         return True
@@ -243,7 +244,7 @@ def _key(name: str, labels: dict[str, str]) -> str:
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
-def _public(url: str) -> str:
+def public_url(url: str) -> str:
     """The URL without credentials or query, for run.json."""
     parts = urlsplit(url)
     host = parts.hostname or ""

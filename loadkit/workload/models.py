@@ -249,10 +249,12 @@ class Workload(Strict):
                                  f"{self.interval:g}s interval")
 
     def env_refs(self) -> set[str]:
-        """Names of every `${ENV_VAR}` the requests will need."""
+        """Names of every `${ENV_VAR}` the run will need (requests, agent token)."""
         texts = [v for s in self.scenarios for v in s.headers.values()]
         texts += [v for t in self.tenants for v in t.headers.values()]
         texts += [t.api_key for t in self.tenants if t.api_key]
+        if self.telemetry is not None and self.telemetry.agent_token:
+            texts.append(self.telemetry.agent_token)
         return {name for text in texts for name in ENV_REF.findall(text)}
 
 

@@ -49,7 +49,7 @@ _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
 _GAUGE_UNITS = {"%": {"%": 0.01}, "W": {"W": 1.0, "kW": 1000.0}, "C": {"C": 1.0, "°C": 1.0},
                 "J": {"J": 1.0, "kJ": 1000.0, "Wh": 3600.0}, "": {"$": 1.0, "USD": 1.0}}
 _OBJECTIVE = re.compile(
-    r"^\s*(?P<metric>[a-z_][a-z0-9_.:]*)\s+(?:(?P<stat>p\d+(?:\.\d+)?|mean|max|min)\s+)?"
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:]*)\s+(?:(?P<stat>p\d+(?:\.\d+)?|mean|max|min)\s+)?"
     r"(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>[a-zA-Zµ°/%$]+)?"
     r"(?:\s+in\s+(?:every\s+(?P<every>\S+)\s+window"
     r"|(?:at\s+least\s+)?(?P<share>[0-9]*\.?[0-9]+)%\s+of\s+(?P<of>\S+)\s+windows))?\s*$"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ARTIFACTS
+from chromium_support import ARTIFACTS, browser, open_report  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ["chart-spectrum", "chart-latency-time", "chart-throughput", "chart-tokens",

@@ -21,10 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadkit.telemetry.agent import Agent, AgentServer, AgentSource
-from loadkit.telemetry.collector import telemetry_session
 from loadkit.telemetry.derive import gpu_view, section
 from loadkit.telemetry.prometheus import PrometheusSource
-from loadkit.telemetry.spec import TelemetrySpec
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -333,7 +331,9 @@ def test_a_run_with_agent_dcgm_and_a_price(run, agent_server, monkeypatch):
             "nvml": False, "agent": server.url, "agent_token": "${TELE_TOKEN}",
             "agent_interval": "200ms", "price_per_gpu_hour": 4.0,
             "prometheus": [{"url": dcgm, "name": "dcgm", "interval": "250ms"}]},
-            slos=["energy_per_request <= 1000 J", "idle_silicon <= 70%"]))
+            slos=["energy_per_request <= 1000 J", "idle_silicon <= 70%",
+                  "gpu.util mean >= 40%", "gpu.util max < 99%", "gpu.power mean < 0.3 kW",
+                  "prom.dcgm.DCGM_FI_DEV_GPU_UTIL max >= 75"]))
     tele = doc["telemetry"]
     text = (out / "run.json").read_text()
     assert "t0ken" not in text and "${TELE_TOKEN}" in text  # the reference, never the value
@@ -353,7 +353,10 @@ def test_a_run_with_agent_dcgm_and_a_price(run, agent_server, monkeypatch):
     cost = 4.0 * 2 * a["duration_s"] / 3600
     assert a["cost_per_1k_requests"] == pytest.approx(cost / a["requests"] * 1000, abs=1e-6)
     assert a["prom.dcgm.DCGM_FI_DEV_GPU_UTIL.mean"] == 75.0
-    assert len(doc["slos"]) == 2 and all(s["verdict"] == "pass" for s in doc["slos"]), doc["slos"]
+    verdicts = [(s["text"], s["verdict"]) for s in doc["slos"]]
+    assert [v for _, v in verdicts] == ["pass"] * 4 + ["fail", "pass"], verdicts  # 300.5 W
+    util = doc["slos"][2]
+    assert util["observed"] == pytest.approx(0.45) and util["unit"] == "%"
 
 
 def test_unreachable_sources_fail_without_failing_the_run(run):
