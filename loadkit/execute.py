@@ -144,10 +144,11 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         "phases": phase_meta,
         "aborted": aborted,
     }
-    telemetry = telemetry_section(tele.result(start_ns), phase_meta, recorder)
+    telemetry = telemetry_section(tele.result(start_ns), phase_meta, recorder, stopped)
     result = build_result(
         meta=meta, recorder=recorder, scheduled=engine.scheduled,
         telemetry=telemetry, gauges=lambda scope: slo_values(telemetry, scope),
+        stopped_early=stopped,
         declared_rates={(t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
                         for t in tenants for p in phases},
         unfinished=engine.unfinished, objectives=objectives, judged=judged, health=health,

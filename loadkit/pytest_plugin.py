@@ -42,6 +42,11 @@ def loadkit_gate(tmp_path: Path):
         from loadkit.workload.loader import Overrides, load_workload
         from loadkit.workload.units import parse_duration
 
+        if isinstance(slo, (str, Path)):
+            slo = [slo]
+        if inconclusive not in ("fail", "pass"):
+            pytest.fail(f"loadkit_gate: inconclusive must be 'fail' or 'pass', not "
+                        f"{inconclusive!r}", pytrace=False)
         problem = None
         try:
             loaded = load_workload(workload, Overrides(

@@ -79,12 +79,14 @@ def build_result(*, meta: dict, recorder: Recorder, scheduled: Counter,
                  lateness_bound_ms: float, allow_saturated: bool, strict: bool = False,
                  extra_untrusted: list[str] = (), judged: dict[str, SLOResult] | None = None,
                  gauges: Callable[[str], dict[str, float]] | None = None,
+                 stopped_early: bool = False,
                  telemetry: dict | None = None) -> dict:
     """Evaluate SLOs and assemble the run.json document. `judged` holds the
     verdicts reached while the run went (windows, abort); `gauges(scope)`
     the telemetry figures of a scope."""
     # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
-    ended_s = recorder.intervals[-1].end_s if recorder.intervals else None
+    ended_s = (recorder.intervals[-1].end_s if recorder.intervals and stopped_early
+               else None)
     phases = Phases(meta["phases"], ended_s)
     hists = scoped_histograms(recorder, phases)
     counts = scoped_counts(recorder, phases)

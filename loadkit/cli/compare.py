@@ -42,10 +42,10 @@ def compare_command(base_dir: Path, cand_dir: Path, tolerances: tuple[str, ...],
     base, cand = load_run(base_dir), load_run(cand_dir)
     try:
         comparison = compare_runs(base, cand, tol)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"cannot compare these runs: incomplete run.json "
+    except Exception as exc:  # noqa: BLE001 - a damaged run.json of any shape
+        raise InputError(f"cannot compare these runs: damaged or incomplete run.json "
                          f"({type(exc).__name__}: {exc})") from None
-    out = out_dir or cand_dir / "compare"
+    out = out_dir or (cand_dir.parent if cand_dir.is_file() else cand_dir) / "compare"
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.json").write_text(json.dumps(comparison, indent=2, allow_nan=False)

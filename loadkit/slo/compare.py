@@ -1,18 +1,19 @@
 """Baseline comparison: is the candidate run slower than the base, for real?
 
-Per series (metric × scope) and statistic (p50, p90, p99), two questions:
+Per series (metric × scope) and statistic (p50, p90, p99):
 
-1. Did the distribution move? A Mann–Whitney U test on the two cumulative
-   histograms (bucket counts as tied values, midranks, tie-corrected
-   variance, normal approximation: n is in the thousands). Two-sided p-value.
-2. By how much, and is that beyond tolerance? The change of the percentile,
-   with a conservative 95% interval built from each run's distribution-free
-   percentile interval (cand_low / base_high .. cand_high / base_low).
-
-A regression needs both: p < alpha and the whole interval above the
-tolerance; an improvement mirrors it. A big shift that the interval cannot
-confirm is `inconclusive`. With large samples any tiny shift is
-"significant"; the tolerance is what keeps a gate from flapping on noise.
+- The decision rests on the percentile's change and its interval, built from
+  each run's distribution-free 97.5% percentile interval (cand_low /
+  base_high .. cand_high / base_low, so at least 95% together, and
+  conservative). A regression needs the whole interval above the tolerance;
+  an improvement mirrors it; a slow-down the interval confirms (it excludes
+  zero) but cannot place beyond the tolerance is `inconclusive`. With large samples any tiny shift is
+  "significant"; the tolerance keeps a gate from flapping on noise.
+- A Mann–Whitney U test on the two histograms (bucket counts as tied values,
+  midranks, tie-corrected variance, normal approximation) is reported beside
+  it (two-sided p): it says whether the distribution moved as a whole, which
+  a tail regression under a faster bulk would not show, so it informs but
+  does not decide.
 
 Error rates are compared as two proportions (z-test) against a tolerance in
 percentage points. Pure functions over two run.json documents.
@@ -121,7 +122,7 @@ def mann_whitney(a: HdrHistogram, b: HdrHistogram) -> tuple[float, float]:
 
 def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogram,
                    stats: tuple[str, ...], tolerances: dict[str, float]) -> list[Row]:
-    z, p = mann_whitney(base, cand)
+    _z, p = mann_whitney(base, cand)
     rows = []
     for stat in stats:
         q = float(stat[1:]) / 100.0
@@ -133,13 +134,14 @@ def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogr
             continue
         b = base.get_value_at_percentile(q * 100.0) / 1000.0
         c = cand.get_value_at_percentile(q * 100.0) / 1000.0
-        b_low, b_high = percentile_interval(base, q)
-        c_low, c_high = percentile_interval(cand, q)
+        # Two 97.5% intervals: their ratio bounds cover the change with >= 95%.
+        b_low, b_high = percentile_interval(base, q, level=0.975)
+        c_low, c_high = percentile_interval(cand, q, level=0.975)
         change = _pct(c, b)
         low = _pct(c_low, b_high) if b_high is not None else None
         high = _pct(c_high, b_low) if c_high is not None and b_low > 0 else None
         rows.append(Row(metric, scope, stat, b, c, change, low, high, p, tol,
-                        _decide(z, p, low, high, change, tol), nb, nc))
+                        _decide(low, high, change, tol), nb, nc))
     return rows
 
 
@@ -147,14 +149,16 @@ def _pct(new: float, old: float) -> float | None:
     return None if old <= 0 else round((new / old - 1.0) * 100.0, 3)
 
 
-def _decide(z: float, p: float, low: float | None, high: float | None,
-            change: float | None, tol: float) -> str:
-    if p < ALPHA and z > 0 and low is not None and low > tol:
+def _decide(low: float | None, high: float | None, change: float | None,
+            tol: float) -> str:
+    """On the percentile's own interval: a tail can regress while the bulk
+    improves, which a rank test over the whole distribution would miss."""
+    if low is not None and low > tol:
         return REGRESSION
-    if p < ALPHA and z < 0 and high is not None and high < -tol:
+    if high is not None and high < -tol:
         return IMPROVEMENT
-    if change is not None and abs(change) > tol and p < ALPHA:
-        return INCONCLUSIVE  # a shift beyond tolerance the interval cannot confirm
+    if low is not None and low > 0 and change is not None and change > tol:
+        return INCONCLUSIVE  # surely slower, maybe beyond tolerance: cannot tell
     return NO_CHANGE
 
 
@@ -187,8 +191,9 @@ def compare_runs(base: dict, cand: dict, tolerances: dict[str, float] | None = N
     rows.append(compare_errors(base, cand, tolerances.get("error_rate",
                                                           DEFAULT_ERROR_TOLERANCE_PP)))
     decisions = {r.decision for r in rows}
+    decided = any(r.decision != INSUFFICIENT for r in rows if r.metric != "error_rate")
     verdict = (REGRESSION if REGRESSION in decisions else
-               INCONCLUSIVE if INCONCLUSIVE in decisions else
+               INCONCLUSIVE if INCONCLUSIVE in decisions or not decided else
                IMPROVEMENT if IMPROVEMENT in decisions else NO_CHANGE)
     warnings = [f"{name} run is untrusted: {'; '.join(run['untrusted_reasons'])}"
                 for name, run in (("base", base), ("candidate", cand)) if not run["trusted"]]

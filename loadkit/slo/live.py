@@ -99,11 +99,17 @@ class LiveJudge:
             o = t.objective
             if interval.end_s <= t.start_s + _SLACK:
                 continue  # the scope has not begun: nothing of it is in this interval
-            if interval.start_s >= t.end_s + _SLACK:
-                continue  # the scope is over
+            # After the scope's end its stragglers still arrive (phases follow
+            # intended time): they are added in, and no new breach is called.
+            over = interval.start_s >= t.end_s
             t.add(interval, hists, keyed, self._in_scope(o.scope))
+            if over:
+                continue
             if o.window_s is not None:
-                if interval.end_s + _SLACK >= t.start_s + o.window_s:
+                # The scope's last window stays open for its stragglers;
+                # results() closes it.
+                if interval.end_s + _SLACK >= t.start_s + o.window_s \
+                        and interval.end_s < t.end_s - _SLACK:
                     r = t.close_window(self.strict)
                     if o.abort and self._window_breach(t, r):
                         self._breach(r, interval.end_s, t)
@@ -160,9 +166,12 @@ def windowed_result(o: Objective, windows: list[dict]) -> SLOResult:
         why = (f"none of {len(windows)} windows had enough samples"
                if windows else "no window was measured")
         return SLOResult(observed=None, samples=0, verdict=INCONCLUSIVE, reason=why, **base)
-    # The worst window: highest for an upper bound, lowest for a lower one.
-    worst = (max if o.op.startswith("<") else min)(
-        (w for w in judged if w["observed"] is not None), key=lambda w: w["observed"])
+    # The worst window: a failing one without a value (failures beyond the
+    # tail) first, else the highest for an upper bound, lowest for a lower one.
+    valued = [w for w in judged if w["observed"] is not None]
+    unvalued = [w for w in judged if w["observed"] is None and w["verdict"] == FAIL]
+    worst = unvalued[0] if unvalued else (max if o.op.startswith("<") else min)(
+        valued, key=lambda w: w["observed"])
     summary["worst_start_s"] = worst["start_s"]
     need = len(judged) if o.window_share is None else math.ceil(o.window_share * len(judged) - 1e-9)
     verdict = PASS if passed >= need else FAIL

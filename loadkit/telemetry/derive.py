@@ -70,7 +70,8 @@ class Points:
         return list(zip(self.t, self.v))
 
 
-def telemetry_section(data: dict | None, phases: list[dict], recorder) -> dict:
+def telemetry_section(data: dict | None, phases: list[dict], recorder,
+                      stopped_early: bool = False) -> dict:
     """run.json's "telemetry" from the collector's data and the recorder's counts."""
     completed: dict[str, int] = defaultdict(int)
     tokens: dict[str, int] = defaultdict(int)
@@ -80,7 +81,7 @@ def telemetry_section(data: dict | None, phases: list[dict], recorder) -> dict:
         tokens[phase] += n
     intervals = [iv if isinstance(iv, dict) else vars(iv) for iv in recorder.intervals]
     # A run stopped early (abort, Ctrl-C) is costed over the time it ran.
-    ended_s = intervals[-1]["end_s"] if intervals else None
+    ended_s = intervals[-1]["end_s"] if intervals and stopped_early else None
     return section(data, phases, intervals, dict(completed), dict(tokens), ended_s)
 
 

@@ -54,6 +54,10 @@ class SloEntry(Strict):
         o = parse_objective(self.slo, scope)
         if self.abort and (o.metric in END_OF_RUN_METRICS or o.metric.startswith("prom.")):
             raise ValueError(f"{o.metric} is known only at the end of a run; it cannot abort")
+        if self.abort and o.quantile is None:
+            # Only a percentile carries the confidence interval that tells a
+            # clear breach from noise in the first minutes of a run.
+            raise ValueError("only percentile SLOs (e.g. 'latency p99 < 2s') can abort")
         return o.model_copy(update={"abort": self.abort, "abort_after_s": self.after})
 
 

@@ -146,6 +146,8 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if stat is not None:
         raise ValueError(f"{metric} takes no statistic, got {stat!r}")
+    if metric == "goodput" and unit is None:
+        raise ValueError("goodput takes % (a share) or req/s (a rate)")
     if metric in ("error_rate", "goodput") and unit in ("%", None):
         value = value / 100.0 if unit == "%" else value
         if value > 1.0:
@@ -161,7 +163,7 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
         if unit not in ("tok/s", None):
             raise ValueError(f"output_tokens_per_s takes tok/s, got {unit!r}")
         return Objective(stat=None, quantile=None, threshold=value, unit="tok/s", **fields)
-    if unit not in ("req/s", "rps", None):  # throughput, or goodput as a rate
+    if unit not in ("req/s", "rps") and not (unit is None and metric == "throughput"):
         raise ValueError(f"{metric} takes req/s{' or %' if metric == 'goodput' else ''}, "
                          f"got {unit!r}")
     return Objective(stat=None, quantile=None, threshold=value, unit="req/s", **fields)

@@ -93,6 +93,8 @@ def load_with_slo(tmp_path, slo_text, workload=WORKLOAD):
     ("slos: [goodput >= 90%]\n", None, "slos", "needs `goodput:` rules"),
     ("goodput: [ttft < 1 parsec]\nslos: [goodput >= 90%]\n", 1, "goodput[0]", "time unit"),
     ("slos:\n  - {slo: gpu.util mean > 50%, abort: true}\n", None, "slos", "cannot abort"),
+    ("slos:\n  - {slo: error_rate < 1%, abort: true}\n", None, "slos", "only percentile"),
+    ("slos: [goodput >= 0.5]\ngoodput: [ttft < 1s]\n", 1, "slos[0]", "% (a share) or req/s"),
     ("slos: [latency p99 < 1s in every 1s window]\ninterval: 2s\n", 2, "interval", "unknown key"),
 ])
 def test_bad_slo_files_name_file_line_and_key(tmp_path, slo_text, line, key, needle):
