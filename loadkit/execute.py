@@ -103,7 +103,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
                   for p, s in zip(phases, phase_starts(w))]
     objectives = w.objectives()
     judge = LiveJudge(objectives, Phases(phase_meta), options.strict,
-                      on_breach=lambda _slo, _at: engine.stop.set())
+                      on_breach=lambda _slo, _at: engine.stop.set(), interval_s=w.interval)
     probe = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.

@@ -5,6 +5,8 @@ Pure functions; `write_all` is the one place that touches the disk.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -29,6 +31,20 @@ def write_all(result: dict, out_dir: Path, step_summary: str | None = None) -> N
             f.write(markdown + "\n")
     (out_dir / "junit.xml").write_text(render_junit(result), encoding="utf-8")
     (out_dir / "report.html").write_text(render_html(result), encoding="utf-8")
+    if (result.get("telemetry") or {}).get("per_interval"):
+        (out_dir / "telemetry.csv").write_text(render_telemetry_csv(result), encoding="utf-8")
 
 
-__all__ = ["render_html", "render_json", "render_junit", "render_markdown", "write_all"]
+def render_telemetry_csv(result: dict) -> str:
+    """One row per interval: the run's latency figures and telemetry joined."""
+    rows = result["telemetry"]["per_interval"]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+__all__ = ["render_html", "render_json", "render_junit", "render_markdown",
+           "render_telemetry_csv", "write_all"]

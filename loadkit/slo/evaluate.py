@@ -68,7 +68,7 @@ def samples_needed(quantile: float) -> int:
 
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
              isolation: dict | None = None, strict: bool = False,
-             gauges: Mapping[str, float] | None = None) -> SLOResult:
+             gauges: Mapping[str, float] | None = None, level: float = 0.95) -> SLOResult:
     """One objective against the histograms, counts (and isolation) of its scope.
 
     A percentile verdict whose threshold lies inside its 95% confidence
@@ -100,7 +100,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         elif o.quantile is not None:
             q = o.quantile * attempts / samples  # failures sit above every answer
             observed = h.get_value_at_percentile(min(q, 1.0) * 100.0) / 1000.0
-            interval = percentile_interval(h, o.quantile, failed)
+            interval = percentile_interval(h, o.quantile, failed, level)
         elif o.stat == "mean":
             observed = h.get_mean_value() / 1000.0
         elif o.stat == "max":
@@ -128,6 +128,8 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             observed = (bad if o.metric == "error_rate" else counts.good) / samples
     elif o.metric in ("throughput", "goodput", "output_tokens_per_s"):  # per second
         samples = counts.completed
+        if counts.duration_s <= 0:
+            return _result(o, None, samples, INCONCLUSIVE, "no measured time in scope")
         done = {"throughput": counts.completed, "goodput": counts.good,
                 "output_tokens_per_s": counts.output_tokens}[o.metric]
         observed = done / max(counts.duration_s, 1e-9)

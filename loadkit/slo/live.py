@@ -24,9 +24,12 @@ from loadkit.slo.evaluate import FAIL, INCONCLUSIVE, PASS, Counts, SLOResult, ev
 from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import Objective
 
-# An interval whose end lies this close to a window's end closes the window
-# (rotations land a little after their nominal time).
+# An interval whose end lies within this share of an interval of a window's
+# end closes the window (rotations land a little after their nominal time).
 _SLACK = 0.25
+# Abort checks repeat every interval: each uses a 99.9% interval, so a run is
+# not stopped by the noise of its first minutes.
+ABORT_LEVEL = 0.999
 
 
 @dataclass
@@ -36,6 +39,7 @@ class _Tracked:
     objective: Objective
     start_s: float  # the window's (or the scope's) start
     end_s: float  # the scope's end
+    scope_start_s: float = 0.0
     hist: HdrHistogram = field(default_factory=new_histogram)
     counts: Counter = field(default_factory=Counter)
     last_s: float = 0.0
@@ -52,11 +56,11 @@ class _Tracked:
                 self.counts[what] += n
         self.last_s = interval.end_s
 
-    def judge(self, strict: bool) -> SLOResult:
+    def judge(self, strict: bool, level: float = 0.95) -> SLOResult:
         c = self.counts
         counts = Counts(c["completed"], c["errors"], c["dropped"],
-                        max(self.last_s - self.start_s, 1e-9), c["good"], c["tokens"])
-        return evaluate(self.objective, [self.hist], counts, strict=strict)
+                        max(self.last_s - self.start_s, 0.0), c["good"], c["tokens"])
+        return evaluate(self.objective, [self.hist], counts, strict=strict, level=level)
 
     def close_window(self, strict: bool) -> SLOResult:
         r = self.judge(strict)
@@ -71,14 +75,15 @@ class LiveJudge:
     """Tracks windowed and abort objectives; `on_breach` stops the run."""
 
     def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
-                 on_breach: Callable[[SLOResult, float], None]):
+                 on_breach: Callable[[SLOResult, float], None], interval_s: float = 1.0):
         self.phases, self.strict, self.on_breach = phases, strict, on_breach
+        self.slack = _SLACK * interval_s
         self.tracked = []
         for o in objectives:
             if o.window_s is not None or o.abort:
                 start, end = phases.span(o.scope) if not o.scope.startswith(
                     ("tenant:", "scenario:")) else phases.span("all")
-                self.tracked.append(_Tracked(o, start, end))
+                self.tracked.append(_Tracked(o, start, end, scope_start_s=start))
         self.breach: tuple[SLOResult, float] | None = None
         self._scope_cache: dict[tuple[str, str, str, str], bool] = {}
 
@@ -97,7 +102,7 @@ class LiveJudge:
     def on_interval(self, interval: Interval, hists: dict, keyed: Counter) -> None:
         for t in self.tracked:
             o = t.objective
-            if interval.end_s <= t.start_s + _SLACK:
+            if interval.end_s <= t.start_s + self.slack:
                 continue  # the scope has not begun: nothing of it is in this interval
             # After the scope's end its stragglers still arrive (phases follow
             # intended time): they are added in, and no new breach is called.
@@ -108,19 +113,23 @@ class LiveJudge:
             if o.window_s is not None:
                 # The scope's last window stays open for its stragglers;
                 # results() closes it.
-                if interval.end_s + _SLACK >= t.start_s + o.window_s \
-                        and interval.end_s < t.end_s - _SLACK:
+                if interval.end_s + self.slack >= t.start_s + o.window_s \
+                        and interval.end_s < t.end_s - self.slack:
+                    # Judged at the stricter level before the window closes.
+                    strict_r = t.judge(self.strict, ABORT_LEVEL) if o.abort else None
                     r = t.close_window(self.strict)
-                    if o.abort and self._window_breach(t, r):
+                    clear = strict_r is not None and strict_r.verdict == FAIL \
+                        and not strict_r.marginal
+                    if o.abort and self._window_breach(t, clear):
                         self._breach(r, interval.end_s, t)
-            elif o.abort and interval.end_s >= o.abort_after_s:
-                r = t.judge(self.strict)
+            elif o.abort and interval.end_s >= t.scope_start_s + o.abort_after_s:
+                r = t.judge(self.strict, ABORT_LEVEL)
                 if r.verdict == FAIL and not r.marginal:
                     self._breach(r, interval.end_s, t)
 
-    def _window_breach(self, t: _Tracked, r: SLOResult) -> bool:
+    def _window_breach(self, t: _Tracked, clear: bool) -> bool:
         o = t.objective
-        if r.verdict != FAIL or r.marginal or t.last_s < o.abort_after_s:
+        if not clear or t.last_s < t.scope_start_s + o.abort_after_s:
             return False
         failed = sum(w["verdict"] == FAIL for w in t.windows)
         if o.window_share is None:
@@ -145,7 +154,8 @@ class LiveJudge:
                 out[o.name] = windowed_result(o, t.windows)
         if self.breach is not None:
             r, at_s = self.breach
-            reason = f"aborted the run at {at_s:.1f}s: a clear breach"
+            reason = (f"aborted the run at {at_s:.1f}s: a clear breach (the 99.9% interval "
+                      f"excludes the threshold)")
             prior = out.get(r.name)
             out[r.name] = replace(prior or r, verdict=FAIL,
                                   reason=f"{reason}; {(prior or r).reason}".rstrip("; "))

@@ -187,7 +187,7 @@ class Workload(Strict):
         _unique("phase", phases)
         if all(p.warmup for p in self.phase_list):
             raise ValueError("every phase is a warm-up: nothing would be measured")
-        self._check_slos(names)
+        self.check_slos(names)
         for t in self.all_tenants:
             for s in t.scenarios or []:
                 if s not in names:
@@ -236,7 +236,7 @@ class Workload(Strict):
     def goodput_rule(self) -> list[Condition]:
         return [parse_condition(c) for c in self.goodput]
 
-    def _check_slos(self, scenarios: list[str]) -> None:
+    def check_slos(self, scenarios: list[str]) -> None:
         nested = [s for o in [*self.tenants, *self.phase_list] for s in o.slos]
         if any(isinstance(s, SloEntry) and s.scenario for s in nested):
             raise ValueError("`scenario:` narrows top-level SLOs only")
@@ -251,6 +251,10 @@ class Workload(Strict):
             if o.window_s is not None and o.window_s < self.interval:
                 raise ValueError(f"SLO {o.text!r}: its window is shorter than the "
                                  f"{self.interval:g}s interval")
+            if o.window_s is not None and abs(o.window_s / self.interval
+                                              - round(o.window_s / self.interval)) > 1e-6:
+                raise ValueError(f"SLO {o.text!r}: a window is a whole number of "
+                                 f"{self.interval:g}s intervals")
 
     def env_refs(self) -> set[str]:
         """Names of every `${ENV_VAR}` the run will need (requests, agent token)."""

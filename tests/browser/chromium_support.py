@@ -30,7 +30,10 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: playwright's sync API keeps an event loop
+# running in this thread while it is open, and the in-process runs of other
+# test modules need to start their own.
+@pytest.fixture(scope="module")
 def browser():
     why = _missing()
     if why:

@@ -18,7 +18,7 @@ def documented(section: str) -> set[str]:
 
 
 def test_every_run_json_key_is_documented(run):
-    result, _ = run({
+    result, out = run({
         "name": "doc", "duration": 2, "simulator": {"preset": "fast"},
         "arrival": {"rate": 20}, "goodput": ["ttft <= 1s"],
         "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
@@ -29,3 +29,8 @@ def test_every_run_json_key_is_documented(run):
     for slo in result["slos"]:
         assert set(slo) == documented("`slos[]`")
     assert result["schema_version"] == 1
+    # telemetry.csv: one row per interval, the simulator's GPU view joined in.
+    lines = (out / "telemetry.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:2] == ["start_s", "end_s"] and "gpu.util" in header
+    assert len(lines) - 1 == len(result["timeseries"])

@@ -116,6 +116,13 @@ def test_slo_file_mapping_form_scopes_and_goodput(tmp_path):
     assert [c.text for c in w.goodput_rule()] == ["ttft <= 200ms", "tpot <= 50ms"]
 
 
+def test_window_must_be_whole_intervals(tmp_path):
+    (tmp_path / "w.yaml").write_text(WORKLOAD + "interval: 2s\nslos: "
+                                     "['latency p99 < 1s in every 5s window']\n")
+    with pytest.raises(WorkloadError, match="whole number of 2s intervals"):
+        load_workload(tmp_path / "w.yaml")
+
+
 def test_window_shorter_than_the_interval_is_rejected(tmp_path):
     (tmp_path / "w.yaml").write_text(WORKLOAD + "interval: 5s\nslos: "
                                      "['latency p99 < 1s in every 2s window']\n")
@@ -192,3 +199,29 @@ def test_abort_fires_on_a_clear_breach_after_the_delay():
     quiet = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda r, at: fired.append(at))
     feed(quiet, 120, 100, 0, 0)
     assert len(fired) == 1 and quiet.breach is None
+
+
+def test_abort_delay_counts_from_the_scopes_start():
+    """A phase starting at 60 s: its abort SLO is not judged before 60 + 30 s."""
+    phases = [{"name": "calm", "start_s": 0.0, "duration_s": 60.0, "warmup": False},
+              {"name": "spike", "start_s": 60.0, "duration_s": 60.0, "warmup": False}]
+    o = parse_objective("latency p99 < 300ms", scope="phase:spike").model_copy(
+        update={"abort": True, "abort_after_s": 30})
+    fired = []
+    judge = LiveJudge([o], Phases(phases), strict=False,
+                      on_breach=lambda r, at: fired.append(at))
+    rng = random.Random(3)
+    for i in range(120):
+        h = new_histogram()
+        for _ in range(100):
+            record_us(h, int(rng.uniform(500e3, 900e3)))  # slow all along
+        phase = "calm" if i < 60 else "spike"
+        judge.on_interval(Interval(i, i + 1), {("latency", phase, "chat", "default"): h},
+                          Counter({("completed", phase, "chat", "default"): 100}))
+    assert fired and fired[0] == pytest.approx(90, abs=1.1)
+
+
+def test_rates_without_measured_time_are_inconclusive():
+    from loadkit.slo.evaluate import Counts, evaluate
+    r = evaluate(parse_objective("throughput >= 5 req/s"), [], Counts(0, 0, 0, 0.0))
+    assert r.verdict == "inconclusive" and "no measured time" in r.reason
