@@ -27,6 +27,28 @@ def _steal_ticks() -> tuple[int, int] | None:
 
 
 @dataclass
+class IntervalHealth:
+    """Per-interval CPU and steal, as a recorder listener (marks each interval)."""
+
+    wall: float
+    cpu: float
+    steal: tuple[int, int] | None
+
+    @classmethod
+    def start(cls) -> "IntervalHealth":
+        return cls(time.monotonic(), time.process_time(), _steal_ticks())
+
+    def mark(self, interval, *_: object) -> None:
+        wall, cpu, steal = time.monotonic(), time.process_time(), _steal_ticks()
+        if wall > self.wall:
+            interval.cpu_percent = round(100.0 * (cpu - self.cpu) / (wall - self.wall), 1)
+        if self.steal and steal and steal[1] > self.steal[1]:
+            interval.steal_percent = round(
+                100.0 * (steal[0] - self.steal[0]) / (steal[1] - self.steal[1]), 2)
+        self.wall, self.cpu, self.steal = wall, cpu, steal
+
+
+@dataclass
 class HealthProbe:
     wall0: float
     cpu0: float

@@ -56,6 +56,8 @@ class Interval:
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_max_ms: float | None = None
+    cpu_percent: float | None = None  # the generator's CPU over the interval (one core = 100)
+    steal_percent: float | None = None  # the host's CPU steal over the interval
     lateness_p99_ms: float | None = None  # the generator's own delay (report: health)
     # latency p99 per tenant, when more than one tenant answered in the interval
     tenant_latency_p99_ms: dict[str, float] = field(default_factory=dict)

@@ -316,14 +316,28 @@ def tenants_chart(r: dict, points: int):
 
 
 def health_chart(r: dict, points: int):
-    """The generator's own lateness over time and its bound; CPU and steal."""
+    """The generator's own lateness, CPU and the host's steal over time, and
+    their whole-run figures."""
     h = r.get("health") or {}
     lateness = column(r, "lateness_p99_ms")
     has_time = bool(np.isfinite(lateness).any())
+    cpu, steal = column(r, "cpu_percent"), column(r, "steal_percent")
+    has_load = has_time and bool(np.isfinite(cpu).any())
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(WIDTH, 2.8), layout="constrained")
-    ax = fig.subplot_mosaic([["time", "time", "cpu"]] if has_time else [["cpu"]])
+    fig = Figure(figsize=(WIDTH, 4.6 if has_load else 2.8), layout="constrained")
+    mosaic = [["time", "time", "cpu"]] if has_time else [["cpu"]]
+    ax = fig.subplot_mosaic(mosaic + [["load", "load", "cpu"]] if has_load else mosaic)
+    if has_load:
+        div, unit = time_unit(span(r))
+        envelope(ax["load"], decimate(times(r), cpu, points), div, "generator CPU",
+                 COLOURS[0], line="high")
+        if np.isfinite(steal).any():
+            envelope(ax["load"], decimate(times(r), steal, points), div, "host CPU steal",
+                     COLOURS[1], line="high")
+        ax["load"].set_ylabel("% (CPU of one core)")
+        ax["load"].set_ylim(bottom=0)
+        _finish_time_axes([ax["load"]], r, div, unit)
     if has_time:
         div, unit = time_unit(span(r))
         envelope(ax["time"], decimate(times(r), lateness, points), div, "lateness p99",
