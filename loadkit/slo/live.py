@@ -181,7 +181,7 @@ def windowed_result(o: Objective, windows: list[dict]) -> SLOResult:
     valued = [w for w in judged if w["observed"] is not None]
     unvalued = [w for w in judged if w["observed"] is None and w["verdict"] == FAIL]
     worst = unvalued[0] if unvalued else (max if o.op.startswith("<") else min)(
-        valued, key=lambda w: w["observed"])
+        valued, key=lambda w: w["observed"]) if valued else judged[0]
     summary["worst_start_s"] = worst["start_s"]
     need = len(judged) if o.window_share is None else math.ceil(o.window_share * len(judged) - 1e-9)
     verdict = PASS if passed >= need else FAIL

@@ -225,3 +225,20 @@ def test_rates_without_measured_time_are_inconclusive():
     from loadkit.slo.evaluate import Counts, evaluate
     r = evaluate(parse_objective("throughput >= 5 req/s"), [], Counts(0, 0, 0, 0.0))
     assert r.verdict == "inconclusive" and "no measured time" in r.reason
+
+
+def test_windows_failing_on_errors_alone_have_no_value_and_no_crash():
+    """Every window has more failures than the 1% tail: each fails without a
+    value, and the verdict says so (a crash here would lose the run)."""
+    judge = LiveJudge([parse_objective("latency p99 < 300ms in every 60s window")],
+                      Phases(PHASES), strict=False, on_breach=lambda *_: None)
+    for i in range(180):
+        h = new_histogram()
+        for _ in range(50):
+            record_us(h, 20_000)
+        judge.on_interval(Interval(i, i + 1), {("latency", "measure", "chat", "default"): h},
+                          Counter({("completed", "measure", "chat", "default"): 50,
+                                   ("errors", "measure", "chat", "default"): 5}))
+    r = next(iter(judge.results().values()))
+    assert r.verdict == "fail" and r.observed is None
+    assert r.windows["judged"] == 3 and r.windows["passed"] == 0
