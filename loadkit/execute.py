@@ -108,7 +108,8 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
     with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
-            telemetry_session(w.telemetry, base_url if w.target is None else None) as tele:
+            telemetry_session(w.telemetry, base_url if w.target is None else None) as tele, \
+            _quiet_collector():
         # Start a little in the future so the first slots are not already late.
         start_ns = time.monotonic_ns() + 50_000_000
         recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05),
@@ -198,14 +199,21 @@ def _drive(engine: Engine, slots) -> bool:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    # Collector pauses land on the event loop as lateness. Freeze what exists
-    # now (it lives all run) and collect the young generation less often.
+    return runner(main())
+
+
+@contextlib.contextmanager
+def _quiet_collector():
+    """Collector pauses land on the event loop as lateness. Collect and
+    freeze what exists now (it lives all run; in a long-lived process such as
+    a pytest session the collection itself takes a while, so it happens
+    before the run's zero) and collect the young generation less often."""
     gc.collect()
     gc.freeze()
     threshold = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)
     try:
-        return runner(main())
+        yield
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
