@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import select
 import subprocess
@@ -34,6 +35,16 @@ def test_server(mode: str, *args: str):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _settled_collector():
+    """The tests share one long-lived process whose heap grows (matplotlib,
+    playwright, earlier runs). Collect and freeze it before each test, so a
+    full collection of it cannot pause a timing measurement mid-test (as a
+    real loadkit run, which starts small, never sees)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture
