@@ -117,6 +117,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
                                           for c in w.goodput_rule()))
         recorder.listeners.append(IntervalHealth.start().mark)
         if judge:
+            recorder.keyed = True
             recorder.listeners.append(judge.on_interval)
         engine = Engine(plan, recorder, on_interval=on_interval)
         stopped = _drive(engine, schedule(w, loaded.traces))

@@ -82,6 +82,7 @@ class Recorder:
     # Called at each rotation with (interval, its histograms, its counts by
     # (what, phase, scenario, tenant)): live SLO windows and abort checks.
     listeners: list[Callable[[Interval, dict, Counter], None]] = field(default_factory=list)
+    keyed: bool = False  # count per key each interval (only live SLOs need it)
     _interval_start_ns: int = 0
     _interval_counts: Counter = field(default_factory=Counter)
     _interval_keyed: Counter = field(default_factory=Counter)
@@ -102,45 +103,58 @@ class Recorder:
         if r.error is not None:
             self.errors[(r.error.value, r.phase, r.scenario, r.tenant)] += 1
             self._interval_counts["errors"] += 1
-            self._interval_keyed[("errors", r.phase, r.scenario, r.tenant)] += 1
+            if self.keyed:
+                self._interval_keyed[("errors", r.phase, r.scenario, r.tenant)] += 1
             examples = self.error_examples[r.error.value]
             if len(examples) < MAX_EXAMPLES:
                 examples.append(r.message[:500])
             return
-        values = {"latency": r.end - r.intended, "service_time": r.end - r.sent}
+        latency, service = r.end - r.intended, r.end - r.sent
+        self._value("latency", r, latency)
+        self._value("service_time", r, service)
+        ttft = ttft_c = stall = tpot = None
         if r.first is not None:
-            values["ttft"] = r.first - r.sent
-            values["ttft_corrected"] = r.first - r.intended
+            ttft, ttft_c = r.first - r.sent, r.first - r.intended
+            self._value("ttft", r, ttft)
+            self._value("ttft_corrected", r, ttft_c)
             events = r.events or ()
             if len(events) > 1:
                 gaps = [b - a for a, b in zip(events, events[1:])]
                 for gap in gaps:
                     self._value("itl", r, gap)
-                values["max_stall"] = max(gaps)
+                stall = max(gaps)
+                self._value("max_stall", r, stall)
             n = r.output_tokens or len(events)
             if n > 1:
-                values["tpot"] = (r.end - r.first) // (n - 1)
-        for metric, ns in values.items():
-            self._value(metric, r, ns)
+                tpot = (r.end - r.first) // (n - 1)
+                self._value("tpot", r, tpot)
         scope = (r.phase, r.scenario, r.tenant)
         self.completed[scope] += 1
         self._interval_counts["completed"] += 1
-        self._interval_keyed[("completed", *scope)] += 1
         self.token_sources[r.token_source] += 1
         if r.output_tokens:
             self.output_tokens[scope] += r.output_tokens
             self._interval_counts["tokens"] += r.output_tokens
-            self._interval_keyed[("tokens", *scope)] += r.output_tokens
-        # A request missing a metric a rule names (no first token) is not good.
-        if self.goodput and all(m in values and _OPS[op](values[m], limit)
-                                for m, op, limit in self.goodput):
+        good = False
+        if self.goodput:
+            values = {"latency": latency, "service_time": service, "ttft": ttft,
+                      "ttft_corrected": ttft_c, "max_stall": stall, "tpot": tpot}
+            # A request missing a metric a rule names (no first token) is not good.
+            good = all(values[m] is not None and _OPS[op](values[m], limit)
+                       for m, op, limit in self.goodput)
+        if good:
             self.good[scope] += 1
-            self._interval_keyed[("good", *scope)] += 1
+        if self.keyed:
+            keyed = self._interval_keyed
+            keyed[("completed", *scope)] += 1
+            keyed[("tokens", *scope)] += r.output_tokens or 0
+            keyed[("good", *scope)] += good
 
     def drop(self, phase: str, scenario: str, tenant: str) -> None:
         """An arrival the in-flight cap turned away: never sent, never timed."""
         self.dropped[(phase, scenario, tenant)] += 1
-        self._interval_keyed[("dropped", phase, scenario, tenant)] += 1
+        if self.keyed:
+            self._interval_keyed[("dropped", phase, scenario, tenant)] += 1
 
     def rotate(self, now_ns: int) -> Interval:
         """Close the current interval at `now_ns` and start the next one."""
