@@ -26,7 +26,7 @@ from loadkit.arrivals import Mix, closed_loops, phase_starts, schedule
 from loadkit.arrivals.processes import mean_rate
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.embedded_sim import embedded_simulator
-from loadkit.engine.health import HealthProbe, IntervalHealth
+from loadkit.engine.health import HealthProbe
 from loadkit.engine.preflight import check_target, without_credentials
 from loadkit.errors import ExitCode, InputError
 from loadkit.protocols import prepare
@@ -115,7 +115,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05),
                             goodput=tuple((c.metric, c.op, c.threshold_ns)
                                           for c in w.goodput_rule()))
-        recorder.listeners.append(IntervalHealth.start().mark)
+        recorder.listeners.append(HealthProbe.start().mark)
         if judge:
             recorder.keyed = True
             recorder.listeners.append(judge.on_interval)

@@ -27,29 +27,9 @@ def _steal_ticks() -> tuple[int, int] | None:
 
 
 @dataclass
-class IntervalHealth:
-    """Per-interval CPU and steal, as a recorder listener (marks each interval)."""
-
-    wall: float
-    cpu: float
-    steal: tuple[int, int] | None
-
-    @classmethod
-    def start(cls) -> "IntervalHealth":
-        return cls(time.monotonic(), time.process_time(), _steal_ticks())
-
-    def mark(self, interval, *_: object) -> None:
-        wall, cpu, steal = time.monotonic(), time.process_time(), _steal_ticks()
-        if wall > self.wall:
-            interval.cpu_percent = round(100.0 * (cpu - self.cpu) / (wall - self.wall), 1)
-        if self.steal and steal and steal[1] > self.steal[1]:
-            interval.steal_percent = round(
-                100.0 * (steal[0] - self.steal[0]) / (steal[1] - self.steal[1]), 2)
-        self.wall, self.cpu, self.steal = wall, cpu, steal
-
-
-@dataclass
 class HealthProbe:
+    """The generator's CPU use and the host's steal since `start()`."""
+
     wall0: float
     cpu0: float
     steal0: tuple[int, int] | None
@@ -59,11 +39,18 @@ class HealthProbe:
         return cls(time.monotonic(), time.process_time(), _steal_ticks())
 
     def finish(self) -> dict[str, float | None]:
-        wall = max(time.monotonic() - self.wall0, 1e-9)
-        cpu = time.process_time() - self.cpu0
-        steal1 = _steal_ticks()
+        """{cpu_percent (one core = 100), steal_percent} since the start."""
+        wall, cpu, steal = time.monotonic(), time.process_time(), _steal_ticks()
         steal_pct = None
-        if self.steal0 and steal1 and steal1[1] > self.steal0[1]:
-            steal_pct = 100.0 * (steal1[0] - self.steal0[0]) / (steal1[1] - self.steal0[1])
-        return {"cpu_percent": round(100.0 * cpu / wall, 1),
-                "steal_percent": None if steal_pct is None else round(steal_pct, 2)}
+        if self.steal0 and steal and steal[1] > self.steal0[1]:
+            steal_pct = round(100.0 * (steal[0] - self.steal0[0])
+                              / (steal[1] - self.steal0[1]), 2)
+        cpu_pct = round(100.0 * (cpu - self.cpu0) / max(wall - self.wall0, 1e-9), 1)
+        self.wall0, self.cpu0, self.steal0 = wall, cpu, steal
+        return {"cpu_percent": cpu_pct, "steal_percent": steal_pct}
+
+    def mark(self, interval, *_: object) -> None:
+        """As a recorder listener: each interval's own CPU and steal."""
+        figures = self.finish()
+        interval.cpu_percent, interval.steal_percent = (figures["cpu_percent"],
+                                                        figures["steal_percent"])

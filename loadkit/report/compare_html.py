@@ -10,14 +10,10 @@ matplotlib as inline SVG.
 
 from __future__ import annotations
 
-import os
-
-from markupsafe import Markup
-
 from loadkit.report import chartdata, charts
 from loadkit.report.decimate import DEFAULT_POINTS, decimate
 from loadkit.report.format import quantity
-from loadkit.report.html import _ENV, VERDICT_MARK, VERDICT_WORD, metadata
+from loadkit.report.html import _ENV, VERDICT_MARK, VERDICT_WORD, chart_entry, metadata
 
 DECISION_CLASS = {"regression": "fail", "fail": "fail", "worse": "fail",
                   "improvement": "pass", "better": "pass", "no_change": "pass",
@@ -64,22 +60,8 @@ def _charts(base: dict, cand: dict, points: int) -> list[dict]:
               "Percentile spectra over each run's measured phases, overlaid."),
              ("compare-p99", "Latency p99 over time, both runs", _p99_over_time,
               "Per-interval latency p99, each run from its own start.")]
-    out = []
-    for chart_id, title, draw, caption in specs:
-        entry = {"id": f"chart-{chart_id}", "title": title, "caption": caption,
-                 "svg": None, "error": None}
-        try:
-            svg = charts.svg(chart_id, draw, base, cand, points)
-        except Exception as exc:  # noqa: BLE001 - one bad chart must not lose the page
-            if os.environ.get("LOADKIT_DEBUG"):
-                raise
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-        else:
-            if svg is None:
-                continue
-            entry["svg"] = Markup(svg)  # matplotlib's escaped output (see charts.svg)
-        out.append(entry)
-    return out
+    return [e for chart_id, title, draw, caption in specs
+            if (e := chart_entry(chart_id, title, caption, draw, base, cand, points))]
 
 
 def _spectra(base: dict, cand: dict, _points: int):

@@ -99,22 +99,27 @@ def run_charts(r: dict, points: int) -> list[dict]:
          "The generator's own lateness (sent − intended) per interval against its bound, "
          "and its CPU use and the host's CPU steal over the run."),
     ]
-    out = []
-    for chart_id, section, title, draw, args, caption in specs:
-        entry = {"id": f"chart-{chart_id}", "section": section, "title": title,
-                 "caption": caption, "svg": None, "error": None}
-        try:
-            svg = charts.svg(chart_id, draw, *args)
-        except Exception as exc:  # noqa: BLE001 - one bad chart must not lose the report
-            if os.environ.get("LOADKIT_DEBUG"):
-                raise
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-        else:
-            if svg is None:
-                continue
-            entry["svg"] = Markup(svg)  # matplotlib's own, escaped output (see charts.svg)
-        out.append(entry)
-    return out
+    return [e for chart_id, section, title, draw, args, caption in specs
+            if (e := chart_entry(chart_id, title, caption, draw, *args, section=section))]
+
+
+def chart_entry(chart_id: str, title: str, caption: str, draw, *args,
+                section: str | None = None) -> dict | None:
+    """One chart for a template: its SVG, or the error that kept it from being
+    drawn (one bad chart must not lose the page); None when it has no data."""
+    entry = {"id": f"chart-{chart_id}", "section": section, "title": title,
+             "caption": caption, "svg": None, "error": None}
+    try:
+        svg = charts.svg(chart_id, draw, *args)
+    except Exception as exc:  # noqa: BLE001 - see above
+        if os.environ.get("LOADKIT_DEBUG"):
+            raise
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        return entry
+    if svg is None:
+        return None
+    entry["svg"] = Markup(svg)  # matplotlib's own, escaped output (see charts.svg)
+    return entry
 
 
 def telemetry_summary(r: dict) -> dict | None:
