@@ -14,15 +14,25 @@ off the generator's event loop, like a real target. Prints
 - record:   answers every POST at once like a non-streaming OpenAI server
             (`usage` from the request's max_tokens) and logs (arrival time on
             CLOCK_MONOTONIC, body); GET /log returns the log.
+- truth:    a bare asyncio protocol (no framework between the socket and
+            the clock): each request is answered after a seeded delay (mostly
+            1-20 ms, 3% at 40-80 ms, drawn in arrival order) and logs its
+            socket-level time, first request byte read to last response byte
+            written. GET /truth returns those times in ms, GET /stamps the stamps
+            (CLOCK_MONOTONIC seconds, the clock loadkit stamps with); POST /reset starts a
+            fresh log and the same delay sequence again.
 - faults:   one path per failure: /ok, /status/NNN, /reset (closes the socket
             mid-response), /hang, /garbage (not HTTP), /big (a huge body),
-            /redirect, /slow-stream (SSE that stops sending).
+            /redirect, /slow-stream (SSE that stops sending), /gzip-bomb (5 MB
+            inflated from 5 KB); valid but unusual: /gzip, /close-delimited.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
+import json
 import random
 import socket
 import sys
@@ -95,6 +105,66 @@ def record_app() -> web.Application:
     return app
 
 
+class TruthProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, Content-Length bodies only: enough for the clients
+    under test, and nothing of its own between the socket and the stamps."""
+
+    RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 11\r\n\r\n{\"ok\":true}")
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+        self.buf = b""
+        self.t_in: float | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.t_in is None:
+            self.t_in = time.monotonic()
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            head = self.buf[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length:]
+            t_in, self.t_in = self.t_in, (time.monotonic() if self.buf else None)
+            self.answer(head.split(" ")[0], head.split(" ")[1], t_in)
+
+    def answer(self, method: str, path: str, t_in: float) -> None:
+        state, loop = self.state, asyncio.get_running_loop()
+        if path in ("/truth", "/stamps"):
+            log = state["log"]
+            body = json.dumps([(b - a) * 1000.0 for a, b in log] if path == "/truth" else log).encode()
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        if path == "/reset":
+            state["log"], state["rng"] = [], random.Random(state["seed"])
+            self.transport.write(self.RESPONSE)
+            return
+        rng = state["rng"]
+        delay = rng.uniform(0.040, 0.080) if rng.random() < 0.03 else rng.uniform(0.001, 0.020)
+
+        def reply() -> None:
+            self.transport.write(self.RESPONSE)  # small: straight into the socket
+            if method == "POST":  # not loadkit's GET pre-flight
+                state["log"].append((t_in, time.monotonic()))
+        loop.call_at(loop.time() + delay, reply)
+
+
+async def truth_server(seed: int) -> asyncio.Server:
+    state = {"seed": seed, "rng": random.Random(seed), "log": []}
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: TruthProtocol(state), "127.0.0.1", 0)
+
+
 def faults_app() -> web.Application:
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -133,8 +203,26 @@ def faults_app() -> web.Application:
         await asyncio.sleep(3600)
         return resp
 
+    async def gzip_bomb(request: web.Request) -> web.Response:
+        body = gzip.compress(b"0" * 5_000_000)  # ~5 KB on the wire
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+    async def gzipped(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(b'{"ok": true}'),
+                            headers={"Content-Encoding": "gzip"})
+
+    async def close_delimited(request: web.Request) -> web.Response:
+        # HTTP/1.0 style: no length, the body ends when the connection closes.
+        request.transport.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+                                b'{"ok": true}')
+        request.transport.close()
+        return web.Response()
+
     app = web.Application()
     app.router.add_route("*", "/ok", ok)
+    app.router.add_route("*", "/gzip-bomb", gzip_bomb)
+    app.router.add_route("*", "/gzip", gzipped)
+    app.router.add_route("*", "/close-delimited", close_delimited)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_route("*", "/reset", reset)
     app.router.add_route("*", "/hang", hang)
@@ -146,6 +234,10 @@ def faults_app() -> web.Application:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.mode == "truth":
+        srv = await truth_server(args.seed)
+        print(f"LISTENING http://127.0.0.1:{srv.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.Event().wait()
     if args.mode == "delay":
         app = delay_app(args.seed)
     elif args.mode == "stall":
@@ -165,7 +257,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["delay", "stall", "record", "faults"])
+    p.add_argument("mode", choices=["delay", "truth", "stall", "record", "faults"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall-at", type=float, default=3.0)
     p.add_argument("--stall", type=float, default=1.0)

@@ -1,9 +1,9 @@
-"""The load-path HTTP client (aiohttp), its trustworthy defaults, and how
-its exceptions map to recorded error kinds.
+"""The load path's TLS defaults, the aiohttp session (the `aiohttp`
+transport), and how either transport's exceptions map to recorded error kinds.
 
-aiohttp was chosen by measurement (README, design notes): per-request CPU in
-the generator becomes measurement error, and aiohttp costs a fraction of
-httpx's on this path. httpx stays the control-plane client (pre-flight).
+httpx stays the control-plane client (pre-flight, scraping): its per-request
+CPU is several times aiohttp's, which is itself several times the lean
+transport's (README, design notes).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import ssl
 
 import aiohttp
 
+from loadkit.engine.answer import ResponseTooLarge
+from loadkit.engine.http1 import ConnectFailed, MalformedResponse
 from loadkit.errors import ErrorKind, InputError
 from loadkit.workload.models import Client
 
@@ -41,22 +43,18 @@ def make_session(client: Client) -> aiohttp.ClientSession:
                                  auto_decompress=True, raise_for_status=False)
 
 
-class ResponseTooLarge(Exception):
-    pass
-
-
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     """Map a load-path exception to its error kind and a short message."""
     name = type(exc).__name__
     text = f"{name}: {exc}"[:300]
-    if isinstance(exc, ResponseTooLarge):
-        return ErrorKind.PROTOCOL, str(exc)
+    if isinstance(exc, (ResponseTooLarge, MalformedResponse)):
+        return ErrorKind.PROTOCOL, str(exc)[:300]
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return ErrorKind.TIMEOUT, text
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectFailed)):
         return ErrorKind.CONNECT, text
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
-                        ConnectionResetError, aiohttp.ClientOSError)):
+                        ConnectionError, aiohttp.ClientOSError)):
         return ErrorKind.RESET, text
     # Malformed HTTP, too many redirects, anything else the server got wrong.
     return ErrorKind.PROTOCOL, text

@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-
-import aiohttp
-from yarl import URL
 
 from loadkit.arrivals import ClosedLoop, Mix, Slot
 from loadkit.engine.adapter import PreparedRequest, ProtocolError
-from loadkit.engine.client import ResponseTooLarge, classify, make_session
+from loadkit.engine.answer import Answer
+from loadkit.engine.client import classify
+from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import Interval, Recorder, RequestRecord
 from loadkit.workload.models import Client
@@ -73,17 +72,16 @@ class Engine:
         self.progress = Progress(total_s=self.plan.total_s)
         self._tasks: set[asyncio.Task] = set()
         self._seq = 0
-        # Parsed once: yarl parses a str URL on every request otherwise.
-        self._urls = [[URL(self.plan.base_url + r.path) for r in row]
-                      for row in self.plan.requests]
 
     async def run(self, slots: Iterable[Slot]) -> None:
         """Send the whole schedule, wait for stragglers, close the last interval."""
-        async with make_session(self.plan.client) as session:
+        transport = open_transport(self.plan.base_url, self.plan.requests, self.plan.client)
+        try:
             ticker = asyncio.create_task(self._tick())
-            closed = [asyncio.create_task(self._closed_loop(session, c)) for c in self.plan.closed]
+            closed = [asyncio.create_task(self._closed_loop(transport, c))
+                      for c in self.plan.closed]
             try:
-                await self._dispatch(session, slots)
+                await self._dispatch(transport, slots)
                 if closed:  # each ends with its phase, or at once on a stop
                     stopper = asyncio.create_task(self.stop.wait())
                     await asyncio.wait([asyncio.gather(*closed), stopper],
@@ -95,9 +93,11 @@ class Engine:
                 for t in [*closed, *self._tasks]:
                     t.cancel()
                 await asyncio.gather(*closed, *self._tasks, return_exceptions=True)
+        finally:
+            await transport.close()
         self.progress.last = self.recorder.rotate(now_ns())
 
-    async def _dispatch(self, session: aiohttp.ClientSession, slots: Iterable[Slot]) -> None:
+    async def _dispatch(self, transport: Transport, slots: Iterable[Slot]) -> None:
         start = self.recorder.start_ns
         cap = self.plan.client.max_in_flight
         phases, tenants = self.plan.phase_names, self.plan.tenant_names
@@ -128,12 +128,12 @@ class Engine:
                 continue
             self._seq += 1
             task = asyncio.create_task(self._send(
-                session, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
+                transport, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
                 slot.max_tokens, self._seq, intended))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _closed_loop(self, session: aiohttp.ClientSession, c: ClosedLoop) -> None:
+    async def _closed_loop(self, transport: Transport, c: ClosedLoop) -> None:
         """`concurrency` users, each sending when its previous answer came back.
 
         intended = sent: a closed loop has no schedule to be late against, so
@@ -150,8 +150,8 @@ class Engine:
                 self.scheduled[(phase, tenant)] += 1
                 self.progress.scheduled += 1
                 self._seq += 1
-                await self._send(session, c.tenant, scenario, phase, prompt, output,
-                                 self._seq, now_ns())
+                await self._send(transport, c.tenant, scenario, phase, prompt, output,
+                                 self._seq, None)
                 if c.spec.think_time and not self.stop.is_set():
                     await asyncio.sleep(c.spec.think_time)
 
@@ -179,15 +179,19 @@ class Engine:
                 self.on_interval(self.progress)
             k += 1
 
-    async def _send(self, session: aiohttp.ClientSession, tenant: int, scenario: int,
+    async def _send(self, transport: Transport, tenant: int, scenario: int,
                     phase: str, prompt_tokens: int | None, max_tokens: int | None, seq: int,
-                    intended: int) -> None:
+                    intended: int | None) -> None:
+        """One request; `intended` None: a closed loop's, sent the moment it is due."""
         req = self.plan.requests[tenant][scenario]
+        sent = now_ns()
         rec = RequestRecord(self.plan.tenant_names[tenant], self.plan.scenario_names[scenario],
-                            phase, intended, now_ns())
+                            phase, sent if intended is None else intended, sent)
         try:
-            body = req.build_body(prompt_tokens, max_tokens, seq)
-            await self._exchange(session, self._urls[tenant][scenario], req, body, rec)
+            answer = Answer(req, rec, self.plan.client.max_response_bytes)
+            end = await transport.send(tenant, scenario,
+                                     req.build_body(prompt_tokens, max_tokens, seq), answer)
+            answer.finish(end)
         except ProtocolError as exc:
             rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
         except asyncio.CancelledError:
@@ -203,58 +207,3 @@ class Engine:
         self.progress.finished += 1
         if rec.error is not None:
             self.progress.errors += 1
-
-    async def _exchange(self, session: aiohttp.ClientSession, url: URL, req: PreparedRequest,
-                        body: bytes | None, rec: RequestRecord) -> None:
-        cap = self.plan.client.max_response_bytes
-        async with session.request(req.method, url, data=body, headers=req.headers,
-                                   allow_redirects=self.plan.client.follow_redirects) as resp:
-            status = resp.status
-            if not (status in req.ok_status if req.ok_status else 200 <= status < 300):
-                text = (await resp.content.read(300)).decode("utf-8", "replace")
-                rec.end = now_ns()
-                rec.error, rec.message = _status_error(status, req.ok_status, text)
-                return
-            if req.new_stream_parser is not None:
-                parser = req.new_stream_parser()
-                events: list[int] = []
-                async for chunk in _capped(resp, cap):
-                    t = now_ns()
-                    if n := parser.feed(chunk):
-                        if rec.first is None:
-                            rec.first = t
-                        events.extend((t,) * n)  # one read, one instant
-                rec.end = now_ns()
-                rec.events = events
-                parsed = parser.finish()
-            else:
-                raw = b"".join([chunk async for chunk in _capped(resp, cap)])
-                rec.end = now_ns()
-                parsed = req.parse_body(raw)
-            rec.output_tokens = parsed.output_tokens
-            rec.token_source = parsed.token_source
-            if req.check is not None and (why := req.check(status, parsed)) is not None:
-                rec.error, rec.message = ErrorKind.CHECK_FAILED, why
-
-
-def _status_error(status: int, expected: frozenset[int] | None,
-                  text: str) -> tuple[ErrorKind, str]:
-    if status >= 500:
-        return ErrorKind.HTTP_5XX, f"HTTP {status}: {text}"
-    if status >= 400:
-        return ErrorKind.HTTP_4XX, f"HTTP {status}: {text}"
-    if expected:
-        return ErrorKind.CHECK_FAILED, f"HTTP {status}, expected {sorted(expected)}: {text}"
-    hint = " (redirect not followed; see client.follow_redirects)" if 300 <= status < 400 else ""
-    return ErrorKind.PROTOCOL, f"HTTP {status}{hint}: {text}"
-
-
-async def _capped(resp: aiohttp.ClientResponse, cap: int) -> AsyncIterator[bytes]:
-    """The body as it arrives, decompressed, never more than `cap` bytes
-    (Content-Length cannot be trusted: a small gzip body can inflate 1000x)."""
-    size = 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > cap:
-            raise ResponseTooLarge(f"response exceeds {cap} bytes")
-        yield chunk

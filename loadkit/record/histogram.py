@@ -5,6 +5,9 @@ Merged, never averaged. Summaries are reported in milliseconds.
 
 from __future__ import annotations
 
+import weakref
+
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -14,7 +17,18 @@ SUMMARY_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 
 def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+    return acyclic(HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS))
+
+
+def acyclic(h: HdrHistogram) -> HdrHistogram:
+    """Break hdrh's histogram <-> encoder reference cycle (~190 KB each).
+
+    Cyclic garbage waits for the cyclic collector, which a run tunes to run
+    rarely (execute._quiet_collector): every rotated or merged histogram
+    then stayed in memory, +1.8 GB an hour at 10 req/s. With a weak
+    back-reference a histogram is freed the moment its last user drops it."""
+    h.encoder.histogram = weakref.proxy(h)
+    return h
 
 
 def record_us(h: HdrHistogram, value_us: int) -> None:
@@ -39,8 +53,25 @@ def summary_ms(h: HdrHistogram) -> dict[str, float | int]:
     for p in SUMMARY_PERCENTILES:
         out[f"p{p:g}"] = values[p] / 1000.0
     out["max"] = h.get_max_value() / 1000.0
-    out["mean"] = round(h.get_mean_value() / 1000.0, 3)
+    out["mean"] = round(mean_us(h) / 1000.0, 3)
     return out
+
+
+def mean_us(h: HdrHistogram) -> float:
+    """hdrh's mean (each value at the middle of its bucket), over the recorded
+    buckets only: hdrh walks every bucket up to the maximum in Python (40 ms
+    for one histogram spanning 100 ms; a run has dozens)."""
+    total = h.get_total_count()
+    if not total:
+        return 0.0
+    counts = np.ctypeslib.as_array(h.counts)[:h.counts_len]
+    lowest = h.get_lowest_equivalent_value
+    width = h._hdr_size_of_equiv_value_range  # noqa: SLF001 - hdrh's own bucket width
+    acc = 0
+    for index in np.flatnonzero(counts).tolist():
+        value = h.get_value_from_index(index)
+        acc += int(counts[index]) * (lowest(value) + (width(value) >> 1))
+    return acc / total
 
 
 def encode(h: HdrHistogram) -> str:
@@ -48,6 +79,4 @@ def encode(h: HdrHistogram) -> str:
 
 
 def decode(payload: str) -> HdrHistogram:
-    out = new_histogram()
-    out.decode_and_add(payload)
-    return out
+    return acyclic(HdrHistogram.decode(payload))

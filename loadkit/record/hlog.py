@@ -16,7 +16,7 @@ from typing import IO
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
 
-from loadkit.record.histogram import new_histogram
+from loadkit.record.histogram import acyclic, new_histogram
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_:\-]")
 
@@ -48,6 +48,6 @@ def read_hlog(path: str) -> Iterator[HdrHistogram]:
     reader = HistogramLogReader(path, new_histogram())
     try:
         while (h := reader.get_next_interval_histogram()) is not None:
-            yield h
+            yield acyclic(h)
     finally:
         reader.close()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from hdrh.histogram import HdrHistogram
 
-from loadkit.record.histogram import merged
+from loadkit.record.histogram import mean_us, merged
 from loadkit.slo.confidence import percentile_interval
 from loadkit.workload.slo_spec import TIME_METRICS, Objective
 
@@ -102,7 +102,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             observed = h.get_value_at_percentile(min(q, 1.0) * 100.0) / 1000.0
             interval = percentile_interval(h, o.quantile, failed, level)
         elif o.stat == "mean":
-            observed = h.get_mean_value() / 1000.0
+            observed = mean_us(h) / 1000.0
         elif o.stat == "max":
             observed = h.get_max_value() / 1000.0
         else:

@@ -8,7 +8,7 @@ only when a request is built, so secrets never reach any output.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, Field, PlainValidator, ValidationError, field_validator,
                       model_validator)
@@ -99,8 +99,11 @@ class Client(Strict):
     connections: int = Field(default=1000, gt=0)
     insecure: bool = False
     ca_bundle: str | None = None
-    follow_redirects: bool = False
+    follow_redirects: bool = False  # same-origin redirects only
     max_response_bytes: Bytes = Field(default=16 * 2**20, gt=0)
+    # lean: loadkit's own HTTP/1.1 client (least time between clock and socket);
+    # aiohttp: aiohttp's, as a cross-check.
+    transport: Literal["lean", "aiohttp"] = "lean"
 
 
 class Tenant(Strict):

@@ -92,7 +92,8 @@ def test_closed_loop_is_reported_as_such(server, run):
     expected = 4 / (lat["mean"] / 1000)
     assert result["throughput"]["requests_per_s"] == pytest.approx(expected, rel=0.15)
     assert result["closed_loop"] is True
-    assert result["series"]["lateness"]["all"]["max"] < 0.01  # intended = sent
+    # intended = sent, one stamp: zero, shown at the histogram's 1-us floor
+    assert result["series"]["lateness"]["all"]["max"] == 0.001
 
 
 def test_tenants_send_their_identity(server, run, monkeypatch):
@@ -140,11 +141,20 @@ def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server, run, 
 
 
 def test_embeddings_against_an_inline_simulator(run):
-    result, _ = run({
-        "name": "embed", "duration": 2, "arrival": {"process": "constant", "rate": 20},
-        "target": {"simulator": {"embedding_ms": 8, "embedding_ms_per_token": 0.0}},
-        "scenarios": [{"name": "e", "kind": "openai-embeddings", "inputs": 3,
-                       "prompt_tokens": 16}]})
-    lat = result["series"]["latency"]["scenario:e"]
-    assert result["counts"]["errors"] == 0 and lat["count"] == 40
-    assert 8.0 <= lat["p50"] <= 8.0 + 3.0  # the configured 8 ms, plus loopback
+    """The configured 8 ms shows as 8 ms more than the same simulator at 0 ms,
+    measured in this test: loopback, the simulator's own work and this
+    machine's wake-ups are in both and cancel."""
+    def p50(embedding_ms: float) -> float:
+        result, _ = run({
+            "name": "embed", "duration": 2, "arrival": {"process": "constant", "rate": 20},
+            "target": {"simulator": {"embedding_ms": embedding_ms,
+                                     "embedding_ms_per_token": 0.0}},
+            "scenarios": [{"name": "e", "kind": "openai-embeddings", "inputs": 3,
+                           "prompt_tokens": 16}]})
+        lat = result["series"]["latency"]["scenario:e"]
+        assert result["counts"]["errors"] == 0 and lat["count"] == 40
+        return lat["p50"]
+
+    reference = p50(0.0)
+    # up to 1 ms more: the simulator's timers (uvloop) fire on a 1-ms grid
+    assert 8.0 <= p50(8.0) - reference <= 8.0 + 1.0 + 0.5

