@@ -5,6 +5,7 @@
     │   └── WorkloadError        names the file, the line and the key path
     └── RunError                 exit 3: the run could not be done or trusted
         ├── TargetUnreachable    pre-flight found no live target
+        ├── TargetRejected       the probe's requests were refused (401, 404, ...)
         └── SimulatorError       the embedded simulator did not start
 
 Library exceptions (yaml, pydantic, aiohttp, httpx) are translated into these
@@ -72,6 +73,10 @@ class RunError(LoadkitError):
 
 class TargetUnreachable(RunError):
     """Pre-flight could not reach the target."""
+
+
+class TargetRejected(RunError):
+    """The target refused the probe requests sent before the clock started."""
 
 
 class SimulatorError(RunError):

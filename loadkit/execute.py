@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import os
@@ -27,9 +28,12 @@ from loadkit.arrivals.processes import mean_rate
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.embedded_sim import embedded_simulator
 from loadkit.engine.health import HealthProbe
-from loadkit.engine.preflight import check_target, without_credentials
-from loadkit.errors import ExitCode, InputError
+from loadkit.engine.failfast import FailFastWatch
+from loadkit.engine.preflight import check_target, discover_model, without_credentials
+from loadkit.engine.probe import explain, probe
+from loadkit.errors import ExitCode, InputError, TargetRejected
 from loadkit.protocols import prepare
+from loadkit.protocols.registry import identity
 from loadkit.record.hlog import HlogWriter
 from loadkit.record.recorder import Recorder
 from loadkit.report import write_all
@@ -39,6 +43,8 @@ from loadkit.slo.scopes import Phases
 from loadkit.telemetry.collector import telemetry_session
 from loadkit.telemetry.derive import slo_values, telemetry_section
 from loadkit.workload.loader import LoadedWorkload
+from loadkit.workload.models import Workload
+from loadkit.workload.scenarios import HttpScenario
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class RunOptions:
     out_dir: Path | None = None  # default reports/<run-id>/
     allow_saturated: bool = False
     strict: bool = False  # a marginal percentile verdict is inconclusive
+    probe: bool = True  # one unmeasured request per (tenant, scenario) first
 
 
 def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
@@ -60,8 +67,12 @@ def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
 
 def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             on_interval: Callable[[Progress], None] | None = None,
-            on_start: Callable[[str, Path], None] | None = None) -> tuple[dict, Path]:
-    """Run the workload; return (run.json document, output folder)."""
+            on_start: Callable[[str, Path, list[str]], None] | None = None
+            ) -> tuple[dict, Path]:
+    """Run the workload; return (run.json document, output folder).
+
+    `on_start(target, out_dir, notes)` is called once the target is known to
+    answer and accept the run's requests, just before the clock starts."""
     w = loaded.workload
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     out_dir = options.out_dir or Path("reports") / run_id
@@ -77,14 +88,41 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             base_url = w.target
             target_label = without_credentials(w.target)
             check_target(base_url, w.client)
+        loaded, notes = _with_models(loaded, base_url)
+        plan = _plan(loaded, base_url)
+        if options.probe:
+            notes += _probe(plan, loaded.workload)
         if on_start:
-            on_start(target_label, out_dir)
-        return _run(loaded, base_url, target_label, run_id, out_dir, options, on_interval), out_dir
+            on_start(target_label, out_dir, notes)
+        return _run(loaded, plan, target_label, run_id, out_dir, options, on_interval), out_dir
 
 
-def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
-         out_dir: Path, options: RunOptions,
-         on_interval: Callable[[Progress], None] | None) -> dict:
+def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload, list[str]]:
+    """Scenarios that name no model get the one the target lists."""
+    w = loaded.workload
+    unnamed = [i for i, s in enumerate(w.scenarios)
+               if not isinstance(s, HttpScenario) and s.model is None]
+    if not unnamed:
+        return loaded, []
+    model = discover_model(base_url, w.client,
+                           identity(w.scenarios[unnamed[0]], w.all_tenants[0], os.environ))
+    scenarios = [s.model_copy(update={"model": model}) if i in unnamed else s
+                 for i, s in enumerate(w.scenarios)]
+    resolved = dataclasses.replace(loaded, workload=w.model_copy(update={"scenarios": scenarios}))
+    return resolved, [f"model {model} (from the target's /v1/models)"]
+
+
+def _probe(plan: Plan, w: Workload) -> list[str]:
+    """Stop before the clock starts if the target rejects what the run sends."""
+    failures = _run_async(probe(plan, w))
+    rejected = [explain(f, w) for f in failures if f.rejected]
+    if rejected:
+        raise TargetRejected("the target rejects this run's requests (probe before the "
+                             "clock started; --no-probe skips it):\n  " + "\n  ".join(rejected))
+    return [f"probe: {explain(f, w)}" for f in failures]
+
+
+def _plan(loaded: LoadedWorkload, base_url: str) -> Plan:
     w = loaded.workload
     tenants, phases = w.all_tenants, w.phase_list
     # Each tenant has its own identity headers: one prepared request per pair.
@@ -98,17 +136,26 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
                 client=w.client, total_s=sum(p.duration for p in phases),
                 interval_s=w.interval, closed=closed, mixes=mixes,
                 secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])
+    return plan
+
+
+def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
+         out_dir: Path, options: RunOptions,
+         on_interval: Callable[[Progress], None] | None) -> dict:
+    w = loaded.workload
+    tenants, phases = w.all_tenants, w.phase_list
+    closed = plan.closed
     started = dt.datetime.now(dt.timezone.utc)
     phase_meta = [{"name": p.name, "start_s": s, "duration_s": p.duration, "warmup": p.warmup}
                   for p, s in zip(phases, phase_starts(w))]
     objectives = w.objectives()
     judge = LiveJudge(objectives, Phases(phase_meta), options.strict,
                       on_breach=lambda _slo, _at: engine.stop.set(), interval_s=w.interval)
-    probe = HealthProbe.start()
+    whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
     with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
-            telemetry_session(w.telemetry, base_url if w.target is None else None) as tele, \
+            telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
             _quiet_collector():
         # Start a little in the future so the first slots are not already late.
         start_ns = time.monotonic_ns() + 50_000_000
@@ -119,9 +166,13 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         if judge:
             recorder.keyed = True
             recorder.listeners.append(judge.on_interval)
+        watch = FailFastWatch(w.client.fail_fast, recorder, lambda: engine.stop.set()) \
+            if w.client.fail_fast else None
+        if watch:
+            recorder.listeners.append(watch.on_interval)
         engine = Engine(plan, recorder, on_interval=on_interval)
         stopped = _drive(engine, schedule(w, loaded.traces))
-    health = probe.finish()
+    health = whole_run.finish()
     judged = judge.results()
     aborted = None
     if judge.breach is not None:
@@ -147,6 +198,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         "phases": phase_meta,
         "aborted": aborted,
     }
+    rejected = watch.reason if watch else None
     telemetry = telemetry_section(tele.result(start_ns), phase_meta, recorder, stopped)
     result = build_result(
         meta=meta, recorder=recorder, scheduled=engine.scheduled,
@@ -157,7 +209,7 @@ def _run(loaded: LoadedWorkload, base_url: str, target_label: str, run_id: str,
         unfinished=engine.unfinished, objectives=objectives, judged=judged, health=health,
         lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
         strict=options.strict,
-        extra_untrusted=["interrupted before the end of the schedule"]
+        extra_untrusted=[rejected] if rejected else ["interrupted before the end of the schedule"]
         if stopped and not aborted else [])
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"))
     return result
@@ -195,12 +247,17 @@ def _drive(engine: Engine, slots) -> bool:
                     loop.remove_signal_handler(sig)
         return engine.stop.is_set()
 
+    return _run_async(main())
+
+
+def _run_async(coro):
+    """On uvloop when installed."""
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(main())
+    return runner(coro)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ off the generator's event loop, like a real target. Prints
             like a stop-the-world GC pause).
 - record:   answers every POST at once like a non-streaming OpenAI server
             (`usage` from the request's max_tokens) and logs (arrival time on
-            CLOCK_MONOTONIC, body); GET /log returns the log.
+            CLOCK_MONOTONIC, body); GET /log returns the log, GET /v1/models
+            lists `recorded-model`.
 - truth:    a bare asyncio protocol (no framework between the socket and
             the clock): each request is answered after a seeded delay (mostly
             1-20 ms, 3% at 40-80 ms, drawn in arrival order) and logs its
@@ -21,6 +22,11 @@ off the generator's event loop, like a real target. Prints
             written. GET /truth returns those times in ms, GET /stamps the stamps
             (CLOCK_MONOTONIC seconds, the clock loadkit stamps with); POST /reset starts a
             fresh log and the same delay sequence again.
+- openai:   a strict OpenAI-compatible server: GET /v1/models lists
+            `--models`; a chat completion (streamed or not) for another model is
+            a 404, one without `Authorization: Bearer --key` (when given) a 401,
+            and every one after `--refuse-after` seconds (from the first) a 403.
+            GET /log returns the models asked for.
 - faults:   one path per failure: /ok, /status/NNN, /reset (closes the socket
             mid-response), /hang, /garbage (not HTTP), /big (a huge body),
             /redirect, /slow-stream (SSE that stops sending), /gzip-bomb (5 MB
@@ -99,8 +105,12 @@ def record_app() -> web.Application:
     async def get_log(request: web.Request) -> web.Response:
         return web.json_response(log)
 
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "recorded-model"}]})
+
     app = web.Application(client_max_size=64 * 2**20)
     app.router.add_get("/log", get_log)
+    app.router.add_get("/v1/models", models)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -163,6 +173,52 @@ async def truth_server(seed: int) -> asyncio.Server:
     state = {"seed": seed, "rng": random.Random(seed), "log": []}
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: TruthProtocol(state), "127.0.0.1", 0)
+
+
+def openai_app(models: list[str], key: str | None, refuse_after: float | None
+               ) -> web.Application:
+    state: dict = {"first": None, "asked": []}
+
+    def refuse(status: int, message: str) -> web.Response:
+        return web.json_response({"error": {"message": message, "type": "invalid_request_error"}},
+                                 status=status)
+
+    async def list_models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "owned_by": "test"} for m in models]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        now = time.monotonic()
+        state["first"] = state["first"] or now
+        body = await request.json()
+        state["asked"].append(body.get("model"))
+        if key and request.headers.get("Authorization") != f"Bearer {key}":
+            return refuse(401, "Invalid API key provided.")
+        if refuse_after is not None and now - state["first"] >= refuse_after:
+            return refuse(403, "You exceeded your current quota.")
+        if body.get("model") not in models:
+            return refuse(404, f"The model `{body.get('model')}` does not exist.")
+        n = int(body.get("max_tokens") or 4)
+        if not body.get("stream"):
+            return web.json_response({"choices": [{"message": {"content": "ok " * n}}],
+                                      "usage": {"completion_tokens": n}})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for _ in range(n):
+            await resp.write(b'data: {"choices":[{"delta":{"content":"ok "}}]}\n\n')
+        await resp.write(b'data: {"choices":[],"usage":{"completion_tokens":%d}}\n\n'
+                         b"data: [DONE]\n\n" % n)
+        return resp
+
+    async def log(request: web.Request) -> web.Response:
+        return web.json_response(state["asked"])
+
+    app = web.Application()
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/log", log)
+    app.router.add_get("/", lambda r: web.json_response({"ok": True}))
+    return app
 
 
 def faults_app() -> web.Application:
@@ -244,6 +300,8 @@ async def main(args: argparse.Namespace) -> None:
         app = stall_app(args.stall_at, args.stall)
     elif args.mode == "record":
         app = record_app()
+    elif args.mode == "openai":
+        app = openai_app(args.models.split(","), args.key, args.refuse_after)
     else:
         app = faults_app()
     runner = web.AppRunner(app, access_log=None)
@@ -257,10 +315,13 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["delay", "truth", "stall", "record", "faults"])
+    p.add_argument("mode", choices=["delay", "truth", "stall", "record", "openai", "faults"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall-at", type=float, default=3.0)
     p.add_argument("--stall", type=float, default=1.0)
+    p.add_argument("--models", default="served-model")
+    p.add_argument("--key")
+    p.add_argument("--refuse-after", type=float)
     try:
         import uvloop
         uvloop.run(main(p.parse_args()))

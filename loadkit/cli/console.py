@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loadkit.engine import Progress
-from loadkit.report.format import interval, quantity
+from loadkit.report.format import error_summary, interval, quantity, seconds
 
 PLAIN_EVERY_S = 5.0
 _STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
@@ -33,10 +33,12 @@ class Console:
         self.live: Live | None = None
         self._last_plain = 0.0
 
-    def started(self, target: str, out_dir: Path) -> None:
+    def started(self, target: str, out_dir: Path, notes: list[str]) -> None:
         if self.quiet:
             return
         self.out.print(f"loadkit: target {target}, results in {out_dir}/")
+        for note in notes:
+            self.out.print(f"  {note}", markup=False)
         if self.out.is_terminal:
             self.live = Live(Text("starting..."), console=self.out, auto_refresh=False)
             self.live.start()
@@ -76,11 +78,14 @@ class Console:
         self.out.print(f"{c['completed']:,} completed, {c['errors']:,} errors, "
                        f"{c['dropped']:,} dropped; lateness p99 "
                        f"{result['health']['lateness_p99_ms']:.2f} ms")
+        for kind, n, example in error_summary(result):
+            self.out.print(Text(f"  {kind} {n:,}" + (f": {example}" if example else ""),
+                                style="red"))
         for reason in result["untrusted_reasons"]:
             self.out.print(Text(f"UNTRUSTED: {reason}", style="bold red"))
         if result.get("aborted"):
             a = result["aborted"]
-            self.out.print(Text(f"ABORTED at {a['at_s']:g} s by {a['slo']}: {a['reason']}",
+            self.out.print(Text(f"ABORTED at {seconds(a['at_s'])} by {a['slo']}: {a['reason']}",
                                 style="bold red"))
         verdict = result["verdict"].upper()
         self.out.print(Text(f"verdict: {verdict} (exit {code})",

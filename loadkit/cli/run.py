@@ -61,13 +61,21 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
               help="Do not verify TLS certificates (explicit opt-in).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA bundle to verify the target's certificate with.")
+@click.option("--model", help="Model name for every OpenAI scenario (default: the scenario's "
+              "`model`, else the one the target's /v1/models lists).")
+@click.option("--no-probe", is_flag=True,
+              help="Skip the unmeasured request per (tenant, scenario) sent before the clock "
+                   "starts to catch a rejecting target (401, 404, ...).")
+@click.option("--no-fail-fast", is_flag=True,
+              help="Run to the end even when nearly every request fails from the start.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
 def run_command(workload: Path, target: str | None, duration: float | None,
                 time_scale: float | None,
                 rate: float | None, seed: int | None, slo_files: tuple[str, ...],
                 out_dir: Path | None,
                 inconclusive: str, strict: bool, allow_saturated: bool, insecure: bool | None,
-                ca_bundle: str | None, quiet: bool) -> int:
+                ca_bundle: str | None, model: str | None, no_probe: bool, no_fail_fast: bool,
+                quiet: bool) -> int:
     """Run WORKLOAD (a YAML file) and print the SLO verdict.
 
     Exit codes: 0 every SLO passed, 1 an SLO failed (or was inconclusive,
@@ -77,9 +85,11 @@ def run_command(workload: Path, target: str | None, duration: float | None,
     loaded = load_workload(workload, Overrides(duration=duration, time_scale=time_scale,
                                                rate=rate, seed=seed,
                                                target=target, insecure=insecure,
-                                               ca_bundle=ca_bundle, slo_files=slo_files))
+                                               ca_bundle=ca_bundle, slo_files=slo_files,
+                                               model=model, fail_fast=not no_fail_fast))
     console = Console(quiet=quiet)
-    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict)
+    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
+                         probe=not no_probe)
     result, out = execute(loaded, options, on_interval=console.progress,
                           on_start=console.started)
     code = exit_code(result, inconclusive)

@@ -1,4 +1,5 @@
-"""Pre-flight: is the target there at all? (control plane, httpx)
+"""Pre-flight: is the target there at all, and which model does it serve?
+(control plane, httpx)
 
 Any HTTP answer, even a 404, proves the target is reachable; a refused
 connection, a DNS failure, a TLS failure or a timeout does not, and the run
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from loadkit.engine.client import ssl_context
-from loadkit.errors import TargetUnreachable
+from loadkit.errors import InputError, TargetUnreachable
 from loadkit.workload.models import Client
 
 
@@ -32,6 +33,35 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
                                 f"{client.timeouts.first_byte:g} s") from None
     except httpx.HTTPError as exc:
         raise TargetUnreachable(f"{shown}: {type(exc).__name__}") from None
+
+
+def discover_model(base_url: str, client: Client, headers: dict[str, str]) -> str:
+    """The one model the target lists at GET /v1/models (OpenAI, vLLM, TGI,
+    SGLang, llama.cpp all serve it); bad input (exit 2) when it lists none,
+    several, or cannot say: then the user names one."""
+    shown = without_credentials(base_url)
+    how = "name it with --model NAME (every OpenAI scenario) or `model:` in a scenario"
+    timeout = httpx.Timeout(client.timeouts.first_byte, connect=client.timeouts.connect)
+    try:
+        with httpx.Client(verify=ssl_context(client), timeout=timeout,
+                          follow_redirects=False) as c:
+            resp = c.get(base_url + "/v1/models", headers=headers)
+    except httpx.HTTPError as exc:
+        raise TargetUnreachable(f"{shown}/v1/models: {type(exc).__name__}: {exc}") from None
+    if resp.status_code != 200:
+        raise InputError(f"the scenarios name no model, and {shown}/v1/models answered "
+                         f"HTTP {resp.status_code} ({resp.text[:200]!r}): {how}")
+    try:
+        ids = [m["id"] for m in resp.json()["data"] if isinstance(m["id"], str)]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"the scenarios name no model, and {shown}/v1/models is not an "
+                         f"OpenAI model list ({resp.text[:200]!r}): {how}") from None
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise InputError(f"{shown}/v1/models lists no model: {how}")
+    listed = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    raise InputError(f"{shown} serves {len(ids)} models ({listed}): choose one: {how}")
 
 
 def without_credentials(url: str) -> str:

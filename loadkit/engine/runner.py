@@ -183,27 +183,37 @@ class Engine:
                     phase: str, prompt_tokens: int | None, max_tokens: int | None, seq: int,
                     intended: int | None) -> None:
         """One request; `intended` None: a closed loop's, sent the moment it is due."""
-        req = self.plan.requests[tenant][scenario]
         sent = now_ns()
         rec = RequestRecord(self.plan.tenant_names[tenant], self.plan.scenario_names[scenario],
                             phase, sent if intended is None else intended, sent)
         try:
-            answer = Answer(req, rec, self.plan.client.max_response_bytes)
-            end = await transport.send(tenant, scenario,
-                                     req.build_body(prompt_tokens, max_tokens, seq), answer)
-            answer.finish(end)
-        except ProtocolError as exc:
-            rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
+            await exchange(self.plan, transport, tenant, scenario, prompt_tokens, max_tokens,
+                           seq, rec)
         except asyncio.CancelledError:
             self.unfinished += 1
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure is a measurement
-            rec.error, rec.message = classify(exc)
-        rec.end = rec.end or now_ns()
-        if rec.message:
-            for secret in self.plan.secrets:  # a server may echo a key back
-                rec.message = rec.message.replace(secret, "***")
         self.recorder.record(rec)
         self.progress.finished += 1
         if rec.error is not None:
             self.progress.errors += 1
+
+
+async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
+                   prompt_tokens: int | None, max_tokens: int | None, seq: int,
+                   rec: RequestRecord) -> int:
+    """One request on the wire, its timings and any failure written into `rec`
+    (never raised: a failure is a measurement); returns the HTTP status (0: none)."""
+    req = plan.requests[tenant][scenario]
+    answer = Answer(req, rec, plan.client.max_response_bytes)
+    try:
+        end = await transport.send(tenant, scenario,
+                                   req.build_body(prompt_tokens, max_tokens, seq), answer)
+        answer.finish(end)
+    except ProtocolError as exc:
+        rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
+    except Exception as exc:  # noqa: BLE001 - every failure is a measurement
+        rec.error, rec.message = classify(exc)
+    rec.end = rec.end or now_ns()
+    for secret in plan.secrets if rec.message else ():  # a server may echo a key back
+        rec.message = rec.message.replace(secret, "***")
+    return answer.code

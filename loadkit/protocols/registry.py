@@ -17,14 +17,20 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
     return ENV_REF.sub(lambda m: env[m.group(1)], value)
 
 
-def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
-            seed: int, env: Mapping[str, str],
-            prompt_sets: Mapping[str, list[Prompt]] | None = None) -> PreparedRequest:
+def identity(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+             env: Mapping[str, str]) -> dict[str, str]:
+    """The headers one (scenario, tenant) sends, `${VAR}`s resolved."""
     declared = {**scenario.headers, **tenant.headers}
     if tenant.api_key:
         declared["Authorization"] = f"Bearer {tenant.api_key}"
-    headers = {"User-Agent": f"loadkit/{__version__}",
-               **{k: resolve(v, env) for k, v in declared.items()}}
+    return {"User-Agent": f"loadkit/{__version__}",
+            **{k: resolve(v, env) for k, v in declared.items()}}
+
+
+def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+            seed: int, env: Mapping[str, str],
+            prompt_sets: Mapping[str, list[Prompt]] | None = None) -> PreparedRequest:
+    headers = identity(scenario, tenant, env)
     key = f"{seed}:{tenant.name}"  # tenants draw different prompts from a prompt set
     if isinstance(scenario, OpenAIScenario):
         prompts = (prompt_sets or {}).get(scenario.prompts) if scenario.prompts else None

@@ -29,3 +29,37 @@ def slo_line(slo: dict) -> str:
     if slo.get("marginal"):
         text += "; marginal: the threshold is inside the interval"
     return f"{text}; {slo['reason']}" if slo.get("reason") else text
+
+
+def seconds(value: float) -> str:
+    """'4.6 s', '0.05 s', '30 s', '1,800 s': rounded as a person would say it."""
+    if value < 1:
+        return f"{value:.2g} s"
+    if value < 100:
+        return f"{round(value, 1):g} s"
+    return f"{value:,.0f} s"
+
+
+def per_second(value: float, unit: str = "req/s") -> str:
+    """'41 req/s', '7.5 req/s', '12,000 req/s'."""
+    return f"{value:,.0f} {unit}" if value >= 10 else f"{value:.2g} {unit}"
+
+
+def error_summary(result: dict, width: int = 160) -> list[tuple[str, int, str]]:
+    """(kind, count, one example) for each error kind seen, most first; the
+    example was scrubbed of secrets when recorded, and is cut to `width`."""
+    errors = result.get("errors") or {}
+    examples = errors.get("examples") or {}
+    rows = []
+    for kind, n in sorted((errors.get("by_kind") or {}).items(), key=lambda kv: -kv[1]):
+        if n:
+            example = " ".join((examples.get(kind) or [""])[0].split())
+            rows.append((kind, n, example if len(example) <= width
+                         else example[:width - 1] + "…"))
+    return rows
+
+
+def error_line(result: dict) -> str:
+    """'http_4xx 433 (e.g. HTTP 401: Invalid API key); timeout 2 (...)'."""
+    return "; ".join(f"{kind} {n:,}" + (f" (e.g. {ex})" if ex else "")
+                     for kind, n, ex in error_summary(result, 120))

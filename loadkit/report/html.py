@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from loadkit.report import charts
 from loadkit.report.decimate import DEFAULT_POINTS
-from loadkit.report.format import interval, quantity
+from loadkit.report.format import interval, quantity, seconds
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("loadkit.report", "templates"),
@@ -154,8 +154,8 @@ def metadata(r: dict) -> list[tuple[str, str]]:
             ("host", r.get("host")),
             ("git commit", r.get("git_commit") or "not run inside a git repository"),
             ("started", r.get("started_at")), ("finished", r.get("finished_at")),
-            ("measured", f"{w.get('duration_s', 0):g} s after {w.get('warmup_s', 0):g} s "
-                         "warm-up"),
-            ("interval", f"{w['interval_s']:g} s" if w.get("interval_s") else None),
+            ("measured", f"{seconds(w.get('duration_s', 0))} after "
+                         f"{seconds(w.get('warmup_s', 0))} warm-up"),
+            ("interval", seconds(w["interval_s"]) if w.get("interval_s") else None),
             ("schema version", r.get("schema_version"))]
     return [(k, str(v)) for k, v in rows if v is not None]

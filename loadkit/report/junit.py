@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from loadkit.report.format import slo_line
+from loadkit.report.format import error_line, slo_line
 
 
 def render_junit(result: dict) -> str:
@@ -22,7 +22,9 @@ def render_junit(result: dict) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"loadkit.slo.{s['scope']}",
                              name=s["name"])
         if s["verdict"] == "fail":
-            ET.SubElement(case, "failure", message=slo_line(s), type="SLOViolation")
+            why = f"; errors: {error_line(result)}" if s.get("metric") == "error_rate" \
+                and result["counts"]["errors"] else ""
+            ET.SubElement(case, "failure", message=slo_line(s) + why, type="SLOViolation")
         elif s["verdict"] == "inconclusive":
             ET.SubElement(case, "skipped", message=f"inconclusive: {slo_line(s)}")
     root = ET.Element("testsuites")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadkit.report.format import interval, quantity
+from loadkit.report.format import error_summary, interval, per_second, quantity, seconds
 from loadkit.telemetry.derive import describe
 
 _VERDICT = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
@@ -19,10 +19,11 @@ def render_markdown(result: dict) -> str:
         lines += [f"**Untrusted run:** {_cell('; '.join(result['untrusted_reasons']))}", ""]
     if result.get("aborted"):
         a = result["aborted"]
-        lines += [f"**Aborted at {a['at_s']:g} s** by `{_cell(a['slo'])}`: {_cell(a['reason'])}; "
+        lines += [f"**Aborted at {seconds(a['at_s'])}** by `{_cell(a['slo'])}`: "
+                  f"{_cell(a['reason'])}; "
                   "the figures below cover the run until then.", ""]
-    lines += [f"Target `{_cell(result['target'])}` · {w['duration_s']:g} s measured after "
-              f"{w['warmup_s']:g} s warm-up · seed {w['seed']}", ""]
+    lines += [f"Target `{_cell(result['target'])}` · {seconds(w['duration_s'])} measured after "
+              f"{seconds(w['warmup_s'])} warm-up · seed {w['seed']}", ""]
     if result["slos"]:
         lines += ["| SLO | scope | observed | 95% CI | threshold | samples | verdict |",
                   "|---|---|---|---|---|---|---|"]
@@ -36,8 +37,14 @@ def render_markdown(result: dict) -> str:
         lines.append("No SLOs declared.")
     c, t = result["counts"], result["throughput"]
     lines += ["", f"{c['completed']:,} completed · {c['errors']:,} errors · "
-              f"{c['dropped']:,} dropped · {t['requests_per_s']:.1f} req/s · "
-              f"{t['output_tokens_per_s']:.1f} output tokens/s", ""]
+              f"{c['dropped']:,} dropped · {per_second(t['requests_per_s'])} · "
+              f"{per_second(t['output_tokens_per_s'], 'output tokens/s')}", ""]
+    if c["errors"]:
+        lines += ["| error | count | example |", "|---|---|---|"]
+        for kind, n, example in error_summary(result):
+            code = "`" + _cell(example).replace("`", "'") + "`" if example else ""
+            lines.append(f"| {kind} | {n:,} | {code} |")
+        lines.append("")
     iso = {t: i for t, i in result.get("isolation", {}).items() if i["ratio"] is not None}
     if iso:
         lines += ["| tenant | isolation ratio | p99 during others' spikes | p99 quiet |",

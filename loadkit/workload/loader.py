@@ -41,6 +41,8 @@ class Overrides:
     insecure: bool | None = None
     ca_bundle: str | None = None
     slo_files: tuple[str, ...] = ()
+    model: str | None = None  # for every OpenAI scenario
+    fail_fast: bool = True  # False: client.fail_fast off
 
 
 @dataclass(frozen=True)
@@ -165,12 +167,19 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
         data["target"] = o.target
     if o.rate is not None:
         data = _override_rate(data, o.rate)
-    if o.insecure or o.ca_bundle:
+    if o.model is not None and isinstance(data.get("scenarios"), list):
+        data["scenarios"] = [
+            {**s, "model": o.model}
+            if isinstance(s, dict) and str(s.get("kind", "")).startswith("openai-") else s
+            for s in data["scenarios"]]
+    if o.insecure or o.ca_bundle or not o.fail_fast:
         client = dict(data.get("client") or {})
         if o.insecure:
             client["insecure"] = True
         if o.ca_bundle:
             client["ca_bundle"] = o.ca_bundle
+        if not o.fail_fast:
+            client["fail_fast"] = False
         data["client"] = client
     return data
 

@@ -89,6 +89,15 @@ class Timeouts(Strict):
     total: Seconds = Field(default=300.0, gt=0)
 
 
+class FailFast(Strict):
+    """Stop a run the target rejects from the start: when at least `share` of
+    the first `requests` requests (or of those done within `within`) failed."""
+
+    share: float = Field(default=0.9, gt=0, le=1)
+    requests: int = Field(default=100, gt=0)
+    within: Seconds = Field(default=30.0, gt=0)
+
+
 class Client(Strict):
     """How the load-path client talks to the target; defaults a user can trust."""
 
@@ -104,6 +113,12 @@ class Client(Strict):
     # lean: loadkit's own HTTP/1.1 client (least time between clock and socket);
     # aiohttp: aiohttp's, as a cross-check.
     transport: Literal["lean", "aiohttp"] = "lean"
+    fail_fast: FailFast | None = FailFast()  # false: never stop for errors
+
+    @field_validator("fail_fast", mode="before")
+    @classmethod
+    def _switch(cls, v: Any) -> Any:
+        return {True: {}, False: None}.get(v, v) if isinstance(v, bool) else v
 
 
 class Tenant(Strict):

@@ -123,7 +123,7 @@ class OpenAIScenario(_Scenario):
 
     kind: Literal["openai-chat", "openai-completions"]
     stream: bool = True
-    model: str = "loadkit-sim"
+    model: str | None = None  # None: the one model the target's GET /v1/models lists
     prompt_tokens: Tokens = 128
     max_tokens: Tokens = 64
     prompts: str | None = None  # JSONL prompt set; overrides prompt_tokens
@@ -148,7 +148,7 @@ class EmbeddingsScenario(_Scenario):
     """An OpenAI embeddings request with `inputs` texts of `prompt_tokens` each."""
 
     kind: Literal["openai-embeddings"]
-    model: str = "loadkit-sim"
+    model: str | None = None  # None: the one model the target's GET /v1/models lists
     prompt_tokens: Tokens = 64
     inputs: int = Field(default=1, gt=0, le=100_000)
     path: str = "/v1/embeddings"

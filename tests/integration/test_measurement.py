@@ -39,7 +39,7 @@ def test_latency_adds_no_more_than_a_reference_client(server, run):
             "arrival": {"process": "constant", "rate": RATE},
             "scenarios": [{"name": "echo", "kind": "http", "method": "POST", "path": "/echo",
                            "body": {"x": 1}}],
-        })
+        }, probe=False)  # the server's log: the measured requests only
         truth = fetch(url + "/truth")
         fetch(url + "/reset", method="POST")  # the same delays again, for curl
         proc = subprocess.run(

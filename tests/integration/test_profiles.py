@@ -25,7 +25,7 @@ def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server, r
             "name": "replay", "target": url, "duration": 3,
             "arrival": {"process": "trace", "path": str(tmp_path / "t.csv"), "speedup": 2},
             "scenarios": [{"name": "c", "kind": "openai-chat", "stream": False,
-                           "unique_prompts": False}]})
+                           "unique_prompts": False}]}, probe=False)  # the log: the run's own
         log = get_log(url)
     posts = [e for e in log if "max_tokens" in e["body"]]
     assert len(posts) == len(rows) == result["counts"]["completed"]
@@ -70,7 +70,8 @@ def test_response_checks_count_check_failed_with_an_example(run):
              "checks": {"min_output_tokens": 3}},
             {"name": "json", "kind": "openai-chat", "stream": False, "max_tokens": 2,
              "checks": {"json_path": [{"path": "choices[0].finish_reason", "equals": "stop"}]}}],
-        "simulator": {"ttft_ms": 1, "itl_ms": 1}, "slos": ["error_rate < 1%"]})
+        "simulator": {"ttft_ms": 1, "itl_ms": 1}, "slos": ["error_rate < 1%"]},
+        probe=False)  # two scenarios fail their checks on purpose: measure it
     by_scenario = result["series"]["latency"]
     assert by_scenario["scenario:ok"]["count"] > 5
     assert "scenario:short" not in by_scenario and "scenario:json" not in by_scenario
@@ -104,7 +105,8 @@ def test_tenants_send_their_identity(server, run, monkeypatch):
                           "api_key": "${ACME_KEY}"},
                          {"name": "beta", "arrival": {"process": "constant", "rate": 5},
                           "headers": {"X-Tenant": "beta"}}],
-             "scenarios": [{"name": "c", "kind": "openai-chat", "stream": False}]})
+             "scenarios": [{"name": "c", "kind": "openai-chat", "stream": False}]},
+            probe=False)  # the log: the run's own requests only
         log = [e for e in get_log(url) if "max_tokens" in e["body"]]
     auth = [e["headers"].get("Authorization") for e in log]
     tenant = [e["headers"].get("X-Tenant") for e in log]
@@ -126,7 +128,8 @@ def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server, run, 
                  {"name": "set", "kind": "openai-chat", "stream": False, "max_tokens": 30,
                   "prompts": str(tmp_path / "p.jsonl")},
                  {"name": "exact", "kind": "openai-completions", "stream": False,
-                  "max_tokens": 12, "prompt_tokens": 9, "exact_output": True}]})
+                  "max_tokens": 12, "prompt_tokens": 9, "exact_output": True}]},
+            probe=False)  # the log: the run's own requests only
         bodies = [e["body"] for e in get_log(url) if "max_tokens" in e["body"]]
     chats = [b for b in bodies if "messages" in b]
     completions = [b for b in bodies if "prompt" in b]

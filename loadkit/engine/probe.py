@@ -1,0 +1,108 @@
+"""The probe: one request per (tenant, scenario) before the clock starts.
+
+Not measured and not counted. It answers one question, cheaply: does the
+target accept what this run will send? A rejection (an HTTP 4xx, a failed
+response check, an answer that breaks the protocol) stops the run before it
+starts (exit 3) with the server's own words and what to check, instead of an
+hour of `http_4xx`. Other failures (5xx, timeouts, resets: a server still
+warming up) are only reported: the run is there to measure them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+from loadkit.arrivals.schedule import sample_tokens
+from loadkit.engine.runner import Plan, exchange
+from loadkit.engine.transports import Transport, open_transport
+from loadkit.errors import ErrorKind
+from loadkit.record.recorder import RequestRecord
+from loadkit.workload.models import Workload
+from loadkit.workload.scenarios import HttpScenario
+
+REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL)
+PROBE_MAX_TOKENS = 16  # enough to show a stream works; cheap on any server
+TRIES = 3  # a refusal must repeat: one bad answer in five is a server to measure
+
+
+@dataclass(frozen=True)
+class ProbeFailure:
+    tenant: int
+    scenario: int
+    status: int
+    kind: ErrorKind
+    message: str
+
+    @property
+    def rejected(self) -> bool:
+        return self.kind in REJECTIONS
+
+
+async def probe(plan: Plan, workload: Workload) -> list[ProbeFailure]:
+    """Send every (tenant, scenario) pair the run will use once, concurrently."""
+    rng = random.Random(f"{workload.seed}:probe")
+    pairs = []
+    names = [s.name for s in workload.scenarios]
+    for ti, tenant in enumerate(workload.all_tenants):
+        for si in [names.index(n) for n in tenant.scenarios or names]:
+            s = workload.scenarios[si]
+            prompt = sample_tokens(s.prompt_tokens, rng) \
+                if not isinstance(s, HttpScenario) else None
+            output = None
+            if hasattr(s, "max_tokens"):
+                floor = max(PROBE_MAX_TOKENS, s.checks.min_output_tokens or 0)
+                output = min(sample_tokens(s.max_tokens, rng), floor)
+            pairs.append((ti, si, prompt, output))
+    transport = open_transport(plan.base_url, plan.requests, plan.client)
+    try:
+        return [f for f in await asyncio.gather(*(_one(plan, transport, *p) for p in pairs))
+                if f is not None]
+    finally:
+        await transport.close()
+
+
+async def _one(plan: Plan, transport: Transport, tenant: int, scenario: int, prompt: int | None,
+               output: int | None) -> ProbeFailure | None:
+    failure = None
+    for _ in range(TRIES):
+        t = time.monotonic_ns()
+        rec = RequestRecord(plan.tenant_names[tenant], plan.scenario_names[scenario], "probe",
+                            t, t)
+        status = await exchange(plan, transport, tenant, scenario, prompt, output, 0, rec)
+        if rec.error is None:
+            return None
+        failure = ProbeFailure(tenant, scenario, status, rec.error, rec.message)
+        if not failure.rejected:
+            break
+    return failure
+
+
+def explain(f: ProbeFailure, workload: Workload) -> str:
+    """The server's words, and where in the workload to look."""
+    s = workload.scenarios[f.scenario]
+    tenant = workload.all_tenants[f.tenant]
+    who = f"scenario {s.name!r}" + (f", tenant {tenant.name!r}" if workload.tenants else "")
+    where_id = (f"tenants[{f.tenant}].api_key or .headers" if workload.tenants
+                else f"scenarios[{f.scenario}].headers (Authorization)")
+    model = getattr(s, "model", None)
+    if f.kind is ErrorKind.HTTP_4XX and f.status in (401, 403):
+        hint = f"check the credentials: {where_id}, and that the ${{VAR}}s they name are set"
+    elif f.kind is ErrorKind.HTTP_4XX and f.status == 404:
+        hint = (f"check the path (scenarios[{f.scenario}]: {s.request_path})"
+                + (f" and the model ({model!r}; --model NAME)" if model else ""))
+    elif f.kind is ErrorKind.HTTP_4XX:
+        hint = f"the server refused the request: check scenarios[{f.scenario}]" + (
+            f" (model {model!r}, max_tokens, prompt)" if model else "")
+    elif f.kind is ErrorKind.CHECK_FAILED:
+        hint = f"the answer failed scenarios[{f.scenario}].checks"
+    elif f.kind is ErrorKind.PROTOCOL:
+        hint = (f"the answer is not what a {s.kind} endpoint sends: is "
+                f"{s.request_path} the right path"
+                + ("; does the server stream (else stream: false)?"
+                   if getattr(s, "stream", False) else "?"))
+    else:
+        hint = "not a rejection: the run goes on and measures it"
+    return f"{who}: {f.message} -> {hint}"

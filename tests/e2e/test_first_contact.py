@@ -1,0 +1,103 @@
+"""First contact with a real server: the model it serves, a probe that fails
+fast on a refusal, a run stopped when the target starts refusing, and the
+reasons where people look (console, summary.md, junit.xml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT, cli
+from loadkit.engine.probe import TRIES
+
+STEADY = str(ROOT / "workloads" / "steady.yaml")
+
+
+def chat_workload(tmp_path: Path, url: str, **extra) -> str:
+    spec = {"name": "contact", "target": url, "duration": "20s", "warmup": 0,
+            "arrival": {"process": "constant", "rate": 40},
+            "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
+                           "max_tokens": 4}],
+            "slos": ["error_rate < 1%"], **extra}
+    if "tenants" in extra:
+        del spec["arrival"]
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def asked_models(url: str) -> list[str]:
+    with urllib.request.urlopen(url + "/log") as resp:
+        return json.load(resp)
+
+
+def test_shipped_workload_uses_the_one_served_model_without_edits(server, tmp_path):
+    with server("openai", "--models", "served-model") as url:
+        proc = cli("run", STEADY, "--target", url, "--duration", "3s", "--inconclusive",
+                   "pass", "--out", str(tmp_path / "out"))
+        asked = asked_models(url)
+    assert proc.returncode == 0, proc.stderr
+    assert "model served-model (from the target's /v1/models)" in proc.stderr
+    result = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert result["counts"]["errors"] == 0 and result["counts"]["completed"] > 50
+    assert set(asked) == {"served-model"}
+    # --model wins over discovery, and a model the server lacks is refused up front
+    with server("openai", "--models", "served-model") as url:
+        proc = cli("run", STEADY, "--target", url, "--model", "other", "--duration", "3s")
+    assert proc.returncode == 3, proc.stderr
+    assert "The model `other` does not exist." in proc.stderr and "--model NAME" in proc.stderr
+
+
+def test_several_served_models_exit_2_naming_them(server, tmp_path):
+    with server("openai", "--models", "llama-3-8b,qwen-2-7b") as url:
+        proc = cli("run", STEADY, "--target", url, "--duration", "3s")
+    assert proc.returncode == 2, proc.stderr
+    assert "llama-3-8b" in proc.stderr and "qwen-2-7b" in proc.stderr
+    assert "--model NAME" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
+    """Every request would be a 401: the probe says so (with the server's words and
+    what to check) and nothing is measured or written as a run."""
+    with server("openai", "--key", "right") as url:
+        path = chat_workload(tmp_path, url, tenants=[
+            {"name": "acme", "arrival": {"process": "constant", "rate": 40},
+             "api_key": "${CONTACT_KEY}"}])
+        env = {**os.environ, "CONTACT_KEY": "wrong"}
+        proc = cli("run", path, "--out", str(tmp_path / "out"), env=env)
+        assert len(asked_models(url)) == TRIES  # the probe's tries, then nothing
+    assert proc.returncode == 3, proc.stderr
+    assert "Invalid API key provided." in proc.stderr
+    assert "tenants[0].api_key" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
+def test_a_target_that_starts_refusing_stops_the_run(server, tmp_path):
+    """403s from 3 s on: the run stops well before its 20 s, exit 3, and the
+    console, summary.md and junit.xml say when and why."""
+    with server("openai", "--refuse-after", "3") as url:
+        proc = cli("run", chat_workload(tmp_path, url), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 3, proc.stderr
+    out = tmp_path / "out"
+    result = json.loads((out / "run.json").read_text())
+    c = result["counts"]
+    assert c["completed"] + c["errors"] < 20 * 40 / 2  # stopped before half the schedule
+    assert c["completed"] >= 3 * 40 * 0.9 and c["errors"] > 50
+    reason = " ".join(result["untrusted_reasons"])
+    assert "the target refuses the load" in reason and "quota" in reason
+    assert "http_4xx" in proc.stderr and "You exceeded your current quota." in proc.stderr
+    summary = (out / "summary.md").read_text()
+    assert "| http_4xx |" in summary and "You exceeded your current quota." in summary
+    junit = (out / "junit.xml").read_text()
+    assert "errors: http_4xx" in junit and "quota" in junit
+    # switched off, the same run goes to its end
+    with server("openai", "--refuse-after", "1") as url:
+        proc = cli("run", chat_workload(tmp_path, url, duration="4s"), "--no-fail-fast",
+                   "--out", str(tmp_path / "out2"))
+    result = json.loads((tmp_path / "out2" / "run.json").read_text())
+    assert proc.returncode == 1 and result["counts"]["completed"] + \
+        result["counts"]["errors"] == 4 * 40
