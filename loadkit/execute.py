@@ -53,6 +53,7 @@ class RunOptions:
     allow_saturated: bool = False
     strict: bool = False  # a marginal percentile verdict is inconclusive
     probe: bool = True  # one unmeasured request per (tenant, scenario) first
+    html: bool = True  # False: no report.html (for callers that read run.json only)
 
 
 def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
@@ -211,7 +212,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         strict=options.strict,
         extra_untrusted=[rejected] if rejected else ["interrupted before the end of the schedule"]
         if stopped and not aborted else [])
-    write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"))
+    write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), html=options.html)
     return result
 
 

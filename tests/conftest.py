@@ -64,10 +64,15 @@ def workload_file(tmp_path):
 
 @pytest.fixture
 def run(tmp_path, workload_file):
-    """Run a workload in-process; return (run.json as loaded from disk, out dir)."""
+    """Run a workload in-process; return (run.json as loaded from disk, out dir).
+
+    Without report.html unless asked (`html=True`): these tests read run.json,
+    and the HTML's charts (~1 s a run) are tested by the report, browser and
+    CLI tests."""
     def go(spec: dict, **options) -> tuple[dict, Path]:
         path = workload_file(spec)
         out = tmp_path / f"out-{time.monotonic_ns()}"
+        options.setdefault("html", False)
         execute(load_workload(path), RunOptions(out_dir=out, **options))
         return json.loads((out / "run.json").read_text()), out
     return go

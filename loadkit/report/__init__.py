@@ -19,9 +19,11 @@ def render_json(result: dict) -> str:
     return json.dumps(result, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def write_all(result: dict, out_dir: Path, step_summary: str | None = None) -> None:
+def write_all(result: dict, out_dir: Path, step_summary: str | None = None,
+              html: bool = True) -> None:
     """Every output file; the Markdown is also appended to `step_summary`
-    (GitHub Actions' $GITHUB_STEP_SUMMARY) when given."""
+    (GitHub Actions' $GITHUB_STEP_SUMMARY) when given. `html=False` leaves
+    out report.html (its charts take ~1 s; `loadkit report` renders it later)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(result)
     (out_dir / "run.json").write_text(render_json(result), encoding="utf-8")
@@ -30,7 +32,8 @@ def write_all(result: dict, out_dir: Path, step_summary: str | None = None) -> N
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(markdown + "\n")
     (out_dir / "junit.xml").write_text(render_junit(result), encoding="utf-8")
-    (out_dir / "report.html").write_text(render_html(result), encoding="utf-8")
+    if html:
+        (out_dir / "report.html").write_text(render_html(result), encoding="utf-8")
     if (result.get("telemetry") or {}).get("per_interval"):
         (out_dir / "telemetry.csv").write_text(render_telemetry_csv(result), encoding="utf-8")
 

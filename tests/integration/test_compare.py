@@ -10,9 +10,9 @@ import yaml
 from conftest import cli
 
 WORKLOAD = {
-    "name": "cmp", "seed": 5, "duration": "6s",
+    "name": "cmp", "seed": 5, "duration": "4s",
     "simulator": {"ttft_ms": 30, "itl_ms": 5},
-    "arrival": {"process": "poisson", "rate": 100},
+    "arrival": {"process": "poisson", "rate": 150},  # 600 samples a run
     "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
                    "prompt_tokens": 50, "max_tokens": 10}],
 }

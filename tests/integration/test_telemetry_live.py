@@ -306,7 +306,8 @@ def _workload(telemetry: dict | None, **extra) -> dict:
 
 
 def test_a_run_without_a_gpu_says_why_and_shows_the_simulated_one(run):
-    doc, out = run(_workload(None))
+    doc, out = run(_workload(None), html=True)  # charts with simulated GPU telemetry
+    assert "gpu" in (out / "report.html").read_text().lower()
     tele = doc["telemetry"]
     json.dumps(tele, allow_nan=False)
     nvml = next(s for s in tele["sources"] if s["kind"] == "nvml")
@@ -333,7 +334,8 @@ def test_a_run_with_agent_dcgm_and_a_price(run, agent_server, monkeypatch):
             "prometheus": [{"url": dcgm, "name": "dcgm", "interval": "250ms"}]},
             slos=["energy_per_request <= 1000 J", "idle_silicon <= 70%",
                   "gpu.util mean >= 40%", "gpu.util max < 99%", "gpu.power mean < 0.3 kW",
-                  "prom.dcgm.DCGM_FI_DEV_GPU_UTIL max >= 75"]))
+                  "prom.dcgm.DCGM_FI_DEV_GPU_UTIL max >= 75"]), html=True)
+    assert "t0ken" not in (out / "report.html").read_text()
     tele = doc["telemetry"]
     text = (out / "run.json").read_text()
     assert "t0ken" not in text and "${TELE_TOKEN}" in text  # the reference, never the value
