@@ -52,7 +52,7 @@ class RunOptions:
     out_dir: Path | None = None  # default reports/<run-id>/
     allow_saturated: bool = False
     strict: bool = False  # a marginal percentile verdict is inconclusive
-    probe: bool = True  # one unmeasured request per (tenant, scenario) first
+    probe: bool = True  # False: no probe, whatever the workload's client.probe says
     html: bool = True  # False: no report.html (for callers that read run.json only)
 
 
@@ -91,7 +91,7 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             check_target(base_url, w.client)
         loaded, notes = _with_models(loaded, base_url)
         plan = _plan(loaded, base_url)
-        if options.probe:
+        if options.probe and loaded.workload.client.probe:
             notes += _probe(plan, loaded.workload)
         if on_start:
             on_start(target_label, out_dir, notes)
@@ -131,13 +131,12 @@ def _plan(loaded: LoadedWorkload, base_url: str) -> Plan:
                 for t in tenants]
     closed = closed_loops(w)
     mixes = {(c.tenant, c.phase): Mix.of(w, tenants[c.tenant], phases[c.phase]) for c in closed}
-    plan = Plan(base_url=base_url, requests=requests,
+    return Plan(base_url=base_url, requests=requests,
                 scenario_names=[s.name for s in w.scenarios],
                 tenant_names=[t.name for t in tenants], phase_names=[p.name for p in phases],
                 client=w.client, total_s=sum(p.duration for p in phases),
                 interval_s=w.interval, closed=closed, mixes=mixes,
                 secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])
-    return plan
 
 
 def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,

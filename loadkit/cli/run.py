@@ -65,7 +65,8 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
               "`model`, else the one the target's /v1/models lists).")
 @click.option("--no-probe", is_flag=True,
               help="Skip the unmeasured request per (tenant, scenario) sent before the clock "
-                   "starts to catch a rejecting target (401, 404, ...).")
+                   "starts to catch a refusing target (401, 404, ...); it also wakes the "
+                   "target, so skip it to measure a cold start (client.probe).")
 @click.option("--no-fail-fast", is_flag=True,
               help="Run to the end even when nearly every request fails from the start.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
@@ -86,10 +87,10 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                                                rate=rate, seed=seed,
                                                target=target, insecure=insecure,
                                                ca_bundle=ca_bundle, slo_files=slo_files,
-                                               model=model, fail_fast=not no_fail_fast))
+                                               model=model, fail_fast=not no_fail_fast,
+                                               probe=not no_probe))
     console = Console(quiet=quiet)
-    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
-                         probe=not no_probe)
+    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict)
     result, out = execute(loaded, options, on_interval=console.progress,
                           on_start=console.started)
     code = exit_code(result, inconclusive)

@@ -43,6 +43,7 @@ class Overrides:
     slo_files: tuple[str, ...] = ()
     model: str | None = None  # for every OpenAI scenario
     fail_fast: bool = True  # False: client.fail_fast off
+    probe: bool = True  # False: client.probe off
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
             {**s, "model": o.model}
             if isinstance(s, dict) and str(s.get("kind", "")).startswith("openai-") else s
             for s in data["scenarios"]]
-    if o.insecure or o.ca_bundle or not o.fail_fast:
+    if o.insecure or o.ca_bundle or not o.fail_fast or not o.probe:
         client = dict(data.get("client") or {})
         if o.insecure:
             client["insecure"] = True
@@ -180,6 +181,8 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
             client["ca_bundle"] = o.ca_bundle
         if not o.fail_fast:
             client["fail_fast"] = False
+        if not o.probe:
+            client["probe"] = False
         data["client"] = client
     return data
 

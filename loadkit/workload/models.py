@@ -114,6 +114,9 @@ class Client(Strict):
     # aiohttp: aiohttp's, as a cross-check.
     transport: Literal["lean", "aiohttp"] = "lean"
     fail_fast: FailFast | None = FailFast()  # false: never stop for errors
+    # One unmeasured request per (tenant, scenario) before the clock starts, to
+    # catch a refusing target; it also wakes the target: off to measure a cold start.
+    probe: bool = True
 
     @field_validator("fail_fast", mode="before")
     @classmethod

@@ -74,6 +74,14 @@ def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
     assert "Invalid API key provided." in proc.stderr
     assert "tenants[0].api_key" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "run.json").exists()
+    # without the probe, the run itself finds out, stops, and keeps what it measured
+    with server("openai", "--key", "right") as url:
+        proc = cli("run", chat_workload(tmp_path, url, tenants=[
+            {"name": "acme", "arrival": {"process": "constant", "rate": 40},
+             "api_key": "${CONTACT_KEY}"}]), "--no-probe", "--out", str(tmp_path / "o2"),
+            env=env)
+    assert proc.returncode == 3 and "the target refuses the load" in proc.stderr
+    assert json.loads((tmp_path / "o2" / "run.json").read_text())["counts"]["errors"] >= 100
 
 
 def test_a_target_that_starts_refusing_stops_the_run(server, tmp_path):

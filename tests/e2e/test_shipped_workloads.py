@@ -12,7 +12,7 @@ from conftest import ROOT, cli
 # time scale per workload: each run lasts about 5-7 s
 SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
            "multi-tenant.yaml": "0.045", "soak.yaml": "0.0015", "cold-start.yaml": "0.05",
-           "trace-replay.yaml": "0.04"}
+           "trace-replay.yaml": "0.025"}
 
 
 def test_every_shipped_workload_is_covered():
