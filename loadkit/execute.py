@@ -52,7 +52,6 @@ class RunOptions:
     out_dir: Path | None = None  # default reports/<run-id>/
     allow_saturated: bool = False
     strict: bool = False  # a marginal percentile verdict is inconclusive
-    probe: bool = True  # False: no probe, whatever the workload's client.probe says
     html: bool = True  # False: no report.html (for callers that read run.json only)
 
 
@@ -91,7 +90,7 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             check_target(base_url, w.client)
         loaded, notes = _with_models(loaded, base_url)
         plan = _plan(loaded, base_url)
-        if options.probe and loaded.workload.client.probe:
+        if loaded.workload.client.probe:
             notes += _probe(plan, loaded.workload)
         if on_start:
             on_start(target_label, out_dir, notes)

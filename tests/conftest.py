@@ -68,8 +68,10 @@ def run(tmp_path, workload_file):
 
     Without report.html unless asked (`html=True`): these tests read run.json,
     and the HTML's charts (~1 s a run) are tested by the report, browser and
-    CLI tests."""
-    def go(spec: dict, **options) -> tuple[dict, Path]:
+    CLI tests. `probe=False` sets the workload's `client.probe: false`."""
+    def go(spec: dict, probe: bool = True, **options) -> tuple[dict, Path]:
+        if not probe:
+            spec = {**spec, "client": {**spec.get("client", {}), "probe": False}}
         path = workload_file(spec)
         out = tmp_path / f"out-{time.monotonic_ns()}"
         options.setdefault("html", False)

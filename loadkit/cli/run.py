@@ -68,7 +68,8 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
                    "starts to catch a refusing target (401, 404, ...); it also wakes the "
                    "target, so skip it to measure a cold start (client.probe).")
 @click.option("--no-fail-fast", is_flag=True,
-              help="Run to the end even when nearly every request fails from the start.")
+              help="Run to the end even when the target refuses (HTTP 4xx) nearly every "
+                   "request (client.fail_fast).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
 def run_command(workload: Path, target: str | None, duration: float | None,
                 time_scale: float | None,

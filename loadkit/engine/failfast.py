@@ -27,6 +27,7 @@ class FailFastWatch:
     def __init__(self, spec: FailFast, recorder: Recorder, stop: Callable[[], None]) -> None:
         self.spec, self.recorder, self.stop = spec, recorder, stop
         self.window: deque[tuple[float, int, int]] = deque()  # (end_s, finished, refused)
+        self.finished = self.refused = 0  # over the window
         self.refused_before = 0
         self.reason: str | None = None
 
@@ -35,15 +36,19 @@ class FailFastWatch:
             return
         refused_total = sum(n for (kind, *_), n in self.recorder.errors.items()
                             if kind == REFUSED)
-        self.window.append((iv.end_s, iv.completed + iv.errors,
-                            refused_total - self.refused_before))
+        finished, refused = iv.completed + iv.errors, refused_total - self.refused_before
         self.refused_before = refused_total
         spec, window = self.spec, self.window
+        window.append((iv.end_s, finished, refused))
+        self.finished += finished
+        self.refused += refused
+        # Keep the newest intervals that hold `requests`, none older than `within`.
         while len(window) > 1 and (iv.end_s - window[0][0] > spec.within
-                                   or sum(f for _, f, _ in list(window)[1:]) >= spec.requests):
-            window.popleft()
-        finished = sum(f for _, f, _ in window)
-        refused = sum(r for _, _, r in window)
+                                   or self.finished - window[0][1] >= spec.requests):
+            _, f, r = window.popleft()
+            self.finished -= f
+            self.refused -= r
+        finished, refused = self.finished, self.refused
         if (finished >= spec.requests or (iv.end_s >= spec.within and finished >= MIN_REQUESTS)) \
                 and refused >= spec.share * finished:
             example = (self.recorder.error_examples.get(REFUSED) or [""])[-1][:200]

@@ -173,17 +173,11 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
             {**s, "model": o.model}
             if isinstance(s, dict) and str(s.get("kind", "")).startswith("openai-") else s
             for s in data["scenarios"]]
-    if o.insecure or o.ca_bundle or not o.fail_fast or not o.probe:
-        client = dict(data.get("client") or {})
-        if o.insecure:
-            client["insecure"] = True
-        if o.ca_bundle:
-            client["ca_bundle"] = o.ca_bundle
-        if not o.fail_fast:
-            client["fail_fast"] = False
-        if not o.probe:
-            client["probe"] = False
-        data["client"] = client
+    client = {key: value for key, value, given in (
+        ("insecure", True, o.insecure), ("ca_bundle", o.ca_bundle, o.ca_bundle),
+        ("fail_fast", False, not o.fail_fast), ("probe", False, not o.probe)) if given}
+    if client:
+        data["client"] = {**(data.get("client") or {}), **client}
     return data
 
 

@@ -90,8 +90,9 @@ class Timeouts(Strict):
 
 
 class FailFast(Strict):
-    """Stop a run the target rejects from the start: when at least `share` of
-    the first `requests` requests (or of those done within `within`) failed."""
+    """Stop a run the target refuses: when at least `share` of the newest
+    `requests` finished requests (or of those in the last `within`, at low
+    rates) got HTTP 4xx (engine/failfast.py)."""
 
     share: float = Field(default=0.9, gt=0, le=1)
     requests: int = Field(default=100, gt=0)
