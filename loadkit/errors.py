@@ -28,6 +28,19 @@ class ExitCode(enum.IntEnum):
     UNTRUSTED = 3
 
 
+def gate(*, trusted: bool, failed: bool, undecided: bool, inconclusive: str) -> ExitCode:
+    """The exit code of a gate (a run's SLOs, a comparison): untrusted numbers
+    exit 3 whatever they say; a failure exits 1, and so does an undecided
+    result unless `inconclusive` (the --inconclusive flag) is "pass"."""
+    if inconclusive not in ("fail", "pass"):
+        raise ValueError(f"inconclusive is 'fail' or 'pass', not {inconclusive!r}")
+    if not trusted:
+        return ExitCode.UNTRUSTED
+    if failed or (undecided and inconclusive == "fail"):
+        return ExitCode.SLO_FAILED
+    return ExitCode.PASSED
+
+
 class ErrorKind(enum.StrEnum):
     """Why one request failed; counted per kind, never as free text."""
 

@@ -18,30 +18,34 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from loadkit import __version__
-from loadkit.arrivals import Mix, closed_loops, phase_starts, schedule
+from loadkit.arrivals import Mix, Slot, closed_loops, phase_starts, schedule
 from loadkit.arrivals.processes import mean_rate
 from loadkit.engine import Engine, Plan, Progress
-from loadkit.engine.embedded_sim import embedded_simulator
-from loadkit.engine.health import HealthProbe
+from loadkit.sim.embedded import embedded_simulator
 from loadkit.engine.failfast import FailFastWatch
-from loadkit.engine.preflight import check_target, discover_model, without_credentials
+from loadkit.engine.preflight import check_target, discover_model
 from loadkit.engine.probe import explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected
 from loadkit.protocols import prepare
 from loadkit.protocols.registry import identity
+from loadkit.record.health import HealthProbe
 from loadkit.record.hlog import HlogWriter
 from loadkit.record.recorder import Recorder
 from loadkit.report import write_all
-from loadkit.result import build_result
+from loadkit.result.build import Measured, saturation_reason
+from loadkit.result.build import health as generator_health
+from loadkit.result.model import Aborted, PhaseInfo, RunResult, Verdict, WorkloadInfo
+from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.telemetry.collector import telemetry_session
 from loadkit.telemetry.derive import slo_values, telemetry_section
+from loadkit.urls import without_credentials
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
 from loadkit.workload.scenarios import HttpScenario
@@ -53,14 +57,19 @@ class RunOptions:
     allow_saturated: bool = False
     strict: bool = False  # a marginal percentile verdict is inconclusive
     html: bool = True  # False: no report.html (for callers that read run.json only)
+    # Process-wide settings, off for library callers and the pytest plugin;
+    # the CLI turns both on. Ctrl-C / SIGTERM end the run cleanly, reports written:
+    handle_signals: bool = False
+    # Freeze the heap and collect rarely while the load runs: collector pauses
+    # land on the event loop as lateness (see quiet_collector).
+    quiet_gc: bool = False
 
 
-def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
-    if not result["trusted"]:
+def exit_code(result: RunResult, inconclusive: str = "fail") -> ExitCode:
+    if not result.trusted:  # TEMP until errors.gate lands
         return ExitCode.UNTRUSTED
-    if result["verdict"] == "fail":
-        return ExitCode.SLO_FAILED
-    if result["verdict"] == "inconclusive" and inconclusive == "fail":
+    if result.verdict == Verdict.FAIL or (result.verdict == Verdict.INCONCLUSIVE
+                                          and inconclusive == "fail"):
         return ExitCode.SLO_FAILED
     return ExitCode.PASSED
 
@@ -68,8 +77,8 @@ def exit_code(result: dict, inconclusive: str = "fail") -> ExitCode:
 def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             on_interval: Callable[[Progress], None] | None = None,
             on_start: Callable[[str, Path, list[str]], None] | None = None
-            ) -> tuple[dict, Path]:
-    """Run the workload; return (run.json document, output folder).
+            ) -> tuple[RunResult, Path]:
+    """Run the workload; return (its result, the output folder).
 
     `on_start(target, out_dir, notes)` is called once the target is known to
     answer and accept the run's requests, just before the clock starts."""
@@ -140,22 +149,20 @@ def _plan(loaded: LoadedWorkload, base_url: str) -> Plan:
 
 def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
          out_dir: Path, options: RunOptions,
-         on_interval: Callable[[Progress], None] | None) -> dict:
+         on_interval: Callable[[Progress], None] | None) -> RunResult:
     w = loaded.workload
-    tenants, phases = w.all_tenants, w.phase_list
-    closed = plan.closed
     started = dt.datetime.now(dt.timezone.utc)
-    phase_meta = [{"name": p.name, "start_s": s, "duration_s": p.duration, "warmup": p.warmup}
-                  for p, s in zip(phases, phase_starts(w))]
+    phases = [PhaseInfo(name=p.name, start_s=s, duration_s=p.duration, warmup=p.warmup)
+              for p, s in zip(w.phase_list, phase_starts(w))]
     objectives = w.objectives()
-    judge = LiveJudge(objectives, Phases(phase_meta), options.strict,
+    judge = LiveJudge(objectives, Phases(phases), options.strict,
                       on_breach=lambda _slo, _at: engine.stop.set(), interval_s=w.interval)
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
     with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
             telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
-            _quiet_collector():
+            quiet_collector() if options.quiet_gc else contextlib.nullcontext():
         # Start a little in the future so the first slots are not already late.
         start_ns = time.monotonic_ns() + 50_000_000
         recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05),
@@ -170,48 +177,56 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         if watch:
             recorder.listeners.append(watch.on_interval)
         engine = Engine(plan, recorder, on_interval=on_interval)
-        stopped = _drive(engine, schedule(w, loaded.traces))
-    health = whole_run.finish()
-    judged = judge.results()
+        stopped = _drive(engine, schedule(w, loaded.traces), options.handle_signals)
+    generator = whole_run.finish()
+
     aborted = None
     if judge.breach is not None:
         slo, at_s = judge.breach
-        aborted = {"slo": slo.name, "at_s": round(at_s, 3), "observed": slo.observed,
-                   "reason": "a clear breach of an `abort: true` SLO"}
-    meta = {
-        "run_id": run_id,
-        "loadkit_version": __version__,
-        "host": platform.node(),
-        "git_commit": _git_commit(Path(loaded.path).parent),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "target": target_label,
-        "closed_loop": bool(closed),
-        "workload": {"name": w.name, "path": loaded.path, "sha256": loaded.sha256,
-                     "seed": w.seed, "duration_s": w.measured_s,
-                     "warmup_s": sum(p.duration for p in phases if p.warmup),
-                     "interval_s": w.interval,
-                     # Header values stay as written (`${VAR}`): secrets never land here.
-                     "spec": {**w.model_dump(mode="json", by_alias=True),
-                              "target": without_credentials(w.target) if w.target else None}},
-        "phases": phase_meta,
-        "aborted": aborted,
-    }
-    rejected = watch.reason if watch else None
-    telemetry = telemetry_section(tele.result(start_ns), phase_meta, recorder, stopped)
-    result = build_result(
-        meta=meta, recorder=recorder, scheduled=engine.scheduled,
-        telemetry=telemetry, gauges=lambda scope: slo_values(telemetry, scope),
-        stopped_early=stopped,
-        declared_rates={(t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
-                        for t in tenants for p in phases},
-        unfinished=engine.unfinished, objectives=objectives, judged=judged, health=health,
-        lateness_bound_ms=w.lateness_bound * 1000.0, allow_saturated=options.allow_saturated,
-        strict=options.strict,
-        extra_untrusted=[rejected] if rejected else ["interrupted before the end of the schedule"]
-        if stopped and not aborted else [])
+        aborted = Aborted(slo=slo.name, at_s=round(at_s, 3), observed=slo.observed,
+                          reason="a clear breach of an `abort: true` SLO")
+    # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
+    ended_s = recorder.intervals[-1].end_s if recorder.intervals and stopped else None
+    measured = Measured(recorder, Phases(phases, ended_s))
+    telemetry = telemetry_section(tele.result(start_ns), phases, recorder, stopped)
+    isolation = measured.tenant_isolation(engine.scheduled, {
+        (t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
+        for t in w.all_tenants for p in w.phase_list})
+    slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
+                        options.strict, lambda scope: slo_values(telemetry, scope),
+                        judge.results())
+    health = generator_health(generator, measured.lateness_p99_ms(), w.lateness_bound * 1000.0)
+    stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
+                   "the schedule" if stopped and not aborted else None)
+    untrusted = [reason for reason in (
+        stop_reason, None if options.allow_saturated else saturation_reason(health)) if reason]
+    result = RunResult(
+        run_id=run_id, loadkit_version=__version__, host=platform.node(),
+        git_commit=_git_commit(Path(loaded.path).parent),
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        target=target_label, closed_loop=bool(plan.closed), workload=_workload_info(loaded),
+        phases=phases, aborted=aborted,
+        verdict=Verdict.overall([s.verdict for s in slos]), trusted=not untrusted,
+        untrusted_reasons=untrusted, slos=slos,
+        counts=measured.request_counts(engine.scheduled, engine.unfinished),
+        throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),
+        health=health, isolation=isolation, series=measured.series(),
+        timeseries=measured.timeseries(), histograms=measured.encoded_histograms(),
+        telemetry=telemetry)
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), html=options.html)
     return result
+
+
+def _workload_info(loaded: LoadedWorkload) -> WorkloadInfo:
+    w = loaded.workload
+    return WorkloadInfo(
+        name=w.name, path=loaded.path, sha256=loaded.sha256, seed=w.seed,
+        duration_s=w.measured_s, warmup_s=sum(p.duration for p in w.phase_list if p.warmup),
+        interval_s=w.interval,
+        # Header values stay as written (`${VAR}`): secrets never land here.
+        spec={**w.model_dump(mode="json", by_alias=True),
+              "target": without_credentials(w.target) if w.target else None})
 
 
 def _git_commit(folder: Path) -> str | None:
@@ -229,19 +244,20 @@ def _declared_rate(spec, duration: float) -> float | None:
     return 0.0 if spec is None else mean_rate(spec, duration)
 
 
-def _drive(engine: Engine, slots) -> bool:
-    """Run the engine on uvloop when installed; Ctrl-C/SIGTERM stop it cleanly.
+def _drive(engine: Engine, slots: Iterator[Slot], handle_signals: bool) -> bool:
+    """Run the engine on uvloop when installed; with `handle_signals`,
+    Ctrl-C/SIGTERM stop it cleanly. Returns True when the run was stopped early."""
+    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
 
-    Returns True when the run was interrupted."""
     async def main() -> bool:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, engine.stop.set)
         try:
             await engine.run(slots)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in signals:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
         return engine.stop.is_set()
@@ -260,11 +276,13 @@ def _run_async(coro):
 
 
 @contextlib.contextmanager
-def _quiet_collector():
+def quiet_collector() -> Iterator[None]:
     """Collector pauses land on the event loop as lateness. Collect and
     freeze what exists now (it lives all run; in a long-lived process such as
     a pytest session the collection itself takes a while, so it happens
-    before the run's zero) and collect the young generation less often."""
+    before the run's zero) and collect the young generation less often.
+    A caller that froze objects itself keeps them frozen afterwards."""
+    caller_froze = gc.get_freeze_count() > 0
     gc.collect()
     gc.freeze()
     threshold = gc.get_threshold()
@@ -273,4 +291,5 @@ def _quiet_collector():
         yield
     finally:
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if not caller_froze:
+            gc.unfreeze()

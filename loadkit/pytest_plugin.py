@@ -9,7 +9,11 @@
         ...
 
 A failing (or inconclusive, or untrusted) run fails the test with the SLO
-table; its reports land in the test's tmp_path unless `out` is given.
+table; its reports land in the test's tmp_path unless `out` is given. The
+result is the run.json document (a dict, as saved). The gate changes no
+process-wide state unless asked: `quiet_gc=True` freezes the heap and
+collects rarely while the load runs (fewer collector pauses on the event
+loop, so less lateness), as `loadkit run` does.
 loadkit itself is imported only when a gate runs, so the plugin costs
 nothing to test sessions that do not use it.
 """
@@ -30,12 +34,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def loadkit_gate(tmp_path: Path):
-    """gate(workload, duration=, slo=, target=, seed=, strict=, inconclusive=, out=)
-    runs the workload and returns run.json; fails the test unless it passed."""
+    """gate(workload, duration=, slo=, target=, seed=, strict=, inconclusive=, out=,
+    quiet_gc=) runs the workload and returns run.json; fails the test unless it passed."""
     def gate(workload: str | Path, *, duration: str | float | None = None,
              slo: list[str] | tuple[str, ...] = (), target: str | None = None,
              seed: int | None = None, strict: bool = False, inconclusive: str = "fail",
-             allow_saturated: bool = False, out: str | Path | None = None) -> dict:
+             allow_saturated: bool = False, out: str | Path | None = None,
+             quiet_gc: bool = False) -> dict:
         from loadkit.errors import LoadkitError
         from loadkit.execute import RunOptions, execute, exit_code
         from loadkit.report.markdown import render_markdown
@@ -54,7 +59,8 @@ def loadkit_gate(tmp_path: Path):
                 target=target, seed=seed, slo_files=tuple(str(s) for s in slo)))
             out_dir = Path(out) if out else tmp_path / "loadkit"
             result, out_dir = execute(loaded, RunOptions(out_dir=out_dir, strict=strict,
-                                                         allow_saturated=allow_saturated))
+                                                         allow_saturated=allow_saturated,
+                                                         quiet_gc=quiet_gc))
         except (LoadkitError, ValueError) as exc:
             problem = f"loadkit: {exc}"
         if problem:
@@ -63,7 +69,7 @@ def loadkit_gate(tmp_path: Path):
         if code != 0:
             pytest.fail(f"loadkit gate failed (exit {int(code)}); reports in {out_dir}\n\n"
                         + render_markdown(result), pytrace=False)
-        return result
+        return result.model_dump(mode="json", by_alias=True)
     return gate
 
 

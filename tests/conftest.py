@@ -48,6 +48,19 @@ def _settled_collector():
 
 
 @pytest.fixture
+def settled_gc():
+    """For a test that times code in this process outside a run (a run settles
+    the collector itself: loadkit.execute.quiet_collector). The suite's heap is
+    large and long-lived (matplotlib, playwright, module fixtures): collect it
+    and freeze what survives, so that no full collection of it lands inside the
+    measurement; unfreeze afterwards, so that later tests can free it."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture
 def server():
     return test_server
 

@@ -39,7 +39,8 @@ def _interval(_ctx, _param, value: str) -> float:
                    "variable: a flag shows in `ps`)")
 def agent_command(host: str, port: int, interval: float, token: str | None) -> int:
     """Serve this machine's GPU samples (NVML) as JSON and Prometheus text."""
-    from loadkit.telemetry.agent import Agent, AgentServer  # lazy: pynvml, http.server
+    # lazy: pynvml, http.server
+    from loadkit.telemetry.agent_server import Agent, AgentServer
 
     server = AgentServer(Agent(interval), host, port, token or None)  # InputError: exit 2
     server.start()

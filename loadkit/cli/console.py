@@ -18,9 +18,11 @@ from rich.text import Text
 
 from loadkit.engine import Progress
 from loadkit.report.format import error_summary, interval, quantity, seconds
+from loadkit.result.model import RunResult, Verdict
 
 PLAIN_EVERY_S = 5.0
-_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
+_STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red",
+          Verdict.INCONCLUSIVE: "bold yellow"}
 
 
 class Console:
@@ -59,35 +61,31 @@ class Console:
             self._last_plain = time.monotonic()
             print(line, file=sys.stderr, flush=True)
 
-    def finished(self, result: dict, out_dir: Path, code: int) -> None:
+    def finished(self, result: RunResult, out_dir: Path, code: int) -> None:
         if self.live is not None:
             self.live.stop()
-        table = Table(title=f"SLOs of {result['workload']['name']}", title_justify="left")
+        table = Table(title=f"SLOs of {result.workload.name}", title_justify="left")
         for col in ("SLO", "scope", "observed", "95% CI", "threshold", "samples", "verdict"):
             table.add_column(col, justify="left" if col in ("SLO", "scope") else "right")
-        for s in result["slos"]:
-            table.add_row(s["text"], s["scope"], quantity(s["observed"], s["unit"]), interval(s),
-                          f"{s['op']} {quantity(s['threshold'], s['unit'])}",
-                          f"{s['samples']:,}",
-                          Text(s["verdict"] + (" (marginal)" if s["marginal"] else "")
-                               + (f" ({s['reason']})" if s["reason"] else ""),
-                               style=_STYLE[s["verdict"]]))
-        if result["slos"]:
+        for s in result.slos:
+            table.add_row(s.text, s.scope, quantity(s.observed, s.unit), interval(s),
+                          f"{s.op} {quantity(s.threshold, s.unit)}", f"{s.samples:,}",
+                          Text(s.verdict + (" (marginal)" if s.marginal else "")
+                               + (f" ({s.reason})" if s.reason else ""),
+                               style=_STYLE[s.verdict]))
+        if result.slos:
             self.out.print(table)
-        c = result["counts"]
-        self.out.print(f"{c['completed']:,} completed, {c['errors']:,} errors, "
-                       f"{c['dropped']:,} dropped; lateness p99 "
-                       f"{result['health']['lateness_p99_ms']:.2f} ms")
+        c = result.counts
+        self.out.print(f"{c.completed:,} completed, {c.errors:,} errors, {c.dropped:,} dropped; "
+                       f"lateness p99 {result.health.lateness_p99_ms:.2f} ms")
         for kind, n, example in error_summary(result):
             self.out.print(Text(f"  {kind} {n:,}" + (f": {example}" if example else ""),
                                 style="red"))
-        for reason in result["untrusted_reasons"]:
+        for reason in result.untrusted_reasons:
             self.out.print(Text(f"UNTRUSTED: {reason}", style="bold red"))
-        if result.get("aborted"):
-            a = result["aborted"]
-            self.out.print(Text(f"ABORTED at {seconds(a['at_s'])} by {a['slo']}: {a['reason']}",
+        if a := result.aborted:
+            self.out.print(Text(f"ABORTED at {seconds(a.at_s)} by {a.slo}: {a.reason}",
                                 style="bold red"))
-        verdict = result["verdict"].upper()
-        self.out.print(Text(f"verdict: {verdict} (exit {code})",
-                            style=_STYLE[result["verdict"]]))
+        self.out.print(Text(f"verdict: {result.verdict.upper()} (exit {code})",
+                            style=_STYLE[result.verdict]))
         self.out.print(f"report: {out_dir / 'report.html'}")

@@ -91,7 +91,8 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                                                model=model, fail_fast=not no_fail_fast,
                                                probe=not no_probe))
     console = Console(quiet=quiet)
-    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict)
+    options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
+                         handle_signals=True, quiet_gc=True)
     result, out = execute(loaded, options, on_interval=console.progress,
                           on_start=console.started)
     code = exit_code(result, inconclusive)

@@ -20,17 +20,17 @@ false ends the exchange early (an error body read far enough).
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl
 import time
 import zlib
 from collections import deque
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httptools
 
 from loadkit.errors import InputError
+from loadkit.urls import authority, basic_authorization
 
 now_ns = time.monotonic_ns
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -68,11 +68,8 @@ class Pool:
         self.secure = url.scheme == "https"
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or (443 if self.secure else 80)
-        self.authority = url.netloc.rsplit("@", 1)[-1]
-        self.basic = None
-        if url.username is not None:  # http://user:pass@host, as aiohttp and curl do
-            pair = f"{unquote(url.username)}:{unquote(url.password or '')}"
-            self.basic = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        self.authority = authority(base_url)
+        self.basic = basic_authorization(base_url)  # http://user:pass@host, as aiohttp and curl do
         self.prefix = url.path.rstrip("/")
         self.ssl = (ssl_ctx or _no_verify()) if self.secure else None
         self.limit, self.connect_s, self.idle_s, self.total_s = limit, connect_s, idle_s, total_s

@@ -8,12 +8,11 @@ stops before it starts (exit 3) rather than measuring a wall of errors.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 import httpx
 
 from loadkit.engine.client import ssl_context
 from loadkit.errors import InputError, TargetUnreachable
+from loadkit.urls import without_credentials
 from loadkit.workload.models import Client
 
 
@@ -63,8 +62,3 @@ def discover_model(base_url: str, client: Client, headers: dict[str, str]) -> st
     listed = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
     raise InputError(f"{shown} serves {len(ids)} models ({listed}): choose one: {how}")
 
-
-def without_credentials(url: str) -> str:
-    """The URL as it may be shown or saved: no `user:password@`."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from loadkit import __version__
+from loadkit import __version__, envrefs
 from loadkit.engine.adapter import PreparedRequest
 from loadkit.protocols import embeddings, http, openai
-from loadkit.workload.models import ENV_REF, Tenant
+from loadkit.workload.models import Tenant
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import EmbeddingsScenario, HttpScenario, OpenAIScenario
 
 
-def resolve(value: str, env: Mapping[str, str]) -> str:
-    """Substitute `${NAME}`; the result lives only in memory, never in outputs."""
-    return ENV_REF.sub(lambda m: env[m.group(1)], value)
-
-
 def identity(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
              env: Mapping[str, str]) -> dict[str, str]:
-    """The headers one (scenario, tenant) sends, `${VAR}`s resolved."""
+    """The headers one (scenario, tenant) sends, `${VAR}`s resolved (in memory
+    only, never in outputs); InputError when a variable is not set."""
     declared = {**scenario.headers, **tenant.headers}
     if tenant.api_key:
         declared["Authorization"] = f"Bearer {tenant.api_key}"
     return {"User-Agent": f"loadkit/{__version__}",
-            **{k: resolve(v, env) for k, v in declared.items()}}
+            **{k: envrefs.resolve(v, env, f"headers.{k}") for k, v in declared.items()}}
 
 
 def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,

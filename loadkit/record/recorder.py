@@ -10,7 +10,6 @@ do); phases follow intended time (a request belongs to its schedule slot).
 
 from __future__ import annotations
 
-import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,10 @@ from hdrh.histogram import HdrHistogram
 from loadkit.errors import ErrorKind
 from loadkit.record.histogram import merged, new_histogram, record_us
 from loadkit.record.hlog import HlogWriter, tag_for
+from loadkit.workload.slo_spec import OPERATORS
 
 SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
 MAX_EXAMPLES = 3
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(slots=True)
@@ -140,7 +139,7 @@ class Recorder:
             values = {"latency": latency, "service_time": service, "ttft": ttft,
                       "ttft_corrected": ttft_c, "max_stall": stall, "tpot": tpot}
             # A request missing a metric a rule names (no first token) is not good.
-            good = all(values[m] is not None and _OPS[op](values[m], limit)
+            good = all(values[m] is not None and OPERATORS[op](values[m], limit)
                        for m, op, limit in self.goodput)
         if good:
             self.good[scope] += 1

@@ -1,4 +1,4 @@
-"""Renderers: the run.json document -> json | junit | markdown | html text.
+"""Renderers: a RunResult -> json | junit | markdown | html text.
 
 Pure functions; `write_all` is the one place that touches the disk.
 """
@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from loadkit.report.html import render_html
 from loadkit.report.junit import render_junit
 from loadkit.report.markdown import render_markdown
+from loadkit.result.model import RunResult
 
 
-def render_json(result: dict) -> str:
-    return json.dumps(result, indent=2, sort_keys=False, allow_nan=False) + "\n"
+def render_json(result: RunResult) -> str:
+    return result.to_json()
 
 
-def write_all(result: dict, out_dir: Path, step_summary: str | None = None,
+def write_all(result: RunResult, out_dir: Path, step_summary: str | None = None,
               html: bool = True) -> None:
     """Every output file; the Markdown is also appended to `step_summary`
     (GitHub Actions' $GITHUB_STEP_SUMMARY) when given. `html=False` leaves
@@ -34,13 +34,13 @@ def write_all(result: dict, out_dir: Path, step_summary: str | None = None,
     (out_dir / "junit.xml").write_text(render_junit(result), encoding="utf-8")
     if html:
         (out_dir / "report.html").write_text(render_html(result), encoding="utf-8")
-    if (result.get("telemetry") or {}).get("per_interval"):
+    if result.telemetry and result.telemetry.per_interval:
         (out_dir / "telemetry.csv").write_text(render_telemetry_csv(result), encoding="utf-8")
 
 
-def render_telemetry_csv(result: dict) -> str:
+def render_telemetry_csv(result: RunResult) -> str:
     """One row per interval: the run's latency figures and telemetry joined."""
-    rows = result["telemetry"]["per_interval"]
+    rows = result.telemetry.per_interval if result.telemetry else []
     columns = list(dict.fromkeys(k for row in rows for k in row))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")

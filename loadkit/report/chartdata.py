@@ -1,35 +1,46 @@
-"""The numbers the report's charts draw, read from a run.json document.
+"""The numbers the report's charts draw, read from a RunResult.
 
 Pure functions: merged HDR histograms of the measured phases (from the
 encoded cumulative histograms), percentile spectra and distributions,
 per-interval columns as numpy arrays (None as NaN), and telemetry's series
-and per-interval GPU figures, read defensively (any of it may be missing).
+and per-interval GPU figures (a run without telemetry has none of either).
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from loadkit.record.histogram import decode, new_histogram
 from loadkit.record.hlog import tag_for
 from loadkit.report.decimate import as_array
+from loadkit.result.model import Figures, RunResult, TelemetrySeries
+
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
 
 SPECTRUM_DECADES = 4  # out to 99.99%
+
+# Interval's numeric fields: the columns `column` reads.
+IntervalColumn = Literal["start_s", "end_s", "completed", "errors", "output_tokens",
+                         "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "cpu_percent",
+                         "steal_percent", "lateness_p99_ms"]
+IntervalCount = Literal["completed", "errors", "output_tokens"]
 
 
 def _part(name: str) -> str:
     return tag_for("m", name, "s", "t").split(".")[1]  # a name as tags spell it
 
 
-def histogram(r: dict, metric: str, tenant: str | None = None):
+def histogram(r: RunResult, metric: str, tenant: str | None = None) -> HdrHistogram | None:
     """The metric's cumulative histogram over the measured phases (one
     tenant's, when given), merged from run.json's encoded histograms."""
-    measured = {_part(p["name"]) for p in r.get("phases", []) if not p.get("warmup")}
+    measured = {_part(p.name) for p in r.phases if not p.warmup}
     want = _part(tenant) if tenant is not None else None
     out = new_histogram()
-    for tag, payload in (r.get("histograms") or {}).items():
+    for tag, payload in r.histograms.items():
         parts = tag.split(".")
         if len(parts) == 4 and parts[0] == metric and parts[1] in measured \
                 and (want is None or parts[3] == want):
@@ -37,7 +48,7 @@ def histogram(r: dict, metric: str, tenant: str | None = None):
     return out if out.get_total_count() else None
 
 
-def spectrum(h) -> tuple[np.ndarray, np.ndarray]:
+def spectrum(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     """(x, ms): x = 1 / (1 - percentile), log-spaced out to 99.99%, plus the max."""
     k = np.linspace(0.0, SPECTRUM_DECADES, 161)
     pct = [round(100.0 * (1.0 - 10.0 ** -d), 6) for d in k]
@@ -47,7 +58,7 @@ def spectrum(h) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def distribution(h, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def distribution(h: HdrHistogram, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """(bin edges in ms, share of samples %) over log-spaced bins."""
     values, counts = [], []
     for item in h.get_recorded_iterator():
@@ -60,18 +71,19 @@ def distribution(h, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return edges, 100.0 * share / max(sum(counts), 1)
 
 
-def column(r: dict, key: str) -> np.ndarray:
-    return as_array(iv.get(key) for iv in r.get("timeseries") or [])
+def column(r: RunResult, key: IntervalColumn) -> np.ndarray:
+    """One field of every interval, in order (None as NaN)."""
+    return as_array(getattr(iv, key) for iv in r.timeseries)
 
 
-def times(r: dict) -> np.ndarray:
+def times(r: RunResult) -> np.ndarray:
     return column(r, "start_s")
 
 
-def rate(r: dict, key: str) -> np.ndarray:
-    ts = r.get("timeseries") or []
-    return np.array([(iv.get(key) or 0) / max(iv["end_s"] - iv["start_s"], 1e-9)
-                     for iv in ts], dtype=float)
+def rate(r: RunResult, key: IntervalCount) -> np.ndarray:
+    """A count per interval, per second."""
+    return np.array([getattr(iv, key) / max(iv.end_s - iv.start_s, 1e-9)
+                     for iv in r.timeseries], dtype=float)
 
 
 def time_unit(span_s: float) -> tuple[float, str]:
@@ -82,32 +94,36 @@ def time_unit(span_s: float) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def span(r: dict) -> float:
-    ends = [p["start_s"] + p["duration_s"] for p in r.get("phases", [])]
-    ts = r.get("timeseries") or []
-    return max(ends + [ts[-1]["end_s"] if ts else 0.0, 1.0])
+def span(r: RunResult) -> float:
+    """Seconds from the start to the last phase's or interval's end (at least 1)."""
+    ends = [p.start_s + p.duration_s for p in r.phases]
+    ts = r.timeseries
+    return max(ends + [ts[-1].end_s if ts else 0.0, 1.0])
 
 
-def telemetry(r: dict) -> dict:
-    t = r.get("telemetry")
-    return t if isinstance(t, dict) else {}
-
-
-def telemetry_series(r: dict) -> dict[str, dict]:
+def telemetry_series(r: RunResult) -> dict[str, TelemetrySeries]:
     """Scraped series with points, GPU utilisation and power left out (drawn
     per interval with latency), counters only as rates, the busiest first."""
-    out = {k: v for k, v in (telemetry(r).get("series") or {}).items()
-           if isinstance(v, dict) and v.get("points") and v.get("metric", k) not in _GPU_METRICS
-           and not (v.get("kind") == "counter" or k.endswith(("_total", "_bytes")))}
+    if r.telemetry is None:
+        return {}
+    out = {k: v for k, v in r.telemetry.series.items()
+           if v.points and v.metric not in _GPU_METRICS
+           and not (v.kind == "counter" or k.endswith(("_total", "_bytes")))}
     return dict(sorted(out.items(), key=lambda kv: (not _BUSY.search(kv[0]), kv[0])))
 
 
-def gpu_columns(r: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def gpu_columns(r: RunResult) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-interval GPU utilisation and power (telemetry's per_interval rows)."""
-    rows = [row for row in telemetry(r).get("per_interval") or [] if isinstance(row, dict)]
-    t = as_array(row.get("start_s") for row in rows)
-    cols = {f: as_array(row.get(f"gpu.{f}") for row in rows) for f in ("util", "power")}
+    rows = r.telemetry.per_interval if r.telemetry is not None else []
+    t = as_array(_number(row, "start_s") for row in rows)
+    cols = {f: as_array(_number(row, f"gpu.{f}") for row in rows) for f in ("util", "power")}
     return t, {f: v for f, v in cols.items() if np.isfinite(v).any()}
+
+
+def _number(row: Figures, name: str) -> float | None:
+    """A figure by name (the names are data); None when absent or not a number."""
+    value = row.get(name)
+    return value if isinstance(value, (int, float)) else None
 
 
 _GPU_METRICS = {"gpu.util", "gpu.power", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE",

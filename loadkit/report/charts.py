@@ -7,8 +7,8 @@ refuses any output with a script or an event handler. Text is kept as SVG
 `<text>` (svg.fonttype none): smaller than glyph paths, and searchable.
 Math parsing is off, so a `$` in a server's label is just a dollar.
 
-Each public function takes the run.json document (or parts of it) and
-returns a matplotlib Figure, or None when the run has nothing to draw there.
+Each public function takes the RunResult and returns a matplotlib Figure,
+or None when the run has nothing to draw there.
 Long series are decimated to min/max/mean envelopes (decimate.py).
 matplotlib is imported lazily: only rendering a report pays for it.
 """
@@ -17,14 +17,22 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from loadkit.report.chartdata import (SPECTRUM_DECADES, column, distribution, gpu_columns,
-                                      histogram, rate, span, spectrum, telemetry,
-                                      telemetry_series, time_unit, times)
+                                      histogram, rate, span, spectrum, telemetry_series,
+                                      time_unit, times)
 from loadkit.report.decimate import Envelope, as_array, decimate, decimate_points
+from loadkit.result.model import ALL, RunResult
+
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.typing import HashableList
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -38,12 +46,13 @@ _UNSAFE_SVG = re.compile(r"<\s*script|<[^>]*\son[a-z]+\s*=|javascript:", re.IGNO
 WIDTH = 10.0
 
 
-def svg(name: str, draw: Callable[..., object], *args) -> str | None:
+def svg(name: str, draw: Callable[..., Figure | None], *args: object) -> str | None:
     """Run `draw(*args)` under the report's style; its figure as SVG markup."""
     import matplotlib
     from cycler import cycler
 
-    rc = {**_RC, "svg.hashsalt": f"loadkit-{name}", "axes.prop_cycle": cycler(color=COLOURS)}
+    rc: dict[Any, Any] = {**_RC, "svg.hashsalt": f"loadkit-{name}",
+                          "axes.prop_cycle": cycler(color=COLOURS)}
     with matplotlib.rc_context(rc):
         fig = draw(*args)
         if fig is None:
@@ -64,7 +73,7 @@ _PERCENTILE_SLO = re.compile(r"^\s*\w+\s+(p[\d.]+|max)\b")
 # -- drawing helpers -----------------------------------------------------------------
 
 
-def figure(rows: int, height: float = 2.4, sharex: bool = True):
+def figure(rows: int, height: float = 2.4, sharex: bool = True) -> tuple[Figure, list[Axes]]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(WIDTH, 0.6 + height * rows), layout="constrained")
@@ -72,7 +81,7 @@ def figure(rows: int, height: float = 2.4, sharex: bool = True):
     return fig, list(axes)
 
 
-def envelope(ax, env: Envelope, div: float, label: str, colour: str,
+def envelope(ax: Axes, env: Envelope, div: float, label: str, colour: str,
               line: str = "mean") -> None:
     """A line through the bucket means (or highs), shaded from low to high."""
     x = env.t / div
@@ -88,24 +97,23 @@ def _bucket(env: Envelope) -> str:
     return f"{width:.3g} s" if width < 120 else f"{width / 60:.3g} min"
 
 
-def _phases(axes, r: dict, div: float) -> None:
+def _phases(axes: Sequence[Axes], r: RunResult, div: float) -> None:
     """Shade phases (alternating; warm-ups grey) and name the wide ones."""
-    phases = r.get("phases") or []
-    if len(phases) < 2:
+    if len(r.phases) < 2:
         return
     total = span(r)
-    for i, p in enumerate(phases):
-        a, b = p["start_s"] / div, (p["start_s"] + p["duration_s"]) / div
-        colour = "#999999" if p.get("warmup") else ("#4c72b0" if i % 2 else "#dd8452")
+    for i, p in enumerate(r.phases):
+        a, b = p.start_s / div, (p.start_s + p.duration_s) / div
+        colour = "#999999" if p.warmup else ("#4c72b0" if i % 2 else "#dd8452")
         for ax in axes:
-            ax.axvspan(a, b, color=colour, alpha=0.07 if not p.get("warmup") else 0.15, lw=0)
-        if p["duration_s"] >= 0.06 * total:
-            axes[0].text((a + b) / 2, 1.0, p["name"] + (" (warm-up)" if p.get("warmup") else ""),
+            ax.axvspan(a, b, color=colour, alpha=0.07 if not p.warmup else 0.15, lw=0)
+        if p.duration_s >= 0.06 * total:
+            axes[0].text((a + b) / 2, 1.0, p.name + (" (warm-up)" if p.warmup else ""),
                          transform=axes[0].get_xaxis_transform(), ha="center", va="bottom",
                          fontsize=8, color="#555555", clip_on=False)
 
 
-def _finish_time_axes(axes, r: dict, div: float, unit: str) -> None:
+def _finish_time_axes(axes: Sequence[Axes], r: RunResult, div: float, unit: str) -> None:
     _phases(axes, r, div)
     axes[-1].set_xlabel(f"time since start ({unit})")
     axes[-1].set_xlim(0, span(r) / div)
@@ -114,7 +122,7 @@ def _finish_time_axes(axes, r: dict, div: float, unit: str) -> None:
             ax.legend(loc="upper left", ncols=4)
 
 
-def _log_scale(ax, axis: str = "y") -> None:
+def _log_scale(ax: Axes, axis: str = "y") -> None:
     """A log axis labelled with plain numbers (math text is off)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -124,7 +132,7 @@ def _log_scale(ax, axis: str = "y") -> None:
     a.set_minor_formatter(NullFormatter())
 
 
-def _log_if_wide(ax, values: np.ndarray) -> None:
+def _log_if_wide(ax: Axes, values: np.ndarray) -> None:
     v = values[np.isfinite(values) & (values > 0)]
     if len(v) and v.max() / max(np.median(v), 1e-9) > 50:
         _log_scale(ax)
@@ -133,7 +141,8 @@ def _log_if_wide(ax, values: np.ndarray) -> None:
 # -- the charts ----------------------------------------------------------------------
 
 
-def spectrum_chart(curves: list[tuple[str, object]], thresholds: list[tuple[str, float]] = ()):
+def spectrum_chart(curves: Sequence[tuple[str, HdrHistogram]],
+                   thresholds: Sequence[tuple[str, float]] = ()) -> Figure | None:
     """Latency by percentile, HdrHistogram style: x = 1/(1-p), log-scaled."""
     if not curves:
         return None
@@ -167,24 +176,22 @@ def spectrum_chart(curves: list[tuple[str, object]], thresholds: list[tuple[str,
     return fig
 
 
-def run_spectrum(r: dict):
+def run_spectrum(r: RunResult) -> Figure | None:
     curves = [(label, h) for metric, label in (
         ("latency", "latency (corrected: end − intended)"),
         ("service_time", "service time (uncorrected: end − sent)"))
         if (h := histogram(r, metric)) is not None]
-    lines = [(s["text"], s["threshold"]) for s in r.get("slos") or []
-             if s.get("metric") in ("latency", "service_time") and s.get("scope") == "all"
-             and s.get("unit") == "ms" and isinstance(s.get("threshold"), (int, float))
-             and _PERCENTILE_SLO.match(str(s.get("text", "")))]
+    lines = [(s.text, s.threshold) for s in r.slos
+             if s.metric in ("latency", "service_time") and s.scope == ALL and s.unit == "ms"
+             and _PERCENTILE_SLO.match(s.text)]
     return spectrum_chart(curves, lines)
 
 
-def latency_over_time(r: dict, points: int):
+def latency_over_time(r: RunResult, points: int) -> Figure | None:
     """Latency percentiles per interval, with GPU utilisation and power below
     on the same time axis when telemetry has them."""
-    ts = r.get("timeseries") or []
     gpu_t, gpu = gpu_columns(r)
-    if not ts and not gpu:
+    if not r.timeseries and not gpu:
         return None
     panels = 1 + len(gpu)
     fig, axes = figure(panels, height=2.6 if panels == 1 else 2.0)
@@ -198,7 +205,7 @@ def latency_over_time(r: dict, points: int):
     envelope(ax, decimate(t, column(r, "latency_p50_ms"), points), div, "p50", COLOURS[0])
     _log_if_wide(ax, p99)
     ax.set_ylabel("latency (ms)")
-    simulated = " (simulated)" if telemetry(r).get("simulated") else ""
+    simulated = " (simulated)" if r.telemetry is not None and r.telemetry.simulated else ""
     for ax, (field, values) in zip(axes[1:], gpu.items()):
         label, ylabel, colour = {"util": ("GPU utilisation", "GPU util (%)", COLOURS[2]),
                                  "power": ("GPU power", "GPU power (W)", COLOURS[4])}[field]
@@ -210,8 +217,8 @@ def latency_over_time(r: dict, points: int):
     return fig
 
 
-def throughput_over_time(r: dict, points: int):
-    if not r.get("timeseries"):
+def throughput_over_time(r: RunResult, points: int) -> Figure | None:
+    if not r.timeseries:
         return None
     tokens = rate(r, "output_tokens")
     fig, axes = figure(3 if tokens.any() else 2, height=1.8)
@@ -232,7 +239,7 @@ def throughput_over_time(r: dict, points: int):
     return fig
 
 
-def token_distributions(r: dict):
+def token_distributions(r: RunResult) -> Figure | None:
     """TTFT, ITL and TPOT: share of samples per log-spaced bin, p50 and p99 marked."""
     found = [(m, label, h) for m, label in (("ttft", "TTFT (first token − sent)"),
                                             ("itl", "ITL (gap between token events)"),
@@ -259,24 +266,27 @@ def token_distributions(r: dict):
     return fig
 
 
-def tenants_chart(r: dict, points: int):
+def tenants_chart(r: RunResult, points: int) -> Figure | None:
     """Per tenant: latency p50/p99/p99.9, the isolation comparison, and p99 over time."""
-    lat = (r.get("series") or {}).get("latency") or {}
-    tenants = sorted(s.removeprefix("tenant:") for s, v in lat.items()
-                     if s.startswith("tenant:") and v.get("count"))
-    if len(tenants) < 2:
+    lat = sorted(((scope.name, s) for scope, s in r.series.get("latency", {}).items()
+                  if scope.kind == "tenant" and s.count), key=lambda ts: ts[0])
+    if len(lat) < 2:
         return None
     from matplotlib.figure import Figure
 
-    iso = {t: i for t, i in (r.get("isolation") or {}).items() if i.get("p99_quiet_ms")}
-    over_time = any(iv.get("tenant_latency_p99_ms") for iv in r.get("timeseries") or [])
-    layout = [["bars", "iso" if iso else "bars"]] + ([["time", "time"]] if over_time else [])
+    tenants = [name for name, _s in lat]
+    iso = {t: i for t, i in r.isolation.items() if i.p99_quiet_ms}
+    over_time = any(iv.tenant_latency_p99_ms for iv in r.timeseries)
+    layout: list[HashableList[str]] = [["bars", "iso" if iso else "bars"]]
+    if over_time:
+        layout.append(["time", "time"])
     fig = Figure(figsize=(WIDTH, 3.0 * len(layout)), layout="constrained")
     ax = fig.subplot_mosaic(layout)
     x = np.arange(len(tenants))
-    for j, stat in enumerate(("p50", "p99", "p99.9")):
-        vals = [lat[f"tenant:{t}"].get(stat, np.nan) for t in tenants]
-        ax["bars"].bar(x + (j - 1) * 0.27, vals, 0.27, label=stat, color=COLOURS[j])
+    for j, (stat, vals) in enumerate((("p50", [s.p50 for _t, s in lat]),
+                                      ("p99", [s.p99 for _t, s in lat]),
+                                      ("p99.9", [s.p99_9 for _t, s in lat]))):
+        ax["bars"].bar(x + (j - 1) * 0.27, as_array(vals), 0.27, label=stat, color=COLOURS[j])
     ax["bars"].set_xticks(x, tenants)
     ax["bars"].set_ylabel("latency (ms)")
     ax["bars"].set_title("latency by tenant (measured phases)", fontsize=9)
@@ -285,13 +295,13 @@ def tenants_chart(r: dict, points: int):
     if iso:
         names = list(iso)
         xi = np.arange(len(names))
-        quiet = [iso[t]["p99_quiet_ms"] for t in names]
-        loud = [iso[t].get("p99_spike_ms") or np.nan for t in names]
+        quiet = [i.p99_quiet_ms or np.nan for i in iso.values()]  # all set: see `iso`
+        loud = [i.p99_spike_ms or np.nan for i in iso.values()]
         ax["iso"].bar(xi - 0.2, quiet, 0.4, label="p99 in quiet phases", color=COLOURS[0])
         ax["iso"].bar(xi + 0.2, loud, 0.4, label="p99 while another tenant spikes",
                       color=COLOURS[1])
-        for k, t in enumerate(names):
-            ratio = iso[t].get("ratio")
+        for k, i in enumerate(iso.values()):
+            ratio = i.ratio
             text = "ratio n/a" if ratio is None else f"ratio {ratio:.3g}"
             ax["iso"].annotate(text, (k, max(quiet[k], np.nan_to_num(loud[k]))),
                                ha="center", va="bottom", xytext=(0, 3),
@@ -306,8 +316,7 @@ def tenants_chart(r: dict, points: int):
         div, unit = time_unit(span(r))
         t = times(r)
         for j, name in enumerate(tenants):
-            v = as_array((iv.get("tenant_latency_p99_ms") or {}).get(name)
-                         for iv in r.get("timeseries") or [])
+            v = as_array(iv.tenant_latency_p99_ms.get(name) for iv in r.timeseries)
             envelope(ax["time"], decimate(t, v, points), div, f"{name} p99",
                       COLOURS[j % len(COLOURS)])
         ax["time"].set_ylabel("latency p99 (ms)")
@@ -315,10 +324,10 @@ def tenants_chart(r: dict, points: int):
     return fig
 
 
-def health_chart(r: dict, points: int):
+def health_chart(r: RunResult, points: int) -> Figure:
     """The generator's own lateness, CPU and the host's steal over time, and
     their whole-run figures."""
-    h = r.get("health") or {}
+    h = r.health
     lateness = column(r, "lateness_p99_ms")
     has_time = bool(np.isfinite(lateness).any())
     cpu, steal = column(r, "cpu_percent"), column(r, "steal_percent")
@@ -326,7 +335,7 @@ def health_chart(r: dict, points: int):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(WIDTH, 4.6 if has_load else 2.8), layout="constrained")
-    mosaic = [["time", "time", "cpu"]] if has_time else [["cpu"]]
+    mosaic: list[HashableList[str]] = [["time", "time", "cpu"]] if has_time else [["cpu"]]
     ax = fig.subplot_mosaic(mosaic + [["load", "load", "cpu"]] if has_load else mosaic)
     if has_load:
         div, unit = time_unit(span(r))
@@ -342,14 +351,13 @@ def health_chart(r: dict, points: int):
         div, unit = time_unit(span(r))
         envelope(ax["time"], decimate(times(r), lateness, points), div, "lateness p99",
                   COLOURS[4], line="high")
-        if h.get("lateness_bound_ms") is not None:
-            ax["time"].axhline(h["lateness_bound_ms"], color="#c62828", ls="--", lw=1,
-                               label=f"bound {h['lateness_bound_ms']:g} ms")
+        ax["time"].axhline(h.lateness_bound_ms, color="#c62828", ls="--", lw=1,
+                           label=f"bound {h.lateness_bound_ms:g} ms")
         ax["time"].set_ylabel("lateness p99 (ms)")
         ax["time"].set_ylim(bottom=0)
         _finish_time_axes([ax["time"]], r, div, unit)
     names = ["generator CPU", "host CPU steal"]
-    vals = [h.get("cpu_percent"), h.get("steal_percent")]
+    vals = [h.cpu_percent, h.steal_percent]
     bars = ax["cpu"].barh(names, [v or 0 for v in vals], color=[COLOURS[0], COLOURS[1]])
     for bar, v in zip(bars, vals):
         ax["cpu"].annotate("n/a" if v is None else f"{v:.3g}%",
@@ -360,7 +368,7 @@ def health_chart(r: dict, points: int):
     return fig
 
 
-def server_metrics_chart(r: dict, points: int, limit: int = 8):
+def server_metrics_chart(r: RunResult, points: int, limit: int = 8) -> Figure | None:
     """Scraped telemetry other than GPU utilisation and power: up to `limit`
     series, queues, running requests, cache use and rates first."""
     series = list(telemetry_series(r).items())[:limit]
@@ -369,8 +377,8 @@ def server_metrics_chart(r: dict, points: int, limit: int = 8):
     fig, axes = figure(len(series), height=1.5)
     div, unit = time_unit(span(r))
     for j, (ax, (name, s)) in enumerate(zip(axes, series)):
-        envelope(ax, decimate_points(s["points"], points), div, name,
+        envelope(ax, decimate_points(s.points, points), div, name,
                   COLOURS[j % len(COLOURS)])
-        ax.set_ylabel(str(s.get("unit") or ""))
+        ax.set_ylabel(s.unit)
     _finish_time_axes(axes, r, div, unit)
     return fig

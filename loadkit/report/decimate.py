@@ -46,33 +46,32 @@ def decimate(t: Sequence[float] | np.ndarray, v: Sequence[float | None] | np.nda
     samples, the series comes back as it is (low = high = mean = v)."""
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
-    t = np.asarray(t, dtype=float)
-    v = v if isinstance(v, np.ndarray) else as_array(v)
-    v = v.astype(float, copy=False)
-    if t.shape != v.shape:
-        raise ValueError(f"times and values differ in length: {t.shape} vs {v.shape}")
-    keep = np.isfinite(v) & np.isfinite(t)
-    t, v = t[keep], v[keep]
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
-    if len(t) <= max_points:
-        return Envelope(t, v, v, v, False)
-    t0, t1 = t[0], t[-1]
+    ts = np.asarray(t, dtype=float)
+    vs = (v if isinstance(v, np.ndarray) else as_array(v)).astype(float, copy=False)
+    if ts.shape != vs.shape:
+        raise ValueError(f"times and values differ in length: {ts.shape} vs {vs.shape}")
+    keep = np.isfinite(vs) & np.isfinite(ts)
+    ts, vs = ts[keep], vs[keep]
+    order = np.argsort(ts, kind="stable")
+    ts, vs = ts[order], vs[order]
+    if len(ts) <= max_points:
+        return Envelope(ts, vs, vs, vs, False)
+    t0, t1 = ts[0], ts[-1]
     width = (t1 - t0) / max_points or 1.0
-    idx = np.minimum(((t - t0) / width).astype(np.int64), max_points - 1)
+    idx = np.minimum(((ts - t0) / width).astype(np.int64), max_points - 1)
     buckets, starts = np.unique(idx, return_index=True)
-    counts = np.diff(np.append(starts, len(v)))
+    counts = np.diff(np.append(starts, len(vs)))
     return Envelope(t=t0 + (buckets + 0.5) * width,
-                    low=np.minimum.reduceat(v, starts),
-                    high=np.maximum.reduceat(v, starts),
-                    mean=np.add.reduceat(v, starts) / counts,
+                    low=np.minimum.reduceat(vs, starts),
+                    high=np.maximum.reduceat(vs, starts),
+                    mean=np.add.reduceat(vs, starts) / counts,
                     decimated=True)
 
 
-def decimate_points(points: Iterable[Sequence[float]],
+def decimate_points(points: Iterable[tuple[float, float]],
                     max_points: int = DEFAULT_POINTS) -> Envelope:
-    """The same for `[[t, v], ...]` pairs (telemetry's shape)."""
-    pairs = [(p[0], p[1]) for p in points if len(p) >= 2]
+    """The same for `(t, v)` pairs (a telemetry series' points)."""
+    pairs = list(points)
     if not pairs:
         return decimate([], [], max_points)
     t, v = zip(*pairs)

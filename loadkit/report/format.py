@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from loadkit.result.model import RunResult, SLOResult
+
 
 def quantity(value: float | None, unit: str) -> str:
     if value is None:
@@ -13,22 +15,22 @@ def quantity(value: float | None, unit: str) -> str:
     return f"{value:.4g} {unit}".rstrip()
 
 
-def interval(slo: dict) -> str:
+def interval(slo: SLOResult) -> str:
     """'[401 ms, 423 ms]' for a percentile, '' otherwise."""
-    if slo.get("ci_low") is None:
+    if slo.ci_low is None:
         return ""
-    high = quantity(slo["ci_high"], slo["unit"]) if slo["ci_high"] is not None else "∞"
-    return f"[{quantity(slo['ci_low'], slo['unit'])}, {high}]"
+    high = quantity(slo.ci_high, slo.unit) if slo.ci_high is not None else "∞"
+    return f"[{quantity(slo.ci_low, slo.unit)}, {high}]"
 
 
-def slo_line(slo: dict) -> str:
+def slo_line(slo: SLOResult) -> str:
     """'observed 412 ms [401 ms, 423 ms] vs threshold < 300 ms (1,234 samples)'."""
     ci = f" 95% CI {interval(slo)}" if interval(slo) else ""
-    text = (f"observed {quantity(slo['observed'], slo['unit'])}{ci} vs threshold "
-            f"{slo['op']} {quantity(slo['threshold'], slo['unit'])} ({slo['samples']:,} samples)")
-    if slo.get("marginal"):
+    text = (f"observed {quantity(slo.observed, slo.unit)}{ci} vs threshold "
+            f"{slo.op} {quantity(slo.threshold, slo.unit)} ({slo.samples:,} samples)")
+    if slo.marginal:
         text += "; marginal: the threshold is inside the interval"
-    return f"{text}; {slo['reason']}" if slo.get("reason") else text
+    return f"{text}; {slo.reason}" if slo.reason else text
 
 
 def seconds(value: float) -> str:
@@ -45,13 +47,12 @@ def per_second(value: float, unit: str = "req/s") -> str:
     return f"{value:,.0f} {unit}" if value >= 10 else f"{value:.2g} {unit}"
 
 
-def error_summary(result: dict, width: int = 160) -> list[tuple[str, int, str]]:
+def error_summary(result: RunResult, width: int = 160) -> list[tuple[str, int, str]]:
     """(kind, count, one example) for each error kind seen, most first; the
     example was scrubbed of secrets when recorded, and is cut to `width`."""
-    errors = result.get("errors") or {}
-    examples = errors.get("examples") or {}
+    examples = result.errors.examples
     rows = []
-    for kind, n in sorted((errors.get("by_kind") or {}).items(), key=lambda kv: -kv[1]):
+    for kind, n in sorted(result.errors.by_kind.items(), key=lambda kv: -kv[1]):
         if n:
             example = " ".join((examples.get(kind) or [""])[0].split())
             rows.append((kind, n, example if len(example) <= width
@@ -59,7 +60,7 @@ def error_summary(result: dict, width: int = 160) -> list[tuple[str, int, str]]:
     return rows
 
 
-def error_line(result: dict) -> str:
+def error_line(result: RunResult) -> str:
     """'http_4xx 433 (e.g. HTTP 401: Invalid API key); timeout 2 (...)'."""
     return "; ".join(f"{kind} {n:,}" + (f" (e.g. {ex})" if ex else "")
                      for kind, n, ex in error_summary(result, 120))

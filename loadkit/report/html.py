@@ -6,13 +6,17 @@ that forbids both), errors with examples, telemetry, generator health and
 the run's metadata, with links between sections. jinja2 autoescapes every
 value; the only markup passed through unescaped is the SVG that matplotlib
 wrote (it escapes its texts; charts.svg refuses scripts and handlers).
-Rendering is a pure function of run.json: re-rendering gives the same bytes.
+Rendering is a pure function of the RunResult (run.json): re-rendering gives
+the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import jinja2
 from markupsafe import Markup
@@ -20,6 +24,11 @@ from markupsafe import Markup
 from loadkit.report import charts
 from loadkit.report.decimate import DEFAULT_POINTS
 from loadkit.report.format import interval, quantity, seconds
+from loadkit.result import RunResult, SLOResult, Verdict
+from loadkit.result.model import Telemetry, TelemetrySource
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("loadkit.report", "templates"),
@@ -38,24 +47,50 @@ VERDICT_WORD = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 VERDICT_MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?"}
 
 
-def render_html(result: dict, points: int = DEFAULT_POINTS) -> str:
+@dataclass(frozen=True)
+class Chart:
+    """One chart for a template: its SVG, or the error that kept it from being drawn."""
+
+    id: str
+    section: str | None
+    title: str
+    caption: str
+    svg: Markup | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TelemetryView:
+    """What the telemetry section shows: the reason when nothing was sampled,
+    and the whole-run figures as text."""
+
+    available: bool
+    simulated: bool
+    reason: str
+    interval_s: float | None
+    sources: list[TelemetrySource]
+    gpus: list[str]
+    all: dict[str, str]
+
+
+def render_html(result: RunResult, points: int = DEFAULT_POINTS) -> str:
     """The report page; `points` bounds every time series (min/max envelopes)."""
     r = result
     return _ENV.get_template("report.html.j2").render(
         r=r, verdict_text=verdict_text(r), charts=run_charts(r, points),
-        telemetry=telemetry_summary(r), meta=metadata(r), section_of=SECTION_OF,
+        telemetry=telemetry_summary(r.telemetry), meta=metadata(r), section_of=SECTION_OF,
         word=VERDICT_WORD, mark=VERDICT_MARK,
-        spec=json.dumps((r.get("workload") or {}).get("spec"), indent=2, sort_keys=True))
+        spec=json.dumps(r.workload.spec, indent=2, sort_keys=True))
 
 
-def verdict_text(r: dict) -> str:
+def verdict_text(r: RunResult) -> str:
     """The verdict as a sentence a release manager can repeat."""
-    slos = r.get("slos") or []
-    failed = [s for s in slos if s.get("verdict") == "fail"]
-    undecided = [s for s in slos if s.get("verdict") == "inconclusive"]
+    slos = r.slos
+    failed = [s for s in slos if s.verdict == Verdict.FAIL]
+    undecided = [s for s in slos if s.verdict == Verdict.INCONCLUSIVE]
 
-    def names(items: list[dict]) -> str:
-        return "; ".join(f"{s['text']} ({s['scope']})" for s in items)
+    def names(items: list[SLOResult]) -> str:
+        return "; ".join(f"{s.text} ({s.scope})" for s in items)
 
     if not slos:
         text = "No SLOs were declared, so nothing could fail."
@@ -69,93 +104,81 @@ def verdict_text(r: dict) -> str:
                 f"{names(undecided)}.")
     else:
         text = f"All {len(slos)} SLOs passed."
-    if not r.get("trusted", True):
+    if not r.trusted:
         text = ("This run cannot be trusted, whatever its SLOs say: "
-                f"{'; '.join(r.get('untrusted_reasons') or [])}. " + text)
+                f"{'; '.join(r.untrusted_reasons)}. " + text)
     return text
 
 
-def run_charts(r: dict, points: int) -> list[dict]:
-    """Every chart that has data, in page order: id, section, title, caption, svg."""
-    specs = [
+def run_charts(r: RunResult, points: int) -> list[Chart]:
+    """Every chart that has data, in page order."""
+    specs: list[tuple[str, str, str, Callable[..., Figure | None], tuple[object, ...], str]] = [
         ("spectrum", "spectrum", "Latency by percentile", charts.run_spectrum, (r,),
-         "HdrHistogram-style percentile spectrum over the measured phases; the x axis is "
-         "log-scaled in 1/(1 − percentile), so the tail to 99.99% gets its own room."),
+         ("HdrHistogram-style percentile spectrum over the measured phases; the x axis is "
+          "log-scaled in 1/(1 − percentile), so the tail to 99.99% gets its own room.")),
         ("latency-time", "over-time", "Latency over time", charts.latency_over_time,
-         (r, points), "Per-interval latency percentiles; GPU utilisation and power, when "
-         "sampled, on the same time axis. Shaded bands are the phases."),
+         (r, points), ("Per-interval latency percentiles; GPU utilisation and power, when "
+                       "sampled, on the same time axis. Shaded bands are the phases.")),
         ("throughput", "throughput", "Throughput and errors over time",
          charts.throughput_over_time, (r, points),
          "Completions, errors and output tokens per second, per interval."),
         ("tokens", "tokens", "Token timing distributions", charts.token_distributions, (r,),
          "Share of samples per log-spaced bin; lines at p50 (solid) and p99 (dashed)."),
         ("tenants", "tenants", "Tenants compared", charts.tenants_chart, (r, points),
-         "Each tenant's latency, its p99 while another tenant spikes against its p99 in "
-         "quiet phases (the isolation ratio), and its p99 over time."),
+         ("Each tenant's latency, its p99 while another tenant spikes against its p99 in "
+          "quiet phases (the isolation ratio), and its p99 over time.")),
         ("server-metrics", "server-metrics", "Server metrics", charts.server_metrics_chart,
-         (r, points), "Scraped server metrics other than GPU utilisation and power (up to "
-         "eight: queues, running requests, cache use and rates first)."),
+         (r, points), ("Scraped server metrics other than GPU utilisation and power (up to "
+                       "eight: queues, running requests, cache use and rates first).")),
         ("health", "health", "Generator health", charts.health_chart, (r, points),
-         "The generator's own lateness (sent − intended) per interval against its bound, "
-         "and its CPU use and the host's CPU steal over the run."),
+         ("The generator's own lateness (sent − intended) per interval against its bound, "
+          "and its CPU use and the host's CPU steal over the run.")),
     ]
     return [e for chart_id, section, title, draw, args, caption in specs
             if (e := chart_entry(chart_id, title, caption, draw, *args, section=section))]
 
 
-def chart_entry(chart_id: str, title: str, caption: str, draw, *args,
-                section: str | None = None) -> dict | None:
+def chart_entry(chart_id: str, title: str, caption: str, draw: Callable[..., Figure | None],
+                *args: object, section: str | None = None) -> Chart | None:
     """One chart for a template: its SVG, or the error that kept it from being
     drawn (one bad chart must not lose the page); None when it has no data."""
-    entry = {"id": f"chart-{chart_id}", "section": section, "title": title,
-             "caption": caption, "svg": None, "error": None}
+    entry = Chart(id=f"chart-{chart_id}", section=section, title=title, caption=caption)
     try:
         svg = charts.svg(chart_id, draw, *args)
     except Exception as exc:  # noqa: BLE001 - see above
         if os.environ.get("LOADKIT_DEBUG"):
             raise
-        entry["error"] = f"{type(exc).__name__}: {exc}"
-        return entry
+        return replace(entry, error=f"{type(exc).__name__}: {exc}")
     if svg is None:
         return None
-    entry["svg"] = Markup(svg)  # matplotlib's own, escaped output (see charts.svg)
-    return entry
+    return replace(entry, svg=Markup(svg))  # matplotlib's own, escaped output (see charts.svg)
 
 
-def telemetry_summary(r: dict) -> dict | None:
-    """None without a telemetry key; else whether it is available, and why not."""
-    t = r.get("telemetry")
-    if not isinstance(t, dict):
+def telemetry_summary(t: Telemetry | None) -> TelemetryView | None:
+    """None for a run without telemetry; else whether it is available, and why not."""
+    if t is None:
         return None
-    sources = [s for s in t.get("sources") or [] if isinstance(s, dict)]
-    reason = t.get("reason") or "; ".join(
-        f"{s.get('kind', '?')} {s.get('target', '')}: {s.get('reason')}".replace("  ", " ")
-        for s in sources if s.get("reason")) or "no source answered"
-    summary = t.get("all") if isinstance(t.get("all"), dict) else {}
-    return {"available": bool(t.get("available")), "reason": reason, "sources": sources,
-            "simulated": bool(t.get("simulated")),
-            "interval_s": t.get("interval_s"), "gpus": t.get("gpus") or [],
-            "all": {str(k): _flat(v) for k, v in summary.items()}}
+    reason = t.reason or "; ".join(
+        f"{s.kind} {s.target}: {s.reason}".replace("  ", " ")
+        for s in t.sources if s.reason) or "no source answered"
+    return TelemetryView(
+        available=t.available, simulated=t.simulated, reason=reason, interval_s=t.interval_s,
+        sources=t.sources, gpus=[str(g.model_dump()) for g in t.gpus],  # as the page showed them
+        all={name: _figure(value) for name, value in t.all.items()})
 
 
-def _flat(value) -> str:
-    if isinstance(value, dict):
-        return " · ".join(f"{k} {_flat(v)}" for k, v in value.items())
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _figure(value: float | str | None) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def metadata(r: dict) -> list[tuple[str, str]]:
-    w = r.get("workload") or {}
-    rows = [("run", r.get("run_id")), ("workload", w.get("name")), ("file", w.get("path")),
-            ("file sha256", w.get("sha256")), ("seed", w.get("seed")),
-            ("target", r.get("target")), ("loadkit version", r.get("loadkit_version")),
-            ("host", r.get("host")),
-            ("git commit", r.get("git_commit") or "not run inside a git repository"),
-            ("started", r.get("started_at")), ("finished", r.get("finished_at")),
-            ("measured", f"{seconds(w.get('duration_s', 0))} after "
-                         f"{seconds(w.get('warmup_s', 0))} warm-up"),
-            ("interval", seconds(w["interval_s"]) if w.get("interval_s") else None),
-            ("schema version", r.get("schema_version"))]
+def metadata(r: RunResult) -> list[tuple[str, str]]:
+    w = r.workload
+    rows: list[tuple[str, object]] = [
+        ("run", r.run_id), ("workload", w.name), ("file", w.path), ("file sha256", w.sha256),
+        ("seed", w.seed), ("target", r.target), ("loadkit version", r.loadkit_version),
+        ("host", r.host), ("git commit", r.git_commit or "not run inside a git repository"),
+        ("started", r.started_at), ("finished", r.finished_at),
+        ("measured", f"{seconds(w.duration_s)} after {seconds(w.warmup_s)} warm-up"),
+        ("interval", seconds(w.interval_s) if w.interval_s else None),
+        ("schema version", r.schema_version)]
     return [(k, str(v)) for k, v in rows if v is not None]

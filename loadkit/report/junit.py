@@ -5,27 +5,28 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from loadkit.report.format import error_line, slo_line
+from loadkit.result.model import RunResult, Verdict
 
 
-def render_junit(result: dict) -> str:
-    slos = result["slos"]
-    suite = ET.Element("testsuite", name=f"loadkit.{result['workload']['name']}",
+def render_junit(result: RunResult) -> str:
+    slos = result.slos
+    suite = ET.Element("testsuite", name=f"loadkit.{result.workload.name}",
                        tests=str(len(slos) + 1),
-                       failures=str(sum(s["verdict"] == "fail" for s in slos)),
-                       skipped=str(sum(s["verdict"] == "inconclusive" for s in slos)),
-                       errors=str(0 if result["trusted"] else 1),
-                       timestamp=result["started_at"])
+                       failures=str(sum(s.verdict == Verdict.FAIL for s in slos)),
+                       skipped=str(sum(s.verdict == Verdict.INCONCLUSIVE for s in slos)),
+                       errors=str(0 if result.trusted else 1),
+                       timestamp=result.started_at)
     trust = ET.SubElement(suite, "testcase", classname="loadkit.run", name="run is trustworthy")
-    if not result["trusted"]:
-        ET.SubElement(trust, "error", message="; ".join(result["untrusted_reasons"]))
+    if not result.trusted:
+        ET.SubElement(trust, "error", message="; ".join(result.untrusted_reasons))
     for s in slos:
-        case = ET.SubElement(suite, "testcase", classname=f"loadkit.slo.{s['scope']}",
-                             name=s["name"])
-        if s["verdict"] == "fail":
-            why = f"; errors: {error_line(result)}" if s.get("metric") == "error_rate" \
-                and result["counts"]["errors"] else ""
+        case = ET.SubElement(suite, "testcase", classname=f"loadkit.slo.{s.scope}",
+                             name=s.name)
+        if s.verdict == Verdict.FAIL:
+            why = f"; errors: {error_line(result)}" if s.metric == "error_rate" \
+                and result.counts.errors else ""
             ET.SubElement(case, "failure", message=slo_line(s) + why, type="SLOViolation")
-        elif s["verdict"] == "inconclusive":
+        elif s.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {slo_line(s)}")
     root = ET.Element("testsuites")
     root.append(suite)

@@ -3,60 +3,60 @@
 from __future__ import annotations
 
 from loadkit.report.format import error_summary, interval, per_second, quantity, seconds
+from loadkit.result.model import RunResult, Verdict
 from loadkit.telemetry.derive import describe
 
-_VERDICT = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
+_VERDICT = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL",
+            Verdict.INCONCLUSIVE: "⚠️ INCONCLUSIVE"}
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(result: dict) -> str:
-    w = result["workload"]
-    lines = [f"# loadkit: {_cell(w['name'])} — {_VERDICT[result['verdict']]}", ""]
-    if not result["trusted"]:
-        lines += [f"**Untrusted run:** {_cell('; '.join(result['untrusted_reasons']))}", ""]
-    if result.get("aborted"):
-        a = result["aborted"]
-        lines += [f"**Aborted at {seconds(a['at_s'])}** by `{_cell(a['slo'])}`: "
-                  f"{_cell(a['reason'])}; "
+def render_markdown(result: RunResult) -> str:
+    w = result.workload
+    lines = [f"# loadkit: {_cell(w.name)} — {_VERDICT[result.verdict]}", ""]
+    if not result.trusted:
+        lines += [f"**Untrusted run:** {_cell('; '.join(result.untrusted_reasons))}", ""]
+    if a := result.aborted:
+        lines += [f"**Aborted at {seconds(a.at_s)}** by `{_cell(a.slo)}`: {_cell(a.reason)}; "
                   "the figures below cover the run until then.", ""]
-    lines += [f"Target `{_cell(result['target'])}` · {seconds(w['duration_s'])} measured after "
-              f"{seconds(w['warmup_s'])} warm-up · seed {w['seed']}", ""]
-    if result["slos"]:
+    lines += [f"Target `{_cell(result.target)}` · {seconds(w.duration_s)} measured after "
+              f"{seconds(w.warmup_s)} warm-up · seed {w.seed}", ""]
+    if result.slos:
         lines += ["| SLO | scope | observed | 95% CI | threshold | samples | verdict |",
                   "|---|---|---|---|---|---|---|"]
-        for s in result["slos"]:
-            verdict = s["verdict"] + (" (marginal)" if s.get("marginal") else "")
-            lines.append(f"| `{_cell(s['text'])}` | {_cell(s['scope'])} | "
-                         f"{quantity(s['observed'], s['unit'])} | {interval(s)} | {s['op']} "
-                         f"{quantity(s['threshold'], s['unit'])} | {s['samples']:,} | "
-                         f"{verdict}{' — ' + _cell(s['reason']) if s['reason'] else ''} |")
+        for s in result.slos:
+            verdict = s.verdict + (" (marginal)" if s.marginal else "")
+            lines.append(f"| `{_cell(s.text)}` | {_cell(s.scope)} | "
+                         f"{quantity(s.observed, s.unit)} | {interval(s)} | {s.op} "
+                         f"{quantity(s.threshold, s.unit)} | {s.samples:,} | "
+                         f"{verdict}{' — ' + _cell(s.reason) if s.reason else ''} |")
     else:
         lines.append("No SLOs declared.")
-    c, t = result["counts"], result["throughput"]
-    lines += ["", f"{c['completed']:,} completed · {c['errors']:,} errors · "
-              f"{c['dropped']:,} dropped · {per_second(t['requests_per_s'])} · "
-              f"{per_second(t['output_tokens_per_s'], 'output tokens/s')}", ""]
-    if c["errors"]:
+    c, t = result.counts, result.throughput
+    lines += ["", f"{c.completed:,} completed · {c.errors:,} errors · "
+              f"{c.dropped:,} dropped · {per_second(t.requests_per_s)} · "
+              f"{per_second(t.output_tokens_per_s, 'output tokens/s')}", ""]
+    if c.errors:
         lines += ["| error | count | example |", "|---|---|---|"]
         for kind, n, example in error_summary(result):
             code = "`" + _cell(example).replace("`", "'") + "`" if example else ""
             lines.append(f"| {kind} | {n:,} | {code} |")
         lines.append("")
-    iso = {t: i for t, i in result.get("isolation", {}).items() if i["ratio"] is not None}
+    iso = {t: i for t, i in result.isolation.items() if i.ratio is not None}
     if iso:
         lines += ["| tenant | isolation ratio | p99 during others' spikes | p99 quiet |",
                   "|---|---|---|---|"]
-        lines += [f"| {_cell(t)} | {i['ratio']:.3g} | {quantity(i['p99_spike_ms'], 'ms')} | "
-                  f"{quantity(i['p99_quiet_ms'], 'ms')} |" for t, i in iso.items()]
+        lines += [f"| {_cell(t)} | {i.ratio:.3g} | {quantity(i.p99_spike_ms, 'ms')} | "
+                  f"{quantity(i.p99_quiet_ms, 'ms')} |" for t, i in iso.items()]
         lines.append("")
-    if result.get("telemetry"):
-        lines += [f"Telemetry: {_cell(line)}" for line in describe(result["telemetry"])] + [""]
-    lat = result["series"].get("latency", {}).get("all")
-    if lat and lat["count"]:
+    if result.telemetry:
+        lines += [f"Telemetry: {_cell(line)}" for line in describe(result.telemetry)] + [""]
+    lat = result.summary("latency")
+    if lat and lat.count:
         lines += ["| latency | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|",
-                  f"| ms | {lat['p50']:.4g} | {lat['p90']:.4g} | {lat['p99']:.4g} | "
-                  f"{lat['p99.9']:.4g} | {lat['max']:.4g} |", ""]
+                  f"| ms | {lat.p50:.4g} | {lat.p90:.4g} | {lat.p99:.4g} | "
+                  f"{lat.p99_9:.4g} | {lat.max:.4g} |", ""]
     return "\n".join(lines)

@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # e.g. yaml.YAMLError, without importing yaml here
+    except Exception as exc:  # noqa: BLE001 - e.g. yaml.YAMLError, without importing yaml here
         print(f"{PROG}: cannot read --config: {exc}", file=sys.stderr)
         return 2
     try:

@@ -6,6 +6,8 @@ list of token ids or a list of such lists, plus the optional
 openai-python asks for by default) and ``dimensions``.  Each vector is a pure
 function of (seed, input): unit length, drawn from a SHAKE-256 stream, so the
 same text always gets the same vector and different texts different ones.
+An answer takes ``embedding_ms + embedding_ms_per_token x input tokens`` of
+the replica's time, without a batch seat: only a cold start makes it wait.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
+from .admission import Admission, admission
+from .context import SimContext, sleep_until
 from .openai_wire import RequestError, approx_tokens
+from .responses import bad_request, dropped, json_answer, version_headers
+from .serving import DEAD, LOADING, ReplicaLost
 
 _MAX_INPUTS = 2048  # OpenAI's limit on inputs per request
 
@@ -30,6 +38,38 @@ class EmbeddingRequest:
     tokens: int  # input tokens, for usage and timing
     encoding: str
     dimensions: int
+
+
+async def embeddings(ctx: SimContext, request: web.Request) -> web.StreamResponse:
+    loop, cfg, dep = ctx.loop, ctx.config, ctx.deployment
+    t0 = loop.time()
+    try:
+        req = parse_embedding_request(await request.read(), cfg.embedding_dim)
+    except RequestError as exc:
+        return bad_request(exc)
+    with admission(ctx, request, t0, 1) as admitted:
+        if not isinstance(admitted, Admission):
+            return admitted
+        rep, fate = admitted.replica, admitted.fate
+        loading = rep.state == LOADING
+        try:
+            await dep.until_loaded(rep)  # no batch seat: only a cold start holds it
+        except ReplicaLost:
+            return dropped(request)
+        start = loop.time() if loading else t0
+        work = (cfg.embedding_ms + cfg.embedding_ms_per_token * req.tokens) / 1000.0
+        work *= fate.slowdown * ctx.timeline.speed_factor(rep.index, start)
+        dep.extra_running += 1
+        try:
+            await sleep_until(loop, ctx.timeline.advance(rep.index, start, work))
+        finally:
+            dep.extra_running -= 1
+        if fate.cut_at >= 0 or rep.state == DEAD:
+            return dropped(request)
+        seed = f"{cfg.seed}:b" if fate.wrong_content else str(cfg.seed)
+        body = embedding_response(req, seed, cfg.model)
+        admitted.answered(prompt_tokens=req.tokens)
+        return json_answer(body, fate, version_headers(fate, ctx.injector.versioned))
 
 
 def parse_embedding_request(raw: bytes, max_dim: int) -> EmbeddingRequest:

@@ -34,7 +34,7 @@ _GPU_IDLE_W, _GPU_MAX_W = 70.0, 700.0
 class Histogram:
     """A cumulative Prometheus histogram (counts kept per bucket)."""
 
-    __slots__ = ("bounds", "counts", "total", "count")
+    __slots__ = ("bounds", "count", "counts", "total")
 
     def __init__(self, bounds: Iterable[float]) -> None:
         self.bounds = tuple(bounds)

@@ -19,7 +19,7 @@ TEXT = "text"
 # A small fixed vocabulary: realistic-looking output while staying one
 # "token" per chunk.  The seed only chooses the order, so output is
 # reproducible for a given SimConfig.seed.
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a sentence reads better than 84 quoted words
     "the of and to in is that for it as with was on be at by this had not are "
     "but from or have an they which one you were all we her she there would "
     "their will when who him been has more if no out so said what up its about "
@@ -27,7 +27,8 @@ _WORDS = (
     "first any my now such like our over man me even most made after also did"
 ).split()
 # What a broken "version B" says instead: easy for a response check to catch.
-WRONG_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit".split()
+WRONG_WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing",
+               "elit"]
 _SEQUENCE_LEN = 1024
 
 
@@ -181,7 +182,7 @@ class StreamFrames:
     one concatenation per token, no JSON encoding on the hot path.
     """
 
-    __slots__ = ("first_head", "head", "tail", "last_tail", "usage_event", "broken")
+    __slots__ = ("broken", "first_head", "head", "last_tail", "tail", "usage_event")
 
     def __init__(self, req: GenRequest, rid: str, created: int, model: str) -> None:
         obj = "chat.completion.chunk" if req.kind == CHAT else "text_completion"

@@ -37,7 +37,7 @@ class ReplicaLost(Exception):
 class Ticket:
     """One request's place on a replica: waiting for a seat, then running."""
 
-    __slots__ = ("replica", "epoch", "kv", "cut", "future", "admitted_at", "state")
+    __slots__ = ("admitted_at", "cut", "epoch", "future", "kv", "replica", "state")
 
     def __init__(self, replica: Replica, kv: int, cut: Callable[[], None]) -> None:
         self.replica = replica

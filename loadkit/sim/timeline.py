@@ -21,7 +21,7 @@ _INF = math.inf
 class Timeline:
     """Stall windows and degradation factors of one server run."""
 
-    __slots__ = ("origin", "trivial", "_stalls", "_degrades")
+    __slots__ = ("_degrades", "_stalls", "origin", "trivial")
 
     def __init__(self, faults: Iterable[Fault], origin: float) -> None:
         self.origin = origin  # loop time at which fault schedules start (t = 0)

@@ -8,19 +8,18 @@ samples it would take. Only the measured phase counts (warm-up is excluded).
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
 from loadkit.record.histogram import mean_us, merged
+from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
 from loadkit.slo.confidence import percentile_interval
-from loadkit.workload.slo_spec import TIME_METRICS, Objective
+from loadkit.workload.slo_spec import OPERATORS, TIME_METRICS, Objective
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 FAILURE_AWARE = ("latency", "service_time")  # every request has them, or failed
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
@@ -39,35 +38,12 @@ class Counts:
         return self.completed + self.errors + self.dropped
 
 
-@dataclass(frozen=True)
-class SLOResult:
-    name: str
-    text: str
-    metric: str
-    scope: str
-    op: str
-    threshold: float
-    unit: str
-    observed: float | None
-    samples: int
-    verdict: str
-    reason: str = ""
-    ci_low: float | None = None  # 95% interval of a percentile (ms); None: unbounded
-    ci_high: float | None = None
-    marginal: bool = False  # the threshold lies inside that interval
-    windows: dict | None = None  # windowed SLOs: how each window did (slo.windows)
-    abort: bool = False  # judged while the run went; stopped it on a clear breach
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def samples_needed(quantile: float) -> int:
     return math.ceil(round(10.0 / (1.0 - quantile), 6))  # round: 1-0.999 is inexact
 
 
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
-             isolation: dict | None = None, strict: bool = False,
+             isolation: Isolation | None = None, strict: bool = False,
              gauges: Mapping[str, float] | None = None, level: float = 0.95) -> SLOResult:
     """One objective against the histograms, counts (and isolation) of its scope.
 
@@ -109,16 +85,16 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             observed = h.get_min_value() / 1000.0
         samples = attempts
     elif o.metric == "isolation_ratio":
-        iso = isolation or {}
-        samples = min(iso.get("samples_spike", 0), iso.get("samples_quiet", 0))
-        if iso.get("ratio") is None:
+        iso = isolation or Isolation(spike_phases=[], quiet_phases=[])
+        samples = min(iso.samples_spike, iso.samples_quiet)
+        if iso.ratio is None:
             reason = ("needs phases where another tenant spikes and quiet phases"
-                      if not iso.get("spike_phases") or not iso.get("quiet_phases")
+                      if not iso.spike_phases or not iso.quiet_phases
                       else "no latency samples in spike or quiet phases")
         elif samples < samples_needed(0.99):
             reason = f"{samples} samples on one side; a p99 needs at least 1000"
         else:
-            observed = iso["ratio"]
+            observed = iso.ratio
     elif o.metric == "error_rate" or o.metric == "goodput" and o.unit == "%":
         samples = counts.attempts
         bad = counts.errors + counts.dropped
@@ -143,7 +119,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             observed /= 100.0
     if observed is None:
         return _result(o, None, samples, INCONCLUSIVE, reason)
-    verdict = PASS if _OPS[o.op](observed, o.threshold) else FAIL
+    verdict = PASS if OPERATORS[o.op](observed, o.threshold) else FAIL
     if interval is None:
         return _result(o, observed, samples, verdict, reason)
     low, high = interval
@@ -151,39 +127,34 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     if marginal and strict:
         verdict, reason = INCONCLUSIVE, ("the threshold lies inside the 95% confidence "
                                          "interval (--strict)")
-    return SLOResult(o.name, o.text, o.metric, o.scope, o.op, o.threshold, o.unit, observed,
-                     samples, verdict, reason, low, high, marginal, abort=o.abort)
+    return _result(o, observed, samples, verdict, reason, ci_low=low, ci_high=high,
+                   marginal=marginal)
 
 
-def _result(o: Objective, observed: float | None, samples: int, verdict: str,
-            reason: str) -> SLOResult:
-    return SLOResult(o.name, o.text, o.metric, o.scope, o.op, o.threshold, o.unit,
-                     observed, samples, verdict, reason, abort=o.abort)
-
-
-def overall(results: list[SLOResult]) -> str:
-    verdicts = {r.verdict for r in results}
-    if FAIL in verdicts:
-        return FAIL
-    if INCONCLUSIVE in verdicts:
-        return INCONCLUSIVE
-    return PASS
+def _result(o: Objective, observed: float | None, samples: int, verdict: Verdict,
+            reason: str, **interval: float | bool | None) -> SLOResult:
+    return SLOResult(name=o.name, text=o.text, metric=o.metric, scope=Scope(o.scope), op=o.op,
+                     threshold=o.threshold, unit=o.unit, observed=observed, samples=samples,
+                     verdict=verdict, reason=reason, abort=o.abort, **interval)
 
 
 def evaluate_all(objectives: list[Objective],
-                 histograms: Mapping[tuple[str, str], list[HdrHistogram]],
-                 counts: Mapping[str, Counts],
-                 isolation: Mapping[str, dict] | None = None,
+                 histograms: Mapping[tuple[str, Scope], list[HdrHistogram]],
+                 counts: Mapping[Scope, Counts],
+                 isolation: Mapping[str, Isolation] | None = None,
                  strict: bool = False,
-                 gauges: Callable[[str], Mapping[str, float]] | None = None,
+                 gauges: Callable[[Scope], Mapping[str, float]] | None = None,
                  judged: Mapping[str, SLOResult] | None = None) -> list[SLOResult]:
     """`histograms[(metric, scope)]`, `counts[scope]`, `isolation[tenant]` and
     `gauges(scope)` come from the result; `judged[name]` are verdicts already
     reached while the run went (windows, aborts), which take precedence."""
     iso, judged = isolation or {}, judged or {}
-    return [judged.get(o.name) or evaluate(
-                o, histograms.get((o.metric, o.scope), []),
-                counts.get(o.scope, Counts(0, 0, 0, 1.0)),
-                iso.get(o.scope.removeprefix("tenant:")), strict,
-                gauges(o.scope) if gauges else None)
-            for o in objectives]
+    out = []
+    for o in objectives:
+        scope = Scope(o.scope)
+        out.append(judged.get(o.name) or evaluate(
+            o, histograms.get((o.metric, scope), []),
+            counts.get(scope, Counts(0, 0, 0, 1.0)),
+            iso.get(scope.name) if scope.kind == "tenant" else None, strict,
+            gauges(scope) if gauges else None))
+    return out

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from hdrh.histogram import HdrHistogram
 
 from loadkit.record.histogram import merged
+from loadkit.result.model import Isolation
 
 SPIKE_FACTOR = 2.0
 
@@ -31,7 +32,7 @@ def spiking(rates: Mapping[str, Mapping[str, float]]) -> dict[str, set[str]]:
 
 
 def isolation(rates: Mapping[str, Mapping[str, float]],
-              latency: Mapping[tuple[str, str], HdrHistogram]) -> dict[str, dict]:
+              latency: Mapping[tuple[str, str], HdrHistogram]) -> dict[str, Isolation]:
     """Per tenant: ratio (or None), the phases compared and both p99s.
 
     `latency[(tenant, phase)]` is the tenant's latency histogram in a phase."""
@@ -40,17 +41,16 @@ def isolation(rates: Mapping[str, Mapping[str, float]],
     for victim, by_phase in rates.items():
         loud = {p for other, ps in spikes.items() if other != victim for p in ps}
         quiet = set(by_phase) - loud - spikes[victim]  # its own spikes are no baseline
-        entry: dict = {"spike_phases": sorted(loud), "quiet_phases": sorted(quiet),
-                       "ratio": None, "p99_spike_ms": None, "p99_quiet_ms": None,
-                       "samples_spike": 0, "samples_quiet": 0}
+        entry = Isolation(spike_phases=sorted(loud), quiet_phases=sorted(quiet))
         if loud and quiet:
             h_loud = merged(latency[(victim, p)] for p in loud if (victim, p) in latency)
             h_quiet = merged(latency[(victim, p)] for p in quiet if (victim, p) in latency)
-            entry["samples_spike"] = h_loud.get_total_count()
-            entry["samples_quiet"] = h_quiet.get_total_count()
-            if entry["samples_spike"] and entry["samples_quiet"]:
+            counts = {"samples_spike": h_loud.get_total_count(),
+                      "samples_quiet": h_quiet.get_total_count()}
+            if all(counts.values()):
                 a = h_loud.get_value_at_percentile(99.0) / 1000.0
                 b = h_quiet.get_value_at_percentile(99.0) / 1000.0
-                entry |= {"p99_spike_ms": a, "p99_quiet_ms": b, "ratio": round(a / b, 4)}
+                counts |= {"p99_spike_ms": a, "p99_quiet_ms": b, "ratio": round(a / b, 4)}
+            entry = entry.model_copy(update=counts)
         out[victim] = entry
     return out

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
 from loadkit.record.histogram import new_histogram
 from loadkit.record.recorder import Interval
-from loadkit.slo.evaluate import FAIL, INCONCLUSIVE, PASS, Counts, SLOResult, evaluate
+from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
+from loadkit.slo.evaluate import Counts, evaluate
 from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import Objective
 
@@ -43,7 +44,7 @@ class _Tracked:
     hist: HdrHistogram = field(default_factory=new_histogram)
     counts: Counter = field(default_factory=Counter)
     last_s: float = 0.0
-    windows: list[dict] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
 
     def add(self, interval: Interval, hists: dict, keyed: Counter,
             in_scope: Callable[[str, str, str], bool]) -> None:
@@ -64,9 +65,9 @@ class _Tracked:
 
     def close_window(self, strict: bool) -> SLOResult:
         r = self.judge(strict)
-        self.windows.append({"start_s": round(self.start_s, 3), "end_s": round(self.last_s, 3),
-                             "observed": r.observed, "samples": r.samples,
-                             "verdict": r.verdict, "ci_low": r.ci_low, "ci_high": r.ci_high})
+        self.windows.append(Window(start_s=round(self.start_s, 3), end_s=round(self.last_s, 3),
+                                   observed=r.observed, samples=r.samples, verdict=r.verdict,
+                                   ci_low=r.ci_low, ci_high=r.ci_high))
         self.start_s, self.hist, self.counts = self.last_s, new_histogram(), Counter()
         return r
 
@@ -81,8 +82,7 @@ class LiveJudge:
         self.tracked = []
         for o in objectives:
             if o.window_s is not None or o.abort:
-                start, end = phases.span(o.scope) if not o.scope.startswith(
-                    ("tenant:", "scenario:")) else phases.span("all")
+                start, end = phases.span(Scope(o.scope))
                 self.tracked.append(_Tracked(o, start, end, scope_start_s=start))
         self.breach: tuple[SLOResult, float] | None = None
         self._scope_cache: dict[tuple[str, str, str, str], bool] = {}
@@ -118,23 +118,23 @@ class LiveJudge:
                     # Judged at the stricter level before the window closes.
                     strict_r = t.judge(self.strict, ABORT_LEVEL) if o.abort else None
                     r = t.close_window(self.strict)
-                    clear = strict_r is not None and strict_r.verdict == FAIL \
+                    clear = strict_r is not None and strict_r.verdict == Verdict.FAIL \
                         and not strict_r.marginal
                     if o.abort and self._window_breach(t, clear):
                         self._breach(r, interval.end_s, t)
             elif o.abort and interval.end_s >= t.scope_start_s + o.abort_after_s:
                 r = t.judge(self.strict, ABORT_LEVEL)
-                if r.verdict == FAIL and not r.marginal:
+                if r.verdict == Verdict.FAIL and not r.marginal:
                     self._breach(r, interval.end_s, t)
 
     def _window_breach(self, t: _Tracked, clear: bool) -> bool:
         o = t.objective
         if not clear or t.last_s < t.scope_start_s + o.abort_after_s:
             return False
-        failed = sum(w["verdict"] == FAIL for w in t.windows)
+        failed = sum(w.verdict == Verdict.FAIL for w in t.windows)
         if o.window_share is None:
             return True
-        expected = math.ceil((t.end_s - t.windows[0]["start_s"]) / o.window_s - 1e-9)
+        expected = math.ceil((t.end_s - t.windows[0].start_s) / o.window_s - 1e-9)
         return failed > (1.0 - o.window_share) * expected  # the share is out of reach
 
     def _breach(self, r: SLOResult, at_s: float, t: _Tracked) -> None:
@@ -157,38 +157,46 @@ class LiveJudge:
             reason = (f"aborted the run at {at_s:.1f}s: a clear breach (the 99.9% interval "
                       f"excludes the threshold)")
             prior = out.get(r.name)
-            out[r.name] = replace(prior or r, verdict=FAIL,
-                                  reason=f"{reason}; {(prior or r).reason}".rstrip("; "))
+            out[r.name] = (prior or r).model_copy(update={
+                "verdict": Verdict.FAIL,
+                "reason": f"{reason}; {(prior or r).reason}".rstrip("; ")})
         return out
 
 
-def windowed_result(o: Objective, windows: list[dict]) -> SLOResult:
+def windowed_result(o: Objective, windows: list[Window]) -> SLOResult:
     """One verdict from per-window verdicts: every window (or the share
     asked for) must pass; windows with too few samples are not counted."""
-    judged = [w for w in windows if w["verdict"] in (PASS, FAIL)]
-    passed = sum(w["verdict"] == PASS for w in judged)
-    summary = {"window_s": o.window_s, "share_required": o.window_share,
-               "total": len(windows), "judged": len(judged), "passed": passed,
-               "series": windows}
-    base = dict(name=o.name, text=o.text, metric=o.metric, scope=o.scope, op=o.op,
-                threshold=o.threshold, unit=o.unit, windows=summary, abort=o.abort)
+    judged = [w for w in windows if w.verdict != Verdict.INCONCLUSIVE]
+    passed = sum(w.verdict == Verdict.PASS for w in judged)
+    assert o.window_s is not None
+
+    def result(observed: float | None, samples: int, verdict: Verdict, reason: str,
+               worst: Window | None = None) -> SLOResult:
+        summary = Windows(window_s=o.window_s, share_required=o.window_share,
+                          total=len(windows), judged=len(judged), passed=passed,
+                          worst_start_s=worst.start_s if worst else None, series=windows)
+        return SLOResult(name=o.name, text=o.text, metric=o.metric, scope=Scope(o.scope),
+                         op=o.op, threshold=o.threshold, unit=o.unit, observed=observed,
+                         samples=samples, verdict=verdict, reason=reason,
+                         ci_low=worst.ci_low if worst else None,
+                         ci_high=worst.ci_high if worst else None,
+                         windows=summary, abort=o.abort)
+
     if not judged:
         why = (f"none of {len(windows)} windows had enough samples"
                if windows else "no window was measured")
-        return SLOResult(observed=None, samples=0, verdict=INCONCLUSIVE, reason=why, **base)
+        return result(None, 0, Verdict.INCONCLUSIVE, why)
     # The worst window: a failing one without a value (failures beyond the
     # tail) first, else the highest for an upper bound, lowest for a lower one.
-    valued = [w for w in judged if w["observed"] is not None]
-    unvalued = [w for w in judged if w["observed"] is None and w["verdict"] == FAIL]
-    worst = unvalued[0] if unvalued else (max if o.op.startswith("<") else min)(
-        valued, key=lambda w: w["observed"]) if valued else judged[0]
-    summary["worst_start_s"] = worst["start_s"]
+    valued = [w for w in judged if w.observed is not None]
+    unvalued = [w for w in judged if w.observed is None and w.verdict == Verdict.FAIL]
+    pick = max if o.op.startswith("<") else min
+    worst = unvalued[0] if unvalued else pick(valued, key=lambda w: w.observed or 0.0) \
+        if valued else judged[0]
     need = len(judged) if o.window_share is None else math.ceil(o.window_share * len(judged) - 1e-9)
-    verdict = PASS if passed >= need else FAIL
     skipped = len(windows) - len(judged)
     reason = f"{passed} of {len(judged)} windows passed"
     reason += f" ({skipped} had too few samples)" if skipped else ""
-    reason += f"; worst at {worst['start_s']:.0f}s"
-    return SLOResult(observed=worst["observed"], samples=sum(w["samples"] for w in judged),
-                     verdict=verdict, reason=reason, ci_low=worst["ci_low"],
-                     ci_high=worst["ci_high"], **base)
+    reason += f"; worst at {worst.start_s:.0f}s"
+    return result(worst.observed, sum(w.samples for w in judged),
+                  Verdict.PASS if passed >= need else Verdict.FAIL, reason, worst)

@@ -23,14 +23,14 @@ import contextlib
 import os
 from array import array
 from collections.abc import Iterator, Mapping
-from urllib.parse import urlsplit
 
-from loadkit.errors import InputError
-from loadkit.telemetry.agent import AgentSource
+from loadkit import envrefs
+from loadkit.telemetry.agent_client import AgentSource
 from loadkit.telemetry.nvml import NvmlSource
 from loadkit.telemetry.prometheus import PrometheusSource
-from loadkit.telemetry.spec import ENV_REF, TelemetrySpec
+from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.telemetry.store import Poller, Source
+from loadkit.urls import authority
 
 
 class Session:
@@ -48,7 +48,8 @@ class Session:
         targets = list(spec.prometheus)
         several = len(targets) + bool(sim_url) > 1
         for t in targets:
-            prefix = f"{t.name}." if t.name else (f"{urlsplit(t.url).netloc}." if several else "")
+            # Series names reach run.json: the host prefix never carries `user:password@`.
+            prefix = f"{t.name}." if t.name else (f"{authority(t.url)}." if several else "")
             self.sources.append(PrometheusSource(
                 t.url, t.metrics, prefix, t.interval or max(1.0, spec.interval)))
         if sim_url and spec.scrape_simulator and not any(t.url == sim_url for t in targets):
@@ -111,8 +112,4 @@ def resolve_token(spec: TelemetrySpec, env: Mapping[str, str]) -> str | None:
     """`${VAR}` in the agent token, from the environment, in memory only."""
     if spec.agent_token is None:
         return None
-    missing = sorted(v for v in spec.env_refs() if v not in env)
-    if missing:
-        raise InputError(f"telemetry.agent_token: environment variable ${{{missing[0]}}} "
-                         "is not set")
-    return ENV_REF.sub(lambda m: env[m.group(1)], spec.agent_token)
+    return envrefs.resolve(spec.agent_token, env, "telemetry.agent_token")

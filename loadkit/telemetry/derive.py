@@ -27,6 +27,9 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
+from loadkit.record.recorder import Recorder
+from loadkit.result.model import Figures, PhaseInfo, Scope, Telemetry
+
 MAX_POINTS = 2000  # per series in run.json; longer ones keep min/max envelopes
 
 SLO_KEYS = ("gpu.util.mean", "gpu.util.max", "gpu.mem_util.mean", "gpu.mem_util.max",
@@ -70,8 +73,8 @@ class Points:
         return list(zip(self.t, self.v))
 
 
-def telemetry_section(data: dict | None, phases: list[dict], recorder,
-                      stopped_early: bool = False) -> dict:
+def telemetry_section(data: dict | None, phases: list[PhaseInfo], recorder: Recorder,
+                      stopped_early: bool = False) -> Telemetry:
     """run.json's "telemetry" from the collector's data and the recorder's counts."""
     completed: dict[str, int] = defaultdict(int)
     tokens: dict[str, int] = defaultdict(int)
@@ -79,16 +82,16 @@ def telemetry_section(data: dict | None, phases: list[dict], recorder,
         completed[phase] += n
     for (phase, _s, _t), n in recorder.output_tokens.items():
         tokens[phase] += n
-    intervals = [iv if isinstance(iv, dict) else vars(iv) for iv in recorder.intervals]
+    intervals = [vars(iv) for iv in recorder.intervals]
     # A run stopped early (abort, Ctrl-C) is costed over the time it ran.
     ended_s = intervals[-1]["end_s"] if intervals and stopped_early else None
     return section(data, phases, intervals, dict(completed), dict(tokens), ended_s)
 
 
-def section(data: dict | None, phases: list[dict], intervals: list[dict],
+def section(data: dict | None, phases: list[PhaseInfo], intervals: list[dict],
             completed: dict[str, int], tokens: dict[str, int],
-            ended_s: float | None = None) -> dict:
-    """The section from plain data (see the module doc and the README)."""
+            ended_s: float | None = None) -> Telemetry:
+    """The section from the collector's plain data (see the module doc)."""
     data = data or {"sources": [], "series": {}, "gpus": [], "interval_s": None,
                     "reason": "telemetry was not collected"}
     series = {k: {**s, "points": Points(zip(s["t"], s["v"]) if "t" in s else
@@ -99,7 +102,7 @@ def section(data: dict | None, phases: list[dict], intervals: list[dict],
     n_gpus = declared or len({g for per in view.values() for g in per}) or None
     gauges = _gauges(series)
 
-    def block(windows: Windows, requests: int, out_tokens: int, seconds: float) -> dict:
+    def block(windows: Windows, requests: int, out_tokens: int, seconds: float) -> Figures:
         out = _gpu_stats(view, windows)
         energy, how = _energy(view, windows)
         if energy is not None:
@@ -125,13 +128,13 @@ def section(data: dict | None, phases: list[dict], intervals: list[dict],
 
     per_phase, measured = {}, []
     for p in phases:
-        a, b = p["start_s"], p["start_s"] + p["duration_s"]
+        a, b = p.start_s, p.start_s + p.duration_s
         if ended_s is not None:
             b = max(a, min(b, ended_s))
-        per_phase[p["name"]] = block([(a, b)], completed.get(p["name"], 0),
-                                     tokens.get(p["name"], 0), b - a)
-        if not p["warmup"]:
-            measured.append((p["name"], (a, b)))
+        per_phase[p.name] = block([(a, b)], completed.get(p.name, 0), tokens.get(p.name, 0),
+                                  b - a)
+        if not p.warmup:
+            measured.append((p.name, (a, b)))
     overall = block([w for _p, w in measured],
                     sum(completed.get(p, 0) for p, _w in measured),
                     sum(tokens.get(p, 0) for p, _w in measured),
@@ -159,7 +162,7 @@ def section(data: dict | None, phases: list[dict], intervals: list[dict],
     reasons = [f"{s['kind']} {s['target']}: {s['reason']}" for s in sources
                if s["status"] != "ok" and s.get("reason")]
     available = hardware and any(view.values())
-    out = {
+    return Telemetry.model_validate({
         "available": bool(available),
         "reason": "" if available else ("; ".join(reasons) or data.get("reason")
                                         or "no GPU readings from any source"),
@@ -170,21 +173,17 @@ def section(data: dict | None, phases: list[dict], intervals: list[dict],
                        "labels": s["labels"], "points": decimate(s["points"].pairs())}
                    for k, s in sorted(series.items())},
         "per_interval": rows, "phases": per_phase, "all": overall,
-    }
-    return out
+    })
 
 
-def slo_values(telemetry_section: dict, scope: str) -> dict[str, float]:
+def slo_values(telemetry: Telemetry | None, scope: Scope) -> dict[str, float]:
     """Telemetry figures an SLO can name, for scope `all` or `phase:<name>`.
 
     Keys: SLO_KEYS and `prom.<metric>.mean` / `.max`; keys without data are
     absent. Other scopes (tenants, scenarios) have no GPU of their own: {}."""
-    if scope == "all":
-        block = telemetry_section.get("all") or {}
-    elif scope.startswith("phase:"):
-        block = (telemetry_section.get("phases") or {}).get(scope[len("phase:"):]) or {}
-    else:
+    if telemetry is None or scope.kind not in ("all", "phase"):
         return {}
+    block = telemetry.all if scope.kind == "all" else telemetry.phases.get(scope.name, {})
     return {k: float(v) for k, v in block.items()
             if (k in SLO_KEYS or (k.startswith("prom.") and k.endswith((".mean", ".max"))))
             and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
@@ -294,14 +293,14 @@ def _r(v: float, digits: int = 3) -> float:
     return round(float(v), digits)
 
 
-def describe(section: dict) -> list[str]:
+def describe(telemetry: Telemetry) -> list[str]:
     """Plain lines about the section, for the text reports."""
     lines = []
-    if not section.get("available"):
-        lines.append(f"GPU telemetry unavailable: {section.get('reason') or 'no readings'}")
-    if section.get("simulated"):
+    if not telemetry.available:
+        lines.append(f"GPU telemetry unavailable: {telemetry.reason or 'no readings'}")
+    if telemetry.simulated:
         lines.append("GPU figures are the simulator's (loadkit_sim_gpu_*), not hardware readings")
-    a = section.get("all") or {}
+    a = telemetry.all
     figures: Iterable[tuple[str, str]] = (
         ("gpu.util.mean", "GPU utilisation mean %"), ("gpu.util.max", "max %"),
         ("gpu.power.mean", "power mean W"), ("energy_per_request", "energy per request J"),

@@ -19,11 +19,11 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import time
-from urllib.parse import urlsplit
 
 import httpx
 
 from loadkit.telemetry.store import Source
+from loadkit.urls import without_credentials
 
 # What is kept when a target names no `metrics`: what helps read a load test.
 KNOWN = (
@@ -148,7 +148,7 @@ class PrometheusSource(Source):
 
     def __init__(self, url: str, metrics: list[str] | None, prefix: str, interval: float,
                  timeout: float = 2.0) -> None:
-        super().__init__(public_url(url), interval)
+        super().__init__(without_credentials(url), interval)
         self.url = url
         self.prefix = prefix
         self.wanted = selector(metrics)
@@ -242,13 +242,3 @@ def _key(name: str, labels: dict[str, str]) -> str:
     if not labels:
         return name
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-
-
-def public_url(url: str) -> str:
-    """The URL without credentials or query, for run.json."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return f"{parts.scheme}://{netloc}{parts.path}"

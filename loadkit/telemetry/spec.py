@@ -11,6 +11,7 @@
       gpus: 8                    # GPUs the price applies to (default: those sampled)
 
 Nothing here does I/O; `${VAR}` references are resolved by the collector.
+JSON dumps (run.json) show URLs without credentials and a literal token as `***`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Literal
 
 from pydantic import Field, field_serializer, field_validator
 
+from loadkit import envrefs
+from loadkit.urls import without_credentials
 from loadkit.workload.units import Seconds, Strict
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL = re.compile(r"^https?://[^/\s]+")
 
 
@@ -30,11 +32,6 @@ def _check_url(v: str) -> str:
     if not _URL.match(v):
         raise ValueError("must be an http:// or https:// URL such as http://127.0.0.1:9400")
     return v.rstrip("/")
-
-
-def _no_userinfo(url: str) -> str:
-    """For outputs: `http://user:pass@host` loses its credentials."""
-    return re.sub(r"^(https?://)[^/@\s]*@", r"\1", url)
 
 
 class PrometheusTarget(Strict):
@@ -50,9 +47,11 @@ class PrometheusTarget(Strict):
     def _url(cls, v: str) -> str:
         return _check_url(v)
 
-    @field_serializer("url")
+    # JSON dumps are outputs; a Python dump is the loader's round trip after
+    # --duration/--time-scale and must keep what the requests send.
+    @field_serializer("url", when_used="json")
     def _public_url(self, v: str) -> str:
-        return _no_userinfo(v)
+        return without_credentials(v)
 
 
 class TelemetrySpec(Strict):
@@ -73,15 +72,15 @@ class TelemetrySpec(Strict):
     def _agent_url(cls, v: str | None) -> str | None:
         return None if v is None else _check_url(v)
 
-    @field_serializer("agent")
+    @field_serializer("agent", when_used="json")
     def _public_agent(self, v: str | None) -> str | None:
-        return None if v is None else _no_userinfo(v)
+        return None if v is None else without_credentials(v)
 
-    @field_serializer("agent_token")
+    @field_serializer("agent_token", when_used="json")
     def _masked_token(self, v: str | None) -> str | None:
         """Outputs keep a `${VAR}` reference as written, never a literal token."""
-        return v if v is None or ENV_REF.fullmatch(v) else "***"
+        return v if v is None or envrefs.is_reference(v) else "***"
 
     def env_refs(self) -> set[str]:
         """Names of the `${ENV_VAR}`s the token needs."""
-        return set(ENV_REF.findall(self.agent_token or ""))
+        return envrefs.names(self.agent_token)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from loadkit import envrefs
 from loadkit.arrivals.trace import TraceError, TraceRow, load_trace
 from loadkit.errors import InputError, WorkloadError
 from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
@@ -67,10 +68,9 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
                                  str(slo_path))
     workload = _rescale(workload, overrides, str(path))
     env = os.environ if env is None else env
-    missing = sorted(v for v in workload.env_refs() if v not in env)
+    missing = envrefs.missing(workload.env_refs(), env)
     if missing:
-        raise WorkloadError(str(path), [(None, "headers", f"environment variable ${{{v}}} is "
-                                         "not set") for v in missing])
+        raise WorkloadError(str(path), [(None, "headers", envrefs.not_set(v)) for v in missing])
     base = Path(path).parent
     return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
                           traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base))

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, Field, PlainValidator, ValidationError, field_validator,
                       model_validator)
 
+from loadkit import envrefs
 from loadkit.sim.config import SimConfig
 from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.workload.arrival_specs import ArrivalSpec
@@ -21,7 +22,6 @@ from loadkit.workload.slo_spec import END_OF_RUN_METRICS, Condition, Objective, 
 from loadkit.workload.units import Bytes, Seconds, Strict
 
 NAME = r"^[A-Za-z0-9_-]+$"  # names become parts of series keys and .hlog tags
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _objective_text(text: str) -> str:
@@ -285,7 +285,7 @@ class Workload(Strict):
         texts += [t.api_key for t in self.tenants if t.api_key]
         if self.telemetry is not None and self.telemetry.agent_token:
             texts.append(self.telemetry.agent_token)
-        return {name for text in texts for name in ENV_REF.findall(text)}
+        return {name for text in texts for name in envrefs.names(text)}
 
 
 def _unique(what: str, names: list[str]) -> None:

@@ -22,7 +22,9 @@ A goodput condition (one per-request rule, all must hold for a request to be
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -44,6 +46,10 @@ END_OF_RUN_METRICS = ("isolation_ratio", *GAUGE_METRICS)  # known only when the 
 METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",)
 # Per-request metrics a goodput condition can test (every request has one value).
 REQUEST_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "tpot", "max_stall")
+
+# OP of the grammar: how an objective or a goodput condition is judged (observed OP limit).
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
 _GAUGE_UNITS = {"%": {"%": 0.01}, "W": {"W": 1.0, "kW": 1000.0}, "C": {"C": 1.0, "°C": 1.0},

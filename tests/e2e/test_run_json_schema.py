@@ -1,23 +1,24 @@
-"""docs/run-json.md documents every key a real run.json has (and no key it lacks)."""
+"""run.json: the model, its generated schema and the files real runs write agree."""
 
 from __future__ import annotations
 
-import re
+import json
 
-from conftest import ROOT
+import jsonschema
 
-DOC = (ROOT / "docs" / "run-json.md").read_text()
+from conftest import ROOT, cli
+from loadkit.result import RunResult
+from loadkit.result.schema import render
 
-
-def documented(section: str) -> set[str]:
-    body = DOC.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
-    keys = set()
-    for row in re.findall(r"^\| (.+?) \|", body, flags=re.M):
-        keys |= set(re.findall(r"`([a-z_]+)`", row))
-    return keys
+SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 
 
-def test_every_run_json_key_is_documented(run):
+def test_docs_schema_is_the_one_the_model_generates():
+    assert (ROOT / "docs" / "run.schema.json").read_text() == render(), \
+        "regenerate: python -m loadkit.result.schema > docs/run.schema.json"
+
+
+def test_a_real_run_validates_and_round_trips(run):
     result, out = run({
         "name": "doc", "duration": 2, "simulator": {"preset": "fast"},
         "arrival": {"rate": 20}, "goodput": ["ttft <= 1s"],
@@ -25,12 +26,27 @@ def test_every_run_json_key_is_documented(run):
                        "prompt_tokens": 20, "max_tokens": 4}],
         "slos": ["ttft p50 < 5s in every 1s window", "goodput >= 50%"],
     })
-    assert set(result) == documented("Top level")
-    for slo in result["slos"]:
-        assert set(slo) == documented("`slos[]`")
-    assert result["schema_version"] == 1
+    jsonschema.validate(result, SCHEMA)
+    text = (out / "run.json").read_text()
+    model = RunResult.from_json(text)
+    assert RunResult.from_json(model.to_json()) == model
+    assert model.to_json() == text  # what is saved is exactly the model's dump
+    windowed = next(s for s in model.slos if s.windows is not None)
+    assert windowed.windows.total == len(windowed.windows.series) >= 2
     # telemetry.csv: one row per interval, the simulator's GPU view joined in.
     lines = (out / "telemetry.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert header[:2] == ["start_s", "end_s"] and "gpu.util" in header
-    assert len(lines) - 1 == len(result["timeseries"])
+    assert len(lines) - 1 == len(model.timeseries)
+
+
+def test_a_run_json_from_the_previous_release_loads_and_rerenders(tmp_path):
+    """tests/data/run-v1-0.1.0.json was written by loadkit 0.1.0 before the model."""
+    saved = (ROOT / "tests" / "data" / "run-v1-0.1.0.json").read_text()
+    jsonschema.validate(json.loads(saved), SCHEMA)
+    assert json.loads(RunResult.from_json(saved).to_json()) == json.loads(saved)
+    (tmp_path / "run.json").write_text(saved)
+    done = cli("report", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "INCONCLUSIVE" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "report.html").stat().st_size > 10_000

@@ -80,8 +80,11 @@ def test_in_flight_cap_drops_instead_of_delaying(server, run, transport):
                                                            "timeouts": {"total": "1.5s"}})
     assert r["counts"]["dropped"] == 7  # 10 arrivals, 3 slots held by hung requests
     assert r["errors"]["by_kind"]["timeout"] == 3
-    # the others were sent on time, not held until a slot freed (>= 1.5 s later)
-    assert r["health"]["lateness_p99_ms"] < 1500 / 15  # far from the 1.5-s hold
+    # Nothing sent was held for a slot: held, the 4th arrival (due at 0.3 s)
+    # would go out when the 1st timed out (1.5 s), 1.2 s late by the schedule
+    # on any machine; half of that separates the two whatever this one's speed.
+    held_ms = (1.5 - 3 / 10) * 1000
+    assert r["health"]["lateness_p99_ms"] < held_ms / 2, r["health"]
 
 
 def test_tls_is_verified_unless_told_otherwise(tmp_path, run, transport):

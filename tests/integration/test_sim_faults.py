@@ -181,17 +181,21 @@ def test_version_b_is_slower_and_says_the_wrong_thing() -> None:
     answers = run_async(go())
     b = [r for r in answers if r[2]["X-Loadkit-Sim-Version"] == "b"]
     a = [r for r in answers if r[2]["X-Loadkit-Sim-Version"] == "a"]
-    print(f"version b: {len(b)} of 60; latency medians a "
-          f"{1000 * statistics.median(r[0] for r in a):.1f} ms, b "
-          f"{1000 * statistics.median(r[0] for r in b):.1f} ms")
+    median_a = statistics.median(r[0] for r in a)
+    median_b = statistics.median(r[0] for r in b)
+    print(f"version b: {len(b)} of 60; latency medians a {1000 * median_a:.1f} ms, "
+          f"b {1000 * median_b:.1f} ms")
     assert abs(len(b) - 30) <= 4 * math.sqrt(60 * 0.25), len(b)
     lorem = {"lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"}
     for r in b:
         assert set(r[3]["choices"][0]["message"]["content"].split()) <= lorem
-        assert 0.036 <= r[0] <= 0.036 + 0.01, r[0]  # (4 + 7 x 2) ms x 2
+        assert r[0] >= 0.036, r[0]  # (4 + 7 x 2) ms x 2, never early
     for r in a:
         assert not set(r[3]["choices"][0]["message"]["content"].split()) & lorem
-        assert 0.018 <= r[0] <= 0.018 + 0.01, r[0]
+        assert r[0] >= 0.018, r[0]
+    # B takes twice A's 18 ms.  Both versions ran mixed in the same batches, so
+    # what this machine adds to a request cancels in the difference.
+    assert abs((median_b - median_a) - 0.018) <= 0.006, (median_a, median_b)
 
 
 # -- replicas ---------------------------------------------------------------------------

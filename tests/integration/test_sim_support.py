@@ -1,9 +1,9 @@
 """Shared helpers for the simulator's tests (this module holds no tests).
 
 Servers run in-process on a real loopback socket with an ephemeral port, so
-a test reads the simulator's clock origin (``sim.origin``, loop time) and
-schedules its own requests on the same loop clock; everything it asserts is
-observed over HTTP.
+a test reads the simulator's clock origin (``sim.context.origin``, loop
+time) and schedules its own requests on the same loop clock; everything it
+asserts is observed over HTTP.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Live:
 
     def now(self) -> float:
         """Seconds since the simulator started (its fault schedules' clock)."""
-        return self.sim.loop.time() - self.sim.origin
+        ctx = self.sim.context
+        return ctx.loop.time() - ctx.origin
 
     async def at(self, t: float) -> None:
         """Sleep until ``t`` seconds after the simulator started."""
@@ -128,3 +129,8 @@ def gauge(metrics: dict[str, float], name: str) -> float:
     found = [v for k, v in metrics.items() if k == name or k.startswith(name + "{")]
     assert len(found) == 1, (name, found)
     return found[0]
+
+
+def histogram(metrics: dict[str, float], name: str) -> tuple[float, float]:
+    """(count, sum) of a single-series histogram family: the server's own clock."""
+    return gauge(metrics, name + "_count"), gauge(metrics, name + "_sum")

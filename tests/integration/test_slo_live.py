@@ -4,7 +4,6 @@ loopback servers whose latency the tests control."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
@@ -34,8 +33,11 @@ def test_one_bad_window_fails_every_window_but_not_most_windows(server, run):
     bad = [x for x in w["series"] if x["verdict"] == "fail"]
     assert len(bad) == 1 and bad[0]["start_s"] == pytest.approx(6, abs=1.5), bad
     assert every["observed"] >= 300  # the stalled window's p90 carries the stall
+    # ...and the five others are far from it: the stall, not this machine's
+    # loopback, is what fails the window (the 2-ms answers stay an order of
+    # magnitude below the stalled window on any machine that passes them).
     good = [x["observed"] for x in w["series"] if x["verdict"] == "pass"]
-    assert max(good) < 20
+    assert max(good) * 10 <= every["observed"], (good, every["observed"])
     # Every window's samples add up to the run's latency count.
     assert sum(x["samples"] for x in w["series"]) == result["series"]["latency"]["all"]["count"]
 
@@ -43,20 +45,26 @@ def test_one_bad_window_fails_every_window_but_not_most_windows(server, run):
 def test_abort_on_breach_stops_the_run_and_exits_1(server, tmp_path):
     """A 60-s run whose server stalls 2 s at 3 s: the abort SLO stops it soon after
     (as soon as p99 has its 1,000 samples at 150 req/s)."""
+    duration, rate = 60, 150
     slos = [{"slo": "latency p99 < 100ms", "abort": True, "after": "2s"}, "error_rate < 1%"]
     with server("stall", "--stall-at", "3", "--stall", "2.0") as url:
         path = tmp_path / "abort.yaml"
-        path.write_text(yaml.safe_dump(stall_workload(url, 60, 150, slos)))
-        t0 = time.monotonic()
+        path.write_text(yaml.safe_dump(stall_workload(url, duration, rate, slos)))
         done = cli("run", str(path), "--out", str(tmp_path / "out"), "-q")
-        wall = time.monotonic() - t0
     assert done.returncode == 1, done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     result = json.loads((tmp_path / "out" / "run.json").read_text())
     assert result["aborted"] is not None and result["verdict"] == "fail"
     # The stall ends at ~5 s; p99 is judged from 1,000 samples (~6.7 s) on.
-    assert 5.0 <= result["aborted"]["at_s"] <= 9.0, result["aborted"]
-    assert wall < 25, wall
+    at_s = result["aborted"]["at_s"]
+    assert 5.0 <= at_s <= 9.0, result["aborted"]
+    # It stopped there, by the run's own clock and schedule, not at its end: the
+    # last arrival sent was due within an interval (1 s) of the abort (a
+    # trusted run is at most 10 ms behind), and the run's clock stopped closer
+    # to the abort than to the end of its schedule.
+    sent = sum(result["counts"]["scheduled"].values())
+    assert rate * (at_s - 0.1) <= sent <= rate * (at_s + 1.0), (sent, at_s)
+    assert result["timeseries"][-1]["end_s"] < (at_s + duration) / 2, result["timeseries"][-1]
     assert result["trusted"], result["untrusted_reasons"]
     abort_slo = result["slos"][0]
     assert abort_slo["verdict"] == "fail" and "aborted the run" in abort_slo["reason"]

@@ -95,6 +95,20 @@ def test_constant_is_exact():
     assert t == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
+def test_constant_is_evenly_spaced():
+    t = times({"process": "constant", "rate": 100}, 2.0)
+    assert len(t) == 200 and t[1] - t[0] == pytest.approx(0.01)
+
+
+def test_poisson_rate_and_exponential_gaps():
+    t = times({"process": "poisson", "rate": 200}, 50.0, seed=4)
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    assert len(t) == pytest.approx(10_000, rel=0.04)  # 4 sigma is 4%
+    assert statistics.mean(gaps) == pytest.approx(1 / 200, rel=0.04)
+    # exponential: coefficient of variation 1 (constant would be 0)
+    assert statistics.stdev(gaps) / statistics.mean(gaps) == pytest.approx(1.0, abs=0.05)
+
+
 def test_token_distributions():
     rng = random.Random(3)
     ln = [sample_tokens(tokens({"dist": "lognormal", "median": 200, "sigma": 0.5}), rng)
@@ -126,6 +140,27 @@ def test_same_seed_same_schedule_bit_for_bit():
     in_b = [s for s in one if s.phase == 2]
     assert all(7.0 <= s.at < 12.0 for s in in_b)
     assert within_sampling_error(sum(s.tenant == 1 for s in in_b), 250)
+
+
+def two_scenarios(**kw) -> Workload:
+    """One tenant at Poisson 50/s for 100 s, scenarios a and b weighted 3:1."""
+    w = {"duration": 100, "arrival": {"process": "poisson", "rate": 50},
+         "scenarios": [{"name": "a", "kind": "http", "weight": 3},
+                       {"name": "b", "kind": "http", "weight": 1}]}
+    return Workload.model_validate({**w, **kw})
+
+
+def test_same_seed_same_schedule_other_seed_other_schedule():
+    one, two = list(schedule(two_scenarios(seed=1))), list(schedule(two_scenarios(seed=1)))
+    assert one == two and len(one) > 4000
+    assert list(schedule(two_scenarios(seed=2))) != one
+
+
+def test_scenario_mix_follows_weights_and_schedule_is_ordered():
+    slots = list(schedule(two_scenarios()))
+    assert all(a.at <= b.at for a, b in zip(slots, slots[1:]))
+    share_a = sum(s.scenario == 0 for s in slots) / len(slots)
+    assert share_a == pytest.approx(0.75, abs=0.02)
 
 
 def test_a_tenant_added_does_not_move_another():
@@ -220,33 +255,3 @@ def test_mean_rate_is_exact_for_long_phases():
     assert mean_rate(steps, 20) == pytest.approx((50 + 40 * 15) / 20)
     diurnal = spec({"process": "diurnal", "rates": [0, 20], "day": 100})
     assert mean_rate(diurnal, 1000) == pytest.approx(10.0)
-
-
-def test_slo_file_can_name_the_implicit_tenant_and_phases(tmp_path):
-    from loadkit.workload.loader import Overrides, load_workload
-    (tmp_path / "w.yaml").write_text("warmup: 1s\nduration: 2s\narrival: {rate: 5}\n"
-                                     "scenarios: [{name: c, kind: http}]\n")
-    (tmp_path / "s.yaml").write_text("tenants: {default: [error_rate < 1%]}\n"
-                                     "phases: {measure: [latency p50 < 1s]}\n")
-    w = load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "s.yaml"),))).workload
-    assert {(o.text, o.scope) for o in w.objectives()} == {
-        ("error_rate < 1%", "tenant:default"), ("latency p50 < 1s", "phase:measure")}
-    assert [p.name for p in w.phase_list] == ["warmup", "measure"]
-
-
-def test_isolation_ignores_the_victims_own_spikes():
-    from loadkit.record.histogram import new_histogram, record_us
-    from loadkit.slo.isolation import isolation
-
-    def h(ms):
-        out = new_histogram()
-        for _ in range(100):
-            record_us(out, ms * 1000)
-        return out
-    rates = {"a": {"q": 5, "a-up": 50, "b-up": 5}, "b": {"q": 5, "a-up": 5, "b-up": 50}}
-    lat = {("a", "q"): h(10), ("a", "a-up"): h(99), ("a", "b-up"): h(20),
-           ("b", "q"): h(10), ("b", "a-up"): h(30), ("b", "b-up"): h(99)}
-    iso = isolation(rates, lat)
-    assert iso["a"]["quiet_phases"] == ["q"] and iso["a"]["spike_phases"] == ["b-up"]
-    assert iso["a"]["ratio"] == pytest.approx(2.0, rel=0.01)
-    assert iso["b"]["ratio"] == pytest.approx(3.0, rel=0.01)

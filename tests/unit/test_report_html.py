@@ -16,7 +16,8 @@ from loadkit.cli import main
 from loadkit.report.compare_html import render_compare_html
 from loadkit.report.decimate import decimate, decimate_points
 from loadkit.report.html import render_html, verdict_text
-from test_report_long import synthetic_day
+from loadkit.result import parse_run
+from synthetic_run import synthetic_day
 
 PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>",
             '"><svg onload=alert(1)>']
@@ -65,12 +66,13 @@ def test_everything_from_a_server_is_escaped(small):
     r["target"] = bad
     r["slos"][0]["reason"] = bad
     r["telemetry"]["series"][f"vllm:num_requests_waiting{{model=\"{bad}\"}}"] = {
-        "unit": bad, "points": [[0, 1], [10, 3]]}
+        "unit": bad, "kind": "gauge", "metric": "vllm:num_requests_waiting",
+        "points": [[0, 1], [10, 3]]}
     r["telemetry"]["sources"].append({"kind": "prometheus", "target": bad, "status": "error",
                                       "reason": bad, "samples": 0})
-    r["telemetry"]["gpus"] = [bad]
+    r["telemetry"]["gpus"] = [{"index": 0, "name": bad}]
     r["workload"]["spec"] = {"headers": {"x": bad}}
-    html = render_html(r)
+    html = render_html(parse_run(r))
     assert not TAGS.search(html), TAGS.search(html)
     assert "could not be drawn" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6
@@ -87,7 +89,7 @@ def test_tenant_names_in_chart_labels_are_escaped(small):
     r["isolation"] = {"<b>a</b>": {"ratio": 1.5, "p99_spike_ms": 30.0, "p99_quiet_ms": 20.0,
                                    "samples_spike": 2000, "samples_quiet": 2000,
                                    "spike_phases": ["s"], "quiet_phases": ["q"]}}
-    html = render_html(r)
+    html = render_html(parse_run(r))
     assert 'id="chart-tenants"' in html and "could not be drawn" not in html
     assert "<b>" not in html and "&lt;b&gt;a&lt;/b&gt;" in html and "b&amp;c" in html
 
@@ -96,23 +98,23 @@ def test_tenant_names_in_chart_labels_are_escaped(small):
 
 
 def test_telemetry_available_unavailable_or_absent(small):
-    html = render_html(small)
+    html = render_html(parse_run(small))
     assert 'id="chart-latency-time"' in html
     assert "GPU util (%)" in html and "GPU power (W)" in html
     off = {**small, "telemetry": {"available": False, "sources": [
         {"kind": "nvml", "target": "local", "status": "error", "reason": "no NVIDIA driver",
          "samples": 0}]}}
-    html = render_html(off)
+    html = render_html(parse_run(off))
     assert "telemetry unavailable: nvml local: no NVIDIA driver" in html
     assert "GPU util (%)" not in html
     gone = {k: v for k, v in small.items() if k != "telemetry"}
-    html = render_html(gone)
+    html = render_html(parse_run(gone))
     assert 'id="telemetry"' not in html and "GPU util (%)" not in html
 
 
 def test_rendering_is_deterministic_and_complete(small):
-    html = render_html(small)
-    assert html == render_html(json.loads(json.dumps(small)))
+    html = render_html(parse_run(small))
+    assert html == render_html(parse_run(json.loads(json.dumps(small))))
     for section in ("verdict", "slos", "spectrum", "over-time", "throughput", "tokens",
                     "errors", "health", "phases", "meta"):
         assert f'id="{section}"' in html, section
@@ -122,15 +124,17 @@ def test_rendering_is_deterministic_and_complete(small):
 
 def test_verdict_sentences(small):
     slo = small["slos"][0]
-    fail = {**small, "slos": [{**slo, "verdict": "fail"}, {**slo, "verdict": "inconclusive"}]}
+    fail = parse_run({**small, "slos": [{**slo, "verdict": "fail"},
+                                        {**slo, "verdict": "inconclusive"}]})
     assert verdict_text(fail) == ("1 of 2 SLOs failed: latency p99 < 1s (all). "
                                   "1 more could not be decided.")
-    undecided = {**small, "slos": [{**slo, "verdict": "inconclusive"}]}
+    undecided = parse_run({**small, "slos": [{**slo, "verdict": "inconclusive"}]})
     assert verdict_text(undecided).startswith("No SLO failed, but 1 of 1 could not be decided")
-    untrusted = {**small, "trusted": False, "untrusted_reasons": ["generator saturated"]}
+    untrusted = parse_run({**small, "trusted": False, "untrusted_reasons": ["generator saturated"]})
     assert verdict_text(untrusted).startswith("This run cannot be trusted, whatever its SLOs "
                                               "say: generator saturated.")
-    assert verdict_text({**small, "slos": []}) == "No SLOs were declared, so nothing could fail."
+    no_slos = parse_run({**small, "slos": []})
+    assert verdict_text(no_slos) == "No SLOs were declared, so nothing could fail."
 
 
 # -- compare --------------------------------------------------------------------------

@@ -116,6 +116,17 @@ def test_slo_file_mapping_form_scopes_and_goodput(tmp_path):
     assert [c.text for c in w.goodput_rule()] == ["ttft <= 200ms", "tpot <= 50ms"]
 
 
+def test_slo_file_can_name_the_implicit_tenant_and_phases(tmp_path):
+    (tmp_path / "w.yaml").write_text("warmup: 1s\nduration: 2s\narrival: {rate: 5}\n"
+                                     "scenarios: [{name: c, kind: http}]\n")
+    (tmp_path / "s.yaml").write_text("tenants: {default: [error_rate < 1%]}\n"
+                                     "phases: {measure: [latency p50 < 1s]}\n")
+    w = load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "s.yaml"),))).workload
+    assert {(o.text, o.scope) for o in w.objectives()} == {
+        ("error_rate < 1%", "tenant:default"), ("latency p50 < 1s", "phase:measure")}
+    assert [p.name for p in w.phase_list] == ["warmup", "measure"]
+
+
 def test_window_must_be_whole_intervals(tmp_path):
     (tmp_path / "w.yaml").write_text(WORKLOAD + "interval: 2s\nslos: "
                                      "['latency p99 < 1s in every 5s window']\n")

@@ -17,12 +17,12 @@ import pynvml
 import pytest
 
 from loadkit.errors import InputError, WorkloadError
-from loadkit.telemetry.collector import resolve_token, telemetry_session
+from loadkit.telemetry.collector import Session, resolve_token, telemetry_session
 from loadkit.telemetry.derive import gpu_view, section, slo_values
 from loadkit.telemetry.nvml import Nvml, NvmlSource
 from loadkit.telemetry.prometheus import PrometheusSource, parse, quantile, selector
 from loadkit.telemetry.spec import TelemetrySpec
-from loadkit.workload.loader import load_workload
+from loadkit.workload.loader import Overrides, load_workload
 
 MIB = 2**20
 
@@ -440,3 +440,21 @@ def test_outputs_never_hold_a_literal_token_or_url_credentials():
     dumped = json.dumps(spec.model_dump(mode="json"))
     assert "literal-secret" not in dumped and "pw@" not in dumped and "u:p@" not in dumped
     assert spec.agent_token == "literal-secret"  # in memory, for the requests
+    # Sources' targets and series prefixes reach run.json too (no source is opened here).
+    spec = TelemetrySpec(nvml=False, agent="http://user:pw@gpu-host:9400", prometheus=[
+        {"url": "http://u:p@h1:9100/metrics?key=k3y"}, {"url": "http://h2/metrics"}])
+    session = Session(spec, None, {})
+    shown = json.dumps([s.describe() for s in session.sources])
+    assert "pw" not in shown and "u:p" not in shown and "k3y" not in shown
+    assert [s.prefix for s in session.sources[1:]] == ["h1:9100.", "h2."]
+
+
+def test_rescaling_keeps_what_the_telemetry_requests_send(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text("duration: 10s\narrival: {process: constant, rate: 1}\n"
+                    "scenarios: [{name: c, kind: openai-chat}]\n"
+                    "telemetry:\n  agent: http://u:pw@gpu:9400\n  agent_token: literal-tok\n"
+                    "  prometheus: [{url: 'http://u:p@h/metrics?key=k3y'}]\n")
+    spec = load_workload(path, Overrides(duration=5)).workload.telemetry
+    assert (spec.agent, spec.agent_token, spec.prometheus[0].url) == (
+        "http://u:pw@gpu:9400", "literal-tok", "http://u:p@h/metrics?key=k3y")

@@ -157,3 +157,22 @@ def test_units():
 def test_hostile_values_are_bad_input(tmp_path, text, fragment):
     _, message = problems(tmp_path, text)
     assert fragment in message, message
+
+
+def test_env_references_are_checked_at_load_and_resolved_in_memory(tmp_path):
+    from loadkit import envrefs
+    from loadkit.errors import InputError
+
+    text = BASE.replace("    arrival: {process: constant, rate: 5}\n",
+                        "    arrival: {process: constant, rate: 5}\n    api_key: ${B_KEY}\n"
+                        "    headers: {X-Org: '${A_ORG}-${B_KEY}'}\n", 1)
+    with pytest.raises(WorkloadError) as info:
+        load(tmp_path, text, env={})
+    assert [p[2] for p in info.value.problems] == [
+        "environment variable ${A_ORG} is not set", "environment variable ${B_KEY} is not set"]
+    w = load(tmp_path, text, env={"A_ORG": "acme", "B_KEY": "k"}).workload
+    assert w.env_refs() == {"A_ORG", "B_KEY"} and w.tenants[0].api_key == "${B_KEY}"
+    assert envrefs.resolve("${A_ORG}-${B_KEY}", {"A_ORG": "acme", "B_KEY": "k"}, "h") == "acme-k"
+    with pytest.raises(InputError, match=r"^h: environment variable \$\{A_ORG\} is not set$"):
+        envrefs.resolve("${B_KEY}${A_ORG}", {"B_KEY": "k"}, "h")
+    assert envrefs.is_reference("${B_KEY}") and not envrefs.is_reference("x${B_KEY}")

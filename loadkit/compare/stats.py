@@ -1,4 +1,4 @@
-"""Baseline comparison: is the candidate run slower than the base, for real?
+"""Baseline comparison's statistics: is the candidate slower than the base, for real?
 
 Per series (metric × scope) and statistic (p50, p90, p99):
 
@@ -16,18 +16,23 @@ Per series (metric × scope) and statistic (p50, p90, p99):
   does not decide.
 
 Error rates are compared as two proportions (z-test) against a tolerance in
-percentage points. Pure functions over two run.json documents.
+percentage points. Pure functions over histograms and RunResult models.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
 
+from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
+from loadkit.compare.model import Decision, Row
+from loadkit.errors import InputError
 from loadkit.record.histogram import decode, merged
+from loadkit.result.model import ALL, RunResult, Scope
 from loadkit.slo.confidence import percentile_interval
 from loadkit.slo.evaluate import samples_needed
 from loadkit.slo.scopes import Phases
@@ -37,29 +42,13 @@ DEFAULT_STATS = ("p50", "p90", "p99")
 DEFAULT_TOLERANCE_PCT = 10.0
 DEFAULT_ERROR_TOLERANCE_PP = 0.5  # percentage points
 ALPHA = 0.05
-REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no_change"
-INCONCLUSIVE, INSUFFICIENT = "inconclusive", "insufficient_samples"
+
+Series = tuple[str, Scope]  # (metric, scope)
+_DAMAGED = (ValueError, zlib.error, HdrCookieException, HdrLengthException,
+            HdrHistogramSettingsException)
 
 
-@dataclass(frozen=True)
-class Row:
-    metric: str
-    scope: str
-    stat: str
-    base: float | None
-    cand: float | None
-    change_pct: float | None
-    ci_low_pct: float | None
-    ci_high_pct: float | None
-    p_value: float | None
-    tolerance_pct: float
-    decision: str
-    samples_base: int
-    samples_cand: int
-    unit: str = "ms"
-
-
-def parse_tolerances(items: list[str]) -> dict[str, float]:
+def parse_tolerances(items: Iterable[str]) -> dict[str, float]:
     """`p99=10%`, `ttft.p99=20%`, `error_rate=1%` -> {key: percent}."""
     out: dict[str, float] = {}
     for item in items:
@@ -76,24 +65,38 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
     return out
 
 
-def scoped(run: dict) -> dict[tuple[str, str], HdrHistogram]:
+def scoped(run: RunResult) -> dict[Series, HdrHistogram]:
     """The run's cumulative histograms merged per (metric, scope)."""
-    phases = Phases(run["phases"])
-    tags = [tag.split(".") for tag in run.get("histograms", {})]
+    phases = Phases(run.phases)
+    tags = [_parts(run, tag) for tag in run.histograms]
     # A tenant or scenario that is the only one is the same series as `all`.
     several = {kind: len({t[i] for t in tags}) > 1 for kind, i in (("scenario", 2),
                                                                    ("tenant", 3))}
-    parts: dict[tuple[str, str], list[HdrHistogram]] = defaultdict(list)
-    for tag, payload in run.get("histograms", {}).items():
-        metric, phase, scenario, tenant = tag.split(".")
+    parts: dict[Series, list[HdrHistogram]] = defaultdict(list)
+    for (metric, phase, scenario, tenant), payload in zip(tags, run.histograms.values()):
         if metric not in COMPARED_METRICS:
             continue
-        h = decode(payload)
+        h = _decode(run, ".".join((metric, phase, scenario, tenant)), payload)
         for scope in phases.scopes(phase, scenario, tenant):
-            kind = scope.partition(":")[0]
-            if kind == "all" or several.get(kind):
+            if scope.kind == "all" or several.get(scope.kind):
                 parts[(metric, scope)].append(h)
     return {k: merged(hs) for k, hs in parts.items()}
+
+
+def _parts(run: RunResult, tag: str) -> tuple[str, str, str, str]:
+    parts = tag.split(".")
+    if len(parts) != 4 or not all(parts):
+        raise InputError(f"run {run.run_id}: histograms: {tag!r} is not "
+                         "metric.phase.scenario.tenant")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _decode(run: RunResult, tag: str, payload: str) -> HdrHistogram:
+    try:
+        return decode(payload)
+    except _DAMAGED as exc:
+        raise InputError(f"run {run.run_id}: histograms.{tag} is not an encoded HDR "
+                         f"histogram ({type(exc).__name__}: {exc})") from None
 
 
 def mann_whitney(a: HdrHistogram, b: HdrHistogram) -> tuple[float, float]:
@@ -121,7 +124,7 @@ def mann_whitney(a: HdrHistogram, b: HdrHistogram) -> tuple[float, float]:
 
 
 def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogram,
-                   stats: tuple[str, ...], tolerances: dict[str, float]) -> list[Row]:
+                   stats: tuple[str, ...], tolerances: Mapping[str, float]) -> list[Row]:
     _z, p = mann_whitney(base, cand)
     rows = []
     for stat in stats:
@@ -129,8 +132,8 @@ def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogr
         tol = tolerances.get(f"{metric}.{stat}", tolerances.get(stat, DEFAULT_TOLERANCE_PCT))
         nb, nc = base.get_total_count(), cand.get_total_count()
         if min(nb, nc) < samples_needed(q):
-            rows.append(Row(metric, scope, stat, None, None, None, None, None, p, tol,
-                            INSUFFICIENT, nb, nc))
+            rows.append(_row(metric, scope, stat, None, None, None, None, None, p, tol,
+                             Decision.INSUFFICIENT_SAMPLES, nb, nc))
             continue
         b = base.get_value_at_percentile(q * 100.0) / 1000.0
         c = cand.get_value_at_percentile(q * 100.0) / 1000.0
@@ -140,9 +143,18 @@ def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogr
         change = _pct(c, b)
         low = _pct(c_low, b_high) if b_high is not None else None
         high = _pct(c_high, b_low) if c_high is not None and b_low > 0 else None
-        rows.append(Row(metric, scope, stat, b, c, change, low, high, p, tol,
-                        _decide(low, high, change, tol), nb, nc))
+        rows.append(_row(metric, scope, stat, b, c, change, low, high, p, tol,
+                         _decide(low, high, change, tol), nb, nc))
     return rows
+
+
+def _row(metric: str, scope: str, stat: str, base: float | None, cand: float | None,
+         change: float | None, low: float | None, high: float | None, p: float | None,
+         tol: float, decision: Decision, nb: int, nc: int, unit: str = "ms") -> Row:
+    return Row(metric=metric, scope=Scope(scope), stat=stat, base=base, cand=cand,
+               change_pct=change, ci_low_pct=low, ci_high_pct=high, p_value=p,
+               tolerance_pct=tol, decision=decision, samples_base=nb, samples_cand=nc,
+               unit=unit)
 
 
 def _pct(new: float, old: float) -> float | None:
@@ -150,23 +162,24 @@ def _pct(new: float, old: float) -> float | None:
 
 
 def _decide(low: float | None, high: float | None, change: float | None,
-            tol: float) -> str:
+            tol: float) -> Decision:
     """On the percentile's own interval: a tail can regress while the bulk
     improves, which a rank test over the whole distribution would miss."""
     if low is not None and low > tol:
-        return REGRESSION
+        return Decision.REGRESSION
     if high is not None and high < -tol:
-        return IMPROVEMENT
+        return Decision.IMPROVEMENT
     if low is not None and low > 0 and change is not None and change > tol:
-        return INCONCLUSIVE  # surely slower, maybe beyond tolerance: cannot tell
-    return NO_CHANGE
+        return Decision.INCONCLUSIVE  # surely slower, maybe beyond tolerance: cannot tell
+    return Decision.NO_CHANGE
 
 
-def compare_errors(base: dict, cand: dict, tol_pp: float) -> Row:
-    nb = base["counts"]["completed"] + base["counts"]["errors"] + base["counts"]["dropped"]
-    nc = cand["counts"]["completed"] + cand["counts"]["errors"] + cand["counts"]["dropped"]
-    eb = (base["counts"]["errors"] + base["counts"]["dropped"]) / nb if nb else 0.0
-    ec = (cand["counts"]["errors"] + cand["counts"]["dropped"]) / nc if nc else 0.0
+def compare_errors(base: RunResult, cand: RunResult, tol_pp: float) -> Row:
+    b, c = base.counts, cand.counts
+    nb = b.completed + b.errors + b.dropped
+    nc = c.completed + c.errors + c.dropped
+    eb = (b.errors + b.dropped) / nb if nb else 0.0
+    ec = (c.errors + c.dropped) / nc if nc else 0.0
     pooled = (eb * nb + ec * nc) / (nb + nc) if nb + nc else 0.0
     se = math.sqrt(pooled * (1 - pooled) * (1 / max(nb, 1) + 1 / max(nc, 1)))
     z = (ec - eb) / se if se > 0 else 0.0
@@ -174,49 +187,18 @@ def compare_errors(base: dict, cand: dict, tol_pp: float) -> Row:
     diff_pp = (ec - eb) * 100.0
     se_pp = math.sqrt(eb * (1 - eb) / max(nb, 1) + ec * (1 - ec) / max(nc, 1)) * 100.0
     low, high = diff_pp - 1.96 * se_pp, diff_pp + 1.96 * se_pp
-    decision = (REGRESSION if p < ALPHA and low > tol_pp else
-                IMPROVEMENT if p < ALPHA and high < -tol_pp else NO_CHANGE)
-    return Row("error_rate", "all", "rate", eb, ec, round(diff_pp, 4), round(low, 4),
-               round(high, 4), p, tol_pp, decision, nb, nc, unit="%")
+    decision = (Decision.REGRESSION if p < ALPHA and low > tol_pp else
+                Decision.IMPROVEMENT if p < ALPHA and high < -tol_pp else Decision.NO_CHANGE)
+    return _row("error_rate", ALL, "rate", eb, ec, round(diff_pp, 4), round(low, 4),
+                round(high, 4), p, tol_pp, decision, nb, nc, unit="%")
 
 
-def compare_runs(base: dict, cand: dict, tolerances: dict[str, float] | None = None,
-                 stats: tuple[str, ...] = DEFAULT_STATS) -> dict:
-    """The comparison document (compare.json)."""
-    tolerances = tolerances or {}
-    hb, hc = scoped(base), scoped(cand)
-    rows: list[Row] = []
-    for key in sorted(hb.keys() & hc.keys(), key=lambda k: (COMPARED_METRICS.index(k[0]), k[1])):
-        rows += compare_series(*key, hb[key], hc[key], stats, tolerances)
-    rows.append(compare_errors(base, cand, tolerances.get("error_rate",
-                                                          DEFAULT_ERROR_TOLERANCE_PP)))
+def verdict(rows: list[Row]) -> Decision:
+    """A regression anywhere; else inconclusive if any row is, or no latency
+    series had the samples to decide; else an improvement anywhere."""
     decisions = {r.decision for r in rows}
-    decided = any(r.decision != INSUFFICIENT for r in rows if r.metric != "error_rate")
-    verdict = (REGRESSION if REGRESSION in decisions else
-               INCONCLUSIVE if INCONCLUSIVE in decisions or not decided else
-               IMPROVEMENT if IMPROVEMENT in decisions else NO_CHANGE)
-    warnings = [f"{name} run is untrusted: {'; '.join(run['untrusted_reasons'])}"
-                for name, run in (("base", base), ("candidate", cand)) if not run["trusted"]]
-    if base["workload"].get("sha256") != cand["workload"].get("sha256"):
-        warnings.append("the two runs used different workload files")
-    only = sorted((hb.keys() ^ hc.keys()))
-    if only:
-        warnings.append("series in one run only (not compared): "
-                        + ", ".join(f"{m} [{s}]" for m, s in only))
-    return {
-        "schema_version": 1,
-        "kind": "comparison",
-        "verdict": verdict,
-        "alpha": ALPHA,
-        "trusted": base["trusted"] and cand["trusted"],
-        "warnings": warnings,
-        "base": _identity(base),
-        "cand": _identity(cand),
-        "rows": [asdict(r) for r in rows],
-    }
-
-
-def _identity(run: dict) -> dict:
-    return {"run_id": run.get("run_id"), "workload": run["workload"]["name"],
-            "started_at": run.get("started_at"), "target": run.get("target"),
-            "verdict": run.get("verdict")}
+    decided = any(r.decision != Decision.INSUFFICIENT_SAMPLES
+                  for r in rows if r.metric != "error_rate")
+    return (Decision.REGRESSION if Decision.REGRESSION in decisions else
+            Decision.INCONCLUSIVE if Decision.INCONCLUSIVE in decisions or not decided else
+            Decision.IMPROVEMENT if Decision.IMPROVEMENT in decisions else Decision.NO_CHANGE)

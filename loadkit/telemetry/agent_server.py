@@ -1,4 +1,4 @@
-"""The telemetry agent: NVML samples of a remote GPU host, served over HTTP.
+"""The telemetry agent's server: NVML samples of a GPU host, served over HTTP.
 
 ``loadkit agent`` runs beside the inference server; a workload points at it
 with ``telemetry: {agent: URL}``. Endpoints (all behind the token when one
@@ -14,9 +14,7 @@ It binds to loopback unless a token is set (a GPU host's numbers are not for
 everyone, and a sampler is no web server to expose bare). The stdlib's
 threading HTTP server is plenty for a few polls a second.
 
-:class:`AgentSource` is the run's side: it polls ``/v1/samples``, maps the
-agent's clock onto the run's (offset measured at each poll, half the round
-trip), and stores series ``agent.gpu<i>.<field>``.
+The run's side, which polls it, is ``agent_client.AgentSource``.
 """
 
 from __future__ import annotations
@@ -30,13 +28,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
 from loadkit import __version__
 from loadkit.errors import InputError
 from loadkit.telemetry.nvml import FIELDS, Nvml, NvmlUnavailable
-from loadkit.telemetry.prometheus import public_url
-from loadkit.telemetry.store import Poller, Source
+from loadkit.telemetry.store import Poller
+
+__all__ = ["Agent", "AgentServer", "is_loopback"]
 
 KEEP_S = 600.0  # samples kept for pollers that fell behind
 
@@ -152,7 +149,7 @@ class AgentServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="loadkit-agent",
                                         daemon=True)
 
-    def start(self) -> "AgentServer":
+    def start(self) -> AgentServer:
         self.agent.start()
         self._thread.start()
         return self
@@ -168,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
     token: str | None
     server_version = f"loadkit-agent/{__version__}"
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         if self.token and not hmac.compare_digest(
                 self.headers.get("Authorization", "").encode(), f"Bearer {self.token}".encode()):
             self._send(401, b'{"error": "missing or wrong token"}\n', "application/json",
@@ -200,68 +197,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by default
+    def log_message(self, format: str, *args) -> None:  # quiet by default
         pass
-
-
-class AgentSource(Source):
-    """A remote agent's samples, on the run's time axis."""
-
-    kind = "agent"
-
-    def __init__(self, url: str, token: str | None, interval: float) -> None:
-        super().__init__(public_url(url), interval)
-        self.url = url.rstrip("/") + "/v1/samples"
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client: httpx.Client | None = None
-        self.since = float("-inf")
-
-    def open(self) -> bool:
-        self.client = httpx.Client(timeout=min(2.0, max(self.interval * 2, 0.5)))
-        return True
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-
-    def poll(self) -> None:
-        assert self.client is not None
-        sent = time.monotonic_ns()
-        try:
-            resp = self.client.get(self.url, params={"since": repr(self.since)},
-                                   headers=self.headers)
-            received = time.monotonic_ns()
-            if resp.status_code == 401:
-                self.failed(f"the agent at {self.target} refused the token (HTTP 401): "
-                            "set telemetry.agent_token to the agent's token")
-                return
-            resp.raise_for_status()
-            doc = resp.json()
-            agent_now, samples = float(doc["now"]), doc["samples"]
-        except httpx.HTTPStatusError as exc:
-            self.failed(f"the agent at {self.target} answered HTTP {exc.response.status_code}")
-            return
-        except httpx.HTTPError as exc:
-            self.failed(f"cannot reach the agent at {self.target}: {type(exc).__name__}: {exc}")
-            return
-        except (ValueError, KeyError, TypeError) as exc:
-            self.failed(f"the agent at {self.target} sent an unreadable answer: {exc}")
-            return
-        self.gpus = doc.get("gpus") or self.gpus
-        if doc.get("status") != "ok":
-            self.status = "unavailable"
-            self.reason = f"agent: {doc.get('reason') or doc.get('status')}"
-            return
-        self.status, self.reason = "ok", ""
-        offset_ns = (sent + received) // 2 - int(agent_now * 1e9)  # agent clock -> ours
-        for s in samples:
-            i, t = s["gpu"], float(s["t"])
-            for field, value in s["values"].items():
-                if field in FIELDS:
-                    self.store.add(f"agent.gpu{i}.{field}", value, int(t * 1e9) + offset_ns,
-                                   metric=f"gpu.{field}", unit=FIELDS[field],
-                                   labels={"gpu": str(i)}, source="agent")
-            self.since = max(self.since, t)
-        self.samples += len(samples)
-        if doc.get("last_error"):
-            self.last_error = f"agent: {doc['last_error']}"

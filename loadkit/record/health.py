@@ -1,7 +1,9 @@
 """The generator's own health: its CPU use and the host's CPU steal.
 
 A load generator that is starved of CPU sends late and measures late; these
-numbers (beside lateness) tell whether the run's tails can be trusted.
+numbers (beside lateness) tell whether the run's tails can be trusted. They
+describe the measurement, not the load, so they live with the recorder: the
+probe is a recorder listener and its figures go into each interval.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class HealthProbe:
     steal0: tuple[int, int] | None
 
     @classmethod
-    def start(cls) -> "HealthProbe":
+    def start(cls) -> HealthProbe:
         return cls(time.monotonic(), time.process_time(), _steal_ticks())
 
     def finish(self) -> dict[str, float | None]:

@@ -43,7 +43,8 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only
         try:
             yield _wait_ready(proc, startup_timeout, errors)
         finally:

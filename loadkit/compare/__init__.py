@@ -1,0 +1,93 @@
+"""`loadkit compare`: the regression gate of a candidate run against a baseline.
+
+    compare_runs(base, cand, tolerances) -> Comparison   pure: the statistics
+    write(comparison, base, cand, out_dir)               the one place touching disk
+    exit_code(comparison, inconclusive)                  the gate's exit code
+
+Modules: `model` (Comparison, Row, Decision: compare.json's typed model),
+`stats` (the statistics, pure), `render` (compare.json, compare.md,
+compare-junit.xml and the console lines), `html` (compare.html).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from loadkit.compare.html import render_compare_html
+from loadkit.compare.model import Comparison, Decision, Row, RunIdentity
+from loadkit.compare.render import (
+    console_lines,
+    render_compare_json,
+    render_compare_junit,
+    render_compare_markdown,
+    row_line,
+)
+from loadkit.compare.stats import (
+    ALPHA,
+    COMPARED_METRICS,
+    DEFAULT_ERROR_TOLERANCE_PP,
+    DEFAULT_STATS,
+    compare_errors,
+    compare_series,
+    parse_tolerances,
+    scoped,
+    verdict,
+)
+from loadkit.errors import ExitCode, InputError, gate
+from loadkit.result.model import RunResult
+
+__all__ = ["Comparison", "Decision", "Row", "RunIdentity", "compare_runs", "console_lines",
+           "exit_code", "parse_tolerances", "render_compare_html", "render_compare_json",
+           "render_compare_junit", "render_compare_markdown", "row_line", "write"]
+
+
+def compare_runs(base: RunResult, cand: RunResult,
+                 tolerances: Mapping[str, float] | None = None,
+                 stats: tuple[str, ...] = DEFAULT_STATS) -> Comparison:
+    """Every series the two runs share, statistic by statistic, and the error rate."""
+    tolerances = tolerances or {}
+    hb, hc = scoped(base), scoped(cand)
+    rows: list[Row] = []
+    for key in sorted(hb.keys() & hc.keys(), key=lambda k: (COMPARED_METRICS.index(k[0]), k[1])):
+        rows += compare_series(*key, hb[key], hc[key], stats, tolerances)
+    rows.append(compare_errors(base, cand, tolerances.get("error_rate",
+                                                          DEFAULT_ERROR_TOLERANCE_PP)))
+    warnings = [f"{name} run is untrusted: {'; '.join(run.untrusted_reasons)}"
+                for name, run in (("base", base), ("candidate", cand)) if not run.trusted]
+    if base.workload.sha256 != cand.workload.sha256:
+        warnings.append("the two runs used different workload files")
+    only = sorted(hb.keys() ^ hc.keys())
+    if only:
+        warnings.append("series in one run only (not compared): "
+                        + ", ".join(f"{m} [{s}]" for m, s in only))
+    return Comparison(verdict=verdict(rows), alpha=ALPHA,
+                      trusted=base.trusted and cand.trusted, warnings=warnings,
+                      base=RunIdentity.of(base), cand=RunIdentity.of(cand), rows=rows)
+
+
+def write(comparison: Comparison, base: RunResult, cand: RunResult, out_dir: Path) -> Path:
+    """compare.json, compare.md, compare-junit.xml and compare.html into `out_dir`
+    (made if missing); returns compare.html's path. InputError (exit 2) when
+    the folder cannot be written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "compare.json").write_text(render_compare_json(comparison), encoding="utf-8")
+        (out_dir / "compare.md").write_text(render_compare_markdown(comparison),
+                                            encoding="utf-8")
+        (out_dir / "compare-junit.xml").write_text(render_compare_junit(comparison),
+                                                   encoding="utf-8")
+        (out_dir / "compare.html").write_text(render_compare_html(comparison, base, cand),
+                                              encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return out_dir / "compare.html"
+
+
+def exit_code(comparison: Comparison, inconclusive: str = "fail") -> ExitCode:
+    """3 if a run was untrusted, 1 on a regression (or an inconclusive shift
+    unless `inconclusive` is "pass"), else 0."""
+    return gate(trusted=comparison.trusted,
+                failed=comparison.verdict == Decision.REGRESSION,
+                undecided=comparison.verdict == Decision.INCONCLUSIVE,
+                inconclusive=inconclusive)

@@ -1,0 +1,320 @@
+"""RunResult: the typed model of `run.json`, the one serialisable truth of a run.
+
+Every renderer (report.html, summary.md, junit.xml, the console, `loadkit
+compare`) reads this model, and `loadkit report` re-renders from a saved
+run.json alone. The JSON Schema in docs/run.schema.json is generated from it
+(`python -m loadkit.result.schema`).
+
+pydantic models, frozen: validation of a loaded file is the model's own
+(a damaged file fails with the key that is wrong), the schema comes for free,
+and the workload file is already validated with pydantic. Readers ignore
+keys they do not know, so a newer loadkit may add fields within a version.
+
+Times are in milliseconds unless a key says otherwise (`_s` seconds).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic_core import core_schema
+
+SCHEMA_VERSION = 1
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+    @classmethod
+    def overall(cls, verdicts: list[Verdict]) -> Verdict:
+        """One failure fails the run; else one undecided SLO leaves it undecided."""
+        for worst in (cls.FAIL, cls.INCONCLUSIVE):
+            if worst in verdicts:
+                return worst
+        return cls.PASS
+
+
+class Scope(str):
+    """Where a figure applies: `all`, `tenant:<name>`, `scenario:<name>` or
+    `phase:<name>`. A string (dict keys, JSON, SLO text), parsed once."""
+
+    KINDS = ("tenant", "scenario", "phase")
+
+    def __new__(cls, text: str) -> Scope:
+        kind, sep, name = text.partition(":")
+        if text != "all" and not (sep and kind in cls.KINDS and name):
+            raise ValueError(f"not a scope: {text!r} (all, tenant:NAME, scenario:NAME "
+                             "or phase:NAME)")
+        return super().__new__(cls, text)
+
+    @classmethod
+    def of(cls, kind: str, name: str) -> Scope:
+        return cls(f"{kind}:{name}")
+
+    @property
+    def kind(self) -> str:
+        return "all" if self == "all" else self.partition(":")[0]
+
+    @property
+    def name(self) -> str:
+        """The tenant, scenario or phase named; "" for `all`."""
+        return self.partition(":")[2]
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(pattern=r"^(all|(tenant|scenario|phase):.+)$"),
+            serialization=core_schema.plain_serializer_function_ser_schema(str))
+
+
+ALL = Scope("all")
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class WorkloadInfo(Part):
+    name: str
+    path: str
+    sha256: str
+    seed: int
+    duration_s: float
+    warmup_s: float
+    interval_s: float
+    # The validated workload as written (`${VAR}`s unresolved); its schema is
+    # the workload file's own (README: workload reference).
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+class PhaseInfo(Part):
+    name: str
+    start_s: float
+    duration_s: float
+    warmup: bool
+
+
+class Aborted(Part):
+    """An `abort: true` SLO stopped the run."""
+
+    slo: str
+    at_s: float
+    observed: float | None
+    reason: str
+
+
+class Window(Part):
+    start_s: float
+    end_s: float
+    observed: float | None
+    samples: int
+    verdict: Verdict
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class Windows(Part):
+    """How a windowed SLO did, window by window."""
+
+    window_s: float
+    share_required: float | None  # None: every window must pass
+    total: int
+    judged: int
+    passed: int
+    worst_start_s: float | None = None
+    series: list[Window]
+
+
+class SLOResult(Part):
+    """One objective in one scope: what was observed and the verdict."""
+
+    name: str  # `text [scope]`, unique per run
+    text: str
+    metric: str
+    scope: Scope
+    op: str
+    threshold: float  # in `unit` terms (ms; a fraction for %)
+    unit: str
+    observed: float | None  # None when inconclusive; windowed: the worst window's
+    samples: int
+    verdict: Verdict
+    reason: str = ""
+    ci_low: float | None = None  # 95% interval of a percentile; ci_high None: unbounded
+    ci_high: float | None = None
+    marginal: bool = False  # the threshold lies inside that interval
+    windows: Windows | None = None
+    abort: bool = False  # judged while the run went; could stop it on a clear breach
+
+
+class Counts(Part):
+    """Requests of the measured phases, except where named."""
+
+    completed: int
+    errors: int
+    dropped: int  # the in-flight cap was reached
+    unfinished: int  # still in flight when the run ended
+    warmup_completed: int
+    scheduled: dict[str, int]  # "phase/tenant": n, warm-ups included
+
+
+class Throughput(Part):
+    requests_per_s: float
+    output_tokens_per_s: float
+
+
+class Errors(Part):
+    by_kind: dict[str, int]
+    examples: dict[str, list[str]]  # kind -> up to 3 messages as received: escape them
+
+
+class Tokens(Part):
+    output_total: int
+    source: dict[str, int]  # usage / chunks / none -> requests
+
+
+class Health(Part):
+    """The generator's own health: can its numbers be trusted?"""
+
+    cpu_percent: float | None  # one core = 100
+    steal_percent: float | None
+    lateness_p99_ms: float
+    lateness_bound_ms: float
+    saturated: bool
+
+
+class Isolation(Part):
+    """One tenant's p99 while others spike against its p99 in quiet phases."""
+
+    spike_phases: list[str]
+    quiet_phases: list[str]
+    ratio: float | None = None
+    p99_spike_ms: float | None = None
+    p99_quiet_ms: float | None = None
+    samples_spike: int = 0
+    samples_quiet: int = 0
+
+
+class Summary(Part):
+    """A histogram's summary in ms; only `count` when it is empty."""
+
+    count: int
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = Field(None, alias="p99.9")
+    max: float | None = None
+    mean: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _present(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class Interval(Part):
+    """One closed interval of the run, every scenario and tenant together."""
+
+    start_s: float
+    end_s: float
+    completed: int = 0
+    errors: int = 0
+    output_tokens: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_max_ms: float | None = None
+    cpu_percent: float | None = None  # the generator, one core = 100
+    steal_percent: float | None = None  # the host
+    lateness_p99_ms: float | None = None
+    tenant_latency_p99_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class TelemetrySource(Part):
+    kind: str  # nvml | agent | prometheus
+    target: str
+    status: str  # ok | unavailable | failed
+    reason: str | None = None
+    samples: int = 0
+    errors: int = 0
+
+
+class Gpu(Part):
+    index: int
+    name: str | None = None
+    unsupported: list[str] = Field(default_factory=list)
+
+
+class TelemetrySeries(Part):
+    unit: str
+    kind: str
+    metric: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    points: list[tuple[float, float]]
+
+
+# Derived figures by name (`gpu.util.mean`, `energy_per_request`, `energy_source`,
+# `prom.<metric>.max`, ...): the names are data, open-ended as the scraped metrics.
+Figures = dict[str, float | int | str | None]
+
+
+class Telemetry(Part):
+    """GPU and server telemetry sampled while the load ran."""
+
+    available: bool  # real GPU readings were taken
+    reason: str = ""
+    gpu_source: str | None = None
+    simulated: bool = False  # the figures come from the embedded simulator's gauges
+    sources: list[TelemetrySource] = Field(default_factory=list)
+    interval_s: float | None = None
+    gpus: list[Gpu] = Field(default_factory=list)
+    price_per_gpu_hour: float | None = None
+    gpus_priced: int | None = None
+    series: dict[str, TelemetrySeries] = Field(default_factory=dict)
+    per_interval: list[Figures] = Field(default_factory=list)
+    phases: dict[str, Figures] = Field(default_factory=dict)
+    all: Figures = Field(default_factory=dict)
+
+
+class RunResult(Part):
+    """What `run.json` holds; see docs/run-json.md."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: str
+    loadkit_version: str
+    host: str
+    git_commit: str | None
+    started_at: str
+    finished_at: str
+    target: str  # credentials stripped
+    closed_loop: bool
+    workload: WorkloadInfo
+    phases: list[PhaseInfo]
+    aborted: Aborted | None = None
+    verdict: Verdict
+    trusted: bool
+    untrusted_reasons: list[str]
+    slos: list[SLOResult]
+    counts: Counts
+    throughput: Throughput
+    errors: Errors
+    tokens: Tokens
+    health: Health
+    isolation: dict[str, Isolation] = Field(default_factory=dict)
+    series: dict[str, dict[Scope, Summary]]  # metric -> scope -> summary
+    timeseries: list[Interval]
+    histograms: dict[str, str]  # metric.phase.scenario.tenant -> base64 HdrHistogram
+    telemetry: Telemetry | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, by_alias=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RunResult:
+        """Raises pydantic.ValidationError; `loadkit.result.files` words it."""
+        return cls.model_validate_json(text)
+
+    def summary(self, metric: str, scope: str = ALL) -> Summary | None:
+        return self.series.get(metric, {}).get(Scope(scope))

@@ -1,0 +1,56 @@
+"""What the inference handlers (``generate.py``, ``embeddings.py``) need from
+the running server, handed to them as one object so they never import the
+server module (which imports them)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+from . import openai_wire as wire
+from .config import SimConfig
+from .injector import Injector
+from .metrics import Metrics
+from .serving import Deployment
+from .timeline import Timeline
+
+
+@dataclass(frozen=True, slots=True)
+class SimContext:
+    """The serving state of one server run; built when it starts serving."""
+
+    config: SimConfig
+    loop: asyncio.AbstractEventLoop
+    origin: float  # loop time at which serving started: fault schedules count from it
+    deployment: Deployment
+    metrics: Metrics
+    injector: Injector
+    timeline: Timeline
+    vocab: wire.Vocabulary
+    wrong_vocab: wire.Vocabulary  # what a wrong "version B" says
+    ids: random.Random  # response ids
+    # The timing knobs in seconds, the loop clock's unit.
+    ttft_s: float
+    prefill_s_per_token: float
+    itl_s: float
+    itl_s_per_seq: float
+
+    @classmethod
+    def start(cls, config: SimConfig, loop: asyncio.AbstractEventLoop,
+              deployment: Deployment, metrics: Metrics) -> SimContext:
+        """The context of a server that starts serving now, on ``loop``."""
+        vocab = wire.Vocabulary(config.seed)
+        wrong = wire.Vocabulary(config.seed, wire.WRONG_WORDS)
+        now = loop.time()  # after the vocabularies: their set-up is not serving time
+        return cls(config, loop, now, deployment, metrics,
+                   Injector(config.faults, config.seed, now), Timeline(config.faults, now),
+                   vocab, wrong, random.Random(config.seed),
+                   config.ttft_ms / 1000.0, config.prefill_ms_per_token / 1000.0,
+                   config.itl_ms / 1000.0, config.itl_ms_per_seq / 1000.0)
+
+
+async def sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    # Still yields when the deadline has passed (delay <= 0), so a zero-delay
+    # config cannot starve other streams.
+    await asyncio.sleep(deadline - loop.time())

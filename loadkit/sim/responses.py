@@ -1,0 +1,55 @@
+"""HTTP answers shared by the inference handlers: errors in OpenAI's shape, a
+cut connection, and the JSON answer of a request that ran its course."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import openai_wire as wire
+from .injector import Fate, Rejection
+
+JSON = "application/json"
+
+
+def bad_request(exc: wire.RequestError, code: str | None = None) -> web.Response:
+    return web.Response(status=400, content_type=JSON,
+                        body=wire.error_body(str(exc), param=exc.param, code=code))
+
+
+def unavailable() -> web.Response:
+    return web.Response(status=503, content_type=JSON, body=wire.error_body(
+        "no replica is alive to serve this request", "server_error"))
+
+
+def rejected(rej: Rejection) -> web.Response:
+    """The fault-injected 429 or 5xx given instead of inference."""
+    headers = {} if rej.retry_after is None else {"Retry-After": str(rej.retry_after)}
+    return web.Response(status=rej.status, content_type=JSON, headers=headers,
+                        body=wire.error_body(rej.message, rej.err_type, code=rej.code))
+
+
+def cut(request: web.Request) -> None:
+    """Drop the client's connection mid-answer: it sees a reset, not a status."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+def dropped(request: web.Request,
+            prepared: web.StreamResponse | None = None) -> web.StreamResponse:
+    """Cut the connection; return what the handler hands back to aiohttp (the
+    stream already under way, or an empty response that is never sent)."""
+    cut(request)
+    return web.Response() if prepared is None else prepared
+
+
+def version_headers(fate: Fate, versioned: bool) -> dict[str, str]:
+    """Which version answered, once a version_b fault is configured."""
+    return {"X-Loadkit-Sim-Version": fate.version} if versioned else {}
+
+
+def json_answer(body: bytes, fate: Fate, headers: dict[str, str]) -> web.Response:
+    """A complete JSON answer; cut in half when its fate is a malformed chunk."""
+    if fate.malformed_at >= 0:
+        body = wire.broken(body)
+    return web.Response(body=body, content_type=JSON, headers=headers)

@@ -1,0 +1,82 @@
+"""The telemetry agent's client: a run polls a remote ``loadkit agent``.
+
+:class:`AgentSource` polls ``GET /v1/samples?since=T`` (the format is in
+``agent_server``), maps the agent's monotonic clock onto the run's (offset
+measured at each poll, half the round trip) and stores series
+``agent.gpu<i>.<field>``. It needs no pynvml and no HTTP server.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from loadkit.telemetry.nvml import FIELDS
+from loadkit.telemetry.store import Source
+from loadkit.urls import without_credentials
+
+__all__ = ["AgentSource"]
+
+
+class AgentSource(Source):
+    """A remote agent's samples, on the run's time axis."""
+
+    kind = "agent"
+
+    def __init__(self, url: str, token: str | None, interval: float) -> None:
+        super().__init__(without_credentials(url), interval)
+        self.url = url.rstrip("/") + "/v1/samples"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client: httpx.Client | None = None
+        self.since = float("-inf")
+
+    def open(self) -> bool:
+        self.client = httpx.Client(timeout=min(2.0, max(self.interval * 2, 0.5)))
+        return True
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def poll(self) -> None:
+        assert self.client is not None
+        sent = time.monotonic_ns()
+        try:
+            resp = self.client.get(self.url, params={"since": repr(self.since)},
+                                   headers=self.headers)
+            received = time.monotonic_ns()
+            if resp.status_code == 401:
+                self.failed(f"the agent at {self.target} refused the token (HTTP 401): "
+                            "set telemetry.agent_token to the agent's token")
+                return
+            resp.raise_for_status()
+            doc = resp.json()
+            agent_now, samples = float(doc["now"]), doc["samples"]
+        except httpx.HTTPStatusError as exc:
+            self.failed(f"the agent at {self.target} answered HTTP {exc.response.status_code}")
+            return
+        except httpx.HTTPError as exc:
+            self.failed(f"cannot reach the agent at {self.target}: {type(exc).__name__}: {exc}")
+            return
+        except (ValueError, KeyError, TypeError) as exc:
+            self.failed(f"the agent at {self.target} sent an unreadable answer: {exc}")
+            return
+        self.gpus = doc.get("gpus") or self.gpus
+        if doc.get("status") != "ok":
+            self.status = "unavailable"
+            self.reason = f"agent: {doc.get('reason') or doc.get('status')}"
+            return
+        self.status, self.reason = "ok", ""
+        offset_ns = (sent + received) // 2 - int(agent_now * 1e9)  # agent clock -> ours
+        for s in samples:
+            i, t = s["gpu"], float(s["t"])
+            for field, value in s["values"].items():
+                if field in FIELDS:
+                    self.store.add(f"agent.gpu{i}.{field}", value, int(t * 1e9) + offset_ns,
+                                   metric=f"gpu.{field}", unit=FIELDS[field],
+                                   labels={"gpu": str(i)}, source="agent")
+            self.since = max(self.since, t)
+        self.samples += len(samples)
+        if doc.get("last_error"):
+            self.last_error = f"agent: {doc['last_error']}"

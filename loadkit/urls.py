@@ -1,0 +1,68 @@
+"""Credentials in URLs: scrubbed for every output, turned into a header for requests.
+
+A user may write `http://user:password@host:8000/v1` for the target, the
+telemetry agent or a Prometheus endpoint. The secret is sent (HTTP Basic, as
+curl and aiohttp do) but never shown: run.json, reports, messages and series
+names hold :func:`without_credentials` of the URL.
+
+What a shown URL keeps and loses:
+
+* `user:password@` goes; the *last* `@` of the authority ends it, so an
+  unencoded `@` in a password leaks nothing.
+* scheme, host and port stay as written, and so does the path.
+* every query value becomes `***`, the parameter names stay: a query is where
+  servers take keys (`?api_key=...`, `?token=...`), and no list of "secret"
+  names is ever complete; the names still say what was sent. A parameter
+  without `=` is masked whole.
+* the fragment goes: it is never sent, so it says nothing about the run, and
+  it is where OAuth puts tokens (`#access_token=...`).
+* a URL that does not parse, or whose port is no number, is shown as
+  `scheme://***`: a raw `/`, `?` or `#` in a password (RFC 3986 wants %2F,
+  %3F, %23) splits the URL there, and what follows may be the rest of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+__all__ = ["authority", "basic_authorization", "without_credentials"]
+
+MASK = "***"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def authority(url: str) -> str:
+    """`host[:port]` as written, without `user:password@` (the Host header)."""
+    return _without_userinfo(urlsplit(url).netloc)
+
+
+def basic_authorization(url: str) -> str | None:
+    """The `Authorization: Basic ...` value for `user:password@` in the URL, else None."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return None
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def without_credentials(url: str) -> str:
+    """The URL as it may be shown or saved (see the module's docstring)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is no number
+    except ValueError:
+        scheme = _SCHEME.match(url)
+        return (scheme.group(0) if scheme else "") + MASK
+    return urlunsplit((parts.scheme, _without_userinfo(parts.netloc), parts.path,
+                       _masked_query(parts.query), ""))
+
+
+def _without_userinfo(netloc: str) -> str:
+    return netloc.rpartition("@")[2]  # the last `@`: a raw one may be in the password
+
+
+def _masked_query(query: str) -> str:
+    return "&".join(f"{name}={MASK}" if sep else MASK
+                    for name, sep, _ in (p.partition("=") for p in query.split("&") if p))

@@ -1,0 +1,32 @@
+"""The recorder (loadkit.record.recorder): each metric derived from a request's
+timestamps as the timing model defines it, errors counted, intervals closed."""
+
+from __future__ import annotations
+
+from loadkit.errors import ErrorKind
+from loadkit.record.recorder import Recorder, RequestRecord
+
+
+def test_recorder_metrics_from_the_timing_model():
+    rec = Recorder(start_ns=0)
+    ms = 1_000_000
+    rec.record(RequestRecord("t", "s", "measure", intended=0, sent=2 * ms, end=100 * ms,
+                             first=30 * ms, events=[30 * ms, 40 * ms, 60 * ms, 100 * ms],
+                             output_tokens=4, token_source="usage"))
+    rec.record(RequestRecord("t", "s", "measure", intended=5 * ms, sent=5 * ms, end=9 * ms,
+                             error=ErrorKind.HTTP_5XX, message="HTTP 503"))
+    rec.rotate(1000 * ms)
+
+    def values(metric):
+        h = rec.cumulative[(metric, "measure", "s", "t")]
+        return h.get_total_count(), h.get_min_value(), h.get_max_value()
+
+    assert values("latency")[0] == 1 and values("latency")[2] // 1000 == 100
+    assert values("service_time")[2] // 1000 == 98
+    assert values("ttft")[2] // 1000 == 28
+    assert values("itl")[0] == 3  # each gap: 10, 20, 40 ms
+    assert (values("itl")[1] // 1000, values("itl")[2] // 1000) == (10, 40)
+    assert values("tpot")[2] // 1000 == 23  # (100-30)/(4-1)
+    assert values("lateness")[0] == 2  # errors have lateness too
+    assert rec.errors[("http_5xx", "measure", "s", "t")] == 1
+    assert rec.intervals[0].completed == 1 and rec.intervals[0].errors == 1

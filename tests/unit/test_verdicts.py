@@ -1,0 +1,71 @@
+"""SLO verdicts from histograms and counts (loadkit.slo.evaluate): percentiles
+and rates, too few samples, failures counted as slower than any threshold;
+and the exit codes the verdicts lead to (loadkit.execute.exit_code)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadkit.execute import exit_code
+from loadkit.record.histogram import new_histogram, record_us
+from loadkit.slo.evaluate import Counts, evaluate, overall, samples_needed
+from loadkit.workload.slo_spec import parse_objective
+
+
+def hist(values_ms):
+    h = new_histogram()
+    for v in values_ms:
+        record_us(h, int(v * 1000))
+    return h
+
+
+def test_samples_needed():
+    assert [samples_needed(q) for q in (0.5, 0.9, 0.99, 0.999)] == [20, 100, 1000, 10000]
+
+
+def test_percentile_verdicts_and_inconclusive():
+    c = Counts(1000, 0, 0, 10.0)
+    h = hist(range(1, 1001))  # 1..1000 ms: p99 = 990 ms
+    ok = evaluate(parse_objective("latency p99 < 995ms"), [h], c)
+    bad = evaluate(parse_objective("latency p99 < 985ms"), [h], c)
+    assert (ok.verdict, bad.verdict) == ("pass", "fail")
+    assert ok.observed == pytest.approx(990, rel=0.001)
+    few = evaluate(parse_objective("latency p99 < 5s"), [hist(range(999))], c)
+    assert few.verdict == "inconclusive" and "needs at least 1000" in few.reason
+    assert evaluate(parse_objective("latency max < 5s"), [], c).verdict == "inconclusive"
+
+
+def test_rate_verdicts_count_drops_as_failures():
+    o = parse_objective("error_rate < 1%")
+    low = evaluate(o, [], Counts(995, 3, 2, 10))  # (3 errors + 2 drops) / 1000
+    assert (low.verdict, low.observed) == ("pass", pytest.approx(0.005))
+    high = evaluate(o, [], Counts(990, 5, 5, 10))  # drops alone push it to 1%
+    assert (high.verdict, high.observed) == ("fail", pytest.approx(0.010))
+    t = evaluate(parse_objective("throughput >= 99 req/s"), [], Counts(1000, 0, 0, 10))
+    assert (t.verdict, t.observed) == ("pass", 100.0)
+    assert overall([t, low]) == "pass" and overall([t, high]) == "fail"
+    assert overall([t, evaluate(o, [], Counts(0, 0, 0, 10))]) == "inconclusive"
+
+
+def test_failures_count_as_slower_than_any_threshold():
+    """17% timeouts cannot hide behind fast answers: p90 over all attempts fails."""
+    fast = hist([5] * 830)
+    o = parse_objective("latency p90 < 100ms")
+    r = evaluate(o, [fast], Counts(830, 170, 0, 10))
+    assert r.verdict == "fail" and r.samples == 1000 and "170 of 1000" in r.reason
+    # 0.5% failures: p99 over all attempts is p(99.5) of the answers
+    h = hist(range(1, 996))  # 995 answers, 1..995 ms
+    r = evaluate(parse_objective("latency p99 < 2s"), [h], Counts(995, 3, 2, 10))
+    assert r.verdict == "pass" and r.observed == pytest.approx(990, rel=0.002)
+    assert evaluate(parse_objective("latency max < 5s"), [h], Counts(995, 1, 0, 10)).verdict == "fail"
+    # per-token metrics are not failure-aware: they have no value for a failure
+    assert evaluate(parse_objective("itl p90 < 100ms"), [fast], Counts(830, 170, 0, 10)).verdict == "pass"
+
+
+def test_exit_codes():
+    base = {"trusted": True, "verdict": "pass"}
+    assert exit_code(base) == 0
+    assert exit_code({**base, "verdict": "fail"}) == 1
+    assert exit_code({**base, "verdict": "inconclusive"}) == 1
+    assert exit_code({**base, "verdict": "inconclusive"}, "pass") == 0
+    assert exit_code({**base, "trusted": False, "verdict": "fail"}) == 3
