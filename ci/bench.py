@@ -6,7 +6,8 @@
 1. Request rate: the simulator (no delays) on CPU 1; loadkit on CPU 0 climbs a
    rate ladder until lateness p99 exceeds 10 ms or it falls behind (each rate
    gets two tries); Locust FastHttpUser (closed loop, 50 users, one process,
-   best of two) on CPU 0 against the same target. Prints the best sustained open-loop rate and its ratio to Locust.
+   best of two) on CPU 0 against the same target. Prints the best sustained
+   open-loop rate and its ratio to Locust.
 2. Streaming: the simulator at 10 ms per token; loadkit on CPU 0 at rising
    token-event rates; prints events/s sustained and the reported ITL p50
    against the server's true 10 ms.

@@ -49,7 +49,7 @@ def make_handler(step, model_name: str, lock: threading.Lock):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/health":
                 self._json(200, {"status": "ok"})
             elif self.path == "/v1/models":
@@ -58,7 +58,7 @@ def make_handler(step, model_name: str, lock: threading.Lock):
             else:
                 self._json(404, {"error": "not found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path != "/v1/chat/completions":
                 self._json(404, {"error": "not found"})
                 return
@@ -90,7 +90,7 @@ def make_handler(step, model_name: str, lock: threading.Lock):
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002
+        def log_message(self, format: str, *args) -> None:
             pass
 
     return Handler

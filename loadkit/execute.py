@@ -26,11 +26,10 @@ from loadkit import __version__
 from loadkit.arrivals import Mix, Slot, closed_loops, phase_starts, schedule
 from loadkit.arrivals.processes import mean_rate
 from loadkit.engine import Engine, Plan, Progress
-from loadkit.sim.embedded import embedded_simulator
 from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.preflight import check_target, discover_model
 from loadkit.engine.probe import explain, probe
-from loadkit.errors import ExitCode, InputError, TargetRejected
+from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.protocols import prepare
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
@@ -40,6 +39,7 @@ from loadkit.report import write_all
 from loadkit.result.build import Measured, saturation_reason
 from loadkit.result.build import health as generator_health
 from loadkit.result.model import Aborted, PhaseInfo, RunResult, Verdict, WorkloadInfo
+from loadkit.sim.embedded import embedded_simulator
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
@@ -66,12 +66,8 @@ class RunOptions:
 
 
 def exit_code(result: RunResult, inconclusive: str = "fail") -> ExitCode:
-    if not result.trusted:  # TEMP until errors.gate lands
-        return ExitCode.UNTRUSTED
-    if result.verdict == Verdict.FAIL or (result.verdict == Verdict.INCONCLUSIVE
-                                          and inconclusive == "fail"):
-        return ExitCode.SLO_FAILED
-    return ExitCode.PASSED
+    return gate(trusted=result.trusted, failed=result.verdict == Verdict.FAIL,
+                undecided=result.verdict == Verdict.INCONCLUSIVE, inconclusive=inconclusive)
 
 
 def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
@@ -83,7 +79,7 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
     `on_start(target, out_dir, notes)` is called once the target is known to
     answer and accept the run's requests, just before the clock starts."""
     w = loaded.workload
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     out_dir = options.out_dir or Path("reports") / run_id
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +147,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
          out_dir: Path, options: RunOptions,
          on_interval: Callable[[Progress], None] | None) -> RunResult:
     w = loaded.workload
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     phases = [PhaseInfo(name=p.name, start_s=s, duration_s=p.duration, warmup=p.warmup)
               for p, s in zip(w.phase_list, phase_starts(w))]
     objectives = w.objectives()
@@ -204,7 +200,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         run_id=run_id, loadkit_version=__version__, host=platform.node(),
         git_commit=_git_commit(Path(loaded.path).parent),
         started_at=started.isoformat(timespec="seconds"),
-        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         target=target_label, closed_loop=bool(plan.closed), workload=_workload_info(loaded),
         phases=phases, aborted=aborted,
         verdict=Verdict.overall([s.verdict for s in slos]), trusted=not untrusted,

@@ -1,7 +1,14 @@
 """Arrival processes and the run's schedule: pure, seeded, lazy."""
 
-from loadkit.arrivals.schedule import (ClosedLoop, Mix, Slot, closed_loops, phase_starts,
-                                       sample_tokens, schedule)
+from loadkit.arrivals.schedule import (
+                                       ClosedLoop,
+                                       Mix,
+                                       Slot,
+                                       closed_loops,
+                                       phase_starts,
+                                       sample_tokens,
+                                       schedule,
+)
 from loadkit.arrivals.trace import TraceError, TraceRow, load_trace
 
 __all__ = ["ClosedLoop", "Mix", "Slot", "TraceError", "TraceRow", "closed_loops",

@@ -11,8 +11,16 @@ import math
 import random
 from collections.abc import Callable, Iterator
 
-from loadkit.workload.arrival_specs import (ArrivalSpec, Constant, Diurnal, Gamma, OnOff,
-                                            Poisson, Ramp, Steps)
+from loadkit.workload.arrival_specs import (
+    ArrivalSpec,
+    Constant,
+    Diurnal,
+    Gamma,
+    OnOff,
+    Poisson,
+    Ramp,
+    Steps,
+)
 
 
 def arrival_times(spec: ArrivalSpec, duration: float, rng: random.Random) -> Iterator[float]:

@@ -75,7 +75,7 @@ class Mix:
     """Scenario choice and token counts for one tenant in one phase."""
 
     @classmethod
-    def of(cls, workload: Workload, tenant: Tenant, phase: Phase) -> "Mix":
+    def of(cls, workload: Workload, tenant: Tenant, phase: Phase) -> Mix:
         """The mix of one (tenant, phase), seeded apart from its arrival times."""
         return cls(workload, tenant, random.Random(_key(workload, tenant, phase) + ":mix"))
 

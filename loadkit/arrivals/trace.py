@@ -81,8 +81,7 @@ def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:
         raise TraceError(name, 1, f"expected the Azure header {','.join(_AZURE)}")
     if not any(k in header for k in _KEYS["timestamp"]):
         raise TraceError(name, 1, "no `timestamp` (or Azure `TIMESTAMP`) column")
-    for n, rec in enumerate(reader, start=2):  # row 1 is the header
-        yield n, rec
+    yield from enumerate(reader, start=2)  # row 1 is the header
 
 
 def _jsonl(name: str, text: str) -> Iterator[tuple[int, dict]]:
@@ -124,7 +123,7 @@ def _seconds(name: str, n: int, value: object) -> float:
     except ValueError:
         raise TraceError(name, n, f"bad timestamp {text[:40]!r}") from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+        stamp = stamp.replace(tzinfo=dt.UTC)
     return stamp.timestamp()
 
 

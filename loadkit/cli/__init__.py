@@ -65,3 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+__all__ = ["cli", "entry", "main"]

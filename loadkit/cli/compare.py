@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from loadkit.compare import compare_runs, console_lines, exit_code, parse_tolerances, write
+from loadkit.compare import (
+    compare_runs,
+    console_lines,
+    exit_code,
+    parse_tolerances,
+    write,
+)
 from loadkit.result import load_run
 
 

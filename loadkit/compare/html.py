@@ -15,7 +15,14 @@ from loadkit.compare.model import Comparison, Decision
 from loadkit.report import chartdata, charts
 from loadkit.report.decimate import DEFAULT_POINTS, decimate
 from loadkit.report.format import quantity
-from loadkit.report.html import _ENV, VERDICT_MARK, VERDICT_WORD, Chart, chart_entry, metadata
+from loadkit.report.html import (
+    _ENV,
+    VERDICT_MARK,
+    VERDICT_WORD,
+    Chart,
+    chart_entry,
+    metadata,
+)
 from loadkit.result.model import RunResult
 
 if TYPE_CHECKING:

@@ -15,13 +15,13 @@ Python's float repr).
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from loadkit.result.model import RunResult, Scope, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class Decision(enum.StrEnum):

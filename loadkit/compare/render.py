@@ -15,6 +15,7 @@ _WORD = {Decision.REGRESSION: "❌ REGRESSION", Decision.IMPROVEMENT: "✅ IMPRO
          Decision.NO_CHANGE: "✅ NO SIGNIFICANT CHANGE", Decision.INCONCLUSIVE: "⚠️ INCONCLUSIVE",
          Decision.INSUFFICIENT_SAMPLES: "too few samples"}
 _UNDECIDED = (Decision.INCONCLUSIVE, Decision.INSUFFICIENT_SAMPLES)
+_HEADER = "| metric | scope | stat | base | candidate | change | 95% CI | p | tolerance | decision |"
 
 
 def render_compare_json(c: Comparison) -> str:
@@ -60,11 +61,10 @@ def _p(p: float | None) -> str:
 
 def render_compare_markdown(c: Comparison) -> str:
     lines = [f"# loadkit compare — {_WORD[c.verdict]}", "",
-             f"Base `{c.base.run_id}` ({c.base.workload}) · candidate "
-             f"`{c.cand.run_id}` ({c.cand.workload}) · α = {c.alpha}", ""]
+             (f"Base `{c.base.run_id}` ({c.base.workload}) · candidate "
+              f"`{c.cand.run_id}` ({c.cand.workload}) · α = {c.alpha}"), ""]
     lines += [f"> ⚠️ {w}" for w in c.warnings] + ([""] if c.warnings else [])
-    lines += ["| metric | scope | stat | base | candidate | change | 95% CI | p | tolerance | "
-              "decision |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in c.rows:
         unit = _change_unit(r)
         change = f"{r.change_pct:+.3g}{unit}" if r.change_pct is not None else "n/a"

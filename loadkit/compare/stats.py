@@ -26,7 +26,11 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
+from hdrh.codec import (
+    HdrCookieException,
+    HdrHistogramSettingsException,
+    HdrLengthException,
+)
 from hdrh.histogram import HdrHistogram
 
 from loadkit.compare.model import Decision, Row
@@ -76,7 +80,7 @@ def scoped(run: RunResult) -> dict[Series, HdrHistogram]:
     for (metric, phase, scenario, tenant), payload in zip(tags, run.histograms.values()):
         if metric not in COMPARED_METRICS:
             continue
-        h = _decode(run, ".".join((metric, phase, scenario, tenant)), payload)
+        h = _decode(run, f"{metric}.{phase}.{scenario}.{tenant}", payload)
         for scope in phases.scopes(phase, scenario, tenant):
             if scope.kind == "all" or several.get(scope.kind):
                 parts[(metric, scope)].append(h)
@@ -96,7 +100,7 @@ def _decode(run: RunResult, tag: str, payload: str) -> HdrHistogram:
         return decode(payload)
     except _DAMAGED as exc:
         raise InputError(f"run {run.run_id}: histograms.{tag} is not an encoded HDR "
-                         f"histogram ({type(exc).__name__}: {exc})") from None
+                         f"histogram ({exc or type(exc).__name__})") from None
 
 
 def mann_whitney(a: HdrHistogram, b: HdrHistogram) -> tuple[float, float]:

@@ -45,7 +45,7 @@ class FailFastWatch:
         # Keep the newest intervals that hold `requests`, none older than `within`.
         while len(window) > 1 and (iv.end_s - window[0][0] > spec.within
                                    or self.finished - window[0][1] >= spec.requests):
-            _, f, r = window.popleft()
+            _end, f, r = window.popleft()
             self.finished -= f
             self.refused -= r
         finished, refused = self.finished, self.refused

@@ -152,7 +152,7 @@ class Pool:
             _, conn = await asyncio.wait_for(loop.create_connection(
                 _Conn, self.host, self.port, ssl=self.ssl,
                 server_hostname=self.host if self.ssl else None), self.connect_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectFailed(f"connect to {self.host}:{self.port} timed out") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"connect to {self.host}:{self.port}: {exc}") from exc
@@ -314,10 +314,10 @@ class _Conn(asyncio.Protocol):
             return
         now = now_ns()
         if now - start >= total_s * 1e9:
-            self._fail(asyncio.TimeoutError(f"no complete response within {total_s:g} s"))
+            self._fail(TimeoutError(f"no complete response within {total_s:g} s"))
         elif now - self.t >= idle_s * 1e9:
             what = "a byte" if self.ex.headers_done else "the first byte"
-            self._fail(asyncio.TimeoutError(f"waited {idle_s:g} s for {what}"))
+            self._fail(TimeoutError(f"waited {idle_s:g} s for {what}"))
         else:
             due = min(self.t + idle_s * 1e9, start + total_s * 1e9)
             self.timer = asyncio.get_running_loop().call_later(

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from loadkit.arrivals import ClosedLoop, Mix, Slot
 from loadkit.engine.adapter import PreparedRequest, ProtocolError
@@ -84,7 +85,8 @@ class Engine:
                 await self._dispatch(transport, slots)
                 if closed:  # each ends with its phase, or at once on a stop
                     stopper = asyncio.create_task(self.stop.wait())
-                    await asyncio.wait([asyncio.gather(*closed), stopper],
+                    waiters: list[asyncio.Future[Any]] = [asyncio.gather(*closed), stopper]
+                    await asyncio.wait(waiters,
                                        return_when=asyncio.FIRST_COMPLETED)
                     stopper.cancel()
                 await self._drain()

@@ -15,7 +15,6 @@ from loadkit.engine.adapter import Check, ParsedResponse
 from loadkit.workload.scenarios import Checks
 
 
-
 def ok_statuses(status: list[int] | int | None) -> frozenset[int] | None:
     """The statuses a check accepts; None means any 2xx."""
     if status is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.protocols.checks import make_check, ok_statuses
@@ -34,7 +35,7 @@ def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
 
 def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
     chat = s.kind == "openai-chat"
-    fixed = {"model": s.model, "stream": s.stream}
+    fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
     if s.stream:
         fixed["stream_options"] = {"include_usage": True}
     if prompts:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import random
 
-_WORDS = ("the of and to in is that for it as was with be by on not he this are or his "
-          "from at which but have an they you were her she there been one all we their "
-          "has would when if more no out so said what up its about into than them can "
-          "only other new some time could these two may then do first any my now such "
-          "like our over man me even most made after also did many before must through").split()
+_WORDS = [
+    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be",
+    "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have",
+    "an", "they", "you", "were", "her", "she", "there", "been", "one", "all", "we", "their",
+    "has", "would", "when", "if", "more", "no", "out", "so", "said", "what", "up", "its",
+    "about", "into", "than", "them", "can", "only", "other", "new", "some", "time", "could",
+    "these", "two", "may", "then", "do", "first", "any", "my", "now", "such", "like", "our",
+    "over", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before",
+    "must", "through",
+]
 
 
 class PromptText:

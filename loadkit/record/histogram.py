@@ -66,7 +66,7 @@ def mean_us(h: HdrHistogram) -> float:
         return 0.0
     counts = np.ctypeslib.as_array(h.counts)[:h.counts_len]
     lowest = h.get_lowest_equivalent_value
-    width = h._hdr_size_of_equiv_value_range  # noqa: SLF001 - hdrh's own bucket width
+    width = h._hdr_size_of_equiv_value_range
     acc = 0
     for index in np.flatnonzero(counts).tolist():
         value = h.get_value_from_index(index)

@@ -139,7 +139,7 @@ class Recorder:
             values = {"latency": latency, "service_time": service, "ttft": ttft,
                       "ttft_corrected": ttft_c, "max_stall": stall, "tpot": tpot}
             # A request missing a metric a rule names (no first token) is not good.
-            good = all(values[m] is not None and OPERATORS[op](values[m], limit)
+            good = all((v := values[m]) is not None and OPERATORS[op](v, limit)
                        for m, op, limit in self.goodput)
         if good:
             self.good[scope] += 1

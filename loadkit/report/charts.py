@@ -22,9 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loadkit.report.chartdata import (SPECTRUM_DECADES, column, distribution, gpu_columns,
-                                      histogram, rate, span, spectrum, telemetry_series,
-                                      time_unit, times)
+from loadkit.report.chartdata import (
+    SPECTRUM_DECADES,
+    column,
+    distribution,
+    gpu_columns,
+    histogram,
+    rate,
+    span,
+    spectrum,
+    telemetry_series,
+    time_unit,
+    times,
+)
 from loadkit.report.decimate import Envelope, as_array, decimate, decimate_points
 from loadkit.result.model import ALL, RunResult
 

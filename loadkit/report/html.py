@@ -25,7 +25,7 @@ from loadkit.report import charts
 from loadkit.report.decimate import DEFAULT_POINTS
 from loadkit.report.format import interval, quantity, seconds
 from loadkit.result import RunResult, SLOResult, Verdict
-from loadkit.result.model import Telemetry, TelemetrySource
+from loadkit.result.model import Gpu, Telemetry, TelemetrySource
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -145,7 +145,7 @@ def chart_entry(chart_id: str, title: str, caption: str, draw: Callable[..., Fig
     entry = Chart(id=f"chart-{chart_id}", section=section, title=title, caption=caption)
     try:
         svg = charts.svg(chart_id, draw, *args)
-    except Exception as exc:  # noqa: BLE001 - see above
+    except Exception as exc:
         if os.environ.get("LOADKIT_DEBUG"):
             raise
         return replace(entry, error=f"{type(exc).__name__}: {exc}")
@@ -163,7 +163,7 @@ def telemetry_summary(t: Telemetry | None) -> TelemetryView | None:
         for s in t.sources if s.reason) or "no source answered"
     return TelemetryView(
         available=t.available, simulated=t.simulated, reason=reason, interval_s=t.interval_s,
-        sources=t.sources, gpus=[str(g.model_dump()) for g in t.gpus],  # as the page showed them
+        sources=t.sources, gpus=[_gpu_line(g) for g in t.gpus],
         all={name: _figure(value) for name, value in t.all.items()})
 
 
@@ -182,3 +182,15 @@ def metadata(r: RunResult) -> list[tuple[str, str]]:
         ("interval", seconds(w.interval_s) if w.interval_s else None),
         ("schema version", r.schema_version)]
     return [(k, str(v)) for k, v in rows if v is not None]
+
+
+def _gpu_line(g: Gpu) -> str:
+    """'GPU 0: NVIDIA H200, 143,771 MiB (nvml); not reported: temp'."""
+    text = f"GPU {g.index}: {g.name or 'unnamed'}"
+    if g.memory_total_mib:
+        text += f", {g.memory_total_mib:,.0f} MiB"
+    if g.source:
+        text += f" ({g.source})"
+    if g.unsupported:
+        text += f"; not reported: {', '.join(g.unsupported)}"
+    return text

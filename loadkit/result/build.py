@@ -29,7 +29,7 @@ from loadkit.result.model import (
     Throughput,
     Tokens,
 )
-from loadkit.slo import evaluate
+from loadkit.slo.evaluate import Counts as ScopeCounts
 from loadkit.slo.isolation import isolation
 from loadkit.slo.scopes import Phases
 
@@ -46,7 +46,7 @@ class Measured:
         self.histograms = dict(hists)
         self.counts = self._scoped_counts()
 
-    def _scoped_counts(self) -> dict[Scope, evaluate.Counts]:
+    def _scoped_counts(self) -> dict[Scope, ScopeCounts]:
         r, phases = self.recorder, self.phases
         errors: Counter = Counter()
         for (_kind, *key), n in r.errors.items():
@@ -59,7 +59,7 @@ class Measured:
                 for scope in phases.scopes(phase, scenario, tenant):
                     totals[name][scope] += n
         scopes = set().union(*totals.values()) | {ALL}
-        return {s: evaluate.Counts(totals["completed"][s], totals["errors"][s],
+        return {s: ScopeCounts(totals["completed"][s], totals["errors"][s],
                                    totals["dropped"][s], phases.seconds(s),
                                    totals["good"][s], totals["output_tokens"][s])
                 for s in scopes}

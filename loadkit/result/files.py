@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from loadkit.errors import InputError
 from loadkit.result.model import SCHEMA_VERSION, RunResult
@@ -47,6 +48,6 @@ def parse_run(document: object, path: Path | str = "run.json") -> RunResult:
                          + "; ".join(_problem(e) for e in exc.errors()[:3])) from None
 
 
-def _problem(error: dict) -> str:
+def _problem(error: ErrorDetails) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     return f"{key}: {error['msg']}"

@@ -16,12 +16,12 @@ Times are in milliseconds unless a key says otherwise (`_s` seconds).
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from pydantic_core import core_schema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class Verdict(enum.StrEnum):
@@ -242,9 +242,14 @@ class TelemetrySource(Part):
 
 
 class Gpu(Part):
+    """A GPU the samplers saw (NVML here or through the agent)."""
+
     index: int
     name: str | None = None
-    unsupported: list[str] = Field(default_factory=list)
+    uuid: str | None = None
+    memory_total_mib: float | None = None
+    unsupported: list[str] = Field(default_factory=list)  # fields the driver does not report
+    source: str | None = None  # nvml | agent
 
 
 class TelemetrySeries(Part):

@@ -97,7 +97,7 @@ class SimConfig:
         from .presets import PRESETS  # presets are SimConfig mappings themselves
 
         if not isinstance(data, Mapping):
-            raise ValueError(  # noqa: TRY004 - callers catch ValueError for any bad config
+            raise ValueError(
                 f"sim config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in data if k not in known and k != "preset")
@@ -131,7 +131,7 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         return parse_faults(value)
     # bool is an int subclass; `output_tokens: true` is a mistake, not 1.
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be a {kind}, got a bool")  # noqa: TRY004 - as above
+        raise ValueError(f"{name} must be a {kind}, got a bool")
     if kind == "float":
         if not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a number, got {value!r}")

@@ -44,7 +44,7 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                 start_new_session=True,
-                                preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only
+                                preexec_fn=_die_with_parent)
         try:
             yield _wait_ready(proc, startup_timeout, errors)
         finally:
@@ -59,10 +59,8 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
 def _die_with_parent() -> None:
     """Linux: SIGTERM the simulator if loadkit dies without cleaning up (a
     SIGKILL, the OOM killer), so no orphan keeps serving."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> str:

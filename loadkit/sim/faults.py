@@ -107,7 +107,7 @@ def parse_faults(value: Any) -> tuple[Fault, ...]:
     if value is None:
         return ()
     if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
-        raise ValueError(  # noqa: TRY004 - callers catch ValueError for any bad schedule
+        raise ValueError(
             "faults must be a list of mappings, each with a `kind`")
     return tuple(v if isinstance(v, Fault) else _parse_one(i, v) for i, v in enumerate(value))
 
@@ -115,7 +115,7 @@ def parse_faults(value: Any) -> tuple[Fault, ...]:
 def parse_seconds(value: Any, what: str) -> float:
     """``1.5``, ``"250ms"``, ``"30s"``, ``"2m"``, ``"1h"`` -> seconds (>= 0)."""
     if isinstance(value, bool):
-        raise ValueError(f"{what} must be a duration, got a bool")  # noqa: TRY004
+        raise ValueError(f"{what} must be a duration, got a bool")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
@@ -147,7 +147,7 @@ def _decode(text: str) -> Any:
 def _parse_one(index: int, raw: Any) -> Fault:
     where = f"faults[{index}]"
     if not isinstance(raw, Mapping):
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"{where} must be a mapping with a `kind`, got {raw!r}")
     kind = raw.get("kind")
     if kind not in KINDS:
@@ -224,7 +224,7 @@ def _tenant(v: Any, what: str) -> str:
 
 def _flag(v: Any, what: str) -> bool:
     if not isinstance(v, bool):
-        raise ValueError(f"{what} must be true or false, got {v!r}")  # noqa: TRY004
+        raise ValueError(f"{what} must be true or false, got {v!r}")
     return v
 
 

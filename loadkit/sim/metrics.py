@@ -129,9 +129,8 @@ class _Writer:
                   h: Histogram) -> None:
         self._lines += [f"# HELP {name} {help}", f"# TYPE {name} histogram"]
         cumulative = 0
-        for bound, n in zip((*h.bounds, "+Inf"), h.counts):
+        for le, n in zip([*(_number(b) for b in h.bounds), "+Inf"], h.counts):
             cumulative += n
-            le = bound if isinstance(bound, str) else _number(bound)
             self._lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {cumulative}")
         self._lines.append(f"{name}_sum{_labels(labels)} {_number(h.total)}")
         self._lines.append(f"{name}_count{_labels(labels)} {h.count}")

@@ -127,15 +127,16 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     if marginal and strict:
         verdict, reason = INCONCLUSIVE, ("the threshold lies inside the 95% confidence "
                                          "interval (--strict)")
-    return _result(o, observed, samples, verdict, reason, ci_low=low, ci_high=high,
-                   marginal=marginal)
+    return _result(o, observed, samples, verdict, reason, (low, high), marginal)
 
 
 def _result(o: Objective, observed: float | None, samples: int, verdict: Verdict,
-            reason: str, **interval: float | bool | None) -> SLOResult:
+            reason: str, interval: tuple[float | None, float | None] = (None, None),
+            marginal: bool = False) -> SLOResult:
     return SLOResult(name=o.name, text=o.text, metric=o.metric, scope=Scope(o.scope), op=o.op,
                      threshold=o.threshold, unit=o.unit, observed=observed, samples=samples,
-                     verdict=verdict, reason=reason, abort=o.abort, **interval)
+                     verdict=verdict, reason=reason, ci_low=interval[0], ci_high=interval[1],
+                     marginal=marginal, abort=o.abort)
 
 
 def evaluate_all(objectives: list[Objective],

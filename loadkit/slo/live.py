@@ -90,7 +90,7 @@ class LiveJudge:
     def __bool__(self) -> bool:
         return bool(self.tracked)
 
-    def _in_scope(self, scope: str) -> Callable[[str, str, str], bool]:
+    def _in_scope(self, scope: Scope) -> Callable[[str, str, str], bool]:
         def check(phase: str, scenario: str, tenant: str) -> bool:
             key = (scope, phase, scenario, tenant)
             hit = self._scope_cache.get(key)
@@ -107,7 +107,7 @@ class LiveJudge:
             # After the scope's end its stragglers still arrive (phases follow
             # intended time): they are added in, and no new breach is called.
             over = interval.start_s >= t.end_s
-            t.add(interval, hists, keyed, self._in_scope(o.scope))
+            t.add(interval, hists, keyed, self._in_scope(Scope(o.scope)))
             if over:
                 continue
             if o.window_s is not None:
@@ -132,7 +132,7 @@ class LiveJudge:
         if not clear or t.last_s < t.scope_start_s + o.abort_after_s:
             return False
         failed = sum(w.verdict == Verdict.FAIL for w in t.windows)
-        if o.window_share is None:
+        if o.window_share is None or o.window_s is None:
             return True
         expected = math.ceil((t.end_s - t.windows[0].start_s) / o.window_s - 1e-9)
         return failed > (1.0 - o.window_share) * expected  # the share is out of reach
@@ -168,11 +168,11 @@ def windowed_result(o: Objective, windows: list[Window]) -> SLOResult:
     asked for) must pass; windows with too few samples are not counted."""
     judged = [w for w in windows if w.verdict != Verdict.INCONCLUSIVE]
     passed = sum(w.verdict == Verdict.PASS for w in judged)
-    assert o.window_s is not None
+    window_s = o.window_s or 0.0  # only windowed objectives come here
 
     def result(observed: float | None, samples: int, verdict: Verdict, reason: str,
                worst: Window | None = None) -> SLOResult:
-        summary = Windows(window_s=o.window_s, share_required=o.window_share,
+        summary = Windows(window_s=window_s, share_required=o.window_share,
                           total=len(windows), judged=len(judged), passed=passed,
                           worst_start_s=worst.start_s if worst else None, series=windows)
         return SLOResult(name=o.name, text=o.text, metric=o.metric, scope=Scope(o.scope),

@@ -183,8 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/metrics":
             self._send(200, self.agent.metrics_text(), "text/plain; version=0.0.4; charset=utf-8")
         elif url.path == "/health":
-            body = json.dumps({"status": self.agent.status, "reason": self.agent.reason})
-            self._send(200, body.encode(), "application/json")
+            health = json.dumps({"status": self.agent.status, "reason": self.agent.reason})
+            self._send(200, health.encode(), "application/json")
         else:
             self._send(404, b'{"error": "not found"}\n', "application/json")
 

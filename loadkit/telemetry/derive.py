@@ -176,11 +176,12 @@ def section(data: dict | None, phases: list[PhaseInfo], intervals: list[dict],
     })
 
 
-def slo_values(telemetry: Telemetry | None, scope: Scope) -> dict[str, float]:
+def slo_values(telemetry: Telemetry | None, scope: str) -> dict[str, float]:
     """Telemetry figures an SLO can name, for scope `all` or `phase:<name>`.
 
     Keys: SLO_KEYS and `prom.<metric>.mean` / `.max`; keys without data are
     absent. Other scopes (tenants, scenarios) have no GPU of their own: {}."""
+    scope = Scope(scope)
     if telemetry is None or scope.kind not in ("all", "phase"):
         return {}
     block = telemetry.all if scope.kind == "all" else telemetry.phases.get(scope.name, {})
@@ -262,7 +263,8 @@ def _energy(view: dict[str, dict[str, Points]], windows: Windows) -> tuple[float
         if joules is None and len(powers.get(gpu, ())) >= 2:
             joules, kind = sum(_integral(powers[gpu], a, b) for a, b in windows), "power"
         if joules is not None:
-            total, _ = (total or 0.0) + joules, how.add(kind)
+            total = (total or 0.0) + joules
+            how.add(kind)
     return total, (how.pop() if len(how) == 1 else "mixed")
 
 

@@ -13,6 +13,7 @@ counted, the field is skipped for that sample, and sampling goes on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -76,10 +77,8 @@ class Nvml:
 
     def close(self) -> None:
         if self.nv is not None:
-            try:
+            with contextlib.suppress(Exception):  # shutting down is best effort
                 self.nv.nvmlShutdown()
-            except Exception:  # noqa: BLE001 - shutting down is best effort
-                pass
             self.nv = None
 
     def read(self, i: int) -> dict[str, float]:

@@ -206,11 +206,11 @@ class PrometheusSource(Source):
                     metric=p + name + ".rate", unit="/s", kind="rate", labels=labels,
                     source=self.kind)
         for key, (fam, labels, buckets, total, count) in parsed.histograms.items():
-            last = self._hists.get(key)
+            before = self._hists.get(key)
             self._hists[key] = (buckets, total, count)
-            if not last:
+            if not before:
                 continue
-            lb, ltotal, lcount = last
+            lb, ltotal, lcount = before
             if count < lcount or any(buckets.get(le, 0) < n for le, n in lb.items()):
                 lb, ltotal, lcount = {}, 0.0, 0.0  # restarted: everything is new
             dcount = count - lcount

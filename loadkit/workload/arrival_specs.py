@@ -6,7 +6,7 @@ inside a process is relative to the start of the phase it runs in.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
@@ -54,7 +54,7 @@ class OnOff(_Spec):
     offset: Seconds = Field(default=0.0, ge=0, description="start of the first spike")
 
     @model_validator(mode="after")
-    def _fits(self) -> "OnOff":
+    def _fits(self) -> OnOff:
         if self.spike_length > self.period:
             raise ValueError("spike_length must not exceed period")
         return self
@@ -72,7 +72,7 @@ class Diurnal(_Spec):
     day: Seconds = Field(default=86400.0, gt=0)
 
     @model_validator(mode="after")
-    def _some_traffic(self) -> "Diurnal":
+    def _some_traffic(self) -> Diurnal:
         if max(self.rates) <= 0:
             raise ValueError("at least one rate must be > 0")
         return self
@@ -86,7 +86,7 @@ class Ramp(_Spec):
     to_rate: Rate = Field(alias="to")
 
     @model_validator(mode="after")
-    def _some_traffic(self) -> "Ramp":
+    def _some_traffic(self) -> Ramp:
         if max(self.from_rate, self.to_rate) <= 0:
             raise ValueError("`from` or `to` must be > 0")
         return self
@@ -123,7 +123,7 @@ class Window(_Spec):
     end: Seconds | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _order(self) -> "Window":
+    def _order(self) -> Window:
         if self.end is not None and self.end <= self.start:
             raise ValueError("window end must be after its start")
         return self
@@ -133,8 +133,9 @@ class Trace(_Spec):
     """Replay a request trace: CSV (Azure LLM trace columns or `timestamp`) or JSONL.
 
     The window is in seconds after the trace's first request, and offsets
-    count from the window's start; `speedup` divides them (2 = twice as fast); `rate_scale` keeps each request with that
-    probability (< 1) or repeats it (> 1) at the same instant, seeded.
+    count from the window's start; `speedup` divides them (2 = twice as
+    fast); `rate_scale` keeps each request with that probability (< 1) or
+    repeats it (> 1) at the same instant, seeded.
     """
 
     process: Literal["trace"]
@@ -153,7 +154,7 @@ def _poisson_by_default(value: object) -> object:
 
 
 ArrivalSpec = Annotated[
-    Annotated[Union[Constant, Poisson, Gamma, OnOff, Diurnal, Ramp, Steps, Closed, Trace],
+    Annotated[Constant | Poisson | Gamma | OnOff | Diurnal | Ramp | Steps | Closed | Trace,
               Field(discriminator="process")],
     BeforeValidator(_poisson_by_default),
 ]

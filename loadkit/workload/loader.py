@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class LoadedWorkload:
 
 
 def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides(),
-                  env: dict[str, str] | None = None) -> LoadedWorkload:
+                  env: Mapping[str, str] | None = None) -> LoadedWorkload:
     """Read, validate and apply overrides; raise WorkloadError on any problem."""
     raw, node, data = _read_yaml(path)
     data = _apply_overrides(data, overrides)
@@ -67,8 +68,7 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
         workload = with_slo_file(workload, _validate(SloFile, s_node, s_data, str(slo_path)),
                                  str(slo_path))
     workload = _rescale(workload, overrides, str(path))
-    env = os.environ if env is None else env
-    missing = envrefs.missing(workload.env_refs(), env)
+    missing = envrefs.missing(workload.env_refs(), os.environ if env is None else env)
     if missing:
         raise WorkloadError(str(path), [(None, "headers", envrefs.not_set(v)) for v in missing])
     base = Path(path).parent
@@ -94,7 +94,7 @@ def _read_yaml(path: str | os.PathLike[str]) -> tuple[bytes, yaml.Node, dict]:
         line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise WorkloadError(name, [(line, "", f"invalid YAML: {problem}")]) from None
-    if not isinstance(data, dict):
+    if node is None or not isinstance(data, dict):
         raise WorkloadError(name, [(1, "", "the file must be a YAML mapping")])
     return raw, node, data
 

@@ -10,15 +10,27 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, Field, PlainValidator, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loadkit import envrefs
 from loadkit.sim.config import SimConfig
 from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.workload.arrival_specs import ArrivalSpec
 from loadkit.workload.scenarios import Scenario
-from loadkit.workload.slo_spec import END_OF_RUN_METRICS, Condition, Objective, parse_condition, parse_objective
+from loadkit.workload.slo_spec import (
+    END_OF_RUN_METRICS,
+    Condition,
+    Objective,
+    parse_condition,
+    parse_objective,
+)
 from loadkit.workload.units import Bytes, Seconds, Strict
 
 NAME = r"^[A-Za-z0-9_-]+$"  # names become parts of series keys and .hlog tags
@@ -61,7 +73,7 @@ class SloEntry(Strict):
         return o.model_copy(update={"abort": self.abort, "abort_after_s": self.after})
 
 
-def _slo_item(value: Any) -> "str | SloEntry":
+def _slo_item(value: Any) -> str | SloEntry:
     """A line, or the mapping form; one error at the item's own key path."""
     if isinstance(value, str):
         return _objective_text(value)
@@ -79,7 +91,7 @@ def _slo_item(value: Any) -> "str | SloEntry":
 SloItem = Annotated[Any, PlainValidator(_slo_item)]  # str | SloEntry
 
 
-def objective_of(item: "SloItem", scope: str) -> Objective:
+def objective_of(item: SloItem, scope: str) -> Objective:
     return item.objective(scope) if isinstance(item, SloEntry) else parse_objective(item, scope)
 
 
@@ -194,7 +206,7 @@ class Workload(Strict):
         return v.rstrip("/") if v else v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Workload":
+    def _consistent(self) -> Workload:
         if (self.duration is None) == (not self.phases):
             raise ValueError("give either `duration` (with optional `warmup`) or `phases`")
         if self.arrival is not None and self.tenants:
@@ -217,10 +229,10 @@ class Workload(Strict):
             for p in t.phases:
                 if p not in phases:
                     raise ValueError(f"tenant {t.name!r} names unknown phase {p!r}")
-            for p in self.phase_list:
-                if self.arrival_for(t, p) is None and p.name not in t.phases:
+            for phase in self.phase_list:
+                if self.arrival_for(t, phase) is None and phase.name not in t.phases:
                     raise ValueError(f"tenant {t.name!r} has no arrival process in phase "
-                                     f"{p.name!r}: give the tenant an `arrival`, or the phase one")
+                                     f"{phase.name!r}: give the tenant an `arrival`, or the phase one")
         return self
 
     @property
@@ -229,7 +241,7 @@ class Workload(Strict):
         if self.phases:
             return list(self.phases)
         out = [Phase(name="warmup", duration=self.warmup, warmup=True)] if self.warmup else []
-        return out + [Phase(name="measure", duration=self.duration)]  # type: ignore[arg-type]
+        return out + [Phase(name="measure", duration=self.duration)]
 
     @property
     def measured_s(self) -> float:
@@ -259,7 +271,8 @@ class Workload(Strict):
         return [parse_condition(c) for c in self.goodput]
 
     def check_slos(self, scenarios: list[str]) -> None:
-        nested = [s for o in [*self.tenants, *self.phase_list] for s in o.slos]
+        owners: list[Tenant | Phase] = [*self.tenants, *self.phase_list]
+        nested = [s for o in owners for s in o.slos]
         if any(isinstance(s, SloEntry) and s.scenario for s in nested):
             raise ValueError("`scenario:` narrows top-level SLOs only")
         for s in self.slos:

@@ -9,12 +9,11 @@ model returning sensible output"; a failed one is a `check_failed` error.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from loadkit.workload.units import Strict
-
 
 MAX_TOKENS = 10_000_000
 
@@ -30,7 +29,7 @@ class Uniform(Strict):
     max: int = Field(gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
-    def _order(self) -> "Uniform":
+    def _order(self) -> Uniform:
         return _ordered(self)
 
 
@@ -42,7 +41,7 @@ class Normal(Strict):
     max: int = Field(default=MAX_TOKENS, gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
-    def _order(self) -> "Normal":
+    def _order(self) -> Normal:
         return _ordered(self)
 
 
@@ -56,7 +55,7 @@ class LogNormal(Strict):
     max: int = Field(default=MAX_TOKENS, gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
-    def _order(self) -> "LogNormal":
+    def _order(self) -> LogNormal:
         return _ordered(self)
 
 
@@ -66,9 +65,9 @@ def _ordered(d):
     return d
 
 
-Distribution = Annotated[Union[Fixed, Uniform, Normal, LogNormal],
+Distribution = Annotated[Fixed | Uniform | Normal | LogNormal,
                          Field(discriminator="dist")]
-Tokens = Union[Annotated[int, Field(gt=0, le=MAX_TOKENS)], Distribution]
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)] | Distribution
 
 
 class JsonCheck(Strict):
@@ -132,7 +131,7 @@ class OpenAIScenario(_Scenario):
     path: str | None = None
 
     @model_validator(mode="after")
-    def _checks_can_pass(self) -> "OpenAIScenario":
+    def _checks_can_pass(self) -> OpenAIScenario:
         if self.stream and self.checks.json_path:
             raise ValueError("checks.json_path needs a JSON answer: use it with stream: false")
         return self
@@ -154,7 +153,7 @@ class EmbeddingsScenario(_Scenario):
     path: str = "/v1/embeddings"
 
     @model_validator(mode="after")
-    def _checks_can_pass(self) -> "EmbeddingsScenario":
+    def _checks_can_pass(self) -> EmbeddingsScenario:
         if self.checks.regex or self.checks.min_output_tokens:
             raise ValueError("embeddings generate no text: use checks.status or json_path")
         return self
@@ -177,6 +176,6 @@ class HttpScenario(_Scenario):
         return self.path
 
 
-Scenario = Annotated[Union[OpenAIScenario, EmbeddingsScenario, HttpScenario],
+Scenario = Annotated[OpenAIScenario | EmbeddingsScenario | HttpScenario,
                      Field(discriminator="kind")]
 SCENARIO_KINDS = ("openai-chat", "openai-completions", "openai-embeddings", "http")

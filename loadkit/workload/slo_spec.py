@@ -146,7 +146,7 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
         scale = _GAUGE_UNITS[base]
         if unit not in scale and not (unit is None and base == ""):
             raise ValueError(f"{metric} takes {' or '.join(scale)}, got {unit!r}")
-        return Objective(stat=stat, quantile=None, threshold=value * scale.get(unit, 1.0),
+        return Objective(stat=stat, quantile=None, threshold=value * scale.get(unit or "", 1.0),
                          unit=base, **fields)
     if metric not in RATE_METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")

@@ -19,6 +19,8 @@ import yaml
 
 from chromium_support import ARTIFACTS, browser, open_report  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ["chart-spectrum", "chart-latency-time", "chart-throughput", "chart-tokens",
           "chart-tenants", "chart-health"]

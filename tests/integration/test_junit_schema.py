@@ -20,6 +20,8 @@ SHA256 = "86c0d0b93306b961d58d62a4db4879f27fe25513d4b969df351abdddb3c30e01"
 MEMBER = "pytest-8.4.2/testing/example_scripts/junit-10.xsd"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loadkit-tests"
 
+pytestmark = pytest.mark.network  # the schema comes from PyPI the first time
+
 
 @pytest.fixture(scope="module")
 def junit_schema() -> xmlschema.XMLSchema:
@@ -32,9 +34,10 @@ def junit_schema() -> xmlschema.XMLSchema:
                 raise
             pytest.skip(f"cannot fetch the JUnit schema from PyPI: {exc}")
         assert hashlib.sha256(data).hexdigest() == SHA256
-        member = tarfile.open(fileobj=io.BytesIO(data)).extractfile(MEMBER)
+        with tarfile.open(fileobj=io.BytesIO(data)) as sdist:
+            xsd = sdist.extractfile(MEMBER).read()
         CACHE.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(member.read())
+        path.write_bytes(xsd)
     return xmlschema.XMLSchema(str(path))
 
 

@@ -24,6 +24,13 @@ RATE, N = 50, 400  # both clients at one pacing: how long the server idles betwe
 ADDED_BOUND_MS = {0.50: 0.5, 0.99: 1.0}  # loadkit's own added latency over curl's
 
 
+# Runs whose timings are asserted are timed as `loadkit run` times them: the
+# collector settled before the run's zero and collecting rarely during it
+# (RunOptions.quiet_gc), so that no full collection of this long-lived pytest
+# process's heap lands mid-run as latency or lateness.
+TIMED = {"quiet_gc": True}
+
+
 def test_latency_adds_no_more_than_a_reference_client(server, run):
     """loadkit against the server's socket-level clock, beside curl on the same
     server, seeded delays and pacing: whatever loadkit adds beyond what curl
@@ -39,7 +46,7 @@ def test_latency_adds_no_more_than_a_reference_client(server, run):
             "arrival": {"process": "constant", "rate": RATE},
             "scenarios": [{"name": "echo", "kind": "http", "method": "POST", "path": "/echo",
                            "body": {"x": 1}}],
-        }, probe=False)  # the server's log: the measured requests only
+        }, probe=False, **TIMED)  # the server's log: the measured requests only
         truth = fetch(url + "/truth")
         fetch(url + "/reset", method="POST")  # the same delays again, for curl
         proc = subprocess.run(
@@ -69,12 +76,13 @@ def fetch(url: str, method: str = "GET"):
 
 def test_coordinated_omission_charges_queued_requests(server, run):
     """A 1-s stall at 100 req/s: requests scheduled during it are charged their wait."""
-    with server("stall", "--stall-at", "3", "--stall", "1.0") as url:
+    stall_ms = 1000.0
+    with server("stall", "--stall-at", "3", "--stall", str(stall_ms / 1000)) as url:
         result, _ = run({
             "name": "stall", "target": url, "duration": 8, "warmup": 0,
             "arrival": {"process": "constant", "rate": 100},
             "scenarios": [{"name": "get", "kind": "http", "method": "GET", "path": "/"}],
-        })
+        }, **TIMED)
     lat = result["series"]["latency"]["all"]
     svc = result["series"]["service_time"]["all"]
     assert lat["count"] == 800
@@ -82,28 +90,45 @@ def test_coordinated_omission_charges_queued_requests(server, run):
     # with open-loop timing, ~1.25% of requests see >= 800 ms, so p99 shows it.
     assert lat["max"] >= 990
     assert lat["p99"] >= 800, lat
-    assert lat["p50"] < 20
+    # The other 7 s answer in 2 ms: the median request never met the stall,
+    # an order of magnitude below the tail it made (on any machine's loopback).
+    assert lat["p50"] * 10 <= lat["p99"], lat
     # service_time is reported beside it: the same stall, charged from `sent`,
-    # which here equals intended (the open loop sent on time).
+    # which here equals intended (the open loop sent on time: a generator
+    # that waited for the stalled server would be late by up to the stall).
     assert svc["max"] >= 990
-    assert result["health"]["lateness_p99_ms"] < 10
+    assert result["health"]["lateness_p99_ms"] < stall_ms / 10, result["health"]
 
 
 def test_streaming_itl_and_ttft(run):
-    """Against the simulator at a fixed 10 ms per token and 50 ms to first token."""
-    result, _ = run({
-        "name": "stream", "duration": 6, "warmup": 1,
-        "simulator": {"ttft_ms": 50, "itl_ms": 10},
-        "arrival": {"process": "poisson", "rate": 20},
-        "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
-                       "max_tokens": 20, "prompt_tokens": 32}],
-    })
+    """Against the simulator at a fixed 10 ms per token and 50 ms to first token:
+    each shows as that much more than the same simulator at 0 ms, measured in
+    this test (loopback, the simulator's own work and this machine's wake-ups
+    are in both and cancel)."""
+    def stream(ttft_ms: float, itl_ms: float, duration: float, warmup: float) -> dict:
+        return run({
+            "name": "stream", "duration": duration, "warmup": warmup,
+            "simulator": {"ttft_ms": ttft_ms, "itl_ms": itl_ms},
+            "arrival": {"process": "poisson", "rate": 20},
+            "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
+                           "max_tokens": 20, "prompt_tokens": 32}],
+        }, **TIMED)[0]
+
+    reference = stream(0.0, 0.0, duration=2, warmup=0)
+    result = stream(50.0, 10.0, duration=6, warmup=1)
+
+    def added(metric: str) -> float:
+        return result["series"][metric]["all"]["p50"] - reference["series"][metric]["all"]["p50"]
+
+    print(f"added over the 0-ms simulator: itl {added('itl'):.2f} ms, ttft "
+          f"{added('ttft'):.2f} ms, tpot {added('tpot'):.2f} ms")
+    # +-1 ms: the simulator's timers count whole milliseconds from a loop clock
+    # cached at the start of each iteration (each sleep ends up to 1 ms early
+    # or late); TTFT +-2 ms: one such sleep plus the noise of two medians.
+    assert abs(added("itl") - 10.0) <= 1.0, result["series"]["itl"]["all"]
+    assert abs(added("ttft") - 50.0) <= 2.0, result["series"]["ttft"]["all"]
+    assert abs(added("tpot") - 10.0) <= 1.0, result["series"]["tpot"]["all"]
     itl = result["series"]["itl"]["all"]
-    ttft = result["series"]["ttft"]["all"]
-    tpot = result["series"]["tpot"]["all"]
-    assert abs(itl["p50"] - 10.0) <= 1.0, itl
-    assert abs(ttft["p50"] - 50.0) <= 2.0, ttft
-    assert abs(tpot["p50"] - 10.0) <= 1.0, tpot
     completed = result["counts"]["completed"]
     assert itl["count"] == completed * 19  # every gap is a sample, not an average
     assert result["tokens"]["source"] == {"usage": completed + result["counts"]["warmup_completed"]}

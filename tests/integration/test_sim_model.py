@@ -42,20 +42,23 @@ def test_ttft_is_the_prefill_time_at_low_load() -> None:
                                                      COMPLETIONS)
                     out.append(1000 * (times[0] - sent))
             m = await live.metrics()
+            client_mean = statistics.fmean(ttfts[100] + ttfts[600])
             # The fastest of each: the model's time plus the least this machine adds.
-            return {tokens: min(out) for tokens, out in ttfts.items()}, m
+            return {tokens: min(out) for tokens, out in ttfts.items()}, client_mean, m
 
-    ttft, m = run_async(go())
+    ttft, client_mean, m = run_async(go())
     print(f"TTFT minima: 100 tokens {ttft[100]:.2f} ms (20), 600 tokens {ttft[600]:.2f} ms (70)")
     # Never faster than the model (10 + 0.1 x tokens); the slope is the model's
     # exactly, within the loop's timer rounding (what this client and machine
     # add to each request is in both and cancels).
     assert ttft[100] >= 20.0 and ttft[600] >= 70.0, ttft
     assert abs((ttft[600] - ttft[100]) - 0.1 * 500) <= 1.5, ttft
-    # The server's own TTFT histogram agrees: mean of 5 x 20 ms and 5 x 70 ms.
+    # The server's own TTFT histogram agrees: a mean of 5 x 20 ms and 5 x 70 ms,
+    # plus its part of what the client saw (a time inside each client's TTFT).
     name = 'vllm:time_to_first_token_seconds_{}{{model_name="loadkit-sim"}}'
     mean_ms = 1000 * m[name.format("sum")] / m[name.format("count")]
-    assert m[name.format("count")] == 10 and abs(mean_ms - 45.0) <= 2.0, mean_ms
+    assert m[name.format("count")] == 10, m
+    assert 44.5 <= mean_ms <= client_mean, (mean_ms, client_mean)
     assert m['vllm:prompt_tokens_total{model_name="loadkit-sim"}'] == 5 * 100 + 5 * 600
 
 

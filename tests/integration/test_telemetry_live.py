@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadkit.telemetry.agent_client import AgentSource
 from loadkit.telemetry.agent_server import Agent, AgentServer
+from loadkit.result.model import PhaseInfo
 from loadkit.telemetry.derive import gpu_view, section
 from loadkit.telemetry.prometheus import PrometheusSource
 
@@ -177,11 +178,11 @@ def test_scraping_a_dcgm_exporter_sample_over_http():
             "series": {k: {**v, "t": [1.0, 2.0, 3.0]} for k, v in s.items()}}
     name, hardware, view = gpu_view({k: {**v, "points": _points(v)} for k, v in data["series"].items()})
     assert name == "dcgm" and hardware and len(view["util"]) == 2
-    sec = section(data, [{"name": "m", "start_s": 1.0, "duration_s": 2.0, "warmup": False}],
+    sec = section(data, [PhaseInfo(name="m", start_s=1.0, duration_s=2.0, warmup=False)],
                   [], {"m": 100}, {})
-    assert sec["available"] and sec["gpu_source"] == "dcgm"
-    assert sec["all"]["energy_j"] == (350 + 450) * 2  # two 1-s scrapes of both GPUs
-    assert sec["all"]["energy_per_request"] == 16.0 and sec["all"]["gpu.util.mean"] == 75.0
+    assert sec.available and sec.gpu_source == "dcgm"
+    assert sec.all["energy_j"] == (350 + 450) * 2  # two 1-s scrapes of both GPUs
+    assert sec.all["energy_per_request"] == 16.0 and sec.all["gpu.util.mean"] == 75.0
 
 
 def _points(series):

@@ -74,7 +74,7 @@ def synthetic_day(intervals: int = DAY, telemetry_step: float = 0.25) -> dict:
         "histograms": hists,
         "telemetry": {
             "available": True, "reason": "", "gpu_source": "hardware", "simulated": False,
-            "interval_s": telemetry_step, "gpus": ["0"],
+            "interval_s": telemetry_step, "gpus": [{"index": 0, "name": "H100"}],
             "sources": [{"kind": "nvml", "target": "local", "status": "ok", "reason": "",
                          "samples": len(tt)}],
             # as telemetry.derive writes them: at most 2,000 points per series

@@ -7,8 +7,8 @@ import random
 import pytest
 from scipy import stats
 
+from loadkit.compare.stats import compare_series, mann_whitney, parse_tolerances
 from loadkit.record.histogram import new_histogram, record_us
-from loadkit.slo.compare import compare_series, mann_whitney, parse_tolerances
 
 
 def sample(rng: random.Random, n: int, scale: float = 1.0):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from loadkit.cli import main
-from loadkit.report.compare_html import render_compare_html
+from loadkit.compare import Comparison, render_compare_html
 from loadkit.report.decimate import decimate, decimate_points
 from loadkit.report.html import render_html, verdict_text
 from loadkit.result import parse_run
@@ -140,22 +140,29 @@ def test_verdict_sentences(small):
 # -- compare --------------------------------------------------------------------------
 
 
-def test_compare_page_rows_charts_and_defensive_rendering(small):
+def test_compare_page_rows_charts_and_escaping(small):
     slower = copy.deepcopy(small)
     for iv in slower["timeseries"]:
         iv["latency_p99_ms"] *= 1.3
-    comparison = {"verdict": "regression", "rows": [
-        {"metric": "latency", "scope": "all", "stat": "p99", "base": 212.0, "cand": 275.6,
-         "change_pct": 30.0, "ci_low_pct": 25.0, "ci_high_pct": 35.0, "p_value": 0.0001,
-         "tolerance_pct": 5.0, "decision": "regression"},
-        {"metric": PAYLOADS[0], "scope": "all", "stat": "p50", "base": 60.0, "cand": 60.1,
-         "change_pct": 0.2, "decision": "no_change"}]}
-    html = render_compare_html(comparison, small, slower)
+    base, cand = parse_run(small), parse_run(slower)
+    side = {"run_id": "r", "workload": "w", "started_at": "t", "target": "x", "verdict": "pass"}
+    row = {"scope": "all", "samples_base": 2000, "samples_cand": 2000}
+    comparison = Comparison.model_validate({
+        "verdict": "regression", "alpha": 0.05, "trusted": True, "warnings": [],
+        "base": side, "cand": side, "rows": [
+            {**row, "metric": "latency", "stat": "p99", "base": 212.0, "cand": 275.6,
+             "change_pct": 30.0, "ci_low_pct": 25.0, "ci_high_pct": 35.0, "p_value": 0.0001,
+             "tolerance_pct": 5.0, "decision": "regression"},
+            {**row, "metric": PAYLOADS[0], "stat": "p50", "base": 60.0, "cand": 60.1,
+             "change_pct": 0.2, "ci_low_pct": None, "ci_high_pct": None, "p_value": None,
+             "tolerance_pct": 10.0, "decision": "no_change"}]})
+    html = render_compare_html(comparison, base, cand)
     assert "✗ REGRESSION" in html and "+30.00%" in html and "[+25.00%, +35.00%]" in html
     assert 'id="chart-compare-spectrum"' in html and 'id="chart-compare-p99"' in html
     assert "✗ regression" in html and "= no change" in html
     assert not TAGS.search(html) and "could not be drawn" not in html
-    bare = render_compare_html({}, {}, {"verdict": "pass"})
+    empty = parse_run({**small, "histograms": {}, "timeseries": []})
+    bare = render_compare_html(comparison.model_copy(update={"rows": []}), empty, empty)
     assert "No statistics were compared." in bare and "chart-compare" not in bare
 
 

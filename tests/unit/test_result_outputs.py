@@ -1,6 +1,6 @@
-"""A run's result built from recorded requests (loadkit.result.build_result)
-and the outputs rendered from it (loadkit.report: JUnit, Markdown, HTML),
-with what the server sent escaped in every one."""
+"""A run's result assembled from recorded requests (loadkit.result.build,
+loadkit.slo.evaluate) and the outputs rendered from it (loadkit.report:
+JUnit, Markdown, HTML), with what the server sent escaped in every one."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ from loadkit.errors import ErrorKind
 from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.report import render_junit, render_markdown
 from loadkit.report.html import render_html
-from loadkit.result import build_result
+from loadkit.result import RunResult, Verdict
+from loadkit.result.build import Measured, health
+from loadkit.result.model import PhaseInfo, WorkloadInfo
+from loadkit.slo.evaluate import evaluate_all
+from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import parse_objective
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)"> | pipe'
 
 
-def sample_result() -> dict:
+def sample_result() -> RunResult:
+    """50 answers in 20-26 ms and one HTTP 500 echoing HOSTILE, over 2 s, as
+    execute.py assembles a run: three SLOs, one of each verdict."""
     rec = Recorder(start_ns=0)
     ms = 1_000_000
     for i in range(50):
@@ -26,26 +32,32 @@ def sample_result() -> dict:
     rec.record(RequestRecord("t", "chat", "measure", intended=0, sent=0, end=ms,
                              error=ErrorKind.HTTP_5XX, message=f"HTTP 500: {HOSTILE}"))
     rec.rotate(2000 * ms)
-    meta = {"run_id": "r1", "loadkit_version": "0", "host": "h", "started_at": "2026-01-01T00:00:00+00:00",
-            "finished_at": "2026-01-01T00:00:02+00:00", "target": "http://127.0.0.1:1",
-            "workload": {"name": "w|x", "path": "w.yaml", "sha256": "ab" * 32, "seed": 1,
-                         "duration_s": 2.0, "warmup_s": 0.0},
-            "phases": [{"name": "measure", "start_s": 0.0, "duration_s": 2.0, "warmup": False}],
-            "closed_loop": False}
+    phases = [PhaseInfo(name="measure", start_s=0.0, duration_s=2.0, warmup=False)]
+    measured = Measured(rec, Phases(phases))
     objectives = [parse_objective(t) for t in
                   ("latency p50 < 1s", "latency p50 < 1ms", "latency p99 < 1s")]
-    return build_result(meta=meta, recorder=rec,
-                        scheduled=Counter({("measure", "t"): 51}),
-                        declared_rates={("t", "measure"): 25.0}, unfinished=0,
-                        objectives=objectives, health={"cpu_percent": 1.0, "steal_percent": 0.0},
-                        lateness_bound_ms=10.0, allow_saturated=False)
+    slos = evaluate_all(objectives, measured.histograms, measured.counts)
+    return RunResult(
+        run_id="r1", loadkit_version="0", host="h", git_commit=None,
+        started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:00:02+00:00",
+        target="http://127.0.0.1:1", closed_loop=False,
+        workload=WorkloadInfo(name="w|x", path="w.yaml", sha256="ab" * 32, seed=1,
+                              duration_s=2.0, warmup_s=0.0, interval_s=1.0),
+        phases=phases, verdict=Verdict.overall([s.verdict for s in slos]), trusted=True,
+        untrusted_reasons=[], slos=slos,
+        counts=measured.request_counts(Counter({("measure", "t"): 51}), 0),
+        throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),
+        health=health({"cpu_percent": 1.0, "steal_percent": 0.0}, measured.lateness_p99_ms(),
+                      10.0),
+        series=measured.series(), timeseries=measured.timeseries(),
+        histograms=measured.encoded_histograms())
 
 
 def test_result_verdict_and_junit():
     r = sample_result()
-    assert [s["verdict"] for s in r["slos"]] == ["pass", "fail", "inconclusive"]
-    assert r["verdict"] == "fail" and r["trusted"]
-    assert r["counts"]["errors"] == 1 and r["errors"]["by_kind"]["http_5xx"] == 1
+    assert [s.verdict for s in r.slos] == ["pass", "fail", "inconclusive"]
+    assert r.verdict == "fail" and r.trusted
+    assert r.counts.errors == 1 and r.errors.by_kind["http_5xx"] == 1
     suite = ET.fromstring(render_junit(r)).find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == 4 and suite.get("failures") == "1" and suite.get("skipped") == "1"

@@ -18,6 +18,7 @@ import pytest
 
 from loadkit.errors import InputError, WorkloadError
 from loadkit.telemetry.collector import Session, resolve_token, telemetry_session
+from loadkit.result.model import PhaseInfo
 from loadkit.telemetry.derive import gpu_view, section, slo_values
 from loadkit.telemetry.nvml import Nvml, NvmlSource
 from loadkit.telemetry.prometheus import PrometheusSource, parse, quantile, selector
@@ -309,9 +310,9 @@ def _scripted(price=2.0, gpus_declared=None):
                                              "reason": "", "samples": 82, "errors": 0}],
             "gpus": [{"index": 0}, {"index": 1}], "series": series,
             "price_per_gpu_hour": price, "gpus_declared": gpus_declared}
-    phases = [{"name": "warmup", "start_s": 0.0, "duration_s": 5.0, "warmup": True},
-              {"name": "steady", "start_s": 5.0, "duration_s": 10.0, "warmup": False},
-              {"name": "spike", "start_s": 15.0, "duration_s": 4.0, "warmup": False}]
+    phases = [PhaseInfo(name="warmup", start_s=0.0, duration_s=5.0, warmup=True),
+              PhaseInfo(name="steady", start_s=5.0, duration_s=10.0, warmup=False),
+              PhaseInfo(name="spike", start_s=15.0, duration_s=4.0, warmup=False)]
     intervals = [{"start_s": float(i), "end_s": float(i + 1), "completed": 10, "errors": 0,
                   "output_tokens": 500, "latency_p50_ms": 100.0, "latency_p99_ms": 300.0}
                  for i in range(19)]
@@ -322,20 +323,20 @@ def test_energy_per_request_is_the_counter_delta_over_completed_requests():
     data, phases, intervals = _scripted()
     sec = section(data, phases, intervals, {"warmup": 40, "steady": 250, "spike": 80},
                   {"warmup": 2000, "steady": 10_000, "spike": 4000})
-    steady = sec["phases"]["steady"]
+    steady = sec.phases["steady"]
     # (200 + 300) J/s × 10 s = 5000 J over 250 requests and 10,000 tokens.
     assert steady["energy_j"] == 5000.0 and steady["energy_source"] == "counter"
     assert steady["energy_per_request"] == 5000.0 / 250
     assert steady["energy_per_1k_output_tokens"] == 5000.0 / 10_000 * 1000
-    assert sec["phases"]["spike"]["energy_per_request"] == 500 * 4 / 80
-    a = sec["all"]  # steady + spike: 7000 J over 330 requests
+    assert sec.phases["spike"]["energy_per_request"] == 500 * 4 / 80
+    a = sec.all  # steady + spike: 7000 J over 330 requests
     assert a["energy_j"] == 7000.0 and a["energy_per_request"] == round(7000 / 330, 3)
     assert a["gpu.util.mean"] == 80.0 and a["gpu.util.max"] == 100.0
     assert a["idle_silicon"] == 20.0 and a["gpu.power.max"] == 300.0
-    assert sec["phases"]["warmup"]["gpu.util.mean"] == 60.0
+    assert sec.phases["warmup"]["gpu.util.mean"] == 60.0
     assert a["gpu.temp.max"] == 71.0
     assert a["prom.vllm:num_requests_waiting.mean"] == 6.0  # points at 6 and 11 s
-    assert sec["available"] and sec["gpu_source"] == "hardware" and not sec["simulated"]
+    assert sec.available and sec.gpu_source == "hardware" and not sec.simulated
 
 
 def test_cost_figures_match_a_hand_calculation():
@@ -343,17 +344,17 @@ def test_cost_figures_match_a_hand_calculation():
     sec = section(data, phases, intervals, {"steady": 250, "spike": 80},
                   {"steady": 10_000, "spike": 4000})
     # 2 GPUs × 10 s × $2/h = $0.011111; per 1k requests: /250×1000; per 1M tokens: /1e4×1e6
-    steady = sec["phases"]["steady"]
+    steady = sec.phases["steady"]
     cost = 2 * 10 / 3600 * 2.0
     assert steady["cost"] == round(cost, 6)
     assert steady["cost_per_1k_requests"] == round(cost / 250 * 1000, 6)  # 0.044444
     assert steady["cost_per_1m_output_tokens"] == round(cost / 10_000 * 1e6, 6)  # 1.111111
-    a = sec["all"]  # 14 measured seconds, 330 requests, 14,000 tokens
+    a = sec.all  # 14 measured seconds, 330 requests, 14,000 tokens
     assert a["cost_per_1k_requests"] == round(2 * 14 / 3600 * 2.0 / 330 * 1000, 6)
     declared = section(*_scripted(price=3.0, gpus_declared=8), {"steady": 250}, {})
-    assert declared["phases"]["steady"]["cost_per_1k_requests"] == round(
+    assert declared.phases["steady"]["cost_per_1k_requests"] == round(
         8 * 10 / 3600 * 3.0 / 250 * 1000, 6)
-    assert "cost_per_1m_output_tokens" not in declared["phases"]["steady"]  # no tokens
+    assert "cost_per_1m_output_tokens" not in declared.phases["steady"]  # no tokens
 
 
 def test_energy_falls_back_to_integrated_power_without_a_counter():
@@ -361,14 +362,14 @@ def test_energy_falls_back_to_integrated_power_without_a_counter():
     for gpu in (0, 1):
         del data["series"][f"gpu{gpu}.energy"]
     sec = section(data, phases, intervals, {"steady": 100}, {})
-    assert sec["phases"]["steady"]["energy_j"] == pytest.approx(5000.0)
-    assert sec["phases"]["steady"]["energy_source"] == "power"
+    assert sec.phases["steady"]["energy_j"] == pytest.approx(5000.0)
+    assert sec.phases["steady"]["energy_source"] == "power"
 
 
 def test_per_interval_rows_join_latency_and_gpu():
     data, phases, intervals = _scripted()
     sec = section(data, phases, intervals, {}, {})
-    row = sec["per_interval"][6]  # 6..7 s
+    row = sec.per_interval[6]  # 6..7 s
     assert row["start_s"] == 6.0 and row["latency_p99_ms"] == 300.0 and row["completed"] == 10
     assert row["gpu.util"] == 80.0 and row["gpu.power"] == 250.0
     assert row["gpu.energy_j"] == pytest.approx(500.0)
@@ -379,7 +380,7 @@ def test_slo_values_keys_and_json():
     data, phases, intervals = _scripted()
     sec = section(data, phases, intervals, {"steady": 250, "spike": 80},
                   {"steady": 10_000, "spike": 4000})
-    json.dumps(sec, allow_nan=False)
+    json.dumps(sec.model_dump(mode="json"), allow_nan=False)
     v = slo_values(sec, "all")
     assert set(v) == {"gpu.util.mean", "gpu.util.max", "gpu.power.mean", "gpu.power.max", "gpu.temp.mean",
                       "gpu.temp.max", "idle_silicon", "energy_per_request",
@@ -395,10 +396,10 @@ def test_no_telemetry_at_all_is_a_reasoned_empty_section():
     sec = section({"interval_s": 0.25, "gpus": [], "series": {}, "sources": [
         {"kind": "nvml", "target": "local", "status": "unavailable",
          "reason": "NVML library not found: x", "samples": 0, "errors": 0}]},
-        [{"name": "m", "start_s": 0.0, "duration_s": 1.0, "warmup": False}], [], {"m": 3}, {})
-    assert sec["available"] is False and "NVML library not found" in sec["reason"]
+        [PhaseInfo(name="m", start_s=0.0, duration_s=1.0, warmup=False)], [], {"m": 3}, {})
+    assert sec.available is False and "NVML library not found" in sec.reason
     assert slo_values(sec, "all") == {}
-    json.dumps(sec, allow_nan=False)
+    json.dumps(sec.model_dump(mode="json"), allow_nan=False)
 
 
 def test_simulator_gauges_are_a_gpu_view_but_not_hardware():
@@ -406,9 +407,9 @@ def test_simulator_gauges_are_a_gpu_view_but_not_hardware():
         "metric": "loadkit_sim_gpu_utilization_ratio", "labels": {"replica": "0"}, "unit": "ratio",
         "kind": "gauge", "source": "prometheus", "points": [[0.5, 0.25], [1.5, 0.75]]}}
     sec = section({"sources": [], "series": series, "gpus": []},
-                  [{"name": "m", "start_s": 0.0, "duration_s": 2.0, "warmup": False}], [], {}, {})
-    assert sec["gpu_source"] == "simulator" and sec["simulated"] and not sec["available"]
-    assert sec["all"]["gpu.util.mean"] == 50.0
+                  [PhaseInfo(name="m", start_s=0.0, duration_s=2.0, warmup=False)], [], {}, {})
+    assert sec.gpu_source == "simulator" and sec.simulated and not sec.available
+    assert sec.all["gpu.util.mean"] == 50.0
     name, hardware, view = gpu_view({})
     assert (name, hardware, view) == (None, False, {})
 

@@ -8,8 +8,14 @@ import pytest
 
 from loadkit.execute import exit_code
 from loadkit.record.histogram import new_histogram, record_us
-from loadkit.slo.evaluate import Counts, evaluate, overall, samples_needed
+from loadkit.result import Verdict, parse_run
+from loadkit.slo.evaluate import Counts, evaluate, samples_needed
 from loadkit.workload.slo_spec import parse_objective
+from synthetic_run import synthetic_day
+
+
+def overall(results) -> Verdict:
+    return Verdict.overall([r.verdict for r in results])
 
 
 def hist(values_ms):
@@ -63,9 +69,12 @@ def test_failures_count_as_slower_than_any_threshold():
 
 
 def test_exit_codes():
-    base = {"trusted": True, "verdict": "pass"}
-    assert exit_code(base) == 0
-    assert exit_code({**base, "verdict": "fail"}) == 1
-    assert exit_code({**base, "verdict": "inconclusive"}) == 1
-    assert exit_code({**base, "verdict": "inconclusive"}, "pass") == 0
-    assert exit_code({**base, "trusted": False, "verdict": "fail"}) == 3
+    base = {**synthetic_day(intervals=10), "trusted": True, "verdict": "pass"}
+
+    def code(*args, **changes) -> int:
+        return exit_code(parse_run({**base, **changes}), *args)
+    assert code() == 0
+    assert code(verdict="fail") == 1
+    assert code(verdict="inconclusive") == 1
+    assert code("pass", verdict="inconclusive") == 0
+    assert code(trusted=False, verdict="fail") == 3

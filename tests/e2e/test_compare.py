@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
+
 from conftest import cli
 
 WORKLOAD = {
@@ -26,6 +28,7 @@ def run_to(tmp_path, name: str, spec: dict):
     return tmp_path / name
 
 
+@pytest.mark.slow  # three 4-s runs and three compares: ~30 s
 def test_same_workload_is_no_change_and_20_percent_slower_is_a_regression(tmp_path):
     base = run_to(tmp_path, "base", WORKLOAD)
     again = run_to(tmp_path, "again", WORKLOAD)
