@@ -51,6 +51,10 @@ class ErrorKind(enum.StrEnum):
     HTTP_5XX = "http_5xx"
     PROTOCOL = "protocol"
     CHECK_FAILED = "check_failed"
+    # Still in flight when the run ended (the `client.drain` deadline after the
+    # schedule, or a stop by an abort SLO or fail-fast), then cancelled: it
+    # never answered, so it counts as a failure like the kinds above.
+    UNFINISHED = "unfinished"
 
 
 class LoadkitError(Exception):

@@ -14,13 +14,13 @@ import datetime as dt
 import gc
 import os
 import platform
-import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loadkit import __version__
 from loadkit.arrivals import Mix, Slot, closed_loops, phase_starts, schedule
@@ -30,25 +30,34 @@ from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.preflight import check_target, discover_model
 from loadkit.engine.probe import explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected, gate
+from loadkit.interrupts import Interrupts
 from loadkit.protocols import prepare
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
 from loadkit.record.hlog import HlogWriter
+from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
 from loadkit.report import write_all
+from loadkit.report.live import live_report
 from loadkit.result.build import Measured, saturation_reason
 from loadkit.result.build import health as generator_health
 from loadkit.result.model import Aborted, PhaseInfo, RunResult, Verdict, WorkloadInfo
 from loadkit.sim.embedded import embedded_simulator
+from loadkit.slo.after_run import judge_after_run
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
+from loadkit.slo.recovery import phase_rates
 from loadkit.slo.scopes import Phases
+from loadkit.telemetry.collector import Session as TelemetrySession
 from loadkit.telemetry.collector import telemetry_session
 from loadkit.telemetry.derive import slo_values, telemetry_section
 from loadkit.urls import without_credentials
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
 from loadkit.workload.scenarios import HttpScenario
+
+if TYPE_CHECKING:
+    from loadkit.record.exporter import LiveMetrics
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,12 @@ class RunOptions:
     # Freeze the heap and collect rarely while the load runs: collector pauses
     # land on the event loop as lateness (see quiet_collector).
     quiet_gc: bool = False
+    # Rewrite report.html this often (seconds) while the run goes, from the
+    # journal, in a child process at idle priority (report/live.py); 0: never.
+    live_report_s: float = 0.0
+    # Live Prometheus metrics of the run (record/exporter.py), fed at each
+    # interval; the caller serves and closes it (`loadkit run --metrics-port`).
+    metrics: LiveMetrics | None = None
 
 
 def exit_code(result: RunResult, inconclusive: str = "fail") -> ExitCode:
@@ -99,7 +114,11 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             notes += _probe(plan, loaded.workload)
         if on_start:
             on_start(target_label, out_dir, notes)
-        return _run(loaded, plan, target_label, run_id, out_dir, options, on_interval), out_dir
+        # From here a first Ctrl-C/SIGTERM stops the run cleanly, a second exits at once.
+        interrupts = stack.enter_context(Interrupts(str(out_dir))) \
+            if options.handle_signals else None
+        return _run(loaded, plan, target_label, run_id, out_dir, options, on_interval,
+                    interrupts), out_dir
 
 
 def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload, list[str]]:
@@ -145,19 +164,25 @@ def _plan(loaded: LoadedWorkload, base_url: str) -> Plan:
 
 def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
          out_dir: Path, options: RunOptions,
-         on_interval: Callable[[Progress], None] | None) -> RunResult:
+         on_interval: Callable[[Progress], None] | None,
+         interrupts: Interrupts | None = None) -> RunResult:
     w = loaded.workload
     started = dt.datetime.now(dt.UTC)
     phases = [PhaseInfo(name=p.name, start_s=s, duration_s=p.duration, warmup=p.warmup)
               for p, s in zip(w.phase_list, phase_starts(w))]
     objectives = w.objectives()
     judge = LiveJudge(objectives, Phases(phases), options.strict,
-                      on_breach=lambda _slo, _at: engine.stop.set(), interval_s=w.interval)
+                      on_breach=lambda slo, _at: engine.halt(f"the abort SLO `{slo.name}`"),
+                      interval_s=w.interval)
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
     with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
             telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
+            Journal(out_dir / JOURNAL_NAME, _journal_header(
+                loaded, plan, run_id, started, target_label, phases, objectives, options, tele),
+                sync=[hlog_file]) as journal, \
+            live_report(out_dir, options.live_report_s if options.html else 0.0), \
             quiet_collector() if options.quiet_gc else contextlib.nullcontext():
         # Start a little in the future so the first slots are not already late.
         start_ns = time.monotonic_ns() + 50_000_000
@@ -168,12 +193,23 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         if judge:
             recorder.keyed = True
             recorder.listeners.append(judge.on_interval)
-        watch = FailFastWatch(w.client.fail_fast, recorder, lambda: engine.stop.set()) \
+        watch = FailFastWatch(w.client.fail_fast, recorder,
+                              lambda: engine.halt("client.fail_fast")) \
             if w.client.fail_fast else None
         if watch:
             recorder.listeners.append(watch.on_interval)
         engine = Engine(plan, recorder, on_interval=on_interval)
-        stopped = _drive(engine, schedule(w, loaded.traces), options.handle_signals)
+        # Crash-safe results: each interval's counters beside the hlog (record/journal.py).
+        recorder.listeners.append(IntervalJournal(journal, recorder, engine.scheduled, tele))
+        if options.metrics is not None:  # the last listener: it reads the others' figures
+            options.metrics.attach(
+                recorder, phases=Phases(phases), objectives=objectives, judge=judge,
+                strict=options.strict, in_flight=lambda: len(engine._tasks),  # as Progress
+                info={"run_id": run_id, "workload": w.name, "target": target_label,
+                      "version": __version__},
+                planned_s=plan.total_s, lateness_bound_s=w.lateness_bound)
+        stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
+        journal.end(stopped=stopped)
     generator = whole_run.finish()
 
     aborted = None
@@ -185,12 +221,17 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     ended_s = recorder.intervals[-1].end_s if recorder.intervals and stopped else None
     measured = Measured(recorder, Phases(phases, ended_s))
     telemetry = telemetry_section(tele.result(start_ns), phases, recorder, stopped)
-    isolation = measured.tenant_isolation(engine.scheduled, {
-        (t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
-        for t in w.all_tenants for p in w.phase_list})
+    declared = {(t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
+                for t in w.all_tenants for p in w.phase_list}
+    isolation = measured.tenant_isolation(engine.scheduled, declared)
+    # Trends of GPU memory and recovery times are judged on the whole run's series.
+    after_run = judge_after_run(objectives, measured.timeseries(), phases, telemetry,
+                                phase_rates(declared, engine.scheduled,
+                                            {p.name: p.duration_s for p in phases}),
+                                w.interval)
     slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
                         options.strict, lambda scope: slo_values(telemetry, scope),
-                        judge.results())
+                        {**judge.results(), **after_run})
     health = generator_health(generator, measured.lateness_p99_ms(), w.lateness_bound * 1000.0)
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
                    "the schedule" if stopped and not aborted else None)
@@ -210,8 +251,36 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         health=health, isolation=isolation, series=measured.series(),
         timeseries=measured.timeseries(), histograms=measured.encoded_histograms(),
         telemetry=telemetry)
+    if options.metrics is not None:
+        options.metrics.finish(result)  # final verdicts, before the reports' seconds
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), html=options.html)
     return result
+
+
+def _journal_header(loaded: LoadedWorkload, plan: Plan, run_id: str, started: dt.datetime,
+                    target_label: str, phases: list[PhaseInfo], objectives: list,
+                    options: RunOptions, tele: TelemetrySession) -> dict:
+    """The journal's first line: what `loadkit report` needs to rebuild the
+    result of a run that died (loadkit/result/recover.py)."""
+    w = loaded.workload
+    return {
+        "run_id": run_id, "pid": os.getpid(), "loadkit_version": __version__,
+        "host": platform.node(), "git_commit": _git_commit(Path(loaded.path).parent),
+        "started_at": started.isoformat(timespec="seconds"), "target": target_label,
+        "closed_loop": bool(plan.closed),
+        "workload": _workload_info(loaded).model_dump(mode="json", by_alias=True),
+        "phases": [p.model_dump(mode="json") for p in phases],
+        "planned_s": plan.total_s, "interval_s": w.interval,
+        "objectives": [o.model_dump(mode="json") for o in objectives],
+        "names": {"phases": plan.phase_names, "scenarios": plan.scenario_names,
+                  "tenants": plan.tenant_names},
+        "declared_rates": [[t.name, p.name, _declared_rate(w.arrival_for(t, p), p.duration)]
+                           for t in w.all_tenants for p in w.phase_list],
+        "lateness_bound_ms": w.lateness_bound * 1000.0, "strict": options.strict,
+        "allow_saturated": options.allow_saturated,
+        "telemetry": {"interval_s": tele.spec.interval,
+                      "price_per_gpu_hour": tele.spec.price_per_gpu_hour,
+                      "gpus_declared": tele.spec.gpus}}
 
 
 def _workload_info(loaded: LoadedWorkload) -> WorkloadInfo:
@@ -240,22 +309,19 @@ def _declared_rate(spec, duration: float) -> float | None:
     return 0.0 if spec is None else mean_rate(spec, duration)
 
 
-def _drive(engine: Engine, slots: Iterator[Slot], handle_signals: bool) -> bool:
-    """Run the engine on uvloop when installed; with `handle_signals`,
-    Ctrl-C/SIGTERM stop it cleanly. Returns True when the run was stopped early."""
-    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+def _drive(engine: Engine, slots: Iterator[Slot], interrupts: Interrupts | None) -> bool:
+    """Run the engine on uvloop when installed; with `interrupts` (the CLI's
+    handle_signals), Ctrl-C/SIGTERM stop it cleanly and a second one exits at
+    once (loadkit/interrupts.py). Returns True when the run was stopped early."""
 
     async def main() -> bool:
-        loop = asyncio.get_running_loop()
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, engine.stop.set)
+        if interrupts is not None:
+            interrupts.attach(asyncio.get_running_loop(), engine.stop.set)
         try:
             await engine.run(slots)
         finally:
-            for sig in signals:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
+            if interrupts is not None:
+                interrupts.detach()
         return engine.stop.is_set()
 
     return _run_async(main())

@@ -37,16 +37,6 @@ def test_server(mode: str, *args: str):
         proc.wait(timeout=10)
 
 
-@pytest.fixture(autouse=True)
-def _settled_collector():
-    """The tests share one long-lived process whose heap grows (matplotlib,
-    playwright, earlier runs). Collect and freeze it before each test, so a
-    full collection of it cannot pause a timing measurement mid-test (as a
-    real loadkit run, which starts small, never sees)."""
-    gc.collect()
-    gc.freeze()
-
-
 @pytest.fixture
 def settled_gc():
     """For a test that times code in this process outside a run (a run settles
@@ -97,3 +87,21 @@ def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
     """The real console entry point, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+@pytest.fixture
+def endless_server():
+    """tests/endless_server.py in its own process (answers that never end:
+    /endless streams tokens forever, /never sends its headers and nothing
+    more); yields its base URL."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "endless_server.py")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"endless server did not start: {proc.stderr.read()}")
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

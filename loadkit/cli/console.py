@@ -78,7 +78,7 @@ class Console:
         c = result.counts
         self.out.print(f"{c.completed:,} completed, {c.errors:,} errors, {c.dropped:,} dropped; "
                        f"lateness p99 {result.health.lateness_p99_ms:.2f} ms")
-        for kind, n, example in error_summary(result):
+        for kind, n, example in error_summary(result.errors):
             self.out.print(Text(f"  {kind} {n:,}" + (f": {example}" if example else ""),
                                 style="red"))
         for reason in result.untrusted_reasons:

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from loadkit.cli.console import Console
+from loadkit.cli.metrics import ServedMetrics, metrics_options
 from loadkit.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.models import Workload
 from loadkit.workload.units import parse_duration
 
 
@@ -24,6 +26,16 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return seconds
 
 
+def _drain(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """client.drain: 0 is allowed (cancel what is in flight when the schedule ends)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (client.drain)") from None
+
+
 def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
@@ -34,6 +46,32 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
     if not 1e-6 <= factor <= 1e6:
         raise click.BadParameter("must be between 1e-6 and 1e6")
     return factor
+
+
+LIVE_REPORT_S = 60.0  # --live-report's default period, for runs longer than:
+LIVE_REPORT_AFTER_S = 120.0
+
+
+def _live_period(flag: float | None, workload: Workload) -> float:
+    if flag is not None:
+        return flag
+    planned = sum(p.duration for p in workload.phase_list)
+    return LIVE_REPORT_S if planned > LIVE_REPORT_AFTER_S else 0.0
+
+
+def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A period, or off/0; None: the default (on for runs over two minutes)."""
+    if value is None:
+        return None
+    if value.strip().lower() in ("off", "no", "false", "0"):
+        return 0.0
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (or off)") from None
+    if seconds < 1:
+        raise click.BadParameter("at least 1s (or off)")
+    return seconds
 
 
 @click.command("run")
@@ -70,6 +108,15 @@ def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
 @click.option("--no-fail-fast", is_flag=True,
               help="Run to the end even when the target refuses (HTTP 4xx) nearly every "
                    "request (client.fail_fast).")
+@click.option("--drain", callback=_drain,
+              help="How long requests still in flight when the schedule ends may take to "
+                   "finish, e.g. 30s; then they are cancelled and count as failures "
+                   "(client.drain, default 30s).")
+@metrics_options
+@click.option("--live-report", "live_report", callback=_live_report, metavar="PERIOD|off",
+              help="Rewrite report.html in the output folder every PERIOD while the run goes, "
+                   "from its journal, in a child process at idle priority (default: every 60s for runs "
+                   "longer than 2 minutes, else off).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
 def run_command(workload: Path, target: str | None, duration: float | None,
                 time_scale: float | None,
@@ -77,6 +124,8 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                 out_dir: Path | None,
                 inconclusive: str, strict: bool, allow_saturated: bool, insecure: bool | None,
                 ca_bundle: str | None, model: str | None, no_probe: bool, no_fail_fast: bool,
+                drain: float | None, metrics_port: int | None, metrics_host: str,
+                metrics_token: str | None, metrics_linger: float, live_report: float | None,
                 quiet: bool) -> int:
     """Run WORKLOAD (a YAML file) and print the SLO verdict.
 
@@ -89,12 +138,17 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                                                target=target, insecure=insecure,
                                                ca_bundle=ca_bundle, slo_files=slo_files,
                                                model=model, fail_fast=not no_fail_fast,
-                                               probe=not no_probe))
+                                               probe=not no_probe, drain=drain))
     console = Console(quiet=quiet)
+    # Off loopback without a token, or a taken port: exit 2 before anything is sent.
+    served = ServedMetrics(metrics_port, metrics_host, metrics_token, metrics_linger)
     options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
-                         handle_signals=True, quiet_gc=True)
-    result, out = execute(loaded, options, on_interval=console.progress,
-                          on_start=console.started)
-    code = exit_code(result, inconclusive)
-    console.finished(result, out, code)
+                         handle_signals=True, quiet_gc=True, metrics=served.metrics,
+                         live_report_s=_live_period(live_report, loaded.workload))
+    with served:
+        result, out = execute(loaded, options, on_interval=console.progress,
+                              on_start=console.started)
+        code = exit_code(result, inconclusive)
+        console.finished(result, out, code)
+        served.linger()
     return int(code)

@@ -38,8 +38,10 @@ class StreamParser(Protocol):
     def finish(self) -> ParsedResponse: ...
 
 
-BodyBuilder = Callable[[int | None, int | None, int], bytes | None]
-"""(prompt tokens, max tokens, request number) -> body; cheap: byte splicing."""
+BodyBuilder = Callable[[int | None, int | None, int], tuple[bytes | None, int | None]]
+"""(prompt tokens, max tokens, request number) -> (body, the max_tokens it asks
+for, None when it asks none); cheap: byte splicing. The asked max_tokens (a
+prompt set's line may set its own) bounds a stream (engine.answer)."""
 
 Check = Callable[[int, ParsedResponse], str | None]
 """(status, parsed answer) -> why it is not sensible, or None."""

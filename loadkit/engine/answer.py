@@ -3,16 +3,25 @@
 A transport calls `status(code, t)` once, then `body(chunk, t)` for each read
 (`t`: when those bytes were read), while `wants_body` holds; the engine then
 calls `finish(end)`. Keeping this out of the transports means the status
-rules, the size cap, SSE parsing and checks are written once.
+rules, the size cap, the stream's token cap, SSE parsing and checks are
+written once.
 """
 
 from __future__ import annotations
 
-from loadkit.engine.adapter import PreparedRequest, StreamParser
+from loadkit.engine.adapter import PreparedRequest, ProtocolError, StreamParser
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
 
 ERROR_BODY_BYTES = 300  # enough of an error body to say why, never the whole of it
+STREAM_CUT = "stream cut after"  # how the message of a stream cut at its cap begins
+
+
+def stream_token_cap(max_tokens: int) -> int:
+    """The most token events a stream may send for `max_tokens`: generous (a
+    server may split a token over chunks), but a stream that runs on and on is
+    cut, so it can neither hold the run open nor grow its memory."""
+    return 4 * max_tokens + 16
 
 
 class ResponseTooLarge(Exception):
@@ -21,17 +30,22 @@ class ResponseTooLarge(Exception):
 
 class Answer:
     __slots__ = ("req", "rec", "cap", "size", "code", "ok", "parts", "parser", "wants_body",
-                 "last")
+                 "last", "asked", "token_cap")
 
-    def __init__(self, req: PreparedRequest, rec: RequestRecord, cap: int) -> None:
-        self.req, self.rec, self.cap = req, rec, cap
+    def __init__(self, req: PreparedRequest, rec: RequestRecord, cap: int,
+                 asked: int | None = None) -> None:
+        """`asked`: the max_tokens the request asked for; it caps a stream."""
+        self.req, self.rec, self.cap, self.asked = req, rec, cap, asked
         self.size = self.code = self.last = 0
         self.ok = self.wants_body = True
         self.parts: list[bytes] = []
         self.parser: StreamParser | None = None
+        self.token_cap: int | None = None
         if req.new_stream_parser is not None:
             self.parser = req.new_stream_parser()
             rec.events = []
+            if asked is not None and asked >= 0:
+                self.token_cap = stream_token_cap(asked)
 
     def status(self, code: int, t: int) -> None:
         self.code, self.last = code, t
@@ -52,7 +66,11 @@ class Answer:
                 rec = self.rec
                 if rec.first is None:
                     rec.first = t
-                rec.events.extend((t,) * n)  # type: ignore[union-attr]  # set with the parser
+                events: list[int] = rec.events  # type: ignore[assignment]  # set with the parser
+                events.extend((t,) * n)
+                if self.token_cap is not None and len(events) > self.token_cap:
+                    raise ProtocolError(f"{STREAM_CUT} {len(events):,} tokens: more than "
+                                        f"4 × max_tokens + 16 (max_tokens {self.asked:,})")
         else:
             self.parts.append(data)
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from loadkit.arrivals.schedule import sample_tokens
+from loadkit.engine.answer import STREAM_CUT
 from loadkit.engine.runner import Plan, exchange
 from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
@@ -98,6 +99,8 @@ def explain(f: ProbeFailure, workload: Workload) -> str:
             f" (model {model!r}, max_tokens, prompt)" if model else "")
     elif f.kind is ErrorKind.CHECK_FAILED:
         hint = f"the answer failed scenarios[{f.scenario}].checks"
+    elif f.kind is ErrorKind.PROTOCOL and f.message.startswith(STREAM_CUT):
+        hint = "the server streams on past max_tokens: does it honour max_tokens?"
     elif f.kind is ErrorKind.PROTOCOL:
         hint = (f"the answer is not what a {s.kind} endpoint sends: is "
                 f"{s.request_path} the right path"

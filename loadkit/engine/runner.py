@@ -5,6 +5,14 @@ whether or not earlier ones have answered; latency is charged from the slot
 (`intended`), so a stalled server cannot hide behind a polite client
 (coordinated omission). An optional in-flight cap counts arrivals it cannot
 start as `dropped`, never delaying them silently.
+
+The end is bounded: after the schedule, requests still in flight get
+`client.drain` to finish, then are cancelled and recorded as failures of kind
+`unfinished` (they never answered, so they count like any error in error rate
+and tails). A stop by an abort SLO or fail-fast (`halt`) cancels them at once,
+recorded the same way: the verdict is already decided, and the survivors
+alone would flatter the tails. An interrupt (`stop` set with no cause: Ctrl-C,
+SIGTERM) cancels them unjudged; they are counted in `unfinished` only.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from loadkit.arrivals import ClosedLoop, Mix, Slot
 from loadkit.engine.adapter import PreparedRequest, ProtocolError
@@ -67,12 +74,23 @@ class Engine:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     progress: Progress = field(init=False)
     scheduled: Counter = field(default_factory=Counter)  # (phase, tenant)
+    # Cancelled without a verdict (an interrupt): in no other count.
     unfinished: int = 0
+    stop_cause: str | None = None  # set by halt(); None: an interrupt
 
     def __post_init__(self) -> None:
         self.progress = Progress(total_s=self.plan.total_s)
         self._tasks: set[asyncio.Task] = set()
         self._seq = 0
+        self._cut: str | None = None  # why requests are being cancelled, when they count
+        self._overdue = False  # the drain deadline passed with requests in flight
+
+    def halt(self, cause: str) -> None:
+        """Stop the run for `cause` (an abort SLO, fail-fast): what is in
+        flight is cancelled at once and counted as `unfinished` failures."""
+        if not self.stop.is_set():
+            self.stop_cause = cause
+        self.stop.set()
 
     async def run(self, slots: Iterable[Slot]) -> None:
         """Send the whole schedule, wait for stragglers, close the last interval."""
@@ -83,15 +101,10 @@ class Engine:
                       for c in self.plan.closed]
             try:
                 await self._dispatch(transport, slots)
-                if closed:  # each ends with its phase, or at once on a stop
-                    stopper = asyncio.create_task(self.stop.wait())
-                    waiters: list[asyncio.Future[Any]] = [asyncio.gather(*closed), stopper]
-                    await asyncio.wait(waiters,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    stopper.cancel()
-                await self._drain()
+                await self._drain(closed)  # closed loops end with their phase
             finally:
                 ticker.cancel()
+                self._cut = self._cut_reason()
                 for t in [*closed, *self._tasks]:
                     t.cancel()
                 await asyncio.gather(*closed, *self._tasks, return_exceptions=True)
@@ -159,15 +172,35 @@ class Engine:
 
         await asyncio.gather(*(user() for _ in range(c.spec.concurrency)))
 
-    async def _drain(self) -> None:
-        """Let in-flight requests finish, bounded by the total timeout or a stop.
+    async def _drain(self, closed: list[asyncio.Task]) -> None:
+        """Let in-flight requests (and closed loops) finish, until `client.drain`
+        after the schedule's end or a stop.
 
-        Whatever is still running afterwards is cancelled and counted as
-        `unfinished`; nothing already measured is lost."""
-        deadline = time.monotonic() + self.plan.client.timeouts.total + 1.0
+        Whatever is still running afterwards is cancelled (`run`); nothing
+        already measured is lost."""
+        drain_ns = int(self.plan.client.drain * 1e9)
+        end = self.recorder.start_ns + int(self.plan.total_s * 1e9)
+        deadline = max(end, now_ns()) + drain_ns  # from now when the dispatcher ran late
+
+        def busy() -> bool:
+            return bool(self._tasks) or not all(c.done() for c in closed)
+
         # Polling, not asyncio.wait(): that adds a callback to every task per call.
-        while self._tasks and not self.stop.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        while busy() and not self.stop.is_set():
+            if (left := deadline - now_ns()) <= 0:
+                self._overdue = True
+                return
+            await asyncio.sleep(min(0.02, left / 1e9))
+
+    def _cut_reason(self) -> str | None:
+        """What a request cancelled now is recorded as; None: not recorded."""
+        if self.stop.is_set():
+            return (f"in flight when {self.stop_cause} stopped the run; cancelled at once"
+                    if self.stop_cause else None)
+        if self._overdue:
+            return (f"still in flight {self.plan.client.drain:g} s after the schedule ended "
+                    "(client.drain); cancelled")
+        return None  # an error of the engine's own: nothing to judge the target by
 
     async def _tick(self) -> None:
         """Rotate the recorder's interval on a fixed grid from the start."""
@@ -192,7 +225,12 @@ class Engine:
             await exchange(self.plan, transport, tenant, scenario, prompt_tokens, max_tokens,
                            seq, rec)
         except asyncio.CancelledError:
-            self.unfinished += 1
+            if self._cut is None:
+                self.unfinished += 1
+            else:  # it never answered: a failure, slower than any threshold
+                rec.error, rec.message, rec.end = ErrorKind.UNFINISHED, self._cut, now_ns()
+                self.recorder.record(rec)
+                self.progress.errors += 1
             raise
         self.recorder.record(rec)
         self.progress.finished += 1
@@ -206,10 +244,11 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
     """One request on the wire, its timings and any failure written into `rec`
     (never raised: a failure is a measurement); returns the HTTP status (0: none)."""
     req = plan.requests[tenant][scenario]
-    answer = Answer(req, rec, plan.client.max_response_bytes)
+    answer: Answer | None = None
     try:
-        end = await transport.send(tenant, scenario,
-                                   req.build_body(prompt_tokens, max_tokens, seq), answer)
+        body, asked = req.build_body(prompt_tokens, max_tokens, seq)
+        answer = Answer(req, rec, plan.client.max_response_bytes, asked)
+        end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)
     except ProtocolError as exc:
         rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
@@ -218,4 +257,4 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
     rec.end = rec.end or now_ns()
     for secret in plan.secrets if rec.message else ():  # a server may echo a key back
         rec.message = rec.message.replace(secret, "***")
-    return answer.code
+    return answer.code if answer is not None else 0

@@ -75,11 +75,15 @@ class AiohttpTransport:
         async with self.session.request(req.method, url, data=body, headers=req.headers,
                                         allow_redirects=self.follow) as resp:
             answer.status(resp.status, now_ns())
-            if answer.wants_body:
-                async for chunk in resp.content.iter_any():
-                    answer.body(chunk, now_ns())
-                    if not answer.wants_body:
-                        break
+            try:
+                if answer.wants_body:
+                    async for chunk in resp.content.iter_any():
+                        answer.body(chunk, now_ns())
+                        if not answer.wants_body:
+                            break
+            except BaseException:
+                resp.close()  # cut (token or size cap, cancelled): close, as the lean one does
+                raise
         return now_ns()
 
     async def close(self) -> None:

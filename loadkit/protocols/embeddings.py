@@ -15,11 +15,12 @@ def prepare(scenario: EmbeddingsScenario, headers: dict[str, str], seed: str
     text = PromptText(f"{seed}:{scenario.name}:prompt")
     inputs = scenario.inputs
 
-    def build(prompt_tokens: int | None, max_tokens: int | None, seq: int) -> bytes:
+    def build(prompt_tokens: int | None, max_tokens: int | None,
+              seq: int) -> tuple[bytes, None]:
         body = text.tokens(prompt_tokens or 1).decode()
         batch = [f"{seq}.{i}: {body}" for i in range(inputs)]
         return json.dumps({"model": scenario.model,
-                           "input": batch if inputs > 1 else batch[0]}).encode()
+                           "input": batch if inputs > 1 else batch[0]}).encode(), None
 
     def parse(raw: bytes) -> ParsedResponse:
         try:

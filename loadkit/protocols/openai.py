@@ -41,15 +41,17 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
     if prompts:
         rng = random.Random(f"{seed}:{s.name}:prompts")
 
-        def from_set(prompt_tokens: int | None, max_tokens: int | None, seq: int) -> bytes:
+        def from_set(prompt_tokens: int | None, max_tokens: int | None,
+                     seq: int) -> tuple[bytes, int | None]:
             p = prompts[rng.randrange(len(prompts))]
-            body = {**fixed, **_limits(s, p.max_tokens or max_tokens)}
+            asked = p.max_tokens or max_tokens  # a line's own max_tokens wins
+            body = {**fixed, **_limits(s, asked)}
             if chat:
                 body["messages"] = p.messages or [{"role": "user", "content": p.text}]
             else:
                 body["prompt"] = p.text if p.text is not None else \
                     "\n".join(m["content"] for m in p.messages or [])
-            return json.dumps(body).encode()
+            return json.dumps(body).encode(), asked
         return from_set
 
     text = PromptText(f"{seed}:{s.name}:prompt")
@@ -59,11 +61,13 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
     close = b'"}]}' if chat else b'"}'
     unique = s.unique_prompts
 
-    def spliced(prompt_tokens: int | None, max_tokens: int | None, seq: int) -> bytes:
+    def spliced(prompt_tokens: int | None, max_tokens: int | None,
+                seq: int) -> tuple[bytes, int | None]:
         n = str(max_tokens).encode()
         nonce = b"%d: " % seq if unique else b""
         limits = n + extra + n if extra else n
-        return head + limits + open_text + nonce + text.tokens(prompt_tokens or 1) + close
+        return (head + limits + open_text + nonce + text.tokens(prompt_tokens or 1) + close,
+                max_tokens)
     return spliced
 
 

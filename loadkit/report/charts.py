@@ -36,6 +36,7 @@ from loadkit.report.chartdata import (
     times,
 )
 from loadkit.report.decimate import Envelope, as_array, decimate, decimate_points
+from loadkit.report.format import quantity
 from loadkit.result.model import ALL, RunResult
 
 if TYPE_CHECKING:
@@ -148,6 +149,32 @@ def _log_if_wide(ax: Axes, values: np.ndarray) -> None:
         _log_scale(ax)
 
 
+def _recovery_marks(ax: Axes, r: RunResult, div: float, named: int = 8) -> None:
+    """recovery_time SLOs: each disturbance (grey), the time from its end until
+    p99 was back (red, the limit it had to come under dashed), and when (green);
+    the first `named` are named on the chart."""
+    found = {(d.start_s, d.end_s): d for s in r.slos if s.recovery is not None
+             for d in s.recovery.disturbances}
+    for k, d in enumerate(sorted(found.values(), key=lambda d: d.start_s)):
+        what = f"{d.kind} {d.name}" if d.name else d.kind
+        ax.axvspan(d.start_s / div, d.end_s / div, color="#555555", alpha=0.12, lw=0,
+                   label=None if k else "disturbance (spike phase or outage)")
+        until = d.recovered_at_s
+        if until is not None:
+            ax.axvspan(d.end_s / div, max(until, d.end_s) / div, color="#c62828", alpha=0.15,
+                       lw=0, label=None if k else "recovery: until p99 was back")
+            if d.limit_ms is not None and until > d.end_s:
+                ax.hlines(d.limit_ms, d.end_s / div, until / div, colors="#c62828", lw=1,
+                          ls="--")
+            ax.axvline(until / div, color="#2e7d32", ls="--", lw=1)
+        if k < named:
+            text = f"{what}: back after {d.recovery_s or 0:.3g} s" if until is not None \
+                else f"{what}: {d.reason or 'not back'}"
+            ax.text((until if until is not None else d.end_s) / div, 0.75, f" {text}",
+                    color="#2e7d32" if until is not None else "#c62828", fontsize=8,
+                    transform=ax.get_xaxis_transform(), ha="left", va="top", rotation=90)
+
+
 # -- the charts ----------------------------------------------------------------------
 
 
@@ -214,6 +241,7 @@ def latency_over_time(r: RunResult, points: int) -> Figure | None:
     envelope(ax, decimate(t, p99, points), div, "p99", COLOURS[1])
     envelope(ax, decimate(t, column(r, "latency_p50_ms"), points), div, "p50", COLOURS[0])
     _log_if_wide(ax, p99)
+    _recovery_marks(ax, r, div)
     ax.set_ylabel("latency (ms)")
     simulated = " (simulated)" if r.telemetry is not None and r.telemetry.simulated else ""
     for ax, (field, values) in zip(axes[1:], gpu.items()):
@@ -224,6 +252,38 @@ def latency_over_time(r: RunResult, points: int) -> Figure | None:
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
     _finish_time_axes(axes, r, div, unit)
+    return fig
+
+
+def trends_chart(r: RunResult) -> Figure | None:
+    """Trend SLOs: each window's value and the Theil-Sen line, one panel each."""
+    slos = [s for s in r.slos if s.trend is not None and s.trend.points]
+    if not slos:
+        return None
+    fig, axes = figure(len(slos), height=2.3)
+    div, unit = time_unit(span(r))
+    for ax, s in zip(axes, slos):
+        tr = s.trend
+        assert tr is not None  # filtered above
+        x = np.array([p[0] for p in tr.points])
+        y = np.array([p[1] for p in tr.points])
+        ax.plot(x / div, y, "o", ms=3, color=COLOURS[0],
+                label=f"per window of {tr.window_s:g} s ({len(x)} of {tr.windows})")
+        if tr.slope_per_s is not None and tr.intercept is not None:
+            ends = np.array([tr.origin_s, x.max() + tr.window_s / 2])
+            ci = f" [{quantity(s.ci_low, s.unit)}, {quantity(s.ci_high, s.unit)}]" \
+                if s.ci_low is not None else ""
+            ax.plot(ends / div, tr.intercept + tr.slope_per_s * (ends - tr.origin_s),
+                    color="#c62828" if s.verdict == "fail" else COLOURS[1], lw=1.5,
+                    label=f"Theil–Sen line: {quantity(s.observed, s.unit)}{ci} "
+                          f"({tr.level:.0%} interval)")
+        ax.set_ylabel(tr.value_unit)
+        ax.set_title(f"{s.text} [{s.scope}]: {s.verdict} (threshold {s.op} "
+                     f"{quantity(s.threshold, s.unit)})", fontsize=9)
+        ax.margins(y=0.15)
+        ax.legend(loc="upper left", ncols=2)
+    axes[-1].set_xlabel(f"time since start ({unit})")
+    axes[-1].set_xlim(0, span(r) / div)
     return fig
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadkit.result.model import RunResult, SLOResult
+from loadkit.result.model import Errors, SLOResult
 
 
 def quantity(value: float | None, unit: str) -> str:
@@ -47,12 +47,12 @@ def per_second(value: float, unit: str = "req/s") -> str:
     return f"{value:,.0f} {unit}" if value >= 10 else f"{value:.2g} {unit}"
 
 
-def error_summary(result: RunResult, width: int = 160) -> list[tuple[str, int, str]]:
+def error_summary(errors: Errors, width: int = 160) -> list[tuple[str, int, str]]:
     """(kind, count, one example) for each error kind seen, most first; the
     example was scrubbed of secrets when recorded, and is cut to `width`."""
-    examples = result.errors.examples
+    examples = errors.examples
     rows = []
-    for kind, n in sorted(result.errors.by_kind.items(), key=lambda kv: -kv[1]):
+    for kind, n in sorted(errors.by_kind.items(), key=lambda kv: -kv[1]):
         if n:
             example = " ".join((examples.get(kind) or [""])[0].split())
             rows.append((kind, n, example if len(example) <= width
@@ -60,7 +60,7 @@ def error_summary(result: RunResult, width: int = 160) -> list[tuple[str, int, s
     return rows
 
 
-def error_line(result: RunResult) -> str:
+def error_line(errors: Errors) -> str:
     """'http_4xx 433 (e.g. HTTP 401: Invalid API key); timeout 2 (...)'."""
     return "; ".join(f"{kind} {n:,}" + (f" (e.g. {ex})" if ex else "")
-                     for kind, n, ex in error_summary(result, 120))
+                     for kind, n, ex in error_summary(errors, 120))

@@ -42,7 +42,8 @@ _ENV.filters["num"] = lambda v: "n/a" if v is None else f"{v:,}" if isinstance(v
 SECTION_OF = {"latency": "spectrum", "service_time": "spectrum", "ttft": "tokens",
               "ttft_corrected": "tokens", "itl": "tokens", "tpot": "tokens",
               "max_stall": "tokens", "lateness": "health", "error_rate": "errors",
-              "throughput": "throughput", "isolation_ratio": "tenants"}
+              "throughput": "throughput", "isolation_ratio": "tenants",
+              "recovery_time": "over-time"}  # trend SLOs link to "trends" (the template)
 VERDICT_WORD = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 VERDICT_MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?"}
 
@@ -118,7 +119,12 @@ def run_charts(r: RunResult, points: int) -> list[Chart]:
           "log-scaled in 1/(1 − percentile), so the tail to 99.99% gets its own room.")),
         ("latency-time", "over-time", "Latency over time", charts.latency_over_time,
          (r, points), ("Per-interval latency percentiles; GPU utilisation and power, when "
-                       "sampled, on the same time axis. Shaded bands are the phases.")),
+                       "sampled, on the same time axis. Shaded bands are the phases; "
+                       "recovery_time SLOs mark each disturbance's end (dotted) and the "
+                       "time until p99 was back under its limit (dashed).")),
+        ("trends", "trends", "Trends", charts.trends_chart, (r,),
+         ("Trend SLOs: each window's value (its percentile, or its mean GPU memory) and "
+          "the Theil–Sen line fitted to them; the slope's 95% interval is in the legend.")),
         ("throughput", "throughput", "Throughput and errors over time",
          charts.throughput_over_time, (r, points),
          "Completions, errors and output tokens per second, per interval."),

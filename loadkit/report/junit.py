@@ -23,7 +23,7 @@ def render_junit(result: RunResult) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"loadkit.slo.{s.scope}",
                              name=s.name)
         if s.verdict == Verdict.FAIL:
-            why = f"; errors: {error_line(result)}" if s.metric == "error_rate" \
+            why = f"; errors: {error_line(result.errors)}" if s.metric == "error_rate" \
                 and result.counts.errors else ""
             ET.SubElement(case, "failure", message=slo_line(s) + why, type="SLOViolation")
         elif s.verdict == Verdict.INCONCLUSIVE:

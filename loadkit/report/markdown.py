@@ -41,7 +41,7 @@ def render_markdown(result: RunResult) -> str:
               f"{per_second(t.output_tokens_per_s, 'output tokens/s')}", ""]
     if c.errors:
         lines += ["| error | count | example |", "|---|---|---|"]
-        for kind, n, example in error_summary(result):
+        for kind, n, example in error_summary(result.errors):
             code = "`" + _cell(example).replace("`", "'") + "`" if example else ""
             lines.append(f"| {kind} | {n:,} | {code} |")
         lines.append("")

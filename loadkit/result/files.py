@@ -21,6 +21,10 @@ def load_run(run_dir: Path) -> RunResult:
     try:
         text = path.read_bytes()
     except FileNotFoundError:
+        if (run_dir / "journal.jsonl").is_file():
+            raise InputError(f"{run_dir}: no run.json here, but a journal: the run died "
+                             f"before its end; `loadkit report {run_dir}` rebuilds it") \
+                from None
         raise InputError(f"{run_dir}: no run.json here (is it a loadkit output folder?)") \
             from None
     except OSError as exc:

@@ -129,6 +129,42 @@ class Windows(Part):
     series: list[Window]
 
 
+class Trend(Part):
+    """A trend SLO's per-window values and its Theil-Sen line (loadkit.slo.trend)."""
+
+    window_s: float
+    value_unit: str  # of the points and the line: "ms", or "MiB" for gpu.mem_used
+    origin_s: float  # the start of the measured time: the line's x = 0
+    points: list[tuple[float, float]]  # (window middle, s since the run's start; value)
+    windows: int  # windows measured, with or without a value
+    level: float = 0.95  # of ci_low / ci_high
+    slope_per_s: float | None = None  # value_unit per second; None: too few windows
+    intercept: float | None = None  # the fitted value at origin_s
+
+
+class Disturbance(Part):
+    """One spike phase or outage, and how long latency took to come back after it."""
+
+    kind: str  # phase (named) | spike (a phase at >= 2x the lowest rate) | outage (errors)
+    name: str | None = None  # the phase, when it is one
+    start_s: float
+    end_s: float  # recovery is timed from here
+    baseline_ms: float | None = None  # median per-interval p99 before the disturbance
+    limit_ms: float | None = None  # recovered: p99 at or below this
+    baseline_intervals: int = 0
+    recovered_at_s: float | None = None  # start of the first of `consecutive` good intervals
+    recovery_s: float | None = None  # recovered_at_s - end_s; None: not recovered or unknown
+    reason: str = ""
+
+
+class Recovery(Part):
+    """How a recovery_time SLO was judged (loadkit.slo.recovery)."""
+
+    tolerance: float  # recovered: p99 <= (1 + tolerance) x baseline (or the baseline's p90)
+    consecutive: int  # intervals in a row that must be back
+    disturbances: list[Disturbance]
+
+
 class SLOResult(Part):
     """One objective in one scope: what was observed and the verdict."""
 
@@ -148,6 +184,18 @@ class SLOResult(Part):
     marginal: bool = False  # the threshold lies inside that interval
     windows: Windows | None = None
     abort: bool = False  # judged while the run went; could stop it on a clear breach
+    trend: Trend | None = None  # trend SLOs: observed and ci_* are the slope in `unit`
+    recovery: Recovery | None = None  # recovery_time SLOs
+
+    @model_serializer(mode="wrap")
+    def _only_where_they_apply(self, handler: Any) -> dict[str, Any]:
+        """`trend` and `recovery` are written only for the SLOs they belong to
+        (so a run.json written before them re-dumps unchanged)."""
+        out = handler(self)
+        for key in ("trend", "recovery"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 class Counts(Part):
@@ -156,7 +204,7 @@ class Counts(Part):
     completed: int
     errors: int
     dropped: int  # the in-flight cap was reached
-    unfinished: int  # still in flight when the run ended
+    unfinished: int  # cancelled without a verdict by an interrupt (Ctrl-C, SIGTERM)
     warmup_completed: int
     scheduled: dict[str, int]  # "phase/tenant": n, warm-ups included
 
@@ -283,6 +331,18 @@ class Telemetry(Part):
     all: Figures = Field(default_factory=dict)
 
 
+class Incomplete(Part):
+    """run.json was rebuilt from journal.jsonl and latency.hlog, not written
+    by the run: it was killed (kill -9, OOM, power cut), or is still going
+    (a live report). The figures cover `recorded_s` of `planned_s`."""
+
+    in_progress: bool  # a live report of a run still going; else the run died
+    recorded_s: float  # run time up to the end of the last journaled interval
+    planned_s: float  # the schedule's length, warm-up included
+    intervals: int
+    reason: str
+
+
 class RunResult(Part):
     """What `run.json` holds; see docs/run-json.md."""
 
@@ -312,6 +372,7 @@ class RunResult(Part):
     timeseries: list[Interval]
     histograms: dict[str, str]  # metric.phase.scenario.tenant -> base64 HdrHistogram
     telemetry: Telemetry | None = None
+    incomplete: Incomplete | None = None  # None: the run wrote this itself, to its end
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

@@ -59,6 +59,7 @@ async def embeddings(ctx: SimContext, request: web.Request) -> web.StreamRespons
         start = loop.time() if loading else t0
         work = (cfg.embedding_ms + cfg.embedding_ms_per_token * req.tokens) / 1000.0
         work *= fate.slowdown * ctx.timeline.speed_factor(rep.index, start)
+        work += ctx.timeline.delay(rep.index, start)
         dep.extra_running += 1
         try:
             await sleep_until(loop, ctx.timeline.advance(rep.index, start, work))

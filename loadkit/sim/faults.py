@@ -12,6 +12,8 @@ until it stops).  Times are numbers of seconds or strings such as ``250ms``,
     stall          duration*, every*, replica          no token produced for `duration` every `every`
     malformed      rate*                               that fraction of answers carry one broken JSON chunk
     degrade        percent_per_minute*, replica        step times grow by p% per minute (compounding)
+    ramp           ms_per_s*, replica                  time to first token grows linearly: a request
+                                                       arriving t s after `start` waits ms_per_s x t ms more
     version_b      fraction=1, slowdown=1, wrong_content=false
                                                        that fraction served by a slower/wrong "version B"
     replica_death  replica*                            the replica dies at start (its requests are cut),
@@ -20,8 +22,9 @@ until it stops).  Times are numbers of seconds or strings such as ``250ms``,
 ``rate_limit`` without ``tenant`` limits every tenant separately (the tenant
 is the request's ``tenant_header``, see SimConfig); ``burst`` defaults to
 ``max(1, per_second)``.  ``reset`` cuts after ``after_tokens`` tokens, or at a
-seeded random token when it is omitted.  ``replica`` (stall, degrade)
-restricts the fault to one replica; omitted, it hits all of them.  A
+seeded random token when it is omitted.  ``replica`` (stall, degrade, ramp)
+restricts the fault to one replica; omitted, it hits all of them.  ``ramp`` is a
+linear slow degradation of known slope (``ms_per_s``), for trend SLOs.  A
 config file for ``loadkit sim --config sim.yaml`` (the same mapping works as
 a workload's ``simulator:``)::
 
@@ -56,6 +59,7 @@ KINDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "stall": (("duration", "every", "replica"), frozenset({"duration", "every"})),
     "malformed": (("rate",), frozenset({"rate"})),
     "degrade": (("percent_per_minute", "replica"), frozenset({"percent_per_minute"})),
+    "ramp": (("ms_per_s", "replica"), frozenset({"ms_per_s"})),
     "version_b": (("fraction", "slowdown", "wrong_content"), frozenset()),
     "replica_death": (("replica",), frozenset({"replica"})),
 }
@@ -78,6 +82,7 @@ class Fault:
     duration: float = 0.0
     every: float = 0.0
     percent_per_minute: float = 0.0
+    ms_per_s: float = 0.0
     fraction: float = 1.0
     slowdown: float = 1.0
     wrong_content: bool = False
@@ -248,6 +253,7 @@ _PARAMS: dict[str, Callable[[Any, str], Any]] = {
     "duration": lambda v, w: _positive(parse_seconds(v, w), w),
     "every": lambda v, w: _positive(parse_seconds(v, w), w),
     "percent_per_minute": _positive,
+    "ms_per_s": _positive,
     "fraction": _fraction,
     "slowdown": _slowdown,
     "wrong_content": _flag,

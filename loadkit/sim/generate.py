@@ -104,7 +104,8 @@ def _prefill_end(ctx: SimContext, rep: Replica, fate: Fate, req: wire.GenRequest
     tl = ctx.timeline
     if tl.trivial:
         return start + work
-    return tl.advance(rep.index, start, work * tl.speed_factor(rep.index, start))
+    return tl.advance(rep.index, start,
+                      work * tl.speed_factor(rep.index, start) + tl.delay(rep.index, start))
 
 
 def _stepper(ctx: SimContext, rep: Replica, fate: Fate) -> Step | None:

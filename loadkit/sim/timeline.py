@@ -5,7 +5,9 @@ numbers.  A *stall* freezes a replica: work in progress makes no progress
 during the freeze and resumes where it was afterwards (a token due inside a
 freeze arrives ``duration`` late; the ones after it keep their spacing, they
 do not burst to catch up).  *Degradation* multiplies step times by
-``(1 + p/100) ** minutes_since_start`` while active.
+``(1 + p/100) ** minutes_since_start`` while active.  A *ramp* adds
+``ms_per_s x seconds_since_start`` milliseconds to a request's time to first
+token (``delay``): a linear slow-down of known slope.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ _INF = math.inf
 class Timeline:
     """Stall windows and degradation factors of one server run."""
 
-    __slots__ = ("_degrades", "_stalls", "origin", "trivial")
+    __slots__ = ("_degrades", "_ramps", "_stalls", "origin", "trivial")
 
     def __init__(self, faults: Iterable[Fault], origin: float) -> None:
         self.origin = origin  # loop time at which fault schedules start (t = 0)
         faults = tuple(faults)
         self._stalls = tuple(f for f in faults if f.kind == "stall")
         self._degrades = tuple(f for f in faults if f.kind == "degrade")
+        self._ramps = tuple(f for f in faults if f.kind == "ramp")
         # The hot path skips this module entirely when nothing applies.
-        self.trivial = not self._stalls and not self._degrades
+        self.trivial = not self._stalls and not self._degrades and not self._ramps
 
     def speed_factor(self, replica: int, t: float) -> float:
         """Multiplier on step times at loop time ``t`` (1.0 when healthy)."""
@@ -39,6 +42,16 @@ class Timeline:
             if (f.replica is None or f.replica == replica) and f.active(rel):
                 factor *= (1.0 + f.percent_per_minute / 100.0) ** ((rel - f.start) / 60.0)
         return factor
+
+    def delay(self, replica: int, t: float) -> float:
+        """Seconds added to the prefill of a request started at loop time ``t``
+        by the active ramps (0.0 when none applies)."""
+        extra = 0.0
+        rel = t - self.origin
+        for f in self._ramps:
+            if (f.replica is None or f.replica == replica) and f.active(rel):
+                extra += f.ms_per_s / 1000.0 * (rel - f.start)
+        return extra
 
     def advance(self, replica: int, t: float, work: float) -> float:
         """Loop time at which ``work`` seconds of GPU time started at ``t`` end."""

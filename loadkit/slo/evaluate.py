@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 from loadkit.record.histogram import mean_us, merged
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
 from loadkit.slo.confidence import percentile_interval
-from loadkit.workload.slo_spec import OPERATORS, TIME_METRICS, Objective
+from loadkit.workload.slo_spec import OPERATORS, RECOVERY_METRIC, TIME_METRICS, Objective
 
 PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 FAILURE_AWARE = ("latency", "service_time")  # every request has them, or failed
@@ -54,6 +54,10 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     observed: float | None = None
     samples = 0
     reason = ""
+    if o.trend is not None or o.metric == RECOVERY_METRIC:
+        # Judged across the run's windows and intervals (live.py, after_run.py).
+        return _result(o, None, 0, INCONCLUSIVE, "judged across the run's windows or "
+                       "intervals, which were not measured here")
     if o.metric in TIME_METRICS:
         h = merged(histograms)
         samples = h.get_total_count()

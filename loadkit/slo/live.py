@@ -6,7 +6,9 @@ every 60-s window") is evaluated on each window's own merged histogram, so a
 bad hour cannot hide inside a good day. An `abort: true` objective is
 evaluated on what its scope has measured so far (or on each window, when it
 has one), from `after` seconds into the run; a *clear* breach (a failing
-verdict whose 95% interval excludes the threshold) stops the run.
+verdict whose 95% interval excludes the threshold) stops the run. A trend
+objective over a time metric ("ttft p99 trend < 10%/h") keeps one value per
+window the same way, and is fitted when the run ends (loadkit.slo.trend).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
 from loadkit.slo.evaluate import Counts, evaluate
 from loadkit.slo.scopes import Phases
-from loadkit.workload.slo_spec import Objective
+from loadkit.slo.trend import default_window, trend_result
+from loadkit.workload.slo_spec import TIME_METRICS, Objective
 
 # An interval whose end lies within this share of an interval of a window's
 # end closes the window (rotations land a little after their nominal time).
@@ -45,6 +48,7 @@ class _Tracked:
     counts: Counter = field(default_factory=Counter)
     last_s: float = 0.0
     windows: list[Window] = field(default_factory=list)
+    window_s: float | None = None  # windowed objectives and trends: the window's length
 
     def add(self, interval: Interval, hists: dict, keyed: Counter,
             in_scope: Callable[[str, str, str], bool]) -> None:
@@ -61,7 +65,10 @@ class _Tracked:
         c = self.counts
         counts = Counts(c["completed"], c["errors"], c["dropped"],
                         max(self.last_s - self.start_s, 0.0), c["good"], c["tokens"])
-        return evaluate(self.objective, [self.hist], counts, strict=strict, level=level)
+        o = self.objective
+        if o.trend is not None:  # a trend's window: its value, as a plain objective's
+            o = o.model_copy(update={"trend": None})
+        return evaluate(o, [self.hist], counts, strict=strict, level=level)
 
     def close_window(self, strict: bool) -> SLOResult:
         r = self.judge(strict)
@@ -81,9 +88,14 @@ class LiveJudge:
         self.slack = _SLACK * interval_s
         self.tracked = []
         for o in objectives:
-            if o.window_s is not None or o.abort:
+            trend = o.trend is not None and o.metric in TIME_METRICS
+            if o.window_s is not None or o.abort or trend:
                 start, end = phases.span(Scope(o.scope))
-                self.tracked.append(_Tracked(o, start, end, scope_start_s=start))
+                window = o.window_s
+                if trend and o.trend is not None:
+                    window = o.trend.window_s or default_window(end - start, interval_s)
+                self.tracked.append(_Tracked(o, start, end, scope_start_s=start,
+                                             window_s=window))
         self.breach: tuple[SLOResult, float] | None = None
         self._scope_cache: dict[tuple[str, str, str, str], bool] = {}
 
@@ -110,10 +122,10 @@ class LiveJudge:
             t.add(interval, hists, keyed, self._in_scope(Scope(o.scope)))
             if over:
                 continue
-            if o.window_s is not None:
+            if t.window_s is not None:
                 # The scope's last window stays open for its stragglers;
                 # results() closes it.
-                if interval.end_s + self.slack >= t.start_s + o.window_s \
+                if interval.end_s + self.slack >= t.start_s + t.window_s \
                         and interval.end_s < t.end_s - self.slack:
                     # Judged at the stricter level before the window closes.
                     strict_r = t.judge(self.strict, ABORT_LEVEL) if o.abort else None
@@ -148,10 +160,16 @@ class LiveJudge:
         out: dict[str, SLOResult] = {}
         for t in self.tracked:
             o = t.objective
-            if o.window_s is not None:
+            if t.window_s is not None:
                 if t.counts or t.hist.get_total_count():
                     t.close_window(self.strict)  # the last, partial window
-                out[o.name] = windowed_result(o, t.windows)
+                out[o.name] = windowed_result(o, t.windows) if o.trend is None else \
+                    trend_result(o, [((w.start_s + w.end_s) / 2, w.observed)
+                                     for w in t.windows if w.observed is not None],
+                                 windows=len(t.windows), window_s=t.window_s,
+                                 origin_s=t.scope_start_s, value_unit="ms",
+                                 samples=sum(w.samples for w in t.windows
+                                             if w.observed is not None))
         if self.breach is not None:
             r, at_s = self.breach
             reason = (f"aborted the run at {at_s:.1f}s: a clear breach (the 99.9% interval "

@@ -46,6 +46,7 @@ class Overrides:
     model: str | None = None  # for every OpenAI scenario
     fail_fast: bool = True  # False: client.fail_fast off
     probe: bool = True  # False: client.probe off
+    drain: float | None = None  # seconds: client.drain
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
             for s in data["scenarios"]]
     client = {key: value for key, value, given in (
         ("insecure", True, o.insecure), ("ca_bundle", o.ca_bundle, o.ca_bundle),
-        ("fail_fast", False, not o.fail_fast), ("probe", False, not o.probe)) if given}
+        ("fail_fast", False, not o.fail_fast), ("probe", False, not o.probe),
+        ("drain", o.drain, o.drain is not None)) if given}
     if client:
         data["client"] = {**(data.get("client") or {}), **client}
     return data

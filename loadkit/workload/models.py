@@ -64,8 +64,10 @@ class SloEntry(Strict):
         if self.scenario is not None:
             scope = f"scenario:{self.scenario}"
         o = parse_objective(self.slo, scope)
-        if self.abort and (o.metric in END_OF_RUN_METRICS or o.metric.startswith("prom.")):
-            raise ValueError(f"{o.metric} is known only at the end of a run; it cannot abort")
+        if self.abort and (o.metric in END_OF_RUN_METRICS or o.metric.startswith("prom.")
+                           or o.trend is not None):
+            what = f"{o.metric} trend" if o.trend is not None else o.metric
+            raise ValueError(f"{what} is known only at the end of a run; it cannot abort")
         if self.abort and o.quantile is None:
             # Only a percentile carries the confidence interval that tells a
             # clear breach from noise in the first minutes of a run.
@@ -130,6 +132,9 @@ class Client(Strict):
     # One unmeasured request per (tenant, scenario) before the clock starts, to
     # catch a refusing target; it also wakes the target: off to measure a cold start.
     probe: bool = True
+    # After the schedule ends, in-flight requests get this long to finish; then
+    # they are cancelled and counted as failures (error kind `unfinished`).
+    drain: Seconds = Field(default=30.0, ge=0)
 
     @field_validator("fail_fast", mode="before")
     @classmethod
@@ -282,12 +287,17 @@ class Workload(Strict):
         if any(o.metric == "goodput" for o in objectives) and not self.goodput:
             raise ValueError("a goodput SLO needs `goodput:` rules, e.g. "
                              "goodput: ['ttft <= 200ms', 'tpot <= 50ms']")
+        phases = [p.name for p in self.phase_list]
         for o in objectives:
-            if o.window_s is not None and o.window_s < self.interval:
+            if o.after is not None and o.after not in phases:
+                raise ValueError(f"SLO {o.text!r} names unknown phase {o.after!r} "
+                                 f"(phases: {', '.join(phases)})")
+            window_s = o.trend.window_s if o.trend is not None else o.window_s
+            if window_s is not None and window_s < self.interval:
                 raise ValueError(f"SLO {o.text!r}: its window is shorter than the "
                                  f"{self.interval:g}s interval")
-            if o.window_s is not None and abs(o.window_s / self.interval
-                                              - round(o.window_s / self.interval)) > 1e-6:
+            if window_s is not None and abs(window_s / self.interval
+                                            - round(window_s / self.interval)) > 1e-6:
                 raise ValueError(f"SLO {o.text!r}: a window is a whole number of "
                                  f"{self.interval:g}s intervals")
 

@@ -9,6 +9,17 @@ Grammar (one line each)::
     WINDOW    := in every DURATION window
                | in [at least] NN% of DURATION windows
 
+    trend     := METRIC [STAT] trend OP NUMBER AMOUNT/PER [in DURATION windows]
+    AMOUNT    := % (relative) | us | ms | s (time metrics) | KB | MB | GB | KiB | MiB | GiB
+    PER       := s | min | h
+    recovery  := recovery_time [after PHASE] OP NUMBER (us | ms | s)
+
+A trend (``ttft p99 trend < 10%/h``, ``gpu.mem_used trend < 200MB/h``) is
+the Theil-Sen slope of per-window values (loadkit.slo.trend); recovery time
+(``recovery_time < 60s``) is measured from the end of a spike phase or an
+outage until per-interval latency p99 is back near its baseline
+(loadkit.slo.recovery). Both are judged once the run has ended.
+
 Examples: ``latency p99 < 500ms``, ``ttft p50 <= 0.2s``, ``error_rate < 1%``,
 ``throughput >= 10 req/s``, ``goodput >= 95%``, ``gpu.util mean >= 60%``,
 ``energy_per_request <= 5 J``, ``latency p99 < 300ms in every 60s window``,
@@ -42,8 +53,13 @@ GAUGE_METRICS = {
     "energy_per_1k_output_tokens": ("J", ()), "cost_per_1k_requests": ("", ()),
     "cost_per_1m_output_tokens": ("", ()),
 }
-END_OF_RUN_METRICS = ("isolation_ratio", *GAUGE_METRICS)  # known only when the run ends
-METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",)
+# Judged by their trend only (`gpu.mem_used trend < 200MB/h`): metric -> value unit.
+TREND_GAUGES = {"gpu.mem_used": "MiB"}
+RECOVERY_METRIC = "recovery_time"
+END_OF_RUN_METRICS = ("isolation_ratio", *GAUGE_METRICS, *TREND_GAUGES,
+                      RECOVERY_METRIC)  # known only when the run ends
+METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",) \
+    + tuple(TREND_GAUGES) + (RECOVERY_METRIC,)
 # Per-request metrics a goodput condition can test (every request has one value).
 REQUEST_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "tpot", "max_stall")
 
@@ -56,13 +72,30 @@ _GAUGE_UNITS = {"%": {"%": 0.01}, "W": {"W": 1.0, "kW": 1000.0}, "C": {"C": 1.0,
                 "J": {"J": 1.0, "kJ": 1000.0, "Wh": 3600.0}, "": {"$": 1.0, "USD": 1.0}}
 _OBJECTIVE = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:]*)\s+(?:(?P<stat>p\d+(?:\.\d+)?|mean|max|min)\s+)?"
+    r"(?:after\s+(?P<after>[A-Za-z0-9_-]+)\s+)?(?:(?P<trend>trend)\s+)?"
     r"(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>[a-zA-Zµ°/%$]+)?"
     r"(?:\s+in\s+(?:every\s+(?P<every>\S+)\s+window"
-    r"|(?:at\s+least\s+)?(?P<share>[0-9]*\.?[0-9]+)%\s+of\s+(?P<of>\S+)\s+windows))?\s*$"
+    r"|(?:at\s+least\s+)?(?P<share>[0-9]*\.?[0-9]+)%\s+of\s+(?P<of>\S+)\s+windows"
+    r"|(?P<per>\S+)\s+windows))?\s*$"
 )
+# A trend's unit: AMOUNT/PER. PER in seconds; AMOUNT in the metric's value unit.
+_PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
+_SIZES = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0,
+          "KB": 1e3 / 2**20, "MB": 1e6 / 2**20, "GB": 1e9 / 2**20}  # in MiB
 _CONDITION = re.compile(
     r"^\s*(?P<metric>[a-z_]+)\s*(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*"
     r"(?P<unit>[a-zµ]+)?\s*$")
+
+
+class TrendSpec(BaseModel):
+    """How a trend objective is measured: `ttft p99 trend < 10%/h in 60s windows`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    per_s: float  # the rate's time unit in seconds: 1 (/s), 60 (/min), 3600 (/h)
+    relative: bool  # %: relative to the fitted value at the start of the measured time
+    scale: float  # the threshold's amount in the metric's value unit (ms, MiB); 1 if relative
+    window_s: float | None = None  # None: the default (loadkit.slo.trend.default_window)
 
 
 class Objective(BaseModel):
@@ -82,6 +115,8 @@ class Objective(BaseModel):
     window_share: float | None = None  # None: every window; else the share that must pass
     abort: bool = False  # checked while the run goes; a clear breach stops it
     abort_after_s: float = 10.0
+    trend: TrendSpec | None = None  # a trend: threshold and unit are a change per time
+    after: str | None = None  # recovery_time: the phase whose end starts the clock
 
     @property
     def name(self) -> str:
@@ -123,6 +158,18 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
             "'error_rate < 1%', 'throughput >= 10 req/s' or "
             "'latency p99 < 300ms in every 60s window'")
     metric, stat, op, num, unit = m.group("metric", "stat", "op", "num", "unit")
+    trend, after, per = m.group("trend", "after", "per")
+    if after is not None and metric != RECOVERY_METRIC:
+        raise ValueError(f"'after PHASE' belongs to recovery_time (e.g. 'recovery_time after "
+                         f"spike < 60s'), not to {metric}")
+    if per is not None and trend is None:
+        raise ValueError(f"'in {per} windows' sets a trend's windows (e.g. 'ttft p99 trend "
+                         f"< 10%/h in {per} windows'); a windowed objective reads "
+                         f"'in every {per} window'")
+    if trend is not None or metric == RECOVERY_METRIC or metric in TREND_GAUGES:
+        return _judged_over_time(text.strip(), scope, metric, stat, op, float(num), unit,
+                                 trend is not None, after, per,
+                                 m.group("every") or m.group("of"))
     fields = dict(text=text.strip(), metric=metric, op=op, scope=scope,
                   **_window(m.group("every"), m.group("share"), m.group("of")))
     if fields["window_s"] is not None and metric == "isolation_ratio":
@@ -173,6 +220,54 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
         raise ValueError(f"{metric} takes req/s{' or %' if metric == 'goodput' else ''}, "
                          f"got {unit!r}")
     return Objective(stat=None, quantile=None, threshold=value, unit="req/s", **fields)
+
+
+def _judged_over_time(text: str, scope: str, metric: str, stat: str | None, op: str,
+                      value: float, unit: str | None, trend: bool, after: str | None,
+                      per: str | None, window: str | None) -> Objective:
+    """A trend objective, or recovery_time."""
+    fields = {"text": text, "metric": metric, "op": op, "scope": scope}
+    if metric == RECOVERY_METRIC:
+        if trend or stat is not None:
+            raise ValueError(f"recovery_time takes no {'trend' if trend else 'statistic'}; "
+                             "e.g. 'recovery_time < 60s' or 'recovery_time after spike < 60s'")
+        if window is not None:
+            raise ValueError("recovery_time takes no window")
+        if unit not in _TIME_UNITS:
+            raise ValueError(f"recovery_time needs a time unit (us, ms, s), got {unit!r}")
+        return Objective(stat=None, quantile=None, threshold=value * _TIME_UNITS[unit],
+                         unit="ms", after=after, **fields)
+    if not trend:  # a TREND_GAUGES metric without `trend`
+        raise ValueError(f"{metric} is judged by its trend, e.g. '{metric} trend < 200MB/h'")
+    if window is not None:
+        raise ValueError(f"a trend is fitted across windows: write 'in {window} windows', "
+                         f"not 'in every {window} window' or a share of windows")
+    if metric in TIME_METRICS:
+        quantile = _stat(metric, stat, ("mean", "max", "min"), percentiles=True)
+        amounts, example = _TIME_UNITS, "ms/min"
+    elif metric in TREND_GAUGES:
+        if stat is not None:
+            raise ValueError(f"{metric} takes no statistic: its trend is that of its "
+                             f"per-window mean, got {stat!r}")
+        quantile, amounts, example = None, _SIZES, "MB/h"
+    else:
+        raise ValueError(f"a trend is measured for {', '.join(TIME_METRICS)} and "
+                         f"{', '.join(TREND_GAUGES)}, not {metric!r}")
+    amount, slash, per_unit = (unit or "").partition("/")
+    if not slash or per_unit not in _PER or (amount != "%" and amount not in amounts):
+        raise ValueError(f"{metric} trend takes a change per time: %/h (relative to the "
+                         f"start) or {example} (amount: % or {', '.join(amounts)}; "
+                         f"per: {', '.join(_PER)}), got {unit!r}")
+    window_s = None
+    if per is not None:
+        window_s = parse_duration(per)
+        if window_s < 1.0:
+            raise ValueError(f"a trend's windows must be at least 1s, got {per!r}")
+    spec = TrendSpec(per_s=_PER[per_unit], relative=amount == "%",
+                     scale=1.0 if amount == "%" else amounts[amount], window_s=window_s)
+    return Objective(stat=stat, quantile=quantile, threshold=value,
+                     unit=f"{'µs' if amount == 'us' else amount}/{per_unit}", trend=spec,
+                     **fields)
 
 
 def _stat(metric: str, stat: str | None, allowed: tuple[str, ...],

@@ -57,7 +57,7 @@ def noisy_run(tmp_path_factory) -> Path:
     })
 
 
-def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_report):
+def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_report):  # noqa: F811 - the fixture
     report = noisy_run / "report.html"
     seen = open_report(report)
     page = seen.page
@@ -99,7 +99,7 @@ def test_loadkit_report_rerenders_the_same_bytes(noisy_run):
         assert (noisy_run / n).read_bytes() == before[n], n
 
 
-def test_server_payloads_stay_inert(tmp_path, open_report):
+def test_server_payloads_stay_inert(tmp_path, open_report):  # noqa: F811 - the fixture
     """The simulator's 429 body echoes the tenant header: the payload reaches
     errors.examples verbatim, and the report shows it as text."""
     out = _run(tmp_path, {

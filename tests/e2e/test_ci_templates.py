@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from conftest import ROOT
 
 TEMPLATES = ROOT / "ci" / "templates"

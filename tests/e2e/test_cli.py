@@ -20,6 +20,12 @@ FAST_CHAT = {
     "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True, "max_tokens": 8}],
 }
 
+# Runs whose exit code is the point: the generator's own health (lateness
+# within its 10-ms bound, a wall-clock bound this machine may miss when busy)
+# is tested on its own (integration/test_faults.py), so it must not turn
+# their exit code into 3 here.
+ANY_HOST = "--allow-saturated"
+
 
 def write(tmp_path: Path, spec: dict | str, name: str = "w.yaml") -> str:
     path = tmp_path / name
@@ -74,7 +80,7 @@ def test_pass_writes_every_output(tmp_path):
     out = tmp_path / "out"
     step_summary = tmp_path / "step.md"
     step_summary.write_text("earlier step\n")
-    proc = cli("run", write(tmp_path, spec), "--out", str(out),
+    proc = cli("run", write(tmp_path, spec), "--out", str(out), ANY_HOST,
                env={**os.environ, "GITHUB_STEP_SUMMARY": str(step_summary)})
     assert proc.returncode == 0, proc.stderr
     for name in ("run.json", "latency.hlog", "summary.md", "junit.xml", "report.html"):
@@ -92,14 +98,14 @@ def test_pass_writes_every_output(tmp_path):
 @pytest.mark.slow  # three 4-s runs through the CLI: 22-30 s
 def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
     failing = dict(FAST_CHAT, slos=["ttft p50 < 1ms"])
-    proc = cli("run", write(tmp_path, failing), "--out", str(tmp_path / "a"))
+    proc = cli("run", write(tmp_path, failing), "--out", str(tmp_path / "a"), ANY_HOST)
     assert proc.returncode == 1 and "fail" in proc.stderr
     # 3 s at 50/s is ~150 samples: too few for p99.9 (needs 10,000)
     unsure = dict(FAST_CHAT, slos=["latency p99.9 < 10s"])
-    proc = cli("run", write(tmp_path, unsure, "u.yaml"), "--out", str(tmp_path / "b"))
+    proc = cli("run", write(tmp_path, unsure, "u.yaml"), "--out", str(tmp_path / "b"), ANY_HOST)
     assert proc.returncode == 1 and "needs at least 10000" in proc.stderr
     proc = cli("run", write(tmp_path, unsure, "u.yaml"), "--out", str(tmp_path / "c"),
-               "--inconclusive", "pass")
+               "--inconclusive", "pass", ANY_HOST)
     assert proc.returncode == 0
     junit = (tmp_path / "c" / "junit.xml").read_text()
     assert "<skipped" in junit and "inconclusive" in junit
@@ -112,7 +118,7 @@ def test_secrets_never_reach_outputs(tmp_path):
                               headers={"Authorization": "Bearer ${LOADKIT_TEST_KEY}"})]
     out = tmp_path / "out"
     env = {**os.environ, "LOADKIT_TEST_KEY": secret}
-    proc = cli("run", write(tmp_path, spec), "--out", str(out), env=env)
+    proc = cli("run", write(tmp_path, spec), "--out", str(out), ANY_HOST, env=env)
     assert proc.returncode == 0, proc.stderr
     for f in out.iterdir():
         assert secret not in f.read_text(), f.name
@@ -127,7 +133,7 @@ def test_secrets_never_reach_outputs(tmp_path):
 def test_overrides_replace_the_file(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", write(tmp_path, FAST_CHAT), "--out", str(out), "--duration", "2s",
-               "--rate", "30", "--seed", "9")
+               "--rate", "30", "--seed", "9", ANY_HOST)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "run.json").read_text())
     assert result["workload"]["duration_s"] == 2.0 and result["workload"]["seed"] == 9
@@ -138,7 +144,7 @@ def test_overrides_replace_the_file(tmp_path):
 def test_shipped_steady_workload_runs(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", str(ROOT / "workloads" / "steady.yaml"), "--duration", "3s",
-               "--out", str(out), "--inconclusive", "pass")
+               "--out", str(out), "--inconclusive", "pass", ANY_HOST)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "run.json").read_text())
     assert result["counts"]["completed"] > 50 and result["counts"]["errors"] == 0

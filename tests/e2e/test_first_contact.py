@@ -16,6 +16,12 @@ from loadkit.engine.probe import TRIES
 
 STEADY = str(ROOT / "workloads" / "steady.yaml")
 
+# Runs whose exit code is the point: the generator's own health (lateness
+# within its 10-ms bound, a wall-clock bound this machine may miss when busy)
+# is tested on its own (integration/test_faults.py), so it must not turn
+# their exit code into 3 here.
+ANY_HOST = "--allow-saturated"
+
 
 def chat_workload(tmp_path: Path, url: str, **extra) -> str:
     spec = {"name": "contact", "target": url, "duration": "20s", "warmup": 0,
@@ -38,7 +44,7 @@ def asked_models(url: str) -> list[str]:
 def test_shipped_workload_uses_the_one_served_model_without_edits(server, tmp_path):
     with server("openai", "--models", "served-model") as url:
         proc = cli("run", STEADY, "--target", url, "--duration", "3s", "--inconclusive",
-                   "pass", "--out", str(tmp_path / "out"))
+                   "pass", "--out", str(tmp_path / "out"), ANY_HOST)
         asked = asked_models(url)
     assert proc.returncode == 0, proc.stderr
     assert "model served-model (from the target's /v1/models)" in proc.stderr
@@ -105,7 +111,7 @@ def test_a_target_that_starts_refusing_stops_the_run(server, tmp_path):
     # switched off, the same run goes to its end
     with server("openai", "--refuse-after", "1") as url:
         proc = cli("run", chat_workload(tmp_path, url, duration="4s"), "--no-fail-fast",
-                   "--out", str(tmp_path / "out2"))
+                   "--out", str(tmp_path / "out2"), ANY_HOST)
     result = json.loads((tmp_path / "out2" / "run.json").read_text())
     assert proc.returncode == 1 and result["counts"]["completed"] + \
         result["counts"]["errors"] == 4 * 40

@@ -51,7 +51,7 @@ def test_slo_file_joins_the_workload(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", str(ROOT / "workloads" / "multi-tenant.yaml"), "--time-scale", "0.04",
                "--slo", str(ROOT / "workloads" / "slo" / "multi-tenant.yaml"), "--out", str(out),
-               "-q")
+               "-q", "--allow-saturated")  # the SLOs' scopes are the point, not this host's lateness
     assert proc.returncode in (0, 1), proc.stderr
     scopes = {(s["text"], s["scope"]) for s in json.loads((out / "run.json").read_text())["slos"]}
     assert ("latency p99 < 5s", "tenant:burst-inc") in scopes

@@ -183,7 +183,7 @@ def test_saturated_generator_is_untrusted(tmp_path, run):
                       **TIMED)
     capacity = flat_out["throughput"]["requests_per_s"]
     assert flat_out["counts"]["errors"] == 0 and capacity > 0, flat_out["errors"]
-    spec = {"name": "flood", "duration": "2s", **request,
+    spec = {"name": "flood", "duration": "1s", **request,
             "arrival": {"process": "constant", "rate": round(10 * capacity)},
             "client": {"max_in_flight": 2000}}
     path = tmp_path / "flood.yaml"
@@ -193,6 +193,8 @@ def test_saturated_generator_is_untrusted(tmp_path, run):
     assert proc.returncode == 3, proc.stderr
     assert "generator saturated" in proc.stderr
     result = json.loads((out / "run.json").read_text())
+    print(f"capacity {capacity:.0f} req/s; at {spec['arrival']['rate']} req/s, lateness p99 "
+          f"{result['health']['lateness_p99_ms']:.1f} ms")
     assert not result["trusted"] and result["health"]["saturated"]
     assert result["health"]["lateness_p99_ms"] > result["health"]["lateness_bound_ms"]
     for name in ("report.html", "summary.md", "junit.xml", "latency.hlog"):

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from loadkit.sim import SimConfig, build_app, serve
-from test_sim_support import histogram, parse_metrics
+from sim_support import histogram, parse_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CHAT = "/v1/chat/completions"
@@ -151,9 +151,9 @@ def test_output_length_defaults_and_overrides() -> None:
 
 def test_output_is_deterministic_per_seed() -> None:
     async def content(seed: int) -> str:
-        async with _server(ttft_ms=0, itl_ms=0, seed=seed) as (url, s):
-            async with s.post(url + CHAT, json=_chat_body(max_tokens=30)) as r:
-                return (await r.json())["choices"][0]["message"]["content"]
+        async with _server(ttft_ms=0, itl_ms=0, seed=seed) as (url, s), \
+                s.post(url + CHAT, json=_chat_body(max_tokens=30)) as r:
+            return (await r.json())["choices"][0]["message"]["content"]
 
     a1, a2, b = _run(content(1)), _run(content(1)), _run(content(2))
     assert a1 == a2
@@ -219,9 +219,9 @@ def test_streaming_chat_with_usage_and_itl_accuracy() -> None:
 
 def test_streaming_without_usage_ends_with_done() -> None:
     async def go():
-        async with _server(ttft_ms=0, itl_ms=1) as (url, s):
-            async with s.post(url + CHAT, json=_chat_body(max_tokens=3, stream=True)) as r:
-                return [p for _, p in await _read_sse(r)]
+        async with _server(ttft_ms=0, itl_ms=1) as (url, s), \
+                s.post(url + CHAT, json=_chat_body(max_tokens=3, stream=True)) as r:
+            return [p for _, p in await _read_sse(r)]
 
     payloads = _run(go())
     assert len(payloads) == 4 and payloads[-1] == b"[DONE]"

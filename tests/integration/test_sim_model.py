@@ -17,8 +17,18 @@ import pytest
 from loadkit.sim import SimConfig
 from loadkit.sim.__main__ import _build_config, _parser, main
 from loadkit.sim.presets import PRESETS
-from test_sim_support import (CHAT, COMPLETIONS, chat, gauge, histogram, live_sim, prompt_ids,
-                              run_async, timed_post, timed_stream)
+from sim_support import (
+    CHAT,
+    COMPLETIONS,
+    chat,
+    gauge,
+    histogram,
+    live_sim,
+    prompt_ids,
+    run_async,
+    timed_post,
+    timed_stream,
+)
 
 
 def _mean_gap_ms(times: list[float]) -> float:

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadkit.result.model import PhaseInfo
 from loadkit.telemetry.agent_client import AgentSource
 from loadkit.telemetry.agent_server import Agent, AgentServer
-from loadkit.result.model import PhaseInfo
 from loadkit.telemetry.derive import gpu_view, section
 from loadkit.telemetry.prometheus import PrometheusSource
 

@@ -9,13 +9,13 @@ from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.workload.models import FailFast
 
 
-def drive(per_second: list[tuple[int, ErrorKind | None]], spec=FailFast()) -> tuple[
-        FailFastWatch, int | None]:
+def drive(per_second: list[tuple[int, ErrorKind | None]], spec: FailFast | None = None
+          ) -> tuple[FailFastWatch, int | None]:
     """Each second: (requests, error kind of all of them or None); returns the
     watch and the second at whose end it stopped the run (None: never)."""
     rec = Recorder(0)
     stopped: list[int] = []
-    watch = FailFastWatch(spec, rec, lambda: stopped.append(1))
+    watch = FailFastWatch(spec or FailFast(), rec, lambda: stopped.append(1))
     rec.listeners.append(watch.on_interval)
     for second, (n, kind) in enumerate(per_second, start=1):
         for _ in range(n):

@@ -4,6 +4,7 @@ errors summarised with an example each."""
 from __future__ import annotations
 
 from loadkit.report.format import error_line, error_summary, per_second, seconds
+from loadkit.result.model import Errors
 
 
 def test_durations_and_rates_are_rounded_sensibly():
@@ -14,11 +15,11 @@ def test_durations_and_rates_are_rounded_sensibly():
 
 
 def test_errors_most_first_with_one_cut_example_each():
-    result = {"errors": {"by_kind": {"timeout": 2, "http_4xx": 433, "reset": 0},
-                         "examples": {"http_4xx": ["HTTP 401: Invalid\n API key " + "x" * 300],
-                                      "timeout": []}}}
-    rows = error_summary(result, width=40)
+    errors = Errors(by_kind={"timeout": 2, "http_4xx": 433, "reset": 0},
+                    examples={"http_4xx": ["HTTP 401: Invalid\n API key " + "x" * 300],
+                              "timeout": []})
+    rows = error_summary(errors, width=40)
     assert [(k, n) for k, n, _ in rows] == [("http_4xx", 433), ("timeout", 2)]
     assert rows[0][2].startswith("HTTP 401: Invalid API key") and len(rows[0][2]) == 40
     assert rows[1][2] == ""
-    assert error_line(result).startswith("http_4xx 433 (e.g. HTTP 401: Invalid API key")
+    assert error_line(errors).startswith("http_4xx 433 (e.g. HTTP 401: Invalid API key")

@@ -11,6 +11,7 @@ import pytest
 from loadkit.errors import ExitCode, WorkloadError
 from loadkit.record.histogram import new_histogram, record_us
 from loadkit.record.recorder import Interval
+from loadkit.result.model import PhaseInfo
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.workload.loader import Overrides, load_workload
@@ -143,7 +144,7 @@ def test_window_shorter_than_the_interval_is_rejected(tmp_path):
 
 # -- windows judged from 1-s interval histograms -------------------------------------------
 
-PHASES = [{"name": "measure", "start_s": 0.0, "duration_s": 1200.0, "warmup": False}]
+PHASES = [PhaseInfo(name="measure", start_s=0.0, duration_s=1200.0, warmup=False)]
 
 
 def feed(judge: LiveJudge, seconds: int, rate: int, slow_from: float, slow_to: float,
@@ -176,19 +177,19 @@ def window_verdicts(slow_from: float, slow_to: float):
 def test_one_bad_60s_window_fails_every_window_and_passes_95_percent():
     every, most, whole = window_verdicts(300, 330)  # inside window 5 (300-360 s)
     assert every.verdict == "fail" and most.verdict == "pass"
-    assert every.windows["total"] == 20 and every.windows["passed"] == 19
-    assert every.windows["worst_start_s"] == pytest.approx(300, abs=0.1)
+    assert every.windows.total == 20 and every.windows.passed == 19
+    assert every.windows.worst_start_s == pytest.approx(300, abs=0.1)
     assert every.observed >= 500  # half the window's requests were slow
     # One 20-minute window: 30 slow seconds are 2.5% of it, so its p99 shows them.
-    assert whole.windows["total"] == 1 and whole.observed > 300
-    counts = [w["samples"] for w in every.windows["series"]]
+    assert whole.windows.total == 1 and whole.observed > 300
+    counts = [w.samples for w in every.windows.series]
     assert counts == [3000] * 20
 
 
 def test_two_bad_windows_fail_the_95_percent_rule_too():
     every, most, _ = window_verdicts(90, 130)
     # 90-130 s straddles windows 1 and 2: both fail, 18/20 = 90% < 95%.
-    assert every.windows["passed"] == 18 and most.verdict == "fail"
+    assert every.windows.passed == 18 and most.verdict == "fail"
 
 
 def test_windows_with_too_few_samples_are_not_counted():
@@ -214,8 +215,8 @@ def test_abort_fires_on_a_clear_breach_after_the_delay():
 
 def test_abort_delay_counts_from_the_scopes_start():
     """A phase starting at 60 s: its abort SLO is not judged before 60 + 30 s."""
-    phases = [{"name": "calm", "start_s": 0.0, "duration_s": 60.0, "warmup": False},
-              {"name": "spike", "start_s": 60.0, "duration_s": 60.0, "warmup": False}]
+    phases = [PhaseInfo(name="calm", start_s=0.0, duration_s=60.0, warmup=False),
+              PhaseInfo(name="spike", start_s=60.0, duration_s=60.0, warmup=False)]
     o = parse_objective("latency p99 < 300ms", scope="phase:spike").model_copy(
         update={"abort": True, "abort_after_s": 30})
     fired = []
@@ -252,4 +253,4 @@ def test_windows_failing_on_errors_alone_have_no_value_and_no_crash():
                                    ("errors", "measure", "chat", "default"): 5}))
     r = next(iter(judge.results().values()))
     assert r.verdict == "fail" and r.observed is None
-    assert r.windows["judged"] == 3 and r.windows["passed"] == 0
+    assert r.windows.judged == 3 and r.windows.passed == 0

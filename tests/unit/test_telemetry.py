@@ -17,8 +17,8 @@ import pynvml
 import pytest
 
 from loadkit.errors import InputError, WorkloadError
-from loadkit.telemetry.collector import Session, resolve_token, telemetry_session
 from loadkit.result.model import PhaseInfo
+from loadkit.telemetry.collector import Session, resolve_token, telemetry_session
 from loadkit.telemetry.derive import gpu_view, section, slo_values
 from loadkit.telemetry.nvml import Nvml, NvmlSource
 from loadkit.telemetry.prometheus import PrometheusSource, parse, quantile, selector
@@ -47,7 +47,7 @@ class FakeNvml:
         self.t0 = time.monotonic()
         self.shutdowns = 0
 
-    def install(self, monkeypatch) -> "FakeNvml":
+    def install(self, monkeypatch) -> FakeNvml:
         for name in self.FUNCS:
             monkeypatch.setattr(pynvml, name, self._wrap(name, getattr(self, "_" + name)))
         return self
@@ -215,10 +215,9 @@ def test_session_samples_on_a_thread_and_stops_it(fake_nvml):
 def test_session_stops_threads_on_errors_and_ctrl_c(fake_nvml):
     fake_nvml(gpus=1)
     for exc in (RuntimeError("boom"), KeyboardInterrupt()):
-        with pytest.raises(type(exc)):
-            with telemetry_session(TelemetrySpec(interval="10ms")):
-                time.sleep(0.05)
-                raise exc
+        with pytest.raises(type(exc)), telemetry_session(TelemetrySpec(interval="10ms")):
+            time.sleep(0.05)
+            raise exc
         assert _telemetry_threads() == []
 
 

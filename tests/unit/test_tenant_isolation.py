@@ -20,6 +20,6 @@ def test_isolation_ignores_the_victims_own_spikes():
     lat = {("a", "q"): h(10), ("a", "a-up"): h(99), ("a", "b-up"): h(20),
            ("b", "q"): h(10), ("b", "a-up"): h(30), ("b", "b-up"): h(99)}
     iso = isolation(rates, lat)
-    assert iso["a"]["quiet_phases"] == ["q"] and iso["a"]["spike_phases"] == ["b-up"]
-    assert iso["a"]["ratio"] == pytest.approx(2.0, rel=0.01)
-    assert iso["b"]["ratio"] == pytest.approx(3.0, rel=0.01)
+    assert iso["a"].quiet_phases == ["q"] and iso["a"].spike_phases == ["b-up"]
+    assert iso["a"].ratio == pytest.approx(2.0, rel=0.01)
+    assert iso["b"].ratio == pytest.approx(3.0, rel=0.01)

@@ -1,0 +1,97 @@
+"""`loadkit run --metrics-port`: serve the run's live metrics while it goes.
+
+The server (record/exporter.py) starts before the target is checked, so a
+refused address or a taken port exits 2 before anything is sent, and it
+stops once the verdict is printed: the final interval and the final SLO
+verdicts are published before that. `--metrics-linger D` keeps serving them
+for D more (a Prometheus scrape every 15 s would otherwise miss the last
+seconds); Ctrl-C or SIGTERM ends the wait, and the run's exit code stands.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from loadkit.workload.units import parse_duration
+
+if TYPE_CHECKING:
+    from loadkit.record.exporter import LiveMetrics, MetricsServer
+
+
+def _linger(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float:
+    if value is None:
+        return 0.0
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds < 0:
+        raise click.BadParameter("must be >= 0")
+    return seconds
+
+
+def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The --metrics-* options of `loadkit run`."""
+    for option in reversed((
+        click.option("--metrics-port", type=click.IntRange(0, 65535),
+                     help="Serve the run's live Prometheus metrics at "
+                          "http://HOST:PORT/metrics (0: any free port; the URL is printed)."),
+        click.option("--metrics-host", default="127.0.0.1", show_default=True,
+                     help="Address of --metrics-port; anything but loopback needs a token."),
+        click.option("--metrics-token", show_envvar=True,
+                     help="Bearer token every scrape must carry (prefer the environment "
+                          "variable: a flag shows in `ps`)."),
+        click.option("--metrics-linger", callback=_linger,
+                     help="Keep serving the final metrics this long after the verdict, "
+                          "e.g. 30s, for a last scrape (Ctrl-C ends it)."),
+    )):
+        command = option(command)
+    return command
+
+
+class ServedMetrics:
+    """The exporter and its server for one `loadkit run`; `metrics` is None
+    without a port. A context manager: the server stops when it ends."""
+
+    def __init__(self, port: int | None, host: str, token: str | None, linger_s: float) -> None:
+        self.linger_s = linger_s
+        self.metrics: LiveMetrics | None = None
+        self.server: MetricsServer | None = None
+        if port is None:
+            return
+        from loadkit.record import exporter  # lazy: numpy, prometheus_client
+
+        self.metrics = exporter.LiveMetrics()
+        self.server = exporter.MetricsServer(self.metrics, host, port, token or None)  # InputError: exit 2
+
+    def __enter__(self) -> ServedMetrics:
+        if self.server is not None:
+            self.server.start()
+            click.echo(f"loadkit: live metrics at {self.server.url}", err=True)
+        return self
+
+    def linger(self) -> None:
+        """Serve the final figures for `linger_s` more, or until Ctrl-C/SIGTERM."""
+        if self.server is None or self.linger_s <= 0:
+            return
+        done = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: done.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            click.echo(f"loadkit: serving the final metrics at {self.server.url} for "
+                       f"{self.linger_s:g}s (Ctrl-C ends)", err=True)
+            done.wait(self.linger_s)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def __exit__(self, *_: object) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.server is not None:
+            self.server.close()

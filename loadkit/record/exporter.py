@@ -1,0 +1,500 @@
+"""Live metrics of the generator itself: Prometheus text while the run goes.
+
+``loadkit run --metrics-port PORT`` serves ``/metrics`` from its own thread
+(prometheus_client's text or OpenMetrics encoder, chosen by the scraper's
+``Accept``). Nothing is paid per request: the exporter is a recorder listener,
+called once per interval on the event loop, where it
+
+- turns each of the interval's HdrHistograms (latency, TTFT, ITL, lateness)
+  into increments of a fixed set of Prometheus buckets (two numpy reductions
+  over the histogram's counts: ~25 µs each),
+- copies the recorder's cumulative counters (a few dozen keys),
+- reads the live judge's last closed window of each windowed SLO,
+
+and swaps the result in as one immutable snapshot under a lock; a scrape reads
+the snapshot and writes it out on the server's thread. SLOs judged over the
+run so far (percentiles, error rate, throughput, goodput) are evaluated every
+5 s of run time on a worker thread of their own (a percentile and its
+confidence interval walk the histogram in Python: 1-3 ms each, kept off the
+loop); the interval's histograms are handed to it by reference (the recorder
+never touches a rotated histogram again).
+
+Metrics (seconds, Prometheus conventions; ``tenant``/``scenario``/``phase`` as
+in the workload):
+
+- ``loadkit_requests_total`` (counter; tenant, scenario, phase, outcome):
+  outcome ``completed``, an error kind (``timeout``, ``http_5xx``, ...) or
+  ``dropped``; ``loadkit_output_tokens_total`` (tenant, scenario, phase).
+- ``loadkit_latency_seconds`` (end - intended), ``loadkit_ttft_seconds``,
+  ``loadkit_itl_seconds``, ``loadkit_lateness_seconds`` (sent - intended):
+  histograms (tenant, scenario) with the bounds of ``BUCKETS_S``.
+- ``loadkit_in_flight``; ``loadkit_slo_state`` (slo, scope): 1 pass, 0 fail,
+  -1 inconclusive, absent until first judged.
+- ``loadkit_generator_cpu_percent`` (last interval, one core = 100),
+  ``loadkit_host_cpu_steal_percent``, ``loadkit_run_elapsed_seconds``,
+  ``loadkit_run_planned_seconds``, ``loadkit_run_finished`` (1 once judged),
+  ``loadkit_lateness_bound_seconds``, ``loadkit_intervals_total``,
+  ``loadkit_exporter_update_seconds`` (``_max_seconds``: this listener's cost
+  in the last, the worst, interval), ``loadkit_run_info`` (run_id, workload,
+  target, version), and prometheus_client's ``process_*`` (CPU seconds,
+  resident memory, ...).
+
+Histograms cover every phase (phases follow one another in time); counters
+carry the phase so that they add up to run.json's measured counts. A windowed
+SLO's state is its last closed window's verdict; any other SLO that can be
+judged live is judged on its scope so far; telemetry and isolation SLOs are
+known at the end only. Once the run is judged, every SLO shows its final
+verdict and ``loadkit_run_finished`` is 1.
+"""
+
+from __future__ import annotations
+
+import hmac
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
+
+from loadkit import __version__
+from loadkit.errors import InputError
+from loadkit.record.histogram import new_histogram
+from loadkit.record.recorder import Interval, Recorder
+from loadkit.result.model import Scope, Verdict
+from loadkit.telemetry.agent_server import is_loopback
+from loadkit.workload.slo_spec import TIME_METRICS
+
+if TYPE_CHECKING:
+    from loadkit.result.model import RunResult
+    from loadkit.slo.live import LiveJudge
+    from loadkit.slo.scopes import Phases
+    from loadkit.workload.slo_spec import Objective
+
+__all__ = ["BUCKETS_S", "HISTOGRAMS", "LiveMetrics", "MetricsServer", "STATE", "buckets_of"]
+
+# Upper bounds in seconds (and +Inf): 50 µs (lateness) to 5 min (long generations).
+BUCKETS_S = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015,
+             0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+             5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+# Recorder metric -> Prometheus histogram name, help.
+HISTOGRAMS = {
+    "latency": ("loadkit_latency_seconds",
+                "End-to-end latency: end - intended (corrected for coordinated omission)."),
+    "ttft": ("loadkit_ttft_seconds", "Time to first token: first token - sent."),
+    "itl": ("loadkit_itl_seconds", "Inter-token latency: every gap between token events."),
+    "lateness": ("loadkit_lateness_seconds", "The generator's own delay: sent - intended."),
+}
+# SLOs over their scope so far are judged at most this often (run seconds): a
+# percentile with its interval costs 1-3 ms of Python, and it changes slowly.
+JUDGE_EVERY_S = 5.0
+STATE = {Verdict.PASS: 1.0, Verdict.FAIL: 0.0, Verdict.INCONCLUSIVE: -1.0}
+# SLO metrics judged live over the scope so far (the rest: telemetry, isolation).
+_LIVE = (*TIME_METRICS, "error_rate", "goodput", "throughput", "output_tokens_per_s")
+_LE = [floatToGoString(b) for b in BUCKETS_S] + ["+Inf"]
+
+
+class _Layout:
+    """Where each bucket bound falls in a loadkit HdrHistogram's counts array,
+    and each count's mid value (µs); every histogram has the same layout."""
+
+    def __init__(self) -> None:
+        h = new_histogram()
+        self.length = h.counts_len
+        # Segment starts: [0, idx(b0)+1, ...]: segment k holds the values <= bound k
+        # and above bound k-1 (to the histogram's resolution, 0.1%); the last one
+        # the rest (+Inf).
+        ends = [h._counts_index_for(round(b * 1e6)) for b in BUCKETS_S]
+        self.starts = np.array([0] + [i + 1 for i in ends], dtype=np.intp)
+        if np.any(np.diff(self.starts) <= 0) or self.starts[-1] >= self.length:
+            raise AssertionError("bucket bounds must fall in distinct histogram buckets")
+        # Each index's value range is [value, value + width): hdrh's mean takes its middle.
+        i = np.arange(self.length, dtype=np.int64)
+        bucket = (i >> h.sub_bucket_half_count_magnitude) - 1
+        sub = (i & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+        first = bucket < 0
+        sub[first] -= h.sub_bucket_half_count
+        bucket[first] = 0
+        shift = bucket + h.unit_magnitude
+        self.mid_us = ((sub << shift) + ((np.int64(1) << shift) >> 1)).astype(np.uint64)
+
+
+_layout: _Layout | None = None
+
+
+def _counts(h: HdrHistogram) -> np.ndarray:
+    return np.ctypeslib.as_array(h.counts)[:h.counts_len]
+
+
+def buckets_of(h: HdrHistogram) -> tuple[np.ndarray, int]:
+    """(counts per bucket of BUCKETS_S then +Inf, not cumulative; sum in µs)."""
+    global _layout
+    if _layout is None:
+        _layout = _Layout()
+    counts = _counts(h)
+    per_bucket = np.add.reduceat(counts, _layout.starts)
+    top = h._counts_index_for(h.get_max_value()) + 1  # nothing recorded above
+    return per_bucket.astype(np.int64), int(counts[:top] @ _layout.mid_us[:top])
+
+
+@dataclass
+class _Hist:
+    buckets: np.ndarray = field(default_factory=lambda: np.zeros(len(_LE), dtype=np.int64))
+    sum_us: int = 0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Everything a scrape writes out (but the SLO states): never mutated."""
+
+    requests: tuple[tuple[tuple[str, str, str, str], int], ...] = ()
+    tokens: tuple[tuple[tuple[str, str, str], int], ...] = ()
+    # (metric, tenant, scenario, cumulative bucket counts, sum in seconds)
+    hists: tuple[tuple[str, str, str, tuple[int, ...], float], ...] = ()
+    in_flight: int = 0
+    elapsed_s: float = 0.0
+    cpu_percent: float | None = None
+    steal_percent: float | None = None
+    intervals: int = 0
+
+
+class LiveMetrics:
+    """The exporter: a recorder listener that feeds a prometheus_client collector.
+
+    Made before the run (its layout is computed here, off the clock), handed
+    to ``execute`` in ``RunOptions.metrics``, which calls ``attach`` and, once
+    the run is judged, ``finish``. ``registry`` is what a server serves."""
+
+    def __init__(self) -> None:
+        global _layout
+        if _layout is None:
+            _layout = _Layout()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        ProcessCollector(registry=self.registry)
+        self._lock = threading.Lock()
+        self._snapshot = _Snapshot()
+        self._windowed: dict[str, tuple[str, float]] = {}  # the listener's (windows)
+        self._so_far: dict[str, tuple[str, float]] = {}  # the worker's
+        self._final: dict[str, tuple[str, float]] | None = None
+        self._info: dict[str, str] = {}
+        self._planned_s = 0.0
+        self._lateness_bound_s: float | None = None
+        self._hists: dict[tuple[str, str, str], _Hist] = {}
+        self._recorder: Recorder | None = None
+        self._judge: LiveJudge | None = None
+        self._in_flight: Callable[[], int] = lambda: 0
+        self._worker: _SoFarJudge | None = None
+        self._update_s = self._update_max_s = 0.0
+        # The listener's cost in the last hour of 1-s intervals: wall time on the
+        # loop, and its CPU time (without waits for the GIL or a core).
+        self.update_ns: deque[int] = deque(maxlen=3600)
+        self.update_cpu_ns: deque[int] = deque(maxlen=3600)
+
+    # -- the run's side (event loop) ------------------------------------------------
+
+    def attach(self, recorder: Recorder, *, phases: Phases, objectives: Sequence[Objective],
+               judge: LiveJudge | None, strict: bool, in_flight: Callable[[], int],
+               info: dict[str, str], planned_s: float, lateness_bound_s: float) -> None:
+        """Listen to `recorder`'s rotations (append last: after the health probe
+        and the live judge, whose figures it reads)."""
+        self._recorder, self._judge, self._in_flight = recorder, judge, in_flight
+        self._info, self._planned_s, self._lateness_bound_s = info, planned_s, lateness_bound_s
+        windowed = {t.objective.name for t in judge.tracked
+                    if t.objective.window_s is not None} if judge else set()
+        live = [o for o in objectives if o.metric in _LIVE and o.name not in windowed]
+        if live:
+            self._worker = _SoFarJudge(live, phases, strict, self._publish_so_far)
+            self._worker.start()
+        recorder.listeners.append(self.on_interval)
+
+    def on_interval(self, interval: Interval, hists: dict, _keyed: Counter) -> None:
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        rec = self._recorder
+        assert rec is not None, "attach() first"
+        for (metric, _phase, scenario, tenant), h in hists.items():
+            if metric in HISTOGRAMS and h.get_total_count():
+                counts, sum_us = buckets_of(h)
+                acc = self._hists.get((metric, tenant, scenario))
+                if acc is None:
+                    acc = self._hists[(metric, tenant, scenario)] = _Hist()
+                acc.buckets += counts
+                acc.sum_us += sum_us
+        requests: dict[tuple[str, str, str, str], int] = {}
+        for (phase, scenario, tenant), n in rec.completed.items():
+            requests[(tenant, scenario, phase, "completed")] = n
+        for (kind, phase, scenario, tenant), n in rec.errors.items():
+            requests[(tenant, scenario, phase, kind)] = n
+        for (phase, scenario, tenant), n in rec.dropped.items():
+            requests[(tenant, scenario, phase, "dropped")] = n
+        tokens = tuple(((t, s, p), n) for (p, s, t), n in rec.output_tokens.items())
+        hist_rows = tuple((m, t, s, tuple(np.cumsum(a.buckets).tolist()), a.sum_us / 1e6)
+                          for (m, t, s), a in self._hists.items())
+        windowed = {}
+        for t in self._judge.tracked if self._judge else ():
+            if t.objective.window_s is not None and t.windows:
+                windowed[t.objective.name] = (t.objective.scope, STATE[t.windows[-1].verdict])
+        snapshot = _Snapshot(
+            requests=tuple(sorted(requests.items())), tokens=tokens, hists=hist_rows,
+            in_flight=self._in_flight(), elapsed_s=interval.end_s,
+            cpu_percent=interval.cpu_percent, steal_percent=interval.steal_percent,
+            intervals=self._snapshot.intervals + 1)
+        cost_ns = time.perf_counter_ns() - t0
+        with self._lock:
+            self._snapshot, self._windowed = snapshot, windowed
+            self._update_s = cost_ns / 1e9
+            self._update_max_s = max(self._update_max_s, self._update_s)
+        self.update_ns.append(cost_ns)
+        self.update_cpu_ns.append(time.thread_time_ns() - c0)
+        if self._worker is not None:  # last: its thread wakes and wants the GIL
+            self._worker.put(interval.end_s, hists, rec)
+
+    def finish(self, result: RunResult) -> None:
+        """The run is judged: every SLO's final verdict, run finished."""
+        if self._worker is not None:
+            self._worker.stop()
+        final = {s.name: (str(s.scope), STATE[s.verdict]) for s in result.slos}
+        with self._lock:
+            self._final = final
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+
+    def _publish_so_far(self, states: dict[str, tuple[str, float]]) -> None:
+        with self._lock:
+            self._so_far = states
+
+    # -- the scrape's side (server thread) -----------------------------------------
+
+    def collect(self) -> Iterator[Any]:
+        with self._lock:
+            snap, final = self._snapshot, self._final
+            update_s, update_max_s = self._update_s, self._update_max_s
+            slos = final if final is not None else {**self._so_far, **self._windowed}
+        requests = CounterMetricFamily(
+            "loadkit_requests", "Requests by outcome: completed, an error kind or dropped.",
+            labels=["tenant", "scenario", "phase", "outcome"])
+        for labels, n in snap.requests:
+            requests.add_metric(labels, n)
+        yield requests
+        tokens = CounterMetricFamily("loadkit_output_tokens",
+                                     "Output tokens of completed requests.",
+                                     labels=["tenant", "scenario", "phase"])
+        for labels3, n in snap.tokens:
+            tokens.add_metric(labels3, n)
+        yield tokens
+        for metric, (name, doc) in HISTOGRAMS.items():
+            fam = HistogramMetricFamily(name, doc, labels=["tenant", "scenario"])
+            for m, tenant, scenario, cumulative, sum_s in snap.hists:
+                if m == metric:
+                    fam.add_metric([tenant, scenario], list(zip(_LE, cumulative)), sum_s)
+            yield fam
+        yield GaugeMetricFamily("loadkit_in_flight", "Requests sent and not yet answered.",
+                                value=snap.in_flight)
+        state = GaugeMetricFamily(
+            "loadkit_slo_state", "Each SLO: 1 pass, 0 fail, -1 inconclusive (windowed: the "
+            "last closed window; else the scope so far; final once the run is judged).",
+            labels=["slo", "scope"])
+        for slo, (scope, verdict) in sorted(slos.items()):
+            state.add_metric([slo, scope], verdict)
+        yield state
+        gauges: tuple[tuple[str, str, float | None], ...] = (
+                ("loadkit_generator_cpu_percent",
+                 "The generator's CPU over the last interval (one core = 100).", snap.cpu_percent),
+                ("loadkit_host_cpu_steal_percent",
+                 "The host's CPU steal over the last interval.", snap.steal_percent),
+                ("loadkit_run_elapsed_seconds", "End of the last published interval.",
+                 snap.elapsed_s),
+                ("loadkit_run_planned_seconds", "The schedule's length.", self._planned_s),
+                ("loadkit_run_finished", "1 once the run is over and judged.",
+                 1.0 if final is not None else 0.0),
+                ("loadkit_lateness_bound_seconds",
+                 "Lateness p99 above this marks the run untrusted.", self._lateness_bound_s),
+                ("loadkit_exporter_update_seconds",
+                 "This exporter's cost on the event loop in the last interval.", update_s),
+                ("loadkit_exporter_update_max_seconds",
+                 "This exporter's worst cost on the event loop in one interval.",
+                 update_max_s))
+        for name, doc, value in gauges:
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=value)
+        yield CounterMetricFamily("loadkit_intervals", "Intervals published.",
+                                  value=snap.intervals)
+        if self._info:
+            info = InfoMetricFamily("loadkit_run", "The run being measured.")
+            info.add_metric([], self._info)
+            yield info
+
+
+class _SoFarJudge:
+    """SLOs over their scope so far, judged on a worker thread.
+
+    The listener hands over each interval's histograms (by reference: a
+    rotated histogram is never written again) and the counts so far per
+    (phase, scenario, tenant); the worker folds them in at once and judges
+    every JUDGE_EVERY_S of run time."""
+
+    def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
+                 publish: Callable[[dict[str, tuple[str, float]]], None]) -> None:
+        self.objectives, self.phases, self.strict, self.publish = (
+            objectives, phases, strict, publish)
+        self.metrics = {o.metric for o in objectives if o.metric in TIME_METRICS}
+        self.hists: dict[tuple[str, Scope], HdrHistogram] = {
+            (o.metric, Scope(o.scope)): new_histogram()
+            for o in objectives if o.metric in TIME_METRICS}
+        self._scopes: dict[tuple[str, str, str], tuple[Scope, ...]] = {}
+        self._judged_s = -JUDGE_EVERY_S
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="loadkit-metrics-slo",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, end_s: float, hists: dict, rec: Recorder) -> None:
+        """On the loop: O(keys) copies, no histogram work."""
+        mine = {k: h for k, h in hists.items() if k[0] in self.metrics}
+        counts: dict[tuple[str, str, str], list[int]] = {}
+        for what, counter in enumerate((rec.completed, rec.dropped, rec.good, rec.output_tokens)):
+            for key, n in counter.items():
+                counts.setdefault(key, [0, 0, 0, 0, 0])[what] += n
+        for (_kind, phase, scenario, tenant), n in rec.errors.items():
+            counts.setdefault((phase, scenario, tenant), [0, 0, 0, 0, 0])[4] += n
+        self._queue.put((end_s, mine, counts))
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def scopes(self, phase: str, scenario: str, tenant: str) -> tuple[Scope, ...]:
+        key = (phase, scenario, tenant)
+        hit = self._scopes.get(key)
+        if hit is None:
+            hit = self._scopes[key] = tuple(self.phases.scopes(phase, scenario, tenant))
+        return hit
+
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while not self._queue.empty():  # fold whatever queued up, judge once
+                items.append(self._queue.get())
+            done = None in items
+            latest = None
+            for item in items:
+                if item is None:
+                    continue
+                end_s, hists, counts = latest = item
+                for (metric, phase, scenario, tenant), h in hists.items():
+                    for scope in self.scopes(phase, scenario, tenant):
+                        acc = self.hists.get((metric, scope))
+                        if acc is not None:
+                            acc.add(h)
+            if latest is not None and not done and latest[0] >= self._judged_s + JUDGE_EVERY_S:
+                self._judged_s = latest[0]
+                self.publish(self._judge(latest[0], latest[2]))
+            if done:
+                return
+
+    def _judge(self, end_s: float, counts: dict) -> dict[str, tuple[str, float]]:
+        from loadkit.slo.evaluate import Counts, evaluate  # on the worker: off the import path
+
+        states: dict[str, tuple[str, float]] = {}
+        for o in self.objectives:
+            scope = Scope(o.scope)
+            start, _end = self.phases.span(scope)
+            if end_s <= start:
+                continue  # its scope has not begun
+            c = [0, 0, 0, 0, 0]
+            for (phase, scenario, tenant), figures in counts.items():
+                if scope in self.scopes(phase, scenario, tenant):
+                    c = [a + b for a, b in zip(c, figures)]
+            names = [scope.name] if scope.kind == "phase" else self.phases.measured
+            seconds = sum(min(max(end_s - self.phases.start[n], 0.0), self.phases.duration[n])
+                          for n in names)
+            h = self.hists.get((o.metric, scope))
+            r = evaluate(o, [h] if h is not None else [],
+                         Counts(completed=c[0], errors=c[4], dropped=c[1], duration_s=seconds,
+                                good=c[2], output_tokens=c[3]), strict=self.strict)
+            states[o.name] = (o.scope, STATE[r.verdict])
+        return states
+
+
+class MetricsServer:
+    """Serves a LiveMetrics' registry at /metrics from a thread; `url` once made.
+
+    Loopback unless a token is given (then every request must carry it as a
+    bearer token, else 401): the generator's figures name the target's
+    tenants, and a load generator is no web server to expose bare."""
+
+    def __init__(self, metrics: LiveMetrics, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None) -> None:
+        if not token and not is_loopback(host):
+            raise InputError(f"refusing to serve live metrics on non-loopback address {host!r} "
+                             "without a token: set LOADKIT_RUN_METRICS_TOKEN (or "
+                             "--metrics-token), and give Prometheus the same token "
+                             "(scrape_config authorization: credentials)")
+        handler = type("Handler", (_Handler,), {"registry": metrics.registry, "token": token})
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise InputError(f"cannot serve live metrics on {host}:{port}: "
+                             f"{exc.strerror or exc}") from None
+        self.httpd.daemon_threads = True
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.httpd.server_address[1]}/metrics"
+        self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        name="loadkit-metrics", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    registry: CollectorRegistry
+    token: str | None
+    server_version = f"loadkit/{__version__}"
+
+    def do_GET(self) -> None:  # the stdlib's name
+        if self.token and not hmac.compare_digest(
+                self.headers.get("Authorization", "").encode(), f"Bearer {self.token}".encode()):
+            self._send(401, b"missing or wrong token\n", "text/plain; charset=utf-8",
+                       {"WWW-Authenticate": 'Bearer realm="loadkit"'})
+        elif self.path.split("?")[0] == "/metrics":
+            encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(self.registry), ctype)
+        else:
+            self._send(404, b"not found: /metrics\n", "text/plain; charset=utf-8")
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
