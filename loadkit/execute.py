@@ -39,18 +39,14 @@ from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
 from loadkit.report import write_all
 from loadkit.report.live import live_report
-from loadkit.result.build import Measured, saturation_reason
-from loadkit.result.build import health as generator_health
-from loadkit.result.model import Aborted, PhaseInfo, RunResult, Verdict, WorkloadInfo
+from loadkit.result.assemble import RunFacts, assemble
+from loadkit.result.model import PhaseInfo, RunResult, Verdict, WorkloadInfo
 from loadkit.sim.embedded import embedded_simulator
-from loadkit.slo.after_run import judge_after_run
-from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
-from loadkit.slo.recovery import phase_rates
 from loadkit.slo.scopes import Phases
 from loadkit.telemetry.collector import Session as TelemetrySession
 from loadkit.telemetry.collector import telemetry_session
-from loadkit.telemetry.derive import slo_values, telemetry_section
+from loadkit.telemetry.derive import telemetry_section
 from loadkit.urls import without_credentials
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
@@ -167,10 +163,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
          on_interval: Callable[[Progress], None] | None,
          interrupts: Interrupts | None = None) -> RunResult:
     w = loaded.workload
-    started = dt.datetime.now(dt.UTC)
-    phases = [PhaseInfo(name=p.name, start_s=s, duration_s=p.duration, warmup=p.warmup)
-              for p, s in zip(w.phase_list, phase_starts(w))]
-    objectives = w.objectives()
+    facts = _facts(loaded, plan, run_id, target_label, options)
+    phases, objectives = facts.phases, w.objectives()
     judge = LiveJudge(objectives, Phases(phases), options.strict,
                       on_breach=lambda slo, _at: engine.halt(f"the abort SLO `{slo.name}`"),
                       interval_s=w.interval)
@@ -179,9 +173,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     # (that costs milliseconds), and stop when the block ends, however it ends.
     with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
             telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
-            Journal(out_dir / JOURNAL_NAME, _journal_header(
-                loaded, plan, run_id, started, target_label, phases, objectives, options, tele),
-                sync=[hlog_file]) as journal, \
+            Journal(out_dir / JOURNAL_NAME, _journal_header(facts, plan, objectives, tele),
+                    sync=[hlog_file]) as journal, \
             live_report(out_dir, options.live_report_s if options.html else 0.0), \
             quiet_collector() if options.quiet_gc else contextlib.nullcontext():
         # Start a little in the future so the first slots are not already late.
@@ -210,74 +203,49 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                 planned_s=plan.total_s, lateness_bound_s=w.lateness_bound)
         stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
         journal.end(stopped=stopped)
-    generator = whole_run.finish()
-
-    aborted = None
-    if judge.breach is not None:
-        slo, at_s = judge.breach
-        aborted = Aborted(slo=slo.name, at_s=round(at_s, 3), observed=slo.observed,
-                          reason="a clear breach of an `abort: true` SLO")
-    # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
-    ended_s = recorder.intervals[-1].end_s if recorder.intervals and stopped else None
-    measured = Measured(recorder, Phases(phases, ended_s))
-    telemetry = telemetry_section(tele.result(start_ns), phases, recorder, stopped)
-    declared = {(t.name, p.name): _declared_rate(w.arrival_for(t, p), p.duration)
-                for t in w.all_tenants for p in w.phase_list}
-    isolation = measured.tenant_isolation(engine.scheduled, declared)
-    # Trends of GPU memory and recovery times are judged on the whole run's series.
-    after_run = judge_after_run(objectives, measured.timeseries(), phases, telemetry,
-                                phase_rates(declared, engine.scheduled,
-                                            {p.name: p.duration_s for p in phases}),
-                                w.interval)
-    slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
-                        options.strict, lambda scope: slo_values(telemetry, scope),
-                        {**judge.results(), **after_run})
-    health = generator_health(generator, measured.lateness_p99_ms(), w.lateness_bound * 1000.0)
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
-                   "the schedule" if stopped and not aborted else None)
-    untrusted = [reason for reason in (
-        stop_reason, None if options.allow_saturated else saturation_reason(health)) if reason]
-    result = RunResult(
-        run_id=run_id, loadkit_version=__version__, host=platform.node(),
-        git_commit=_git_commit(Path(loaded.path).parent),
-        started_at=started.isoformat(timespec="seconds"),
-        finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        target=target_label, closed_loop=bool(plan.closed), workload=_workload_info(loaded),
-        phases=phases, aborted=aborted,
-        verdict=Verdict.overall([s.verdict for s in slos]), trusted=not untrusted,
-        untrusted_reasons=untrusted, slos=slos,
-        counts=measured.request_counts(engine.scheduled, engine.unfinished),
-        throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),
-        health=health, isolation=isolation, series=measured.series(),
-        timeseries=measured.timeseries(), histograms=measured.encoded_histograms(),
-        telemetry=telemetry)
+                   "the schedule" if stopped and judge.breach is None else None)
+    result = assemble(
+        facts, finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        recorder=recorder, scheduled=engine.scheduled, unfinished=engine.unfinished,
+        objectives=objectives, judge=judge,
+        telemetry=telemetry_section(tele.result(start_ns), phases, recorder, stopped),
+        generator=whole_run.finish(),
+        # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
+        ended_s=recorder.intervals[-1].end_s if recorder.intervals and stopped else None,
+        stop_reason=stop_reason)
     if options.metrics is not None:
         options.metrics.finish(result)  # final verdicts, before the reports' seconds
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), html=options.html)
     return result
 
 
-def _journal_header(loaded: LoadedWorkload, plan: Plan, run_id: str, started: dt.datetime,
-                    target_label: str, phases: list[PhaseInfo], objectives: list,
-                    options: RunOptions, tele: TelemetrySession) -> dict:
+def _facts(loaded: LoadedWorkload, plan: Plan, run_id: str, target_label: str,
+           options: RunOptions) -> RunFacts:
+    w = loaded.workload
+    return RunFacts(
+        run_id=run_id, loadkit_version=__version__, host=platform.node(),
+        git_commit=_git_commit(Path(loaded.path).parent),
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        target=target_label, closed_loop=bool(plan.closed), workload=_workload_info(loaded),
+        phases=[PhaseInfo(name=p.name, start_s=s, duration_s=p.duration, warmup=p.warmup)
+                for p, s in zip(w.phase_list, phase_starts(w))],
+        interval_s=w.interval, lateness_bound_ms=w.lateness_bound * 1000.0,
+        strict=options.strict, allow_saturated=options.allow_saturated,
+        declared_rates=[(t.name, p.name, _declared_rate(w.arrival_for(t, p), p.duration))
+                        for t in w.all_tenants for p in w.phase_list])
+
+
+def _journal_header(facts: RunFacts, plan: Plan, objectives: list,
+                    tele: TelemetrySession) -> dict:
     """The journal's first line: what `loadkit report` needs to rebuild the
     result of a run that died (loadkit/result/recover.py)."""
-    w = loaded.workload
     return {
-        "run_id": run_id, "pid": os.getpid(), "loadkit_version": __version__,
-        "host": platform.node(), "git_commit": _git_commit(Path(loaded.path).parent),
-        "started_at": started.isoformat(timespec="seconds"), "target": target_label,
-        "closed_loop": bool(plan.closed),
-        "workload": _workload_info(loaded).model_dump(mode="json", by_alias=True),
-        "phases": [p.model_dump(mode="json") for p in phases],
-        "planned_s": plan.total_s, "interval_s": w.interval,
+        **facts.model_dump(mode="json", by_alias=True), "pid": os.getpid(),
+        "planned_s": plan.total_s,
         "objectives": [o.model_dump(mode="json") for o in objectives],
         "names": {"phases": plan.phase_names, "scenarios": plan.scenario_names,
                   "tenants": plan.tenant_names},
-        "declared_rates": [[t.name, p.name, _declared_rate(w.arrival_for(t, p), p.duration)]
-                           for t in w.all_tenants for p in w.phase_list],
-        "lateness_bound_ms": w.lateness_bound * 1000.0, "strict": options.strict,
-        "allow_saturated": options.allow_saturated,
         "telemetry": {"interval_s": tele.spec.interval,
                       "price_per_gpu_hour": tele.spec.price_per_gpu_hour,
                       "gpus_declared": tele.spec.gpus}}

@@ -42,9 +42,9 @@ in the workload):
 Histograms cover every phase (phases follow one another in time); counters
 carry the phase so that they add up to run.json's measured counts. A windowed
 SLO's state is its last closed window's verdict; any other SLO that can be
-judged live is judged on its scope so far; telemetry and isolation SLOs are
-known at the end only. Once the run is judged, every SLO shows its final
-verdict and ``loadkit_run_finished`` is 1.
+judged live is judged on its scope so far; telemetry, isolation, trend and
+recovery-time SLOs are known at the end only. Once the run is judged, every
+SLO shows its final verdict and ``loadkit_run_finished`` is 1.
 """
 
 from __future__ import annotations
@@ -216,7 +216,9 @@ class LiveMetrics:
         self._info, self._planned_s, self._lateness_bound_s = info, planned_s, lateness_bound_s
         windowed = {t.objective.name for t in judge.tracked
                     if t.objective.window_s is not None} if judge else set()
-        live = [o for o in objectives if o.metric in _LIVE and o.name not in windowed]
+        # Trends (and recovery time) are fitted once the run has ended.
+        live = [o for o in objectives
+                if o.metric in _LIVE and o.trend is None and o.name not in windowed]
         if live:
             self._worker = _SoFarJudge(live, phases, strict, self._publish_so_far)
             self._worker.start()

@@ -35,23 +35,11 @@ from loadkit.record.histogram import acyclic, decode, new_histogram
 from loadkit.record.hlog import tag_for
 from loadkit.record.journal import FORMAT, HLOG_NAME, JOURNAL_NAME, LineTail, parse_lines
 from loadkit.record.recorder import MAX_EXAMPLES, Interval, Recorder, SeriesKey
-from loadkit.result.build import Measured, saturation_reason
-from loadkit.result.build import health as generator_health
-from loadkit.result.model import (
-    Aborted,
-    Incomplete,
-    PhaseInfo,
-    RunResult,
-    Telemetry,
-    Verdict,
-    WorkloadInfo,
-)
-from loadkit.slo.after_run import judge_after_run
-from loadkit.slo.evaluate import evaluate_all
+from loadkit.result.assemble import RunFacts, assemble
+from loadkit.result.model import Incomplete, PhaseInfo, RunResult, Telemetry
 from loadkit.slo.live import LiveJudge
-from loadkit.slo.recovery import phase_rates
 from loadkit.slo.scopes import Phases
-from loadkit.telemetry.derive import slo_values, telemetry_section
+from loadkit.telemetry.derive import telemetry_section
 from loadkit.workload.slo_spec import Objective
 
 _IV_FIELDS = {f.name for f in dataclasses.fields(Interval)}
@@ -264,55 +252,25 @@ class Rebuild:
             raise InputError(f"{self.dir / JOURNAL_NAME} has no header line")
         recorder, phases = self.recorder, self.phases
         recorded_s = recorder.intervals[-1].end_s if recorder.intervals else 0.0
-        planned_s = sum(p.duration_s for p in phases)
-        measured = Measured(recorder, Phases(phases, recorded_s))
-        # A live report judges a copy: results() closes the window still open.
-        judge = _copy(self.judge) if in_progress else self.judge
-        judged = judge.results() if judge is not None else {}
-        telemetry = self._telemetry_section(phases)
-        declared = {(t, p): rate for t, p, rate in h["declared_rates"]}
-        isolation = measured.tenant_isolation(self.scheduled, declared)
-        # As execute.py: trends of gauges and recovery times, on the whole series.
-        after_run = judge_after_run(self.objectives, measured.timeseries(), phases, telemetry,
-                                    phase_rates(declared, self.scheduled,
-                                                {p.name: p.duration_s for p in phases}),
-                                    h["interval_s"])
-        slos = evaluate_all(self.objectives, measured.histograms, measured.counts, isolation,
-                            h["strict"], lambda scope: slo_values(telemetry, scope),
-                            {**judged, **after_run})
-        health = generator_health(
-            {"cpu_percent": round(self._cpu[0] / self._cpu[1], 1) if self._cpu[1] else None,
-             "steal_percent": round(self._steal[0] / self._steal[1], 2)
-             if self._steal[1] else None},
-            measured.lateness_p99_ms(), h["lateness_bound_ms"])
-        incomplete = self._incomplete(in_progress, recorded_s, planned_s)
-        untrusted = [incomplete.reason] + [
-            reason for reason in (None if h["allow_saturated"] else saturation_reason(health),)
-            if reason]
-        aborted = None
-        if judge is not None and judge.breach is not None:
-            slo, at_s = judge.breach
-            aborted = Aborted(slo=slo.name, at_s=round(at_s, 3), observed=slo.observed,
-                              reason="a clear breach of an `abort: true` SLO")
         settled = sum(recorder.completed.values()) + sum(recorder.errors.values()) \
             + sum(recorder.dropped.values())
         finished = dt.datetime.fromtimestamp(self.last_wall, dt.UTC) if self.last_wall \
             else dt.datetime.now(dt.UTC)
-        return RunResult(
-            run_id=h["run_id"], loadkit_version=h["loadkit_version"], host=h["host"],
-            git_commit=h.get("git_commit"), started_at=h["started_at"],
-            finished_at=finished.isoformat(timespec="seconds"), target=h["target"],
-            closed_loop=h["closed_loop"], workload=WorkloadInfo.model_validate(h["workload"]),
-            phases=phases, aborted=aborted,
-            verdict=Verdict.overall([s.verdict for s in slos]), trusted=False,
-            untrusted_reasons=untrusted, slos=slos,
-            counts=measured.request_counts(self.scheduled,
-                                           max(0, sum(self.scheduled.values()) - settled)),
-            throughput=measured.throughput(), errors=measured.errors(),
-            tokens=measured.tokens(), health=health, isolation=isolation,
-            series=measured.series(), timeseries=measured.timeseries(),
-            histograms=measured.encoded_histograms(), telemetry=telemetry,
-            incomplete=incomplete)
+        return assemble(
+            RunFacts.model_validate(h), finished_at=finished.isoformat(timespec="seconds"),
+            recorder=recorder, scheduled=self.scheduled,
+            unfinished=max(0, sum(self.scheduled.values()) - settled),
+            objectives=self.objectives,
+            # A live report judges a copy: results() closes the window still open.
+            judge=_copy(self.judge) if in_progress else self.judge,
+            telemetry=self._telemetry_section(phases),
+            generator={"cpu_percent": round(self._cpu[0] / self._cpu[1], 1)
+                       if self._cpu[1] else None,
+                       "steal_percent": round(self._steal[0] / self._steal[1], 2)
+                       if self._steal[1] else None},
+            ended_s=recorded_s,
+            incomplete=self._incomplete(in_progress, recorded_s,
+                                        sum(p.duration_s for p in phases)))
 
     def _incomplete(self, in_progress: bool, recorded_s: float, planned_s: float) -> Incomplete:
         at = f"{round(recorded_s, 1):g} s of {round(planned_s, 1):g} s"
