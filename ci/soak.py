@@ -175,9 +175,11 @@ def main() -> int:
             if row.get("finished") == 0 and (row.get("elapsed_s") or 0) >= next_print:
                 print(f"soak: {row['elapsed_s']:.0f} s of run, RSS {mb(rss)}", flush=True)
                 next_print += 60.0
-        # Poll quickly near the end, to time the reports from the verdict.
+        # Poll quickly from near the end to the exit: the verdict's time, and the
+        # high-water mark after the reports (VmHWM only grows; a sample after the
+        # peak has it).
         near_end = planned is not None and (row.get("elapsed_s") or 0) >= planned - 2 * sample_s
-        deadline = time.monotonic() + (0.1 if near_end and verdict_at is None else sample_s)
+        deadline = time.monotonic() + (0.1 if near_end else sample_s)
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     exited = time.monotonic()

@@ -37,6 +37,7 @@ from loadkit.record.health import HealthProbe
 from loadkit.record.hlog import HlogWriter
 from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
+from loadkit.record.worker import RecorderThread, responsive_gil
 from loadkit.report import write_all
 from loadkit.report.live import live_report
 from loadkit.result.assemble import RunFacts, assemble
@@ -166,7 +167,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     facts = _facts(loaded, plan, run_id, target_label, options)
     phases, objectives = facts.phases, w.objectives()
     judge = LiveJudge(objectives, Phases(phases), options.strict,
-                      on_breach=lambda slo, _at: engine.halt(f"the abort SLO `{slo.name}`"),
+                      on_breach=lambda slo, _at: engine.halt_threadsafe(
+                          f"the abort SLO `{slo.name}`"),
                       interval_s=w.interval)
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
@@ -187,11 +189,15 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
             recorder.keyed = True
             recorder.listeners.append(judge.on_interval)
         watch = FailFastWatch(w.client.fail_fast, recorder,
-                              lambda: engine.halt("client.fail_fast")) \
+                              lambda: engine.halt_threadsafe("client.fail_fast")) \
             if w.client.fail_fast else None
         if watch:
             recorder.listeners.append(watch.on_interval)
-        engine = Engine(plan, recorder, on_interval=on_interval)
+        # The loop only hands requests over; the recorder and every listener
+        # below run on the recorder's thread (record/worker.py).
+        recording = RecorderThread(recorder)
+        engine = Engine(plan, recording, on_interval=on_interval)
+        recording.on_rotated = engine.interval_closed
         # Crash-safe results: each interval's counters beside the hlog (record/journal.py).
         recorder.listeners.append(IntervalJournal(journal, recorder, engine.scheduled, tele))
         if options.metrics is not None:  # the last listener: it reads the others' figures
@@ -201,7 +207,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                 info={"run_id": run_id, "workload": w.name, "target": target_label,
                       "version": __version__},
                 planned_s=plan.total_s, lateness_bound_s=w.lateness_bound)
-        stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
+        with recording:
+            stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
         journal.end(stopped=stopped)
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
                    "the schedule" if stopped and judge.breach is None else None)
@@ -311,14 +318,17 @@ def quiet_collector() -> Iterator[None]:
     freeze what exists now (it lives all run; in a long-lived process such as
     a pytest session the collection itself takes a while, so it happens
     before the run's zero) and collect the young generation less often.
-    A caller that froze objects itself keeps them frozen afterwards."""
+    A caller that froze objects itself keeps them frozen afterwards. The
+    GIL's switch interval is shortened too, so the loop waits less behind
+    the recorder's thread (record/worker.py)."""
     caller_froze = gc.get_freeze_count() > 0
     gc.collect()
     gc.freeze()
     threshold = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)
     try:
-        yield
+        with responsive_gil():
+            yield
     finally:
         gc.set_threshold(*threshold)
         if not caller_froze:

@@ -18,6 +18,7 @@ SIGTERM) cancels them unjudged; they are counted in `unfinished` only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,7 +30,8 @@ from loadkit.engine.answer import Answer
 from loadkit.engine.client import classify
 from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
-from loadkit.record.recorder import Interval, Recorder, RequestRecord
+from loadkit.record.recorder import Interval, RequestRecord
+from loadkit.record.worker import RecorderThread
 from loadkit.workload.models import Client
 
 now_ns = time.monotonic_ns
@@ -69,7 +71,7 @@ class Plan:
 @dataclass
 class Engine:
     plan: Plan
-    recorder: Recorder
+    recorder: RecorderThread  # takes requests and interval marks off the loop
     on_interval: Callable[[Progress], None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     progress: Progress = field(init=False)
@@ -85,6 +87,19 @@ class Engine:
         self._cut: str | None = None  # why requests are being cancelled, when they count
         self._overdue = False  # the drain deadline passed with requests in flight
 
+    def halt_threadsafe(self, cause: str) -> None:
+        """halt() from another thread (the recorder's: fail-fast, abort SLOs);
+        once the loop has closed the run is over, and there is nothing to stop."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self.halt, cause)
+
+    def interval_closed(self, iv: Interval) -> None:
+        """On the recorder's thread, after each rotation: the console's view."""
+        self.progress.last = iv
+        self.progress.in_flight = len(self._tasks)
+        if self.on_interval:
+            self.on_interval(self.progress)
+
     def halt(self, cause: str) -> None:
         """Stop the run for `cause` (an abort SLO, fail-fast): what is in
         flight is cancelled at once and counted as `unfinished` failures."""
@@ -94,6 +109,7 @@ class Engine:
 
     async def run(self, slots: Iterable[Slot]) -> None:
         """Send the whole schedule, wait for stragglers, close the last interval."""
+        self._loop = asyncio.get_running_loop()
         transport = open_transport(self.plan.base_url, self.plan.requests, self.plan.client)
         try:
             ticker = asyncio.create_task(self._tick())
@@ -110,7 +126,7 @@ class Engine:
                 await asyncio.gather(*closed, *self._tasks, return_exceptions=True)
         finally:
             await transport.close()
-        self.progress.last = self.recorder.rotate(now_ns())
+        self.recorder.rotate(now_ns())
 
     async def _dispatch(self, transport: Transport, slots: Iterable[Slot]) -> None:
         start = self.recorder.start_ns
@@ -208,10 +224,7 @@ class Engine:
         k = 1
         while True:
             await asyncio.sleep(max(0.0, (self.recorder.start_ns + k * step - now_ns()) / 1e9))
-            self.progress.last = self.recorder.rotate(now_ns())
-            self.progress.in_flight = len(self._tasks)
-            if self.on_interval:
-                self.on_interval(self.progress)
+            self.recorder.rotate(now_ns())  # the recorder's thread does the work
             k += 1
 
     async def _send(self, transport: Transport, tenant: int, scenario: int,

@@ -178,7 +178,9 @@ class IntervalJournal:
     def _moved(self, name: str, counter: Mapping[Any, int]) -> list[tuple[Any, int]]:
         seen = self._seen.setdefault(name, {})
         out = []
-        for key, n in counter.items():
+        # A copy first (one C call, atomic under the GIL): `scheduled` grows on
+        # the event loop while this runs on the recorder's thread.
+        for key, n in dict(counter).items():
             if n != (last := seen.get(key, 0)):
                 seen[key] = n
                 out.append((key, n - last))

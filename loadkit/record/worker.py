@@ -1,0 +1,99 @@
+"""The recorder on its own thread: nothing periodic on the loop that releases requests.
+
+The event loop only appends to a deque: a finished request, a dropped
+arrival, an interval mark (the time to rotate at). A thread takes them in
+order and does the rest: histogram recording, interval rotation, the hlog
+write, and every rotation listener (live SLO windows, fail-fast, the journal,
+the metrics exporter, the console). Before this, a rotation cost the loop a
+median 12.9 ms on this 2-core VM (hlog encoding, merges, listeners), and
+every request's samples were recorded on it too.
+
+All recorder state is written on that thread only, so listeners read it
+without locks. Anything they hand back to the loop goes through
+`call_soon_threadsafe` (Engine.halt_threadsafe). The loop gets the GIL back
+within the interpreter's switch interval, which the run shortens
+(`responsive_gil`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from loadkit.record.recorder import Interval, Recorder, RequestRecord
+
+__all__ = ["RecorderThread", "responsive_gil"]
+
+POLL_S = 0.002  # how often the thread looks for work: requests wait at most this long
+
+
+class RecorderThread:
+    """`record`, `drop` and `rotate` as the engine calls them, done on a thread."""
+
+    def __init__(self, recorder: Recorder,
+                 on_rotated: Callable[[Interval], None] | None = None) -> None:
+        self.recorder = recorder
+        self.start_ns = recorder.start_ns
+        self.on_rotated = on_rotated
+        self._items: deque[RequestRecord | tuple[str, str, str] | int] = deque()
+        self._closing = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="loadkit-recorder",
+                                        daemon=True)
+
+    # The event loop's side: one append each.
+    def record(self, r: RequestRecord) -> None:
+        self._items.append(r)
+
+    def drop(self, phase: str, scenario: str, tenant: str) -> None:
+        self._items.append((phase, scenario, tenant))
+
+    def rotate(self, now_ns: int) -> None:
+        self._items.append(now_ns)
+
+    def __enter__(self) -> RecorderThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Record what is queued, then stop; a listener's error surfaces here."""
+        self._closing.set()
+        self._thread.join()
+        if self._failure is not None and exc[0] is None:
+            raise self._failure
+
+    def _work(self) -> None:
+        items, rec = self._items, self.recorder
+        while True:
+            closing = self._closing.wait(POLL_S)
+            while items:
+                item = items.popleft()
+                try:
+                    if isinstance(item, RequestRecord):
+                        rec.record(item)
+                    elif isinstance(item, int):
+                        iv = rec.rotate(item)
+                        if self.on_rotated is not None:
+                            self.on_rotated(iv)
+                    else:
+                        rec.drop(*item)
+                except Exception as exc:  # noqa: BLE001 - kept and raised on the loop's side
+                    self._failure = self._failure or exc
+            if closing:
+                return
+
+
+@contextlib.contextmanager
+def responsive_gil(seconds: float = 0.0005) -> Iterator[None]:
+    """A thread holding the GIL keeps it up to the switch interval (5 ms by
+    default) when another wants it: the loop would wait that long behind the
+    recorder thread. Shortened for the run, restored after."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
