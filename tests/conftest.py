@@ -11,14 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 from loadkit.execute import RunOptions, execute
+from loadkit.result import RunResult
 from loadkit.workload.loader import load_workload
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
+RUN_SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 
 
 @contextlib.contextmanager
@@ -71,7 +74,9 @@ def run(tmp_path, workload_file):
 
     Without report.html unless asked (`html=True`): these tests read run.json,
     and the HTML's charts (~1 s a run) are tested by the report, browser and
-    CLI tests. `probe=False` sets the workload's `client.probe: false`."""
+    CLI tests. `probe=False` sets the workload's `client.probe: false`.
+    Every run.json made here is checked against the generated schema and
+    must round-trip through the model unchanged."""
     def go(spec: dict, probe: bool = True, **options) -> tuple[dict, Path]:
         if not probe:
             spec = {**spec, "client": {**spec.get("client", {}), "probe": False}}
@@ -79,7 +84,11 @@ def run(tmp_path, workload_file):
         out = tmp_path / f"out-{time.monotonic_ns()}"
         options.setdefault("html", False)
         execute(load_workload(path), RunOptions(out_dir=out, **options))
-        return json.loads((out / "run.json").read_text()), out
+        text = (out / "run.json").read_text()
+        document = json.loads(text)
+        jsonschema.validate(document, RUN_SCHEMA)
+        assert RunResult.from_json(text).to_json() == text
+        return document, out
     return go
 
 

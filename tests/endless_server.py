@@ -44,7 +44,7 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream server: a Transport
 
     def data_received(self, data: bytes) -> None:
         if self.kind is not None:

@@ -128,7 +128,7 @@ class TruthProtocol(asyncio.Protocol):
         self.t_in: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream server: a Transport
 
     def data_received(self, data: bytes) -> None:
         if self.t_in is None:

@@ -94,7 +94,7 @@ def rate_function(spec: ArrivalSpec, duration: float) -> tuple[Callable[[float],
                     return step.rate
             return spec.steps[-1].rate
         return steps, max(s.rate for s in spec.steps)
-    rate = spec.rate  # type: ignore[union-attr]
+    rate = spec.rate  # type: ignore[union-attr]  # the remaining specs all have one rate
     return (lambda t: rate), rate
 
 

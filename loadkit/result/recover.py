@@ -151,7 +151,7 @@ class Rebuild:
         if tag not in self._tags:
             parts = tag.split(".")
             self._tags[tag] = (parts[0], *(self._names.get(p, p) for p in parts[1:])) \
-                if len(parts) == 4 else None  # type: ignore[assignment]
+                if len(parts) == 4 else None  # type: ignore[assignment]  # 4 parts: a key
         return self._tags[tag]
 
     def _parse_hlog(self, lines: list[bytes]) -> list[_Entry]:

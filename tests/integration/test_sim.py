@@ -69,7 +69,7 @@ def test_config_defaults_and_validation() -> None:
     assert (cfg.ttft_ms, cfg.itl_ms, cfg.output_tokens, cfg.seed, cfg.model) == (
         20.0, 10.0, 16, 0, "loadkit-sim")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.itl_ms = 1.0  # type: ignore[misc]
+        cfg.itl_ms = 1.0  # type: ignore[misc]  # the point: assignment must fail
 
     got = SimConfig.from_mapping({"itl_ms": 5, "output_tokens": 3, "model": "m"})
     assert got == SimConfig(itl_ms=5.0, output_tokens=3, model="m")
