@@ -200,7 +200,7 @@ def main() -> int:
         print(f"  end of load ({last['elapsed_s']:.0f} s)  {mb(last['rss_kib'])}")
         for since in (60.0, 300.0):  # past start-up; past the first minutes
             first = next((s for s in running if s["elapsed_s"] >= since), None)
-            if first and last["elapsed_s"] >= first["elapsed_s"] + 60:
+            if first and last["elapsed_s"] >= first["elapsed_s"] + max(60.0, since):
                 slope = ((last["rss_kib"] - first["rss_kib"]) / 1024
                          / ((last["elapsed_s"] - first["elapsed_s"]) / 3600))
                 print(f"  growth from {since / 60:.0f} min to the end: {slope:+.1f} MB/h")

@@ -14,17 +14,7 @@ import threading
 
 import click
 
-from loadkit.workload.units import parse_duration
-
-
-def _interval(_ctx, _param, value: str) -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if not 0.01 <= seconds <= 60:
-        raise click.BadParameter("must be between 10ms and 60s")
-    return seconds
+from loadkit.cli.params import duration
 
 
 @click.command("agent")
@@ -32,7 +22,7 @@ def _interval(_ctx, _param, value: str) -> float:
               help="address to listen on; anything but loopback needs a token")
 @click.option("--port", default=9400, show_default=True, type=click.IntRange(0, 65535),
               help="port (0: any free one)")
-@click.option("--interval", default="250ms", show_default=True, callback=_interval,
+@click.option("--interval", default="250ms", show_default=True, callback=duration(0.01, 60.0, zero=True),
               help="NVML sampling period")
 @click.option("--token", envvar="LOADKIT_AGENT_TOKEN", default=None, show_envvar=True,
               help="bearer token every request must carry (prefer the environment "

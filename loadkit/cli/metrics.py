@@ -17,22 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from loadkit.workload.units import parse_duration
+from loadkit.cli.params import duration
 
 if TYPE_CHECKING:
     from loadkit.record.exporter import LiveMetrics, MetricsServer
-
-
-def _linger(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float:
-    if value is None:
-        return 0.0
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if seconds < 0:
-        raise click.BadParameter("must be >= 0")
-    return seconds
 
 
 def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,7 +34,7 @@ def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--metrics-token", show_envvar=True,
                      help="Bearer token every scrape must carry (prefer the environment "
                           "variable: a flag shows in `ps`)."),
-        click.option("--metrics-linger", callback=_linger,
+        click.option("--metrics-linger", callback=duration(zero=True, default=0.0),
                      help="Keep serving the final metrics this long after the verdict, "
                           "e.g. 30s, for a last scrape (Ctrl-C ends it)."),
     )):

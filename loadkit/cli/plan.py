@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from loadkit.arrivals.summary import sparkline, summarize
-from loadkit.cli.run import _duration, _scale
+from loadkit.cli.params import duration
+from loadkit.cli.run import _scale
 from loadkit.workload.loader import Overrides, load_workload
 
 
 @click.command("plan")
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--duration", callback=_duration, help="Measured duration, e.g. 30s or 5m.")
+@click.option("--duration", callback=duration(), help="Measured duration, e.g. 30s or 5m.")
 @click.option("--time-scale", callback=_scale, help="Multiply every time in the file.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1e6))
 @click.option("--seed", type=int)

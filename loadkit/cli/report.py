@@ -20,23 +20,13 @@ from pathlib import Path
 import click
 
 from loadkit.cli.console import Console
+from loadkit.cli.params import duration
 from loadkit.errors import ExitCode, InputError
 from loadkit.record.journal import JOURNAL_NAME, read_journal
 from loadkit.report import write_all
 from loadkit.report.live import watch, write_report, writer_alive
 from loadkit.result import load_run
 from loadkit.result.recover import Rebuild, has_journal
-from loadkit.workload.units import parse_duration
-
-
-def _period(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if seconds <= 0:
-        raise click.BadParameter("must be > 0")
-    return seconds
 
 
 def _needs_rebuild(run_dir: Path) -> bool:
@@ -60,7 +50,7 @@ def _needs_rebuild(run_dir: Path) -> bool:
 @click.option("--live", is_flag=True,
               help="While the run writing RUN_DIR goes: rewrite its report.html from the "
                    "journal every --every, marked in progress; ends with the run.")
-@click.option("--every", default="60s", show_default=True, callback=_period,
+@click.option("--every", default="60s", show_default=True, callback=duration(),
               help="How often --live rewrites report.html.")
 def report_command(run_dir: Path, live: bool, every: float) -> int:
     """Regenerate report.html, summary.md and junit.xml in RUN_DIR from its run.json.

@@ -8,32 +8,10 @@ import click
 
 from loadkit.cli.console import Console
 from loadkit.cli.metrics import ServedMetrics, metrics_options
+from loadkit.cli.params import duration
 from loadkit.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Workload
-from loadkit.workload.units import parse_duration
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if seconds <= 0:
-        raise click.BadParameter("must be > 0")
-    return seconds
-
-
-def _drain(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """client.drain: 0 is allowed (cancel what is in flight when the schedule ends)."""
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{exc} (client.drain)") from None
 
 
 def _scale(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -60,25 +38,17 @@ def _live_period(flag: float | None, workload: Workload) -> float:
 
 
 def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """A period, or off/0; None: the default (on for runs over two minutes)."""
-    if value is None:
-        return None
-    if value.strip().lower() in ("off", "no", "false", "0"):
+    """A period of at least 1 s, or off/0; None: the default (on for runs over two minutes)."""
+    if value is not None and value.strip().lower() in ("off", "no", "false", "0"):
         return 0.0
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{exc} (or off)") from None
-    if seconds < 1:
-        raise click.BadParameter("at least 1s (or off)")
-    return seconds
+    return duration(1.0, zero=True, setting="or off")(ctx, param, value)
 
 
 @click.command("run")
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--target", help="Base URL of the endpoint (default: the workload's, "
               "or the embedded simulator when it names none).")
-@click.option("--duration", callback=_duration,
+@click.option("--duration", callback=duration(),
               help="Measured duration, e.g. 30s or 5m (phases keep their proportions).")
 @click.option("--time-scale", callback=_scale,
               help="Multiply every time in the file, shapes included (0.01 = 100x faster).")
@@ -108,7 +78,7 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--no-fail-fast", is_flag=True,
               help="Run to the end even when the target refuses (HTTP 4xx) nearly every "
                    "request (client.fail_fast).")
-@click.option("--drain", callback=_drain,
+@click.option("--drain", callback=duration(zero=True, setting="client.drain"),
               help="How long requests still in flight when the schedule ends may take to "
                    "finish, e.g. 30s; then they are cancelled and count as failures "
                    "(client.drain, default 30s).")

@@ -49,7 +49,6 @@ SLO shows its final verdict and ``loadkit_run_finished`` is 1.
 
 from __future__ import annotations
 
-import hmac
 import queue
 import threading
 import time
@@ -72,6 +71,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from loadkit import __version__
+from loadkit.auth import authorized
 from loadkit.errors import InputError
 from loadkit.record.histogram import new_histogram
 from loadkit.record.recorder import Interval, Recorder
@@ -479,8 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"loadkit/{__version__}"
 
     def do_GET(self) -> None:  # the stdlib's name
-        if self.token and not hmac.compare_digest(
-                self.headers.get("Authorization", "").encode(), f"Bearer {self.token}".encode()):
+        if not authorized(self.headers.get("Authorization"), self.token):
             self._send(401, b"missing or wrong token\n", "text/plain; charset=utf-8",
                        {"WWW-Authenticate": 'Bearer realm="loadkit"'})
         elif self.path.split("?")[0] == "/metrics":

@@ -20,7 +20,6 @@ The run's side, which polls it, is ``agent_client.AgentSource``.
 from __future__ import annotations
 
 import collections
-import hmac
 import ipaddress
 import json
 import threading
@@ -29,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from loadkit import __version__
+from loadkit.auth import authorized
 from loadkit.errors import InputError
 from loadkit.telemetry.nvml import FIELDS, Nvml, NvmlUnavailable
 from loadkit.telemetry.store import Poller
@@ -166,8 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"loadkit-agent/{__version__}"
 
     def do_GET(self) -> None:  # the stdlib's name
-        if self.token and not hmac.compare_digest(
-                self.headers.get("Authorization", "").encode(), f"Bearer {self.token}".encode()):
+        if not authorized(self.headers.get("Authorization"), self.token):
             self._send(401, b'{"error": "missing or wrong token"}\n', "application/json",
                        {"WWW-Authenticate": 'Bearer realm="loadkit-agent"'})
             return

@@ -1,0 +1,35 @@
+"""Option values the commands share: durations within bounds, as click callbacks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import click
+
+from loadkit.workload.units import parse_duration
+
+__all__ = ["duration"]
+
+
+def duration(low: float = 0.0, high: float = math.inf, *, zero: bool = False,
+             default: float | None = None, setting: str | None = None
+             ) -> Callable[[click.Context, click.Parameter, str | None], float | None]:
+    """A callback parsing '30s', '5m', '250ms' to seconds: more than `low` (or
+    equal with `zero`), at most `high`. An absent value gives `default`;
+    `setting` names the workload key the flag overrides, in the message."""
+    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+        if value is None:
+            return default
+        where = f" ({setting})" if setting else ""
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}{where}") from None
+        if seconds < low or (seconds == low and not zero):
+            raise click.BadParameter(f"must be {'>=' if zero else '>'} {low:g}"
+                                     f"{' s' if low else ''}{where}")
+        if seconds > high:
+            raise click.BadParameter(f"must be at most {high:g} s{where}")
+        return seconds
+    return check
