@@ -1,6 +1,6 @@
 """`loadkit run --metrics-port`: serve the run's live metrics while it goes.
 
-The server (record/exporter.py) starts before the target is checked, so a
+The server (record/metrics_server.py) starts before the target is checked, so a
 refused address or a taken port exits 2 before anything is sent, and it
 stops once the verdict is printed: the final interval and the final SLO
 verdicts are published before that. `--metrics-linger D` keeps serving them
@@ -20,7 +20,8 @@ import click
 from loadkit.cli.params import duration
 
 if TYPE_CHECKING:
-    from loadkit.record.exporter import LiveMetrics, MetricsServer
+    from loadkit.record.exporter import LiveMetrics
+    from loadkit.record.metrics_server import MetricsServer
 
 
 def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,10 +53,11 @@ class ServedMetrics:
         self.server: MetricsServer | None = None
         if port is None:
             return
-        from loadkit.record import exporter  # lazy: numpy, prometheus_client
+        from loadkit.record import exporter, metrics_server  # lazy: numpy, prometheus_client
 
         self.metrics = exporter.LiveMetrics()
-        self.server = exporter.MetricsServer(self.metrics, host, port, token or None)  # InputError: exit 2
+        # An address it may not serve on raises InputError: exit 2.
+        self.server = metrics_server.MetricsServer(self.metrics, host, port, token or None)
 
     def __enter__(self) -> ServedMetrics:
         if self.server is not None:

@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, cli
 from loadkit.execute import RunOptions, execute
-from loadkit.record.exporter import BUCKETS_S, LiveMetrics, MetricsServer
+from loadkit.record.exporter import BUCKETS_S, LiveMetrics
+from loadkit.record.metrics_server import MetricsServer
 from loadkit.workload.loader import load_workload
 
 DASHBOARD = ROOT / "ci" / "grafana-loadkit.json"
