@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from loadkit import __version__
 from loadkit.arrivals import Mix, Slot, closed_loops, phase_starts, schedule
 from loadkit.arrivals.processes import mean_rate
+from loadkit.distributed.fleet import LOOPBACK, Fleet, FleetOptions
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.preflight import check_target, discover_model
@@ -75,6 +76,8 @@ class RunOptions:
     # Live Prometheus metrics of the run (record/exporter.py), fed at each
     # interval; the caller serves and closes it (`loadkit run --metrics-port`).
     metrics: LiveMetrics | None = None
+    # Several worker processes or machines carry the load (distributed/).
+    fleet: FleetOptions | None = None
 
 
 def exit_code(result: RunResult, inconclusive: str = "fail") -> ExitCode:
@@ -106,16 +109,29 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             target_label = without_credentials(w.target)
             check_target(base_url, w.client)
         loaded, notes = _with_models(loaded, base_url)
-        plan = _plan(loaded, base_url)
+        plan = plan_for(loaded, base_url)
         if loaded.workload.client.probe:
             notes += _probe(plan, loaded.workload)
+        fleet = stack.enter_context(_fleet(options.fleet, w)) if options.fleet else None
+        if fleet is not None:
+            fleet.gather()
+            notes.append(f"{len(fleet.members)} workers joined the master on port {fleet.port}")
         if on_start:
             on_start(target_label, out_dir, notes)
         # From here a first Ctrl-C/SIGTERM stops the run cleanly, a second exits at once.
         interrupts = stack.enter_context(Interrupts(str(out_dir))) \
             if options.handle_signals else None
         return _run(loaded, plan, target_label, run_id, out_dir, options, on_interval,
-                    interrupts), out_dir
+                    interrupts, fleet), out_dir
+
+
+def _fleet(options: FleetOptions, w: Workload) -> Fleet:
+    if closed_loops(w):
+        raise InputError("closed-loop phases are not distributed: run them in one process")
+    if w.target is None and not options.local and options.bind_host not in LOOPBACK:
+        raise InputError("the embedded simulator listens on the master's loopback only: "
+                         "give the workers a --target they can reach")
+    return Fleet(options)
 
 
 def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload, list[str]]:
@@ -135,7 +151,7 @@ def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload,
 
 def _probe(plan: Plan, w: Workload) -> list[str]:
     """Stop before the clock starts if the target rejects what the run sends."""
-    failures = _run_async(probe(plan, w))
+    failures = run_async(probe(plan, w))
     rejected = [explain(f, w) for f in failures if f.rejected]
     if rejected:
         raise TargetRejected("the target rejects this run's requests (probe before the "
@@ -143,7 +159,7 @@ def _probe(plan: Plan, w: Workload) -> list[str]:
     return [f"probe: {explain(f, w)}" for f in failures]
 
 
-def _plan(loaded: LoadedWorkload, base_url: str) -> Plan:
+def plan_for(loaded: LoadedWorkload, base_url: str) -> Plan:
     w = loaded.workload
     tenants, phases = w.all_tenants, w.phase_list
     # Each tenant has its own identity headers: one prepared request per pair.
@@ -162,12 +178,12 @@ def _plan(loaded: LoadedWorkload, base_url: str) -> Plan:
 def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
          out_dir: Path, options: RunOptions,
          on_interval: Callable[[Progress], None] | None,
-         interrupts: Interrupts | None = None) -> RunResult:
+         interrupts: Interrupts | None = None, fleet: Fleet | None = None) -> RunResult:
     w = loaded.workload
     facts = _facts(loaded, plan, run_id, target_label, options)
     phases, objectives = facts.phases, w.objectives()
     judge = LiveJudge(objectives, Phases(phases), options.strict,
-                      on_breach=lambda slo, _at: engine.halt_threadsafe(
+                      on_breach=lambda slo, _at: driver.halt_threadsafe(
                           f"the abort SLO `{slo.name}`"),
                       interval_s=w.interval)
     whole_run = HealthProbe.start()
@@ -179,17 +195,20 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                     sync=[hlog_file]) as journal, \
             live_report(out_dir, options.live_report_s if options.html else 0.0), \
             quiet_collector() if options.quiet_gc else contextlib.nullcontext():
-        # Start a little in the future so the first slots are not already late.
-        start_ns = time.monotonic_ns() + 50_000_000
-        recorder = Recorder(start_ns, HlogWriter(hlog_file, time.time() + 0.05),
+        # Start a little in the future so the first slots are not already late;
+        # a fleet's workers start at one instant, when every shard has arrived.
+        start_at = fleet.start(loaded, plan.base_url) if fleet else time.time() + 0.05
+        start_ns = time.monotonic_ns() + int((start_at - time.time()) * 1e9)
+        recorder = Recorder(start_ns, HlogWriter(hlog_file, start_at),
                             goodput=tuple((c.metric, c.op, c.threshold_ns)
                                           for c in w.goodput_rule()))
-        recorder.listeners.append(HealthProbe.start().mark)
+        if fleet is None:  # a fleet's intervals carry its busiest worker's CPU
+            recorder.listeners.append(HealthProbe.start().mark)
         if judge:
             recorder.keyed = True
             recorder.listeners.append(judge.on_interval)
         watch = FailFastWatch(w.client.fail_fast, recorder,
-                              lambda: engine.halt_threadsafe("client.fail_fast")) \
+                              lambda: driver.halt_threadsafe("client.fail_fast")) \
             if w.client.fail_fast else None
         if watch:
             recorder.listeners.append(watch.on_interval)
@@ -198,29 +217,37 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         recording = RecorderThread(recorder)
         engine = Engine(plan, recording, on_interval=on_interval)
         recording.on_rotated = engine.interval_closed
+        driver: Engine | Fleet = fleet or engine
         # Crash-safe results: each interval's counters beside the hlog (record/journal.py).
-        recorder.listeners.append(IntervalJournal(journal, recorder, engine.scheduled, tele))
+        recorder.listeners.append(IntervalJournal(journal, recorder, driver.scheduled, tele))
         if options.metrics is not None:  # the last listener: it reads the others' figures
             options.metrics.attach(
                 recorder, phases=Phases(phases), objectives=objectives, judge=judge,
-                strict=options.strict, in_flight=lambda: len(engine._tasks),  # as Progress
+                strict=options.strict,
+                in_flight=fleet.in_flight if fleet else lambda: len(engine._tasks),
                 info={"run_id": run_id, "workload": w.name, "target": target_label,
                       "version": __version__},
                 planned_s=plan.total_s, lateness_bound_s=w.lateness_bound)
-        with recording:
-            stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
+        if fleet is not None:
+            stopped = _drive_fleet(fleet, recorder, plan.total_s, on_interval, interrupts)
+        else:
+            with recording:
+                stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
         journal.end(stopped=stopped)
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
                    "the schedule" if stopped and judge.breach is None else None)
+    loss = fleet.loss_reason() if fleet else None
     result = assemble(
         facts, finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        recorder=recorder, scheduled=engine.scheduled, unfinished=engine.unfinished,
+        recorder=recorder, scheduled=driver.scheduled, unfinished=driver.unfinished,
         objectives=objectives, judge=judge,
         telemetry=telemetry_section(tele.result(start_ns), phases, recorder, stopped),
-        generator=whole_run.finish(),
+        generator=fleet.health() if fleet else whole_run.finish(),
         # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
         ended_s=recorder.intervals[-1].end_s if recorder.intervals and stopped else None,
-        stop_reason=stop_reason)
+        stop_reason="; ".join(r for r in (stop_reason, loss) if r) or None)
+    if fleet is not None:
+        result = result.model_copy(update={"distribution": fleet.section()})
     if options.metrics is not None:
         options.metrics.finish(result)  # final verdicts, before the reports' seconds
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), html=options.html)
@@ -299,10 +326,30 @@ def _drive(engine: Engine, slots: Iterator[Slot], interrupts: Interrupts | None)
                 interrupts.detach()
         return engine.stop.is_set()
 
-    return _run_async(main())
+    return run_async(main())
 
 
-def _run_async(coro):
+def _drive_fleet(fleet: Fleet, recorder: Recorder, total_s: float,
+                 on_interval: Callable[[Progress], None] | None,
+                 interrupts: Interrupts | None) -> bool:
+    """Merge the workers' intervals into `recorder` until each is done or
+    lost; lost workers' unfinished requests are charged after the last one."""
+
+    async def main() -> bool:
+        if interrupts is not None:
+            interrupts.attach(asyncio.get_running_loop(), fleet.interrupt)
+        try:
+            return await fleet.run(recorder, on_interval, total_s)
+        finally:
+            if interrupts is not None:
+                interrupts.detach()
+
+    stopped = run_async(main())
+    fleet.account_losses(recorder)
+    return stopped
+
+
+def run_async(coro):
     """On uvloop when installed."""
     try:
         import uvloop

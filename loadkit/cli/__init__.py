@@ -16,6 +16,7 @@ import click
 from loadkit import __version__
 from loadkit.cli.agent import agent_command
 from loadkit.cli.compare import compare_command
+from loadkit.cli.distributed import worker_command
 from loadkit.cli.plan import plan_command
 from loadkit.cli.report import report_command
 from loadkit.cli.run import run_command
@@ -35,6 +36,7 @@ cli.add_command(report_command)
 cli.add_command(compare_command)
 cli.add_command(sim_command)
 cli.add_command(agent_command)
+cli.add_command(worker_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from loadkit.cli.console import Console
+from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
 from loadkit.cli.params import duration
 from loadkit.execute import RunOptions, execute, exit_code
@@ -88,6 +89,7 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
                    "from its journal, in a child process at idle priority (default: every 60s for runs "
                    "longer than 2 minutes, else off).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
+@fleet_options
 def run_command(workload: Path, target: str | None, duration: float | None,
                 time_scale: float | None,
                 rate: float | None, seed: int | None, slo_files: tuple[str, ...],
@@ -96,7 +98,9 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                 ca_bundle: str | None, model: str | None, no_probe: bool, no_fail_fast: bool,
                 drain: float | None, metrics_port: int | None, metrics_host: str,
                 metrics_token: str | None, metrics_linger: float, live_report: float | None,
-                quiet: bool) -> int:
+                quiet: bool, workers: int | None, master: bool, expect_workers: int | None,
+                master_bind_host: str, master_bind_port: int, worker_timeout: float,
+                allow_worker_loss: bool) -> int:
     """Run WORKLOAD (a YAML file) and print the SLO verdict.
 
     Exit codes: 0 every SLO passed, 1 an SLO failed (or was inconclusive,
@@ -114,7 +118,9 @@ def run_command(workload: Path, target: str | None, duration: float | None,
     served = ServedMetrics(metrics_port, metrics_host, metrics_token, metrics_linger)
     options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
                          handle_signals=True, quiet_gc=True, metrics=served.metrics,
-                         live_report_s=_live_period(live_report, loaded.workload))
+                         live_report_s=_live_period(live_report, loaded.workload),
+                         fleet=fleet_from(workers, master, expect_workers, master_bind_host,
+                                          master_bind_port, worker_timeout, allow_worker_loss))
     with served:
         result, out = execute(loaded, options, on_interval=console.progress,
                               on_start=console.started)

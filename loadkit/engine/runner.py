@@ -35,7 +35,8 @@ from loadkit.record.worker import RecorderThread
 from loadkit.workload.models import Client
 
 now_ns = time.monotonic_ns
-SPIN_NS = 1_500_000
+SPIN_NS = 1_500_000  # yield, not sleep, this close to a slot after a long gap
+NAP_NS = 250_000_000  # the longest sleep between looks at `stop`
 
 
 @dataclass
@@ -90,8 +91,17 @@ class Engine:
     def halt_threadsafe(self, cause: str) -> None:
         """halt() from another thread (the recorder's: fail-fast, abort SLOs);
         once the loop has closed the run is over, and there is nothing to stop."""
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self.halt, cause)
+        self._threadsafe(lambda: self.halt(cause))
+
+    def interrupt_threadsafe(self) -> None:
+        """An interrupt (no cause) from another thread: in-flight requests
+        are cancelled unjudged, as at a Ctrl-C."""
+        self._threadsafe(self.stop.set)
+
+    def _threadsafe(self, call: Callable[[], None]) -> None:
+        # Before run() there is no loop yet, after it none open: nothing to stop.
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self._loop.call_soon_threadsafe(call)
 
     def interval_closed(self, iv: Interval) -> None:
         """On the recorder's thread, after each rotation: the console's view."""
@@ -140,13 +150,17 @@ class Engine:
                 overdue += 1
                 if overdue % 64 == 0:  # behind schedule: still let the loop breathe
                     await sleep(0)
-            while delay > 0:
-                if stop.is_set():
-                    return
+            elif delay > 2 * SPIN_NS:
                 # Event-loop timers fire up to ~1 ms late (uvloop counts in ms):
-                # sleep to just short of the slot, then yield until it is due.
-                await sleep((delay - SPIN_NS) / 1e9 if delay > 2 * SPIN_NS else 0)
-                delay = intended - now_ns()
+                # after a long gap, sleep to just short of the slot (a stop is
+                # seen within NAP_NS), then yield until it is due. Short gaps
+                # (high rates) only sleep: a spin there would burn the core.
+                while (delay := intended - SPIN_NS - now_ns()) > 0 and not stop.is_set():
+                    await sleep(min(delay, NAP_NS) / 1e9)
+                while intended > now_ns() and not stop.is_set():
+                    await sleep(0)
+            else:
+                await sleep(delay / 1e9)
             if stop.is_set():
                 return
             phase = phases[slot.phase]

@@ -155,6 +155,17 @@ class Recorder:
         if self.keyed:
             self._interval_keyed[("dropped", phase, scenario, tenant)] += 1
 
+    def count_merged(self, counter: str, key: tuple | str, n: int) -> None:
+        """`n` more in `counter` (one of this recorder's Counters, by name) came
+        from another recorder (a distributed run's worker): count them in the
+        open interval as record() and drop() count their own."""
+        if counter in ("completed", "errors", "output_tokens"):
+            self._interval_counts["tokens" if counter == "output_tokens" else counter] += n
+        if self.keyed and isinstance(key, tuple) and counter != "token_sources":
+            what = {"output_tokens": "tokens"}.get(counter, counter)
+            scope = key[1:] if counter == "errors" else key  # errors: (kind, *scope)
+            self._interval_keyed[(what, *scope)] += n
+
     def rotate(self, now_ns: int) -> Interval:
         """Close the current interval at `now_ns` and start the next one."""
         start_s = (self._interval_start_ns - self.start_ns) / 1e9

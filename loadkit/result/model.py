@@ -343,6 +343,31 @@ class Incomplete(Part):
     reason: str
 
 
+class WorkerRow(Part):
+    """One worker of a distributed run."""
+
+    worker: str  # Locust's client id (host_uuid)
+    host: str | None
+    shard: int  # slots in its shard of the schedule
+    sent: int  # slots it reported sent (dropped by its in-flight cap included)
+    lateness_p99_ms: float | None
+    cpu_percent: float | None  # its engine process, one core = 100
+    clock_offset_ms: float  # its wall clock minus the master's, from round trips
+    rtt_ms: float  # the shortest round trip that offset came from
+    status: str  # "done", or when and why it was lost
+    lost: int = 0  # its slots never sent: it was lost first
+    unfinished: int = 0  # sent, never reported finished when it was lost (failures)
+
+
+class Distribution(Part):
+    """A run carried by several workers (`--workers`, `--master`)."""
+
+    workers: list[WorkerRow]
+    lost: int  # slots no worker sent: their worker was lost
+    allow_worker_loss: bool
+    note: str | None = None  # what a lost worker took with it, when allowed
+
+
 class RunResult(Part):
     """What `run.json` holds; see docs/run-json.md."""
 
@@ -373,6 +398,7 @@ class RunResult(Part):
     histograms: dict[str, str]  # metric.phase.scenario.tenant -> base64 HdrHistogram
     telemetry: Telemetry | None = None
     incomplete: Incomplete | None = None  # None: the run wrote this itself, to its end
+    distribution: Distribution | None = None  # None: one process ran the load
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

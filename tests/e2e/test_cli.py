@@ -150,14 +150,15 @@ def test_shipped_steady_workload_runs(tmp_path):
     assert result["counts"]["completed"] > 50 and result["counts"]["errors"] == 0
 
 
-def test_ctrl_c_keeps_what_was_measured(tmp_path):
-    """SIGINT mid-run: the schedule stops, results are written, exit 3."""
+def interrupted(tmp_path, arrival: dict) -> dict:
+    """A 60-s run of `arrival` given SIGINT 1.5 s after its first interval:
+    it exits 3 with what it measured, untrusted; returns its run.json."""
     import signal
     import subprocess
     import sys
     import time
 
-    spec = dict(FAST_CHAT, duration="60s", warmup="0s")
+    spec = dict(FAST_CHAT, duration="60s", warmup="0s", arrival=arrival)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "loadkit", "run", write(tmp_path, spec),
                              "--out", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -176,6 +177,12 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     assert "Traceback" not in stderr and "interrupted" in stderr
     result = json.loads((out / "run.json").read_text())
     assert not result["trusted"] and "interrupted" in result["untrusted_reasons"][0]
+    return result
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path):
+    """SIGINT mid-run: the schedule stops, results are written, exit 3."""
+    result = interrupted(tmp_path, {"process": "poisson", "rate": 50})
     # Stopped where it was interrupted (~2.5 s in), by its own clock, not at the
     # end of its 60-s schedule; and what it counted matches that clock: every
     # arrival sent is accounted for, at the Poisson 50/s of the schedule.
@@ -185,3 +192,12 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     assert c["completed"] + c["errors"] + c["dropped"] + c["unfinished"] == sent, c
     assert abs(sent - 50 * ended_s) <= 4 * math.sqrt(50 * ended_s) + 1, (sent, ended_s)
     assert c["completed"] > 0 and c["errors"] == 0  # the simulator outlived the interrupt
+
+
+def test_ctrl_c_in_a_long_gap_stops_without_waiting_for_the_next_slot(tmp_path):
+    """One request every 30 s: the interrupt ~2.5 s in ends the run then (the
+    dispatcher looks at its stop between naps), not at the next slot."""
+    result = interrupted(tmp_path, {"process": "constant", "rate": 1 / 30})
+    c, ended_s = result["counts"], result["timeseries"][-1]["end_s"]
+    assert ended_s < 30 / 2, result["timeseries"][-1]  # the next slot is at 30 s
+    assert sum(c["scheduled"].values()) == c["completed"] == 1, c

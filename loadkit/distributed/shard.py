@@ -1,0 +1,106 @@
+"""One worker's shard of a distributed run, in a process that never imports Locust.
+
+Locust patches the standard library with gevent when imported; loadkit's
+engine runs on asyncio/uvloop with a recorder thread. So the Locust worker
+(`loadkit worker`, relay.py) only carries the control channel, and starts
+this process for the load itself:
+
+    python -m loadkit.distributed.shard   (a job on stdin, JSON lines out)
+
+stdin: the first line is the job ({job, k, n, start_at, worker}); later
+lines are stops ({"stop": cause or null}). EOF means the Locust worker died:
+the shard stops at once. stdout: one {"type": "part"} line per closed
+interval (wire.PartWriter), then {"type": "done"}. Nothing else is printed
+there; errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from loadkit.arrivals import closed_loops, schedule
+from loadkit.distributed.wire import PartWriter, loaded_from, shard
+from loadkit.engine import Engine
+from loadkit.errors import LoadkitError
+from loadkit.execute import plan_for, quiet_collector, run_async
+from loadkit.record.health import HealthProbe
+from loadkit.record.recorder import Interval, Recorder
+from loadkit.record.worker import RecorderThread
+
+CHANNEL_CLOSED = "the loss of its Locust worker (the control channel closed)"
+
+
+def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
+    loaded = loaded_from(order["job"])
+    w = loaded.workload
+    if closed_loops(w):
+        raise LoadkitError("closed-loop phases are not distributed; run them in one process")
+    plan = plan_for(loaded, order["job"]["base_url"])
+    k, n = order["k"], order["n"]
+    lock = threading.Lock()
+
+    def send(message: dict[str, Any]) -> None:
+        with lock:
+            out.write(json.dumps(message, separators=(",", ":")) + "\n")
+            out.flush()
+
+    with quiet_collector():
+        # The common start, given in this host's wall clock (the master
+        # measured the offset), on this process's monotonic clock.
+        start_ns = time.monotonic_ns() + int((order["start_at"] - time.time()) * 1e9)
+        recorder = Recorder(start_ns, goodput=tuple((c.metric, c.op, c.threshold_ns)
+                                                    for c in w.goodput_rule()))
+        writer = PartWriter(recorder)
+        recorder.listeners.append(HealthProbe.start().mark)
+        whole_run = HealthProbe.start()
+        recording = RecorderThread(recorder)
+        engine = Engine(plan, recording)
+
+        def closed(iv: Interval, histograms: dict, _keyed: object) -> None:
+            send({"type": "part", **writer.part(iv.start_s, iv.end_s, histograms),
+                  "cpu_percent": iv.cpu_percent, "lateness_p99_ms": iv.lateness_p99_ms,
+                  "in_flight": len(engine._tasks), "sent": engine.progress.scheduled,
+                  "dropped": engine.progress.dropped})
+
+        recorder.listeners.append(closed)
+
+        def listen() -> None:
+            for line in commands:
+                if line.strip():
+                    cause = json.loads(line).get("stop")
+                    if cause:
+                        engine.halt_threadsafe(cause)
+                    else:
+                        engine.interrupt_threadsafe()
+                    return
+            engine.halt_threadsafe(CHANNEL_CLOSED)
+
+        threading.Thread(target=listen, name="loadkit-shard-commands", daemon=True).start()
+        with recording:
+            run_async(engine.run(shard(schedule(w, loaded.traces), k, n)))
+    send({"type": "done", "sent": engine.progress.scheduled, "unfinished": engine.unfinished,
+          "scheduled": [[p, t, c] for (p, t), c in engine.scheduled.items()],
+          "stop_cause": engine.stop_cause, **whole_run.finish()})
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker relays a Ctrl-C as a stop
+    first = sys.stdin.readline()
+    if not first.strip():
+        return 0  # the worker ended before it sent the job
+    order = json.loads(first)
+    try:
+        run_shard(order, sys.stdout, sys.stdin)
+    except LoadkitError as exc:
+        print(json.dumps({"type": "failed", "error": str(exc)}), flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

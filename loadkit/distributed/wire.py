@@ -1,0 +1,112 @@
+"""What crosses the wire in a distributed run, as plain JSON: pure functions.
+
+The master owns the workload, the seed and the schedule; worker k of n runs
+every slot whose index in the single-process schedule is k modulo n, so the
+shards are disjoint, their union is that schedule exactly, and each tenant's
+arrivals and each phase's boundaries are spread evenly over the workers.
+
+A shard reports each closed interval as a `part`: its histograms encoded
+(HdrHistogram's own compressed form, merged exactly by adding counts) and
+its counters' growth since the last part. The master adds the parts of one
+interval from every worker into its recorder and closes the interval there,
+so the .hlog, live SLO windows and the result are those of one process.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from loadkit.arrivals import Slot
+from loadkit.arrivals.trace import TraceRow
+from loadkit.errors import ErrorKind
+from loadkit.record.histogram import new_histogram
+from loadkit.record.recorder import Recorder
+from loadkit.workload.loader import LoadedWorkload
+from loadkit.workload.models import Workload
+from loadkit.workload.prompt_set import Prompt
+
+__all__ = ["PartWriter", "absorb", "clock_offset", "job", "loaded_from", "shard"]
+
+# The recorder's counters a part carries, by name.
+COUNTERS = ("errors", "dropped", "completed", "output_tokens", "good", "token_sources")
+
+
+def shard(slots: Iterable[Slot], k: int, n: int) -> Iterator[Slot]:
+    """Worker k of n: slots k, k + n, k + 2n, ... of the whole schedule."""
+    return islice(slots, k, None, n)
+
+
+def job(loaded: LoadedWorkload, base_url: str) -> dict[str, Any]:
+    """The workload as the master resolved it, for the workers. Header values
+    stay as written (`${VAR}`): a secret is resolved from each worker's own
+    environment and never crosses the channel."""
+    return {"workload": loaded.workload.model_dump(mode="json", by_alias=True),
+            "path": loaded.path, "sha256": loaded.sha256, "base_url": base_url,
+            "traces": {p: [list(r) for r in rows] for p, rows in loaded.traces.items()},
+            "prompt_sets": {p: [list(r) for r in rows] for p, rows in loaded.prompt_sets.items()}}
+
+
+def loaded_from(job: dict[str, Any]) -> LoadedWorkload:
+    return LoadedWorkload(
+        Workload.model_validate(job["workload"]), job["path"], job["sha256"],
+        traces={p: [TraceRow(*r) for r in rows] for p, rows in job["traces"].items()},
+        prompt_sets={p: [Prompt(*r) for r in rows] for p, rows in job["prompt_sets"].items()})
+
+
+class PartWriter:
+    """A shard's recorder listener: each closed interval as a part."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self._seen: dict[str, Counter] = {name: Counter() for name in COUNTERS}
+        self._examples = dict.fromkeys(ErrorKind, 0)
+
+    def part(self, interval_start_s: float, interval_end_s: float,
+             histograms: dict[tuple[str, str, str, str], HdrHistogram]) -> dict[str, Any]:
+        rec = self.recorder
+        grown = {}
+        for name in COUNTERS:
+            now: Counter = getattr(rec, name)
+            delta = now - self._seen[name]
+            self._seen[name] = Counter(now)
+            grown[name] = [[*(k if isinstance(k, tuple) else (k,)), v] for k, v in delta.items()]
+        examples = {}
+        for kind, messages in rec.error_examples.items():
+            examples[kind] = messages[self._examples.get(ErrorKind(kind), 0):]
+            self._examples[ErrorKind(kind)] = len(messages)
+        return {"start_s": interval_start_s, "end_s": interval_end_s,
+                "histograms": [[*key, h.encode().decode("ascii")]
+                               for key, h in histograms.items() if h.get_total_count()],
+                "counters": grown, "examples": {k: v for k, v in examples.items() if v}}
+
+
+def absorb(recorder: Recorder, p: dict[str, Any]) -> None:
+    """Add one worker's part into the master's open interval (sums only)."""
+    for *key, encoded in p["histograms"]:
+        series = (key[0], key[1], key[2], key[3])
+        h = recorder.current.get(series)
+        if h is None:
+            h = recorder.current[series] = new_histogram()
+        h.decode_and_add(encoded)
+    for name, rows in p["counters"].items():
+        counter: Counter = getattr(recorder, name)
+        for *key, n in rows:
+            k = tuple(key) if len(key) > 1 else key[0]
+            counter[k] += n
+            recorder.count_merged(name, k, n)
+    for kind, messages in p["examples"].items():
+        kept = recorder.error_examples[kind]
+        kept.extend(messages[:max(0, 3 - len(kept))])
+
+
+def clock_offset(samples: Iterable[tuple[float, float, float]]) -> tuple[float, float]:
+    """(offset, round trip) in seconds from (sent, their clock, received)
+    pings: the sample with the shortest round trip bounds the error best
+    (NTP's rule); offset = their clock - ours at the midpoint."""
+    sent, theirs, received = min(samples, key=lambda s: s[2] - s[0])
+    return theirs - (sent + received) / 2, received - sent
