@@ -32,7 +32,7 @@ from typing import IO, Any
 from hdrh.histogram import HdrHistogram
 
 from loadkit.arrivals import schedule
-from loadkit.distributed.wire import absorb, job, shard
+from loadkit.distributed.wire import absorb, job, owners, shard
 from loadkit.engine.runner import Progress
 from loadkit.errors import ErrorKind, InputError, RunError
 from loadkit.record.histogram import new_histogram
@@ -42,7 +42,7 @@ from loadkit.workload.loader import LoadedWorkload
 
 __all__ = ["Fleet", "FleetOptions", "WorkersMissing"]
 
-LEAD_S = 1.5  # the common start is this far ahead of the last job sent
+LEAD_S = 0.5  # the common start is this far ahead of the last "go" sent
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -185,19 +185,38 @@ class Fleet:
         n = len(self.members)
         for k, m in enumerate(self.members):
             m.k = k
-        for i, slot in enumerate(schedule(loaded.workload, loaded.traces)):
-            m = self.members[i % n]
+        for k, slot in owners(schedule(loaded.workload, loaded.traces), n):
+            m = self.members[k]
             m.shard += 1
             m.scheduled[(loaded.workload.phase_list[slot.phase].name,
                          loaded.workload.all_tenants[slot.tenant].name)] += 1
         order = job(loaded, base_url)
+        for m in self.members:
+            self._command({"op": "job", "worker": m.worker,
+                           "order": {"job": order, "k": m.k, "n": n, "worker": m.worker}})
+        self._await_ready()
+        # Every shard has its requests prepared: the common start is near.
         start_at = time.time() + LEAD_S + max(m.rtt_s for m in self.members)
         for m in self.members:
-            self._command({"op": "job", "worker": m.worker, "order": {
-                "job": order, "k": m.k, "n": n, "worker": m.worker,
-                "start_at": start_at + m.offset_s}})
+            self._command({"op": "go", "worker": m.worker,
+                           "order": {"start_at": start_at + m.offset_s}})
         self._loaded = loaded
         return start_at
+
+    def _await_ready(self) -> None:
+        """Every shard loaded and prepared, or RunError naming who is not."""
+        waiting = {m.worker for m in self.members}
+        deadline = time.monotonic() + self.options.join_timeout_s
+        while waiting:
+            ev = self._next(max(0.0, deadline - time.monotonic()))
+            if ev is None or ev["ev"] == "relay-ended":
+                raise RunError(f"workers not ready to start within "
+                               f"{self.options.join_timeout_s:g} s: {', '.join(sorted(waiting))}")
+            if ev["ev"] == "ready":
+                waiting.discard(ev["worker"])
+            elif ev["ev"] in ("failed", "lost") and ev.get("worker") in waiting:
+                raise RunError(f"worker {ev['worker']} failed before the start: "
+                               f"{ev.get('error') or ev.get('why')}")
 
     # -- the run ------------------------------------------------------------------
     def halt_threadsafe(self, cause: str) -> None:

@@ -12,8 +12,9 @@ only ever imported in processes that carry the channel:
   its lines as Locust custom messages.
 
 Messages (Locust custom messages, `lk_` prefix): worker -> master `lk_hello`
-(token, host, pid) then `lk_pong`, `lk_part`, `lk_done`, `lk_failed`;
-master -> worker `lk_ping`, `lk_refused`, `lk_job`, `lk_stop`. A worker
+(token, host, pid) then `lk_pong`, `lk_ready`, `lk_part`, `lk_done`,
+`lk_failed`; master -> worker `lk_ping`, `lk_refused`, `lk_job`, `lk_go`,
+`lk_stop`. A worker
 whose hello lacks the token is refused, told why and dropped.
 """
 
@@ -88,7 +89,7 @@ def master_main(bind_host: str, bind_port: int) -> int:
 
     runner.register_message("lk_hello", hello)
     runner.register_message("lk_pong", pong)
-    for kind in ("part", "done", "failed"):
+    for kind in ("ready", "part", "done", "failed"):
         runner.register_message(f"lk_{kind}", relay(kind))
 
     def watch() -> None:
@@ -110,8 +111,8 @@ def master_main(bind_host: str, bind_port: int) -> int:
     commands = FileObjectPosix(sys.stdin.fileno(), "rb", close=False)
     for line in commands:
         order = json.loads(line)
-        if order["op"] == "job":
-            runner.send_message("lk_job", order["order"], client_id=order["worker"])
+        if order["op"] in ("job", "go"):
+            runner.send_message(f"lk_{order['op']}", order["order"], client_id=order["worker"])
         elif order["op"] == "stop":
             for wid in accepted:
                 if wid not in finished:
@@ -153,7 +154,8 @@ def worker_main(master_host: str, master_port: int, token: str) -> int:
             runner.send_message(f"lk_{event.pop('type')}", event)
         proc.wait()
 
-    def stop(environment: Environment, msg: Any) -> None:
+    def to_shard(environment: Environment, msg: Any) -> None:
+        """A start or a stop, for the shard's stdin."""
         proc = child.get("shard")
         if proc is not None and proc.stdin is not None and proc.poll() is None:
             proc.stdin.write(json.dumps(msg.data) + "\n")
@@ -162,7 +164,8 @@ def worker_main(master_host: str, master_port: int, token: str) -> int:
     runner.register_message("lk_refused", refused)
     runner.register_message("lk_ping", ping)
     runner.register_message("lk_job", job, concurrent=True)
-    runner.register_message("lk_stop", stop)
+    runner.register_message("lk_go", to_shard)
+    runner.register_message("lk_stop", to_shard)
     runner.send_message("lk_hello", {"token": token, "host": socket.gethostname(),
                                      "pid": os.getpid()})
     try:

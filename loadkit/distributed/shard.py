@@ -7,16 +7,20 @@ this process for the load itself:
 
     python -m loadkit.distributed.shard   (a job on stdin, JSON lines out)
 
-stdin: the first line is the job ({job, k, n, start_at, worker}); later
-lines are stops ({"stop": cause or null}). EOF means the Locust worker died:
-the shard stops at once. stdout: one {"type": "part"} line per closed
-interval (wire.PartWriter), then {"type": "done"}. Nothing else is printed
-there; errors go to stderr.
+stdin: the first line is the job ({job, k, n, worker}); once the shard is
+ready (imports done, requests prepared: {"type": "ready"} on stdout) the
+next is the common start ({"start_at": its wall clock}); later lines are
+stops ({"stop": cause or null}). EOF means the Locust worker died: the shard
+stops at once. stdout: one {"type": "part"} line per closed interval
+(wire.PartWriter), then {"type": "done"}. Nothing else is printed there;
+errors go to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -43,16 +47,32 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
     plan = plan_for(loaded, order["job"]["base_url"])
     k, n = order["k"], order["n"]
     lock = threading.Lock()
+    channel = {"open": True}
 
     def send(message: dict[str, Any]) -> None:
         with lock:
-            out.write(json.dumps(message, separators=(",", ":")) + "\n")
-            out.flush()
+            if not channel["open"]:
+                return
+            try:
+                out.write(json.dumps(message, separators=(",", ":")) + "\n")
+                out.flush()
+            except (BrokenPipeError, ValueError):  # the Locust worker died: stop quietly
+                channel["open"] = False
+                with contextlib.suppress(OSError, ValueError):  # no flush error at exit
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+                if engine is not None:
+                    engine.halt_threadsafe(CHANNEL_CLOSED)
 
+    engine: Engine | None = None
+
+    send({"type": "ready"})
+    go = json.loads(commands.readline() or "{}")
+    if "start_at" not in go:
+        return  # stopped (or the worker died) before the start
     with quiet_collector():
         # The common start, given in this host's wall clock (the master
         # measured the offset), on this process's monotonic clock.
-        start_ns = time.monotonic_ns() + int((order["start_at"] - time.time()) * 1e9)
+        start_ns = time.monotonic_ns() + int((go["start_at"] - time.time()) * 1e9)
         recorder = Recorder(start_ns, goodput=tuple((c.metric, c.op, c.threshold_ns)
                                                     for c in w.goodput_rule()))
         writer = PartWriter(recorder)

@@ -1,9 +1,10 @@
 """What crosses the wire in a distributed run, as plain JSON: pure functions.
 
-The master owns the workload, the seed and the schedule; worker k of n runs
-every slot whose index in the single-process schedule is k modulo n, so the
-shards are disjoint, their union is that schedule exactly, and each tenant's
-arrivals and each phase's boundaries are spread evenly over the workers.
+The master owns the workload, the seed and the schedule; every worker
+computes the same single-process schedule and runs its shard of it: each
+tenant's slots dealt round-robin (`owners`). The shards are disjoint, their
+union is that schedule exactly, slots keep their times (so phase boundaries
+hold), and each tenant's rate is split evenly over the workers.
 
 A shard reports each closed interval as a `part`: its histograms encoded
 (HdrHistogram's own compressed form, merged exactly by adding counts) and
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -30,15 +30,27 @@ from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
 from loadkit.workload.prompt_set import Prompt
 
-__all__ = ["PartWriter", "absorb", "clock_offset", "job", "loaded_from", "shard"]
+__all__ = ["PartWriter", "absorb", "clock_offset", "job", "loaded_from", "owners", "shard"]
 
 # The recorder's counters a part carries, by name.
 COUNTERS = ("errors", "dropped", "completed", "output_tokens", "good", "token_sources")
 
 
+def owners(slots: Iterable[Slot], n: int) -> Iterator[tuple[int, Slot]]:
+    """(worker, slot) for the whole schedule: each tenant's slots are dealt
+    round-robin (its j-th to worker (j + tenant) mod n), so every worker
+    carries 1/n of every tenant's arrivals in any stretch of the run (a
+    phase, a spike) to within one request."""
+    dealt: Counter = Counter()
+    for s in slots:
+        j = dealt[s.tenant]
+        dealt[s.tenant] = j + 1
+        yield (j + s.tenant) % n, s
+
+
 def shard(slots: Iterable[Slot], k: int, n: int) -> Iterator[Slot]:
-    """Worker k of n: slots k, k + n, k + 2n, ... of the whole schedule."""
-    return islice(slots, k, None, n)
+    """Worker k of n's slots, in time order."""
+    return (s for owner, s in owners(slots, n) if owner == k)
 
 
 def job(loaded: LoadedWorkload, base_url: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loadkit.report.format import error_summary, interval, per_second, quantity, seconds
-from loadkit.result.model import RunResult, Verdict
+from loadkit.result.model import Distribution, RunResult, Verdict
 from loadkit.telemetry.derive import describe
 
 _VERDICT = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL",
@@ -54,9 +54,24 @@ def render_markdown(result: RunResult) -> str:
         lines.append("")
     if result.telemetry:
         lines += [f"Telemetry: {_cell(line)}" for line in describe(result.telemetry)] + [""]
+    if d := result.distribution:
+        lines += lines_of_workers(d)
     lat = result.summary("latency")
     if lat and lat.count:
         lines += ["| latency | p50 | p90 | p99 | p99.9 | max |", "|---|---|---|---|---|---|",
                   f"| ms | {lat.p50:.4g} | {lat.p90:.4g} | {lat.p99:.4g} | "
                   f"{lat.p99_9:.4g} | {lat.max:.4g} |", ""]
     return "\n".join(lines)
+
+
+def lines_of_workers(d: Distribution) -> list[str]:
+    lines = [f"**{_cell(d.note)}**", ""] if d.note else []
+    lines += ["| worker | host | shard | sent | lateness p99 | CPU % | clock offset | status |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {_cell(w.worker)} | {_cell(w.host or '—')} | {w.shard:,} | {w.sent:,} | "
+              f"{quantity(w.lateness_p99_ms, 'ms')} | "
+              f"{'—' if w.cpu_percent is None else f'{w.cpu_percent:g}'} | "
+              f"{w.clock_offset_ms:+.3f} ms | {_cell(w.status)} |" for w in d.workers]
+    if d.lost:
+        lines.append(f"\n{d.lost:,} slots were never sent: their worker was lost.")
+    return [*lines, ""]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -13,9 +12,10 @@ import pytest
 
 
 def exact_percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile, the definition HdrHistogram uses."""
+    """The percentile as hdrh defines it: the value at rank round(q * n),
+    at least 1 (nearest rank, but rounded where that would take the ceiling)."""
     ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    return ordered[max(1, int(q * len(ordered) + 0.5)) - 1]
 
 
 RATE, N = 50, 400  # both clients at one pacing: how long the server idles between

@@ -1,0 +1,178 @@
+"""Distributed runs (issue 14) with the real parts: Locust's master and worker
+runners in their own processes, loadkit's shards in theirs, real servers on
+loopback. Every figure is checked against the schedule (pure, computed here
+for the same workload and seed) or the server's own clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from test_measurement import exact_percentile, fetch
+
+from conftest import ROOT
+from loadkit.arrivals import schedule
+from loadkit.distributed.fleet import FleetOptions
+from loadkit.distributed.wire import shard
+from loadkit.workload.loader import load_workload
+
+TIMED = {"quiet_gc": True}
+
+
+def test_three_workers_measure_the_single_process_schedule_exactly(server, run, tmp_path):
+    """Master + 3 workers against the truth server: every slot of the one-process
+    schedule is sent once (per phase and tenant), and the merged p50/p99 are
+    the server's own within max(1 ms, 2%)."""
+    spec = {"name": "fleet", "seed": 11,
+            "phases": [{"name": "low", "duration": "3s"}, {"name": "high", "duration": "3s"}],
+            "tenants": [{"name": "a", "arrival": {"process": "poisson", "rate": 30},
+                         "phases": {"high": {"process": "poisson", "rate": 60}}},
+                        {"name": "b", "arrival": {"process": "poisson", "rate": 15}}],
+            "scenarios": [{"name": "echo", "kind": "http", "method": "POST", "path": "/echo",
+                           "body": {"x": 1}}]}
+    with server("truth", "--seed", "7") as url:
+        result, out = run({**spec, "target": url}, probe=False,
+                          fleet=FleetOptions(workers=3, local=True), **TIMED)
+        truth = fetch(url + "/truth")
+    expected = Counter()
+    w = load_workload(out.parent / "w.yaml").workload
+    for slot in schedule(w):
+        expected[f"{w.phase_list[slot.phase].name}/{w.all_tenants[slot.tenant].name}"] += 1
+    assert result["counts"]["scheduled"] == dict(expected)
+    n = sum(expected.values())
+    assert result["counts"]["completed"] == len(truth) == n and result["counts"]["errors"] == 0
+    lat = result["series"]["latency"]["all"]
+    for q, key in ((0.50, "p50"), (0.99, "p99")):
+        server_ms = exact_percentile(truth, q)
+        assert lat[key] >= server_ms * 0.999, (key, lat[key], server_ms)
+        assert lat[key] - server_ms <= max(1.0, 0.02 * server_ms), (key, lat[key], server_ms)
+    workers = result["distribution"]["workers"]
+    assert len(workers) == 3 and {r["status"] for r in workers} == {"done"}
+    assert sorted(r["shard"] for r in workers) == sorted(
+        len(list(shard(schedule(w), k, 3))) for k in range(3))
+    assert all(r["sent"] == r["shard"] for r in workers)
+    for r in workers:  # one host: the true offset is 0, the estimate's error <= rtt/2
+        assert abs(r["clock_offset_ms"]) <= r["rtt_ms"] / 2 + 0.05, r
+    assert result["trusted"], result["untrusted_reasons"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write(tmp_path: Path, spec: dict) -> str:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+STEADY = {"name": "steady", "duration": "12s", "warmup": "0s", "seed": 5,
+          "simulator": {"ttft_ms": 5, "itl_ms": 2},
+          "arrival": {"process": "constant", "rate": 60},
+          "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
+                         "max_tokens": 8}]}
+
+
+def relay_workers(master_pid: int) -> list[int]:
+    """The Locust worker processes the master started (its children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == master_pid and b"loadkit.distributed.relay" in cmd and b"worker" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["untrusted", "allowed"])
+def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path, allow):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "run", write(tmp_path, STEADY), "--workers", "3",
+         "--out", str(out), "--inconclusive", "pass", "--allow-saturated",
+         *(["--allow-worker-loss"] if allow else [])],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60  # a wait for startup, not a bound
+    while time.monotonic() < deadline:  # the run's first interval is merged
+        hlog = out / "latency.hlog"
+        if hlog.exists() and "Tag=latency." in hlog.read_text():
+            break
+        time.sleep(0.1)
+    victims = relay_workers(proc.pid)
+    assert len(victims) == 3, victims
+    os.kill(victims[0], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=90)
+    result = json.loads((out / "run.json").read_text())
+    dist, c = result["distribution"], result["counts"]
+    lost = [r for r in dist["workers"] if r["status"] != "done"]
+    assert len(lost) == 1 and lost[0]["status"].startswith("lost at"), dist
+    assert lost[0]["lost"] > 0 and dist["lost"] == lost[0]["lost"]
+    # Every slot of the schedule is accounted for, the lost ones included.
+    assert sum(c["scheduled"].values()) == 12 * 60
+    assert c["completed"] + c["errors"] + c["dropped"] + c["unfinished"] + dist["lost"] \
+        == 12 * 60, (c, dist)
+    assert c["errors"] == lost[0]["unfinished"] == result["errors"]["by_kind"].get(
+        "unfinished", 0), result["errors"]
+    name = lost[0]["worker"]
+    assert name in (out / "report.html").read_text() and name in (out / "summary.md").read_text()
+    if allow:
+        assert result["trusted"] and name in dist["note"], result
+        assert proc.returncode in (0, 1), stderr
+    else:
+        assert proc.returncode == 3, stderr
+        assert not result["trusted"] and any(name in r for r in result["untrusted_reasons"])
+        assert "Traceback" not in stderr
+
+
+def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path):
+    port = free_port()
+    env = {**os.environ, "LOADKIT_TOKEN": "right-token"}
+    master = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "run", write(tmp_path, STEADY), "--master",
+         "--expect-workers", "1", "--master-bind-port", str(port), "--worker-timeout", "8s",
+         "--out", str(tmp_path / "out")],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the master's port is open once it has loaded the workload
+    worker = subprocess.run(
+        [sys.executable, "-m", "loadkit", "worker", "--master", f"127.0.0.1:{port}"],
+        cwd=ROOT, env={**env, "LOADKIT_TOKEN": "wrong"}, capture_output=True, text=True,
+        timeout=60)
+    assert worker.returncode == 2 and "refused" in worker.stderr, worker.stderr
+    _, stderr = master.communicate(timeout=60)
+    assert master.returncode == 3, stderr
+    assert "1 of 1 expected workers did not join" in stderr
+    assert "refused" in stderr and "wrong or missing token" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_an_abort_slo_stops_every_worker(run):
+    """Every answer takes 300 ms: the master's abort SLO, judged on the merged
+    intervals, stops all workers at once; each leaves most of its shard unsent."""
+    result, _ = run({
+        "name": "abort", "duration": 30, "warmup": 0,
+        "simulator": {"ttft_ms": 300, "itl_ms": 1},
+        "arrival": {"process": "constant", "rate": 40},
+        "scenarios": [{"name": "chat", "kind": "openai-chat", "max_tokens": 4}],
+        "slos": [{"slo": "latency p50 < 100ms", "abort": True, "after": "1s"}],
+    }, fleet=FleetOptions(workers=2, local=True))
+    assert result["aborted"] is not None and result["verdict"] == "fail"
+    workers = result["distribution"]["workers"]
+    assert len(workers) == 2
+    for r in workers:  # each stopped long before its 30-s shard was sent
+        assert r["status"] == "done" and r["sent"] < r["shard"] / 2, r

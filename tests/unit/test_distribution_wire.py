@@ -1,0 +1,93 @@
+"""What crosses the wire in a distributed run (loadkit/distributed/wire.py): pure."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+from loadkit.arrivals import schedule
+from loadkit.distributed.wire import PartWriter, absorb, clock_offset, job, loaded_from, shard
+from loadkit.errors import ErrorKind
+from loadkit.record.recorder import Recorder, RequestRecord
+from loadkit.workload.loader import load_workload
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shards_are_disjoint_and_cover_the_schedule_per_tenant_and_phase():
+    loaded = load_workload(ROOT / "workloads" / "multi-tenant.yaml")
+    whole = list(schedule(loaded.workload))
+    shards = [list(shard(schedule(loaded.workload), k, 3)) for k in range(3)]
+    assert sorted(s for part in shards for s in part) == sorted(whole)  # disjoint, covering
+    assert all(part == sorted(part) for part in shards)  # each in time order
+    # Each worker carries a third of every tenant's arrivals in every phase,
+    # to within one request.
+    by_key = Counter((s.tenant, s.phase) for s in whole)
+    for part in shards:
+        counts = Counter((s.tenant, s.phase) for s in part)
+        for key, n in by_key.items():
+            assert abs(counts[key] - n / 3) <= 1, (key, counts[key], n)
+
+
+def test_a_job_round_trips_the_workload_and_its_traces():
+    loaded = load_workload(ROOT / "workloads" / "trace-replay.yaml")
+    again = loaded_from(job(loaded, "http://127.0.0.1:1"))
+    assert again.workload == loaded.workload and again.traces == loaded.traces
+    assert list(schedule(again.workload, again.traces)) == list(
+        schedule(loaded.workload, loaded.traces))
+
+
+def records(seed: int, n: int) -> list[RequestRecord]:
+    rng, out = random.Random(seed), []
+    for i in range(n):
+        t0 = i * 10_000_000
+        r = RequestRecord(rng.choice("ab"), "chat", "measure", t0, t0 + rng.randint(0, 10**6))
+        r.first = r.sent + rng.randint(10**6, 5 * 10**7)
+        r.events = [r.first + k * rng.randint(10**6, 10**7) for k in range(5)]
+        r.end, r.output_tokens, r.token_source = r.events[-1], 5, "usage"
+        if rng.random() < 0.05:
+            r.error, r.message = ErrorKind.HTTP_5XX, f"HTTP 500 #{i}"
+        out.append(r)
+    return out
+
+
+def test_merged_parts_equal_one_recorder_that_saw_everything():
+    """Two workers' intervals, merged by summing, give exactly what one
+    recorder recording every request gives: histograms and counters."""
+    one = Recorder(0, goodput=(("latency", "<", 40_000_000),))
+    one.keyed = True
+    master = Recorder(0, goodput=one.goodput)
+    master.keyed = True
+    workers = [Recorder(0, goodput=one.goodput) for _ in range(2)]
+    writers = [PartWriter(w) for w in workers]
+    batches = [records(1, 300), records(2, 300)]
+    for step in range(3):  # three intervals
+        for w, batch in zip(workers, batches):
+            for r in batch[step * 100:(step + 1) * 100]:
+                w.record(r)
+                one.record(r)
+        for w, writer in zip(workers, writers):
+            histograms = dict(w.current)
+            w.rotate((step + 1) * 10**9)
+            absorb(master, writer.part(step, step + 1, histograms))
+        merged_iv, one_iv = master.rotate((step + 1) * 10**9), one.rotate((step + 1) * 10**9)
+        assert (merged_iv.completed, merged_iv.errors, merged_iv.output_tokens,
+                merged_iv.latency_p99_ms) == (one_iv.completed, one_iv.errors,
+                                              one_iv.output_tokens, one_iv.latency_p99_ms)
+    assert master.cumulative.keys() == one.cumulative.keys()
+    for key, h in one.cumulative.items():
+        m = master.cumulative[key]
+        assert m.get_total_count() == h.get_total_count(), key
+        for q in (50.0, 99.0, 99.9, 100.0):
+            assert m.get_value_at_percentile(q) == h.get_value_at_percentile(q), (key, q)
+    for name in ("errors", "completed", "output_tokens", "good", "token_sources", "dropped"):
+        assert getattr(master, name) == getattr(one, name), name
+    assert master.error_examples == one.error_examples
+
+
+def test_the_clock_offset_comes_from_the_shortest_round_trip():
+    # (sent, their clock, received): the 2-ms round trip bounds the error to 1 ms.
+    samples = [(0.0, 5.020, 0.010), (1.0, 6.001, 1.002), (2.0, 7.030, 2.050)]
+    offset, rtt = clock_offset(samples)
+    assert abs(offset - 5.0) < 1e-9 and abs(rtt - 0.002) < 1e-9
