@@ -23,9 +23,11 @@ started by this script, in the same run, with the helpers of ``ci/bench.py``:
 3. Token events (streaming, 100 tokens per request, the simulator at a fixed
    gap of --itl-ms with no jitter): the maximum sustained token-event rate
    (run.json ``throughput.output_tokens_per_s``) in one process and with
-   ``--workers N``, bisecting on the request rate; sustained as above, and,
-   as in bench.py, loadkit's ITL p50 within 0.5 ms and p99 within 2 ms of
-   the server's gap.
+   ``--workers N``, bisecting on the request rate; sustained as above
+   (every step prints loadkit's ITL p50/p99 too). --itl-check adds
+   bench.py's accuracy bound, ITL p50 within 0.5 ms and p99 within 2 ms of
+   the server's gap; it is off by default because on a 2-core machine the
+   simulator shares its core and its own gaps wander by more than that.
 
 Prints every step, then the medians and the ratios: loadkit --workers N /
 one process (request rate and token events; the bar is 1.7x for N = 2) and
@@ -220,6 +222,8 @@ def main() -> int:
                     help="bisection's upper bound (req/s), one process; x workers for N")
     ap.add_argument("--users", default="50,100,200", help="Locust user counts searched")
     ap.add_argument("--itl-ms", type=float, default=5.0)
+    ap.add_argument("--itl-check", action="store_true",
+                    help="streaming also needs |ITL p50 - gap| <= 0.5 ms, |p99 - gap| <= 2 ms")
     ap.add_argument("--sim-cpu", default=None,
                     help="CPU list the simulator is pinned to (default: the last CPU; "
                          "'none': unpinned)")
@@ -299,9 +303,11 @@ def main() -> int:
                 order = (0, n) if rep % 2 == 0 else (n, 0)
                 for w in order:
                     label = f"workers={w}" if w else "one process"
+                    itl_crit = (f", |ITL p50 - {gap:g}| <= 0.5 ms, |ITL p99 - {gap:g}| <= 2 ms"
+                                if args.itl_check else "")
                     print(f"rep {rep + 1}/{args.reps}: loadkit {label}, streaming "
-                          f"{bench.TOKENS} tokens at a {gap:g}-ms gap ({crit}, |ITL p50 - "
-                          f"{gap:g}| <= 0.5 ms, |ITL p99 - {gap:g}| <= 2 ms)", flush=True)
+                          f"{bench.TOKENS} tokens at a {gap:g}-ms gap ({crit}{itl_crit})",
+                          flush=True)
 
                     def try_stream(rate: float, w: int = w):
                         # Streams last ~TOKENS x gap: connections for all of them at once.
@@ -309,6 +315,8 @@ def main() -> int:
                         r = b.loadkit(url, rate, STREAM, conns, workers=w)
                         if r is None or not bench.ok_run(r, rate):
                             return False, r
+                        if not args.itl_check:
+                            return True, r
                         itl = r["series"]["itl"]["all"]
                         return abs(itl["p50"] - gap) <= 0.5 and abs(itl["p99"] - gap) <= 2.0, r
 
