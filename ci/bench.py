@@ -22,11 +22,10 @@ that this script starts pinned to CPU 1; the generators are pinned to CPU 0
    - CPU microseconds per request for both, from the generator process's CPU
      time: loadkit's ``health.cpu_percent`` / achieved req/s, Locust's own
      CPU time over its steady-state window / requests in that window.
-     loadkit's dispatcher spins ~1.5 ms before each slot, which inflates its
-     CPU% at low rates, so loadkit's figure is taken at the bisection's top
-     sustained rate, where the spin is small; as a spin-free cross-check it
-     is also measured asked twice that rate (always behind schedule, never
-     waiting for a slot).
+     loadkit's dispatcher yields (spins) for the last ~1.5 ms before a slot
+     only after a gap of over 3 ms (below ~330 req/s), so at these rates it
+     sleeps; its figure is taken at the bisection's top sustained rate, and
+     as a cross-check asked twice that rate (always behind schedule).
 
    Prints each repetition, then medians and the ratios loadkit max rate /
    Locust req/s and loadkit CPU us/req / Locust CPU us/req.
@@ -280,10 +279,9 @@ def main() -> int:
           f"[{spread(lk_cpu, '.1f')}], overloaded [{spread(lk_over, '.1f')}]; "
           f"locust req/s [{spread(lc_rates, ',.0f')}], CPU us/req "
           f"[{spread(lc_cpu, '.1f')}]")
-    print("  loadkit's CPU/request is taken at its top sustained rate: its dispatcher spins "
-          "~1.5 ms before each slot, which inflates CPU% below its top (an upper bound, exact "
-          "only when the generator itself is the limit); 'overloaded' asks 2x the top, so it "
-          "never spins.")
+    print("  loadkit's CPU/request is taken at its top sustained rate (its dispatcher only "
+          "spins before slots after gaps over 3 ms, so not at these rates); 'overloaded' asks "
+          "2x the top, always behind schedule.")
     if s_r is not None:
         itl = s_r["series"]["itl"]["all"]
         events = s_r["throughput"]["requests_per_s"] * TOKENS
