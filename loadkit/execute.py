@@ -52,7 +52,7 @@ from loadkit.telemetry.derive import telemetry_section
 from loadkit.urls import without_credentials
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
-from loadkit.workload.scenarios import HttpScenario
+from loadkit.workload.scenarios import HttpScenario, OpenAIScenario
 
 if TYPE_CHECKING:
     from loadkit.record.exporter import LiveMetrics
@@ -172,6 +172,8 @@ def plan_for(loaded: LoadedWorkload, base_url: str) -> Plan:
                 tenant_names=[t.name for t in tenants], phase_names=[p.name for p in phases],
                 client=w.client, total_s=sum(p.duration for p in phases),
                 interval_s=w.interval, closed=closed, mixes=mixes,
+                sessions={i: s for i, s in enumerate(w.scenarios)
+                          if isinstance(s, OpenAIScenario) and s.session is not None},
                 secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])
 
 

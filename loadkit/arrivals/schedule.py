@@ -31,6 +31,8 @@ class Slot(NamedTuple):
     phase: int
     prompt_tokens: int | None
     max_tokens: int | None
+    blocks: tuple[int, ...] = ()  # a replayed trace's prompt block ids (mooncake)
+    turns: int = 1  # a session's turns (the first is this slot)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,10 @@ def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
         for offset, row in _offsets(spec, phase, random.Random(_key(workload, tenant, phase)),
                                     traces):
             scenario, prompt, output = mix.pick(row)
-            yield Slot(starts[pi] + offset, ti, scenario, pi, prompt, output)
+            session = getattr(workload.scenarios[scenario], "session", None)
+            yield Slot(starts[pi] + offset, ti, scenario, pi, prompt, output,
+                       row.blocks if row is not None else (),
+                       sample_tokens(session.turns, mix.rng) if session else 1)
 
 
 def _key(workload: Workload, tenant: Tenant, phase: Phase) -> str:

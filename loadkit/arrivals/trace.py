@@ -5,8 +5,12 @@ Formats:
   GeneratedTokens` with timestamps like `2023-11-16 18:15:46.6805900`;
 - `csv`: a `timestamp` column (seconds, or an ISO date-time) and optional
   `prompt_tokens` / `output_tokens` columns;
-- `jsonl`: one object per line with the same keys.
-`auto` picks by extension and header. A bad row raises TraceError naming it.
+- `jsonl`: one object per line with the same keys;
+- `mooncake`: the Mooncake trace JSONL, `timestamp` (milliseconds),
+  `input_length`, `output_length`, `hash_ids` (one id per 512-token block
+  of the prompt: requests that share leading ids share that prefix).
+`auto` picks by extension and keys (`hash_ids`: mooncake). A bad row raises
+TraceError naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class TraceRow(NamedTuple):
     time: float  # seconds, absolute or relative as the trace gives them
     prompt_tokens: int | None
     output_tokens: int | None
+    blocks: tuple[int, ...] = ()  # the prompt's block ids (mooncake), in order
+
+
+MOONCAKE_BLOCK_TOKENS = 512
 
 
 def load_trace(path: Path, fmt: str = "auto") -> list[TraceRow]:
@@ -50,8 +58,11 @@ def load_trace(path: Path, fmt: str = "auto") -> list[TraceRow]:
         raise TraceError(name, None, f"cannot read: {exc}") from None
     if fmt == "auto":
         fmt = "jsonl" if path.suffix == ".jsonl" else "csv"
-    records = _jsonl(name, text) if fmt == "jsonl" else _csv(name, text, fmt)
-    rows = [_row(name, n, rec) for n, rec in records]
+        if fmt == "jsonl" and '"hash_ids"' in text[:4096]:
+            fmt = "mooncake"
+    records = _jsonl(name, text) if fmt in ("jsonl", "mooncake") else _csv(name, text, fmt)
+    rows = [_mooncake(name, n, rec) if fmt == "mooncake" else _row(name, n, rec)
+            for n, rec in records]
     if not rows:
         raise TraceError(name, None, "has no requests")
     rows.sort(key=lambda r: r.time)
@@ -106,6 +117,21 @@ def _row(name: str, n: int, rec: dict) -> TraceRow:
         raise TraceError(name, n, "missing timestamp")
     return TraceRow(_seconds(name, n, ts), _count(name, n, field("prompt"), "prompt tokens"),
                     _count(name, n, field("output"), "output tokens"))
+
+
+def _mooncake(name: str, n: int, rec: dict) -> TraceRow:
+    ids = rec.get("hash_ids")
+    if not isinstance(ids, list) or not all(type(i) is int and i >= 0 for i in ids):
+        raise TraceError(name, n, "`hash_ids` must be a list of block ids (integers >= 0)")
+    if rec.get("timestamp") is None:
+        raise TraceError(name, n, "missing timestamp")
+    prompt = _count(name, n, rec.get("input_length"), "input_length")
+    if prompt is not None and ids and not (
+            (len(ids) - 1) * MOONCAKE_BLOCK_TOKENS < prompt <= len(ids) * MOONCAKE_BLOCK_TOKENS):
+        raise TraceError(name, n, f"input_length {prompt} does not fit {len(ids)} blocks of "
+                         f"{MOONCAKE_BLOCK_TOKENS} tokens")
+    return TraceRow(_seconds(name, n, rec["timestamp"]) / 1000.0, prompt,  # milliseconds
+                    _count(name, n, rec.get("output_length"), "output_length"), tuple(ids))
 
 
 def _seconds(name: str, n: int, value: object) -> float:

@@ -33,7 +33,9 @@ from loadkit.workload.prompt_set import Prompt
 __all__ = ["PartWriter", "absorb", "clock_offset", "job", "loaded_from", "owners", "shard"]
 
 # The recorder's counters a part carries, by name.
-COUNTERS = ("errors", "dropped", "completed", "output_tokens", "good", "token_sources")
+COUNTERS = ("errors", "dropped", "completed", "output_tokens", "good", "token_sources",
+            "itl_sources", "prompt_tokens", "cached_tokens", "sessions", "prompt_asked",
+            "prompt_matched")
 
 
 def owners(slots: Iterable[Slot], n: int) -> Iterator[tuple[int, Slot]]:

@@ -28,6 +28,13 @@ class ParsedResponse:
     token_source: str = "none"  # "usage" | "chunks" | "none"
     text: str | None = None
     doc: object = None
+    # Tokens in each streamed content event, when the server said so (usage
+    # in every event); None: not known event by event.
+    event_tokens: list[int] | None = None
+    # The server's count of the prompt (usage.prompt_tokens) and of its part
+    # served from a prefix cache (usage.prompt_tokens_details.cached_tokens).
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
 
 
 class StreamParser(Protocol):
@@ -38,13 +45,25 @@ class StreamParser(Protocol):
     def finish(self) -> ParsedResponse: ...
 
 
-BodyBuilder = Callable[[int | None, int | None, int], tuple[bytes | None, int | None]]
-"""(prompt tokens, max tokens, request number) -> (body, the max_tokens it asks
-for, None when it asks none); cheap: byte splicing. The asked max_tokens (a
-prompt set's line may set its own) bounds a stream (engine.answer)."""
+class BodyBuilder(Protocol):
+    """(prompt tokens, max tokens, request number, prompt block ids) -> (body,
+    the max_tokens it asks for, None when it asks none); cheap: byte splicing.
+    The asked max_tokens (a prompt set's line may set its own) bounds a stream
+    (engine.answer). Block ids come from a trace with prefix structure
+    (mooncake): the prompt is made of those blocks."""
+
+    def __call__(self, prompt_tokens: int | None, max_tokens: int | None, seq: int,
+                 blocks: tuple[int, ...] = ()) -> tuple[bytes | None, int | None]: ...
 
 Check = Callable[[int, ParsedResponse], str | None]
 """(status, parsed answer) -> why it is not sensible, or None."""
+
+
+TurnBuilder = Callable[[list[dict], int | None, int | None, int],
+                      tuple[bytes, int | None, list[dict]]]
+"""A session's next turn: (the conversation so far, prompt tokens of the new
+user message, max tokens, request number) -> (body, asked max_tokens, the
+messages it sent: the conversation so far and the new user message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +78,4 @@ class PreparedRequest:
     parse_body: Callable[[bytes], ParsedResponse]
     check: Check | None = None  # None: any 2xx is success
     ok_status: frozenset[int] | None = None  # None: 2xx
+    build_turn: TurnBuilder | None = None  # chat sessions

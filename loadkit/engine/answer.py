@@ -86,6 +86,9 @@ class Answer:
                   else self.req.parse_body(b"".join(self.parts)))
         rec.output_tokens = parsed.output_tokens
         rec.token_source = parsed.token_source
+        rec.event_tokens = parsed.event_tokens
+        rec.text = parsed.text  # kept only where asked (checks, sessions' history)
+        rec.prompt_tokens, rec.cached_tokens = parsed.prompt_tokens, parsed.cached_tokens
         if self.req.check is not None and (why := self.req.check(self.code, parsed)) is not None:
             rec.error, rec.message = ErrorKind.CHECK_FAILED, why
 

@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from loadkit.arrivals import ClosedLoop, Mix, Slot
+from loadkit.arrivals.schedule import sample_tokens
 from loadkit.engine.adapter import PreparedRequest, ProtocolError
 from loadkit.engine.answer import Answer
 from loadkit.engine.client import classify
 from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
-from loadkit.record.recorder import Interval, RequestRecord
+from loadkit.record.recorder import LATER, Interval, RequestRecord
 from loadkit.record.worker import RecorderThread
 from loadkit.workload.models import Client
+from loadkit.workload.scenarios import OpenAIScenario
 
 now_ns = time.monotonic_ns
 SPIN_NS = 1_500_000  # yield, not sleep, this close to a slot after a long gap
@@ -67,6 +70,18 @@ class Plan:
     closed: list[ClosedLoop] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # resolved ${VAR}s, kept out of messages
     mixes: dict[tuple[int, int], Mix] = field(default_factory=dict)  # closed loops' picks
+    sessions: dict[int, OpenAIScenario] = field(default_factory=dict)  # by scenario index
+
+
+@dataclass(slots=True)
+class Turn:
+    """One turn of a session, as `exchange` builds it."""
+
+    index: int
+    history: list[dict]  # the conversation before this turn
+    start: int  # the session's first turn's intended time
+    last: bool  # the session's planned last turn
+    sent: list[dict] = field(default_factory=list)  # the messages it sent (set by exchange)
 
 
 @dataclass
@@ -172,9 +187,11 @@ class Engine:
                 self.progress.dropped += 1
                 continue
             self._seq += 1
-            task = asyncio.create_task(self._send(
-                transport, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
-                slot.max_tokens, self._seq, intended))
+            task = asyncio.create_task(
+                self._session(transport, slot, phase, self._seq, intended)
+                if slot.scenario in self.plan.sessions else
+                self._send(transport, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
+                           slot.max_tokens, self._seq, intended, slot.blocks))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -243,37 +260,92 @@ class Engine:
 
     async def _send(self, transport: Transport, tenant: int, scenario: int,
                     phase: str, prompt_tokens: int | None, max_tokens: int | None, seq: int,
-                    intended: int | None) -> None:
+                    intended: int | None, blocks: tuple[int, ...] = (),
+                    turn: Turn | None = None) -> RequestRecord:
         """One request; `intended` None: a closed loop's, sent the moment it is due."""
         sent = now_ns()
-        rec = RequestRecord(self.plan.tenant_names[tenant], self.plan.scenario_names[scenario],
-                            phase, sent if intended is None else intended, sent)
+        name = self.plan.scenario_names[scenario]
+        rec = RequestRecord(self.plan.tenant_names[tenant], name + LATER if turn and turn.index
+                            else name, phase, sent if intended is None else intended, sent)
+        if turn is not None:
+            rec.turn = turn.index
         try:
             await exchange(self.plan, transport, tenant, scenario, prompt_tokens, max_tokens,
-                           seq, rec)
+                           seq, rec, blocks, turn)
         except asyncio.CancelledError:
             if self._cut is None:
                 self.unfinished += 1
             else:  # it never answered: a failure, slower than any threshold
                 rec.error, rec.message, rec.end = ErrorKind.UNFINISHED, self._cut, now_ns()
+                if turn is not None:
+                    rec.session_start = turn.start
                 self.recorder.record(rec)
                 self.progress.errors += 1
             raise
+        if turn is not None and (turn.last or rec.error is not None):
+            rec.session_start = turn.start  # this turn closes the session
         self.recorder.record(rec)
         self.progress.finished += 1
         if rec.error is not None:
             self.progress.errors += 1
+        return rec
+
+    async def _session(self, transport: Transport, slot: Slot, phase: str, seq: int,
+                       intended: int) -> None:
+        """A conversation: its first turn at its slot, each later one think time
+        after the previous answer (the open loop's arrival is the session's;
+        a turn's latency counts from when it was due), with the history as
+        it happened. A failed turn ends it."""
+        spec = self.plan.sessions[slot.scenario]
+        session = spec.session
+        assert session is not None
+        rng = random.Random(f"{self.plan.tenant_names[slot.tenant]}:{spec.name}:{seq}")
+        history: list[dict] = []
+        prompt, output, at = slot.prompt_tokens, slot.max_tokens, intended
+        tenant = self.plan.tenant_names[slot.tenant]
+        for index in range(slot.turns):
+            if index:
+                self.scheduled[(phase, tenant)] += 1
+                self.progress.scheduled += 1
+                self._seq += 1
+                seq = self._seq
+            turn = Turn(index, history, intended, index == slot.turns - 1)
+            rec = await self._send(transport, slot.tenant, slot.scenario, phase, prompt, output,
+                                   seq, at, turn=turn)
+            if rec.error is not None or turn.last or self.stop.is_set():
+                return
+            history = [*turn.sent, {"role": "assistant", "content": rec.text or ""}]
+            think = session.think_time
+            wait = think if isinstance(think, float) else rng.uniform(think.min, think.max)
+            at = rec.end + int(wait * 1e9)
+            await sleep_until(at)
+            prompt = sample_tokens(spec.prompt_tokens, rng)
+            output = sample_tokens(spec.max_tokens, rng)
+
+
+async def sleep_until(at: int) -> None:
+    """Until monotonic `at` (ns), never earlier: a uvloop timer counts whole
+    milliseconds from a cached loop clock and may fire up to 1 ms early."""
+    while (delay := at - now_ns()) > 0:
+        await asyncio.sleep(delay / 1e9 if delay > 1_000_000 else 0)
 
 
 async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
                    prompt_tokens: int | None, max_tokens: int | None, seq: int,
-                   rec: RequestRecord) -> int:
+                   rec: RequestRecord, blocks: tuple[int, ...] = (),
+                   turn: Turn | None = None) -> int:
     """One request on the wire, its timings and any failure written into `rec`
     (never raised: a failure is a measurement); returns the HTTP status (0: none)."""
     req = plan.requests[tenant][scenario]
     answer: Answer | None = None
     try:
-        body, asked = req.build_body(prompt_tokens, max_tokens, seq)
+        body: bytes | None
+        rec.prompt_asked = prompt_tokens
+        if turn is not None and req.build_turn is not None:
+            body, asked, turn.sent = req.build_turn(turn.history, prompt_tokens, max_tokens,
+                                                    seq)
+        else:
+            body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)
         answer = Answer(req, rec, plan.client.max_response_bytes, asked)
         end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)

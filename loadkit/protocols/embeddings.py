@@ -16,7 +16,7 @@ def prepare(scenario: EmbeddingsScenario, headers: dict[str, str], seed: str
     inputs = scenario.inputs
 
     def build(prompt_tokens: int | None, max_tokens: int | None,
-              seq: int) -> tuple[bytes, None]:
+              seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, None]:
         body = text.tokens(prompt_tokens or 1).decode()
         batch = [f"{seq}.{i}: {body}" for i in range(inputs)]
         return json.dumps({"model": scenario.model,

@@ -21,7 +21,7 @@ def prepare(scenario: HttpScenario, headers: dict[str, str]) -> PreparedRequest:
     checks = scenario.checks
     parse = _parse_json if checks.json_path else _parse_text if checks.regex else _ignore
     return PreparedRequest(method=scenario.method, path=scenario.request_path,
-                           headers=headers, build_body=lambda p, m, seq: (body, None),
+                           headers=headers, build_body=lambda p, m, seq, blocks=(): (body, None),
                            new_stream_parser=None, parse_body=parse,
                            check=make_check(scenario.checks),
                            ok_status=ok_statuses(scenario.checks.status))

@@ -1,36 +1,71 @@
 """OpenAI-compatible chat and completions: request bodies and response parsing.
 
 Streaming answers are SSE; each chunk with non-empty generated text is one
-token event. Token counts come from the server's `usage` (requested with
-`stream_options.include_usage`) when it sends one, else from counted chunks.
+token event, which may carry several tokens (vLLM's stream interval,
+speculative decoding). Token counts come from the server's `usage`
+(requested with `stream_options.include_usage`) when it sends one, else from
+counted chunks; with `usage_per_event` (vLLM's continuous_usage_stats) each
+event's own token count comes from the running usage it carries.
 Prompts start with the request's number, so no two share a prefix (as with
-real users; a shared prefix would let a server's prefix cache flatter TTFT).
+distinct users; a shared prefix would let a server's prefix cache flatter
+TTFT), unless the scenario declares a prefix pool: then each starts with one
+of its shared prefixes, and the request's number follows it.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
+from loadkit.arrivals.trace import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.sse import SSEDecoder, SSEError
-from loadkit.protocols.text import PromptText
+from loadkit.protocols.text import WORDS, PromptText
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import OpenAIScenario
 
 
 def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
             prompts: list[Prompt] | None = None) -> PreparedRequest:
-    keep = scenario.checks.needs_body
+    keep = scenario.checks.needs_body or scenario.session is not None  # history needs text
     return PreparedRequest(
         method="POST", path=scenario.request_path,
         headers={"Content-Type": "application/json", **headers},
         build_body=_body_builder(scenario, seed, prompts),
         new_stream_parser=(lambda: OpenAIStream(keep_text=keep)) if scenario.stream else None,
         parse_body=parse_body, check=make_check(scenario.checks),
-        ok_status=ok_statuses(scenario.checks.status))
+        ok_status=ok_statuses(scenario.checks.status),
+        build_turn=_turn_builder(scenario, seed) if scenario.session else None)
+
+
+def _turn_builder(s: OpenAIScenario, seed: str):
+    """A session's turns: the history as it happened, then a new user message
+    (the request's number, then its words: unique like any prompt). With a
+    prefix pool, a session opens with one of its prefixes as the system
+    message, kept for all its turns."""
+    fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
+    if s.stream:
+        fixed["stream_options"] = {"include_usage": True}
+        if s.usage_per_event:
+            fixed["stream_options"]["continuous_usage_stats"] = True
+    text = PromptText(f"{seed}:{s.name}:turns")
+    pick = _prefix_picker(s, seed)
+
+    def turn(history: list[dict], prompt_tokens: int | None, max_tokens: int | None,
+             seq: int) -> tuple[bytes, int | None, list[dict]]:
+        if not history and (prefix := pick()):
+            history = [{"role": "system", "content": prefix.decode().rstrip()}]
+        words = text.tokens(prompt_tokens or 1).decode()
+        messages = [*history, {"role": "user", "content": f"{seq}: {words}"}]
+        body = {**fixed, **_limits(s, max_tokens), "messages": messages}
+        return json.dumps(body).encode(), max_tokens, messages
+    return turn
 
 
 def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
@@ -38,11 +73,13 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
     fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
     if s.stream:
         fixed["stream_options"] = {"include_usage": True}
+        if s.usage_per_event:
+            fixed["stream_options"]["continuous_usage_stats"] = True
     if prompts:
         rng = random.Random(f"{seed}:{s.name}:prompts")
 
         def from_set(prompt_tokens: int | None, max_tokens: int | None,
-                     seq: int) -> tuple[bytes, int | None]:
+                     seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, int | None]:
             p = prompts[rng.randrange(len(prompts))]
             asked = p.max_tokens or max_tokens  # a line's own max_tokens wins
             body = {**fixed, **_limits(s, asked)}
@@ -55,6 +92,7 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
         return from_set
 
     text = PromptText(f"{seed}:{s.name}:prompt")
+    pick = _prefix_picker(s, seed)
     head = json.dumps(fixed)[:-1].encode() + b', "max_tokens": '
     extra = b', "ignore_eos": true, "min_tokens": ' if s.exact_output else None
     open_text = b', "messages": [{"role": "user", "content": "' if chat else b', "prompt": "'
@@ -62,13 +100,53 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
     unique = s.unique_prompts
 
     def spliced(prompt_tokens: int | None, max_tokens: int | None,
-                seq: int) -> tuple[bytes, int | None]:
+                seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, int | None]:
         n = str(max_tokens).encode()
-        nonce = b"%d: " % seq if unique else b""
         limits = n + extra + n if extra else n
-        return (head + limits + open_text + nonce + text.tokens(prompt_tokens or 1) + close,
-                max_tokens)
+        if blocks:  # a trace's prompt blocks: shared exactly where their ids are
+            return head + limits + open_text + blocks_text(blocks, prompt_tokens) + close, \
+                max_tokens
+        nonce = b"%d: " % seq if unique else b""
+        return (head + limits + open_text + pick() + nonce + text.tokens(prompt_tokens or 1)
+                + close, max_tokens)
     return spliced
+
+
+def blocks_text(blocks: tuple[int, ...], prompt_tokens: int | None) -> bytes:
+    """A prompt made of trace blocks of BLOCK_TOKENS words each, the same text
+    for the same block id in every request (and run); the last block is cut
+    to the prompt's length. Each block starts with a word naming its id, so
+    two prompts share exactly their common leading blocks and no more."""
+    full = len(blocks) * BLOCK_TOKENS
+    cut = full if prompt_tokens is None else min(full, max(prompt_tokens, 1))
+    whole, rest = divmod(cut, BLOCK_TOKENS)
+    parts = [_block(b) for b in blocks[:whole]]
+    if rest:
+        parts.append(b" ".join(_block(blocks[whole]).split(b" ")[:rest]))
+    return b" ".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _block(block: int) -> bytes:
+    words = random.Random(f"block:{block}").choices(WORDS, k=BLOCK_TOKENS - 1)
+    return " ".join([f"b{block}", *words]).encode()
+
+
+def _prefix_picker(s: OpenAIScenario, seed: str) -> Callable[[], bytes]:
+    """The next request's shared prefix (with the space that ends it), or b"".
+
+    Prefix i is its own seeded word sequence; the unique part (request number
+    and words) follows it, so a server's prefix cache can reuse exactly the
+    prefix. Picks are seeded, in the order requests are built."""
+    pool = s.prefix
+    if pool is None:
+        return lambda: b""
+    texts = [PromptText(f"{seed}:{s.name}:prefix:{i}").tokens(pool.tokens) + b" "
+             for i in range(pool.count)]
+    cumulative = list(itertools.accumulate(pool.weights()))
+    rng = random.Random(f"{seed}:{s.name}:prefix-pick")
+    last = len(texts) - 1
+    return lambda: texts[min(bisect.bisect(cumulative, rng.random() * cumulative[-1]), last)]
 
 
 def _limits(s: OpenAIScenario, max_tokens: int | None) -> dict:
@@ -91,14 +169,16 @@ def parse_body(raw: bytes) -> ParsedResponse:
         c = doc["choices"][0]
         text = c["message"].get("content") if isinstance(c.get("message"), dict) else c.get("text")
     tokens = _usage_tokens(doc)
+    prompt, cached = _prompt_usage(doc)
     return ParsedResponse(tokens, "usage" if tokens is not None else "none",
-                          text if isinstance(text, str) else None, doc)
+                          text if isinstance(text, str) else None, doc,
+                          prompt_tokens=prompt, cached_tokens=cached)
 
 
 class OpenAIStream:
     """Parses an OpenAI SSE stream incrementally."""
 
-    __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text")
+    __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt")
 
     def __init__(self, keep_text: bool = False) -> None:
         self._sse = SSEDecoder()
@@ -106,6 +186,10 @@ class OpenAIStream:
         self._usage: int | None = None
         self._done = False
         self._text: list[str] | None = [] if keep_text else None
+        # Tokens of each content event from the running usage it carried;
+        # None once one came without it.
+        self._per_event: list[int] | None = []
+        self._prompt: tuple[int | None, int | None] = (None, None)
 
     def feed(self, data: bytes) -> int:
         events = 0
@@ -125,14 +209,22 @@ class OpenAIStream:
                 raise ProtocolError("stream chunk is not a JSON object")
             if "error" in doc:
                 raise ProtocolError(f"error in stream: {str(doc['error'])[:200]}")
+            before = self._usage
             usage = _usage_tokens(doc)
             if usage is not None:
                 self._usage = usage
+                self._prompt = _prompt_usage(doc)
             text = _chunk_text(doc)
             if text:
                 events += 1
                 if self._text is not None:
                     self._text.append(text)
+                per_event = self._per_event
+                if per_event is not None:
+                    if usage is None or usage <= (before or 0):
+                        self._per_event = None  # not said, or not growing: not known
+                    else:
+                        per_event.append(usage - (before or 0))
         self._chunks += events
         return events
 
@@ -140,8 +232,11 @@ class OpenAIStream:
         if not self._done:
             raise ProtocolError("stream ended without [DONE]")
         text = "".join(self._text) if self._text is not None else None
+        per_event = self._per_event if self._per_event and len(self._per_event) == \
+            self._chunks else None
         if self._usage is not None:
-            return ParsedResponse(self._usage, "usage", text)
+            return ParsedResponse(self._usage, "usage", text, event_tokens=per_event,
+                                  prompt_tokens=self._prompt[0], cached_tokens=self._prompt[1])
         return ParsedResponse(self._chunks, "chunks", text)
 
 
@@ -153,6 +248,20 @@ def _usage_tokens(doc: dict) -> int | None:
     if type(n) is not int or n < 0:  # not bool, not negative: a server can lie
         raise ProtocolError(f"usage.completion_tokens is not a count: {str(n)[:20]!r}")
     return n
+
+
+def _prompt_usage(doc: dict) -> tuple[int | None, int | None]:
+    """(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens), each
+    None when absent or not a count (these only inform: never an error)."""
+    usage = doc.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+
+    def count(v: object) -> int | None:
+        return v if type(v) is int and v >= 0 else None
+    return count(usage.get("prompt_tokens")), count(cached)
 
 
 def _chunk_text(doc: dict) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-_WORDS = [
+WORDS = [
     "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be",
     "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have",
     "an", "they", "you", "were", "her", "she", "there", "been", "one", "all", "we", "their",
@@ -34,7 +34,7 @@ class PromptText:
         return self._blob[:self._ends[n]]
 
     def _grow(self, words: int) -> None:
-        extra = [self._rng.choice(_WORDS) for _ in range(words - len(self._ends) + 1)]
+        extra = [self._rng.choice(WORDS) for _ in range(words - len(self._ends) + 1)]
         parts = [self._blob]
         end = self._ends[-1]
         for w in extra:

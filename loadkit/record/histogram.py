@@ -31,9 +31,10 @@ def acyclic(h: HdrHistogram) -> HdrHistogram:
     return h
 
 
-def record_us(h: HdrHistogram, value_us: int) -> None:
-    """Record one value, clamped into the trackable range (never dropped)."""
-    h.record_value(min(max(value_us, LOWEST_US), HIGHEST_US))
+def record_us(h: HdrHistogram, value_us: int, count: int = 1) -> None:
+    """Record one value (`count` times), clamped into the trackable range
+    (never dropped)."""
+    h.record_value(min(max(value_us, LOWEST_US), HIGHEST_US), count)
 
 
 def merged(histograms) -> HdrHistogram:

@@ -163,6 +163,8 @@ class IntervalJournal:
                 line[name] = [[*key, n] for key, n in moved]
         if sources := self._moved("sources", r.token_sources):
             line["sources"] = dict(sources)
+        if itl := self._moved("itl_sources", r.itl_sources):
+            line["itl_sources"] = dict(itl)
         examples = {}
         for kind, messages in r.error_examples.items():
             if len(messages) > (seen := self._examples.get(kind, 0)):

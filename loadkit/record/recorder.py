@@ -23,6 +23,8 @@ from loadkit.workload.slo_spec import OPERATORS
 
 SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
 MAX_EXAMPLES = 3
+ONE_TOKEN = "_one_token_gap"  # internal: split into itl and inter_chunk at rotation
+LATER = ":later"  # a session's turns after the first: scenario "<name>:later"
 
 
 @dataclass(slots=True)
@@ -37,6 +39,13 @@ class RequestRecord:
     end: int = 0
     first: int | None = None
     events: list[int] | None = None  # token event times (streaming)
+    event_tokens: list[int] | None = None  # tokens in each event, when the server said
+    prompt_tokens: int | None = None  # as the server counted them (usage)
+    cached_tokens: int | None = None  # of those, from its prefix cache (usage)
+    text: str | None = None  # the answer's text, where kept (a session's history)
+    prompt_asked: int | None = None  # the prompt length the workload asked for
+    turn: int | None = None  # a session's turn, from 0
+    session_start: int | None = None  # on a session's last turn: its first's intended
     output_tokens: int | None = None
     token_source: str = "none"
     error: ErrorKind | None = None
@@ -58,6 +67,8 @@ class Interval:
     cpu_percent: float | None = None  # the generator's CPU over the interval (one core = 100)
     steal_percent: float | None = None  # the host's CPU steal over the interval
     lateness_p99_ms: float | None = None  # the generator's own delay (report: health)
+    cached_share: float | None = None  # prompt tokens the server said it had cached
+    prompt_drift: float | None = None  # the server's prompt tokens / asked - 1
     # latency p99 per tenant, when more than one tenant answered in the interval
     tenant_latency_p99_ms: dict[str, float] = field(default_factory=dict)
 
@@ -74,6 +85,19 @@ class Recorder:
     completed: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
     output_tokens: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
     token_sources: Counter = field(default_factory=Counter)
+    # How ITL knew each stream's tokens per event: "usage" (per event),
+    # "estimated" (the total over the events), "one" (one token per event).
+    itl_sources: Counter = field(default_factory=Counter)
+    # Prompt tokens the server counted, and those it served from a prefix
+    # cache, where it said so (phase, scenario, tenant).
+    prompt_tokens: Counter = field(default_factory=Counter)
+    cached_tokens: Counter = field(default_factory=Counter)
+    # Where both are known: the prompt tokens asked for, and the server's count
+    # of the same requests (how far real input lengths are from the asked).
+    prompt_asked: Counter = field(default_factory=Counter)
+    prompt_matched: Counter = field(default_factory=Counter)
+    # Sessions by (started | completed | failed, phase, scenario, tenant).
+    sessions: Counter = field(default_factory=Counter)
     intervals: list[Interval] = field(default_factory=list)
     # Goodput: (metric, op, threshold ns) rules every good request meets.
     goodput: tuple[tuple[str, str, int], ...] = ()
@@ -89,16 +113,18 @@ class Recorder:
     def __post_init__(self) -> None:
         self._interval_start_ns = self.start_ns
 
-    def _value(self, metric: str, r: RequestRecord, ns: int) -> None:
+    def _value(self, metric: str, r: RequestRecord, ns: int, count: int = 1) -> None:
         key = (metric, r.phase, r.scenario, r.tenant)
         h = self.current.get(key)
         if h is None:
             h = self.current[key] = new_histogram()
-        record_us(h, ns // 1000)
+        record_us(h, ns // 1000, count)
 
     def record(self, r: RequestRecord) -> None:
         """Turn one finished request into samples of every metric it has."""
         self._value("lateness", r, r.sent - r.intended)
+        if r.turn is not None:
+            self._session(r)
         if r.error is not None:
             self.errors[(r.error.value, r.phase, r.scenario, r.tenant)] += 1
             self._interval_counts["errors"] += 1
@@ -119,8 +145,7 @@ class Recorder:
             events = r.events or ()
             if len(events) > 1:
                 gaps = [b - a for a, b in zip(events, events[1:])]
-                for gap in gaps:
-                    self._value("itl", r, gap)
+                self._gaps(r, gaps)
                 stall = max(gaps)
                 self._value("max_stall", r, stall)
             n = r.output_tokens or len(events)
@@ -134,6 +159,17 @@ class Recorder:
         if r.output_tokens:
             self.output_tokens[scope] += r.output_tokens
             self._interval_counts["tokens"] += r.output_tokens
+        if r.prompt_tokens is not None:
+            self.prompt_tokens[scope] += r.prompt_tokens
+            self._interval_counts["prompt"] += r.prompt_tokens
+            if r.cached_tokens is not None:
+                self.cached_tokens[scope] += r.cached_tokens
+                self._interval_counts["cached"] += r.cached_tokens
+            if r.prompt_asked:
+                self.prompt_asked[scope] += r.prompt_asked
+                self.prompt_matched[scope] += r.prompt_tokens
+                self._interval_counts["asked"] += r.prompt_asked
+                self._interval_counts["matched"] += r.prompt_tokens
         good = False
         if self.goodput:
             values = {"latency": latency, "service_time": service, "ttft": ttft,
@@ -149,19 +185,79 @@ class Recorder:
             keyed[("tokens", *scope)] += r.output_tokens or 0
             keyed[("good", *scope)] += good
 
+    def _session(self, r: RequestRecord) -> None:
+        """A session turn: counted under its first turn's scenario; its last
+        (as planned, or the one that failed) closes the session, and a
+        completed session's `session` latency runs from its first turn's
+        intended time to its last answer (think times included)."""
+        scenario = r.scenario.removesuffix(LATER)
+        if r.turn == 0:
+            self.sessions[("started", r.phase, scenario, r.tenant)] += 1
+        if r.session_start is None:
+            return
+        if r.error is not None:
+            self.sessions[("failed", r.phase, scenario, r.tenant)] += 1
+            return
+        self.sessions[("completed", r.phase, scenario, r.tenant)] += 1
+        key = ("session", r.phase, scenario, r.tenant)
+        if (h := self.current.get(key)) is None:
+            h = self.current[key] = new_histogram()
+        record_us(h, (r.end - r.session_start) // 1000)
+
+    def _gaps(self, r: RequestRecord, gaps: list[int]) -> None:
+        """`inter_chunk` is every gap between events; `itl` is per token: an
+        event of k tokens after a gap g gives k samples of g / k. Where each
+        event holds one token the two are the same samples, recorded once
+        (ONE_TOKEN) and added to both at rotation: a stream's hot path
+        records each gap once."""
+        per, n, events = r.event_tokens, r.output_tokens or 0, len(gaps) + 1
+        if per is not None and len(per) == events and any(k > 1 for k in per):
+            how = "usage"
+            for gap, k in zip(gaps, per[1:]):
+                self._value("itl", r, gap // k, k)
+        elif per is None and n > events:
+            how = "estimated"  # k = the mean tokens per event after the first
+            mean = (n - 1) / (events - 1)
+            weight = max(1, round(mean))
+            for gap in gaps:
+                self._value("itl", r, int(gap / mean), weight)
+        else:
+            self.itl_sources["usage" if per is not None else "one"] += 1
+            for gap in gaps:
+                self._value(ONE_TOKEN, r, gap)
+            return
+        self.itl_sources[how] += 1
+        for gap in gaps:
+            self._value("inter_chunk", r, gap)
+
     def drop(self, phase: str, scenario: str, tenant: str) -> None:
         """An arrival the in-flight cap turned away: never sent, never timed."""
         self.dropped[(phase, scenario, tenant)] += 1
         if self.keyed:
             self._interval_keyed[("dropped", phase, scenario, tenant)] += 1
 
+    def _split_one_token_gaps(self) -> None:
+        """One-token events' gaps are both ITL and inter-chunk samples."""
+        for key in [k for k in self.current if k[0] == ONE_TOKEN]:
+            h = self.current.pop(key)
+            for metric in ("itl", "inter_chunk"):
+                series = (metric, *key[1:])
+                if (into := self.current.get(series)) is None:
+                    self.current[series] = h if metric == "itl" else merged([h])
+                else:
+                    into.add(h)
+
     def count_merged(self, counter: str, key: tuple | str, n: int) -> None:
         """`n` more in `counter` (one of this recorder's Counters, by name) came
         from another recorder (a distributed run's worker): count them in the
         open interval as record() and drop() count their own."""
-        if counter in ("completed", "errors", "output_tokens"):
-            self._interval_counts["tokens" if counter == "output_tokens" else counter] += n
-        if self.keyed and isinstance(key, tuple) and counter != "token_sources":
+        names = {"completed": "completed", "errors": "errors", "output_tokens": "tokens",
+                 "prompt_tokens": "prompt", "cached_tokens": "cached",
+                 "prompt_asked": "asked", "prompt_matched": "matched"}
+        if counter in names:
+            self._interval_counts[names[counter]] += n
+        if self.keyed and isinstance(key, tuple) and counter in (
+                "completed", "errors", "output_tokens", "good", "dropped"):
             what = {"output_tokens": "tokens"}.get(counter, counter)
             scope = key[1:] if counter == "errors" else key  # errors: (kind, *scope)
             self._interval_keyed[(what, *scope)] += n
@@ -170,9 +266,14 @@ class Recorder:
         """Close the current interval at `now_ns` and start the next one."""
         start_s = (self._interval_start_ns - self.start_ns) / 1e9
         end_s = (now_ns - self.start_ns) / 1e9
-        iv = Interval(start_s, end_s, completed=self._interval_counts["completed"],
-                      errors=self._interval_counts["errors"],
-                      output_tokens=self._interval_counts["tokens"])
+        counts = self._interval_counts
+        iv = Interval(start_s, end_s, completed=counts["completed"], errors=counts["errors"],
+                      output_tokens=counts["tokens"],
+                      cached_share=(round(counts["cached"] / counts["prompt"], 4)
+                                    if counts["cached"] and counts["prompt"] else None),
+                      prompt_drift=(round(counts["matched"] / counts["asked"] - 1, 4)
+                                    if counts["asked"] else None))
+        self._split_one_token_gaps()
         latency, lateness = new_histogram(), new_histogram()
         by_tenant: dict[str, list[HdrHistogram]] = defaultdict(list)
         for key, h in self.current.items():

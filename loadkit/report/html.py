@@ -40,7 +40,8 @@ _ENV.filters["num"] = lambda v: "n/a" if v is None else f"{v:,}" if isinstance(v
 
 # Where each SLO metric is shown (links from the SLO table).
 SECTION_OF = {"latency": "spectrum", "service_time": "spectrum", "ttft": "tokens",
-              "ttft_corrected": "tokens", "itl": "tokens", "tpot": "tokens",
+              "ttft_corrected": "tokens", "itl": "tokens", "inter_chunk": "tokens",
+              "tpot": "tokens",
               "max_stall": "tokens", "lateness": "health", "error_rate": "errors",
               "throughput": "throughput", "isolation_ratio": "tenants",
               "recovery_time": "over-time"}  # trend SLOs link to "trends" (the template)

@@ -10,6 +10,9 @@ _VERDICT = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL",
             Verdict.INCONCLUSIVE: "⚠️ INCONCLUSIVE"}
 
 
+DRIFT_WARNING = 0.05  # real prompt lengths this far from the asked are worth a warning
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -39,6 +42,17 @@ def render_markdown(result: RunResult) -> str:
     lines += ["", f"{c.completed:,} completed · {c.errors:,} errors · "
               f"{c.dropped:,} dropped · {per_second(t.requests_per_s)} · "
               f"{per_second(t.output_tokens_per_s, 'output tokens/s')}", ""]
+    if sess := result.sessions:
+        lines += [f"{sess.started:,} sessions: {sess.completed:,} completed, {sess.failed:,} "
+                  "ended by a failed turn", ""]
+    if (drift := result.tokens.prompt_drift) is not None and abs(drift) > DRIFT_WARNING:
+        lines += [f"**Prompt lengths drift:** the server counted {abs(drift):.1%} "
+                  f"{'more' if drift > 0 else 'fewer'} prompt tokens than the workload asked "
+                  "for (usage.prompt_tokens): the prompts are not the lengths the SLOs assume",
+                  ""]
+    if (tk := result.tokens).cached_total is not None and tk.prompt_total:
+        lines += [f"Prefix cache: {tk.cached_total / tk.prompt_total:.1%} of "
+                  f"{tk.prompt_total:,} prompt tokens served from the server's cache", ""]
     if c.errors:
         lines += ["| error | count | example |", "|---|---|---|"]
         for kind, n, example in error_summary(result.errors):

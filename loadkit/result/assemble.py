@@ -90,6 +90,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         trusted=not untrusted, untrusted_reasons=untrusted, slos=slos,
         counts=measured.request_counts(scheduled, unfinished),
         throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),
+        sessions=measured.sessions(),
         health=generator_health, isolation=isolation, series=measured.series(),
         timeseries=measured.timeseries(), histograms=measured.encoded_histograms(),
         telemetry=telemetry, incomplete=incomplete)

@@ -25,6 +25,7 @@ from loadkit.result.model import (
     Interval,
     Isolation,
     Scope,
+    Sessions,
     Summary,
     Throughput,
     Tokens,
@@ -83,6 +84,15 @@ class Measured:
                                            if p not in self.phases.measured),
                       scheduled={f"{p}/{t}": n for (p, t), n in sorted(scheduled.items())})
 
+    def sessions(self) -> Sessions | None:
+        if not self.recorder.sessions:
+            return None
+        by: Counter = Counter()
+        for (what, phase, _s, _t), n in self.recorder.sessions.items():
+            if phase in self.phases.measured:
+                by[what] += n
+        return Sessions(started=by["started"], completed=by["completed"], failed=by["failed"])
+
     def output_tokens(self) -> int:
         return sum(n for (phase, _s, _t), n in self.recorder.output_tokens.items()
                    if phase in self.phases.measured)
@@ -102,7 +112,14 @@ class Measured:
 
     def tokens(self) -> Tokens:
         return Tokens(output_total=self.output_tokens(),
-                      source=dict(self.recorder.token_sources))
+                      source=dict(self.recorder.token_sources),
+                      itl_source=dict(self.recorder.itl_sources),
+                      prompt_total=sum(self.recorder.prompt_tokens.values()) or None,
+                      cached_total=(sum(self.recorder.cached_tokens.values())
+                                    if self.recorder.cached_tokens else None),
+                      prompt_drift=(round(sum(self.recorder.prompt_matched.values()) / asked - 1, 4)
+                                    if (asked := sum(self.recorder.prompt_asked.values()))
+                                    else None))
 
     def timeseries(self) -> list[Interval]:
         return [Interval.model_validate(vars(iv)) for iv in self.recorder.intervals]

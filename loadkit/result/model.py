@@ -222,6 +222,24 @@ class Errors(Part):
 class Tokens(Part):
     output_total: int
     source: dict[str, int]  # usage / chunks / none -> requests
+    # Streams by how ITL knew each event's tokens: usage (per event), estimated
+    # (total over events), one (one token per event)
+    itl_source: dict[str, int] = Field(default_factory=dict)
+    # usage.prompt_tokens summed where the server sent it, and of those the
+    # ones it served from its prefix cache (prompt_tokens_details.cached_tokens)
+    prompt_total: int | None = None
+    cached_total: int | None = None
+    # The server's prompt tokens over those asked for, minus 1, where both are
+    # known: how far real input lengths are from the asked (0.05 = 5% longer).
+    prompt_drift: float | None = None
+
+
+class Sessions(Part):
+    """Multi-turn sessions of the measured phases (by their first turn's phase)."""
+
+    started: int
+    completed: int
+    failed: int  # ended by a failed turn
 
 
 class Health(Part):
@@ -278,6 +296,12 @@ class Interval(Part):
     steal_percent: float | None = None  # the host
     lateness_p99_ms: float | None = None
     tenant_latency_p99_ms: dict[str, float] = Field(default_factory=dict)
+    # Prompt tokens the server said it served from its prefix cache, as a share
+    # of the prompt tokens it counted (usage); None where it said nothing.
+    cached_share: float | None = None
+    # The server's prompt tokens over those asked for, minus 1 (usage); None
+    # where it said nothing.
+    prompt_drift: float | None = None
 
 
 class TelemetrySource(Part):
@@ -399,6 +423,7 @@ class RunResult(Part):
     telemetry: Telemetry | None = None
     incomplete: Incomplete | None = None  # None: the run wrote this itself, to its end
     distribution: Distribution | None = None  # None: one process ran the load
+    sessions: Sessions | None = None  # None: no scenario has sessions
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

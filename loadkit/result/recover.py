@@ -212,6 +212,7 @@ class Rebuild:
         for phase, tenant, n in record.get("scheduled", ()):
             self.scheduled[(phase, tenant)] += n
         r.token_sources.update(record.get("sources", {}))
+        r.itl_sources.update(record.get("itl_sources", {}))
         for kind, messages in record.get("examples", {}).items():
             kept = r.error_examples[kind]
             kept += messages[:MAX_EXAMPLES - len(kept)]

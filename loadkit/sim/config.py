@@ -51,6 +51,13 @@ class SimConfig:
                                   "the replica (ms); per-request speed falls as the "
                                   "batch grows", 0.0)
     output_tokens: int = _knob(16, "output length when a request gives no max_tokens", 1)
+    prefix_cache_blocks: int = _knob(0, "automatic prefix caching: KV blocks one replica "
+                                     "keeps for reuse by prompts with the same prefix "
+                                     "(LRU); a hit skips that block's prefill; 0 = off", 0)
+    block_tokens: int = _knob(16, "tokens per KV block of the prefix cache (vLLM: 16)", 1)
+    stream_interval: int = _knob(1, "tokens per streamed event after the first, as vLLM's "
+                                 "--stream-interval: each event carries the tokens decoded "
+                                 "since the last one", 1)
     # Capacity: where queueing comes from.
     replicas: int = _knob(1, "number of replicas behind the endpoint", 1)
     max_num_seqs: int = _knob(0, "sequences one replica runs at once; 0 = no limit", 0)

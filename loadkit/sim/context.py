@@ -12,6 +12,7 @@ from . import openai_wire as wire
 from .config import SimConfig
 from .injector import Injector
 from .metrics import Metrics
+from .prefix_cache import PrefixCache
 from .serving import Deployment
 from .timeline import Timeline
 
@@ -35,6 +36,7 @@ class SimContext:
     prefill_s_per_token: float
     itl_s: float
     itl_s_per_seq: float
+    prefix_caches: list[PrefixCache] | None = None  # one per replica; None: off
 
     @classmethod
     def start(cls, config: SimConfig, loop: asyncio.AbstractEventLoop,
@@ -47,7 +49,9 @@ class SimContext:
                    Injector(config.faults, config.seed, now), Timeline(config.faults, now),
                    vocab, wrong, random.Random(config.seed),
                    config.ttft_ms / 1000.0, config.prefill_ms_per_token / 1000.0,
-                   config.itl_ms / 1000.0, config.itl_ms_per_seq / 1000.0)
+                   config.itl_ms / 1000.0, config.itl_ms_per_seq / 1000.0,
+                   [PrefixCache(config.block_tokens, config.prefix_cache_blocks)
+                    for _ in range(config.replicas)] if config.prefix_cache_blocks else None)
 
 
 async def sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:

@@ -1,5 +1,6 @@
 """Chat and text completions through the serving model: admission, a seat on
-a replica, prefill, then one token per decode step.
+a replica, prefill, then one token per decode step (streamed one event per
+`stream_interval` tokens, as vLLM's --stream-interval).
 
 Each sequence runs on its own clock: token i+1 comes one decode step after
 token i, the step costing ``itl_ms + itl_ms_per_seq x running`` on its
@@ -73,12 +74,17 @@ async def generate(ctx: SimContext, request: web.Request, kind: str,
         # simulator's own scheduling lag does not eat simulated capacity.
         finished: float | None = None
         try:
-            first = _prefill_end(ctx, rep, fate, req, ticket.admitted_at)
+            cached = None
+            if ctx.prefix_caches is not None:  # looked up when the prefill starts
+                cached = ctx.prefix_caches[rep.index].admit(req.prompt_text, req.prompt_tokens)
+                ctx.metrics.prefix_queries += req.prompt_tokens
+                ctx.metrics.prefix_hits += cached
+            first = _prefill_end(ctx, rep, fate, req, ticket.admitted_at, cached or 0)
             if resp is not None:
-                finished = await _stream(ctx, admitted, request, resp, req, first, rid)
+                finished = await _stream(ctx, admitted, request, resp, req, first, rid, cached)
                 return resp
             answer, finished = await _plain(ctx, admitted, request, req, ticket, first, rid,
-                                            headers)
+                                            headers, cached)
             return answer
         finally:
             dep.release(ticket, loop.time() if finished is None else finished)
@@ -99,8 +105,9 @@ def _priority(config: SimConfig, request: web.Request) -> int:
 
 
 def _prefill_end(ctx: SimContext, rep: Replica, fate: Fate, req: wire.GenRequest,
-                 start: float) -> float:
-    work = (ctx.ttft_s + ctx.prefill_s_per_token * req.prompt_tokens) * fate.slowdown
+                 start: float, cached: int = 0) -> float:
+    """Cached prompt tokens (the prefix cache) need no prefill."""
+    work = (ctx.ttft_s + ctx.prefill_s_per_token * (req.prompt_tokens - cached)) * fate.slowdown
     tl = ctx.timeline
     if tl.trivial:
         return start + work
@@ -125,13 +132,14 @@ def _stepper(ctx: SimContext, rep: Replica, fate: Fate) -> Step | None:
 
 async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
                   resp: web.StreamResponse, req: wire.GenRequest, first: float,
-                  rid: str) -> float | None:
+                  rid: str, cached: int | None) -> float | None:
     """Send the tokens; return when the last one was due, or None if cut short."""
     loop, rep, fate = ctx.loop, admitted.replica, admitted.fate
-    frames = wire.StreamFrames(req, rid, int(time.time()), ctx.config.model)
+    frames = wire.StreamFrames(req, rid, int(time.time()), ctx.config.model, cached)
     words = (ctx.wrong_vocab if fate.wrong_content else ctx.vocab).json
-    n_words, n = len(words), req.output_tokens
+    n = req.output_tokens
     last, cut_at, broken_at = n - 1, fate.cut_at, fate.malformed_at
+    every = ctx.config.stream_interval  # tokens per event after the first
     step = _stepper(ctx, rep, fate)
     base, per_seq = ctx.itl_s, ctx.itl_s_per_seq
     sent, d = 0, first
@@ -139,6 +147,10 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
         for i in range(n):
             if i:
                 d = d + base + per_seq * rep.running if step is None else step(d)
+            # Token i is decoded at d; it goes out with the tokens since the last
+            # event when the interval is full (the first token goes alone).
+            if i and i % every and i != last and i != cut_at and i != broken_at:
+                continue
             await sleep_until(loop, d)
             if i == cut_at:
                 cut(request)
@@ -146,9 +158,9 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
             if i == broken_at:
                 await resp.write(frames.broken)
             else:
-                head = frames.first_head if i == 0 else frames.head
-                tail = frames.last_tail if i == last else frames.tail
-                await resp.write(head + words[i % n_words] + tail)
+                await resp.write(frames.content(i == 0, i == last,
+                                                wire.joined(words, sent, i + 1), i + 1,
+                                                req.prompt_tokens))
             sent = i + 1
             if i == 0:
                 admitted.first_token(loop.time(), req.prompt_tokens)
@@ -171,7 +183,8 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
 
 async def _plain(ctx: SimContext, admitted: Admission, request: web.Request,
                  req: wire.GenRequest, ticket: Ticket, first: float, rid: str,
-                 headers: dict[str, str]) -> tuple[web.StreamResponse, float | None]:
+                 headers: dict[str, str], cached: int | None
+                 ) -> tuple[web.StreamResponse, float | None]:
     """The whole answer, and when its last token was due (None if cut)."""
     loop, rep, fate, n = ctx.loop, ticket.replica, admitted.fate, req.output_tokens
     # A cut lands when token `cut_at` would be produced, before any byte.
@@ -194,7 +207,8 @@ async def _plain(ctx: SimContext, admitted: Admission, request: web.Request,
     if fate.cut_at >= 0 or ticket.state != "running":  # cut, or the replica died
         return dropped(request), None
     vocab = ctx.wrong_vocab if fate.wrong_content else ctx.vocab
-    body = wire.full_response(req, rid, int(time.time()), ctx.config.model, vocab.text(n))
+    body = wire.full_response(req, rid, int(time.time()), ctx.config.model, vocab.text(n),
+                              cached)
     admitted.first_token(first, req.prompt_tokens)  # the model's time, not the loop's
     ctx.metrics.generation_tokens += n
     admitted.answered()

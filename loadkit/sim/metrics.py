@@ -56,6 +56,8 @@ class Metrics:
         self.model = model
         self.requests_total = 0  # inference requests admitted
         self.prompt_tokens = 0
+        self.prefix_queries = 0  # prompt tokens looked up in the prefix cache
+        self.prefix_hits = 0  # of those, found there
         self.generation_tokens = 0
         self.finished = 0  # answered in full
         self.ttft = Histogram(TTFT_BUCKETS)
@@ -81,6 +83,10 @@ class Metrics:
                  [(model, dep.kv_usage())])
         w.metric("vllm:prompt_tokens_total", "counter", "Prefilled prompt tokens.",
                  [(model, self.prompt_tokens)])
+        w.metric("vllm:prefix_cache_queries_total", "counter",
+                 "Prompt tokens looked up in the prefix cache.", [(model, self.prefix_queries)])
+        w.metric("vllm:prefix_cache_hits_total", "counter",
+                 "Prompt tokens found in the prefix cache.", [(model, self.prefix_hits)])
         w.metric("vllm:generation_tokens_total", "counter", "Generated tokens.",
                  [(model, self.generation_tokens)])
         w.metric("vllm:request_success_total", "counter", "Requests answered in full.",

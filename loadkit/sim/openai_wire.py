@@ -70,6 +70,9 @@ class GenRequest:
     prompt_tokens: int
     stream: bool
     include_usage: bool
+    # stream_options.continuous_usage_stats (vLLM): usage in every content event
+    usage_per_event: bool = False
+    prompt_text: str = ""  # the prompt's text, for the prefix cache
 
 
 def approx_tokens(chars: int) -> int:
@@ -77,28 +80,34 @@ def approx_tokens(chars: int) -> int:
     return max(1, -(-chars // 4))
 
 
-def _chat_prompt_chars(messages: Any) -> int:
+def text_tokens(text: str) -> int:
+    """A prompt's tokens: one per word, as common English words are one token
+    each in BPE vocabularies (and as loadkit builds its prompts), so a
+    generated prompt of N tokens counts N here."""
+    return max(1, len(text.split()))
+
+
+def _chat_prompt_text(messages: Any) -> str:
     if not isinstance(messages, list) or not messages:
         raise RequestError("'messages' must be a non-empty array", "messages")
-    chars = 0
+    parts: list[str] = []
     for msg in messages:
         if not isinstance(msg, dict):
             raise RequestError("each message must be an object", "messages")
         content = msg.get("content")
         if isinstance(content, str):
-            chars += len(content)
+            parts.append(content)
         elif isinstance(content, list):  # multi-part content: count text parts
-            chars += sum(len(p.get("text") or "") for p in content
-                         if isinstance(p, dict))
-    return chars
+            parts += [p.get("text") or "" for p in content if isinstance(p, dict)]
+    return "".join(parts)
 
 
 def _completion_prompt_tokens(prompt: Any) -> int:
     if isinstance(prompt, str):
-        return approx_tokens(len(prompt))
+        return text_tokens(prompt)
     if isinstance(prompt, list) and prompt:
         if all(isinstance(p, str) for p in prompt):
-            return approx_tokens(sum(len(p) for p in prompt))
+            return text_tokens(" ".join(prompt))
         if all(isinstance(p, int) for p in prompt):  # pre-tokenised prompt
             return len(prompt)
         if all(isinstance(p, list) for p in prompt):
@@ -119,11 +128,13 @@ def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
     if kind == CHAT:
         if "messages" not in body:
             raise RequestError("missing required parameter: 'messages'", "messages")
-        prompt_tokens = approx_tokens(_chat_prompt_chars(body["messages"]))
+        text = _chat_prompt_text(body["messages"])
+        prompt_tokens = text_tokens(text)
     else:
         if "prompt" not in body:
             raise RequestError("missing required parameter: 'prompt'", "prompt")
         prompt_tokens = _completion_prompt_tokens(body["prompt"])
+        text = body["prompt"] if isinstance(body["prompt"], str) else ""
 
     # max_completion_tokens is the newer OpenAI name; it wins when both exist.
     n = default_tokens
@@ -142,17 +153,21 @@ def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
     if opts is not None and not isinstance(opts, dict):
         raise RequestError("'stream_options' must be an object", "stream_options")
     include_usage = bool(opts and opts.get("include_usage"))
-    return GenRequest(kind, n, prompt_tokens, bool(stream), include_usage)
+    per_event = bool(opts and opts.get("continuous_usage_stats"))
+    return GenRequest(kind, n, prompt_tokens, bool(stream), include_usage, per_event, text)
 
 
-def _usage(req: GenRequest) -> dict[str, int]:
-    return {"prompt_tokens": req.prompt_tokens,
-            "completion_tokens": req.output_tokens,
-            "total_tokens": req.prompt_tokens + req.output_tokens}
+def _usage(req: GenRequest, cached: int | None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": req.prompt_tokens,
+                             "completion_tokens": req.output_tokens,
+                             "total_tokens": req.prompt_tokens + req.output_tokens}
+    if cached is not None:  # only with the prefix cache on, as vLLM reports it
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
 
 
 def full_response(req: GenRequest, rid: str, created: int, model: str,
-                  text: str) -> bytes:
+                  text: str, cached: int | None = None) -> bytes:
     """The non-streaming response body."""
     if req.kind == CHAT:
         choice = {"index": 0, "message": {"role": "assistant", "content": text},
@@ -164,7 +179,7 @@ def full_response(req: GenRequest, rid: str, created: int, model: str,
         obj = "text_completion"
     return json.dumps({"id": rid, "object": obj, "created": created,
                        "model": model, "choices": [choice],
-                       "usage": _usage(req)}).encode()
+                       "usage": _usage(req, cached)}).encode()
 
 
 def broken(body: bytes) -> bytes:
@@ -182,9 +197,11 @@ class StreamFrames:
     one concatenation per token, no JSON encoding on the hot path.
     """
 
-    __slots__ = ("broken", "first_head", "head", "last_tail", "tail", "usage_event")
+    __slots__ = ("broken", "first_head", "head", "last_tail", "tail", "usage_event",
+                 "_usage_tail")
 
-    def __init__(self, req: GenRequest, rid: str, created: int, model: str) -> None:
+    def __init__(self, req: GenRequest, rid: str, created: int, model: str,
+                 cached: int | None = None) -> None:
         obj = "chat.completion.chunk" if req.kind == CHAT else "text_completion"
         # '{"id":..,"object":..,"created":..,"model":..' without the closing brace.
         envelope = "data: " + json.dumps(
@@ -202,11 +219,32 @@ class StreamFrames:
             self.first_head = self.head
             self.tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
             self.last_tail = b',"logprobs":null,"finish_reason":"length"}]}\n\n'
+        # Per-event usage (vLLM's continuous_usage_stats): the same event with
+        # a running `usage` after `choices`, as vLLM sends it.
+        self._usage_tail = (b'{"prompt_tokens":%d,"completion_tokens":' % req.prompt_tokens
+                            if req.usage_per_event else None)
         # A content event cut inside its JSON, for the malformed-chunk fault.
         self.broken = self.head[:len(self.head) * 2 // 3] + b"\n\n"
         self.usage_event = None
         if req.include_usage:
             usage = {"id": rid, "object": obj, "created": created, "model": model,
-                     "choices": [], "usage": _usage(req)}
+                     "choices": [], "usage": _usage(req, cached)}
             self.usage_event = (b"data: " + json.dumps(usage, separators=(",", ":")).encode()
                                 + b"\n\n")
+
+    def content(self, first: bool, last: bool, text: bytes, sent: int, prompt: int) -> bytes:
+        """One content event: `text` a JSON string literal of the event's
+        tokens; `sent` the tokens sent so far, this event's included."""
+        tail = self.last_tail if last else self.tail
+        if self._usage_tail is not None:  # '...}]}\n\n' -> '...}],"usage":{...}}\n\n'
+            tail = (tail[:-3] + b',"usage":' + self._usage_tail
+                    + b'%d,"total_tokens":%d}}\n\n' % (sent, sent + prompt))
+        return (self.first_head if first else self.head) + text + tail
+
+
+def joined(words: tuple[bytes, ...], start: int, stop: int) -> bytes:
+    """JSON string literal of words[start:stop] (each a JSON literal, cycled)."""
+    if stop - start == 1:
+        return words[start % len(words)]
+    return b'"' + b"".join(words[i % len(words)][1:-1] for i in range(start, stop)) + b'"'
+

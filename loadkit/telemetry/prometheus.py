@@ -38,6 +38,7 @@ KNOWN = (
     "vllm:request_success", "vllm:num_preemptions", "vllm:time_to_first_token_seconds",
     "vllm:e2e_request_latency_seconds", "vllm:time_per_output_token_seconds",
     "vllm:inter_token_latency_seconds", "vllm:request_queue_time_seconds",
+    "vllm:prefix_cache_queries", "vllm:prefix_cache_hits",
     # TGI
     "tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens",
     "tgi_request_count", "tgi_request_success", "tgi_request_duration",

@@ -130,7 +130,8 @@ class Window(_Spec):
 
 
 class Trace(_Spec):
-    """Replay a request trace: CSV (Azure LLM trace columns or `timestamp`) or JSONL.
+    """Replay a request trace: CSV (Azure LLM trace columns or `timestamp`),
+    JSONL, or the Mooncake trace (prompt blocks shared between requests).
 
     The window is in seconds after the trace's first request, and offsets
     count from the window's start; `speedup` divides them (2 = twice as
@@ -140,7 +141,7 @@ class Trace(_Spec):
 
     process: Literal["trace"]
     path: str
-    format: Literal["auto", "azure", "csv", "jsonl"] = "auto"
+    format: Literal["auto", "azure", "csv", "jsonl", "mooncake"] = "auto"
     speedup: float = Field(default=1.0, gt=0, le=1e6)
     rate_scale: float = Field(default=1.0, gt=0, le=1000)
     window: Window = Window()

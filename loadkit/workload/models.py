@@ -226,7 +226,7 @@ class Workload(Strict):
         _unique("phase", phases)
         if all(p.warmup for p in self.phase_list):
             raise ValueError("every phase is a warm-up: nothing would be measured")
-        self.check_slos(names)
+        self.check_slos(self.scenario_scopes())
         for t in self.all_tenants:
             for s in t.scenarios or []:
                 if s not in names:
@@ -274,6 +274,13 @@ class Workload(Strict):
 
     def goodput_rule(self) -> list[Condition]:
         return [parse_condition(c) for c in self.goodput]
+
+    def scenario_scopes(self) -> list[str]:
+        """The scenario names series are kept under: each scenario's, and a
+        session's later turns as "<name>:later"."""
+        names = [s.name for s in self.scenarios]
+        return names + [f"{s.name}:later" for s in self.scenarios
+                        if getattr(s, "session", None) is not None]
 
     def check_slos(self, scenarios: list[str]) -> None:
         owners: list[Tenant | Phase] = [*self.tenants, *self.phase_list]

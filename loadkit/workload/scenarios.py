@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from loadkit.workload.units import Strict
+from loadkit.workload.units import Seconds, Strict
 
 MAX_TOKENS = 10_000_000
 
@@ -110,6 +110,47 @@ class Checks(Strict):
         return bool(self.json_path) or self.regex is not None
 
 
+class PrefixPool(Strict):
+    """Shared prompt prefixes (system prompts, few-shot examples): each request
+    starts with one of `count` distinct prefixes of `tokens` tokens, then its
+    own `prompt_tokens` (the unique suffix). `pick`: uniform, or zipf (the
+    i-th prefix with weight 1 / i^s, as a few prompts dominate real traffic)."""
+
+    count: int = Field(gt=0, le=100_000)
+    tokens: int = Field(gt=0, le=1_000_000)
+    pick: Literal["uniform", "zipf"] = "uniform"
+    s: float = Field(default=1.0, gt=0, le=10)
+
+    def weights(self) -> list[float]:
+        if self.pick == "uniform":
+            return [1.0 / self.count] * self.count
+        raw = [1.0 / (i + 1) ** self.s for i in range(self.count)]
+        return [w / sum(raw) for w in raw]
+
+
+class ThinkTime(Strict):
+    """Uniform between `min` and `max` (durations)."""
+
+    min: Seconds = Field(ge=0, le=86_400)
+    max: Seconds = Field(ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _order(self) -> ThinkTime:
+        if self.max < self.min:
+            raise ValueError("max must be >= min")
+        return self
+
+
+class Session(Strict):
+    """A conversation: it arrives by the tenant's arrival process (open loop);
+    each later turn is sent `think_time` after the previous answer, with the
+    whole history (the assistant's text as it came back). Each turn's user
+    message has the scenario's `prompt_tokens`; `turns` counts every turn."""
+
+    turns: Tokens
+    think_time: Seconds | ThinkTime = 0.0
+
+
 class _Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     weight: float = Field(default=1.0, gt=0, le=1e6)
@@ -128,12 +169,22 @@ class OpenAIScenario(_Scenario):
     prompts: str | None = None  # JSONL prompt set; overrides prompt_tokens
     exact_output: bool = False  # ask vLLM-style servers for exactly max_tokens
     unique_prompts: bool = True  # defeat prefix caching, as distinct users would
+    # Ask for usage in every streamed event (vLLM's stream_options.
+    # continuous_usage_stats): ITL per token then counts each event's tokens
+    # exactly. Off by default: other servers may refuse the unknown option.
+    usage_per_event: bool = False
+    prefix: PrefixPool | None = None  # shared prefixes before the unique part
+    session: Session | None = None  # multi-turn conversations (chat only)
     path: str | None = None
 
     @model_validator(mode="after")
     def _checks_can_pass(self) -> OpenAIScenario:
         if self.stream and self.checks.json_path:
             raise ValueError("checks.json_path needs a JSON answer: use it with stream: false")
+        if self.prefix and self.prompts:
+            raise ValueError("prefix pools shape generated prompts: drop `prompts` or `prefix`")
+        if self.session and (self.kind != "openai-chat" or self.prompts):
+            raise ValueError("sessions are multi-turn chats: kind openai-chat, no `prompts`")
         return self
 
     @property

@@ -51,7 +51,7 @@ def with_slo_file(w: Workload, slo: SloFile, path: str) -> Workload:
         "phases": [p.model_copy(update={"slos": [*p.slos, *slo.phases.get(p.name, [])]})
                    for p in w.phases]})
     try:
-        w.check_slos([s.name for s in w.scenarios])
+        w.check_slos(w.scenario_scopes())
     except ValueError as exc:
         raise WorkloadError(path, [(None, "slos", str(exc))]) from None
     return w

@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict
 
 from loadkit.workload.units import parse_duration
 
-TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "tpot",
-                "max_stall", "lateness")
+TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "inter_chunk",
+                "tpot", "max_stall", "lateness", "session")
 RATE_METRICS = ("error_rate", "throughput", "output_tokens_per_s", "goodput",
                 "isolation_ratio")
 # Telemetry figures (loadkit.telemetry.derive.slo_values): metric -> (unit, stats).

@@ -12,7 +12,8 @@ from conftest import ROOT, cli
 # time scale per workload: each run lasts about 5-7 s
 SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
            "multi-tenant.yaml": "0.045", "soak.yaml": "0.0015", "cold-start.yaml": "0.05",
-           "trace-replay.yaml": "0.025"}
+           "trace-replay.yaml": "0.025", "mooncake-replay.yaml": "0.06",
+           "chat-sessions.yaml": "0.05"}
 
 
 def test_every_shipped_workload_is_covered():
@@ -45,6 +46,12 @@ def test_shipped_workload_runs_and_gives_a_verdict(tmp_path, name):
         assert iso["steady-co"]["ratio"] is not None and iso["steady-co"]["ratio"] > 0
         assert iso["burst-inc"]["ratio"] is None  # nobody else spikes
         assert any(s["metric"] == "isolation_ratio" for s in result["slos"])
+    if name == "chat-sessions.yaml":
+        assert result["sessions"]["completed"] > 0
+        assert result["series"]["latency"]["scenario:chat:later"]["count"] > 0
+    if name == "mooncake-replay.yaml":  # shared prefixes hit the simulator's cache
+        assert result["tokens"]["cached_total"] > 0
+        assert result["tokens"]["itl_source"].get("usage", 0) > 0
 
 
 def test_slo_file_joins_the_workload(tmp_path):

@@ -106,9 +106,9 @@ def test_non_streaming_chat_usage_and_latency() -> None:
             return body, latency_ms, metrics
 
     body, latency_ms, metrics = _run(go())
-    # 25 characters of prompt -> ceil(25 / 4) = 7 approximate tokens.
-    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 8,
-                             "total_tokens": 15}
+    # 5 words of prompt -> 5 tokens (one per word, as loadkit builds prompts).
+    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 8,
+                             "total_tokens": 13}
     assert body["object"] == "chat.completion"
     assert body["model"] == "loadkit-sim"
     assert body["id"].startswith("chatcmpl-")
@@ -192,8 +192,8 @@ def test_streaming_chat_with_usage_and_itl_accuracy() -> None:
         "length"]
     usage = chunks[n]
     assert usage["choices"] == []
-    assert usage["usage"] == {"prompt_tokens": 7, "completion_tokens": n,
-                              "total_tokens": 7 + n}
+    assert usage["usage"] == {"prompt_tokens": 5, "completion_tokens": n,
+                              "total_tokens": 5 + n}
 
     times = [t for t, _ in events[:n]]
     ttft_ms = (times[0] - t0) * 1000
@@ -232,7 +232,7 @@ def test_completions_endpoint_plain_and_streaming() -> None:
     async def go():
         async with _server(ttft_ms=5, itl_ms=2) as (url, s):
             async with s.post(url + COMPLETIONS,
-                              json={"prompt": "x" * 40, "max_tokens": 6}) as r:
+                              json={"prompt": "x " * 10, "max_tokens": 6}) as r:
                 plain = await r.json()
             body = {"prompt": [1, 2, 3, 4, 5], "max_tokens": 4, "stream": True,
                     "stream_options": {"include_usage": True}}

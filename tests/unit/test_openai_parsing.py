@@ -59,3 +59,32 @@ def test_lying_usage_is_a_protocol_error():
         s = OpenAIStream()
         with pytest.raises(ProtocolError, match="completion_tokens"):
             s.feed(b'data: {"choices": [], "usage": {"completion_tokens": ' + bad + b'}}\n\n')
+
+
+def sse(*docs: dict | str) -> bytes:
+    return b"".join(b"data: " + (d.encode() if isinstance(d, str) else json.dumps(d).encode())
+                    + b"\n\n" for d in docs)
+
+
+def event(text: str, completion_tokens: int | None = None) -> dict:
+    doc: dict = {"choices": [{"index": 0, "delta": {"content": text}}]}
+    if completion_tokens is not None:
+        doc["usage"] = {"prompt_tokens": 3, "completion_tokens": completion_tokens}
+    return doc
+
+
+def test_running_usage_in_every_event_gives_each_events_tokens():
+    from loadkit.protocols.openai import OpenAIStream
+    s = OpenAIStream()
+    assert s.feed(sse(event("a", 1), event("b c d e", 5), event("f g", 7), "[DONE]")) == 3
+    parsed = s.finish()
+    assert parsed.event_tokens == [1, 4, 2] and parsed.output_tokens == 7
+
+
+def test_usage_only_at_the_end_leaves_events_unknown():
+    from loadkit.protocols.openai import OpenAIStream
+    s = OpenAIStream()
+    s.feed(sse(event("a"), event("b c"), {"choices": [], "usage": {"completion_tokens": 3}},
+               "[DONE]"))
+    parsed = s.finish()
+    assert parsed.event_tokens is None and parsed.output_tokens == 3

@@ -30,3 +30,22 @@ def test_recorder_metrics_from_the_timing_model():
     assert values("lateness")[0] == 2  # errors have lateness too
     assert rec.errors[("http_5xx", "measure", "s", "t")] == 1
     assert rec.intervals[0].completed == 1 and rec.intervals[0].errors == 1
+
+
+def test_itl_is_per_token_and_inter_chunk_per_event():
+    """Events of 1, 4 and 2 tokens after gaps of 40 and 10 ms: inter_chunk has
+    the two gaps; itl has 4 samples of 10 ms and 2 of 5 ms."""
+    from loadkit.record.recorder import Recorder, RequestRecord
+    rec = Recorder(0)
+    ms = 1_000_000
+    r = RequestRecord("t", "s", "p", 0, 0, end=60 * ms, first=10 * ms,
+                      events=[10 * ms, 50 * ms, 60 * ms], output_tokens=7,
+                      token_source="usage", event_tokens=[1, 4, 2])
+    rec.record(r)
+    rec.rotate(100 * ms)
+    itl = rec.cumulative[("itl", "p", "s", "t")]
+    chunk = rec.cumulative[("inter_chunk", "p", "s", "t")]
+    assert itl.get_total_count() == 6 and chunk.get_total_count() == 2
+    assert itl.get_value_at_percentile(50) // 1000 == 10  # 4 of 6 samples at 10 ms
+    assert itl.get_min_value() // 1000 == 5 and chunk.get_max_value() // 1000 == 40
+    assert rec.itl_sources == {"usage": 1}

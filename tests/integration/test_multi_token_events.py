@@ -1,0 +1,42 @@
+"""Several tokens per streamed event (issue 15, item 5): `itl` is per token,
+`inter_chunk` per event. Against the simulator's `stream_interval` (vLLM's
+--stream-interval), whose true per-token decode time is set here."""
+
+from __future__ import annotations
+
+import pytest
+
+DECODE_MS, EVERY = 8.0, 4
+TOKENS = 1 + 8 * EVERY  # the first token alone, then 8 events of 4
+
+
+def spec(every: int, usage_per_event: bool) -> dict:
+    return {"name": "events", "duration": 4, "warmup": 0,
+            "simulator": {"ttft_ms": 5, "itl_ms": DECODE_MS, "stream_interval": every},
+            "arrival": {"process": "constant", "rate": 10},
+            "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
+                           "max_tokens": TOKENS, "exact_output": True,
+                           "usage_per_event": usage_per_event}]}
+
+
+@pytest.mark.parametrize("per_event", [True, False], ids=["usage-in-every-event", "estimated"])
+def test_events_of_four_tokens_give_the_per_token_itl(run, per_event):
+    result, _ = run(spec(EVERY, per_event), quiet_gc=True)
+    itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]
+    n = result["counts"]["completed"]
+    assert n >= 30 and result["counts"]["errors"] == 0
+    # Per token: 8 events x 4 tokens per request, each gap split over its 4 tokens.
+    assert itl["count"] == n * 8 * EVERY and chunk["count"] == n * 8
+    assert abs(itl["p50"] - DECODE_MS) <= 0.5, itl
+    assert abs(chunk["p50"] - EVERY * DECODE_MS) <= 1.0, chunk
+    assert result["tokens"]["itl_source"] == {"usage" if per_event else "estimated": n}
+    assert result["tokens"]["output_total"] == n * TOKENS
+
+
+def test_one_token_per_event_itl_and_inter_chunk_are_the_same_samples(run):
+    result, _ = run(spec(1, True), quiet_gc=True)
+    itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]
+    n = result["counts"]["completed"]
+    assert itl == chunk and itl["count"] == n * (TOKENS - 1)
+    assert abs(itl["p50"] - DECODE_MS) <= 0.5, itl
+    assert result["tokens"]["itl_source"] == {"usage": n}

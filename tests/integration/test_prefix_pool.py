@@ -1,0 +1,109 @@
+"""Shared prefixes (issue 15, item 2) and the simulator's prefix cache (item 7).
+
+The record server logs every body: the prefixes it sees are counted there.
+On the simulator with its cache, TTFT is compared with a run whose prompts
+share nothing, on the same simulator settings in the same test."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import select
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+
+import pytest
+from test_measurement import fetch
+
+NONCE = re.compile(r"(\d+): ")  # the request's number: where its unique part starts
+
+
+def chat(**extra) -> dict:
+    return {"name": "chat", "kind": "openai-chat", "stream": False, "prompt_tokens": 6,
+            "max_tokens": 2, **extra}
+
+
+@pytest.mark.parametrize("pick", ["uniform", "zipf"])
+def test_the_server_sees_exactly_the_pool_at_the_declared_frequencies(server, run, pick):
+    pool, length, n = 5, 40, 600
+    with server("record") as url:
+        result, _ = run({"name": "prefixes", "target": url, "duration": 3, "warmup": 0,
+                         "arrival": {"process": "constant", "rate": n / 3},
+                         "scenarios": [chat(prefix={"count": pool, "tokens": length,
+                                                    "pick": pick, "s": 1.2})]}, probe=False)
+        log = fetch(url + "/log")
+    assert result["counts"]["completed"] == len(log) == n
+    prefixes = Counter()
+    for entry in log:
+        content = entry["body"]["messages"][0]["content"]
+        prefix, _, rest = content.partition(NONCE.search(content).group(0))
+        prefixes[prefix] += 1
+        assert len(rest.split()) == 6  # the unique part: its own prompt_tokens
+    assert len(prefixes) == pool and all(len(p.split()) == length for p in prefixes)
+    weights = [1.0] * pool if pick == "uniform" else [1 / (i + 1) ** 1.2 for i in range(pool)]
+    expected = sorted((w / sum(weights) for w in weights), reverse=True)
+    for seen, p in zip(sorted(prefixes.values(), reverse=True), expected):
+        # Each prefix's count within 4 sigma of its binomial expectation.
+        assert abs(seen - n * p) <= 4 * math.sqrt(n * p * (1 - p)) + 1, (seen, n * p)
+
+
+PREFILL_MS, PREFIX, SUFFIX = 0.05, 800, 16
+
+
+@contextlib.contextmanager
+def simulator(*flags: str):
+    """`python -m loadkit.sim` in its own process; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "loadkit.sim", "--port", "0", *flags],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith("LOADKIT_SIM_LISTENING "), line
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def counter(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics") as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_cached_prefixes_cut_ttft_by_the_modelled_prefill(run):
+    """One shared 800-token prefix against unique prompts of the same length,
+    on one simulator with its prefix cache: each hit skips the prefill of its
+    cached blocks (TTFT lower by that, within 10%), and the cached tokens
+    loadkit reports are the simulator's own count."""
+    def go(url: str, prefix: dict | None) -> dict:
+        extra = {"prefix": prefix} if prefix else {}
+        result, _ = run({"name": "cache", "target": url, "duration": 3, "warmup": 0,
+                         "arrival": {"process": "constant", "rate": 40},
+                         "scenarios": [chat(stream=True, max_tokens=4,
+                                            prompt_tokens=SUFFIX + (0 if prefix else PREFIX),
+                                            **extra)]}, probe=False, quiet_gc=True)
+        return result
+
+    with simulator("--ttft-ms", "5", "--itl-ms", "1", "--prefill-ms-per-token",
+                   str(PREFILL_MS), "--prefix-cache-blocks", "1000") as url:
+        unique = go(url, None)
+        assert counter(url, "vllm:prefix_cache_hits_total") == 0
+        shared = go(url, {"count": 1, "tokens": PREFIX})
+        sim_hits = counter(url, "vllm:prefix_cache_hits_total")
+    t, n = shared["tokens"], shared["counts"]["completed"]
+    assert unique["tokens"]["cached_total"] == 0
+    assert t["cached_total"] == sim_hits > 0  # the server's own count, request by request
+    # Every request but the first finds the prefix's 800 tokens: 50 whole
+    # blocks of 16 (the simulator counts a token a word, as prompts are built).
+    per_hit = t["cached_total"] / (n - 1)
+    assert per_hit == PREFIX, per_hit
+    assert shared["timeseries"][-1]["cached_share"] == pytest.approx(
+        per_hit / (t["prompt_total"] / n), rel=0.05)
+    saving_ms = PREFILL_MS * per_hit
+    delta = unique["series"]["ttft"]["all"]["p50"] - shared["series"]["ttft"]["all"]["p50"]
+    assert abs(delta - saving_ms) <= 0.1 * saving_ms, (delta, saving_ms)

@@ -1,0 +1,54 @@
+"""Conversations (issue 15, item 1): sessions arrive open loop; each later turn
+goes out think time after the previous answer with the whole history. The
+record server logs every body with its own arrival clock."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+from loadkit.arrivals import schedule
+from loadkit.workload.loader import load_workload
+from test_measurement import fetch
+
+THINK_S, RATE, SECONDS = 0.2, 5, 6
+ANSWER = "ok " * 3  # the record server's text for max_tokens 3
+
+
+def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server, run):
+    spec = {"name": "sessions", "duration": SECONDS, "warmup": 0, "seed": 4,
+            "arrival": {"process": "poisson", "rate": RATE},
+            "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": False,
+                           "prompt_tokens": 5, "max_tokens": 3,
+                           "session": {"turns": {"dist": "uniform", "min": 2, "max": 4},
+                                       "think_time": f"{THINK_S * 1000:g}ms"}}]}
+    with server("record") as url:
+        result, out = run({**spec, "target": url}, probe=False)
+        log = fetch(url + "/log")
+    sessions: dict[str, list[dict]] = defaultdict(list)
+    for entry in sorted(log, key=lambda e: e["t"]):
+        sessions[entry["body"]["messages"][0]["content"]].append(entry)
+    for turns in sessions.values():
+        for i, (before, now) in enumerate(zip(turns, turns[1:]), start=1):
+            messages, previous = now["body"]["messages"], before["body"]["messages"]
+            # Turn i carries exactly the i exchanges before it, as they happened.
+            assert len(messages) == 2 * i + 1
+            assert messages[:-2] == previous
+            assert messages[-2] == {"role": "assistant", "content": ANSWER}
+            assert messages[-1]["role"] == "user" and messages[-1] not in messages[:-1]
+            # Sent no earlier than the previous answer (after its arrival) + think time.
+            assert now["t"] - before["t"] >= THINK_S, (now["t"] - before["t"])
+    # The sessions are the schedule's: as many, with their planned turns.
+    w = load_workload(out.parent / "w.yaml").workload
+    planned = [s.turns for s in schedule(w)]
+    assert Counter(len(t) for t in sessions.values()) == Counter(planned)
+    n = len(planned)
+    assert abs(n - RATE * SECONDS) <= 4 * math.sqrt(RATE * SECONDS) + 1, n  # open-loop arrivals
+    assert result["sessions"] == {"started": n, "completed": n, "failed": 0}
+    assert sum(result["counts"]["scheduled"].values()) == len(log) == sum(planned)
+    lat = result["series"]["latency"]
+    assert lat["scenario:chat"]["count"] == n and lat["scenario:chat:later"]["count"] == \
+        sum(planned) - n
+    # A session's latency spans its turns and think times.
+    session = result["series"]["session"]["all"]
+    assert session["count"] == n and session["p50"] >= THINK_S * 1000
