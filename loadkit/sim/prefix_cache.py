@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+
 class PrefixCache:
     __slots__ = ("block_tokens", "capacity", "hits", "queries", "_blocks")
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
+from test_measurement import fetch
+
 from loadkit.arrivals import schedule
 from loadkit.workload.loader import load_workload
-from test_measurement import fetch
 
 THINK_S, RATE, SECONDS = 0.2, 5, 6
 ANSWER = "ok " * 3  # the record server's text for max_tokens 3
