@@ -53,6 +53,8 @@ from loadkit.urls import without_credentials
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
 from loadkit.workload.scenarios import HttpScenario, OpenAIScenario
+from loadkit.workload.tokenizer import Counter as TokenCounter
+from loadkit.workload.tokenizer import load as load_tokenizer
 
 if TYPE_CHECKING:
     from loadkit.record.exporter import LiveMetrics
@@ -163,8 +165,9 @@ def plan_for(loaded: LoadedWorkload, base_url: str) -> Plan:
     w = loaded.workload
     tenants, phases = w.all_tenants, w.phase_list
     # Each tenant has its own identity headers: one prepared request per pair.
-    requests = [[prepare(s, t, w.seed, os.environ, loaded.prompt_sets) for s in w.scenarios]
-                for t in tenants]
+    counter = TokenCounter(load_tokenizer(loaded.tokenizer)) if loaded.tokenizer else None
+    requests = [[prepare(s, t, w.seed, os.environ, loaded.prompt_sets, counter)
+                 for s in w.scenarios] for t in tenants]
     closed = closed_loops(w)
     mixes = {(c.tenant, c.phase): Mix.of(w, tenants[c.tenant], phases[c.phase]) for c in closed}
     return Plan(base_url=base_url, requests=requests,

@@ -62,14 +62,17 @@ def job(loaded: LoadedWorkload, base_url: str) -> dict[str, Any]:
     return {"workload": loaded.workload.model_dump(mode="json", by_alias=True),
             "path": loaded.path, "sha256": loaded.sha256, "base_url": base_url,
             "traces": {p: [list(r) for r in rows] for p, rows in loaded.traces.items()},
-            "prompt_sets": {p: [list(r) for r in rows] for p, rows in loaded.prompt_sets.items()}}
+            "prompt_sets": {p: [list(r) for r in rows] for p, rows in loaded.prompt_sets.items()},
+            "tokenizer": loaded.tokenizer}
 
 
 def loaded_from(job: dict[str, Any]) -> LoadedWorkload:
     return LoadedWorkload(
         Workload.model_validate(job["workload"]), job["path"], job["sha256"],
-        traces={p: [TraceRow(*r) for r in rows] for p, rows in job["traces"].items()},
-        prompt_sets={p: [Prompt(*r) for r in rows] for p, rows in job["prompt_sets"].items()})
+        traces={p: [TraceRow(r[0], r[1], r[2], tuple(r[3]) if len(r) > 3 else ())
+                    for r in rows] for p, rows in job["traces"].items()},
+        prompt_sets={p: [Prompt(*r) for r in rows] for p, rows in job["prompt_sets"].items()},
+        tokenizer=job.get("tokenizer"))
 
 
 class PartWriter:

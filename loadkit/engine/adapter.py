@@ -25,12 +25,13 @@ class ParsedResponse:
     generated text and JSON document when asked to keep them."""
 
     output_tokens: int | None = None
-    token_source: str = "none"  # "usage" | "chunks" | "none"
+    token_source: str = "none"  # "usage" | "chunks" | "tokenizer" | "none"
     text: str | None = None
     doc: object = None
     # Tokens in each streamed content event, when the server said so (usage
     # in every event); None: not known event by event.
     event_tokens: list[int] | None = None
+    event_source: str = "usage"  # where event_tokens came from: usage | tokenizer
     # The server's count of the prompt (usage.prompt_tokens) and of its part
     # served from a prefix cache (usage.prompt_tokens_details.cached_tokens).
     prompt_tokens: int | None = None

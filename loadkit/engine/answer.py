@@ -86,7 +86,7 @@ class Answer:
                   else self.req.parse_body(b"".join(self.parts)))
         rec.output_tokens = parsed.output_tokens
         rec.token_source = parsed.token_source
-        rec.event_tokens = parsed.event_tokens
+        rec.event_tokens, rec.event_source = parsed.event_tokens, parsed.event_source
         rec.text = parsed.text  # kept only where asked (checks, sessions' history)
         rec.prompt_tokens, rec.cached_tokens = parsed.prompt_tokens, parsed.cached_tokens
         if self.req.check is not None and (why := self.req.check(self.code, parsed)) is not None:

@@ -29,22 +29,25 @@ from loadkit.protocols.sse import SSEDecoder, SSEError
 from loadkit.protocols.text import WORDS, PromptText
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.workload.tokenizer import Counter as TokenCounter
 
 
 def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
-            prompts: list[Prompt] | None = None) -> PreparedRequest:
+            prompts: list[Prompt] | None = None,
+            counter: TokenCounter | None = None) -> PreparedRequest:
     keep = scenario.checks.needs_body or scenario.session is not None  # history needs text
     return PreparedRequest(
         method="POST", path=scenario.request_path,
         headers={"Content-Type": "application/json", **headers},
-        build_body=_body_builder(scenario, seed, prompts),
-        new_stream_parser=(lambda: OpenAIStream(keep_text=keep)) if scenario.stream else None,
+        build_body=_body_builder(scenario, seed, prompts, counter),
+        new_stream_parser=(lambda: OpenAIStream(keep_text=keep, counter=counter))
+        if scenario.stream else None,
         parse_body=parse_body, check=make_check(scenario.checks),
         ok_status=ok_statuses(scenario.checks.status),
-        build_turn=_turn_builder(scenario, seed) if scenario.session else None)
+        build_turn=_turn_builder(scenario, seed, counter) if scenario.session else None)
 
 
-def _turn_builder(s: OpenAIScenario, seed: str):
+def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None):
     """A session's turns: the history as it happened, then a new user message
     (the request's number, then its words: unique like any prompt). With a
     prefix pool, a session opens with one of its prefixes as the system
@@ -55,20 +58,22 @@ def _turn_builder(s: OpenAIScenario, seed: str):
         if s.usage_per_event:
             fixed["stream_options"]["continuous_usage_stats"] = True
     text = PromptText(f"{seed}:{s.name}:turns")
-    pick = _prefix_picker(s, seed)
+    pick = _prefix_picker(s, seed, counter)
 
     def turn(history: list[dict], prompt_tokens: int | None, max_tokens: int | None,
              seq: int) -> tuple[bytes, int | None, list[dict]]:
         if not history and (prefix := pick()):
             history = [{"role": "system", "content": prefix.decode().rstrip()}]
-        words = text.tokens(prompt_tokens or 1).decode()
-        messages = [*history, {"role": "user", "content": f"{seq}: {words}"}]
+        n = prompt_tokens or 1
+        words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
+        messages = [*history, {"role": "user", "content": words}]
         body = {**fixed, **_limits(s, max_tokens), "messages": messages}
         return json.dumps(body).encode(), max_tokens, messages
     return turn
 
 
-def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
+def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None,
+                  counter: TokenCounter | None = None):
     chat = s.kind == "openai-chat"
     fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
     if s.stream:
@@ -92,7 +97,7 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
         return from_set
 
     text = PromptText(f"{seed}:{s.name}:prompt")
-    pick = _prefix_picker(s, seed)
+    pick = _prefix_picker(s, seed, counter)
     head = json.dumps(fixed)[:-1].encode() + b', "max_tokens": '
     extra = b', "ignore_eos": true, "min_tokens": ' if s.exact_output else None
     open_text = b', "messages": [{"role": "user", "content": "' if chat else b', "prompt": "'
@@ -104,35 +109,53 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None):
         n = str(max_tokens).encode()
         limits = n + extra + n if extra else n
         if blocks:  # a trace's prompt blocks: shared exactly where their ids are
-            return head + limits + open_text + blocks_text(blocks, prompt_tokens) + close, \
-                max_tokens
+            return (head + limits + open_text + blocks_text(blocks, prompt_tokens, counter)
+                    + close, max_tokens)
         nonce = b"%d: " % seq if unique else b""
-        return (head + limits + open_text + pick() + nonce + text.tokens(prompt_tokens or 1)
-                + close, max_tokens)
+        words = prompt_tokens or 1
+        return (head + limits + open_text + pick()
+                + exact(counter, nonce + text.tokens(words), words) + close, max_tokens)
     return spliced
 
 
-def blocks_text(blocks: tuple[int, ...], prompt_tokens: int | None) -> bytes:
-    """A prompt made of trace blocks of BLOCK_TOKENS words each, the same text
-    for the same block id in every request (and run); the last block is cut
-    to the prompt's length. Each block starts with a word naming its id, so
-    two prompts share exactly their common leading blocks and no more."""
+def exact(counter: TokenCounter | None, text: bytes, n: int) -> bytes:
+    """`text` (at least n tokens) cut to exactly n tokens with the tokenizer;
+    as it is without one (n words: a word a token)."""
+    return counter.cut(text.decode(), n).encode() if counter is not None else text
+
+
+def blocks_text(blocks: tuple[int, ...], prompt_tokens: int | None,
+                counter: TokenCounter | None = None) -> bytes:
+    """A prompt made of trace blocks of BLOCK_TOKENS tokens each (words, or
+    the tokenizer's tokens), the same text for the same block id in every
+    request and run; the last block is cut to the prompt's length. Each block
+    starts with a word naming its id, so two prompts share exactly their
+    common leading blocks and no more. With a tokenizer that word is one of
+    its single-token words, picked by the id (distinct for ids up to the
+    number of such words), and every block starts with a space, so it
+    tokenizes the same alone and after another."""
     full = len(blocks) * BLOCK_TOKENS
     cut = full if prompt_tokens is None else min(full, max(prompt_tokens, 1))
     whole, rest = divmod(cut, BLOCK_TOKENS)
-    parts = [_block(b) for b in blocks[:whole]]
+    parts = [_block(b, counter) for b in blocks[:whole]]
     if rest:
-        parts.append(b" ".join(_block(blocks[whole]).split(b" ")[:rest]))
-    return b" ".join(parts)
+        last = _block(blocks[whole], counter)
+        parts.append(exact(counter, last, rest) if counter is not None
+                     else b" ".join(last.split(b" ")[:rest]))
+    return b"".join(parts) if counter is not None else b" ".join(parts)
 
 
 @functools.lru_cache(maxsize=4096)
-def _block(block: int) -> bytes:
+def _block(block: int, counter: TokenCounter | None = None) -> bytes:
     words = random.Random(f"block:{block}").choices(WORDS, k=BLOCK_TOKENS - 1)
-    return " ".join([f"b{block}", *words]).encode()
+    if counter is None:
+        return " ".join([f"b{block}", *words]).encode()
+    text = " ".join(["", counter.single_token_word(block), *words])
+    return exact(counter, text.encode(), BLOCK_TOKENS)
 
 
-def _prefix_picker(s: OpenAIScenario, seed: str) -> Callable[[], bytes]:
+def _prefix_picker(s: OpenAIScenario, seed: str,
+                   counter: TokenCounter | None = None) -> Callable[[], bytes]:
     """The next request's shared prefix (with the space that ends it), or b"".
 
     Prefix i is its own seeded word sequence; the unique part (request number
@@ -141,8 +164,8 @@ def _prefix_picker(s: OpenAIScenario, seed: str) -> Callable[[], bytes]:
     pool = s.prefix
     if pool is None:
         return lambda: b""
-    texts = [PromptText(f"{seed}:{s.name}:prefix:{i}").tokens(pool.tokens) + b" "
-             for i in range(pool.count)]
+    texts = [exact(counter, PromptText(f"{seed}:{s.name}:prefix:{i}").tokens(pool.tokens),
+                   pool.tokens) + b" " for i in range(pool.count)]
     cumulative = list(itertools.accumulate(pool.weights()))
     rng = random.Random(f"{seed}:{s.name}:prefix-pick")
     last = len(texts) - 1
@@ -178,9 +201,10 @@ def parse_body(raw: bytes) -> ParsedResponse:
 class OpenAIStream:
     """Parses an OpenAI SSE stream incrementally."""
 
-    __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt")
+    __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt",
+                 "_counter", "_counted")
 
-    def __init__(self, keep_text: bool = False) -> None:
+    def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
         self._sse = SSEDecoder()
         self._chunks = 0
         self._usage: int | None = None
@@ -190,6 +214,9 @@ class OpenAIStream:
         # None once one came without it.
         self._per_event: list[int] | None = []
         self._prompt: tuple[int | None, int | None] = (None, None)
+        # With a tokenizer: each event's text counted in tokens.
+        self._counter = counter
+        self._counted: list[int] = []
 
     def feed(self, data: bytes) -> int:
         events = 0
@@ -219,6 +246,8 @@ class OpenAIStream:
                 events += 1
                 if self._text is not None:
                     self._text.append(text)
+                if self._counter is not None:
+                    self._counted.append(max(1, self._counter.count(text)))
                 per_event = self._per_event
                 if per_event is not None:
                     if usage is None or usage <= (before or 0):
@@ -234,9 +263,16 @@ class OpenAIStream:
         text = "".join(self._text) if self._text is not None else None
         per_event = self._per_event if self._per_event and len(self._per_event) == \
             self._chunks else None
+        source = "usage"
+        if per_event is None and self._counter is not None:
+            per_event, source = self._counted or None, "tokenizer"
         if self._usage is not None:
             return ParsedResponse(self._usage, "usage", text, event_tokens=per_event,
-                                  prompt_tokens=self._prompt[0], cached_tokens=self._prompt[1])
+                                  event_source=source, prompt_tokens=self._prompt[0],
+                                  cached_tokens=self._prompt[1])
+        if self._counter is not None:
+            return ParsedResponse(sum(self._counted), "tokenizer", text,
+                                  event_tokens=per_event, event_source=source)
         return ParsedResponse(self._chunks, "chunks", text)
 
 

@@ -10,6 +10,7 @@ from loadkit.protocols import embeddings, http, openai
 from loadkit.workload.models import Tenant
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import EmbeddingsScenario, HttpScenario, OpenAIScenario
+from loadkit.workload.tokenizer import Counter as TokenCounter
 
 
 def identity(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
@@ -25,12 +26,14 @@ def identity(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenan
 
 def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
             seed: int, env: Mapping[str, str],
-            prompt_sets: Mapping[str, list[Prompt]] | None = None) -> PreparedRequest:
+            prompt_sets: Mapping[str, list[Prompt]] | None = None,
+            counter: TokenCounter | None = None) -> PreparedRequest:
+    """`counter`: the workload's tokenizer, when it has one."""
     headers = identity(scenario, tenant, env)
     key = f"{seed}:{tenant.name}"  # tenants draw different prompts from a prompt set
     if isinstance(scenario, OpenAIScenario):
         prompts = (prompt_sets or {}).get(scenario.prompts) if scenario.prompts else None
-        return openai.prepare(scenario, headers, key, prompts)
+        return openai.prepare(scenario, headers, key, prompts, counter)
     if isinstance(scenario, EmbeddingsScenario):
         return embeddings.prepare(scenario, headers, key)
     return http.prepare(scenario, headers)

@@ -39,7 +39,8 @@ class RequestRecord:
     end: int = 0
     first: int | None = None
     events: list[int] | None = None  # token event times (streaming)
-    event_tokens: list[int] | None = None  # tokens in each event, when the server said
+    event_tokens: list[int] | None = None  # tokens in each event, when known
+    event_source: str = "usage"  # how: the server's usage, or the tokenizer
     prompt_tokens: int | None = None  # as the server counted them (usage)
     cached_tokens: int | None = None  # of those, from its prefix cache (usage)
     text: str | None = None  # the answer's text, where kept (a session's history)
@@ -212,7 +213,7 @@ class Recorder:
         records each gap once."""
         per, n, events = r.event_tokens, r.output_tokens or 0, len(gaps) + 1
         if per is not None and len(per) == events and any(k > 1 for k in per):
-            how = "usage"
+            how = r.event_source
             for gap, k in zip(gaps, per[1:]):
                 self._value("itl", r, gap // k, k)
         elif per is None and n > events:
@@ -222,7 +223,7 @@ class Recorder:
             for gap in gaps:
                 self._value("itl", r, int(gap / mean), weight)
         else:
-            self.itl_sources["usage" if per is not None else "one"] += 1
+            self.itl_sources[r.event_source if per is not None else "one"] += 1
             for gap in gaps:
                 self._value(ONE_TOKEN, r, gap)
             return

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from loadkit import envrefs
 from loadkit.arrivals.trace import TraceError, TraceRow, load_trace
 from loadkit.errors import InputError, WorkloadError
+from loadkit.workload import tokenizer as tokens
 from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
 from loadkit.workload.models import Workload
 from loadkit.workload.prompt_set import Prompt, PromptSetError, load_prompt_set
@@ -56,6 +57,7 @@ class LoadedWorkload:
     sha256: str
     traces: dict[str, list[TraceRow]] = field(default_factory=dict)  # by path as written
     prompt_sets: dict[str, list[Prompt]] = field(default_factory=dict)
+    tokenizer: str | None = None  # the tokenizer.json's text (workload `tokenizer:`)
 
 
 def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides(),
@@ -74,7 +76,21 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
         raise WorkloadError(str(path), [(None, "headers", envrefs.not_set(v)) for v in missing])
     base = Path(path).parent
     return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
-                          traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base))
+                          traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base),
+                          tokenizer=_tokenizer(workload, base))
+
+
+def _tokenizer(w: Workload, base: Path) -> str | None:
+    """The tokenizer.json's text, checked now (exit 2, not mid-run)."""
+    if w.tokenizer is None:
+        return None
+    path = tokens.find_tokenizer(w.tokenizer, base)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"tokenizer {path}: cannot read: {exc}") from None
+    tokens.load(text)
+    return text
 
 
 def _read_yaml(path: str | os.PathLike[str]) -> tuple[bytes, yaml.Node, dict]:

@@ -175,6 +175,9 @@ class Workload(Strict):
     target: str | None = None  # base URL; None starts the embedded simulator
     simulator: dict[str, Any] = {}  # SimConfig fields when the simulator is used
     interval: Seconds = Field(default=1.0, ge=0.1)
+    # A tokenizer.json (path from this file) or a model in the local Hugging
+    # Face cache: prompts of exactly N tokens, streamed text counted in tokens.
+    tokenizer: str | None = None
     lateness_bound: Seconds = Field(default=0.010, gt=0)
     client: Client = Client()
     arrival: ArrivalSpec | None = None  # shorthand for one tenant named "default"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import pytest
+from tokenizer_support import train
 
 DECODE_MS, EVERY = 8.0, 4
 TOKENS = 1 + 8 * EVERY  # the first token alone, then 8 events of 4
@@ -31,6 +32,16 @@ def test_events_of_four_tokens_give_the_per_token_itl(run, per_event):
     assert abs(chunk["p50"] - EVERY * DECODE_MS) <= 1.0, chunk
     assert result["tokens"]["itl_source"] == {"usage" if per_event else "estimated": n}
     assert result["tokens"]["output_total"] == n * TOKENS
+
+
+def test_a_tokenizer_counts_each_events_tokens(run, tmp_path):
+    """No usage per event: the tokenizer (trained here; each of the simulator's
+    words is one token) counts each event's text."""
+    train(tmp_path / "tok.json")
+    result, _ = run({**spec(EVERY, False), "tokenizer": "tok.json"}, quiet_gc=True)
+    itl, n = result["series"]["itl"]["all"], result["counts"]["completed"]
+    assert result["tokens"]["itl_source"] == {"tokenizer": n}
+    assert itl["count"] == n * 8 * EVERY and abs(itl["p50"] - DECODE_MS) <= 0.5, itl
 
 
 def test_one_token_per_event_itl_and_inter_chunk_are_the_same_samples(run):

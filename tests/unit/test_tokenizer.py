@@ -1,0 +1,65 @@
+"""Exact token counts with a tokenizer (issue 15, item 4), on a tiny BPE
+trained offline in the test: prompts, prefix blocks, streamed deltas."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from tokenizer_support import train
+
+from loadkit.arrivals.trace import TraceRow
+from loadkit.protocols.openai import OpenAIStream, blocks_text, prepare
+from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.workload.tokenizer import Counter, find_tokenizer, load
+
+
+@pytest.fixture(scope="module")
+def counter(tmp_path_factory):
+    path = train(tmp_path_factory.mktemp("tok") / "tokenizer.json", vocab=400)
+    return Counter(load(path.read_text()))
+
+
+@pytest.mark.parametrize("n", [1, 7, 50, 333])
+def test_a_generated_prompt_is_exactly_n_tokens(counter, n):
+    s = OpenAIScenario(name="c", kind="openai-chat", stream=False)
+    req = prepare(s, {}, "seed", counter=counter)
+    for seq in (1, 42, 99_999):  # the request number's digits are in the count
+        body, _ = req.build_body(n, 8, seq)
+        content = json.loads(body)["messages"][0]["content"]
+        assert counter.count(content) == n, (n, seq, content[:60])  # exactly, no template
+
+
+def test_trace_blocks_are_exactly_512_tokens_and_shared_by_id(counter):
+    a = blocks_text((1, 2, 3), 3 * 512, counter).decode()
+    b = blocks_text((1, 2, 9), 2 * 512 + 100, counter).decode()
+    ids_a = counter.tokenizer.encode(a, add_special_tokens=False).ids
+    ids_b = counter.tokenizer.encode(b, add_special_tokens=False).ids
+    assert len(ids_a) == 3 * 512 and len(ids_b) == 2 * 512 + 100
+    shared = len(os.path.commonprefix([ids_a, ids_b]))
+    assert shared == 2 * 512  # the two common blocks, and no more
+    assert TraceRow(0.0, 3, 1, (1,)).blocks == (1,)
+
+
+def test_streamed_text_is_counted_in_tokens(counter):
+    stream = OpenAIStream(counter=counter)
+    events = [" the of and", " to", " in is that for"]
+    docs = [{"choices": [{"delta": {"content": t}}]} for t in events]
+    stream.feed(b"".join(b"data: " + json.dumps(d).encode() + b"\n\n" for d in docs)
+                + b"data: [DONE]\n\n")
+    parsed = stream.finish()
+    assert parsed.event_source == "tokenizer" and parsed.token_source == "tokenizer"
+    assert parsed.event_tokens == [counter.count(t) for t in events]
+    assert parsed.output_tokens == sum(parsed.event_tokens)
+
+
+def test_a_model_name_is_found_in_the_local_cache_only(tmp_path, monkeypatch, counter):
+    snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "tokenizer.json").write_text(counter.tokenizer.to_str())
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert find_tokenizer("acme/tiny", tmp_path) == snap / "tokenizer.json"
+    from loadkit.errors import InputError
+    with pytest.raises(InputError, match="never downloads"):
+        find_tokenizer("acme/absent", tmp_path)
