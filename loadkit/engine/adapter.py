@@ -61,10 +61,11 @@ Check = Callable[[int, ParsedResponse], str | None]
 
 
 TurnBuilder = Callable[[list[dict], int | None, int | None, int],
-                      tuple[bytes, int | None, list[dict]]]
+                      tuple[bytes, int | None, list[dict], bool]]
 """A session's next turn: (the conversation so far, prompt tokens of the new
 user message, max tokens, request number) -> (body, asked max_tokens, the
-messages it sent: the conversation so far and the new user message)."""
+messages it sent: the conversation so far and the new user message, whether
+it is the last: a dataset's conversation has no more user turns)."""
 
 
 @dataclass(frozen=True, slots=True)

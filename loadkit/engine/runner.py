@@ -342,8 +342,9 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
         body: bytes | None
         rec.prompt_asked = prompt_tokens
         if turn is not None and req.build_turn is not None:
-            body, asked, turn.sent = req.build_turn(turn.history, prompt_tokens, max_tokens,
-                                                    seq)
+            body, asked, turn.sent, ends = req.build_turn(turn.history, prompt_tokens,
+                                                          max_tokens, seq)
+            turn.last = turn.last or ends
         else:
             body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)
         answer = Answer(req, rec, plan.client.max_response_bytes, asked)

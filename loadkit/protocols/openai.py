@@ -24,6 +24,7 @@ from typing import Any
 
 from loadkit.arrivals.trace import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.errors import InputError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.sse import SSEDecoder, SSEError
 from loadkit.protocols.text import WORDS, PromptText
@@ -44,10 +45,11 @@ def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
         if scenario.stream else None,
         parse_body=parse_body, check=make_check(scenario.checks),
         ok_status=ok_statuses(scenario.checks.status),
-        build_turn=_turn_builder(scenario, seed, counter) if scenario.session else None)
+        build_turn=_turn_builder(scenario, seed, counter, prompts) if scenario.session else None)
 
 
-def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None):
+def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None,
+                  prompts: list[Prompt] | None):
     """A session's turns: the history as it happened, then a new user message
     (the request's number, then its words: unique like any prompt). With a
     prefix pool, a session opens with one of its prefixes as the system
@@ -59,17 +61,44 @@ def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None):
             fixed["stream_options"]["continuous_usage_stats"] = True
     text = PromptText(f"{seed}:{s.name}:turns")
     pick = _prefix_picker(s, seed, counter)
+    sets = _filtered(s, prompts)
+    rng = random.Random(f"{seed}:{s.name}:sessions")
+    # A dataset's conversation is known again by its first user message.
+    opening = {p.messages[-1]["content"]: p for p in sets if p.messages}
 
     def turn(history: list[dict], prompt_tokens: int | None, max_tokens: int | None,
-             seq: int) -> tuple[bytes, int | None, list[dict]]:
-        if not history and (prefix := pick()):
-            history = [{"role": "system", "content": prefix.decode().rstrip()}]
-        n = prompt_tokens or 1
-        words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
-        messages = [*history, {"role": "user", "content": words}]
-        body = {**fixed, **_limits(s, max_tokens), "messages": messages}
-        return json.dumps(body).encode(), max_tokens, messages
+             seq: int) -> tuple[bytes, int | None, list[dict], bool]:
+        last = False
+        if sets and not history:  # a dataset's conversation opens the session
+            p = sets[rng.randrange(len(sets))]
+            messages = list(p.messages or [{"role": "user", "content": p.text}])
+            asked, last = p.max_tokens or max_tokens, p.turns == ()  # a one-turn conversation
+        elif sets and (conv := opening.get(next((m["content"] for m in history
+                                                 if m["role"] == "user"), ""))) and conv.turns:
+            i = sum(m["role"] == "user" for m in history) - 1  # its later turns, in order
+            said, reply = conv.turns[min(i, len(conv.turns) - 1)]
+            messages, asked = [*history, {"role": "user", "content": said}], reply or max_tokens
+            last = i >= len(conv.turns) - 1
+        else:
+            if not history and (prefix := pick()):
+                history = [{"role": "system", "content": prefix.decode().rstrip()}]
+            n = prompt_tokens or 1
+            words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
+            messages, asked = [*history, {"role": "user", "content": words}], max_tokens
+        body = {**fixed, **_limits(s, asked), "messages": messages}
+        return json.dumps(body).encode(), asked, messages, last
     return turn
+
+
+def _filtered(s: OpenAIScenario, prompts: list[Prompt] | None) -> list[Prompt]:
+    """The prompt set's prompts the scenario keeps (`prompts_filter`, in words)."""
+    if not prompts:
+        return []
+    f = s.prompts_filter
+    kept = [p for p in prompts if f is None or f.min_tokens <= p.length <= f.max_tokens]
+    if not kept:
+        raise InputError(f"scenario {s.name}: `prompts_filter` keeps none of {s.prompts}")
+    return kept
 
 
 def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None,
@@ -80,6 +109,7 @@ def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None,
         fixed["stream_options"] = {"include_usage": True}
         if s.usage_per_event:
             fixed["stream_options"]["continuous_usage_stats"] = True
+    prompts = _filtered(s, prompts)
     if prompts:
         rng = random.Random(f"{seed}:{s.name}:prompts")
 

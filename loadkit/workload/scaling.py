@@ -2,8 +2,8 @@
 
 `--duration D` rescales the phases so the measured part lasts D (arrival
 shapes keep their own periods); `--time-scale F` multiplies every time in the
-file by F, shapes included, so a 24-hour diurnal curve can run in minutes
-with the same shape. Rates are untouched: request counts scale with time.
+file by F, shapes and sessions' think times included, so a 24-hour diurnal
+curve can run in minutes with the same shape. Rates are untouched: request counts scale with time.
 The simulator's own timings (cold start, idle unload, fault schedule) are the
 server's behaviour under test and are not scaled.
 """
@@ -47,8 +47,17 @@ def _scale(w: Workload, f: float, shapes: bool) -> Workload:
         return t.model_copy(update={"arrival": arrival(t.arrival),
                                     "phases": {k: arrival(v) for k, v in t.phases.items()}})
 
+    def scenario(s):  # a session's think time is a user's time: it scales with the shapes
+        session = getattr(s, "session", None)
+        if not shapes or session is None:
+            return s
+        think = session.think_time
+        think = think * f if isinstance(think, float) else think.model_copy(
+            update={"min": think.min * f, "max": think.max * f})
+        return s.model_copy(update={"session": session.model_copy(update={"think_time": think})})
+
     update = {"phases": [phase(p) for p in w.phases], "tenants": [tenant(t) for t in w.tenants],
-              "arrival": arrival(w.arrival)}
+              "arrival": arrival(w.arrival), "scenarios": [scenario(s) for s in w.scenarios]}
     if w.duration is not None:
         update |= {"duration": w.duration * f, "warmup": w.warmup * f}
     return w.model_copy(update=update)

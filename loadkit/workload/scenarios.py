@@ -128,6 +128,11 @@ class PrefixPool(Strict):
         return [w / sum(raw) for w in raw]
 
 
+class PromptsFilter(Strict):
+    min_tokens: int = Field(default=1, gt=0)
+    max_tokens: int = Field(default=MAX_TOKENS, gt=0, le=MAX_TOKENS)
+
+
 class ThinkTime(Strict):
     """Uniform between `min` and `max` (durations)."""
 
@@ -166,7 +171,9 @@ class OpenAIScenario(_Scenario):
     model: str | None = None  # None: the one model the target's GET /v1/models lists
     prompt_tokens: Tokens = 128
     max_tokens: Tokens = 64
-    prompts: str | None = None  # JSONL prompt set; overrides prompt_tokens
+    prompts: str | None = None  # prompt set (JSONL, ShareGPT); overrides prompt_tokens
+    # Keep only the set's prompts of this many words (first user message).
+    prompts_filter: PromptsFilter | None = None
     exact_output: bool = False  # ask vLLM-style servers for exactly max_tokens
     unique_prompts: bool = True  # defeat prefix caching, as distinct users would
     # Ask for usage in every streamed event (vLLM's stream_options.
@@ -183,8 +190,10 @@ class OpenAIScenario(_Scenario):
             raise ValueError("checks.json_path needs a JSON answer: use it with stream: false")
         if self.prefix and self.prompts:
             raise ValueError("prefix pools shape generated prompts: drop `prompts` or `prefix`")
-        if self.session and (self.kind != "openai-chat" or self.prompts):
-            raise ValueError("sessions are multi-turn chats: kind openai-chat, no `prompts`")
+        if self.session and self.kind != "openai-chat":
+            raise ValueError("sessions are multi-turn chats: kind openai-chat")
+        if self.prompts_filter and not self.prompts:
+            raise ValueError("`prompts_filter` filters a prompt set: give `prompts`")
         return self
 
     @property

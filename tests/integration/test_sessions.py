@@ -4,11 +4,13 @@ record server logs every body with its own arrival clock."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 
 from test_measurement import fetch
 
+from conftest import ROOT
 from loadkit.arrivals import schedule
 from loadkit.workload.loader import load_workload
 
@@ -53,3 +55,45 @@ def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server, r
     # A session's latency spans its turns and think times.
     session = result["series"]["session"]["all"]
     assert session["count"] == n and session["p50"] >= THINK_S * 1000
+
+
+SHAREGPT = ROOT / "workloads" / "data" / "sharegpt-sample.json"
+
+
+def test_sharegpt_conversations_become_sessions(server, run):
+    """Each session replays one conversation's human turns in order, asks for
+    each reply's length, and ends with the conversation; conversations the
+    filter drops never appear."""
+    low, high = 5, 80
+    with server("record") as url:
+        result, _ = run({"name": "sharegpt", "target": url, "duration": 4, "warmup": 0,
+                         "arrival": {"process": "poisson", "rate": 6},
+                         "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": False,
+                                        "prompts": str(SHAREGPT),
+                                        "prompts_filter": {"min_tokens": low, "max_tokens": high},
+                                        "session": {"turns": 100, "think_time": "50ms"}}]},
+                        probe=False)
+        log = fetch(url + "/log")
+    conversations = {}
+    for conv in json.loads(SHAREGPT.read_text()):
+        said = conv["conversations"]
+        humans = [(t["value"], len(said[i + 1]["value"].split())) for i, t in enumerate(said)
+                  if t["from"] == "human"]
+        conversations[humans[0][0]] = humans
+    # Sessions that drew the same conversation look alike: check each request
+    # by its turn (its user messages so far), and the counts per conversation.
+    opened, sent = Counter(), Counter()
+    for entry in log:
+        body = entry["body"]
+        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        humans = conversations[users[0]]
+        turn = len(users) - 1
+        assert low <= len(users[0].split()) <= high  # the filter's
+        assert users == [said for said, _ in humans[:turn + 1]]  # its turns, in order
+        assert body["max_tokens"] == humans[turn][1]  # the reply's length
+        opened[users[0]] += turn == 0
+        sent[users[0]] += 1
+    n = result["sessions"]["started"]
+    assert sum(opened.values()) == n > 10 and result["sessions"]["completed"] == n
+    for first, k in opened.items():  # every session ran its whole conversation
+        assert sent[first] == k * len(conversations[first])

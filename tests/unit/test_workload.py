@@ -176,3 +176,39 @@ def test_env_references_are_checked_at_load_and_resolved_in_memory(tmp_path):
     with pytest.raises(InputError, match=r"^h: environment variable \$\{A_ORG\} is not set$"):
         envrefs.resolve("${B_KEY}${A_ORG}", {"B_KEY": "k"}, "h")
     assert envrefs.is_reference("${B_KEY}") and not envrefs.is_reference("x${B_KEY}")
+
+
+def test_sharegpt_conversations_load_with_their_turns(tmp_path):
+    import json
+
+    from loadkit.workload.prompt_set import PromptSetError, load_prompt_set
+    convs = [{"conversations": [{"from": "system", "value": "be brief"},
+                                {"from": "human", "value": "hi there"},
+                                {"from": "gpt", "value": "hello to you"},
+                                {"from": "human", "value": "and now"},
+                                {"from": "gpt", "value": "ok"}]},
+             {"conversations": [{"from": "gpt", "value": "no human here"}]}]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(convs))
+    (p,) = load_prompt_set(path)  # the gpt-only conversation is skipped
+    assert p.messages == [{"role": "system", "content": "be brief"},
+                          {"role": "user", "content": "hi there"}]
+    assert p.max_tokens == 3 and p.turns == (("and now", 1),) and p.length == 2
+    path.write_text(json.dumps([{"conversations": "nope"}]))
+    with pytest.raises(PromptSetError, match="conversations"):
+        load_prompt_set(path)
+
+
+def test_time_scale_scales_session_think_times():
+    from loadkit.workload.models import Workload
+    from loadkit.workload.scaling import time_scaled
+    w = Workload.model_validate({
+        "duration": "10s", "arrival": {"rate": 1},
+        "scenarios": [{"name": "c", "kind": "openai-chat",
+                       "session": {"turns": 3, "think_time": {"min": "2s", "max": "8s"}}},
+                      {"name": "d", "kind": "openai-chat", "session": {"turns": 2,
+                                                                        "think_time": "4s"}}]})
+    scaled = time_scaled(w, 0.5)
+    assert (scaled.scenarios[0].session.think_time.min,
+            scaled.scenarios[0].session.think_time.max) == (1.0, 4.0)
+    assert scaled.scenarios[1].session.think_time == 2.0
