@@ -102,15 +102,16 @@ def _sharegpt(name: str, records: list[tuple[int, object]]) -> list[Prompt]:
         users = [(i, v) for i, (role, v) in enumerate(said) if role == "user" and v.strip()]
         if not users:
             continue
-
-        def reply(i: int) -> int | None:
-            nxt = said[i + 1] if i + 1 < len(said) else None
-            return max(1, len(nxt[1].split())) if nxt and nxt[0] == "assistant" else None
-
         (first, text), *later = users
         messages = [{"role": "system", "content": s} for s in system[:1]]
-        out.append(Prompt([*messages, {"role": "user", "content": text}], None, reply(first),
-                          tuple((v, reply(i)) for i, v in later)))
+        out.append(Prompt([*messages, {"role": "user", "content": text}], None,
+                          _reply(said, first), tuple((v, _reply(said, i)) for i, v in later)))
     if not out:
         raise PromptSetError(name, None, "has no conversation with a human turn")
     return out
+
+
+def _reply(said: list[tuple[str | None, str]], i: int) -> int | None:
+    """The length in words of the answer to message i, if the next is one."""
+    nxt = said[i + 1] if i + 1 < len(said) else None
+    return max(1, len(nxt[1].split())) if nxt and nxt[0] == "assistant" else None
