@@ -15,6 +15,7 @@ import click
 
 from loadkit import __version__
 from loadkit.cli.agent import agent_command
+from loadkit.cli.capacity import capacity_command
 from loadkit.cli.compare import compare_command
 from loadkit.cli.distributed import worker_command
 from loadkit.cli.plan import plan_command
@@ -37,6 +38,7 @@ cli.add_command(compare_command)
 cli.add_command(sim_command)
 cli.add_command(agent_command)
 cli.add_command(worker_command)
+cli.add_command(capacity_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,152 @@
+"""CapacityResult: the typed model of `capacity.json` (its own `schema_version` 1).
+
+pydantic models, frozen, in the style of run.json's (loadkit/result/model.py,
+whose `Part` base they share): a saved capacity.json is read back validated
+(`loadkit capacity RESULT.json --expect ...`, `loadkit capacity --compare`),
+and readers ignore keys they do not know.
+
+Loads are in `unit`: req/s for open-loop workloads, users (closed-loop
+concurrency) otherwise. Times in ms unless a key says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from pydantic import Field
+
+from loadkit.capacity.search import Conclusion, Status
+from loadkit.result.model import Part, Verdict
+
+SCHEMA_VERSION: Final = 1
+RATE, USERS = "req/s", "users"
+
+
+class SloPoint(Part):
+    """One SLO at one probe: observed value, its 95% interval and the verdict."""
+
+    name: str  # `text [scope]`
+    text: str
+    metric: str
+    op: str
+    threshold: float  # in `unit` terms (ms; a fraction for %)
+    unit: str
+    observed: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    marginal: bool = False
+    verdict: Verdict
+    reason: str = ""
+
+
+class Percentiles(Part):
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+class ProbeRecord(Part):
+    """One probe: the load asked, what was sent and served, and how it went."""
+
+    index: int  # 1, 2, ... in the order run
+    value: float  # the load asked, in the result's unit
+    duration_s: float  # measured seconds (its warm-up excluded)
+    warmup_s: float
+    attempt: int = 0  # > 0: an extension of an inconclusive probe at the same load
+    status: Status
+    reasons: list[str] = Field(default_factory=list)  # why not pass / fail, when so
+    folder: str  # the probe's own run folder, relative to capacity.json's
+    run_id: str | None = None
+    elapsed_s: float  # wall time, start-up, warm-up and drain included
+    offered_rps: float | None = None  # the schedule's own rate (measured phases)
+    sent_rps: float | None = None  # requests sent per measured second
+    throughput_rps: float = 0.0  # completed per measured second
+    goodput_rps: float | None = None  # completed within the goodput rules, per second
+    output_tokens_per_s: float = 0.0
+    completed: int = 0
+    errors: int = 0
+    dropped: int = 0
+    lateness_p99_ms: float | None = None
+    saturated: bool = False
+    latency: dict[str, Percentiles] = Field(default_factory=dict)  # metric -> percentiles
+    slos: list[SloPoint] = Field(default_factory=list)
+    gpu_util_mean: float | None = None  # % (simulated when the simulator's gauges)
+    idle_silicon: float | None = None  # %
+    energy_per_request_j: float | None = None
+    cost_per_1m_output_tokens: float | None = None
+    cost_per_1k_requests: float | None = None
+    telemetry_simulated: bool = False
+
+
+class Interval(Part):
+    """capacity >= passed and < failed; either bound may be unknown."""
+
+    passed: float | None
+    failed: float | None
+    width: float | None = None  # (failed - passed) / passed
+
+
+class Headroom(Part):
+    """Capacity over the production rate, as an interval."""
+
+    production: float
+    low: float | None  # passed / production
+    high: float | None  # failed / production; None: unbounded
+
+
+class Expectation(Part):
+    """`--expect 'capacity >= 120 req/s'` and how the interval met it."""
+
+    text: str
+    subject: Literal["capacity", "headroom"]
+    op: str
+    threshold: float
+    verdict: Verdict
+    reason: str
+
+
+class Settings(Part):
+    start: float
+    low: float
+    high: float | None
+    precision: float
+    probe_s: float
+    budget_s: float
+    growth: float
+    extensions: int
+    strict: bool
+
+
+class WorkloadRef(Part):
+    name: str
+    path: str
+    sha256: str
+
+
+class CapacityResult(Part):
+    """What `capacity.json` holds; see docs/capacity.md."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["capacity"] = "capacity"
+    loadkit_version: str
+    started_at: str
+    finished_at: str
+    target: str
+    workload: WorkloadRef
+    unit: str  # RATE (req/s) or USERS
+    conclusion: Conclusion
+    summary: str  # the answer in one sentence
+    capacity: Interval
+    binding_slo: str | None = None  # the SLO that failed first, by name
+    settings: Settings
+    spent_s: float
+    probes: list[ProbeRecord]
+    headroom: Headroom | None = None
+    expectation: Expectation | None = None
+    verdict: Verdict  # the expectation's, else whether the search reached an answer
+    trusted: bool  # False: the generator (or something else) was the limit
+    untrusted_reasons: list[str] = Field(default_factory=list)
+    advice: list[str] = Field(default_factory=list)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"

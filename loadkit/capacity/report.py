@@ -1,0 +1,162 @@
+"""capacity.json, capacity.md, capacity-junit.xml and capacity.html: a search, written out.
+
+Pure renderers over the CapacityResult (the HTML page and its charts are
+loadkit.capacity.html); `write_all` is the one place touching disk.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from loadkit.capacity.gate import ANSWERED
+from loadkit.capacity.model import CapacityResult, Percentiles, ProbeRecord, SloPoint
+from loadkit.errors import InputError
+from loadkit.report.format import quantity
+from loadkit.result.model import Verdict
+
+_WORD = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL", Verdict.INCONCLUSIVE: "⚠️ INCONCLUSIVE"}
+_MARK = {"pass": "✓", "fail": "✗", "inconclusive": "?", "generator_limited": "⚠ generator",
+         "untrusted": "⚠ untrusted"}
+
+
+def headline(r: CapacityResult) -> str:
+    """'41.2–43.0 req/s', '>= 80 req/s', '< 10 req/s' or 'unknown'."""
+    lo, hi = r.capacity.passed, r.capacity.failed
+    if lo is not None and hi is not None:
+        return f"{lo:.4g}–{hi:.4g} {r.unit}"
+    if lo is not None:
+        return f">= {lo:.4g} {r.unit}"
+    return f"< {hi:.4g} {r.unit}" if hi is not None else "unknown"
+
+
+def verdict_word(r: CapacityResult) -> str:
+    return "⚠️ UNTRUSTED" if not r.trusted else _WORD[r.verdict]
+
+
+def facts(r: CapacityResult) -> list[tuple[str, str]]:
+    """The answer's lines, as (label, text), for every renderer."""
+    out = [("capacity", f"{headline(r)} — {r.summary}")]
+    if r.binding_slo:
+        out.append(("binding SLO", r.binding_slo))
+    if h := r.headroom:
+        low = f"{h.low:.3g}×" if h.low is not None else "0×"
+        high = f"{h.high:.3g}×" if h.high is not None else "∞"
+        out.append(("headroom", f"{low}–{high} over {h.production:g} {r.unit} in production"))
+    if e := r.expectation:
+        out.append(("expectation", f"{e.text}: {e.verdict.upper()} ({e.reason})"))
+    s = r.settings
+    out.append(("search", f"{len(r.probes)} probes in {r.spent_s:,.0f} s of a "
+                          f"{s.budget_s:,.0f} s budget; precision {s.precision:.1%}, probes of "
+                          f"{s.probe_s:g} s from {s.start:.4g} {r.unit}; {r.conclusion}"))
+    return out
+
+
+def render_markdown(r: CapacityResult) -> str:
+    lines = [f"# loadkit capacity — {r.workload.name}: {verdict_word(r)}", ""]
+    lines += [f"- **{label}**: {text}" for label, text in facts(r)] + [""]
+    lines += [f"> ⚠️ untrusted: {x}" for x in r.untrusted_reasons]
+    lines += [f"> 💡 {x}" for x in r.advice]
+    if r.untrusted_reasons or r.advice:
+        lines.append("")
+    names = slo_names(r)
+    lines += ["## Probes", "",
+              "| # | load | sent | throughput | goodput | status | " + " | ".join(
+                  f"`{n}`" for n in names) + " | latency p50 / p99 | ttft p99 | itl p99 | "
+              "GPU util | cost / 1M tokens | folder |",
+              "|" + "---|" * (11 + len(names))]
+    for p in r.probes:
+        slos = {s.name: s for s in p.slos}
+        cells = [str(p.index), f"{p.value:.4g} {r.unit}" + (f" (×{p.attempt + 1} long)"
+                                                              if p.attempt else ""),
+                 _rps(p.sent_rps), _rps(p.throughput_rps), _rps(p.goodput_rps),
+                 _MARK.get(p.status, p.status)]
+        cells += [slo_cell(slos.get(n)) for n in names]
+        lat = p.latency.get("latency") or Percentiles()
+        cells += [f"{quantity(lat.p50, 'ms')} / {quantity(lat.p99, 'ms')}",
+                  _p99(p, "ttft"), _p99(p, "itl"),
+                  f"{p.gpu_util_mean:.3g}%" if p.gpu_util_mean is not None else "",
+                  f"${p.cost_per_1m_output_tokens:.4g}"
+                  if p.cost_per_1m_output_tokens is not None else "",
+                  f"`{p.folder}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- probe {p.index}: {'; '.join(p.reasons)}" for p in r.probes if p.reasons]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def slo_names(r: CapacityResult) -> list[str]:
+    seen: dict[str, None] = {}
+    for p in r.probes:
+        for s in p.slos:
+            seen.setdefault(s.name)
+    return list(seen)
+
+
+def slo_cell(s: SloPoint | None) -> str:
+    """'162 ms [150 ms, 171 ms] ✗': observed, its 95% interval, the verdict
+    (marginal: the threshold lies inside the interval)."""
+    if s is None:
+        return ""
+    ci = ""
+    if s.ci_low is not None:
+        ci = f" [{quantity(s.ci_low, s.unit)}, " \
+             f"{quantity(s.ci_high, s.unit) if s.ci_high is not None else '∞'}]"
+    marginal = " (marginal)" if s.marginal else ""
+    return f"{quantity(s.observed, s.unit)}{ci} {_MARK.get(s.verdict, s.verdict)}{marginal}"
+
+
+def _rps(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def _p99(p: ProbeRecord, metric: str) -> str:
+    x = p.latency.get(metric)
+    return quantity(x.p99, "ms") if x is not None and x.p99 is not None else ""
+
+
+def render_junit(r: CapacityResult) -> str:
+    e = r.expectation
+    suite = ET.Element("testsuite", name=f"loadkit.capacity.{r.workload.name}",
+                       tests=str(2 + (e is not None)),
+                       failures=str(int(e is not None and e.verdict == Verdict.FAIL)),
+                       skipped=str(int(r.conclusion not in ANSWERED)
+                                   + int(e is not None and e.verdict == Verdict.INCONCLUSIVE)),
+                       errors=str(int(not r.trusted)), timestamp=r.started_at)
+    trust = ET.SubElement(suite, "testcase", classname="loadkit.capacity",
+                          name="search is trustworthy")
+    if not r.trusted:
+        ET.SubElement(trust, "error", message="; ".join([r.summary, *r.advice]))
+    found = ET.SubElement(suite, "testcase", classname="loadkit.capacity",
+                          name=f"capacity found within {r.settings.precision:.1%}")
+    if r.conclusion not in ANSWERED:
+        ET.SubElement(found, "skipped", message=r.summary)
+    if e is not None:
+        case = ET.SubElement(suite, "testcase", classname="loadkit.capacity", name=e.text)
+        if e.verdict == Verdict.FAIL:
+            ET.SubElement(case, "failure", message=e.reason, type="CapacityExpectation")
+        elif e.verdict == Verdict.INCONCLUSIVE:
+            ET.SubElement(case, "skipped", message=f"inconclusive: {e.reason}")
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_all(r: CapacityResult, out_dir: Path, html: bool = True) -> Path:
+    """capacity.json, capacity.md, capacity-junit.xml and (html) capacity.html
+    into `out_dir`; returns the page's path (capacity.md's without html)."""
+    from loadkit.capacity.html import render_html
+
+    files = {"capacity.json": r.to_json(), "capacity.md": render_markdown(r),
+             "capacity-junit.xml": render_junit(r)}
+    if html:
+        files["capacity.html"] = render_html(r)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out_dir / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return out_dir / ("capacity.html" if html else "capacity.md")

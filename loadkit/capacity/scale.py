@@ -1,0 +1,174 @@
+"""A workload at a given load: every rate scaled by one factor (or every
+closed loop's concurrency), so tenants keep their shares and shapes their
+form; a trace keeps its timing through `rate_scale` (each request kept with
+that probability, or repeated). Pure functions of the validated workload.
+
+The load of an open-loop workload is its mean total rate over the measured
+phases, as declared (a trace's: its requests in those phases per second);
+of a closed-loop one, its users in the first measured phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from pydantic import ValidationError
+
+from loadkit.arrivals.processes import mean_rate
+from loadkit.arrivals.trace import TraceRow, replay
+from loadkit.capacity.model import RATE, USERS
+from loadkit.errors import InputError
+from loadkit.workload.arrival_specs import (
+    ArrivalSpec,
+    Closed,
+    Constant,
+    Diurnal,
+    Gamma,
+    OnOff,
+    Poisson,
+    Ramp,
+    Step,
+    Steps,
+    Trace,
+)
+from loadkit.workload.loader import LoadedWorkload
+from loadkit.workload.models import Phase, Workload
+
+WARMUP_SHARE, WARMUP_MIN_S = 0.2, 1.0  # a probe's warm-up when the workload has none
+WARMUP_PHASE = "capacity-warmup"
+
+
+def unit_of(w: Workload) -> str:
+    """req/s for open-loop workloads, users for closed-loop ones; InputError
+    when they are mixed (one search cannot move both) or nothing arrives."""
+    specs = _measured_specs(w)
+    closed = [s for s in specs if isinstance(s, Closed)]
+    if closed and len(closed) != len(specs):
+        raise InputError("capacity searches over rate or over concurrency, not both: this "
+                         "workload mixes closed-loop and open-loop arrivals")
+    if not specs:
+        raise InputError("the workload's measured phases have no arrivals")
+    return USERS if closed else RATE
+
+
+def load_of(loaded: LoadedWorkload) -> float:
+    """The workload's load as written, in its unit."""
+    w = loaded.workload
+    if unit_of(w) == USERS:
+        first = next(p for p in w.phase_list if not p.warmup)
+        return float(sum(s.concurrency for t in w.all_tenants
+                         if isinstance(s := w.arrival_for(t, first), Closed)))
+    total = 0.0
+    for t in w.all_tenants:
+        for p in w.phase_list:
+            spec = w.arrival_for(t, p)
+            if p.warmup or spec is None:
+                continue
+            if isinstance(spec, Trace):
+                total += _trace_requests(loaded.traces[spec.path], spec, p.duration)
+            else:
+                total += (mean_rate(spec, p.duration) or 0.0) * p.duration
+    return total / w.measured_s
+
+
+def at_load(loaded: LoadedWorkload, value: float) -> LoadedWorkload:
+    """The workload with its load set to `value` (req/s or users)."""
+    base = load_of(loaded)
+    if base <= 0:
+        raise InputError("the workload's rates are all zero: nothing to scale")
+    w = loaded.workload
+    factor = value / base
+    first = next(p for p in w.phase_list if not p.warmup)
+    scaled = w.model_copy(update={
+        "arrival": _spec(w.arrival, factor),
+        "phases": [p.model_copy(update={"arrival": _spec(p.arrival, factor)}) for p in w.phases],
+        "tenants": [t.model_copy(update={
+            "arrival": _spec(t.arrival, factor),
+            "phases": {k: _spec(v, factor) for k, v in t.phases.items()}})
+            for t in w.tenants]})
+    if unit_of(w) == USERS and len(w.all_tenants) == 1:
+        # One loop: exactly the users asked, whatever the rounding above did.
+        scaled = _set_users(scaled, first, int(value))
+    return dataclasses.replace(loaded, workload=_revalidated(scaled, value, unit_of(w)))
+
+
+def with_warmup(loaded: LoadedWorkload, probe_s: float) -> tuple[LoadedWorkload, float]:
+    """The workload with a warm-up before its measured part (its own, else
+    WARMUP_SHARE of the probe, at least WARMUP_MIN_S, at the first measured
+    phase's load; none added to a closed loop), and the warm-up's length."""
+    w = loaded.workload
+    own = sum(p.duration for p in w.phase_list if p.warmup)
+    if own > 0 or unit_of(w) == USERS:
+        # loadkit's closed loops overlap at a phase boundary (the warm-up's users
+        # finish their last requests while the next phase's start): up to twice
+        # the users for one response time, which would load the measured start.
+        return loaded, own
+    seconds = max(WARMUP_MIN_S, WARMUP_SHARE * probe_s)
+    if w.duration is not None:
+        w = w.model_copy(update={"warmup": seconds})
+    else:  # a phase like the first, and each tenant's own arrival there
+        first = w.phases[0]
+        w = w.model_copy(update={
+            "phases": [Phase(name=WARMUP_PHASE, duration=seconds, warmup=True,
+                             arrival=first.arrival), *w.phases],
+            "tenants": [t.model_copy(update={"phases": {
+                **t.phases, WARMUP_PHASE: t.phases[first.name]}})
+                if first.name in t.phases else t for t in w.tenants]})
+    return dataclasses.replace(loaded, workload=_revalidated(w, None, "")), seconds
+
+
+def _spec(spec: ArrivalSpec | None, f: float) -> ArrivalSpec | None:
+    if spec is None:
+        return None
+    if isinstance(spec, (Constant, Poisson, Gamma)):
+        return spec.model_copy(update={"rate": spec.rate * f})
+    if isinstance(spec, OnOff):
+        return spec.model_copy(update={"base_rate": spec.base_rate * f,
+                                       "spike_rate": spec.spike_rate * f})
+    if isinstance(spec, Diurnal):
+        return spec.model_copy(update={"rates": [r * f for r in spec.rates]})
+    if isinstance(spec, Ramp):
+        return spec.model_copy(update={"from_rate": spec.from_rate * f,
+                                       "to_rate": spec.to_rate * f})
+    if isinstance(spec, Steps):
+        return spec.model_copy(update={"steps": [Step(rate=s.rate * f, duration=s.duration)
+                                                 for s in spec.steps]})
+    if isinstance(spec, Trace):
+        return spec.model_copy(update={"rate_scale": spec.rate_scale * f})
+    return spec.model_copy(update={"concurrency": max(1, round(spec.concurrency * f))})
+
+
+def _set_users(w: Workload, phase: Phase, users: int) -> Workload:
+    def fix(spec: ArrivalSpec | None) -> ArrivalSpec | None:
+        return spec.model_copy(update={"concurrency": users}) \
+            if isinstance(spec, Closed) else spec
+    return w.model_copy(update={
+        "arrival": fix(w.arrival),
+        "phases": [p.model_copy(update={"arrival": fix(p.arrival)}) for p in w.phases],
+        "tenants": [t.model_copy(update={"arrival": fix(t.arrival), "phases": {
+            k: fix(v) for k, v in t.phases.items()}}) for t in w.tenants]})
+
+
+def _revalidated(w: Workload, value: float | None, unit: str) -> Workload:
+    """Scaling may push a value past its bounds (a rate_scale over 1000): check again."""
+    try:
+        return Workload.model_validate(w.model_dump(by_alias=True))
+    except ValidationError as exc:
+        at = f"at {value:g} {unit}: " if value is not None else ""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in exc.errors()[:3])
+        raise InputError(f"capacity: the workload {at}is not valid: {problems}") from None
+
+
+def _measured_specs(w: Workload) -> list[ArrivalSpec]:
+    return [s for t in w.all_tenants for p in w.phase_list
+            if not p.warmup and (s := w.arrival_for(t, p)) is not None]
+
+
+def _trace_requests(rows: list[TraceRow], spec: Trace, duration: float) -> float:
+    """Requests the trace sends in a phase of `duration`, its rate_scale included."""
+    whole = spec.model_copy(update={"rate_scale": 1.0})
+    n = sum(1 for offset, _row in replay(rows, whole, random.Random(0)) if offset < duration)
+    return n * spec.rate_scale
+

@@ -1,0 +1,204 @@
+"""`loadkit capacity WORKLOAD`: the highest load within the SLOs, as an interval.
+
+Three forms:
+
+    loadkit capacity WORKLOAD.yaml [options]         search (probes), write the reports, gate
+    loadkit capacity RESULT.json --expect ...        judge a saved search again (no probe)
+    loadkit capacity --compare BASE CAND             did the candidate lose capacity?
+
+Exit codes as `loadkit run`: 0 pass, 1 an expectation failed (or an undecided
+answer, unless --inconclusive=pass), 2 bad input, 3 untrusted (the generator
+was the limit, a probe could not be done).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import click
+
+from loadkit.capacity import (
+    CapacityResult,
+    ProbeSetup,
+    Request,
+    compare_capacity,
+    exit_code,
+    find_capacity,
+    load_capacity,
+    regate,
+    write_all,
+)
+from loadkit.capacity import compare as capacity_compare
+from loadkit.capacity.model import ProbeRecord
+from loadkit.capacity.report import facts, headline, slo_cell
+from loadkit.cli.params import duration
+from loadkit.distributed.fleet import FleetOptions
+from loadkit.workload.loader import Overrides
+
+
+def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """'5%' or 0.05 -> 0.05, within (0, 1]."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise click.BadParameter("a share such as 5% (or 0.05)") from None
+    if not 0 < share <= 1:
+        raise click.BadParameter("between 0% and 100%, e.g. 5%")
+    return share
+
+
+def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter("a number of processes, or auto (one per core)") from None
+    if not 1 <= n <= 1024:
+        raise click.BadParameter("between 1 and 1024")
+    return n
+
+
+_LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
+
+
+@click.command("capacity")
+@click.argument("workload", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),
+              help="SLO file whose objectives join the workload's (repeatable).")
+@click.option("--min", "min_load", type=_LOAD,
+              help="First and lowest load probed, req/s (users for closed loops); default: "
+                   "the workload's own, and the search may fall below it.")
+@click.option("--max", "max_load", type=_LOAD, help="Highest load probed.")
+@click.option("--precision", callback=_fraction, default="5%", show_default=True,
+              help="Stop when (lowest failing - highest passing) / highest passing is this "
+                   "small.")
+@click.option("--probe", "probe_s", callback=duration(0.5, default=60.0), metavar="DURATION",
+              help="Measured length of a probe (default 60s); each has its own warm-up "
+                   "(the workload's, else 20% of this), and an inconclusive one is run again "
+                   "twice as long.")
+@click.option("--budget", "budget_s", callback=duration(1.0, default=1800.0),
+              metavar="DURATION", help="Wall time for all probes (default 30m).")
+@click.option("--expect", help="Gate on the answer: 'capacity >= 120 req/s', "
+                               "'capacity >= 64 users', 'headroom >= 1.5x'.")
+@click.option("--production-rate", "production", type=_LOAD,
+              help="Today's load: the report states headroom = capacity / this, as an "
+                   "interval.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: reports/capacity-<time>/); probes in probe-NN/.")
+@click.option("--target", help="Base URL of the endpoint (default: the workload's, or the "
+                                "embedded simulator, one per probe).")
+@click.option("--seed", type=int, help="Seed of the schedules and prompts.")
+@click.option("--model", help="Model name for every OpenAI scenario.")
+@click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",
+              show_default=True, help="How an undecided answer exits.")
+@click.option("--strict", is_flag=True,
+              help="A percentile whose 95% interval contains its threshold is inconclusive "
+                   "(the probe is extended) rather than marginal.")
+@click.option("--workers", callback=_workers, metavar="N|auto",
+              help="Run each probe's load in N local worker processes (open loops only).")
+@click.option("--compare", "compare", nargs=2, type=click.Path(path_type=Path),
+              metavar="BASE CAND", help="Compare two capacity.json (or their folders) "
+                                        "instead of searching.")
+@click.option("--max-loss", callback=_fraction, default="10%", show_default=True,
+              help="With --compare: capacity the candidate may lose before it is a "
+                   "regression.")
+@click.option("--quiet", "-q", is_flag=True, help="No line per probe, only the answer.")
+def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load: float | None,
+                     max_load: float | None, precision: float, probe_s: float,
+                     budget_s: float, expect: str | None, production: float | None,
+                     out_dir: Path | None, target: str | None, seed: int | None,
+                     model: str | None, inconclusive: str, strict: bool,
+                     workers: int | None, compare: tuple[Path, Path] | None, max_loss: float,
+                     quiet: bool) -> int:
+    """Find the highest load WORKLOAD carries within its SLOs.
+
+    Probes grow geometrically until an SLO fails, then bisect; the answer is
+    an interval (highest passing, lowest failing load). Exit codes: 0 pass,
+    1 an --expect failed (or undecided, unless --inconclusive=pass), 2 bad
+    input, 3 untrusted (the generator was the limit).
+    """
+    if compare:
+        if workload is not None:
+            raise click.UsageError("give WORKLOAD or --compare BASE CAND, not both")
+        return _compare(*compare, max_loss, out_dir, inconclusive)
+    if workload is None:
+        raise click.UsageError("give a WORKLOAD (or a capacity.json, or --compare BASE CAND)")
+    if workload.suffix == ".json":
+        result = regate(load_capacity(workload), expect, production)
+        if out_dir is not None:
+            write_all(result, out_dir)
+        return _finish(result, out_dir, inconclusive)
+    out = out_dir or Path("reports") / ("capacity-" + dt.datetime.now(dt.UTC)
+                                        .strftime("%Y%m%dT%H%M%SZ"))
+    fleet = FleetOptions(workers=workers, local=True) if workers else None
+    setup = ProbeSetup(path=workload, out_dir=out, strict=strict, cli=True, fleet=fleet,
+                       overrides=Overrides(target=target, slo_files=slo_files, seed=seed,
+                                           model=model))
+    request = Request(setup=setup, start=min_load, high=max_load, precision=precision,
+                      probe_s=probe_s, budget_s=budget_s, expect=expect, production=production)
+    if not quiet:
+        click.echo(f"loadkit capacity: {workload}, results in {out}/", err=True)
+    # Each probe is a run that would append its summary.md to a GitHub job's
+    # summary: the search's one capacity.md goes there instead.
+    step_summary = os.environ.pop("GITHUB_STEP_SUMMARY", None)
+    try:
+        result = find_capacity(request, on_probe=None if quiet else _probe_line)
+    finally:
+        if step_summary is not None:
+            os.environ["GITHUB_STEP_SUMMARY"] = step_summary
+    write_all(result, out)
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write((out / "capacity.md").read_text(encoding="utf-8"))
+    return _finish(result, out, inconclusive)
+
+
+def _probe_line(p: ProbeRecord) -> None:
+    worst = [s for s in p.slos if s.verdict != "pass"][:2]
+    slos = "  ".join(f"{s.name} {slo_cell(s)}" for s in worst)
+    sent = f"sent {p.sent_rps:.4g}/s  " if p.sent_rps is not None else ""
+    click.echo(f"probe {p.index}: {p.value:.4g} for {p.duration_s:g} s -> "
+               f"{p.status.upper().replace('_', ' ')}  {sent}done {p.throughput_rps:.4g}/s  "
+               f"{slos}  ({p.elapsed_s:.1f} s)".rstrip(), err=True)
+    for reason in p.reasons:
+        click.echo(f"  {reason}", err=True)
+
+
+def _finish(result: CapacityResult, out: Path | None, inconclusive: str) -> int:
+    for label, text in facts(result):
+        click.echo(f"{label}: {text}")
+    for reason in result.untrusted_reasons:
+        click.echo(f"UNTRUSTED: {reason}")
+    for tip in result.advice:
+        click.echo(f"hint: {tip}")
+    code = exit_code(result, inconclusive)
+    word = "UNTRUSTED" if not result.trusted else result.verdict.upper()
+    click.echo(f"capacity {headline(result)}: {word} (exit {int(code)})")
+    if out is not None:
+        click.echo(f"report: {out / 'capacity.html'}")
+    return int(code)
+
+
+def _compare(base: Path, cand: Path, max_loss: float, out_dir: Path | None,
+             inconclusive: str) -> int:
+    b, c = load_capacity(base), load_capacity(cand)
+    comparison = compare_capacity(b, c, max_loss)
+    out = out_dir or (cand.parent if cand.is_file() else cand)
+    page = capacity_compare.write(comparison, out, str(base), str(cand))
+    for w in comparison.warnings:
+        click.echo(f"warning: {w}", err=True)
+    code = capacity_compare.exit_code(comparison, inconclusive)
+    click.echo(f"{comparison.reason}")
+    click.echo(f"capacity compare: {comparison.decision.replace('_', ' ').upper()} "
+               f"(exit {int(code)})")
+    click.echo(f"report: {page}")
+    return int(code)

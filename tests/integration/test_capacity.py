@@ -1,0 +1,220 @@
+"""`loadkit capacity` end to end against servers whose capacity we know.
+
+- tests/knee_server.py: R workers of known service time, an overflow path
+  500 ms slow beyond them. With evenly spaced arrivals the knee is at
+  R / (the workers' own mean service time, from the server's /stats).
+- the embedded simulator with a serving model (batch seats, prefill and
+  decode cost per token): its saturation rate is seats / seat time at a full
+  batch, and queueing shows first in TTFT, so the TTFT SLO must bind.
+- a generator that is the limit (its lateness bound, its in-flight cap):
+  exit 3, never reported as the server's capacity.
+- the gate: three --expect thresholds around one found interval, judged
+  again from the saved capacity.json (no probe), and the comparison.
+
+Probes are 2-4 s; each search is a few probes (--min/--max bracket the
+knee), so the file runs in about 80 s on two busy cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import select
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import HERE, cli
+from loadkit.capacity.search import bisections_needed
+from loadkit.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+LIMIT, FAST_S, SLOW_S = 20, 0.050, 0.500
+
+
+@pytest.fixture(scope="module")
+def knee_url():
+    proc = subprocess.Popen([sys.executable, str(HERE / "knee_server.py"), "--limit",
+                             str(LIMIT), "--fast", str(FAST_S), "--slow", str(SLOW_S)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"knee server did not start: {proc.stderr.read()}")
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def stats(url: str) -> dict:
+    with urllib.request.urlopen(url + "/stats", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def write(folder: Path, spec: dict, name: str = "w.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def knee_workload(url: str, **changes) -> dict:
+    return {"name": "knee", "seed": 3, "duration": 3, "target": url,
+            "arrival": {"process": "constant", "rate": 100}, "client": {"drain": "2s"},
+            "scenarios": [{"name": "post", "kind": "http", "method": "POST", "path": "/"}],
+            # p99: over 1% of answers on the slow path fails it, 1% past the knee
+            "slos": ["latency p99 < 100ms"], **changes}
+
+
+def capacity(out: Path) -> dict:
+    return json.loads((out / "capacity.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def knee_search(knee_url, tmp_path_factory):
+    """One search of the knee server, shared by the knee and gate tests."""
+    folder = tmp_path_factory.mktemp("knee")
+    out = folder / "out"
+    before = stats(knee_url)
+    proc = cli("capacity", str(write(folder, knee_workload(knee_url))), "--min", "350",
+               "--max", "500", "--precision", "5%", "--probe", "3s", "--out", str(out),
+               timeout=200)
+    after = stats(knee_url)
+    held_ms = ((after["fast_mean_ms"] * after["fast"] - (before["fast_mean_ms"] or 0)
+                * before["fast"]) / (after["fast"] - before["fast"]))
+    return proc, out, LIMIT / (held_ms / 1000.0)
+
+
+def test_knee_server_capacity_within_5_percent_of_littles_law(knee_search):
+    proc, out, expected = knee_search
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = capacity(out)
+    lo, hi = result["capacity"]["passed"], result["capacity"]["failed"]
+    print(f"knee: expected {expected:.1f} req/s (R={LIMIT} / measured service time); "
+          f"found [{lo:.1f}, {hi:.1f}) in {len(result['probes'])} probes")
+    assert result["conclusion"] == "found" and (hi - lo) / lo <= 0.05
+    assert abs(math.sqrt(lo * hi) - expected) / expected <= 0.05
+    assert lo <= expected * 1.05 and hi >= expected * 0.95
+    # No more probes than bracketing (--min, --max) and the bisection need.
+    assert len(result["probes"]) <= 2 + bisections_needed(350, 500, 0.05)
+    assert result["binding_slo"] == "latency p99 < 100ms [all]"
+    for p in result["probes"]:  # each probe kept its own run folder, warm-up excluded
+        run = json.loads((out / p["folder"] / "run.json").read_text())
+        assert [ph["warmup"] for ph in run["phases"]] == [True, False]
+        assert p["status"] in ("pass", "fail") and p["sent_rps"] >= 0.97 * p["offered_rps"]
+    for name in ("capacity.md", "capacity-junit.xml"):
+        assert (out / name).stat().st_size > 0
+    page = (out / "capacity.html").read_text()  # curve with the knee, goodput; no price
+    assert page.count("<svg") == 2 and "knee:" in page and "could not be drawn" not in page
+
+
+@pytest.mark.parametrize("threshold,code,verdict", [
+    ("low", 0, "PASS"), ("inside", 1, "INCONCLUSIVE"), ("high", 1, "FAIL")])
+def test_gate_exit_codes_around_the_found_interval(knee_search, capsys, threshold, code,
+                                                   verdict):
+    _proc, out, _ = knee_search
+    lo, hi = (capacity(out)["capacity"][k] for k in ("passed", "failed"))
+    value = {"low": lo * 0.9, "inside": math.sqrt(lo * hi), "high": hi * 1.1}[threshold]
+    args = ["capacity", str(out / "capacity.json"), "--expect", f"capacity >= {value:.2f} req/s"]
+    assert main(args) == code
+    assert f"{verdict} (exit {code})" in capsys.readouterr().out
+    if threshold == "inside":
+        assert main([*args, "--inconclusive", "pass"]) == 0
+
+
+def test_compare_flags_a_release_that_lost_capacity(knee_search, tmp_path, capsys):
+    _proc, out, _ = knee_search
+    doc = capacity(out)
+    doc["capacity"] = {k: v * 0.7 if isinstance(v, float) and k != "width" else v
+                       for k, v in doc["capacity"].items()}
+    slower = tmp_path / "capacity.json"
+    slower.write_text(json.dumps(doc))
+    assert main(["capacity", "--compare", str(out), str(out), "--out", str(tmp_path)]) == 0
+    assert main(["capacity", "--compare", str(out), str(slower), "--max-loss", "10%"]) == 1
+    assert "REGRESSION (exit 1)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "capacity-compare.json").read_text())["decision"] == \
+        "regression"
+
+
+def test_simulator_capacity_within_10_percent_of_its_serving_model(tmp_path):
+    seats, ttft_ms, prefill_ms, itl_ms, per_seq_ms = 8, 20.0, 0.1, 8.0, 0.25
+    prompt_tokens, output_tokens = 200, 16
+    # 200 three-letter words: 200 tokens counted by words or by 4 characters a token.
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": " ".join(["abc"] *
+                                                                           prompt_tokens)}))
+    # A seat is held for the prefill and (n - 1) decode steps at a full batch.
+    seat_s = (ttft_ms + prefill_ms * prompt_tokens
+              + (output_tokens - 1) * (itl_ms + per_seq_ms * seats)) / 1000
+    saturation = seats / seat_s  # 42.1 req/s
+    spec = {"name": "sim", "seed": 5, "duration": 4,
+            "arrival": {"process": "constant", "rate": 30}, "client": {"drain": "2s"},
+            "simulator": {"max_num_seqs": seats, "ttft_ms": ttft_ms,
+                          "prefill_ms_per_token": prefill_ms, "itl_ms": itl_ms,
+                          "itl_ms_per_seq": per_seq_ms},
+            "scenarios": [{"name": "chat", "kind": "openai-completions", "stream": True,
+                           "prompts": "prompts.jsonl", "max_tokens": output_tokens,
+                           "exact_output": True}],
+            # At a full batch a step takes 10 ms, so TPOT stays under 12 ms at any
+            # load: the queue for seats, seen in TTFT, must bind.
+            "slos": ["ttft p90 < 150ms", "tpot p90 < 12ms", "error_rate < 1%"]}
+    out = tmp_path / "out"
+    proc = cli("capacity", str(write(tmp_path, spec)), "--min", "30", "--max", "50",
+               "--precision", "8%", "--probe", "4s", "--out", str(out), timeout=200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = capacity(out)
+    lo, hi = result["capacity"]["passed"], result["capacity"]["failed"]
+    print(f"simulator: saturation {saturation:.1f} req/s from the model; "
+          f"found [{lo:.1f}, {hi:.1f}) in {len(result['probes'])} probes")
+    assert lo <= saturation * 1.10 and hi >= saturation * 0.90
+    assert abs(math.sqrt(lo * hi) - saturation) / saturation <= 0.10
+    assert result["binding_slo"] == "ttft p90 < 150ms [all]"
+    assert len(result["probes"]) <= 2 + bisections_needed(30, 50, 0.08)
+    # Goodput (requests within the SLOs' thresholds) keeps up below the knee only.
+    by_status = {s: [p for p in result["probes"] if p["status"] == s] for s in ("pass", "fail")}
+    assert all(p["goodput_rps"] >= 0.9 * p["throughput_rps"] for p in by_status["pass"])
+    assert all(p["goodput_rps"] < 0.9 * p["throughput_rps"] for p in by_status["fail"])
+    assert all(p["gpu_util_mean"] is not None for p in result["probes"])  # simulated gauges
+
+
+@pytest.mark.parametrize("limit", ["lateness", "in-flight cap"])
+def test_generator_as_the_limit_says_so_and_exits_3(knee_url, tmp_path, limit):
+    # A generator that cannot meet its own bounds, against a server with room:
+    # its lateness bound below what any event loop achieves, or an in-flight
+    # cap below the server's concurrency at this rate.
+    changes = {"lateness_bound": 0.000001} if limit == "lateness" else \
+        {"client": {"drain": "2s", "max_in_flight": 2}}
+    spec = knee_workload(knee_url, duration=2, **changes)
+    before = stats(knee_url)
+    out = tmp_path / "out"
+    proc = cli("capacity", str(write(tmp_path, spec)), "--min", "100", "--probe", "2s",
+               "--out", str(out), "--expect", "capacity >= 10 req/s", timeout=100)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "generator, not the server, was the limit" in proc.stdout
+    assert "--workers" in proc.stdout
+    result = capacity(out)
+    assert result["conclusion"] == "generator_limited" and not result["trusted"]
+    assert result["capacity"] == {"passed": None, "failed": None, "width": None}
+    assert [p["status"] for p in result["probes"]] == ["generator_limited"]
+    assert stats(knee_url)["slow"] == before["slow"]  # the server was never the limit
+
+
+def test_closed_loop_searches_over_concurrency(knee_url, tmp_path):
+    # Closed loop, no think time: exactly C requests in flight, so any C over
+    # the R workers puts one on the slow path.
+    spec = knee_workload(knee_url, duration=2, arrival={"process": "closed",
+                                                        "concurrency": 16},
+                         slos=["latency max < 200ms"])
+    out = tmp_path / "out"
+    proc = cli("capacity", str(write(tmp_path, spec)), "--min", "16", "--max", "24",
+               "--probe", "2s", "--out", str(out), "--expect", f"capacity >= {LIMIT} users",
+               timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = capacity(out)
+    assert result["unit"] == "users"
+    assert (result["capacity"]["passed"], result["capacity"]["failed"]) == (LIMIT, LIMIT + 1)
