@@ -32,94 +32,9 @@ _STATUS_COLOUR = {Status.PASS: "#009E73", Status.FAIL: "#D55E00",
                   Status.INCONCLUSIVE: "#E69F00"}
 _OTHER = "#7f7f7f"  # generator-limited or untrusted: no measure of the server
 
-TEMPLATE = """\
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy"
- content="default-src 'none'; style-src 'unsafe-inline'">
-<title>loadkit capacity: {{ r.workload.name }} — {{ headline }}</title>
-<style>{% include "style.css.j2" %}</style>
-</head>
-<body>
-<header id="top">
-<h1>{{ r.workload.name }}: capacity {{ headline }}
- <span class="badge {{ css }}">{{ word }}</span></h1>
-<p id="verdict" class="verdict-text {{ css }}"><strong>{{ r.summary }}.</strong></p>
-<nav><a href="#answer">Answer</a>
-{% for c in charts %} · <a href="#{{ c.id }}">{{ c.title }}</a>{% endfor %}
- · <a href="#probes">Probes</a> · <a href="#meta">Run</a></nav>
-</header>
-<section id="answer">
-<h2>Answer</h2>
-<table class="meta"><tbody>
-{% for k, v in facts %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>
-{% endfor %}
-</tbody></table>
-{% for x in r.untrusted_reasons %}<p class="warn">Untrusted: {{ x }}</p>
-{% endfor %}
-{% for x in r.advice %}<p class="note">{{ x }}</p>
-{% endfor %}
-</section>
-{% for c in charts %}
-<section>
-<h2>{{ c.title }}</h2>
-{% if c.svg %}
-<figure class="chart" id="{{ c.id }}">
-{{ c.svg }}
-<figcaption>{{ c.caption }}</figcaption>
-</figure>
-{% else %}
-<p class="warn chart-error" id="{{ c.id }}">This chart could not be drawn: {{ c.error }}</p>
-{% endif %}
-</section>
-{% endfor %}
-<section id="probes">
-<h2>Probes</h2>
-<p class="note">Each probe is a whole run with its own warm-up (excluded) in its own folder:
- <code>loadkit report FOLDER</code> renders its report.html.</p>
-<table>
-<thead><tr><th>#</th><th>load</th><th>sent req/s</th><th>throughput</th><th>goodput</th>
-<th>status</th>{% for n in names %}<th><code>{{ n }}</code></th>{% endfor %}
-<th>latency p50 / p99</th><th>GPU util</th><th>idle</th><th>energy / req</th>
-<th>$ / 1M tokens</th><th>folder</th></tr></thead>
-<tbody>
-{% for p in r.probes %}
-<tr class="{{ p.status }}"><td>{{ p.index }}</td>
-<td>{{ "%.4g" | format(p.value) }} {{ r.unit }}
-{%- if p.attempt %} (×{{ p.attempt + 1 }} long){% endif %}</td>
-<td>{{ num(p.sent_rps) }}</td><td>{{ num(p.throughput_rps) }}</td>
-<td>{{ num(p.goodput_rps) }}</td><td>{{ p.status | replace("_", " ") }}</td>
-{% for n in names %}<td>{{ cell(p, n) }}</td>{% endfor %}
-<td>{{ lat(p, "p50") }} / {{ lat(p, "p99") }}</td><td>{{ pct(p.gpu_util_mean) }}</td>
-<td>{{ pct(p.idle_silicon) }}</td><td>{{ num(p.energy_per_request_j, " J") }}</td>
-<td>{{ num(p.cost_per_1m_output_tokens) }}</td><td><code>{{ p.folder }}</code></td></tr>
-{% if p.reasons %}<tr><td></td><td colspan="{{ 11 + names | length }}" class="note">
-{{ p.reasons | join("; ") }}</td></tr>{% endif %}
-{% endfor %}
-</tbody>
-</table>
-</section>
-<section id="meta">
-<h2>Run</h2>
-<table class="meta"><tbody>
-<tr><th>workload</th><td><code>{{ r.workload.path }}</code></td></tr>
-<tr><th>file sha256</th><td><code>{{ r.workload.sha256 }}</code></td></tr>
-<tr><th>target</th><td><code>{{ r.target }}</code></td></tr>
-<tr><th>loadkit version</th><td><code>{{ r.loadkit_version }}</code></td></tr>
-<tr><th>started</th><td><code>{{ r.started_at }}</code></td></tr>
-<tr><th>finished</th><td><code>{{ r.finished_at }}</code></td></tr>
-</tbody></table>
-</section>
-</body>
-</html>
-"""
 
 _ENV = jinja2.Environment(
-    loader=jinja2.ChoiceLoader([jinja2.DictLoader({"capacity.html.j2": TEMPLATE}),
-                                jinja2.PackageLoader("loadkit.report", "templates")]),
+    loader=jinja2.PackageLoader("loadkit.report", "templates"),  # capacity.html.j2
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
