@@ -51,6 +51,9 @@ from typing import IO, Any
 from loadkit.record.recorder import Interval, Recorder
 
 _IV_FIELDS = [f.name for f in dataclasses.fields(Interval)]
+# Recorder counters a rebuilt run restores as they are (no live SLO reads them).
+EXTRA_COUNTERS = ("prompt_tokens", "cached_tokens", "prompt_asked", "prompt_matched",
+                  "sessions")
 
 JOURNAL_NAME = "journal.jsonl"
 HLOG_NAME = "latency.hlog"
@@ -158,7 +161,8 @@ class IntervalJournal:
                                 "series": sum(1 for h in hists.values() if h.get_total_count())}
         for name, counter in (("completed", r.completed), ("errors", r.errors),
                               ("dropped", r.dropped), ("good", r.good),
-                              ("tokens", r.output_tokens), ("scheduled", self.scheduled)):
+                              ("tokens", r.output_tokens), ("scheduled", self.scheduled),
+                              *((name, getattr(r, name)) for name in EXTRA_COUNTERS)):
             if moved := self._moved(name, counter):
                 line[name] = [[*key, n] for key, n in moved]
         if sources := self._moved("sources", r.token_sources):

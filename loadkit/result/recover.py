@@ -33,7 +33,14 @@ from hdrh.histogram import HdrHistogram
 from loadkit.errors import InputError
 from loadkit.record.histogram import acyclic, decode, new_histogram
 from loadkit.record.hlog import tag_for
-from loadkit.record.journal import FORMAT, HLOG_NAME, JOURNAL_NAME, LineTail, parse_lines
+from loadkit.record.journal import (
+    EXTRA_COUNTERS,
+    FORMAT,
+    HLOG_NAME,
+    JOURNAL_NAME,
+    LineTail,
+    parse_lines,
+)
 from loadkit.record.recorder import MAX_EXAMPLES, Interval, Recorder, SeriesKey
 from loadkit.result.assemble import RunFacts, assemble
 from loadkit.result.model import Incomplete, PhaseInfo, RunResult, Telemetry
@@ -209,6 +216,10 @@ class Rebuild:
         for kind, *key, n in record.get("errors", ()):
             r.errors[(kind, *key)] += n
             keyed[("errors", *key)] += n
+        for name in EXTRA_COUNTERS:
+            extra: Counter = getattr(r, name)
+            for *key, n in record.get(name, ()):
+                extra[tuple(key)] += n
         for phase, tenant, n in record.get("scheduled", ()):
             self.scheduled[(phase, tenant)] += n
         r.token_sources.update(record.get("sources", {}))
