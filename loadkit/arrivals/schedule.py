@@ -33,6 +33,8 @@ class Slot(NamedTuple):
     max_tokens: int | None
     blocks: tuple[int, ...] = ()  # a replayed trace's prompt block ids (mooncake)
     turns: int = 1  # a session's turns (the first is this slot)
+    # A traced session's later turns: (offset s from this slot, prompt, output).
+    script: tuple[tuple[float, int | None, int | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,11 @@ def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
                                     traces):
             scenario, prompt, output = mix.pick(row)
             session = getattr(workload.scenarios[scenario], "session", None)
+            script = row.script if row is not None else ()
+            turns = 1 + len(script) if script else (
+                sample_tokens(session.turns, mix.rng) if session else 1)
             yield Slot(starts[pi] + offset, ti, scenario, pi, prompt, output,
-                       row.blocks if row is not None else (),
-                       sample_tokens(session.turns, mix.rng) if session else 1)
+                       row.blocks if row is not None else (), turns, script)
 
 
 def _key(workload: Workload, tenant: Tenant, phase: Phase) -> str:

@@ -5,7 +5,9 @@ Formats:
   GeneratedTokens` with timestamps like `2023-11-16 18:15:46.6805900`;
 - `csv`: a `timestamp` column (seconds, or an ISO date-time) and optional
   `prompt_tokens` / `output_tokens` columns;
-- `jsonl`: one object per line with the same keys;
+- `jsonl`: one object per line with the same keys, and an optional
+  `session_id`: rows of one session are replayed as the turns of one
+  conversation (each sent at its own offset, never before the previous answer);
 - `mooncake`: the Mooncake trace JSONL, `timestamp` (milliseconds),
   `input_length`, `output_length`, `hash_ids` (one id per 512-token block
   of the prompt: requests that share leading ids share that prefix).
@@ -44,6 +46,9 @@ class TraceRow(NamedTuple):
     prompt_tokens: int | None
     output_tokens: int | None
     blocks: tuple[int, ...] = ()  # the prompt's block ids (mooncake), in order
+    session: str | None = None  # `session_id`: rows of one conversation
+    # The session's later turns, on its first row: (offset s, prompt, output).
+    script: tuple[tuple[float, int | None, int | None], ...] = ()
 
 
 MOONCAKE_BLOCK_TOKENS = 512
@@ -66,7 +71,30 @@ def load_trace(path: Path, fmt: str = "auto") -> list[TraceRow]:
     if not rows:
         raise TraceError(name, None, "has no requests")
     rows.sort(key=lambda r: r.time)
-    return rows
+    return _sessions(rows)
+
+
+def _sessions(rows: list[TraceRow]) -> list[TraceRow]:
+    """Rows with a `session_id` become one session each: its first row, which
+    carries the later rows as its script (offsets from the first)."""
+    if all(r.session is None for r in rows):
+        return rows
+    later: dict[str, list[TraceRow]] = {}
+    firsts: dict[str, int] = {}
+    out: list[TraceRow] = []
+    for r in rows:
+        if r.session is None:
+            out.append(r)
+        elif r.session in firsts:
+            later[r.session].append(r)
+        else:
+            firsts[r.session], later[r.session] = len(out), []
+            out.append(r)
+    for session, i in firsts.items():
+        first = out[i]
+        out[i] = first._replace(script=tuple(
+            (r.time - first.time, r.prompt_tokens, r.output_tokens) for r in later[session]))
+    return out
 
 
 def replay(rows: list[TraceRow], spec: Trace, rng: random.Random
@@ -81,6 +109,9 @@ def replay(rows: list[TraceRow], spec: Trace, rng: random.Random
         if row.time >= end:
             return
         offset = (row.time - t0) / spec.speedup
+        if row.script and spec.speedup != 1.0:  # a session's later turns keep pace
+            row = row._replace(script=tuple((o / spec.speedup, p, out)
+                                            for o, p, out in row.script))
         for _ in range(int(whole) + (rng.random() < frac)):
             yield offset, row
 
@@ -115,8 +146,10 @@ def _row(name: str, n: int, rec: dict) -> TraceRow:
     ts = field("timestamp")
     if ts is None:
         raise TraceError(name, n, "missing timestamp")
+    session = rec.get("session_id")
     return TraceRow(_seconds(name, n, ts), _count(name, n, field("prompt"), "prompt tokens"),
-                    _count(name, n, field("output"), "output tokens"))
+                    _count(name, n, field("output"), "output tokens"),
+                    session=None if session in (None, "") else str(session))
 
 
 def _mooncake(name: str, n: int, rec: dict) -> TraceRow:

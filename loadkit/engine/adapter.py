@@ -76,7 +76,8 @@ class PreparedRequest:
     path: str
     headers: dict[str, str]
     build_body: BodyBuilder
-    new_stream_parser: Callable[[], StreamParser] | None  # None: not streamed
+    # (keep the text: a session's history needs it) -> parser; None: not streamed
+    new_stream_parser: Callable[[bool], StreamParser] | None
     parse_body: Callable[[bytes], ParsedResponse]
     check: Check | None = None  # None: any 2xx is success
     ok_status: frozenset[int] | None = None  # None: 2xx

@@ -33,8 +33,9 @@ class Answer:
                  "last", "asked", "token_cap")
 
     def __init__(self, req: PreparedRequest, rec: RequestRecord, cap: int,
-                 asked: int | None = None) -> None:
-        """`asked`: the max_tokens the request asked for; it caps a stream."""
+                 asked: int | None = None, keep_text: bool = False) -> None:
+        """`asked`: the max_tokens the request asked for; it caps a stream.
+        `keep_text`: a session turn's answer is the next turn's history."""
         self.req, self.rec, self.cap, self.asked = req, rec, cap, asked
         self.size = self.code = self.last = 0
         self.ok = self.wants_body = True
@@ -42,7 +43,7 @@ class Answer:
         self.parser: StreamParser | None = None
         self.token_cap: int | None = None
         if req.new_stream_parser is not None:
-            self.parser = req.new_stream_parser()
+            self.parser = req.new_stream_parser(keep_text)
             rec.events = []
             if asked is not None and asked >= 0:
                 self.token_cap = stream_token_cap(asked)

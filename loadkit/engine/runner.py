@@ -189,7 +189,7 @@ class Engine:
             self._seq += 1
             task = asyncio.create_task(
                 self._session(transport, slot, phase, self._seq, intended)
-                if slot.scenario in self.plan.sessions else
+                if slot.scenario in self.plan.sessions or slot.script else
                 self._send(transport, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
                            slot.max_tokens, self._seq, intended, slot.blocks))
             self._tasks.add(task)
@@ -293,13 +293,12 @@ class Engine:
     async def _session(self, transport: Transport, slot: Slot, phase: str, seq: int,
                        intended: int) -> None:
         """A conversation: its first turn at its slot, each later one think time
-        after the previous answer (the open loop's arrival is the session's;
-        a turn's latency counts from when it was due), with the history as
-        it happened. A failed turn ends it."""
-        spec = self.plan.sessions[slot.scenario]
-        session = spec.session
-        assert session is not None
-        rng = random.Random(f"{self.plan.tenant_names[slot.tenant]}:{spec.name}:{seq}")
+        after the previous answer, or at its trace offset but never before the
+        previous answer (the open loop's arrival is the session's; a turn's
+        latency counts from when it was due), with the history as it
+        happened. A failed turn ends it."""
+        spec = self.plan.sessions.get(slot.scenario)
+        rng = random.Random(f"{self.plan.tenant_names[slot.tenant]}:{slot.scenario}:{seq}")
         history: list[dict] = []
         prompt, output, at = slot.prompt_tokens, slot.max_tokens, intended
         tenant = self.plan.tenant_names[slot.tenant]
@@ -315,12 +314,17 @@ class Engine:
             if rec.error is not None or turn.last or self.stop.is_set():
                 return
             history = [*turn.sent, {"role": "assistant", "content": rec.text or ""}]
-            think = session.think_time
-            wait = think if isinstance(think, float) else rng.uniform(think.min, think.max)
-            at = rec.end + int(wait * 1e9)
+            if slot.script:  # a traced session: its next row's offset and lengths
+                offset, prompt, output = slot.script[index]
+                at = max(intended + int(offset * 1e9), rec.end)
+            else:
+                assert spec is not None and spec.session is not None
+                think = spec.session.think_time
+                wait = think if isinstance(think, float) else rng.uniform(think.min, think.max)
+                at = rec.end + int(wait * 1e9)
+                prompt = sample_tokens(spec.prompt_tokens, rng)
+                output = sample_tokens(spec.max_tokens, rng)
             await sleep_until(at)
-            prompt = sample_tokens(spec.prompt_tokens, rng)
-            output = sample_tokens(spec.max_tokens, rng)
 
 
 async def sleep_until(at: int) -> None:
@@ -347,7 +351,7 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
             turn.last = turn.last or ends
         else:
             body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)
-        answer = Answer(req, rec, plan.client.max_response_bytes, asked)
+        answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None)
         end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)
     except ProtocolError as exc:

@@ -36,16 +36,18 @@ from loadkit.workload.tokenizer import Counter as TokenCounter
 def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
             prompts: list[Prompt] | None = None,
             counter: TokenCounter | None = None) -> PreparedRequest:
-    keep = scenario.checks.needs_body or scenario.session is not None  # history needs text
+    keep = scenario.checks.needs_body  # a session turn asks for its text itself (Answer)
     return PreparedRequest(
         method="POST", path=scenario.request_path,
         headers={"Content-Type": "application/json", **headers},
         build_body=_body_builder(scenario, seed, prompts, counter),
-        new_stream_parser=(lambda: OpenAIStream(keep_text=keep, counter=counter))
+        new_stream_parser=(lambda text: OpenAIStream(keep_text=keep or text, counter=counter))
         if scenario.stream else None,
         parse_body=parse_body, check=make_check(scenario.checks),
         ok_status=ok_statuses(scenario.checks.status),
-        build_turn=_turn_builder(scenario, seed, counter, prompts) if scenario.session else None)
+        # Chat can hold a session: declared (`session:`), or replayed from a trace.
+        build_turn=_turn_builder(scenario, seed, counter, prompts)
+        if scenario.kind == "openai-chat" else None)
 
 
 def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None,

@@ -97,3 +97,43 @@ def test_sharegpt_conversations_become_sessions(server, run):
     assert sum(opened.values()) == n > 10 and result["sessions"]["completed"] == n
     for first, k in opened.items():  # every session ran its whole conversation
         assert sent[first] == k * len(conversations[first])
+
+
+def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(server, run,
+                                                                           tmp_path):
+    """Rows sharing a `session_id` are one conversation: each later turn at its
+    trace offset (never before the previous answer), with the history and the
+    row's own lengths; a row without one stays a single request."""
+    rows = [("a", 0.0, 4, 3), ("b", 0.2, 5, 2), (None, 0.5, 6, 1), ("b", 0.25, 7, 4),
+            ("a", 1.0, 8, 5), ("a", 1.5, 9, 6)]
+    trace = tmp_path / "sessions.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": t, "prompt_tokens": p, "output_tokens": o,
+                                         **({"session_id": s} if s else {})}) + "\n"
+                             for s, t, p, o in rows))
+    with server("record") as url:
+        result, _ = run({"name": "traced", "target": url, "duration": 3, "warmup": 0,
+                         "arrival": {"process": "trace", "path": str(trace)},
+                         "scenarios": [{"name": "chat", "kind": "openai-chat",
+                                        "stream": False}]}, probe=False)
+        log = sorted(fetch(url + "/log"), key=lambda e: e["t"])
+    assert len(log) == len(rows) and result["sessions"] == {"started": 2, "completed": 2,
+                                                            "failed": 0}
+    by_first: dict[str, list[dict]] = defaultdict(list)
+    for entry in log:
+        first = next(m["content"] for m in entry["body"]["messages"] if m["role"] == "user")
+        by_first[first].append(entry)
+    turns = sorted((len(v) for v in by_first.values()), reverse=True)
+    assert turns == [3, 2, 1]
+    for entries in by_first.values():
+        session = [r for r in rows if r[0] is not None and
+                   len([x for x in rows if x[0] == r[0]]) == len(entries)]
+        if len(entries) == 1:
+            continue
+        t0 = entries[0]["t"]
+        for i, ((_, offset, prompt, output), entry) in enumerate(zip(session, entries)):
+            body = entry["body"]
+            assert body["max_tokens"] == output
+            assert len(body["messages"]) == 2 * i + 1  # the history of the turns before
+            assert len(body["messages"][-1]["content"].split()) == prompt + 1  # "N:" + words
+            # At its offset (the first turn's own send-to-arrival aside), never before.
+            assert entry["t"] - t0 >= offset - session[0][1] - 0.005, (i, entry["t"] - t0)
