@@ -69,8 +69,9 @@ def job(loaded: LoadedWorkload, base_url: str) -> dict[str, Any]:
 def loaded_from(job: dict[str, Any]) -> LoadedWorkload:
     return LoadedWorkload(
         Workload.model_validate(job["workload"]), job["path"], job["sha256"],
-        traces={p: [TraceRow(r[0], r[1], r[2], tuple(r[3]) if len(r) > 3 else ())
-                    for r in rows] for p, rows in job["traces"].items()},
+        traces={p: [TraceRow(r[0], r[1], r[2], tuple(r[3]), r[4],
+                             tuple((o, pr, out) for o, pr, out in r[5])) for r in rows]
+                for p, rows in job["traces"].items()},
         prompt_sets={p: [Prompt(r[0], r[1], r[2], None if r[3] is None else
                                 tuple((said, reply) for said, reply in r[3])) for r in rows]
                      for p, rows in job["prompt_sets"].items()},

@@ -6,6 +6,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from loadkit.arrivals import schedule
 from loadkit.distributed.wire import PartWriter, absorb, clock_offset, job, loaded_from, shard
 from loadkit.errors import ErrorKind
@@ -30,12 +32,27 @@ def test_shards_are_disjoint_and_cover_the_schedule_per_tenant_and_phase():
             assert abs(counts[key] - n / 3) <= 1, (key, counts[key], n)
 
 
-def test_a_job_round_trips_the_workload_and_its_traces():
-    loaded = load_workload(ROOT / "workloads" / "trace-replay.yaml")
+@pytest.mark.parametrize("name", ["trace-replay.yaml", "mooncake-replay.yaml",
+                                  "chat-sessions.yaml"])
+def test_a_job_round_trips_the_workload_its_traces_and_prompts(name):
+    loaded = load_workload(ROOT / "workloads" / name)
     again = loaded_from(job(loaded, "http://127.0.0.1:1"))
     assert again.workload == loaded.workload and again.traces == loaded.traces
+    assert again.prompt_sets == loaded.prompt_sets
     assert list(schedule(again.workload, again.traces)) == list(
         schedule(loaded.workload, loaded.traces))
+
+
+def test_a_traced_session_round_trips(tmp_path):
+    import json
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"timestamp": 0, "session_id": "a", "prompt_tokens": 3},
+        {"timestamp": 1, "session_id": "a", "prompt_tokens": 4})))
+    (tmp_path / "w.yaml").write_text("duration: 5s\narrival: {process: trace, path: t.jsonl}\n"
+                                     "scenarios: [{name: c, kind: openai-chat}]\n")
+    loaded = load_workload(tmp_path / "w.yaml")
+    again = loaded_from(job(loaded, "http://127.0.0.1:1"))
+    assert again.traces == loaded.traces and loaded.traces["t.jsonl"][0].script == ((1.0, 4, None),)
 
 
 def records(seed: int, n: int) -> list[RequestRecord]:
