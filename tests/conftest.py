@@ -27,13 +27,21 @@ RUN_SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 @contextlib.contextmanager
 def test_server(mode: str, *args: str):
     """Start tests/servers.py MODE in its own process; yield its base URL."""
-    proc = subprocess.Popen([sys.executable, str(HERE / "servers.py"), mode, *args],
+    with serve_script("servers.py", mode, *args) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_script(script: str, *args: str):
+    """Start tests/SCRIPT in its own process; yield the base URL it prints
+    (`LISTENING URL`) once bound."""
+    proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         line = proc.stdout.readline() if ready else ""
         if not line.startswith("LISTENING "):
-            raise RuntimeError(f"test server did not start: {proc.stderr.read()}")
+            raise RuntimeError(f"{script} did not start: {proc.stderr.read()}")
         yield line.split()[1]
     finally:
         proc.terminate()

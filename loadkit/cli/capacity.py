@@ -33,6 +33,7 @@ from loadkit.capacity import (
 from loadkit.capacity import compare as capacity_compare
 from loadkit.capacity.model import ProbeRecord
 from loadkit.capacity.report import facts, headline, slo_cell
+from loadkit.cli.distributed import workers
 from loadkit.cli.params import duration
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.workload.loader import Overrides
@@ -50,21 +51,6 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     if not 0 < share <= 1:
         raise click.BadParameter("between 0% and 100%, e.g. 5%")
     return share
-
-
-def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    if value == "auto":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter("a number of processes, or auto (one per core)") from None
-    if not 1 <= n <= 1024:
-        raise click.BadParameter("between 1 and 1024")
-    return n
 
 
 _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
@@ -103,7 +89,7 @@ _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
 @click.option("--strict", is_flag=True,
               help="A percentile whose 95% interval contains its threshold is inconclusive "
                    "(the probe is extended) rather than marginal.")
-@click.option("--workers", callback=_workers, metavar="N|auto",
+@click.option("--workers", callback=workers, metavar="N|auto",
               help="Run each probe's load in N local worker processes (open loops only).")
 @click.option("--compare", "compare", nargs=2, type=click.Path(path_type=Path),
               metavar="BASE CAND", help="Compare two capacity.json (or their folders) "

@@ -22,7 +22,8 @@ from loadkit.errors import ExitCode, InputError
 LOCUST_PORT = 5557  # Locust's own default master port
 
 
-def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+def workers(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """`--workers N|auto`: a number of processes, auto = one per core."""
     if value is None:
         return None
     if value == "auto":
@@ -40,7 +41,7 @@ def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> i
 def fleet_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The distributed options of `loadkit run`."""
     for option in reversed((
-        click.option("--workers", callback=_workers, metavar="N|auto",
+        click.option("--workers", callback=workers, metavar="N|auto",
                      help="Run the load in N local worker processes (auto: one per core), "
                           "on Locust's master/worker runners; one result as from one process."),
         click.option("--master", is_flag=True,

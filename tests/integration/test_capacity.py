@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import json
 import math
-import select
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import HERE, cli
+from conftest import cli, serve_script
 from loadkit.capacity.search import bisections_needed
 from loadkit.cli import main
 
@@ -39,18 +36,9 @@ LIMIT, FAST_S, SLOW_S = 20, 0.050, 0.500
 
 @pytest.fixture(scope="module")
 def knee_url():
-    proc = subprocess.Popen([sys.executable, str(HERE / "knee_server.py"), "--limit",
-                             str(LIMIT), "--fast", str(FAST_S), "--slow", str(SLOW_S)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("LISTENING "):
-            raise RuntimeError(f"knee server did not start: {proc.stderr.read()}")
-        yield line.split()[1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serve_script("knee_server.py", "--limit", str(LIMIT), "--fast", str(FAST_S),
+                      "--slow", str(SLOW_S)) as url:
+        yield url
 
 
 def stats(url: str) -> dict:
