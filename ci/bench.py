@@ -100,6 +100,11 @@ class Bench:
         self.seconds, self.warmup, self.tmp, self.n = seconds, warmup, tmp, 0
         self.last_error = ""
 
+    def command(self, workload: Path, out: Path) -> list[str]:
+        """The pinned `loadkit run` of one bench run."""
+        return pinned(0, [sys.executable, "-m", "loadkit", "run", str(workload),
+                          "--out", str(out), "-q", "--allow-saturated"])
+
     def loadkit(self, url: str, rate: float, scenario: dict, connections: int) -> dict | None:
         """run.json of one open-loop run, or None when it did not produce one."""
         self.n += 1
@@ -110,9 +115,8 @@ class Bench:
         wl, out = self.tmp / f"w{self.n}.json", self.tmp / f"out{self.n}"
         wl.write_text(json.dumps(spec))
         try:
-            p = subprocess.run(pinned(0, [sys.executable, "-m", "loadkit", "run", str(wl),
-                                          "--out", str(out), "-q", "--allow-saturated"]),
-                               capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+            p = subprocess.run(self.command(wl, out), capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT_S)
             self.last_error = f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
             return json.loads((out / "run.json").read_text())
         except subprocess.TimeoutExpired:

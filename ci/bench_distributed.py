@@ -103,33 +103,22 @@ class DistBench(bench.Bench):
         super().__init__(seconds, warmup, tmp)
         self.cpus = cpus
 
+    workers = 0  # > 0: the runs take `--workers N`
+
+    def command(self, workload: Path, out: Path) -> list[str]:
+        cmd = [sys.executable, "-m", "loadkit", "run", str(workload), "--out", str(out), "-q",
+               "--allow-saturated"]
+        if self.workers:
+            # loadkit stops its own workers when it ends; a timeout kills only the
+            # master, whose workers see the control channel close and stop.
+            cmd += ["--workers", str(self.workers), "--worker-timeout", "30s"]
+        return on(self.cpus, cmd)
+
     def loadkit(self, url: str, rate: float, scenario: dict, connections: int,
                 workers: int = 0) -> dict | None:
         """run.json of one open-loop run (workers > 0: `--workers N`), or None."""
-        self.n += 1
-        spec = {"name": "bench", "target": url, "duration": self.seconds,
-                "warmup": self.warmup, "seed": 1,
-                "arrival": {"process": "constant", "rate": rate}, "scenarios": [scenario],
-                "client": {"connections": connections}}
-        wl, out = self.tmp / f"w{self.n}.json", self.tmp / f"out{self.n}"
-        wl.write_text(json.dumps(spec))
-        cmd = [sys.executable, "-m", "loadkit", "run", str(wl), "--out", str(out), "-q",
-               "--allow-saturated"]
-        if workers:
-            cmd += ["--workers", str(workers), "--worker-timeout", "30s"]
-        try:
-            # loadkit stops its own workers when it ends; the timeout kills only the
-            # master, whose workers see the control channel close and stop.
-            p = subprocess.run(on(self.cpus, cmd), capture_output=True, text=True,
-                               timeout=bench.RUN_TIMEOUT_S)
-            self.last_error = f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
-            return json.loads((out / "run.json").read_text())
-        except subprocess.TimeoutExpired:
-            self.last_error = f"timed out after {bench.RUN_TIMEOUT_S} s"
-        except (OSError, ValueError):
-            pass
-        print(f"    loadkit run {self.n} gave no run.json ({self.last_error})", flush=True)
-        return None
+        self.workers = workers
+        return super().loadkit(url, rate, scenario, connections)
 
     def locust_distributed(self, url: str, users: int, workers: int) -> dict:
         """Locust master + `workers` workers, closed loop, `users` users; its steady
