@@ -57,6 +57,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from loadkit.processes import stop  # noqa: E402 - the repository's, even uninstalled
+
 PIN = shutil.which("taskset") is not None
 RUN_TIMEOUT_S = 120
 CHAT = {"name": "chat", "kind": "openai-chat", "stream": False, "max_tokens": 1,
@@ -84,15 +87,6 @@ def start_target(cmd: list[str], ready: str) -> tuple[subprocess.Popen, str]:
 def start_sim(*flags: str) -> tuple[subprocess.Popen, str]:
     return start_target([sys.executable, "-m", "loadkit.sim", "--port", "0", *flags],
                         "LOADKIT_SIM_LISTENING ")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class Bench:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from loadkit import __version__
 from loadkit.arrivals import Mix, Slot, closed_loops, phase_starts, schedule
 from loadkit.arrivals.processes import mean_rate
-from loadkit.distributed.fleet import LOOPBACK, Fleet, FleetOptions
+from loadkit.distributed.fleet import Fleet, FleetOptions
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.preflight import check_target, discover_model
@@ -43,6 +43,7 @@ from loadkit.report import write_all
 from loadkit.report.live import live_report
 from loadkit.result.assemble import RunFacts, assemble
 from loadkit.result.model import PhaseInfo, RunResult, Verdict, WorkloadInfo
+from loadkit.served import is_loopback
 from loadkit.sim.embedded import embedded_simulator
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
@@ -130,7 +131,7 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
 def _fleet(options: FleetOptions, w: Workload) -> Fleet:
     if closed_loops(w):
         raise InputError("closed-loop phases are not distributed: run them in one process")
-    if w.target is None and not options.local and options.bind_host not in LOOPBACK:
+    if w.target is None and not options.local and not is_loopback(options.bind_host):
         raise InputError("the embedded simulator listens on the master's loopback only: "
                          "give the workers a --target they can reach")
     return Fleet(options)

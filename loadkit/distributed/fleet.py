@@ -35,15 +35,16 @@ from loadkit.arrivals import schedule
 from loadkit.distributed.wire import absorb, job, owners, shard
 from loadkit.engine.runner import Progress
 from loadkit.errors import ErrorKind, InputError, RunError
+from loadkit.processes import die_with_parent, stop
 from loadkit.record.histogram import new_histogram
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import Distribution, WorkerRow
+from loadkit.served import is_loopback
 from loadkit.workload.loader import LoadedWorkload
 
 __all__ = ["Fleet", "FleetOptions", "WorkersMissing"]
 
 LEAD_S = 0.5  # the common start is this far ahead of the last "go" sent
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class WorkersMissing(RunError):
@@ -90,7 +91,7 @@ class Member:
 
 class Fleet:
     def __init__(self, options: FleetOptions) -> None:
-        if options.bind_host not in LOOPBACK and not options.token:
+        if not is_loopback(options.bind_host) and not options.token:
             raise InputError(f"--master-bind-host {options.bind_host} is not loopback: set a "
                              "shared token (LOADKIT_TOKEN) that every worker presents")
         self.options = options
@@ -115,7 +116,8 @@ class Fleet:
         self._relay = subprocess.Popen(
             [sys.executable, "-m", "loadkit.distributed.relay", "master",
              self.options.bind_host, str(self.options.bind_port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            preexec_fn=die_with_parent)
         threading.Thread(target=self._read, args=(self._relay.stdout,), daemon=True,
                          name="loadkit-fleet-events").start()
         first = self._next(30.0)
@@ -127,18 +129,17 @@ class Fleet:
         if self.options.local:
             self._local = [subprocess.Popen(
                 [sys.executable, "-m", "loadkit.distributed.relay", "worker", "127.0.0.1",
-                 str(self.port)], env=env, stdin=subprocess.DEVNULL)
+                 str(self.port)], env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
                 for _ in range(self.options.workers)]
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._command({"op": "quit"})
+        self._command({"op": "quit"})  # then each gets 10 s to end on its own
         for proc in [*self._local, *([self._relay] if self._relay else [])]:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                stop(proc)
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:

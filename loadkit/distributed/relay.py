@@ -35,6 +35,8 @@ from gevent.fileobject import FileObjectPosix
 from locust.env import Environment  # first: Locust patches the standard library on import
 from locust.runners import STATE_MISSING
 
+from loadkit.processes import die_with_parent
+
 PINGS = 5  # round trips per worker for its clock offset
 LOST_POLL_S = 0.25
 
@@ -145,7 +147,7 @@ def worker_main(master_host: str, master_port: int, token: str) -> int:
     def job(environment: Environment, msg: Any) -> None:
         proc = child["shard"] = subprocess.Popen(
             [sys.executable, "-m", "loadkit.distributed.shard"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(msg.data) + "\n")
         proc.stdin.flush()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from loadkit.errors import InputError
+from loadkit.processes import stop
 from loadkit.record.journal import JOURNAL_NAME
 from loadkit.report.html import render_html
 from loadkit.result.recover import Rebuild
@@ -57,12 +58,7 @@ def live_report(out_dir: Path, every_s: float) -> Iterator[subprocess.Popen | No
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         with contextlib.suppress(OSError):
             (out_dir / TMP_NAME).unlink(missing_ok=True)
 

@@ -7,11 +7,9 @@ so it cannot distort the measurement. It is stopped when the run ends.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from loadkit.errors import SimulatorError
+from loadkit.processes import die_with_parent, stop
 
 READY = "LOADKIT_SIM_LISTENING "
 
@@ -44,23 +43,11 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                 start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
         try:
             yield _wait_ready(proc, startup_timeout, errors)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the simulator if loadkit dies without cleaning up (a
-    SIGKILL, the OOM killer), so no orphan keeps serving."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            stop(proc)
 
 
 def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> str:

@@ -20,31 +20,20 @@ The run's side, which polls it, is ``agent_client.AgentSource``.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from loadkit import __version__
 from loadkit.auth import authorized
-from loadkit.errors import InputError
+from loadkit.served import QuietHandler, Served
 from loadkit.telemetry.nvml import FIELDS, Nvml, NvmlUnavailable
 from loadkit.telemetry.store import Poller
 
-__all__ = ["Agent", "AgentServer", "is_loopback"]
+__all__ = ["Agent", "AgentServer"]
 
 KEEP_S = 600.0  # samples kept for pollers that fell behind
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Agent:
@@ -133,41 +122,33 @@ class AgentServer:
 
     def __init__(self, agent: Agent, host: str = "127.0.0.1", port: int = 9400,
                  token: str | None = None) -> None:
-        if not token and not is_loopback(host):
-            raise InputError(f"refusing to serve GPU telemetry on non-loopback address {host!r} "
-                             "without a token: set LOADKIT_AGENT_TOKEN (or --token), and give "
-                             "the same token to the workload as telemetry.agent_token")
         self.agent = agent
         handler = type("Handler", (_Handler,), {"agent": agent, "token": token})
-        try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.httpd.daemon_threads = True
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="loadkit-agent",
-                                        daemon=True)
+        self._served = Served(
+            handler, host, port, token, name="loadkit-agent",
+            refusal=f"refusing to serve GPU telemetry on non-loopback address {host!r} without "
+                    "a token: set LOADKIT_AGENT_TOKEN (or --token), and give the same token to "
+                    "the workload as telemetry.agent_token")
+        self.url = self._served.base
 
     def start(self) -> AgentServer:
         self.agent.start()
-        self._thread.start()
+        self._served.start()
         return self
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._served.close()
         self.agent.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     agent: Agent
     token: str | None
     server_version = f"loadkit-agent/{__version__}"
 
     def do_GET(self) -> None:  # the stdlib's name
         if not authorized(self.headers.get("Authorization"), self.token):
-            self._send(401, b'{"error": "missing or wrong token"}\n', "application/json",
+            self.send(401, b'{"error": "missing or wrong token"}\n', "application/json",
                        {"WWW-Authenticate": 'Bearer realm="loadkit-agent"'})
             return
         url = urlsplit(self.path)
@@ -175,26 +156,15 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 since = float(parse_qs(url.query).get("since", ["-inf"])[0])
             except ValueError:
-                self._send(400, b'{"error": "since must be a number"}\n', "application/json")
+                self.send(400, b'{"error": "since must be a number"}\n', "application/json")
                 return
             body = json.dumps(self.agent.document(since)).encode()
-            self._send(200, body, "application/json")
+            self.send(200, body, "application/json")
         elif url.path == "/metrics":
-            self._send(200, self.agent.metrics_text(), "text/plain; version=0.0.4; charset=utf-8")
+            self.send(200, self.agent.metrics_text(), "text/plain; version=0.0.4; charset=utf-8")
         elif url.path == "/health":
             health = json.dumps({"status": self.agent.status, "reason": self.agent.reason})
-            self._send(200, health.encode(), "application/json")
+            self.send(200, health.encode(), "application/json")
         else:
-            self._send(404, b'{"error": "not found"}\n', "application/json")
+            self.send(404, b'{"error": "not found"}\n', "application/json")
 
-    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args) -> None:  # quiet by default
-        pass
