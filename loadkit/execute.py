@@ -167,6 +167,8 @@ def plan_for(loaded: LoadedWorkload, base_url: str) -> Plan:
     tenants, phases = w.all_tenants, w.phase_list
     # Each tenant has its own identity headers: one prepared request per pair.
     counter = TokenCounter(load_tokenizer(loaded.tokenizer)) if loaded.tokenizer else None
+    if counter and any(r.blocks for rows in loaded.traces.values() for r in rows):
+        counter.single_token_word(0)  # a vocabulary scan: now, not on the first request
     requests = [[prepare(s, t, w.seed, os.environ, loaded.prompt_sets, counter)
                  for s in w.scenarios] for t in tenants]
     closed = closed_loops(w)

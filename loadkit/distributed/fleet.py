@@ -37,7 +37,7 @@ from loadkit.engine.runner import Progress
 from loadkit.errors import ErrorKind, InputError, RunError
 from loadkit.processes import die_with_parent, stop
 from loadkit.record.histogram import new_histogram
-from loadkit.record.recorder import Recorder
+from loadkit.record.recorder import Interval, Recorder
 from loadkit.result.model import Distribution, WorkerRow
 from loadkit.served import is_loopback
 from loadkit.workload.loader import LoadedWorkload
@@ -74,8 +74,10 @@ class Member:
     shard: int = 0
     scheduled: Counter = field(default_factory=Counter)  # its shard's (phase, tenant)
     parts: deque = field(default_factory=deque)
-    sent: int = 0
+    sent: int = 0  # requests (a session's turns each)
+    slots: int = 0  # schedule slots (a session is one)
     reported: int = 0  # completed + errors + dropped, from its parts
+    seen: Counter = field(default_factory=Counter)  # (phase, tenant) scheduled, from its parts
     in_flight: int = 0
     unfinished: int = 0  # sent, never reported finished, when it was lost
     cpu: list[float] = field(default_factory=list)
@@ -108,6 +110,7 @@ class Fleet:
         self._relay: subprocess.Popen | None = None
         self._local: list[subprocess.Popen] = []
         self._lost: list[Member] = []  # in the order they were lost
+        self._cpu: float | None = None  # the interval being closed: its busiest worker's
         self._loaded: LoadedWorkload | None = None
 
     # -- life cycle ---------------------------------------------------------
@@ -241,6 +244,8 @@ class Fleet:
         """Merge parts until every worker is done or lost; True when stopped early."""
         by_id = {m.worker: m for m in self.members}
         progress = self.progress = Progress(total_s=total_s)
+        # The interval's CPU (its busiest worker's) before any other listener reads it.
+        recorder.listeners.insert(0, self._interval_cpu)
         while not all(m.over for m in self.members):
             ev = await asyncio.to_thread(self._next, 0.25)
             if ev is None:
@@ -253,7 +258,7 @@ class Fleet:
                         self._lose(m, recorder, "the Locust master relay ended")
             elif m is None:
                 continue
-            elif kind == "part":
+            elif kind == "part" and m.why is None:  # a lost worker's late parts: not its
                 m.parts.append(ev)
             elif kind == "done":
                 m.final = ev
@@ -262,15 +267,18 @@ class Fleet:
             self._merge(recorder, progress, on_interval)
         self._merge(recorder, progress, on_interval)
         for m in self.members:
-            if m.final is not None:
+            if m.final is not None and m.why is None:
                 self.scheduled.update({(p, t): c for p, t, c in m.final["scheduled"]})
                 self.unfinished += m.final["unfinished"]
-                m.sent = m.final["sent"]
+                m.sent, m.slots = m.final["sent"], m.final["slots"]
                 if m.final.get("stop_cause") and self.stop_cause is None:
                     self.stop_cause = m.final["stop_cause"]
-            else:
-                self.scheduled.update(m.scheduled)
+            else:  # lost: its whole shard was scheduled
+                self.scheduled.update(m.scheduled - m.seen)
         return self.stopped
+
+    def _interval_cpu(self, iv: Interval, *_: object) -> None:
+        iv.cpu_percent = self._cpu
 
     def _merge(self, recorder: Recorder, progress: Progress,
                on_interval: Callable[[Progress], None] | None) -> None:
@@ -280,7 +288,10 @@ class Fleet:
             parts = [(m, m.parts.popleft()) for m in self.members if m.parts]
             for m, p in parts:
                 absorb(recorder, p)
-                m.sent, m.in_flight = p["sent"], p["in_flight"]
+                grown = Counter({(ph, t): c for ph, t, c in p["scheduled"]})
+                m.seen.update(grown)
+                self.scheduled.update(grown)  # live, for the journal
+                m.sent, m.slots, m.in_flight = p["sent"], p["slots"], p["in_flight"]
                 m.reported += sum(n for *_, n in p["counters"]["completed"]) + sum(
                     n for *_, n in p["counters"]["errors"]) + sum(
                     n for *_, n in p["counters"]["dropped"])
@@ -291,8 +302,8 @@ class Fleet:
                     m.cpu.append(p["cpu_percent"])
             end_s = max(p["end_s"] for _, p in parts)
             cpu = [p["cpu_percent"] for _, p in parts if p.get("cpu_percent") is not None]
+            self._cpu = max(cpu) if cpu else None  # the busiest generator's
             iv = recorder.rotate(recorder.start_ns + int(end_s * 1e9))
-            iv.cpu_percent = max(cpu) if cpu else None  # the busiest generator
             progress.last = iv
             progress.scheduled = sum(m.sent for m in self.members)
             progress.finished = sum(iv.completed for iv in recorder.intervals)
@@ -315,9 +326,11 @@ class Fleet:
         assert self._loaded is not None, "start() sends the shards first"
         w, n = self._loaded.workload, len(self.members)
         for m in self._lost:
-            m.unfinished = max(0, m.sent - m.reported)
-            slots = list(shard(schedule(w, self._loaded.traces), m.k, n))[m.sent - m.unfinished:
-                                                                          m.sent]
+            m.unfinished = max(0, m.sent - m.reported)  # requests
+            # Charged to its last slots sent (a session's turns to its own slot).
+            first = max(0, m.slots - m.unfinished)
+            slots = list(shard(schedule(w, self._loaded.traces), m.k, n))[first:m.slots]
+            slots = (slots * m.unfinished)[:m.unfinished] if slots else []
             message = (f"in flight on worker {m.worker} when it was lost at "
                        f"{m.lost_at_s:.1f} s ({m.why})")
             for s in slots:
@@ -330,11 +343,11 @@ class Fleet:
     def section(self) -> Distribution:
         rows, lost_total = [], 0
         for m in self.members:
-            lost = m.shard - m.sent if m.why else 0
+            lost = m.shard - m.slots if m.why else 0
             lost_total += lost
             status = "done" if m.why is None else f"lost at {m.lost_at_s:.1f} s: {m.why}"
             rows.append(WorkerRow(
-                worker=m.worker, host=m.host, shard=m.shard, sent=m.sent,
+                worker=m.worker, host=m.host, shard=m.shard, sent=m.slots,
                 lateness_p99_ms=(m.lateness.get_value_at_percentile(99.0) / 1000.0
                                  if m.lateness.get_total_count() else None),
                 cpu_percent=(m.final or {}).get("cpu_percent") or (max(m.cpu) if m.cpu else None),
@@ -356,7 +369,7 @@ class Fleet:
         if not lost or self.options.allow_worker_loss:
             return None
         return "; ".join(f"worker {m.worker} lost at {m.lost_at_s:.1f} s ({m.why}): "
-                         f"{m.shard - m.sent:,} of its {m.shard:,} slots never sent, "
+                         f"{m.shard - m.slots:,} of its {m.shard:,} slots never sent, "
                          f"{m.unfinished:,} in flight counted as unfinished "
                          "(--allow-worker-loss to judge what was measured)" for m in lost)
 

@@ -107,6 +107,9 @@ def master_main(bind_host: str, bind_port: int) -> int:
                     finished.add(wid)
                     _emit({"ev": "lost", "worker": wid, "at": time.time(),
                            "why": "it left" if client is None else "its heartbeats stopped"})
+                    if client is not None:  # should it come back, it stops: it is counted lost
+                        runner.send_message("lk_stop", {"stop": "its loss to the master"},
+                                            client_id=wid)
 
     gevent.spawn(watch)
     _emit({"ev": "listening", "port": runner.server.port})
@@ -151,10 +154,15 @@ def worker_main(master_host: str, master_port: int, token: str) -> int:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(msg.data) + "\n")
         proc.stdin.flush()
+        ended = False
         for line in proc.stdout:
             event = json.loads(line)
-            runner.send_message(f"lk_{event.pop('type')}", event)
-        proc.wait()
+            kind = event.pop("type")
+            ended = ended or kind in ("done", "failed")
+            runner.send_message(f"lk_{kind}", event)
+        code = proc.wait()
+        if not ended:  # it died without a word (a crash, a kill): the master must know
+            runner.send_message("lk_failed", {"error": f"the shard's engine exited {code}"})
 
     def to_shard(environment: Environment, msg: Any) -> None:
         """A start or a stop, for the shard's stdin."""

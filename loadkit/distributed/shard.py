@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from typing import IO, Any
 
 from loadkit.arrivals import closed_loops, schedule
@@ -79,13 +80,18 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
         recorder.listeners.append(HealthProbe.start().mark)
         whole_run = HealthProbe.start()
         recording = RecorderThread(recorder)
-        engine = Engine(plan, recording)
+        engine = Engine(plan, recording, seq_first=k + 1, seq_step=n)
+        seen_scheduled: Counter = Counter()
 
         def closed(iv: Interval, histograms: dict, _keyed: object) -> None:
+            scheduled = Counter(dict(engine.scheduled))  # a copy: the loop adds to it
+            grown = scheduled - seen_scheduled
+            seen_scheduled.update(grown)
             send({"type": "part", **writer.part(iv.start_s, iv.end_s, histograms),
                   "cpu_percent": iv.cpu_percent, "lateness_p99_ms": iv.lateness_p99_ms,
                   "in_flight": len(engine._tasks), "sent": engine.progress.scheduled,
-                  "dropped": engine.progress.dropped})
+                  "slots": engine.slots_sent, "dropped": engine.progress.dropped,
+                  "scheduled": [[p, t, c] for (p, t), c in grown.items()]})
 
         recorder.listeners.append(closed)
 
@@ -104,7 +110,8 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
         with recording:
             run_async(engine.run(shard(schedule(w, loaded.traces), k, n)))
     send({"type": "done", "sent": engine.progress.scheduled, "unfinished": engine.unfinished,
-          "scheduled": [[p, t, c] for (p, t), c in engine.scheduled.items()],
+          "slots": engine.slots_sent,
+          "scheduled": [[p, t, c] for (p, t), c in (engine.scheduled - seen_scheduled).items()],
           "stop_cause": engine.stop_cause, **whole_run.finish()})
 
 
@@ -119,6 +126,10 @@ def main() -> int:
     except LoadkitError as exc:
         print(json.dumps({"type": "failed", "error": str(exc)}), flush=True)
         return 2
+    except Exception as exc:
+        print(json.dumps({"type": "failed", "error": f"{type(exc).__name__}: {exc}"}),
+              flush=True)
+        raise
     return 0
 
 

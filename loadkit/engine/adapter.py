@@ -60,10 +60,11 @@ Check = Callable[[int, ParsedResponse], str | None]
 """(status, parsed answer) -> why it is not sensible, or None."""
 
 
-TurnBuilder = Callable[[list[dict], int | None, int | None, int],
+TurnBuilder = Callable[[list[dict], int | None, int | None, int, dict],
                       tuple[bytes, int | None, list[dict], bool]]
 """A session's next turn: (the conversation so far, prompt tokens of the new
-user message, max tokens, request number) -> (body, asked max_tokens, the
+user message, max tokens, request number, the session's own state for the
+builder) -> (body, asked max_tokens, the
 messages it sent: the conversation so far and the new user message, whether
 it is the last: a dataset's conversation has no more user turns)."""
 
@@ -82,3 +83,6 @@ class PreparedRequest:
     check: Check | None = None  # None: any 2xx is success
     ok_status: frozenset[int] | None = None  # None: 2xx
     build_turn: TurnBuilder | None = None  # chat sessions
+    # The prompt is exactly the asked prompt_tokens long (generated, no prefix
+    # pool, no prompt set): the server's count can be compared with it.
+    prompt_is_asked: bool = False

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -82,6 +83,7 @@ class Turn:
     start: int  # the session's first turn's intended time
     last: bool  # the session's planned last turn
     sent: list[dict] = field(default_factory=list)  # the messages it sent (set by exchange)
+    state: dict = field(default_factory=dict)  # the session's, for its turn builder
 
 
 @dataclass
@@ -95,13 +97,21 @@ class Engine:
     # Cancelled without a verdict (an interrupt): in no other count.
     unfinished: int = 0
     stop_cause: str | None = None  # set by halt(); None: an interrupt
+    seq_first: int = 1  # the first request number; a shard's: k + 1
+    seq_step: int = 1  # a shard's: n
 
     def __post_init__(self) -> None:
         self.progress = Progress(total_s=self.plan.total_s)
         self._tasks: set[asyncio.Task] = set()
-        self._seq = 0
+        # Request numbers (a prompt's unique start): shard k of n numbers its
+        # requests k+1, k+1+n, ..., so no two workers send the same prompt.
+        self._seq, self._seq_step = self.seq_first - 1, self.seq_step
+        self.slots_sent = 0  # schedule slots dispatched (a session is one)
         self._cut: str | None = None  # why requests are being cancelled, when they count
         self._overdue = False  # the drain deadline passed with requests in flight
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._early: list[Callable[[], None]] = []  # stops from other threads before run()
+        self._early_lock = threading.Lock()
 
     def halt_threadsafe(self, cause: str) -> None:
         """halt() from another thread (the recorder's: fail-fast, abort SLOs);
@@ -114,8 +124,11 @@ class Engine:
         self._threadsafe(self.stop.set)
 
     def _threadsafe(self, call: Callable[[], None]) -> None:
-        # Before run() there is no loop yet, after it none open: nothing to stop.
-        with contextlib.suppress(RuntimeError, AttributeError):
+        with self._early_lock:
+            if self._loop is None:  # before run(): applied when it starts
+                self._early.append(call)
+                return
+        with contextlib.suppress(RuntimeError):  # after it, no loop is open: nothing to stop
             self._loop.call_soon_threadsafe(call)
 
     def interval_closed(self, iv: Interval) -> None:
@@ -134,7 +147,10 @@ class Engine:
 
     async def run(self, slots: Iterable[Slot]) -> None:
         """Send the whole schedule, wait for stragglers, close the last interval."""
-        self._loop = asyncio.get_running_loop()
+        with self._early_lock:
+            self._loop = asyncio.get_running_loop()
+            for call in self._early:
+                call()
         transport = open_transport(self.plan.base_url, self.plan.requests, self.plan.client)
         try:
             ticker = asyncio.create_task(self._tick())
@@ -181,12 +197,13 @@ class Engine:
             phase = phases[slot.phase]
             self.scheduled[(phase, tenants[slot.tenant])] += 1
             self.progress.scheduled += 1
+            self.slots_sent += 1
             if len(self._tasks) >= cap:
                 self.recorder.drop(phase, self.plan.scenario_names[slot.scenario],
                                    tenants[slot.tenant])
                 self.progress.dropped += 1
                 continue
-            self._seq += 1
+            self._seq += self._seq_step
             task = asyncio.create_task(
                 self._session(transport, slot, phase, self._seq, intended)
                 if slot.scenario in self.plan.sessions or slot.script else
@@ -211,7 +228,7 @@ class Engine:
                 scenario, prompt, output = mix.pick()
                 self.scheduled[(phase, tenant)] += 1
                 self.progress.scheduled += 1
-                self._seq += 1
+                self._seq += self._seq_step
                 await self._send(transport, c.tenant, scenario, phase, prompt, output,
                                  self._seq, None)
                 if c.spec.think_time and not self.stop.is_set():
@@ -265,8 +282,11 @@ class Engine:
         """One request; `intended` None: a closed loop's, sent the moment it is due."""
         sent = now_ns()
         name = self.plan.scenario_names[scenario]
+        # A uvloop timer rounds to whole ms and may wake a fraction of one early:
+        # a request sent before its slot is charged from when it went out.
         rec = RequestRecord(self.plan.tenant_names[tenant], name + LATER if turn and turn.index
-                            else name, phase, sent if intended is None else intended, sent)
+                            else name, phase, sent if intended is None else min(intended, sent),
+                            sent)
         if turn is not None:
             rec.turn = turn.index
         try:
@@ -300,22 +320,25 @@ class Engine:
         spec = self.plan.sessions.get(slot.scenario)
         rng = random.Random(f"{self.plan.tenant_names[slot.tenant]}:{slot.scenario}:{seq}")
         history: list[dict] = []
+        state: dict = {}  # the turn builder's, kept across this session's turns
         prompt, output, at = slot.prompt_tokens, slot.max_tokens, intended
         tenant = self.plan.tenant_names[slot.tenant]
         for index in range(slot.turns):
             if index:
                 self.scheduled[(phase, tenant)] += 1
                 self.progress.scheduled += 1
-                self._seq += 1
+                self._seq += self._seq_step
                 seq = self._seq
-            turn = Turn(index, history, intended, index == slot.turns - 1)
+            turn = Turn(index, history, intended, index == slot.turns - 1, state=state)
             rec = await self._send(transport, slot.tenant, slot.scenario, phase, prompt, output,
                                    seq, at, turn=turn)
             if rec.error is not None or turn.last or self.stop.is_set():
                 return
             history = [*turn.sent, {"role": "assistant", "content": rec.text or ""}]
             if slot.script:  # a traced session: its next row's offset and lengths
-                offset, prompt, output = slot.script[index]
+                offset, row_prompt, row_output = slot.script[index]
+                prompt = row_prompt or slot.prompt_tokens  # a row without lengths: the
+                output = row_output or slot.max_tokens  # scenario's, as for the first turn
                 at = max(intended + int(offset * 1e9), rec.end)
             else:
                 assert spec is not None and spec.session is not None
@@ -344,10 +367,11 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
     answer: Answer | None = None
     try:
         body: bytes | None
-        rec.prompt_asked = prompt_tokens
+        if req.prompt_is_asked and turn is None:  # not a prompt set, prefix or history
+            rec.prompt_asked = prompt_tokens
         if turn is not None and req.build_turn is not None:
             body, asked, turn.sent, ends = req.build_turn(turn.history, prompt_tokens,
-                                                          max_tokens, seq)
+                                                          max_tokens, seq, turn.state)
             turn.last = turn.last or ends
         else:
             body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)

@@ -47,7 +47,8 @@ def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
         ok_status=ok_statuses(scenario.checks.status),
         # Chat can hold a session: declared (`session:`), or replayed from a trace.
         build_turn=_turn_builder(scenario, seed, counter, prompts)
-        if scenario.kind == "openai-chat" else None)
+        if scenario.kind == "openai-chat" else None,
+        prompt_is_asked=not prompts and scenario.prefix is None)
 
 
 def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None,
@@ -65,18 +66,14 @@ def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None,
     pick = _prefix_picker(s, seed, counter)
     sets = _filtered(s, prompts)
     rng = random.Random(f"{seed}:{s.name}:sessions")
-    # A dataset's conversation is known again by its first user message.
-    opening = {p.messages[-1]["content"]: p for p in sets if p.messages}
-
     def turn(history: list[dict], prompt_tokens: int | None, max_tokens: int | None,
-             seq: int) -> tuple[bytes, int | None, list[dict], bool]:
+             seq: int, state: dict) -> tuple[bytes, int | None, list[dict], bool]:
         last = False
         if sets and not history:  # a dataset's conversation opens the session
-            p = sets[rng.randrange(len(sets))]
+            p = state["conversation"] = sets[rng.randrange(len(sets))]
             messages = list(p.messages or [{"role": "user", "content": p.text}])
             asked, last = p.max_tokens or max_tokens, p.turns == ()  # a one-turn conversation
-        elif sets and (conv := opening.get(next((m["content"] for m in history
-                                                 if m["role"] == "user"), ""))) and conv.turns:
+        elif (conv := state.get("conversation")) is not None and conv.turns:
             i = sum(m["role"] == "user" for m in history) - 1  # its later turns, in order
             said, reply = conv.turns[min(i, len(conv.turns) - 1)]
             messages, asked = [*history, {"role": "user", "content": said}], reply or max_tokens

@@ -99,7 +99,7 @@ def _chat_prompt_text(messages: Any) -> str:
             parts.append(content)
         elif isinstance(content, list):  # multi-part content: count text parts
             parts += [p.get("text") or "" for p in content if isinstance(p, dict)]
-    return "".join(parts)
+    return " ".join(parts)  # a message boundary separates words
 
 
 def _completion_prompt_tokens(prompt: Any) -> int:

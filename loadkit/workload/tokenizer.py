@@ -64,13 +64,11 @@ class Counter:
         """The i-th (cyclically) word that is one token led by a space: two
         different i below the count of such words give different tokens."""
         if self._single is None:
-            seen, words = set(), []
-            for tid in range(self.tokenizer.get_vocab_size()):
-                word = self.tokenizer.decode([tid]).strip()
-                if word.isalpha() and word not in seen and self.count(" " + word) == 1:
-                    seen.add(word)
-                    words.append(word)
-            self._single = words or ["x"]
+            tok = self.tokenizer
+            candidates = sorted({w for tid in range(tok.get_vocab_size())
+                                 if (w := tok.decode([tid]).strip()).isalpha()})
+            encoded = tok.encode_batch([" " + w for w in candidates], add_special_tokens=False)
+            self._single = [w for w, e in zip(candidates, encoded) if len(e.ids) == 1] or ["x"]
         return self._single[i % len(self._single)]
 
     def count(self, text: str) -> int:
