@@ -119,6 +119,7 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
         if fleet is not None:
             fleet.gather()
             notes.append(f"{len(fleet.members)} workers joined the master on port {fleet.port}")
+            notes += [f"refused worker {who}" for who in fleet.refused]
         if on_start:
             on_start(target_label, out_dir, notes)
         # From here a first Ctrl-C/SIGTERM stops the run cleanly, a second exits at once.
