@@ -111,14 +111,5 @@ def endless_server():
     """tests/endless_server.py in its own process (answers that never end:
     /endless streams tokens forever, /never sends its headers and nothing
     more); yields its base URL."""
-    proc = subprocess.Popen([sys.executable, str(HERE / "endless_server.py")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("LISTENING "):
-            raise RuntimeError(f"endless server did not start: {proc.stderr.read()}")
-        yield line.split()[1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serve_script("endless_server.py") as url:
+        yield url

@@ -23,6 +23,8 @@ import json
 import resource
 import sys
 
+from servers import split_request  # tests/ is this script's own folder
+
 TOKEN = b'data: {"choices":[{"index":0,"delta":{"content":"tok "}}]}\n\n'
 STREAM_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -50,16 +52,8 @@ class Conn(asyncio.Protocol):
         if self.kind is not None:
             return  # the answer in progress never ends: nothing else is read
         self.buf += data
-        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            self.buf = self.buf[end + 4 + length:]
+        while (request := split_request(self.buf)) is not None:
+            head, self.buf = request
             method, path = head.split(" ")[:2]
             self.answer(method, path)
             if self.kind is not None:

@@ -21,6 +21,8 @@ import time
 
 from aiohttp import web
 
+from servers import serve_app  # tests/ is this script's own folder
+
 
 def knee_app(limit: int, fast_s: float, slow_s: float) -> web.Application:
     state = {"busy": 0, "fast": 0, "slow": 0, "held_s": 0.0}
@@ -55,13 +57,7 @@ def knee_app(limit: int, fast_s: float, slow_s: float) -> web.Application:
 
 
 async def main(args: argparse.Namespace) -> None:
-    runner = web.AppRunner(knee_app(args.limit, args.fast, args.slow), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    print(f"LISTENING http://127.0.0.1:{port}", flush=True)
-    await asyncio.Event().wait()
+    await serve_app(knee_app(args.limit, args.fast, args.slow))
 
 
 if __name__ == "__main__":

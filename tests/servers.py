@@ -115,6 +115,23 @@ def record_app() -> web.Application:
     return app
 
 
+def split_request(buf: bytes) -> tuple[str, bytes] | None:
+    """(the first whole request's head, what follows its body), or None until
+    one has arrived: HTTP/1.1, Content-Length bodies only."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buf[:end].decode("latin-1")
+    length = 0
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    if len(buf) < end + 4 + length:
+        return None
+    return head, buf[end + 4 + length:]
+
+
 class TruthProtocol(asyncio.Protocol):
     """HTTP/1.1 keep-alive, Content-Length bodies only: enough for the clients
     under test, and nothing of its own between the socket and the stamps."""
@@ -134,16 +151,8 @@ class TruthProtocol(asyncio.Protocol):
         if self.t_in is None:
             self.t_in = time.monotonic()
         self.buf += data
-        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            self.buf = self.buf[end + 4 + length:]
+        while (request := split_request(self.buf)) is not None:
+            head, self.buf = request
             t_in, self.t_in = self.t_in, (time.monotonic() if self.buf else None)
             self.answer(head.split(" ")[0], head.split(" ")[1], t_in)
 
@@ -304,6 +313,11 @@ async def main(args: argparse.Namespace) -> None:
         app = openai_app(args.models.split(","), args.key, args.refuse_after)
     else:
         app = faults_app()
+    await serve_app(app)
+
+
+async def serve_app(app: web.Application) -> None:
+    """Serve `app` on an ephemeral loopback port, print `LISTENING URL`, run on."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

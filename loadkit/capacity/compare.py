@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from loadkit.capacity.model import CapacityResult, Interval
 from loadkit.compare.model import Decision
 from loadkit.errors import ExitCode, InputError, gate
+from loadkit.report.junit import junit_document
 from loadkit.result.model import Part
 
 
@@ -116,10 +117,7 @@ def render_junit(c: CapacityComparison) -> str:
         ET.SubElement(case, "failure", message=c.reason, type="Regression")
     elif c.decision == Decision.INCONCLUSIVE:
         ET.SubElement(case, "skipped", message=c.reason)
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return junit_document(suite)
 
 
 def write(c: CapacityComparison, out_dir: Path, base: str, cand: str) -> Path:

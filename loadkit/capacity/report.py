@@ -13,6 +13,7 @@ from loadkit.capacity.gate import ANSWERED
 from loadkit.capacity.model import CapacityResult, Percentiles, ProbeRecord, SloPoint
 from loadkit.errors import InputError
 from loadkit.report.format import quantity
+from loadkit.report.junit import junit_document
 from loadkit.result.model import Verdict
 
 _WORD = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL", Verdict.INCONCLUSIVE: "⚠️ INCONCLUSIVE"}
@@ -138,10 +139,7 @@ def render_junit(r: CapacityResult) -> str:
             ET.SubElement(case, "failure", message=e.reason, type="CapacityExpectation")
         elif e.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {e.reason}")
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return junit_document(suite)
 
 
 def write_all(r: CapacityResult, out_dir: Path, html: bool = True) -> Path:

@@ -10,6 +10,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from loadkit.compare.model import Comparison, Decision, Row
+from loadkit.report.junit import junit_document
 
 _WORD = {Decision.REGRESSION: "❌ REGRESSION", Decision.IMPROVEMENT: "✅ IMPROVEMENT",
          Decision.NO_CHANGE: "✅ NO SIGNIFICANT CHANGE", Decision.INCONCLUSIVE: "⚠️ INCONCLUSIVE",
@@ -91,7 +92,4 @@ def render_compare_junit(c: Comparison) -> str:
             ET.SubElement(case, "failure", message=row_line(r), type="Regression")
         elif r.decision in _UNDECIDED:
             ET.SubElement(case, "skipped", message=row_line(r))
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return junit_document(suite)

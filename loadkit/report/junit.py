@@ -28,6 +28,11 @@ def render_junit(result: RunResult) -> str:
             ET.SubElement(case, "failure", message=slo_line(s) + why, type="SLOViolation")
         elif s.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {slo_line(s)}")
+    return junit_document(suite)
+
+
+def junit_document(suite: ET.Element) -> str:
+    """One <testsuite> as a whole JUnit file (runs, comparisons, capacity searches)."""
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
