@@ -25,6 +25,10 @@ SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
 MAX_EXAMPLES = 3
 ONE_TOKEN = "_one_token_gap"  # internal: split into itl and inter_chunk at rotation
 LATER = ":later"  # a session's turns after the first: scenario "<name>:later"
+# A recorder counter -> the interval count record() keeps of it.
+INTERVAL_COUNT = {"completed": "completed", "errors": "errors", "output_tokens": "tokens",
+                  "prompt_tokens": "prompt", "cached_tokens": "cached",
+                  "prompt_asked": "asked", "prompt_matched": "matched"}
 
 
 @dataclass(slots=True)
@@ -252,11 +256,8 @@ class Recorder:
         """`n` more in `counter` (one of this recorder's Counters, by name) came
         from another recorder (a distributed run's worker): count them in the
         open interval as record() and drop() count their own."""
-        names = {"completed": "completed", "errors": "errors", "output_tokens": "tokens",
-                 "prompt_tokens": "prompt", "cached_tokens": "cached",
-                 "prompt_asked": "asked", "prompt_matched": "matched"}
-        if counter in names:
-            self._interval_counts[names[counter]] += n
+        if (name := INTERVAL_COUNT.get(counter)) is not None:
+            self._interval_counts[name] += n
         if self.keyed and isinstance(key, tuple) and counter in (
                 "completed", "errors", "output_tokens", "good", "dropped"):
             what = {"output_tokens": "tokens"}.get(counter, counter)
