@@ -22,10 +22,11 @@ that this script starts pinned to CPU 1; the generators are pinned to CPU 0
    - CPU microseconds per request for both, from the generator process's CPU
      time: loadkit's ``health.cpu_percent`` / achieved req/s, Locust's own
      CPU time over its steady-state window / requests in that window.
-     loadkit's dispatcher yields (spins) for the last ~1.5 ms before a slot
-     only after a gap of over 3 ms (below ~330 req/s), so at these rates it
-     sleeps; its figure is taken at the bisection's top sustained rate, and
-     as a cross-check asked twice that rate (always behind schedule).
+     loadkit's dispatcher waits for a slot on a timerfd alarm and yields to
+     the loop only for the last 0.2 ms after gaps over 2 ms (below ~500
+     req/s), so not at these rates; its figure is taken at the bisection's
+     top sustained rate, and as a cross-check asked twice that rate (always
+     behind schedule, it never waits).
 
    Prints each repetition, then medians and the ratios loadkit max rate /
    Locust req/s and loadkit CPU us/req / Locust CPU us/req.
@@ -210,13 +211,13 @@ def main() -> int:
                 lk_cpu.append(cpu_us(r))
                 print(f"  -> loadkit max sustained {rate:,.0f} req/s; CPU "
                       f"{cpu_us(r):.1f} us/req at that rate", flush=True)
-                # Cross-check without the spin: asked twice its top, loadkit is always
+                # Cross-check without any wait: asked twice its top, loadkit is always
                 # behind schedule and never waits for a slot, so CPU% / achieved is
                 # its cost per request alone.
                 over = b.loadkit(url, 2 * rate, CHAT, 100)
                 if over is not None and over["throughput"]["requests_per_s"] > 0:
                     lk_over.append(cpu_us(over))
-                    print(f"  loadkit asked {2 * rate:,.0f} (overloaded, no spin): "
+                    print(f"  loadkit asked {2 * rate:,.0f} (overloaded, no wait): "
                           f"{describe(over)} -> CPU {cpu_us(over):.1f} us/req", flush=True)
             else:
                 print("  -> loadkit sustained not even the lowest rate", flush=True)
@@ -286,8 +287,8 @@ def main() -> int:
           f"[{spread(lk_cpu, '.1f')}], overloaded [{spread(lk_over, '.1f')}]; "
           f"locust req/s [{spread(lc_rates, ',.0f')}], CPU us/req "
           f"[{spread(lc_cpu, '.1f')}]")
-    print("  loadkit's CPU/request is taken at its top sustained rate (its dispatcher only "
-          "spins before slots after gaps over 3 ms, so not at these rates); 'overloaded' asks "
+    print("  loadkit's CPU/request is taken at its top sustained rate (its dispatcher "
+          "only yields before slots after gaps over 2 ms, so not at these rates); 'overloaded' asks "
           "2x the top, always behind schedule.")
     if s_r is not None:
         itl = s_r["series"]["itl"]["all"]

@@ -35,7 +35,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadkit.compare.model import Decision, Row
 from loadkit.errors import InputError
-from loadkit.record.histogram import decode, merged
+from loadkit.record.histogram import decode, merged, percentile_us
 from loadkit.result.model import ALL, RunResult, Scope
 from loadkit.slo.confidence import percentile_interval
 from loadkit.slo.evaluate import samples_needed
@@ -139,8 +139,8 @@ def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogr
             rows.append(_row(metric, scope, stat, None, None, None, None, None, p, tol,
                              Decision.INSUFFICIENT_SAMPLES, nb, nc))
             continue
-        b = base.get_value_at_percentile(q * 100.0) / 1000.0
-        c = cand.get_value_at_percentile(q * 100.0) / 1000.0
+        b = percentile_us(base, q * 100.0) / 1000.0
+        c = percentile_us(cand, q * 100.0) / 1000.0
         # Two 97.5% intervals: their ratio bounds cover the change with >= 95%.
         b_low, b_high = percentile_interval(base, q, level=0.975)
         c_low, c_high = percentile_interval(cand, q, level=0.975)

@@ -36,7 +36,7 @@ from loadkit.distributed.wire import absorb, job, owners, shard
 from loadkit.engine.runner import Progress
 from loadkit.errors import ErrorKind, InputError, RunError
 from loadkit.processes import die_with_parent, stop
-from loadkit.record.histogram import new_histogram
+from loadkit.record.histogram import new_histogram, percentile_us
 from loadkit.record.recorder import Interval, Recorder
 from loadkit.result.model import Distribution, WorkerRow
 from loadkit.served import is_loopback
@@ -348,7 +348,7 @@ class Fleet:
             status = "done" if m.why is None else f"lost at {m.lost_at_s:.1f} s: {m.why}"
             rows.append(WorkerRow(
                 worker=m.worker, host=m.host, shard=m.shard, sent=m.slots,
-                lateness_p99_ms=(m.lateness.get_value_at_percentile(99.0) / 1000.0
+                lateness_p99_ms=(percentile_us(m.lateness, 99.0) / 1000.0
                                  if m.lateness.get_total_count() else None),
                 cpu_percent=(m.final or {}).get("cpu_percent") or (max(m.cpu) if m.cpu else None),
                 clock_offset_ms=round(m.offset_s * 1000, 3), rtt_ms=round(m.rtt_s * 1000, 3),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from loadkit.errors import ErrorKind
-from loadkit.record.histogram import merged, new_histogram, record_us
+from loadkit.record.histogram import merged, new_histogram, percentile_us, record_us
 from loadkit.record.hlog import HlogWriter, tag_for
 from loadkit.workload.slo_spec import OPERATORS
 
@@ -110,6 +110,9 @@ class Recorder:
     # Called at each rotation with (interval, its histograms, its counts by
     # (what, phase, scenario, tenant)): live SLO windows and abort checks.
     listeners: list[Callable[[Interval, dict, Counter], None]] = field(default_factory=list)
+    # Called between the steps of a rotation: the recorder's thread yields
+    # the core (and the GIL) there to the event loop (record/worker.py).
+    pause: Callable[[], None] = field(default=lambda: None, repr=False)
     keyed: bool = False  # count per key each interval (only live SLOs need it)
     _interval_start_ns: int = 0
     _interval_counts: Counter = field(default_factory=Counter)
@@ -278,9 +281,11 @@ class Recorder:
         self._split_one_token_gaps()
         latency, lateness = new_histogram(), new_histogram()
         by_tenant: dict[str, list[HdrHistogram]] = defaultdict(list)
+        pause = self.pause
         for key, h in self.current.items():
             if h.get_total_count() == 0:
                 continue
+            pause()
             if self.hlog is not None:
                 self.hlog.write(tag_for(*key), h, start_s, end_s)
             total = self.cumulative.get(key)
@@ -293,19 +298,20 @@ class Recorder:
             elif key[0] == "lateness":
                 lateness.add(h)
         if lateness.get_total_count():
-            iv.lateness_p99_ms = lateness.get_value_at_percentile(99.0) / 1000.0
+            iv.lateness_p99_ms = percentile_us(lateness, 99.0) / 1000.0
         if len(by_tenant) > 1:
             iv.tenant_latency_p99_ms = {
-                t: (hs[0] if len(hs) == 1 else merged(hs)).get_value_at_percentile(99.0) / 1000.0
+                t: percentile_us(hs[0] if len(hs) == 1 else merged(hs), 99.0) / 1000.0
                 for t, hs in sorted(by_tenant.items())}
         if latency.get_total_count():
-            iv.latency_p50_ms = latency.get_value_at_percentile(50.0) / 1000.0
-            iv.latency_p99_ms = latency.get_value_at_percentile(99.0) / 1000.0
+            iv.latency_p50_ms = percentile_us(latency, 50.0) / 1000.0
+            iv.latency_p99_ms = percentile_us(latency, 99.0) / 1000.0
             iv.latency_max_ms = latency.get_max_value() / 1000.0
         if self.hlog is not None:
             self.hlog.flush()
         self.intervals.append(iv)
         for listener in self.listeners:
+            pause()
             listener(iv, self.current, self._interval_keyed)
         self.current = {}  # fresh histograms: allocating is 8x cheaper than reset()
         self._interval_start_ns = now_ns

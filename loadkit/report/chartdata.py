@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from loadkit.record.histogram import decode, new_histogram
+from loadkit.record.histogram import decode, new_histogram, percentiles_us
 from loadkit.record.hlog import tag_for
 from loadkit.report.decimate import as_array
 from loadkit.result.model import Figures, RunResult, TelemetrySeries
@@ -52,7 +52,7 @@ def spectrum(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     """(x, ms): x = 1 / (1 - percentile), log-spaced out to 99.99%, plus the max."""
     k = np.linspace(0.0, SPECTRUM_DECADES, 161)
     pct = [round(100.0 * (1.0 - 10.0 ** -d), 6) for d in k]
-    values = h.get_percentile_to_value_dict(pct)
+    values = percentiles_us(h, pct)
     x = np.append(10.0 ** k, 10.0 ** (SPECTRUM_DECADES + 0.25))
     y = np.array([values[p] for p in pct] + [h.get_max_value()], dtype=float) / 1000.0
     return x, y

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loadkit.record.histogram import percentile_us
 from loadkit.report.chartdata import (
     SPECTRUM_DECADES,
     column,
@@ -325,7 +326,7 @@ def token_distributions(r: RunResult) -> Figure | None:
         edges, share = distribution(h)
         ax.stairs(share, edges, fill=True, color=colour, alpha=0.6)
         for p, ls in ((50.0, "-"), (99.0, "--")):
-            v = h.get_value_at_percentile(p) / 1000.0
+            v = percentile_us(h, p) / 1000.0
             ax.axvline(v, color="#333333", ls=ls, lw=1, label=f"p{p:g} {v:.4g} ms")
         if edges[-1] / edges[0] > 20:
             _log_scale(ax, "x")

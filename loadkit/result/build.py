@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from hdrh.histogram import HdrHistogram
 
 from loadkit.errors import ErrorKind
-from loadkit.record.histogram import encode, merged, summary_ms
+from loadkit.record.histogram import encode, merged, percentile_us, summary_ms
 from loadkit.record.hlog import tag_for
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import (
@@ -73,7 +73,7 @@ class Measured:
 
     def lateness_p99_ms(self) -> float:
         h = merged(self.histograms.get(("lateness", ALL), []))
-        return h.get_value_at_percentile(99.0) / 1000.0 if h.get_total_count() else 0.0
+        return percentile_us(h, 99.0) / 1000.0 if h.get_total_count() else 0.0
 
     def request_counts(self, scheduled: Counter, unfinished: int) -> Counts:
         total = self.counts[ALL]

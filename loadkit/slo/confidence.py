@@ -16,6 +16,8 @@ from statistics import NormalDist
 
 from hdrh.histogram import HdrHistogram
 
+from loadkit.record.histogram import percentile_us
+
 EXACT_BELOW = 50.0  # n·q·(1−q) under this: exact binomial sums
 
 
@@ -55,7 +57,7 @@ def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float
 
 
 def _at_rank(h: HdrHistogram, rank: int, lowest: bool) -> float:
-    value = h.get_value_at_percentile(100.0 * rank / h.get_total_count())
+    value = percentile_us(h, 100.0 * rank / h.get_total_count())
     if lowest:
         value = h.get_lowest_equivalent_value(value)
     return value / 1000.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-from loadkit.record.histogram import mean_us, merged
+from loadkit.record.histogram import mean_us, merged, percentile_us
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
 from loadkit.slo.confidence import percentile_interval
 from loadkit.workload.slo_spec import OPERATORS, RECOVERY_METRIC, TIME_METRICS, Objective
@@ -79,7 +79,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             reason = "no samples"
         elif o.quantile is not None:
             q = o.quantile * attempts / samples  # failures sit above every answer
-            observed = h.get_value_at_percentile(min(q, 1.0) * 100.0) / 1000.0
+            observed = percentile_us(h, min(q, 1.0) * 100.0) / 1000.0
             interval = percentile_interval(h, o.quantile, failed, level)
         elif o.stat == "mean":
             observed = mean_us(h) / 1000.0

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from hdrh.histogram import HdrHistogram
 
-from loadkit.record.histogram import merged
+from loadkit.record.histogram import merged, percentile_us
 from loadkit.result.model import Isolation
 
 SPIKE_FACTOR = 2.0
@@ -48,8 +48,8 @@ def isolation(rates: Mapping[str, Mapping[str, float]],
             counts = {"samples_spike": h_loud.get_total_count(),
                       "samples_quiet": h_quiet.get_total_count()}
             if all(counts.values()):
-                a = h_loud.get_value_at_percentile(99.0) / 1000.0
-                b = h_quiet.get_value_at_percentile(99.0) / 1000.0
+                a = percentile_us(h_loud, 99.0) / 1000.0
+                b = percentile_us(h_quiet, 99.0) / 1000.0
                 counts |= {"p99_spike_ms": a, "p99_quiet_ms": b, "ratio": round(a / b, 4)}
             entry = entry.model_copy(update=counts)
         out[victim] = entry
