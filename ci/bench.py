@@ -22,11 +22,11 @@ that this script starts pinned to CPU 1; the generators are pinned to CPU 0
    - CPU microseconds per request for both, from the generator process's CPU
      time: loadkit's ``health.cpu_percent`` / achieved req/s, Locust's own
      CPU time over its steady-state window / requests in that window.
-     loadkit's dispatcher waits for a slot on a timerfd alarm and yields to
-     the loop only for the last 0.2 ms after gaps over 2 ms (below ~500
-     req/s), so not at these rates; its figure is taken at the bisection's
-     top sustained rate, and as a cross-check asked twice that rate (always
-     behind schedule, it never waits).
+     loadkit's dispatcher waits for each slot on a timerfd alarm and yields
+     to the loop (spins) only for the last 0.2 ms after gaps over 2 ms
+     (below ~500 req/s), so not at these rates; its figure is taken at the
+     bisection's top sustained rate, and as a cross-check asked twice that
+     rate (always behind schedule, it never waits).
 
    Prints each repetition, then medians and the ratios loadkit max rate /
    Locust req/s and loadkit CPU us/req / Locust CPU us/req.
@@ -288,7 +288,7 @@ def main() -> int:
           f"locust req/s [{spread(lc_rates, ',.0f')}], CPU us/req "
           f"[{spread(lc_cpu, '.1f')}]")
     print("  loadkit's CPU/request is taken at its top sustained rate (its dispatcher "
-          "only yields before slots after gaps over 2 ms, so not at these rates); 'overloaded' asks "
+          "spins only before slots after gaps over 2 ms, so not at these rates); 'overloaded' asks "
           "2x the top, always behind schedule.")
     if s_r is not None:
         itl = s_r["series"]["itl"]["all"]

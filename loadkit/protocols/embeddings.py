@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.text import PromptText
@@ -24,7 +26,7 @@ def prepare(scenario: EmbeddingsScenario, headers: dict[str, str], seed: str
 
     def parse(raw: bytes) -> ParsedResponse:
         try:
-            doc = json.loads(raw)
+            doc = orjson.loads(raw)
         except ValueError:
             raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
         data = doc.get("data") if isinstance(doc, dict) else None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.workload.scenarios import HttpScenario
@@ -37,7 +39,7 @@ def _parse_text(raw: bytes) -> ParsedResponse:
 
 def _parse_json(raw: bytes) -> ParsedResponse:
     try:
-        doc = json.loads(raw) if raw else None
+        doc = orjson.loads(raw) if raw else None
     except ValueError:
         raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
     return ParsedResponse(text=raw.decode("utf-8", "replace"), doc=doc)

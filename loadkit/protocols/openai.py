@@ -22,6 +22,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from loadkit.arrivals.trace import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.errors import InputError
@@ -211,7 +213,7 @@ def _limits(s: OpenAIScenario, max_tokens: int | None) -> dict:
 def parse_body(raw: bytes) -> ParsedResponse:
     """A non-streaming answer: JSON with choices and, usually, usage."""
     try:
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
     except ValueError:
         raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
@@ -258,7 +260,7 @@ class OpenAIStream:
                 self._done = True
                 continue
             try:
-                doc = json.loads(payload)
+                doc = orjson.loads(payload)
             except ValueError:
                 raise ProtocolError(f"stream chunk is not JSON: {payload[:80]!r}") from None
             if not isinstance(doc, dict):

@@ -35,6 +35,10 @@ def test_stream_counts_token_events_and_prefers_usage():
     (b"data: {not json\n\n", "not JSON"),
     (b'data: {"error": {"message": "overloaded"}}\n\n', "overloaded"),
     (b'data: {"choices": ["x"]}\n\n', "malformed"),
+    # Not JSON by RFC 8259, though Python's json module would take them.
+    (b'data: {"choices": [], "x": NaN}\n\n', "not JSON"),
+    (b'data: {"choices": [], "x": 1e999}\n\n', "not JSON"),
+    (b'data: {"choices": [{"delta": {"content": "\xff"}}]}\n\n', "not JSON"),
 ])
 def test_stream_protocol_errors(payload, fragment):
     with pytest.raises(ProtocolError, match=fragment):
@@ -55,7 +59,7 @@ def test_non_streaming_body():
 
 
 def test_lying_usage_is_a_protocol_error():
-    for bad in (b'-5', b'true', b'"7"'):
+    for bad in (b'-5', b'true', b'"7"', b'123456789012345678901234567890'):
         s = OpenAIStream()
         with pytest.raises(ProtocolError, match="completion_tokens"):
             s.feed(b'data: {"choices": [], "usage": {"completion_tokens": ' + bad + b'}}\n\n')
