@@ -92,8 +92,9 @@ class RecorderThread:
 
 
 def _yield() -> None:
-    with contextlib.suppress(OSError):
-        os.sched_yield()  # releases the GIL too
+    """Give the core, and the GIL, to whoever waits (Unix; elsewhere nothing)."""
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()  # releases the GIL around the call
 
 
 @contextlib.contextmanager
