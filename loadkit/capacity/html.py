@@ -1,6 +1,6 @@
 """capacity.html: one self-contained page, the report.html way (no JavaScript,
 nothing fetched, everything autoescaped, charts as matplotlib's inline SVG
-through loadkit.report.charts), with the report's own stylesheet.
+through loadkit.report.canvas), with the report's own stylesheet.
 
 Charts: latency against achieved throughput with the knee (the highest
 passing probe) marked, and the binding SLO's value with its 95% interval
@@ -20,7 +20,7 @@ import jinja2
 from loadkit.capacity.model import CapacityResult, ProbeRecord
 from loadkit.capacity.report import facts, headline, slo_cell, slo_names, verdict_word
 from loadkit.capacity.search import Status
-from loadkit.report import charts
+from loadkit.report import canvas
 from loadkit.report.format import quantity
 from loadkit.report.html import Chart, chart_entry
 
@@ -89,14 +89,14 @@ def _curve(r: CapacityResult) -> Figure | None:
     binding = r.binding_slo
     points = [(p, s, s.observed) for p in _judged(r) for s in p.slos
               if s.name == binding and s.observed is not None]
-    fig, axes = charts.figure(2 if points else 1, height=2.8, sharex=False)
+    fig, axes = canvas.figure(2 if points else 1, height=2.8, sharex=False)
     ax = axes[0]
     by_tp = sorted(probes, key=lambda p: p.throughput_rps)
     for stat, style in (("p50", ":"), ("p99", "-")):
         xs = [p.throughput_rps for p in by_tp if getattr(p.latency["latency"], stat) is not None]
         ys = [getattr(p.latency["latency"], stat) for p in by_tp
               if getattr(p.latency["latency"], stat) is not None]
-        ax.plot(xs, ys, style, color=charts.COLOURS[0], lw=1, label=f"latency {stat}")
+        ax.plot(xs, ys, style, color=canvas.COLOURS[0], lw=1, label=f"latency {stat}")
         ax.scatter(xs, ys, c=[_colour(p) for p in by_tp
                               if getattr(p.latency["latency"], stat) is not None], s=18, zorder=3)
     knee = [p for p in probes if r.capacity.passed is not None and p.value == r.capacity.passed
@@ -131,14 +131,14 @@ def _goodput(r: CapacityResult) -> Figure | None:
     probes = [p for p in _judged(r) if p.status != Status.UNTRUSTED]
     if not probes:
         return None
-    fig, (ax,) = charts.figure(1, height=2.8)
+    fig, (ax,) = canvas.figure(1, height=2.8)
     xs = [p.value for p in probes]
-    ax.plot(xs, [p.throughput_rps for p in probes], "-o", ms=3, color=charts.COLOURS[0],
+    ax.plot(xs, [p.throughput_rps for p in probes], "-o", ms=3, color=canvas.COLOURS[0],
             lw=1, label="throughput")
     good = [(p.value, g) for p in probes if (g := p.goodput_rps) is not None]
     if good:
         ax.plot([x for x, _ in good], [y for _, y in good], "-o", ms=3,
-                color=charts.COLOURS[2], lw=1, label="goodput")
+                color=canvas.COLOURS[2], lw=1, label="goodput")
     if r.unit == "req/s":
         ax.plot(xs, xs, ":", color="#999999", lw=1, label="offered")
     _band(ax, r)
@@ -155,9 +155,9 @@ def _cost(r: CapacityResult) -> Figure | None:
     if not costs:
         return None
     probes = [p for p, _ in costs]
-    fig, (ax,) = charts.figure(1, height=2.6)
+    fig, (ax,) = canvas.figure(1, height=2.6)
     xs, ys = [p.value for p in probes], [c for _, c in costs]
-    ax.plot(xs, ys, "-", color=charts.COLOURS[3], lw=1, label="cost per 1M output tokens")
+    ax.plot(xs, ys, "-", color=canvas.COLOURS[3], lw=1, label="cost per 1M output tokens")
     ax.scatter(xs, ys, c=[_colour(p) for p in probes], s=18, zorder=3)
     _band(ax, r)
     simulated = " (simulated GPU)" if any(p.telemetry_simulated for p in probes) else ""

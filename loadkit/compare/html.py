@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loadkit.compare.model import Comparison, Decision
-from loadkit.report import chartdata, charts
+from loadkit.report import canvas, chartdata, charts
 from loadkit.report.decimate import DEFAULT_POINTS, decimate
 from loadkit.report.format import quantity
 from loadkit.report.html import (
@@ -81,11 +81,11 @@ def _p99_over_time(base: RunResult, cand: RunResult, points: int) -> Figure | No
     runs = [(label, r) for label, r in (("base", base), ("candidate", cand)) if r.timeseries]
     if not runs:
         return None
-    fig, (ax,) = charts.figure(1, height=2.8)
+    fig, (ax,) = canvas.figure(1, height=2.8)
     div, unit = chartdata.time_unit(max(chartdata.span(r) for _l, r in runs))
     for j, (label, r) in enumerate(runs):
         env = decimate(chartdata.times(r), chartdata.column(r, "latency_p99_ms"), points)
-        charts.envelope(ax, env, div, f"{label} p99", charts.COLOURS[j])
+        canvas.envelope(ax, env, div, f"{label} p99", canvas.COLOURS[j])
     ax.set_ylabel("latency p99 (ms)")
     ax.set_xlabel(f"time since each run's start ({unit})")
     ax.set_ylim(bottom=0)

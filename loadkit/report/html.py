@@ -1,11 +1,11 @@
 """report.html: one self-contained page, read by people who did not run the test.
 
 Verdict first, in words and colour, then the SLO table, the charts (inline
-SVG from charts.py: no JavaScript, nothing fetched, a Content-Security-Policy
-that forbids both), errors with examples, telemetry, generator health and
+SVG, charts.py drawn on canvas.py: no JavaScript, nothing fetched, a
+Content-Security-Policy that forbids both), errors with examples, telemetry, generator health and
 the run's metadata, with links between sections. jinja2 autoescapes every
 value; the only markup passed through unescaped is the SVG that matplotlib
-wrote (it escapes its texts; charts.svg refuses scripts and handlers).
+wrote (it escapes its texts; canvas.svg refuses scripts and handlers).
 Rendering is a pure function of the RunResult (run.json): re-rendering gives
 the same bytes.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import jinja2
 from markupsafe import Markup
 
-from loadkit.report import charts
+from loadkit.report import canvas, charts
 from loadkit.report.decimate import DEFAULT_POINTS
 from loadkit.report.format import interval, quantity, seconds
 from loadkit.result import RunResult, SLOResult, Verdict
@@ -151,14 +151,14 @@ def chart_entry(chart_id: str, title: str, caption: str, draw: Callable[..., Fig
     drawn (one bad chart must not lose the page); None when it has no data."""
     entry = Chart(id=f"chart-{chart_id}", section=section, title=title, caption=caption)
     try:
-        svg = charts.svg(chart_id, draw, *args)
+        svg = canvas.svg(chart_id, draw, *args)
     except Exception as exc:
         if os.environ.get("LOADKIT_DEBUG"):
             raise
         return replace(entry, error=f"{type(exc).__name__}: {exc}")
     if svg is None:
         return None
-    return replace(entry, svg=Markup(svg))  # matplotlib's own, escaped output (see charts.svg)
+    return replace(entry, svg=Markup(svg))  # matplotlib's own, escaped output (see canvas.svg)
 
 
 def telemetry_summary(t: Telemetry | None) -> TelemetryView | None:
