@@ -51,6 +51,9 @@ class ErrorKind(enum.StrEnum):
     HTTP_5XX = "http_5xx"
     PROTOCOL = "protocol"
     CHECK_FAILED = "check_failed"
+    # A 2xx answer that is not a whole answer: a stream with no answer token,
+    # or one that ended neither finished nor with [DONE] (engine.adapter).
+    INCOMPLETE = "incomplete"
     # Still in flight when the run ended (the `client.drain` deadline after the
     # schedule, or a stop by an abort SLO or fail-fast), then cancelled: it
     # never answered, so it counts as a failure like the kinds above.

@@ -145,8 +145,11 @@ def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload,
                if not isinstance(s, HttpScenario) and s.model is None]
     if not unnamed:
         return loaded, []
+    key_from = ("tenants[0].api_key or .headers" if w.tenants
+                else f"scenarios[{unnamed[0]}].headers (Authorization)")
     model = discover_model(base_url, w.client,
-                           identity(w.scenarios[unnamed[0]], w.all_tenants[0], os.environ))
+                           identity(w.scenarios[unnamed[0]], w.all_tenants[0], os.environ),
+                           key_from)
     scenarios = [s.model_copy(update={"model": model}) if i in unnamed else s
                  for i, s in enumerate(w.scenarios)]
     resolved = dataclasses.replace(loaded, workload=w.model_copy(update={"scenarios": scenarios}))

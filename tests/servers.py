@@ -184,8 +184,8 @@ async def truth_server(seed: int) -> asyncio.Server:
     return await loop.create_server(lambda: TruthProtocol(state), "127.0.0.1", 0)
 
 
-def openai_app(models: list[str], key: str | None, refuse_after: float | None
-               ) -> web.Application:
+def openai_app(models: list[str], key: str | None, refuse_after: float | None,
+               protect_models: bool = False) -> web.Application:
     state: dict = {"first": None, "asked": []}
 
     def refuse(status: int, message: str) -> web.Response:
@@ -193,6 +193,8 @@ def openai_app(models: list[str], key: str | None, refuse_after: float | None
                                  status=status)
 
     async def list_models(request: web.Request) -> web.Response:
+        if protect_models and request.headers.get("Authorization") != f"Bearer {key}":
+            return refuse(401, "Invalid API key provided.")  # vLLM --api-key: all of /v1
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "owned_by": "test"} for m in models]})
 
@@ -310,7 +312,8 @@ async def main(args: argparse.Namespace) -> None:
     elif args.mode == "record":
         app = record_app()
     elif args.mode == "openai":
-        app = openai_app(args.models.split(","), args.key, args.refuse_after)
+        app = openai_app(args.models.split(","), args.key, args.refuse_after,
+                         args.protect_models)
     else:
         app = faults_app()
     await serve_app(app)
@@ -336,6 +339,7 @@ if __name__ == "__main__":
     p.add_argument("--models", default="served-model")
     p.add_argument("--key")
     p.add_argument("--refuse-after", type=float)
+    p.add_argument("--protect-models", action="store_true")
     try:
         import uvloop
         uvloop.run(main(p.parse_args()))

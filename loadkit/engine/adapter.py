@@ -19,6 +19,13 @@ class ProtocolError(Exception):
     """
 
 
+class IncompleteAnswer(ProtocolError):
+    """A well-formed answer that is not a whole answer: a stream that ended
+    with no answer token, or neither finished (`finish_reason`) nor closed
+    with `[DONE]`. Recorded as the `incomplete` error kind: a server that
+    returns empty answers must never pass as one that answered."""
+
+
 @dataclass(slots=True)
 class ParsedResponse:
     """What a finished response told us: output tokens, and for checks its
@@ -36,6 +43,12 @@ class ParsedResponse:
     # served from a prefix cache (usage.prompt_tokens_details.cached_tokens).
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
+    # Why generation stopped (`length`, `stop`, `tool_calls`, ...; "missing"
+    # when the server said none); None where the protocol has no such field.
+    finish_reason: str | None = None
+    # The stream ended after its finish_reason without `data: [DONE]`
+    # (transformers serve): complete, but noted.
+    no_done: bool = False
 
 
 class StreamParser(Protocol):

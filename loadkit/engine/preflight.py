@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from loadkit.engine.client import ssl_context
-from loadkit.errors import InputError, TargetUnreachable
+from loadkit.errors import InputError, TargetRejected, TargetUnreachable
 from loadkit.urls import without_credentials
 from loadkit.workload.models import Client
 
@@ -34,10 +34,13 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
         raise TargetUnreachable(f"{shown}: {type(exc).__name__}") from None
 
 
-def discover_model(base_url: str, client: Client, headers: dict[str, str]) -> str:
+def discover_model(base_url: str, client: Client, headers: dict[str, str],
+                   key_from: str = "the scenario's headers") -> str:
     """The one model the target lists at GET /v1/models (OpenAI, vLLM, TGI,
     SGLang, llama.cpp all serve it); bad input (exit 2) when it lists none,
-    several, or cannot say: then the user names one."""
+    several, or cannot say: then the user names one. A 401/403 is the target
+    refusing the key (`key_from` says where it comes from): TargetRejected
+    (exit 3), as the probe would say, since naming a model would not help."""
     shown = without_credentials(base_url)
     how = "name it with --model NAME (every OpenAI scenario) or `model:` in a scenario"
     timeout = httpx.Timeout(client.timeouts.first_byte, connect=client.timeouts.connect)
@@ -47,6 +50,10 @@ def discover_model(base_url: str, client: Client, headers: dict[str, str]) -> st
             resp = c.get(base_url + "/v1/models", headers=headers)
     except httpx.HTTPError as exc:
         raise TargetUnreachable(f"{shown}/v1/models: {type(exc).__name__}: {exc}") from None
+    if resp.status_code in (401, 403):
+        raise TargetRejected(f"{shown}/v1/models answered HTTP {resp.status_code} "
+                             f"({resp.text[:200]!r}): the target refuses the credentials -> "
+                             f"check {key_from}, and that the ${{VAR}}s they name are set")
     if resp.status_code != 200:
         raise InputError(f"the scenarios name no model, and {shown}/v1/models answered "
                          f"HTTP {resp.status_code} ({resp.text[:200]!r}): {how}")

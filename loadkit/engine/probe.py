@@ -24,7 +24,8 @@ from loadkit.record.recorder import RequestRecord
 from loadkit.workload.models import Workload
 from loadkit.workload.scenarios import HttpScenario
 
-REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL)
+REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL,
+              ErrorKind.INCOMPLETE)
 PROBE_MAX_TOKENS = 16  # enough to show a stream works; cheap on any server
 TRIES = 3  # a refusal must repeat: one bad answer in five is a server to measure
 
@@ -101,6 +102,9 @@ def explain(f: ProbeFailure, workload: Workload) -> str:
         hint = f"the answer failed scenarios[{f.scenario}].checks"
     elif f.kind is ErrorKind.PROTOCOL and f.message.startswith(STREAM_CUT):
         hint = "the server streams on past max_tokens: does it honour max_tokens?"
+    elif f.kind is ErrorKind.INCOMPLETE:
+        hint = ("the server answered 200 but not a whole answer (three tries): an empty "
+                "answer is a failure, whatever the status")
     elif f.kind is ErrorKind.PROTOCOL:
         hint = (f"the answer is not what a {s.kind} endpoint sends: is "
                 f"{s.request_path} the right path"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from loadkit.arrivals import ClosedLoop, Mix, Slot
 from loadkit.arrivals.schedule import sample_tokens
-from loadkit.engine.adapter import PreparedRequest, ProtocolError
+from loadkit.engine.adapter import IncompleteAnswer, PreparedRequest, ProtocolError
 from loadkit.engine.alarm import Alarm, open_alarm
 from loadkit.engine.answer import Answer
 from loadkit.engine.client import classify
@@ -399,6 +399,8 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
         answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None)
         end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)
+    except IncompleteAnswer as exc:
+        rec.error, rec.message = ErrorKind.INCOMPLETE, str(exc)[:300]
     except ProtocolError as exc:
         rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
     except Exception as exc:  # noqa: BLE001 - every failure is a measurement

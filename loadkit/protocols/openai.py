@@ -25,7 +25,12 @@ from typing import Any
 import orjson
 
 from loadkit.arrivals.trace import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
-from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.engine.adapter import (
+    IncompleteAnswer,
+    ParsedResponse,
+    PreparedRequest,
+    ProtocolError,
+)
 from loadkit.errors import InputError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.sse import SSEDecoder, SSEError
@@ -33,6 +38,8 @@ from loadkit.protocols.text import WORDS, PromptText
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import OpenAIScenario
 from loadkit.workload.tokenizer import Counter as TokenCounter
+
+MISSING = "missing"  # the finish_reason of an answer that gave none
 
 
 def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
@@ -211,37 +218,55 @@ def _limits(s: OpenAIScenario, max_tokens: int | None) -> dict:
 
 
 def parse_body(raw: bytes) -> ParsedResponse:
-    """A non-streaming answer: JSON with choices and, usually, usage."""
+    """A non-streaming answer: JSON with choices and, usually, usage. One with
+    no choice, or whose choice holds no output (no text, reasoning or tool
+    call), is incomplete."""
     try:
         doc = orjson.loads(raw)
     except ValueError:
         raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
         raise ProtocolError("response JSON has no `choices` list")
-    text = None
-    if doc["choices"] and isinstance(doc["choices"][0], dict):
-        c = doc["choices"][0]
-        text = c["message"].get("content") if isinstance(c.get("message"), dict) else c.get("text")
+    if not doc["choices"] or not isinstance(c := doc["choices"][0], dict):
+        raise IncompleteAnswer("answer has no choice")
+    message = c.get("message")
+    if isinstance(message, dict):  # chat: its message is the stream's deltas in one
+        text, output, _ = _delta({"choices": [{"delta": message}]})
+    else:
+        text = output = c.get("text") if isinstance(c.get("text"), str) else None
     tokens = _usage_tokens(doc)
+    if not output:
+        said = f" (its usage says {tokens:,} tokens)" if tokens else ""
+        raise IncompleteAnswer(f"answer with no output (finish_reason "
+                               f"{c.get('finish_reason') or MISSING}){said}")
     prompt, cached = _prompt_usage(doc)
-    return ParsedResponse(tokens, "usage" if tokens is not None else "none",
-                          text if isinstance(text, str) else None, doc,
-                          prompt_tokens=prompt, cached_tokens=cached)
+    finish = c.get("finish_reason")
+    return ParsedResponse(tokens, "usage" if tokens is not None else "none", text, doc,
+                          prompt_tokens=prompt, cached_tokens=cached,
+                          finish_reason=finish if isinstance(finish, str) and finish
+                          else MISSING)
 
 
 class OpenAIStream:
-    """Parses an OpenAI SSE stream incrementally."""
+    """Parses an OpenAI SSE stream incrementally.
+
+    A token event is one that carries generated output: answer text,
+    reasoning text (`reasoning_content`, `reasoning`) or a tool call's
+    fragment; a role-only or empty event is not, so TTFT never counts from
+    it. The stream is whole when it ended after a `finish_reason` or with
+    `[DONE]` and carried at least one token; otherwise it is incomplete."""
 
     __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt",
-                 "_counter", "_counted")
+                 "_counter", "_counted", "_finish")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
         self._sse = SSEDecoder()
         self._chunks = 0
         self._usage: int | None = None
         self._done = False
+        self._finish: str | None = None  # the last finish_reason the stream gave
         self._text: list[str] | None = [] if keep_text else None
-        # Tokens of each content event from the running usage it carried;
+        # Tokens of each token event from the running usage it carried;
         # None once one came without it.
         self._per_event: list[int] | None = []
         self._prompt: tuple[int | None, int | None] = (None, None)
@@ -272,13 +297,15 @@ class OpenAIStream:
             if usage is not None:
                 self._usage = usage
                 self._prompt = _prompt_usage(doc)
-            text = _chunk_text(doc)
-            if text:
+            answer, output, finish = _delta(doc)
+            if finish is not None:
+                self._finish = finish
+            if output:
                 events += 1
-                if self._text is not None:
-                    self._text.append(text)
+                if answer and self._text is not None:
+                    self._text.append(answer)
                 if self._counter is not None:
-                    self._counted.append(max(1, self._counter.count(text)))
+                    self._counted.append(max(1, self._counter.count(output)))
                 per_event = self._per_event
                 if per_event is not None:
                     if usage is None or usage <= (before or 0):
@@ -289,22 +316,34 @@ class OpenAIStream:
         return events
 
     def finish(self) -> ParsedResponse:
-        if not self._done:
-            raise ProtocolError("stream ended without [DONE]")
+        finish = self._finish
+        if finish is None and not self._done:
+            raise IncompleteAnswer(
+                f"stream ended after {self._chunks:,} token events with neither a "
+                "finish_reason nor [DONE]")
+        if not self._chunks:
+            said = f" (its usage says {self._usage:,} tokens)" if self._usage else ""
+            raise IncompleteAnswer(
+                f"stream ended with no answer token (finish_reason "
+                f"{finish or 'missing'}{', [DONE]' if self._done else ''}){said}")
         text = "".join(self._text) if self._text is not None else None
         per_event = self._per_event if self._per_event and len(self._per_event) == \
             self._chunks else None
         source = "usage"
         if per_event is None and self._counter is not None:
             per_event, source = self._counted or None, "tokenizer"
+        reason, no_done = finish or MISSING, not self._done
         if self._usage is not None:
             return ParsedResponse(self._usage, "usage", text, event_tokens=per_event,
                                   event_source=source, prompt_tokens=self._prompt[0],
-                                  cached_tokens=self._prompt[1])
+                                  cached_tokens=self._prompt[1], finish_reason=reason,
+                                  no_done=no_done)
         if self._counter is not None:
             return ParsedResponse(sum(self._counted), "tokenizer", text,
-                                  event_tokens=per_event, event_source=source)
-        return ParsedResponse(self._chunks, "chunks", text)
+                                  event_tokens=per_event, event_source=source,
+                                  finish_reason=reason, no_done=no_done)
+        return ParsedResponse(self._chunks, "chunks", text, finish_reason=reason,
+                              no_done=no_done)
 
 
 def _usage_tokens(doc: dict) -> int | None:
@@ -331,13 +370,34 @@ def _prompt_usage(doc: dict) -> tuple[int | None, int | None]:
     return count(usage.get("prompt_tokens")), count(cached)
 
 
-def _chunk_text(doc: dict) -> str | None:
+def _delta(doc: dict) -> tuple[str | None, str | None, str | None]:
+    """(answer text, any generated output: answer, reasoning or a tool call's
+    fragment, finish_reason) of one stream chunk's first choice."""
     choices = doc.get("choices")
     if not choices or not isinstance(choices, list):
-        return None
+        return None, None, None
     c = choices[0]
     if not isinstance(c, dict):
         raise ProtocolError("stream chunk has a malformed `choices` entry")
+    finish = c.get("finish_reason")
+    finish = finish if isinstance(finish, str) and finish else None
     delta = c.get("delta")
-    text = delta.get("content") if isinstance(delta, dict) else c.get("text")
-    return text if isinstance(text, str) else None
+    if not isinstance(delta, dict):  # completions: the text is on the choice
+        text = c.get("text")
+        text = text if isinstance(text, str) and text else None
+        return text, text, finish
+    answer = delta.get("content")
+    answer = answer if isinstance(answer, str) and answer else None
+    if answer is not None:
+        return answer, answer, finish
+    for key in ("reasoning_content", "reasoning"):  # vLLM/SGLang, then OpenRouter/vLLM 0.10+
+        if isinstance(thought := delta.get(key), str) and thought:
+            return None, thought, finish
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        parts = [f for call in calls if isinstance(call, dict)
+                 for f in (call.get("function"),) if isinstance(f, dict)]
+        fragment = "".join(str(f.get("name") or "") + str(f.get("arguments") or "")
+                           for f in parts)
+        return None, fragment or " ", finish  # a call's opening chunk is output too
+    return None, None, finish

@@ -53,6 +53,8 @@ class RequestRecord:
     session_start: int | None = None  # on a session's last turn: its first's intended
     output_tokens: int | None = None
     token_source: str = "none"
+    finish_reason: str | None = None  # as the server said (`missing`: it said none)
+    no_done: bool = False  # a stream that ended after its finish_reason without [DONE]
     error: ErrorKind | None = None
     message: str = ""
 
@@ -76,6 +78,8 @@ class Interval:
     prompt_drift: float | None = None  # the server's prompt tokens / asked - 1
     # latency p99 per tenant, when more than one tenant answered in the interval
     tenant_latency_p99_ms: dict[str, float] = field(default_factory=dict)
+    # completed requests by finish_reason (a shift in the mix: answers cut short)
+    finish_reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +107,10 @@ class Recorder:
     prompt_matched: Counter = field(default_factory=Counter)
     # Sessions by (started | completed | failed, phase, scenario, tenant).
     sessions: Counter = field(default_factory=Counter)
+    # Completed requests by (finish_reason, phase, scenario, tenant), and
+    # streams that ended without [DONE] by ("no_done", phase, scenario, tenant).
+    finish_reasons: Counter = field(default_factory=Counter)
+    stream_notes: Counter = field(default_factory=Counter)
     intervals: list[Interval] = field(default_factory=list)
     # Goodput: (metric, op, threshold ns) rules every good request meets.
     goodput: tuple[tuple[str, str, int], ...] = ()
@@ -117,6 +125,7 @@ class Recorder:
     _interval_start_ns: int = 0
     _interval_counts: Counter = field(default_factory=Counter)
     _interval_keyed: Counter = field(default_factory=Counter)
+    _interval_finish: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._interval_start_ns = self.start_ns
@@ -164,6 +173,11 @@ class Recorder:
         self.completed[scope] += 1
         self._interval_counts["completed"] += 1
         self.token_sources[r.token_source] += 1
+        if r.finish_reason is not None:
+            self.finish_reasons[(r.finish_reason, *scope)] += 1
+            self._interval_finish[r.finish_reason] += 1
+            if r.no_done:
+                self.stream_notes[("no_done", *scope)] += 1
         if r.output_tokens:
             self.output_tokens[scope] += r.output_tokens
             self._interval_counts["tokens"] += r.output_tokens
@@ -261,6 +275,8 @@ class Recorder:
         open interval as record() and drop() count their own."""
         if (name := INTERVAL_COUNT.get(counter)) is not None:
             self._interval_counts[name] += n
+        elif counter == "finish_reasons" and isinstance(key, tuple):
+            self._interval_finish[key[0]] += n
         if self.keyed and isinstance(key, tuple) and counter in (
                 "completed", "errors", "output_tokens", "good", "dropped"):
             what = {"output_tokens": "tokens"}.get(counter, counter)
@@ -277,7 +293,8 @@ class Recorder:
                       cached_share=(round(counts["cached"] / counts["prompt"], 4)
                                     if counts["cached"] and counts["prompt"] else None),
                       prompt_drift=(round(counts["matched"] / counts["asked"] - 1, 4)
-                                    if counts["asked"] else None))
+                                    if counts["asked"] else None),
+                      finish_reasons=dict(sorted(self._interval_finish.items())))
         self._split_one_token_gaps()
         latency, lateness = new_histogram(), new_histogram()
         by_tenant: dict[str, list[HdrHistogram]] = defaultdict(list)
@@ -316,5 +333,6 @@ class Recorder:
         self.current = {}  # fresh histograms: allocating is 8x cheaper than reset()
         self._interval_start_ns = now_ns
         self._interval_counts.clear()
+        self._interval_finish.clear()
         self._interval_keyed = Counter()
         return iv

@@ -87,11 +87,9 @@ class Measured:
     def sessions(self) -> Sessions | None:
         if not self.recorder.sessions:
             return None
-        by: Counter = Counter()
-        for (what, phase, _s, _t), n in self.recorder.sessions.items():
-            if phase in self.phases.measured:
-                by[what] += n
-        return Sessions(started=by["started"], completed=by["completed"], failed=by["failed"])
+        by = self._measured(self.recorder.sessions)
+        return Sessions(started=by.get("started", 0), completed=by.get("completed", 0),
+                        failed=by.get("failed", 0))
 
     def output_tokens(self) -> int:
         return sum(n for (phase, _s, _t), n in self.recorder.output_tokens.items()
@@ -103,10 +101,7 @@ class Measured:
                           output_tokens_per_s=round(self.output_tokens() / duration, 3))
 
     def errors(self) -> Errors:
-        by_kind: Counter = Counter()
-        for (kind, phase, _s, _t), n in self.recorder.errors.items():
-            if phase in self.phases.measured:
-                by_kind[kind] += n
+        by_kind = self._measured(self.recorder.errors)
         return Errors(by_kind={k.value: by_kind.get(k.value, 0) for k in ErrorKind},
                       examples=dict(self.recorder.error_examples))
 
@@ -119,7 +114,18 @@ class Measured:
                                     if self.recorder.cached_tokens else None),
                       prompt_drift=(round(sum(self.recorder.prompt_matched.values()) / asked - 1, 4)
                                     if (asked := sum(self.recorder.prompt_asked.values()))
-                                    else None))
+                                    else None),
+                      finish_reason=self._measured(self.recorder.finish_reasons),
+                      no_done=sum(self._measured(self.recorder.stream_notes).values()))
+
+    def _measured(self, counter: Counter) -> dict[str, int]:
+        """A (what, phase, scenario, tenant) counter summed by what, over the
+        measured phases."""
+        by: Counter = Counter()
+        for (what, phase, _s, _t), n in counter.items():
+            if phase in self.phases.measured:
+                by[what] += n
+        return dict(sorted(by.items()))
 
     def timeseries(self) -> list[Interval]:
         return [Interval.model_validate(vars(iv)) for iv in self.recorder.intervals]

@@ -232,6 +232,12 @@ class Tokens(Part):
     # The server's prompt tokens over those asked for, minus 1, where both are
     # known: how far real input lengths are from the asked (0.05 = 5% longer).
     prompt_drift: float | None = None
+    # Completed requests of the measured phases by the server's finish_reason
+    # (length, stop, tool_calls, content_filter; `missing`: it gave none)
+    finish_reason: dict[str, int] = Field(default_factory=dict)
+    # Streams that ended after their finish_reason without `data: [DONE]`
+    # (complete, counted as a note: transformers serve sends none)
+    no_done: int = 0
 
 
 class Sessions(Part):
@@ -302,6 +308,8 @@ class Interval(Part):
     # The server's prompt tokens over those asked for, minus 1 (usage); None
     # where it said nothing.
     prompt_drift: float | None = None
+    # Completed requests by the server's finish_reason (`missing`: none given)
+    finish_reasons: dict[str, int] = Field(default_factory=dict)
 
 
 class TelemetrySource(Part):

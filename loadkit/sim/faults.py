@@ -19,6 +19,20 @@ until it stops).  Times are numbers of seconds or strings such as ``250ms``,
     replica_death  replica*                            the replica dies at start (its requests are cut),
                                                        and comes back, cold, at end
 
+Engine quirks: what real servers send that the simulator's OpenAI streams do
+not, for that fraction of streamed answers (``rate`` defaults to 1, except
+``cut_stream`` and ``error_in_stream``, a share to state)::
+
+    no_done        rate                                no `data: [DONE]` at the end (transformers serve)
+    no_stream_usage  rate                              no usage event, even when include_usage asks
+    merge_tokens   tokens*, rate                       `tokens` tokens in each event after the first
+    role_event     rate                                a role-only event before the first token
+    ping_comments  rate                                a `: ping` comment line before every event
+    cut_stream     rate*                               at the first token: a role-only event, then
+                                                       [DONE]; no content, no finish_reason
+    error_in_stream  rate*, after_tokens               HTTP 200, then an error object in the stream
+                                                       after `after_tokens` tokens, then [DONE]
+
 ``rate_limit`` without ``tenant`` limits every tenant separately (the tenant
 is the request's ``tenant_header``, see SimConfig); ``burst`` defaults to
 ``max(1, per_second)``.  ``reset`` cuts after ``after_tokens`` tokens, or at a
@@ -62,7 +76,17 @@ KINDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "ramp": (("ms_per_s", "replica"), frozenset({"ms_per_s"})),
     "version_b": (("fraction", "slowdown", "wrong_content"), frozenset()),
     "replica_death": (("replica",), frozenset({"replica"})),
+    "no_done": (("rate",), frozenset()),
+    "no_stream_usage": (("rate",), frozenset()),
+    "merge_tokens": (("tokens", "rate"), frozenset({"tokens"})),
+    "role_event": (("rate",), frozenset()),
+    "ping_comments": (("rate",), frozenset()),
+    "cut_stream": (("rate",), frozenset({"rate"})),
+    "error_in_stream": (("rate", "after_tokens"), frozenset({"rate"})),
 }
+# Stream quirks of real engines (injector.Quirks); `rate` 1 unless given.
+QUIRKS = ("no_done", "no_stream_usage", "merge_tokens", "role_event", "ping_comments",
+          "cut_stream", "error_in_stream")
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,7 @@ class Fault:
     fraction: float = 1.0
     slowdown: float = 1.0
     wrong_content: bool = False
+    tokens: int = 0
 
     def active(self, t: float) -> bool:
         """Whether the fault is on at ``t`` seconds after the server started."""
@@ -169,6 +194,8 @@ def _parse_one(index: int, raw: Any) -> Fault:
     for key, v in raw.items():
         if key != "kind":
             values[key] = _PARAMS[key](v, f"{where}.{key}")
+    if kind in QUIRKS and "rate" not in values:
+        values["rate"] = 1.0
     if kind == "rate_limit" and "burst" not in values:
         values["burst"] = max(1.0, values["per_second"])
     fault = Fault(**values)
@@ -257,4 +284,5 @@ _PARAMS: dict[str, Callable[[Any, str], Any]] = {
     "fraction": _fraction,
     "slowdown": _slowdown,
     "wrong_content": _flag,
+    "tokens": lambda v, w: max(1, _count(v, w)),
 }

@@ -135,41 +135,55 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
                   rid: str, cached: int | None) -> float | None:
     """Send the tokens; return when the last one was due, or None if cut short."""
     loop, rep, fate = ctx.loop, admitted.replica, admitted.fate
+    quirks = fate.quirks
     frames = wire.StreamFrames(req, rid, int(time.time()), ctx.config.model, cached)
     words = (ctx.wrong_vocab if fate.wrong_content else ctx.vocab).json
     n = req.output_tokens
-    last, cut_at, broken_at = n - 1, fate.cut_at, fate.malformed_at
-    every = ctx.config.stream_interval  # tokens per event after the first
+    last, cut_at, broken_at, error_at = n - 1, fate.cut_at, fate.malformed_at, quirks.error_at
+    every = quirks.merge or ctx.config.stream_interval  # tokens per event after the first
+    ping = wire.PING_COMMENT if quirks.ping else b""
     step = _stepper(ctx, rep, fate)
     base, per_seq = ctx.itl_s, ctx.itl_s_per_seq
     sent, d = 0, first
     try:
+        if quirks.role_event:  # at once, before the prefill: no token, so no TTFT
+            await resp.write(ping + frames.role_event)
+        if quirks.cut_stream:  # what an engine sends when it drops a waiting stream
+            await sleep_until(loop, d)
+            await resp.write(ping + frames.role_event + wire.DONE_EVENT)
+            await resp.write_eof()
+            return None
         for i in range(n):
             if i:
                 d = d + base + per_seq * rep.running if step is None else step(d)
             # Token i is decoded at d; it goes out with the tokens since the last
             # event when the interval is full (the first token goes alone).
-            if i and i % every and i != last and i != cut_at and i != broken_at:
+            if i and i % every and i not in (last, cut_at, broken_at, error_at):
                 continue
             await sleep_until(loop, d)
             if i == cut_at:
                 cut(request)
                 return None
+            if i == error_at:
+                await resp.write(ping + frames.error_event + wire.DONE_EVENT)
+                await resp.write_eof()
+                return None
             if i == broken_at:
                 await resp.write(frames.broken)
             else:
-                await resp.write(frames.content(i == 0, i == last,
-                                                wire.joined(words, sent, i + 1), i + 1,
-                                                req.prompt_tokens))
+                await resp.write(ping + frames.content(i == 0, i == last,
+                                                       wire.joined(words, sent, i + 1), i + 1,
+                                                       req.prompt_tokens))
             sent = i + 1
             if i == 0:
                 admitted.first_token(loop.time(), req.prompt_tokens)
         if cut_at == n:
             cut(request)
             return None
-        if frames.usage_event is not None:
-            await resp.write(frames.usage_event)
-        await resp.write(wire.DONE_EVENT)
+        if frames.usage_event is not None and not quirks.no_usage:
+            await resp.write(ping + frames.usage_event)
+        if not quirks.no_done:
+            await resp.write(wire.DONE_EVENT)
         await resp.write_eof()
         admitted.answered()
         return d

@@ -15,7 +15,24 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .faults import Fault
+from .faults import QUIRKS, Fault
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """How one streamed answer departs from the simulator's clean OpenAI
+    stream, as real engines do (faults.QUIRKS)."""
+
+    no_done: bool = False
+    no_usage: bool = False
+    merge: int = 0  # tokens per event after the first; 0: the server's stream_interval
+    role_event: bool = False
+    ping: bool = False
+    cut_stream: bool = False
+    error_at: int = -1  # an error object in the stream before token i; -1 never
+
+
+CLEAN = Quirks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +56,7 @@ class Fate:
     version: str = "a"
     slowdown: float = 1.0  # factor on prefill and step times
     wrong_content: bool = False
+    quirks: Quirks = CLEAN
 
 
 HEALTHY = Fate()
@@ -56,11 +74,13 @@ class Injector:
         self._resets = [(i, f) for i, f in indexed if f.kind == "reset"]
         self._malformed = [(i, f) for i, f in indexed if f.kind == "malformed"]
         self._versions = [(i, f) for i, f in indexed if f.kind == "version_b"]
+        self._quirks = [(i, f) for i, f in indexed if f.kind in QUIRKS]
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self.injected: Counter[str] = Counter()  # fault kind -> times applied
         # Fast-path switches: with no such faults the server skips the calls.
         self.screens = bool(self._limits or self._errors)
-        self.decides_fate = bool(self._resets or self._malformed or self._versions)
+        self.decides_fate = bool(self._resets or self._malformed or self._versions
+                                 or self._quirks)
         self.versioned = bool(self._versions)
 
     def screen(self, now: float, tenant: str) -> Rejection | None:
@@ -102,9 +122,25 @@ class Injector:
             if version == "a" and f.active(rel) and self._rng[i].random() < f.fraction:
                 self.injected["version_b"] += 1
                 version, slowdown, wrong = "b", f.slowdown, f.wrong_content
-        if cut_at < 0 and malformed_at < 0 and version == "a":
+        quirks = self._quirks_for(rel, n_tokens) if self._quirks else CLEAN
+        if cut_at < 0 and malformed_at < 0 and version == "a" and quirks is CLEAN:
             return HEALTHY
-        return Fate(cut_at, malformed_at, version, slowdown, wrong)
+        return Fate(cut_at, malformed_at, version, slowdown, wrong, quirks)
+
+    def _quirks_for(self, rel: float, n_tokens: int) -> Quirks:
+        on: dict[str, object] = {}
+        for i, f in self._quirks:
+            if f.active(rel) and (f.rate >= 1.0 or self._rng[i].random() < f.rate):
+                self.injected[f.kind] += 1
+                if f.kind == "merge_tokens":
+                    on["merge"] = f.tokens
+                elif f.kind == "error_in_stream":
+                    on["error_at"] = (min(f.after_tokens, n_tokens) if f.after_tokens is not None
+                                      else self._rng[i].randrange(n_tokens))
+                else:
+                    on[{"no_stream_usage": "no_usage", "ping_comments": "ping"}.get(
+                        f.kind, f.kind)] = True
+        return Quirks(**on) if on else CLEAN  # type: ignore[arg-type]
 
     def _take(self, index: int, f: Fault, tenant: str, now: float) -> float:
         """Take one token from the bucket; return 0, or seconds until one is free."""

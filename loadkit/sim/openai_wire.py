@@ -188,6 +188,7 @@ def broken(body: bytes) -> bytes:
 
 
 DONE_EVENT = b"data: [DONE]\n\n"
+PING_COMMENT = b": ping\n\n"  # an SSE comment, as some servers send to keep a stream alive
 
 
 class StreamFrames:
@@ -197,8 +198,8 @@ class StreamFrames:
     one concatenation per token, no JSON encoding on the hot path.
     """
 
-    __slots__ = ("broken", "first_head", "head", "last_tail", "tail", "usage_event",
-                 "_usage_tail")
+    __slots__ = ("broken", "error_event", "first_head", "head", "last_tail", "role_event",
+                 "tail", "usage_event", "_usage_tail")
 
     def __init__(self, req: GenRequest, rid: str, created: int, model: str,
                  cached: int | None = None) -> None:
@@ -225,6 +226,14 @@ class StreamFrames:
                             if req.usage_per_event else None)
         # A content event cut inside its JSON, for the malformed-chunk fault.
         self.broken = self.head[:len(self.head) * 2 // 3] + b"\n\n"
+        # Engine quirks: a role-only first event; an error object mid-stream.
+        empty = ('"delta":{"role":"assistant","content":""}' if req.kind == CHAT
+                 else '"text":""')
+        self.role_event = (envelope + ',"choices":[{"index":0,' + empty
+                           + ',"logprobs":null,"finish_reason":null}]}\n\n').encode()
+        self.error_event = b"data: " + error_body(
+            "The simulated server failed mid-stream (an injected error_in_stream).",
+            "server_error", code="500") + b"\n\n"
         self.usage_event = None
         if req.include_usage:
             usage = {"id": rid, "object": obj, "created": created, "model": model,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -56,6 +57,22 @@ def test_shipped_workload_uses_the_one_served_model_without_edits(server, tmp_pa
         proc = cli("run", STEADY, "--target", url, "--model", "other", "--duration", "3s")
     assert proc.returncode == 3, proc.stderr
     assert "The model `other` does not exist." in proc.stderr and "--model NAME" in proc.stderr
+
+
+def test_a_refused_key_on_the_model_list_exits_3_with_the_servers_words(server, tmp_path):
+    """vLLM with --api-key protects /v1/models too: a wrong key is the target
+    refusing it (exit 3, where the key comes from), not a model to name."""
+    with server("openai", "--key", "right", "--protect-models") as url:
+        path = chat_workload(tmp_path, url, tenants=[
+            {"name": "acme", "arrival": {"process": "constant", "rate": 40},
+             "api_key": "${CONTACT_KEY}"}])
+        env = {**os.environ, "CONTACT_KEY": "wrong"}
+        started = time.monotonic()
+        proc = cli("run", path, "--out", str(tmp_path / "out"), env=env)
+        took = time.monotonic() - started
+    assert proc.returncode == 3 and took < 5, (proc.returncode, took, proc.stderr)
+    assert "Invalid API key provided." in proc.stderr and "tenants[0].api_key" in proc.stderr
+    assert "--model NAME" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_several_served_models_exit_2_naming_them(server, tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from loadkit.engine.adapter import ProtocolError
+from loadkit.engine.adapter import IncompleteAnswer, ProtocolError
 from loadkit.protocols.openai import OpenAIStream, parse_body
 
 
@@ -45,17 +45,77 @@ def test_stream_protocol_errors(payload, fragment):
         OpenAIStream().feed(payload)
 
 
-def test_stream_without_done_is_a_protocol_error():
+def finished(reason: str = "length") -> bytes:
+    return b"data: " + json.dumps({"choices": [{"delta": {}, "finish_reason": reason}]}).encode() \
+        + b"\n\n"
+
+
+def test_a_stream_neither_finished_nor_done_is_incomplete():
     s = OpenAIStream()
     s.feed(chunk("a"))
-    with pytest.raises(ProtocolError, match="DONE"):
+    with pytest.raises(IncompleteAnswer, match="neither a finish_reason nor"):
         s.finish()
 
 
+def test_a_finished_stream_without_done_is_whole_and_noted():
+    """transformers serve: content, finish_reason, usage, then the body ends."""
+    s = OpenAIStream()
+    s.feed(chunk("") + chunk("a b") + chunk(" c") + finished("length") + chunk(usage=3))
+    parsed = s.finish()
+    assert (parsed.output_tokens, parsed.finish_reason, parsed.no_done) == (3, "length", True)
+
+
+def test_a_stream_with_no_answer_token_is_incomplete_even_with_done():
+    """The engine that cuts a waiting stream: 200, a role-only event, [DONE]."""
+    s = OpenAIStream()
+    assert s.feed(chunk("") + b"data: [DONE]\n\n") == 0
+    with pytest.raises(IncompleteAnswer, match="no answer token"):
+        s.finish()
+    s = OpenAIStream()  # a usage that claims tokens the stream never carried
+    s.feed(chunk("") + finished("stop") + chunk(usage=32) + b"data: [DONE]\n\n")
+    with pytest.raises(IncompleteAnswer, match="usage says 32 tokens"):
+        s.finish()
+
+
+def test_done_without_finish_reason_is_whole_and_says_missing():
+    s = OpenAIStream()
+    s.feed(chunk("a") + b"data: [DONE]\n\n")
+    parsed = s.finish()
+    assert (parsed.finish_reason, parsed.no_done) == ("missing", False)
+
+
+@pytest.mark.parametrize("delta,answer", [
+    ({"reasoning_content": "hmm"}, None), ({"reasoning": "hmm"}, None),
+    ({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": ""}}]}, None),
+    ({"content": "yes"}, "yes"),
+])
+def test_reasoning_and_tool_call_events_are_token_events(delta, answer):
+    """TTFT counts from the first event with any generated output; only the
+    answer's text is kept (a session's history)."""
+    s = OpenAIStream(keep_text=True)
+    body = json.dumps({"choices": [{"delta": delta}]}).encode()
+    assert s.feed(b"data: " + body + b"\n\n" + finished("tool_calls")) == 1
+    parsed = s.finish()
+    assert parsed.text == (answer or "") and parsed.finish_reason == "tool_calls"
+
+
 def test_non_streaming_body():
-    assert parse_body(b'{"choices": [], "usage": {"completion_tokens": 3}}').output_tokens == 3
+    body = {"choices": [{"message": {"content": "a b c"}, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 3}}
+    parsed = parse_body(json.dumps(body).encode())
+    assert (parsed.output_tokens, parsed.text, parsed.finish_reason) == (3, "a b c", "stop")
     with pytest.raises(ProtocolError):
         parse_body(b"<html>")
+
+
+@pytest.mark.parametrize("body", [
+    {"choices": [], "usage": {"completion_tokens": 3}},
+    {"choices": [{"message": {"role": "assistant", "content": ""}}]},
+    {"choices": [{"text": "", "finish_reason": "length"}]},
+])
+def test_a_non_streaming_answer_without_output_is_incomplete(body):
+    with pytest.raises(IncompleteAnswer):
+        parse_body(json.dumps(body).encode())
 
 
 def test_lying_usage_is_a_protocol_error():
