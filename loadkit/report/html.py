@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from loadkit.report import canvas, charts
 from loadkit.report.decimate import DEFAULT_POINTS
+from loadkit.report.finish_mix import finish_mix, finish_notes
 from loadkit.report.format import interval, quantity, seconds
 from loadkit.result import RunResult, SLOResult, Verdict
 from loadkit.result.model import Gpu, Telemetry, TelemetrySource
@@ -81,7 +82,8 @@ def render_html(result: RunResult, points: int = DEFAULT_POINTS) -> str:
     return _ENV.get_template("report.html.j2").render(
         r=r, verdict_text=verdict_text(r), charts=run_charts(r, points),
         telemetry=telemetry_summary(r.telemetry), meta=metadata(r), section_of=SECTION_OF,
-        word=VERDICT_WORD, mark=VERDICT_MARK,
+        word=VERDICT_WORD, mark=VERDICT_MARK, finish=finish_mix(r),
+        finish_notes=finish_notes(r),
         spec=json.dumps(r.workload.spec, indent=2, sort_keys=True))
 
 

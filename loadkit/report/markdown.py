@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loadkit.report.finish_mix import finish_notes
 from loadkit.report.format import error_summary, interval, per_second, quantity, seconds
 from loadkit.result.model import Distribution, RunResult, Verdict
 from loadkit.telemetry.derive import describe
@@ -50,6 +51,8 @@ def render_markdown(result: RunResult) -> str:
                   f"{'more' if drift > 0 else 'fewer'} prompt tokens than the workload asked "
                   "for (usage.prompt_tokens): the prompts are not the lengths the SLOs assume",
                   ""]
+    if notes := finish_notes(result):
+        lines += [*notes, ""]
     if (tk := result.tokens).cached_total is not None and tk.prompt_total:
         lines += [f"Prefix cache: {tk.cached_total / tk.prompt_total:.1%} of "
                   f"{tk.prompt_total:,} prompt tokens served from the server's cache", ""]

@@ -41,7 +41,7 @@ def make(out: Path, words: list[str]) -> None:
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=None, eos_token_id=never,
+                         max_position_embeddings=16384, bos_token_id=None, eos_token_id=never,
                          pad_token_id=0, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = never
