@@ -19,8 +19,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "execute": "loadkit.execute", "RunOptions": "loadkit.execute",
-    "exit_code": "loadkit.execute",
+    "execute": "loadkit.run.execute", "RunOptions": "loadkit.run.execute",
+    "exit_code": "loadkit.run.execute",
     "load_workload": "loadkit.workload.loader", "Overrides": "loadkit.workload.loader",
     "RunResult": "loadkit.result", "Verdict": "loadkit.result", "Scope": "loadkit.result",
     "load_run": "loadkit.result",

@@ -15,9 +15,12 @@ import jsonschema
 import pytest
 import yaml
 
-from loadkit.execute import RunOptions, execute
 from loadkit.result import RunResult
+from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import load_workload
+
+# The engines tier's fixtures (a real engine from PyPI; tests/engines/).
+pytest_plugins = ["engine_support"]
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -51,7 +54,7 @@ def serve_script(script: str, *args: str):
 @pytest.fixture
 def settled_gc():
     """For a test that times code in this process outside a run (a run settles
-    the collector itself: loadkit.execute.quiet_collector). The suite's heap is
+    the collector itself: loadkit.engine.loop.quiet_collector). The suite's heap is
     large and long-lived (matplotlib, playwright, module fixtures): collect it
     and freeze what survives, so that no full collection of it lands inside the
     measurement; unfreeze afterwards, so that later tests can free it."""

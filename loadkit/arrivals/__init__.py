@@ -9,7 +9,7 @@ from loadkit.arrivals.schedule import (
                                        sample_tokens,
                                        schedule,
 )
-from loadkit.arrivals.trace import TraceError, TraceRow, load_trace
+from loadkit.workload.traces import TraceError, TraceRow, load_trace
 
 __all__ = ["ClosedLoop", "Mix", "Slot", "TraceError", "TraceRow", "closed_loops",
            "load_trace", "phase_starts", "sample_tokens", "schedule"]

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from loadkit.arrivals.processes import arrival_times
-from loadkit.arrivals.trace import TraceRow, replay
+from loadkit.arrivals.trace import replay
 from loadkit.workload.arrival_specs import ArrivalSpec, Closed, Trace
 from loadkit.workload.models import Phase, Tenant, Workload
 from loadkit.workload.scenarios import LogNormal, Normal, Tokens, Uniform
+from loadkit.workload.traces import TraceRow
 
 
 class Slot(NamedTuple):

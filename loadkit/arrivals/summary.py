@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from loadkit.arrivals.schedule import closed_loops, schedule
-from loadkit.arrivals.trace import TraceRow
 from loadkit.workload.models import Workload
+from loadkit.workload.traces import TraceRow
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 

@@ -23,9 +23,9 @@ from loadkit.capacity.scale import at_load, with_warmup
 from loadkit.capacity.search import Probe, Status
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.errors import RunError
-from loadkit.execute import RunOptions, execute
 from loadkit.record.journal import JOURNAL_NAME, read_journal
 from loadkit.result.model import RunResult, Verdict
+from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.models import Workload
 from loadkit.workload.slo_spec import REQUEST_METRICS

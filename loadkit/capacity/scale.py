@@ -16,7 +16,7 @@ import random
 from pydantic import ValidationError
 
 from loadkit.arrivals.processes import mean_rate
-from loadkit.arrivals.trace import TraceRow, replay
+from loadkit.arrivals.trace import replay
 from loadkit.capacity.model import RATE, USERS
 from loadkit.errors import InputError
 from loadkit.workload.arrival_specs import (
@@ -34,6 +34,7 @@ from loadkit.workload.arrival_specs import (
 )
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Phase, Workload
+from loadkit.workload.traces import TraceRow
 
 WARMUP_SHARE, WARMUP_MIN_S = 0.2, 1.0  # a probe's warm-up when the workload has none
 WARMUP_PHASE = "capacity-warmup"

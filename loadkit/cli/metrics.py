@@ -1,6 +1,6 @@
 """`loadkit run --metrics-port`: serve the run's live metrics while it goes.
 
-The server (record/metrics_server.py) starts before the target is checked, so a
+The server (run/metrics_server.py) starts before the target is checked, so a
 refused address or a taken port exits 2 before anything is sent, and it
 stops once the verdict is printed: the final interval and the final SLO
 verdicts are published before that. `--metrics-linger D` keeps serving them
@@ -20,8 +20,8 @@ import click
 from loadkit.cli.params import duration
 
 if TYPE_CHECKING:
-    from loadkit.record.exporter import LiveMetrics
-    from loadkit.record.metrics_server import MetricsServer
+    from loadkit.run.exporter import LiveMetrics
+    from loadkit.run.metrics_server import MetricsServer
 
 
 def metrics_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,7 +53,7 @@ class ServedMetrics:
         self.server: MetricsServer | None = None
         if port is None:
             return
-        from loadkit.record import exporter, metrics_server  # lazy: numpy, prometheus_client
+        from loadkit.run import exporter, metrics_server  # lazy: numpy, prometheus_client
 
         self.metrics = exporter.LiveMetrics()
         # An address it may not serve on raises InputError: exit 2.

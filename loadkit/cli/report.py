@@ -7,9 +7,9 @@ appended its summary there.
 
 A folder without run.json (or with a truncated one) whose run left a
 journal (kill -9, the OOM killer, a power cut) is rebuilt from journal.jsonl
-and latency.hlog (loadkit/result/recover.py): run.json and every report,
+and latency.hlog (loadkit/run/recover.py): run.json and every report,
 marked incomplete, exit 3. `--live` rewrites report.html while the run goes
-(loadkit/report/live.py; `loadkit run --live-report` starts it).
+(loadkit/run/live_report.py; `loadkit run --live-report` starts it).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from loadkit.cli.params import duration
 from loadkit.errors import ExitCode, InputError
 from loadkit.record.journal import JOURNAL_NAME, read_journal
 from loadkit.report import write_all
-from loadkit.report.live import watch, write_report, writer_alive
 from loadkit.result import load_run
-from loadkit.result.recover import Rebuild, has_journal
+from loadkit.run.live_report import watch, write_report, writer_alive
+from loadkit.run.recover import Rebuild, has_journal
 
 
 def _needs_rebuild(run_dir: Path) -> bool:

@@ -31,8 +31,9 @@ from typing import IO, Any
 from loadkit.arrivals import closed_loops, schedule
 from loadkit.distributed.wire import PartWriter, loaded_from, shard
 from loadkit.engine import Engine
+from loadkit.engine.loop import quiet_collector, run_async
 from loadkit.errors import LoadkitError
-from loadkit.execute import plan_for, quiet_collector, run_async
+from loadkit.protocols.plan import plan_for
 from loadkit.record.health import HealthProbe
 from loadkit.record.recorder import Interval, Recorder
 from loadkit.record.worker import RecorderThread

@@ -22,13 +22,13 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadkit.arrivals import Slot
-from loadkit.arrivals.trace import TraceRow
 from loadkit.errors import ErrorKind
 from loadkit.record.histogram import new_histogram
 from loadkit.record.recorder import Recorder
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
 from loadkit.workload.prompt_set import Prompt
+from loadkit.workload.traces import TraceRow
 
 __all__ = ["PartWriter", "absorb", "clock_offset", "job", "loaded_from", "owners", "shard"]
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 
-from loadkit.arrivals.trace import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
 from loadkit.engine.adapter import (
     IncompleteAnswer,
     ParsedResponse,
@@ -38,6 +37,7 @@ from loadkit.protocols.text import WORDS, PromptText
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import OpenAIScenario
 from loadkit.workload.tokenizer import Counter as TokenCounter
+from loadkit.workload.traces import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
 
 MISSING = "missing"  # the finish_reason of an answer that gave none
 

@@ -3,7 +3,7 @@
 With `latency.hlog` (the histograms, written by the recorder as the run
 goes) it makes the run folder usable at every interval: `loadkit report DIR`
 on a folder left by `kill -9`, an OOM kill or a power cut rebuilds run.json
-and the reports from the two (loadkit.result.recover), losing at most the
+and the reports from the two (loadkit.run.recover), losing at most the
 interval in progress.
 
 One JSON object per line:

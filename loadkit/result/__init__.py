@@ -1,6 +1,6 @@
 """The run's result: the typed model of run.json and how it is read.
 
-`loadkit.result.build` assembles a result from a finished run's recorder.
+`loadkit.run.build` assembles a result from a finished run's recorder.
 """
 
 from loadkit.result.files import load_run, parse_run

@@ -28,9 +28,9 @@ from loadkit import envrefs
 from loadkit.telemetry.agent_client import AgentSource
 from loadkit.telemetry.nvml import NvmlSource
 from loadkit.telemetry.prometheus import PrometheusSource
-from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.telemetry.store import Poller, Source
 from loadkit.urls import authority
+from loadkit.workload.telemetry_spec import TelemetrySpec
 
 
 class Session:

@@ -18,7 +18,6 @@ import yaml
 from pydantic import ValidationError
 
 from loadkit import envrefs
-from loadkit.arrivals.trace import TraceError, TraceRow, load_trace
 from loadkit.errors import InputError, WorkloadError
 from loadkit.workload import tokenizer as tokens
 from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
@@ -27,6 +26,7 @@ from loadkit.workload.prompt_set import Prompt, PromptSetError, load_prompt_set
 from loadkit.workload.scaling import time_scaled, with_measured_duration
 from loadkit.workload.scenarios import SCENARIO_KINDS
 from loadkit.workload.slo_file import SloFile, with_slo_file
+from loadkit.workload.traces import TraceError, TraceRow, load_trace
 
 # pydantic puts a discriminated union's tag into error locations; it is no key.
 _TAGS = {*SCENARIO_KINDS, *PROCESS_KINDS, "fixed", "uniform", "normal", "lognormal", "int"}

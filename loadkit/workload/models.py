@@ -21,7 +21,6 @@ from pydantic import (
 
 from loadkit import envrefs
 from loadkit.sim.config import SimConfig
-from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.workload.arrival_specs import ArrivalSpec
 from loadkit.workload.scenarios import Scenario
 from loadkit.workload.slo_spec import (
@@ -31,6 +30,7 @@ from loadkit.workload.slo_spec import (
     parse_condition,
     parse_objective,
 )
+from loadkit.workload.telemetry_spec import TelemetrySpec
 from loadkit.workload.units import Bytes, Seconds, Strict
 
 NAME = r"^[A-Za-z0-9_-]+$"  # names become parts of series keys and .hlog tags

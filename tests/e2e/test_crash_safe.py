@@ -22,7 +22,7 @@ import yaml
 
 from conftest import ROOT, cli
 from loadkit.result import load_run
-from loadkit.result.recover import rebuild
+from loadkit.run.recover import rebuild
 
 SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 STARTUP_S = 60.0  # a wait for a loaded machine to start a run, not a bound on anything

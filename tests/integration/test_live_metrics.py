@@ -1,5 +1,5 @@
 """Live Prometheus metrics of a run (`loadkit run --metrics-port`,
-loadkit/record/exporter.py): scraped over real loopback while the run goes,
+loadkit/run/exporter.py): scraped over real loopback while the run goes,
 and at its end equal to run.json's counts; the Grafana dashboard queries only
 what a scrape holds; a non-loopback address needs a token."""
 
@@ -22,9 +22,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, cli
-from loadkit.execute import RunOptions, execute
-from loadkit.record.exporter import BUCKETS_S, LiveMetrics
-from loadkit.record.metrics_server import MetricsServer
+from loadkit.run.execute import RunOptions, execute
+from loadkit.run.exporter import BUCKETS_S, LiveMetrics
+from loadkit.run.metrics_server import MetricsServer
 from loadkit.workload.loader import load_workload
 
 DASHBOARD = ROOT / "ci" / "grafana-loadkit.json"

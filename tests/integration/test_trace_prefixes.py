@@ -11,7 +11,7 @@ from collections import Counter
 from test_measurement import fetch
 
 from conftest import ROOT
-from loadkit.arrivals.trace import load_trace
+from loadkit.workload.traces import load_trace
 
 SAMPLE = ROOT / "workloads" / "traces" / "mooncake-sample.jsonl"
 BLOCK = 512

@@ -1,4 +1,4 @@
-"""The exporter's histogram conversion (loadkit/record/exporter.py): an
+"""The exporter's histogram conversion (loadkit/run/exporter.py): an
 HdrHistogram's counts into fixed Prometheus buckets, exact to the
 histogram's resolution, with hdrh's own mean."""
 
@@ -9,10 +9,10 @@ from collections import Counter
 
 import numpy as np
 
-from loadkit.record.exporter import BUCKETS_S, LiveMetrics, buckets_of
 from loadkit.record.histogram import HIGHEST_US, mean_us, new_histogram, record_us
 from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.result.model import PhaseInfo
+from loadkit.run.exporter import BUCKETS_S, LiveMetrics, buckets_of
 from loadkit.slo.scopes import Phases
 
 

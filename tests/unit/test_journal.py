@@ -1,5 +1,5 @@
 """journal.jsonl (loadkit.record.journal) and the rebuild from it
-(loadkit.result.recover): what a run appends each interval reads back into
+(loadkit.run.recover): what a run appends each interval reads back into
 the same counters and histograms, a partial last line is tolerated, and the
 listener keeps nothing per interval."""
 
@@ -25,7 +25,7 @@ from loadkit.record.journal import (
 )
 from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.result.model import PhaseInfo
-from loadkit.result.recover import Rebuild, rebuild
+from loadkit.run.recover import Rebuild, rebuild
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import parse_objective

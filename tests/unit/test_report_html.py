@@ -196,7 +196,7 @@ def test_report_command_refuses_what_is_not_a_run(tmp_path, capsys, content, mes
 
 
 def test_git_commit_of_the_workload_folder(tmp_path):
-    from loadkit.execute import _git_commit
+    from loadkit.run.execute import _git_commit
 
     assert _git_commit(tmp_path) is None
     here = _git_commit(Path(__file__).parent)

@@ -1,4 +1,4 @@
-"""A run's result assembled from recorded requests (loadkit.result.build,
+"""A run's result assembled from recorded requests (loadkit.run.build,
 loadkit.slo.evaluate) and the outputs rendered from it (loadkit.report:
 JUnit, Markdown, HTML), with what the server sent escaped in every one."""
 
@@ -12,8 +12,8 @@ from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.report import render_junit, render_markdown
 from loadkit.report.html import render_html
 from loadkit.result import RunResult, Verdict
-from loadkit.result.build import Measured, health
 from loadkit.result.model import PhaseInfo, WorkloadInfo
+from loadkit.run.build import Measured, health
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import parse_objective

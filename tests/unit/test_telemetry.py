@@ -22,8 +22,8 @@ from loadkit.telemetry.collector import Session, resolve_token, telemetry_sessio
 from loadkit.telemetry.derive import gpu_view, section, slo_values
 from loadkit.telemetry.nvml import Nvml, NvmlSource
 from loadkit.telemetry.prometheus import PrometheusSource, parse, quantile, selector
-from loadkit.telemetry.spec import TelemetrySpec
 from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.telemetry_spec import TelemetrySpec
 
 MIB = 2**20
 

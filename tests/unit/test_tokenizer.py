@@ -9,10 +9,10 @@ import os
 import pytest
 from tokenizer_support import train
 
-from loadkit.arrivals.trace import TraceRow
 from loadkit.protocols.openai import OpenAIStream, blocks_text, prepare
 from loadkit.workload.scenarios import OpenAIScenario
 from loadkit.workload.tokenizer import Counter, find_tokenizer, load
+from loadkit.workload.traces import TraceRow
 
 
 @pytest.fixture(scope="module")

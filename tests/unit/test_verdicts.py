@@ -1,14 +1,14 @@
 """SLO verdicts from histograms and counts (loadkit.slo.evaluate): percentiles
 and rates, too few samples, failures counted as slower than any threshold;
-and the exit codes the verdicts lead to (loadkit.execute.exit_code)."""
+and the exit codes the verdicts lead to (loadkit.run.execute.exit_code)."""
 
 from __future__ import annotations
 
 import pytest
 
-from loadkit.execute import exit_code
 from loadkit.record.histogram import new_histogram, record_us
 from loadkit.result import Verdict, parse_run
+from loadkit.run.execute import exit_code
 from loadkit.slo.evaluate import Counts, evaluate, samples_needed
 from loadkit.workload.slo_spec import parse_objective
 from synthetic_run import synthetic_day

@@ -7,7 +7,7 @@ from prometheus_client.exposition import choose_encoder
 
 from loadkit import __version__
 from loadkit.auth import authorized
-from loadkit.record.exporter import LiveMetrics
+from loadkit.run.exporter import LiveMetrics
 from loadkit.served import QuietHandler, Served
 
 __all__ = ["MetricsServer"]

@@ -10,7 +10,7 @@ windowed and abort SLOs replayed interval by interval through `LiveJudge`,
 is marked incomplete (`RunResult.incomplete`, untrusted: exit 3).
 
 Reading is incremental: `update()` takes only what was appended since the
-last call, so the live report (loadkit.report.live) refreshes a long run in
+last call, so the live report (loadkit.run.live_report) refreshes a long run in
 time proportional to the new intervals, not to the run.
 
 An interval counts once its journal line is complete and the hlog holds all
@@ -42,8 +42,8 @@ from loadkit.record.journal import (
     parse_lines,
 )
 from loadkit.record.recorder import MAX_EXAMPLES, Interval, Recorder, SeriesKey
-from loadkit.result.assemble import RunFacts, assemble
 from loadkit.result.model import Incomplete, PhaseInfo, RunResult, Telemetry
+from loadkit.run.assemble import RunFacts, assemble
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.telemetry.derive import telemetry_section

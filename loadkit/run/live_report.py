@@ -10,7 +10,7 @@ generator's share is one fork/exec before the run's zero and one terminate
 at its end.
 
 The child reads the journal and latency.hlog incrementally every second
-(loadkit.result.recover.Rebuild: only the bytes appended since), and every
+(loadkit.run.recover.Rebuild: only the bytes appended since), and every
 PERIOD rewrites report.html, marked "in progress", atomically (a temporary
 file, then rename), so a reader never sees half a page. It stops when the
 run's end is journaled or run.json appears (the run then writes the final
@@ -36,7 +36,7 @@ from loadkit.errors import InputError
 from loadkit.processes import stop
 from loadkit.record.journal import JOURNAL_NAME
 from loadkit.report.html import render_html
-from loadkit.result.recover import Rebuild
+from loadkit.run.recover import Rebuild
 
 NICENESS = 19
 POLL_S = 1.0

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import gc
 import os
 import platform
 import subprocess
@@ -23,26 +22,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loadkit import __version__
-from loadkit.arrivals import Mix, Slot, closed_loops, phase_starts, schedule
+from loadkit.arrivals import Slot, closed_loops, phase_starts, schedule
 from loadkit.arrivals.processes import mean_rate
 from loadkit.distributed.fleet import Fleet, FleetOptions
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.failfast import FailFastWatch
+from loadkit.engine.loop import quiet_collector, run_async
 from loadkit.engine.preflight import check_target, discover_model
 from loadkit.engine.probe import explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
-from loadkit.protocols import prepare
+from loadkit.protocols.plan import plan_for
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
 from loadkit.record.hlog import HlogWriter
 from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
-from loadkit.record.worker import RecorderThread, responsive_gil
+from loadkit.record.worker import RecorderThread
 from loadkit.report import write_all
-from loadkit.report.live import live_report
-from loadkit.result.assemble import RunFacts, assemble
 from loadkit.result.model import PhaseInfo, RunResult, Verdict, WorkloadInfo
+from loadkit.run.assemble import RunFacts, assemble
+from loadkit.run.live_report import live_report
 from loadkit.served import is_loopback
 from loadkit.sim.embedded import embedded_simulator
 from loadkit.slo.live import LiveJudge
@@ -53,12 +53,10 @@ from loadkit.telemetry.derive import telemetry_section
 from loadkit.urls import without_credentials
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
-from loadkit.workload.scenarios import HttpScenario, OpenAIScenario
-from loadkit.workload.tokenizer import Counter as TokenCounter
-from loadkit.workload.tokenizer import load as load_tokenizer
+from loadkit.workload.scenarios import HttpScenario
 
 if TYPE_CHECKING:
-    from loadkit.record.exporter import LiveMetrics
+    from loadkit.run.exporter import LiveMetrics
 
 
 @dataclass(frozen=True)
@@ -74,9 +72,9 @@ class RunOptions:
     # land on the event loop as lateness (see quiet_collector).
     quiet_gc: bool = False
     # Rewrite report.html this often (seconds) while the run goes, from the
-    # journal, in a child process at idle priority (report/live.py); 0: never.
+    # journal, in a child process at idle priority (run/live_report.py); 0: never.
     live_report_s: float = 0.0
-    # Live Prometheus metrics of the run (record/exporter.py), fed at each
+    # Live Prometheus metrics of the run (run/exporter.py), fed at each
     # interval; the caller serves and closes it (`loadkit run --metrics-port`).
     metrics: LiveMetrics | None = None
     # Several worker processes or machines carry the load (distributed/).
@@ -164,27 +162,6 @@ def _probe(plan: Plan, w: Workload) -> list[str]:
         raise TargetRejected("the target rejects this run's requests (probe before the "
                              "clock started; --no-probe skips it):\n  " + "\n  ".join(rejected))
     return [f"probe: {explain(f, w)}" for f in failures]
-
-
-def plan_for(loaded: LoadedWorkload, base_url: str) -> Plan:
-    w = loaded.workload
-    tenants, phases = w.all_tenants, w.phase_list
-    # Each tenant has its own identity headers: one prepared request per pair.
-    counter = TokenCounter(load_tokenizer(loaded.tokenizer)) if loaded.tokenizer else None
-    if counter and any(r.blocks for rows in loaded.traces.values() for r in rows):
-        counter.single_token_word(0)  # a vocabulary scan: now, not on the first request
-    requests = [[prepare(s, t, w.seed, os.environ, loaded.prompt_sets, counter)
-                 for s in w.scenarios] for t in tenants]
-    closed = closed_loops(w)
-    mixes = {(c.tenant, c.phase): Mix.of(w, tenants[c.tenant], phases[c.phase]) for c in closed}
-    return Plan(base_url=base_url, requests=requests,
-                scenario_names=[s.name for s in w.scenarios],
-                tenant_names=[t.name for t in tenants], phase_names=[p.name for p in phases],
-                client=w.client, total_s=sum(p.duration for p in phases),
-                interval_s=w.interval, closed=closed, mixes=mixes,
-                sessions={i: s for i, s in enumerate(w.scenarios)
-                          if isinstance(s, OpenAIScenario) and s.session is not None},
-                secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])
 
 
 def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
@@ -285,7 +262,7 @@ def _facts(loaded: LoadedWorkload, plan: Plan, run_id: str, target_label: str,
 def _journal_header(facts: RunFacts, plan: Plan, objectives: list,
                     tele: TelemetrySession) -> dict:
     """The journal's first line: what `loadkit report` needs to rebuild the
-    result of a run that died (loadkit/result/recover.py)."""
+    result of a run that died (loadkit/run/recover.py)."""
     return {
         **facts.model_dump(mode="json", by_alias=True), "pid": os.getpid(),
         "planned_s": plan.total_s,
@@ -359,36 +336,3 @@ def _drive_fleet(fleet: Fleet, recorder: Recorder, total_s: float,
     stopped = run_async(main())
     fleet.account_losses(recorder)
     return stopped
-
-
-def run_async(coro):
-    """On uvloop when installed."""
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    return runner(coro)
-
-
-@contextlib.contextmanager
-def quiet_collector() -> Iterator[None]:
-    """Collector pauses land on the event loop as lateness. Collect and
-    freeze what exists now (it lives all run; in a long-lived process such as
-    a pytest session the collection itself takes a while, so it happens
-    before the run's zero) and collect the young generation less often.
-    A caller that froze objects itself keeps them frozen afterwards. The
-    GIL's switch interval is shortened too, so the loop waits less behind
-    the recorder's thread (record/worker.py)."""
-    caller_froze = gc.get_freeze_count() > 0
-    gc.collect()
-    gc.freeze()
-    threshold = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        with responsive_gil():
-            yield
-    finally:
-        gc.set_threshold(*threshold)
-        if not caller_froze:
-            gc.unfreeze()

@@ -1,6 +1,6 @@
 """A RunResult from a finished (or rebuilt) run: the one place the parts meet.
 
-`execute.py` calls it when a run ends; `result/recover.py` when `loadkit
+`execute.py` calls it when a run ends; `run/recover.py` when `loadkit
 report` rebuilds a run that died from its journal. Each part is built by the
 module that owns it: the recorder's totals per scope (`build.Measured`),
 isolation, SLO verdicts (`slo.evaluate`, `slo.live`, `slo.after_run`),
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 
 from loadkit.record.recorder import Recorder
-from loadkit.result.build import Measured, health, saturation_reason
 from loadkit.result.model import (
     Aborted,
     Incomplete,
@@ -23,6 +22,7 @@ from loadkit.result.model import (
     Verdict,
     WorkloadInfo,
 )
+from loadkit.run.build import Measured, health, saturation_reason
 from loadkit.slo.after_run import judge_after_run
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
