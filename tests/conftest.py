@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
+import os
 import select
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from loadkit.cli import main
 from loadkit.result import RunResult
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import load_workload
@@ -25,6 +28,9 @@ pytest_plugins = ["engine_support"]
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 RUN_SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
+# Compiled once: jsonschema.validate() checks the 1,800-line schema against
+# its metaschema on every call.
+RUN_VALIDATOR = jsonschema.Draft202012Validator(RUN_SCHEMA)
 
 
 @contextlib.contextmanager
@@ -97,16 +103,36 @@ def run(tmp_path, workload_file):
         execute(load_workload(path), RunOptions(out_dir=out, **options))
         text = (out / "run.json").read_text()
         document = json.loads(text)
-        jsonschema.validate(document, RUN_SCHEMA)
+        RUN_VALIDATOR.validate(document)
         assert RunResult.from_json(text).to_json() == text
         return document, out
     return go
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The real console entry point, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env=env)
+def cli(*args: str, env: dict | None = None, timeout: float = 120,
+        process: bool = False) -> subprocess.CompletedProcess:
+    """The command line as a user runs it, from the repository root: in this
+    process (`main([...])`, its output captured, `env` as the whole
+    environment), or with `process=True` through the real console entry in a
+    child process (signals, the entry point itself)."""
+    if process:
+        return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True,
+                              text=True, timeout=timeout, cwd=ROOT, env=env)
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["loadkit", *args], int(code), out.getvalue(),
+                                       err.getvalue())
 
 
 @pytest.fixture

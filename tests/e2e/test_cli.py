@@ -59,7 +59,8 @@ def test_invalid_yaml_and_unknown_kind_exit_2(tmp_path):
 
 
 def test_bad_flag_exits_2(tmp_path):
-    proc = cli("run", write(tmp_path, FAST_CHAT), "--duration", "soon")
+    """Through the real console entry point (`python -m loadkit`), as a user runs it."""
+    proc = cli("run", write(tmp_path, FAST_CHAT), "--duration", "soon", process=True)
     assert proc.returncode == 2 and "duration" in proc.stderr
     no_traceback(proc)
 

@@ -17,14 +17,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import jsonschema
 import yaml
 
-from conftest import ROOT, cli
+from conftest import ROOT, RUN_VALIDATOR, cli
 from loadkit.result import load_run
 from loadkit.run.recover import rebuild
 
-SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 STARTUP_S = 60.0  # a wait for a loaded machine to start a run, not a bound on anything
 
 
@@ -68,7 +66,7 @@ def check_rebuilt(out: Path) -> dict:
     assert "Traceback" not in done.stderr and "incomplete" in done.stderr
     result = load_run(out)  # the model validates it
     document = json.loads((out / "run.json").read_text())
-    jsonschema.validate(document, SCHEMA)
+    RUN_VALIDATOR.validate(document)
     assert result.incomplete is not None and not result.incomplete.in_progress
     assert not result.trusted and result.untrusted_reasons[0].startswith("incomplete: ")
     assert "incomplete" in (out / "summary.md").read_text()

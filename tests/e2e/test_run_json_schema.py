@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 
-import jsonschema
-
-from conftest import ROOT, cli
+from conftest import ROOT, RUN_VALIDATOR, cli
 from loadkit.result import RunResult
 from loadkit.result.schema import render
-
-SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 
 
 def test_docs_schema_is_the_one_the_model_generates():
@@ -26,7 +22,7 @@ def test_a_real_run_validates_and_round_trips(run):
                        "prompt_tokens": 20, "max_tokens": 4}],
         "slos": ["ttft p50 < 5s in every 1s window", "goodput >= 50%"],
     })
-    jsonschema.validate(result, SCHEMA)
+    RUN_VALIDATOR.validate(result)
     text = (out / "run.json").read_text()
     model = RunResult.from_json(text)
     assert RunResult.from_json(model.to_json()) == model
@@ -52,7 +48,7 @@ def kept(old, new) -> bool:
 def test_a_run_json_from_the_previous_release_loads_and_rerenders(tmp_path):
     """tests/data/run-v1-0.1.0.json was written by loadkit 0.1.0 before the model."""
     saved = (ROOT / "tests" / "data" / "run-v1-0.1.0.json").read_text()
-    jsonschema.validate(json.loads(saved), SCHEMA)
+    RUN_VALIDATOR.validate(json.loads(saved))
     old, again = json.loads(saved), json.loads(RunResult.from_json(saved).to_json())
     # Every key it had comes back with its value, at every depth; keys added
     # since may join it (new sections, new optional fields).
