@@ -83,9 +83,10 @@ def transformers_serve(python: str, model: Path, *flags: str) -> Iterator[str]:
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engines(engine_python: str, tiny_model: Path) -> Iterator[Callable[[str], str]]:
-    """mode -> the URL of an engine started once per session in that mode."""
+    """mode -> the URL of an engine started once per module in that mode (a
+    continuous-batching server holds GBs of KV cache: it stops with the module)."""
     started: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         def get(mode: str) -> str:
