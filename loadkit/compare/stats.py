@@ -22,20 +22,12 @@ percentage points. Pure functions over histograms and RunResult models.
 from __future__ import annotations
 
 import math
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from hdrh.codec import (
-    HdrCookieException,
-    HdrHistogramSettingsException,
-    HdrLengthException,
-)
-from hdrh.histogram import HdrHistogram
-
 from loadkit.compare.model import Decision, Row
 from loadkit.errors import InputError
-from loadkit.record.histogram import decode, merged, percentile_us
+from loadkit.record.histogram import DamagedHistogram, HdrHistogram, decode, merged, percentile_us
 from loadkit.result.model import ALL, RunResult, Scope
 from loadkit.slo.confidence import percentile_interval
 from loadkit.slo.evaluate import samples_needed
@@ -48,8 +40,6 @@ DEFAULT_ERROR_TOLERANCE_PP = 0.5  # percentage points
 ALPHA = 0.05
 
 Series = tuple[str, Scope]  # (metric, scope)
-_DAMAGED = (ValueError, zlib.error, HdrCookieException, HdrLengthException,
-            HdrHistogramSettingsException)
 
 
 def parse_tolerances(items: Iterable[str]) -> dict[str, float]:
@@ -98,7 +88,7 @@ def _parts(run: RunResult, tag: str) -> tuple[str, str, str, str]:
 def _decode(run: RunResult, tag: str, payload: str) -> HdrHistogram:
     try:
         return decode(payload)
-    except _DAMAGED as exc:
+    except DamagedHistogram as exc:
         raise InputError(f"run {run.run_id}: histograms.{tag} is not an encoded HDR "
                          f"histogram ({exc or type(exc).__name__})") from None
 

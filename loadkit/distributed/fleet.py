@@ -29,14 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from hdrh.histogram import HdrHistogram
-
 from loadkit.arrivals import schedule
 from loadkit.distributed.wire import absorb, job, owners, shard
 from loadkit.engine.runner import Progress
 from loadkit.errors import ErrorKind, InputError, RunError
 from loadkit.processes import die_with_parent, stop
-from loadkit.record.histogram import new_histogram, percentile_us
+from loadkit.record.histogram import HdrHistogram, new_histogram, percentile_us
 from loadkit.record.recorder import Interval, Recorder
 from loadkit.result.model import Distribution, WorkerRow
 from loadkit.served import is_loopback

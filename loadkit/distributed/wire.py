@@ -19,11 +19,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from loadkit.arrivals import Slot
 from loadkit.errors import ErrorKind
-from loadkit.record.histogram import new_histogram
+from loadkit.record.histogram import HdrHistogram, new_histogram
 from loadkit.record.recorder import Recorder
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload

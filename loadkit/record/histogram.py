@@ -1,14 +1,21 @@
 """HDR histograms in integer microseconds (1 µs .. 1 h, 3 significant digits).
 
-Merged, never averaged. Summaries are reported in milliseconds.
+Merged, never averaged. Summaries are reported in milliseconds. The one
+module that imports hdrh: the rest of loadkit uses the type, the codec and
+the counts array through it.
 """
 
 from __future__ import annotations
 
 import weakref
+import zlib
 
 import numpy as np
+from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
+
+__all__ = ["DamagedHistogram", "HdrHistogram", "bucket_counts", "decode", "encode", "merged",
+           "new_histogram", "percentile_us", "percentiles_us", "record_us", "summary_ms"]
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
@@ -106,5 +113,53 @@ def encode(h: HdrHistogram) -> str:
     return h.encode().decode("ascii")
 
 
+class DamagedHistogram(ValueError):
+    """An encoded histogram that does not decode (cut, altered, not one)."""
+
+
 def decode(payload: str) -> HdrHistogram:
-    return acyclic(HdrHistogram.decode(payload))
+    try:
+        return acyclic(HdrHistogram.decode(payload))
+    except (ValueError, zlib.error, HdrCookieException, HdrLengthException,
+            HdrHistogramSettingsException) as exc:
+        raise DamagedHistogram(f"{type(exc).__name__}: {exc}") from None
+
+
+class _Layout:
+    """Where each bucket bound falls in a loadkit histogram's counts array, and
+    each count's mid value (µs); every histogram has the same layout."""
+
+    def __init__(self, bounds_s: tuple[float, ...]) -> None:
+        h = new_histogram()
+        self.length = h.counts_len
+        # Segment starts: [0, idx(b0)+1, ...]: segment k holds the values <= bound k
+        # and above bound k-1 (to the histogram's resolution, 0.1%); the last one
+        # the rest (+Inf).
+        ends = [h._counts_index_for(round(b * 1e6)) for b in bounds_s]
+        self.starts = np.array([0] + [i + 1 for i in ends], dtype=np.intp)
+        if np.any(np.diff(self.starts) <= 0) or self.starts[-1] >= self.length:
+            raise AssertionError("bucket bounds must fall in distinct histogram buckets")
+        # Each index's value range is [value, value + width): hdrh's mean takes its middle.
+        i = np.arange(self.length, dtype=np.int64)
+        bucket = (i >> h.sub_bucket_half_count_magnitude) - 1
+        sub = (i & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+        first = bucket < 0
+        sub[first] -= h.sub_bucket_half_count
+        bucket[first] = 0
+        shift = bucket + h.unit_magnitude
+        self.mid_us = ((sub << shift) + ((np.int64(1) << shift) >> 1)).astype(np.uint64)
+
+
+_layouts: dict[tuple[float, ...], _Layout] = {}
+
+
+def bucket_counts(h: HdrHistogram, bounds_s: tuple[float, ...]) -> tuple[np.ndarray, int]:
+    """(counts per bucket of `bounds_s` (seconds) then +Inf, not cumulative;
+    sum in µs): a Prometheus histogram of what `h` recorded."""
+    layout = _layouts.get(bounds_s)
+    if layout is None:
+        layout = _layouts[bounds_s] = _Layout(bounds_s)
+    counts = np.ctypeslib.as_array(h.counts)[:h.counts_len]
+    per_bucket = np.add.reduceat(counts, layout.starts)
+    top = h._counts_index_for(h.get_max_value()) + 1  # nothing recorded above
+    return per_bucket.astype(np.int64), int(counts[:top] @ layout.mid_us[:top])

@@ -13,10 +13,9 @@ import re
 from collections.abc import Iterator
 from typing import IO
 
-from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
 
-from loadkit.record.histogram import acyclic, new_histogram
+from loadkit.record.histogram import HdrHistogram, acyclic, new_histogram
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_:\-]")
 

@@ -14,10 +14,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hdrh.histogram import HdrHistogram
-
 from loadkit.errors import ErrorKind
-from loadkit.record.histogram import merged, new_histogram, percentile_us, record_us
+from loadkit.record.histogram import HdrHistogram, merged, new_histogram, percentile_us, record_us
 from loadkit.record.hlog import HlogWriter, tag_for
 from loadkit.workload.slo_spec import OPERATORS
 

@@ -19,7 +19,7 @@ from loadkit.report.decimate import as_array
 from loadkit.result.model import Figures, RunResult, TelemetrySeries
 
 if TYPE_CHECKING:
-    from hdrh.histogram import HdrHistogram
+    from loadkit.record.histogram import HdrHistogram
 
 SPECTRUM_DECADES = 4  # out to 99.99%
 

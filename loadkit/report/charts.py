@@ -35,10 +35,11 @@ from loadkit.report.format import quantity
 from loadkit.result.model import ALL, RunResult
 
 if TYPE_CHECKING:
-    from hdrh.histogram import HdrHistogram
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.typing import HashableList
+
+    from loadkit.record.histogram import HdrHistogram
 
 _PERCENTILE_SLO = re.compile(r"^\s*\w+\s+(p[\d.]+|max)\b")
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from hdrh.histogram import HdrHistogram
-
 from loadkit.errors import ErrorKind
-from loadkit.record.histogram import encode, merged, percentile_us, summary_ms
+from loadkit.record.histogram import HdrHistogram, encode, merged, percentile_us, summary_ms
 from loadkit.record.hlog import tag_for
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import (

@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -68,7 +67,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from loadkit.record.histogram import new_histogram
+from loadkit.record.histogram import HdrHistogram, bucket_counts, new_histogram
 from loadkit.record.recorder import Interval, Recorder
 from loadkit.result.model import Scope, Verdict
 from loadkit.workload.slo_spec import TIME_METRICS
@@ -102,47 +101,9 @@ _LIVE = (*TIME_METRICS, "error_rate", "goodput", "throughput", "output_tokens_pe
 _LE = [floatToGoString(b) for b in BUCKETS_S] + ["+Inf"]
 
 
-class _Layout:
-    """Where each bucket bound falls in a loadkit HdrHistogram's counts array,
-    and each count's mid value (µs); every histogram has the same layout."""
-
-    def __init__(self) -> None:
-        h = new_histogram()
-        self.length = h.counts_len
-        # Segment starts: [0, idx(b0)+1, ...]: segment k holds the values <= bound k
-        # and above bound k-1 (to the histogram's resolution, 0.1%); the last one
-        # the rest (+Inf).
-        ends = [h._counts_index_for(round(b * 1e6)) for b in BUCKETS_S]
-        self.starts = np.array([0] + [i + 1 for i in ends], dtype=np.intp)
-        if np.any(np.diff(self.starts) <= 0) or self.starts[-1] >= self.length:
-            raise AssertionError("bucket bounds must fall in distinct histogram buckets")
-        # Each index's value range is [value, value + width): hdrh's mean takes its middle.
-        i = np.arange(self.length, dtype=np.int64)
-        bucket = (i >> h.sub_bucket_half_count_magnitude) - 1
-        sub = (i & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
-        first = bucket < 0
-        sub[first] -= h.sub_bucket_half_count
-        bucket[first] = 0
-        shift = bucket + h.unit_magnitude
-        self.mid_us = ((sub << shift) + ((np.int64(1) << shift) >> 1)).astype(np.uint64)
-
-
-_layout: _Layout | None = None
-
-
-def _counts(h: HdrHistogram) -> np.ndarray:
-    return np.ctypeslib.as_array(h.counts)[:h.counts_len]
-
-
 def buckets_of(h: HdrHistogram) -> tuple[np.ndarray, int]:
     """(counts per bucket of BUCKETS_S then +Inf, not cumulative; sum in µs)."""
-    global _layout
-    if _layout is None:
-        _layout = _Layout()
-    counts = _counts(h)
-    per_bucket = np.add.reduceat(counts, _layout.starts)
-    top = h._counts_index_for(h.get_max_value()) + 1  # nothing recorded above
-    return per_bucket.astype(np.int64), int(counts[:top] @ _layout.mid_us[:top])
+    return bucket_counts(h, BUCKETS_S)
 
 
 @dataclass
@@ -174,9 +135,7 @@ class LiveMetrics:
     the run is judged, ``finish``. ``registry`` is what a server serves."""
 
     def __init__(self) -> None:
-        global _layout
-        if _layout is None:
-            _layout = _Layout()
+        buckets_of(new_histogram())  # the bucket layout, computed now (off the clock)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         ProcessCollector(registry=self.registry)

@@ -28,10 +28,8 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from loadkit.errors import InputError
-from loadkit.record.histogram import acyclic, decode, new_histogram
+from loadkit.record.histogram import HdrHistogram, acyclic, decode, new_histogram
 from loadkit.record.hlog import tag_for
 from loadkit.record.journal import (
     EXTRA_COUNTERS,

@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-from hdrh.histogram import HdrHistogram
-
-from loadkit.record.histogram import percentile_us
+from loadkit.record.histogram import HdrHistogram, percentile_us
 
 EXACT_BELOW = 50.0  # n·q·(1−q) under this: exact binomial sums
 

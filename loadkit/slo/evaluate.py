@@ -11,9 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from hdrh.histogram import HdrHistogram
-
-from loadkit.record.histogram import mean_us, merged, percentile_us
+from loadkit.record.histogram import HdrHistogram, mean_us, merged, percentile_us
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
 from loadkit.slo.confidence import percentile_interval
 from loadkit.workload.slo_spec import OPERATORS, RECOVERY_METRIC, TIME_METRICS, Objective

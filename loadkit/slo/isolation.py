@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hdrh.histogram import HdrHistogram
-
-from loadkit.record.histogram import merged, percentile_us
+from loadkit.record.histogram import HdrHistogram, merged, percentile_us
 from loadkit.result.model import Isolation
 
 SPIKE_FACTOR = 2.0

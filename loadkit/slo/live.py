@@ -18,9 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hdrh.histogram import HdrHistogram
-
-from loadkit.record.histogram import new_histogram
+from loadkit.record.histogram import HdrHistogram, new_histogram
 from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
 from loadkit.slo.evaluate import Counts, evaluate
