@@ -57,6 +57,7 @@ def noisy_run(tmp_path_factory) -> Path:
     })
 
 
+@pytest.mark.slow
 def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_report):  # noqa: F811 - the fixture
     report = noisy_run / "report.html"
     seen = open_report(report)
@@ -87,6 +88,7 @@ def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_repo
         assert page.locator(href).count() == 1, href
 
 
+@pytest.mark.slow
 def test_loadkit_report_rerenders_the_same_bytes(noisy_run):
     names = ["report.html", "summary.md", "junit.xml", "run.json"]
     before = {n: (noisy_run / n).read_bytes() for n in names}
@@ -99,6 +101,7 @@ def test_loadkit_report_rerenders_the_same_bytes(noisy_run):
         assert (noisy_run / n).read_bytes() == before[n], n
 
 
+@pytest.mark.slow
 def test_server_payloads_stay_inert(tmp_path, open_report):  # noqa: F811 - the fixture
     """The simulator's 429 body echoes the tenant header: the payload reaches
     errors.examples verbatim, and the report shows it as text."""

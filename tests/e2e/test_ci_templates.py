@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -38,6 +39,7 @@ def bash(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PATH": path, **env})
 
 
+@pytest.mark.slow
 def test_github_workflow_runs_and_compares_against_the_simulator(tmp_path):
     steps = github_steps()
     (tmp_path / "gate.yaml").write_text(SHORT)

@@ -76,6 +76,7 @@ def test_unreachable_target_exits_3(tmp_path):
     no_traceback(proc)
 
 
+@pytest.mark.slow
 def test_pass_writes_every_output(tmp_path):
     spec = dict(FAST_CHAT, slos=["itl p50 < 100ms", "error_rate < 1%"])
     out = tmp_path / "out"
@@ -112,6 +113,7 @@ def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
     assert "<skipped" in junit and "inconclusive" in junit
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_outputs(tmp_path):
     secret = "sk-test-5ecret-value-0123456789"
     spec = dict(FAST_CHAT)
@@ -131,6 +133,7 @@ def test_secrets_never_reach_outputs(tmp_path):
     assert proc.returncode == 2 and "LOADKIT_TEST_KEY" in proc.stderr
 
 
+@pytest.mark.slow
 def test_overrides_replace_the_file(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", write(tmp_path, FAST_CHAT), "--out", str(out), "--duration", "2s",
@@ -142,6 +145,7 @@ def test_overrides_replace_the_file(tmp_path):
     assert 30 <= result["counts"]["completed"] <= 100  # ~60 expected at 30/s for 2 s
 
 
+@pytest.mark.slow
 def test_shipped_steady_workload_runs(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", str(ROOT / "workloads" / "steady.yaml"), "--duration", "3s",
@@ -181,6 +185,7 @@ def interrupted(tmp_path, arrival: dict) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_was_measured(tmp_path):
     """SIGINT mid-run: the schedule stops, results are written, exit 3."""
     result = interrupted(tmp_path, {"process": "poisson", "rate": 50})
@@ -195,6 +200,7 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     assert c["completed"] > 0 and c["errors"] == 0  # the simulator outlived the interrupt
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_long_gap_stops_without_waiting_for_the_next_slot(tmp_path):
     """One request every 30 s: the interrupt ~2.5 s in ends the run then (the
     dispatcher looks at its stop between naps), not at the next slot."""

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, RUN_VALIDATOR, cli
@@ -78,6 +79,7 @@ def check_rebuilt(out: Path) -> dict:
     return document
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_report_rebuilds_what_the_server_answered(tmp_path, server):
     rate, interval = 40, 0.5
     with server("record") as url:
@@ -113,6 +115,7 @@ def test_kill_9_mid_run_then_report_rebuilds_what_the_server_answered(tmp_path, 
           f"{logged}, rebuilt {rebuilt} ({document['incomplete']['intervals']} intervals)")
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_exits_at_once_and_leaves_a_folder_that_rebuilds(tmp_path):
     spec = {"name": "twice", "seed": 4, "interval": "250ms", "duration": "60s",
             "simulator": {"ttft_ms": 5, "itl_ms": 2},
@@ -138,6 +141,7 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_a_folder_that_rebuilds(tmp_pat
     check_rebuilt(out)
 
 
+@pytest.mark.slow
 def test_report_html_is_rewritten_while_the_run_goes(tmp_path):
     spec = {"name": "live", "seed": 5, "interval": "250ms", "duration": "60s",
             "simulator": {"ttft_ms": 5, "itl_ms": 2},
@@ -187,6 +191,7 @@ def test_report_html_is_rewritten_while_the_run_goes(tmp_path):
         assert not (b"--live" in cmdline and str(out).encode() in cmdline), p.name
 
 
+@pytest.mark.slow
 def test_a_finished_run_rebuilds_from_its_journal_to_the_same_figures(run):
     """The journal and hlog hold everything the verdict needs: without its
     run.json, a finished run rebuilds to the same counts, series, SLO

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, cli
@@ -42,6 +43,7 @@ def asked_models(url: str) -> list[str]:
         return json.load(resp)
 
 
+@pytest.mark.slow
 def test_shipped_workload_uses_the_one_served_model_without_edits(server, tmp_path):
     with server("openai", "--models", "served-model") as url:
         proc = cli("run", STEADY, "--target", url, "--duration", "3s", "--inconclusive",
@@ -83,6 +85,7 @@ def test_several_served_models_exit_2_naming_them(server, tmp_path):
     assert "--model NAME" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
     """Every request would be a 401: the probe says so (with the server's words and
     what to check) and nothing is measured or written as a run."""
@@ -107,6 +110,7 @@ def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
     assert json.loads((tmp_path / "o2" / "run.json").read_text())["counts"]["errors"] >= 100
 
 
+@pytest.mark.slow
 def test_a_target_that_starts_refusing_stops_the_run(server, tmp_path):
     """403s from 3 s on: the run stops well before its 20 s, exit 3, and the
     console, summary.md and junit.xml say when and why."""

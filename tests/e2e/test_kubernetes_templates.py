@@ -80,6 +80,7 @@ def test_every_document_is_a_named_kubernetes_object():
         assert doc.get("metadata", {}).get("name"), f"{name}: {doc.get('kind')} has no name"
 
 
+@pytest.mark.slow
 def test_master_and_worker_use_only_real_flags():
     for subcommand in ("run", "worker"):
         _, _, container = loadkit_pod(subcommand)

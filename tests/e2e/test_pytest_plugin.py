@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 pytest_plugins = ["pytester"]
 
 WORKLOAD = """\
@@ -18,6 +20,7 @@ slos: ["ttft p50 < 5s", "error_rate < 1%"]
 """
 
 
+@pytest.mark.slow
 def test_marker_and_fixture_gate_on_the_verdict(pytester):
     pytester.makefile(".yaml", gate=WORKLOAD)
     pytester.makefile(".yaml", strict_slo='slos: ["ttft p50 < 1us"]\n')

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import ROOT, RUN_VALIDATOR, cli
 from loadkit.result import RunResult
 from loadkit.result.schema import render
@@ -45,6 +47,7 @@ def kept(old, new) -> bool:
     return old == new
 
 
+@pytest.mark.slow
 def test_a_run_json_from_the_previous_release_loads_and_rerenders(tmp_path):
     """tests/data/run-v1-0.1.0.json was written by loadkit 0.1.0 before the model."""
     saved = (ROOT / "tests" / "data" / "run-v1-0.1.0.json").read_text()

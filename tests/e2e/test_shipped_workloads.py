@@ -20,6 +20,7 @@ def test_every_shipped_workload_is_covered():
     assert sorted(p.name for p in (ROOT / "workloads").glob("*.yaml")) == sorted(SHIPPED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_workload_runs_and_gives_a_verdict(tmp_path, name):
     """What is checked: a verdict on every SLO, every output, no errors. Not
@@ -54,6 +55,7 @@ def test_shipped_workload_runs_and_gives_a_verdict(tmp_path, name):
         assert result["tokens"]["itl_source"].get("usage", 0) > 0
 
 
+@pytest.mark.slow
 def test_slo_file_joins_the_workload(tmp_path):
     out = tmp_path / "out"
     proc = cli("run", str(ROOT / "workloads" / "multi-tenant.yaml"), "--time-scale", "0.04",

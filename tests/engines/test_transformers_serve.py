@@ -20,7 +20,7 @@ import yaml
 from loadkit.cli import main
 from loadkit.protocols.text import WORDS
 
-pytestmark = [pytest.mark.engines, pytest.mark.xdist_group("engines")]
+pytestmark = [pytest.mark.engines, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 

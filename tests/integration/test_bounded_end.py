@@ -51,6 +51,7 @@ def chat(path: str, **extra) -> dict:
             "stream": True, "prompt_tokens": 4, "max_tokens": 8, **extra}
 
 
+@pytest.mark.slow
 def test_endless_stream_is_cut_and_counted_as_protocol(endless_server, run, transport):
     spec = {"name": "endless", "target": endless_server, "duration": "6s", "warmup": "0s",
             "arrival": {"process": "constant", "rate": 10}, "scenarios": [chat("/endless")],
@@ -89,6 +90,7 @@ def _enough_files(wanted: int = 8192) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
+@pytest.mark.slow
 def test_never_finishing_answers_end_after_the_drain_as_failures(
         endless_server, tmp_path, transport):
     _enough_files()

@@ -28,6 +28,7 @@ from loadkit.workload.loader import load_workload
 TIMED = {"quiet_gc": True}
 
 
+@pytest.mark.slow
 def test_three_workers_measure_the_single_process_schedule_exactly(server, run, tmp_path):
     """Master + 3 workers against the truth server: every slot of the one-process
     schedule is sent once (per phase and tenant), and the merged p50/p99 are
@@ -100,6 +101,7 @@ def relay_workers(master_pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("allow", [False, True], ids=["untrusted", "allowed"])
 def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path, allow):
     out = tmp_path / "out"
@@ -140,6 +142,7 @@ def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path, allow):
         assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path):
     port = free_port()
     env = {**os.environ, "LOADKIT_TOKEN": "right-token"}
@@ -161,6 +164,7 @@ def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path):
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_an_abort_slo_stops_every_worker(run):
     """Every answer takes 300 ms: the master's abort SLO, judged on the merged
     intervals, stops all workers at once; each leaves most of its shard unsent."""

@@ -60,6 +60,7 @@ def simulator(prefix: list[str], port: int) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_a_worker_on_another_host_joins_with_the_token_and_one_without_is_refused(tmp_path):
     spec = {"name": "netns", "duration": "3s", "warmup": "0s", "seed": 2,

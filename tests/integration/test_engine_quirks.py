@@ -55,6 +55,7 @@ def test_whole_answers_with_engine_quirks_are_measured_exactly(run, fault: dict)
     assert TTFT_MS * 0.95 <= ttft["p50"] <= TTFT_MS * 1.5, ttft
 
 
+@pytest.mark.slow
 def test_cut_streams_are_incomplete_failures_and_fail_the_gate(workload_file, tmp_path,
                                                                capsys) -> None:
     """An engine that answers 200, a role-only event and [DONE] to a share s
@@ -65,7 +66,8 @@ def test_cut_streams_are_incomplete_failures_and_fail_the_gate(workload_file, tm
     with embedded_simulator({"ttft_ms": TTFT_MS, "itl_ms": 2,
                              "faults": [{"kind": "cut_stream", "rate": share}]}) as url:
         path = workload_file(workload([], target=url, slo="error_rate < 1%"))
-        code = main(["run", str(path), "--no-probe", "-q", "--out", str(tmp_path / "out")])
+        code = main(["run", str(path), "--no-probe", "-q", "--out", str(tmp_path / "out"),
+                     "--allow-saturated"])  # the exit code of the SLO, on any host
         metrics = parse_metrics(httpx.get(url + "/metrics").text)
     sent = next(v for k, v in metrics.items() if k.startswith("vllm:generation_tokens_total"))
     result = json.loads((tmp_path / "out" / "run.json").read_text())

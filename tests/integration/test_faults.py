@@ -169,6 +169,7 @@ def _tls_proxy(chain, upstream_port):
     return state
 
 
+@pytest.mark.slow
 def test_saturated_generator_is_untrusted(tmp_path, run):
     """Ten times what this host can complete: lateness explodes, exit 3, reports
     still written. The overload is scaled to the host, so that a faster one

@@ -41,6 +41,7 @@ def junit_schema() -> xmlschema.XMLSchema:
     return xmlschema.XMLSchema(str(path))
 
 
+@pytest.mark.slow
 def test_junit_of_a_real_run_is_schema_valid(run, junit_schema):
     """Passing, failing, inconclusive and windowed SLOs, per scope, on the simulator."""
     result, out = run({

@@ -107,6 +107,7 @@ def live_run(tmp_path_factory):
             "result": json.loads((out / "run.json").read_text()), "metrics": metrics}
 
 
+@pytest.mark.slow
 def test_scraped_during_the_run(live_run):
     during, final = live_run["during"], live_run["final"]
     assert not live_run["failures"], live_run["failures"][:3]
@@ -126,6 +127,7 @@ def test_scraped_during_the_run(live_run):
     assert counts == sorted(counts) and counts[-1] > 0
 
 
+@pytest.mark.slow
 def test_final_counters_equal_run_json(live_run):
     final, result = live_run["final"], live_run["result"]
     assert value(final, "loadkit_run_finished") == 1
@@ -170,6 +172,7 @@ def test_final_counters_equal_run_json(live_run):
         == result["tokens"]["output_total"]
 
 
+@pytest.mark.slow
 def test_slo_states_end_as_the_verdicts(live_run):
     final, result = live_run["final"], live_run["result"]
     states = {s.labels["slo"]: s.value for s in final if s.name == "loadkit_slo_state"}
@@ -192,6 +195,7 @@ def test_listener_cost_is_measured(live_run):
     assert value(final, "loadkit_exporter_update_max_seconds") * 1e9 >= max(costs) - 1
 
 
+@pytest.mark.slow
 def test_dashboard_queries_only_exported_metrics(live_run):
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", ())]
@@ -232,6 +236,7 @@ def test_non_loopback_without_token_exits_2(tmp_path):
     assert not out.exists()  # refused before anything was run
 
 
+@pytest.mark.slow
 def test_cli_serves_until_the_verdict_and_lingers(tmp_path):
     """The real CLI: the URL on stderr, a scrape while it runs, the final
     figures served after the verdict (--metrics-linger) and equal to run.json;

@@ -31,6 +31,7 @@ ADDED_BOUND_MS = {0.50: 0.5, 0.99: 1.0}  # loadkit's own added latency over curl
 TIMED = {"quiet_gc": True}
 
 
+@pytest.mark.slow
 def test_latency_adds_no_more_than_a_reference_client(server, run):
     """loadkit against the server's socket-level clock, beside curl on the same
     server, seeded delays and pacing: whatever loadkit adds beyond what curl
@@ -77,6 +78,7 @@ def fetch(url: str, method: str = "GET"):
         return json.load(resp)
 
 
+@pytest.mark.slow
 def test_coordinated_omission_charges_queued_requests(server, run):
     """A 1-s stall at 100 req/s: requests scheduled during it are charged their wait."""
     stall_ms = 1000.0
@@ -103,6 +105,7 @@ def test_coordinated_omission_charges_queued_requests(server, run):
     assert result["health"]["lateness_p99_ms"] < stall_ms / 10, result["health"]
 
 
+@pytest.mark.slow
 def test_streaming_itl_and_ttft(run):
     """Against the simulator at a fixed 10 ms per token and 50 ms to first token:
     each shows as that much more than the same simulator at 0 ms, measured in
@@ -138,6 +141,7 @@ def test_streaming_itl_and_ttft(run):
     assert result["tokens"]["output_total"] == completed * 20
 
 
+@pytest.mark.slow
 def test_hlog_count_equals_run_json(run):
     from loadkit.record.hlog import read_hlog
 

@@ -20,6 +20,7 @@ def spec(every: int, usage_per_event: bool) -> dict:
                            "usage_per_event": usage_per_event}]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_event", [True, False], ids=["usage-in-every-event", "estimated"])
 def test_events_of_four_tokens_give_the_per_token_itl(run, per_event):
     result, _ = run(spec(EVERY, per_event), quiet_gc=True)
@@ -34,6 +35,7 @@ def test_events_of_four_tokens_give_the_per_token_itl(run, per_event):
     assert result["tokens"]["output_total"] == n * TOKENS
 
 
+@pytest.mark.slow
 def test_a_tokenizer_counts_each_events_tokens(run, tmp_path):
     """No usage per event: the tokenizer (trained here; each of the simulator's
     words is one token) counts each event's text."""
@@ -44,6 +46,7 @@ def test_a_tokenizer_counts_each_events_tokens(run, tmp_path):
     assert itl["count"] == n * 8 * EVERY and abs(itl["p50"] - DECODE_MS) <= 0.5, itl
 
 
+@pytest.mark.slow
 def test_one_token_per_event_itl_and_inter_chunk_are_the_same_samples(run):
     result, _ = run(spec(1, True), quiet_gc=True)
     itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]

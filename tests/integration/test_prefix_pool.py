@@ -26,6 +26,7 @@ def chat(**extra) -> dict:
             "max_tokens": 2, **extra}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pick", ["uniform", "zipf"])
 def test_the_server_sees_exactly_the_pool_at_the_declared_frequencies(server, run, pick):
     pool, length, n = 5, 40, 600
@@ -75,6 +76,7 @@ def counter(url: str, name: str) -> float:
                if line.startswith(name + "{") or line.startswith(name + " "))
 
 
+@pytest.mark.slow
 def test_cached_prefixes_cut_ttft_by_the_modelled_prefill(run):
     """One shared 800-token prefix against unique prompts of the same length,
     on one simulator with its prefix cache: each hit skips the prefill of its

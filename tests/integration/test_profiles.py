@@ -48,6 +48,7 @@ def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server, r
     assert result["tokens"]["output_total"] == sum(r[2] for r in rows)
 
 
+@pytest.mark.slow
 def test_phases_have_their_own_series_and_verdicts(run):
     result, _ = run({
         "name": "phased",
@@ -89,6 +90,7 @@ def test_response_checks_count_check_failed_with_an_example(run):
     assert result["verdict"] == "fail"
 
 
+@pytest.mark.slow
 def test_closed_loop_is_reported_as_such(server, run):
     with server("delay", "--seed", "3") as url:
         result, _ = run({
@@ -151,6 +153,7 @@ def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server, run, 
         assert len(b["prompt"].split()) == 9 + 1  # the request number, then 9 words
 
 
+@pytest.mark.slow
 def test_embeddings_against_an_inline_simulator(run):
     """The configured 8 ms shows as 8 ms more than the same simulator at 0 ms,
     measured in this test: loopback, the simulator's own work and this

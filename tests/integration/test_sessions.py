@@ -8,6 +8,7 @@ import json
 import math
 from collections import Counter, defaultdict
 
+import pytest
 from test_measurement import fetch
 
 from conftest import ROOT
@@ -18,6 +19,7 @@ THINK_S, RATE, SECONDS = 0.2, 5, 6
 ANSWER = "ok " * 3  # the record server's text for max_tokens 3
 
 
+@pytest.mark.slow
 def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server, run):
     spec = {"name": "sessions", "duration": SECONDS, "warmup": 0, "seed": 4,
             "arrival": {"process": "poisson", "rate": RATE},
@@ -60,6 +62,7 @@ def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server, r
 SHAREGPT = ROOT / "workloads" / "data" / "sharegpt-sample.json"
 
 
+@pytest.mark.slow
 def test_sharegpt_conversations_become_sessions(server, run):
     """Each session replays one conversation's human turns in order, asks for
     each reply's length, and ends with the conversation; conversations the

@@ -89,6 +89,7 @@ def test_decode_step_grows_with_the_batch() -> None:
     assert all(abs(g - 12.0) <= 0.3 for g in gaps), gaps
 
 
+@pytest.mark.slow
 def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
     """Two seats, 45 ms per request: capacity 44.4 req/s.  At 30 req/s nobody
     waits; at 80 req/s the queue grows by (80 - 44.4)/s and request k waits
@@ -140,6 +141,7 @@ def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
             k, storm_lat[k], calm, wait)
 
 
+@pytest.mark.slow
 def test_littles_law_holds_on_the_metrics_gauges() -> None:
     """Time-average of running + waiting = arrival rate x mean latency, within 10%,
     with Poisson arrivals, two replicas of three seats and varied lengths."""

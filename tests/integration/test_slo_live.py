@@ -51,6 +51,7 @@ def test_one_bad_window_fails_every_window_but_not_most_windows(server, run):
     assert sum(x["samples"] for x in w["series"]) == result["series"]["latency"]["all"]["count"]
 
 
+@pytest.mark.slow
 def test_abort_on_breach_stops_the_run_and_exits_1(server, tmp_path):
     """A 60-s run whose server stalls 2 s at 3 s: the abort SLO stops it soon after
     (as soon as p99 has its 1,000 samples at 150 req/s)."""
@@ -84,6 +85,7 @@ def test_abort_on_breach_stops_the_run_and_exits_1(server, tmp_path):
     assert (tmp_path / "out" / "report.html").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_goodput_share_matches_the_servers_truth(server, run):
     """Delays of 5-60 ms with 3% at 250-400 ms: the share of requests done
     within 100 ms is what the server's own timings say, within 1 point."""

@@ -307,6 +307,7 @@ def _workload(telemetry: dict | None, **extra) -> dict:
     return w
 
 
+@pytest.mark.slow
 def test_a_run_without_a_gpu_says_why_and_shows_the_simulated_one(run):
     doc, out = run(_workload(None), html=True)  # charts with simulated GPU telemetry
     assert "gpu" in (out / "report.html").read_text().lower()
@@ -326,6 +327,7 @@ def test_a_run_without_a_gpu_says_why_and_shows_the_simulated_one(run):
     assert tele["per_interval"][0]["start_s"] == doc["timeseries"][0]["start_s"]
 
 
+@pytest.mark.slow
 def test_a_run_with_agent_dcgm_and_a_price(run, agent_server, monkeypatch):
     server = agent_server(token="t0ken")
     monkeypatch.setenv("TELE_TOKEN", "t0ken")

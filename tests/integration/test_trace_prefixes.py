@@ -8,6 +8,7 @@ import os
 import random
 from collections import Counter
 
+import pytest
 from test_measurement import fetch
 
 from conftest import ROOT
@@ -22,6 +23,7 @@ def block_ids(words: list[str]) -> tuple[int, ...]:
     return tuple(int(w[1:]) for w in words[::BLOCK])
 
 
+@pytest.mark.slow
 def test_prompts_share_exactly_their_common_blocks(server, run):
     rows = [r for r in load_trace(SAMPLE) if r.time < 60.0]  # the window sent below
     with server("record") as url:

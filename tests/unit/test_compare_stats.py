@@ -30,6 +30,7 @@ def test_mann_whitney_agrees_with_scipy_on_the_same_samples():
     assert p == pytest.approx(expected, rel=0.25, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_false_positive_rate_on_identical_distributions_is_at_most_5_percent():
     """100 pairs of runs from one distribution: regressions (or anything but
     'no change') are declared in at most 5% of them."""

@@ -6,6 +6,8 @@ import gc
 import random
 import weakref
 
+import pytest
+
 from loadkit.record.histogram import (
     decode,
     encode,
@@ -29,6 +31,7 @@ def test_mean_equals_hdrh_mean_exactly():
     assert mean_us(new_histogram()) == 0.0
 
 
+@pytest.mark.slow
 def test_percentiles_equal_hdrh_percentiles_exactly():
     """The numpy fast path gives hdrh's own answer for every percentile, from
     one sample to thousands, over the whole trackable range, 0 and 100 included."""

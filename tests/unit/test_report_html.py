@@ -97,6 +97,7 @@ def test_tenant_names_in_chart_labels_are_escaped(small):
 # -- content --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_telemetry_available_unavailable_or_absent(small):
     html = render_html(parse_run(small))
     assert 'id="chart-latency-time"' in html
@@ -112,6 +113,7 @@ def test_telemetry_available_unavailable_or_absent(small):
     assert 'id="telemetry"' not in html and "GPU util (%)" not in html
 
 
+@pytest.mark.slow
 def test_rendering_is_deterministic_and_complete(small):
     html = render_html(parse_run(small))
     assert html == render_html(parse_run(json.loads(json.dumps(small))))
@@ -169,6 +171,7 @@ def test_compare_page_rows_charts_and_escaping(small):
 # -- loadkit report -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_command_rewrites_outputs(tmp_path, small, capsys):
     (tmp_path / "run.json").write_text(json.dumps(small))
     assert main(["report", str(tmp_path)]) == 0

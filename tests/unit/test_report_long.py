@@ -42,6 +42,7 @@ def day_run(day) -> RunResult:
     return parse_run(day)  # module scope: built before settled_gc freezes the heap
 
 
+@pytest.mark.slow
 def test_a_day_renders_like_ten_minutes_and_small_and_keeps_its_spike(day_run, settled_gc):
     # settled_gc: the day's ~10^6 objects would otherwise be traversed by
     # every full collection during its rendering and not during the

@@ -221,6 +221,7 @@ def test_session_stops_threads_on_errors_and_ctrl_c(fake_nvml):
         assert _telemetry_threads() == []
 
 
+@pytest.mark.slow
 def test_sampler_overhead_at_the_default_interval(fake_nvml):
     """Process CPU time / wall time while the main thread sleeps: under 1% of
     a core at 250 ms (8 fake GPUs, every field)."""
