@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from loadkit.cli import main
+from loadkit.report import REPORTS
 from loadkit.result import RunResult
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import load_workload
@@ -99,7 +100,8 @@ def run(tmp_path, workload_file):
             spec = {**spec, "client": {**spec.get("client", {}), "probe": False}}
         path = workload_file(spec)
         out = tmp_path / f"out-{time.monotonic_ns()}"
-        options.setdefault("html", False)
+        html = options.pop("html", False)
+        options["reports"] = REPORTS if html else REPORTS - {"html"}
         execute(load_workload(path), RunOptions(out_dir=out, **options))
         text = (out / "run.json").read_text()
         document = json.loads(text)

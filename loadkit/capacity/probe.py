@@ -24,6 +24,7 @@ from loadkit.capacity.search import Probe, Status
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.errors import RunError
 from loadkit.record.journal import JOURNAL_NAME, read_journal
+from loadkit.report import REPORTS
 from loadkit.result.model import RunResult, Verdict
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
@@ -64,7 +65,8 @@ def run_probe(setup: ProbeSetup, probe: Probe, index: int) -> ProbeRecord:
             "warmup_s": warmup_s, "attempt": probe.attempt,
             "folder": folder.relative_to(setup.out_dir).as_posix()}
     try:
-        result, _ = execute(loaded, RunOptions(out_dir=folder, strict=setup.strict, html=False,
+        result, _ = execute(loaded, RunOptions(out_dir=folder, strict=setup.strict,
+                                               reports=REPORTS - {"html"},
                                                handle_signals=setup.cli, quiet_gc=setup.cli,
                                                fleet=setup.fleet))
     except RunError as exc:  # unreachable, refused, simulator down: nothing measured

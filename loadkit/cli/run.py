@@ -10,6 +10,7 @@ from loadkit.cli.console import Console
 from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
 from loadkit.cli.params import duration
+from loadkit.report import REPORTS, parse_outputs
 from loadkit.run.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Workload
@@ -43,6 +44,15 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is not None and value.strip().lower() in ("off", "no", "false", "0"):
         return 0.0
     return duration(1.0, zero=True, setting="or off")(ctx, param, value)
+
+
+def _outputs(ctx: click.Context, param: click.Parameter, value: str | None) -> frozenset[str]:
+    if value is None:
+        return REPORTS
+    try:
+        return parse_outputs(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command("run")
@@ -88,6 +98,10 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Rewrite report.html in the output folder every PERIOD while the run goes, "
                    "from its journal, in a child process at idle priority (default: every 60s for runs "
                    "longer than 2 minutes, else off).")
+@click.option("--outputs", callback=_outputs, metavar="LIST",
+              help="The reports to write beside run.json, comma-separated from md, junit, "
+                   "html (default: all; run.json, journal.jsonl and latency.hlog are always "
+                   "written, and `loadkit report` renders the rest later).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the verdict.")
 @fleet_options
 def run_command(workload: Path, target: str | None, duration: float | None,
@@ -98,7 +112,8 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                 ca_bundle: str | None, model: str | None, no_probe: bool, no_fail_fast: bool,
                 drain: float | None, metrics_port: int | None, metrics_host: str,
                 metrics_token: str | None, metrics_linger: float, live_report: float | None,
-                quiet: bool, workers: int | None, master: bool, expect_workers: int | None,
+                outputs: frozenset[str], quiet: bool, workers: int | None, master: bool,
+                expect_workers: int | None,
                 master_bind_host: str, master_bind_port: int, worker_timeout: float,
                 allow_worker_loss: bool) -> int:
     """Run WORKLOAD (a YAML file) and print the SLO verdict.
@@ -117,6 +132,7 @@ def run_command(workload: Path, target: str | None, duration: float | None,
     # Off loopback without a token, or a taken port: exit 2 before anything is sent.
     served = ServedMetrics(metrics_port, metrics_host, metrics_token, metrics_linger)
     options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
+                         reports=outputs,
                          handle_signals=True, quiet_gc=True, metrics=served.metrics,
                          live_report_s=_live_period(live_report, loaded.workload),
                          fleet=fleet_from(workers, master, expect_workers, master_bind_host,

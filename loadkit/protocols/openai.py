@@ -325,7 +325,7 @@ class OpenAIStream:
             said = f" (its usage says {self._usage:,} tokens)" if self._usage else ""
             raise IncompleteAnswer(
                 f"stream ended with no answer token (finish_reason "
-                f"{finish or 'missing'}{', [DONE]' if self._done else ''}){said}")
+                f"{finish or MISSING}{', [DONE]' if self._done else ''}){said}")
         text = "".join(self._text) if self._text is not None else None
         per_event = self._per_event if self._per_event and len(self._per_event) == \
             self._chunks else None

@@ -39,7 +39,7 @@ from loadkit.record.hlog import HlogWriter
 from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
 from loadkit.record.worker import RecorderThread
-from loadkit.report import write_all
+from loadkit.report import REPORTS, write_all
 from loadkit.result.model import PhaseInfo, RunResult, Verdict, WorkloadInfo
 from loadkit.run.assemble import RunFacts, assemble
 from loadkit.run.live_report import live_report
@@ -64,7 +64,9 @@ class RunOptions:
     out_dir: Path | None = None  # default reports/<run-id>/
     allow_saturated: bool = False
     strict: bool = False  # a marginal percentile verdict is inconclusive
-    html: bool = True  # False: no report.html (for callers that read run.json only)
+    # The reports beside run.json (report.REPORTS: md, junit, html); callers
+    # that read run.json only leave out html (its charts cost ~1 s).
+    reports: frozenset[str] = REPORTS
     # Process-wide settings, off for library callers and the pytest plugin;
     # the CLI turns both on. Ctrl-C / SIGTERM end the run cleanly, reports written:
     handle_signals: bool = False
@@ -182,7 +184,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
             telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
             Journal(out_dir / JOURNAL_NAME, _journal_header(facts, plan, objectives, tele),
                     sync=[hlog_file]) as journal, \
-            live_report(out_dir, options.live_report_s if options.html else 0.0), \
+            live_report(out_dir, options.live_report_s if "html" in options.reports else 0.0), \
             quiet_collector() if options.quiet_gc else contextlib.nullcontext():
         # Start a little in the future so the first slots are not already late;
         # a fleet's workers start at one instant, when every shard has arrived.
@@ -239,7 +241,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         result = result.model_copy(update={"distribution": fleet.section()})
     if options.metrics is not None:
         options.metrics.finish(result)  # final verdicts, before the reports' seconds
-    write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), html=options.html)
+    write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), options.reports)
     return result
 
 

@@ -97,6 +97,22 @@ def test_pass_writes_every_output(tmp_path):
     assert step_summary.read_text() == "earlier step\n" + (out / "summary.md").read_text() + "\n"
 
 
+def test_outputs_writes_only_the_reports_asked_for(tmp_path):
+    """CI users skip the HTML: run.json, the journal and the hlog stay (the
+    result and its recovery), `loadkit report` renders the rest later."""
+    out = tmp_path / "out"
+    proc = cli("run", write(tmp_path, FAST_CHAT), "--out", str(out), "--duration", "1s",
+               "--outputs", "json,junit", ANY_HOST, "--inconclusive", "pass")
+    assert proc.returncode == 0, proc.stderr
+    written = {p.name for p in out.iterdir()}
+    assert {"run.json", "junit.xml", "journal.jsonl", "latency.hlog"} <= written
+    assert not written & {"report.html", "summary.md"}
+    assert cli("report", str(out)).returncode == 0 and (out / "report.html").exists()
+    bad = cli("run", write(tmp_path, FAST_CHAT), "--outputs", "json,pdf")
+    assert bad.returncode == 2 and "unknown output(s) pdf" in bad.stderr
+    no_traceback(bad)
+
+
 @pytest.mark.slow  # three 4-s runs through the CLI: 22-30 s
 def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
     failing = dict(FAST_CHAT, slos=["ttft p50 < 1ms"])

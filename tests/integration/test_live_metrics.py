@@ -22,6 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, cli
+from loadkit.report import REPORTS
 from loadkit.run.execute import RunOptions, execute
 from loadkit.run.exporter import BUCKETS_S, LiveMetrics
 from loadkit.run.metrics_server import MetricsServer
@@ -94,7 +95,7 @@ def live_run(tmp_path_factory):
     scraper.start()
     try:
         _, out = execute(load_workload(path),
-                         RunOptions(out_dir=tmp / "out", html=False, quiet_gc=True,
+                         RunOptions(out_dir=tmp / "out", reports=REPORTS - {"html"}, quiet_gc=True,
                                     metrics=metrics))
         scraper.done.set()
         scraper.join(timeout=30)
