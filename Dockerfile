@@ -1,4 +1,4 @@
-# The image the Kubernetes manifests name (ci/templates/kubernetes/), built
+# The image the Kubernetes manifests name (examples/kubernetes/), built
 # from this checkout: docker build -t registry.example.com/loadkit:latest .
 FROM python:3.11-slim
 WORKDIR /opt/loadkit

@@ -1,6 +1,6 @@
 """A real inference engine from PyPI on this CPU: `transformers serve` with a
 tiny random model made here (tiny_model.py), in its own environment
-(ci/engines-venv.sh; LOADKIT_ENGINE_PYTHON names its python). Without it the
+(scripts/engines-venv.sh; LOADKIT_ENGINE_PYTHON names its python). Without it the
 tier skips and says why, except under `.ci/run` (LOADKIT_REQUIRE_ENGINES=1),
 where it must run. Fixtures for tests/engines/, a plugin of tests/conftest.py
 (a conftest.py there would shadow that one's helpers)."""
@@ -27,7 +27,7 @@ HERE = Path(__file__).parent / "engines"
 def engine_python() -> str:
     python = os.environ.get("LOADKIT_ENGINE_PYTHON")
     if not python or not Path(python).exists():
-        why = ("no engine environment: run `ci/engines-venv.sh` and set "
+        why = ("no engine environment: run `scripts/engines-venv.sh` and set "
                "LOADKIT_ENGINE_PYTHON to the python it prints")
         if os.environ.get("LOADKIT_REQUIRE_ENGINES"):
             pytest.fail(why)

@@ -1,4 +1,4 @@
-"""The CI templates in ci/templates/: valid YAML whose loadkit steps work
+"""The CI templates in examples/: valid YAML whose loadkit steps work
 against the embedded simulator as written (run, then compare with a
 baseline), executed here by bash with a short workload."""
 
@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT
 
-TEMPLATES = ROOT / "ci" / "templates"
+TEMPLATES = ROOT / "examples" / "ci"
 SHORT = """\
 name: gate
 duration: 2s

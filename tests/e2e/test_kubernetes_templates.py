@@ -1,4 +1,4 @@
-"""The Kubernetes templates in ci/templates/kubernetes/: named Kubernetes
+"""The Kubernetes templates in examples/kubernetes/: named Kubernetes
 objects whose loadkit commands use only real flags, with the token from a
 Secret on both sides, workers that address the master's Service, and a
 workload ConfigMap loadkit accepts; then the manifests' own commands, run
@@ -22,7 +22,7 @@ import yaml
 from conftest import ROOT
 from loadkit.workload.loader import load_workload
 
-K8S = ROOT / "ci" / "templates" / "kubernetes"
+K8S = ROOT / "examples" / "kubernetes"
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:

@@ -1,6 +1,6 @@
 """On a machine with an NVIDIA GPU: a run samples it through NVML, and the
 run's GPU figures are the hardware's, not the simulator's. Marked `gpu`; on a
-machine without one it skips, saying so (ci/gpu-check.sh also puts the GPU
+machine without one it skips, saying so (bench/gpu-check.sh also puts the GPU
 under load)."""
 
 from __future__ import annotations

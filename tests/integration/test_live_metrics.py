@@ -28,7 +28,7 @@ from loadkit.run.exporter import BUCKETS_S, LiveMetrics
 from loadkit.run.metrics_server import MetricsServer
 from loadkit.workload.loader import load_workload
 
-DASHBOARD = ROOT / "ci" / "grafana-loadkit.json"
+DASHBOARD = ROOT / "examples" / "grafana-loadkit.json"
 
 
 def scrape(url: str, token: str | None = None) -> list:

@@ -32,7 +32,7 @@ def test_alarm_never_wakes_before_its_instant():
         return errors
 
     errors = asyncio.run(main())
-    # (How soon after is the machine's wake-up latency: ci/bench_lateness.py.)
+    # (How soon after is the machine's wake-up latency: bench/bench_lateness.py.)
     assert min(errors) >= 0, min(errors)
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """loadkit --workers N against one process, and against Locust's distributed mode.
 
-    python ci/bench_distributed.py [--quick] [--reps 2] [--workers 2] [--sim-cpu 1]
+    python bench/bench_distributed.py [--quick] [--reps 2] [--workers 2] [--sim-cpu 1]
 
 Everything runs on 127.0.0.1 against one simulator (``python -m loadkit.sim``)
-started by this script, in the same run, with the helpers of ``ci/bench.py``:
+started by this script, in the same run, with the helpers of ``bench/bench.py``:
 
 1. Request rate (non-streaming chat, 1 output token, simulator with no
    delays): loadkit's maximum sustained open-loop rate in one process and
@@ -15,7 +15,7 @@ started by this script, in the same run, with the helpers of ``ci/bench.py``:
    --workers alternates from one repetition to the next).
 2. Locust's own distributed mode on the same simulator, in each repetition:
    ``locust --master --expect-workers N --headless`` plus N
-   ``locust --worker`` processes running ``ci/locustfile.py``'s
+   ``locust --worker`` processes running ``bench/locustfile.py``'s
    FastHttpUser, closed loop, at each of --users; its rate is the mean of
    the per-second request counts the master merged from its workers
    (``--json-file``: ``num_reqs_per_sec``), over the full seconds after the
@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
 
 ROOT = bench.ROOT
-LOCUSTFILE = ROOT / "ci" / "locustfile.py"
+LOCUSTFILE = ROOT / "bench" / "locustfile.py"
 STREAM = {"name": "stream", "kind": "openai-chat", "stream": True,
           "max_tokens": bench.TOKENS, "prompt_tokens": 8}
 LOCUST_JOIN_S = 30  # how long Locust's master waits for its workers

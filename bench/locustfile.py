@@ -1,4 +1,4 @@
-"""Locust's FastHttpUser, closed loop, the peer in ci/bench.py: the same
+"""Locust's FastHttpUser, closed loop, the peer in bench/bench.py: the same
 non-streaming chat request loadkit sends, as fast as 50 users can."""
 
 from locust import FastHttpUser, constant, task

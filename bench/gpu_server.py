@@ -1,4 +1,4 @@
-"""A small, real GPU-backed inference server for ci/gpu-check.sh.
+"""A small, real GPU-backed inference server for bench/gpu-check.sh.
 
 OpenAI-compatible `POST /v1/chat/completions` (non-streaming) and
 `GET /health`. Each request runs one forward pass of a randomly initialised
@@ -6,7 +6,7 @@ transformer per output token (`max_tokens`, default 16) on the chosen
 device, so GPU utilisation, power and energy follow the load. Nothing is
 downloaded: the weights are random and the "text" is token ids.
 
-    python ci/gpu_server.py --port 0 [--device cuda|cpu] [--d-model 2048 --layers 8]
+    python bench/gpu_server.py --port 0 [--device cuda|cpu] [--d-model 2048 --layers 8]
 
 Prints `GPU_SERVER_LISTENING http://127.0.0.1:PORT` once the model is on the
 device and warmed up. `--device cpu --d-model 64 --layers 2` runs anywhere.

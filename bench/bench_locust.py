@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Locust FastHttpUser's closed-loop throughput and CPU per request, for ci/bench.py.
+"""Locust FastHttpUser's closed-loop throughput and CPU per request, for bench/bench.py.
 
-    python ci/bench_locust.py URL USERS SECONDS [WARMUP]
+    python bench/bench_locust.py URL USERS SECONDS [WARMUP]
 
-Runs ``ci/locustfile.py``'s user as a library (the same engine as the
+Runs ``bench/locustfile.py``'s user as a library (the same engine as the
 ``locust`` command, without the web UI), lets USERS users run WARMUP seconds,
 then measures SECONDS of steady state: the requests Locust counted and this
 process's CPU time (user + system) over exactly that window.  Prints one JSON

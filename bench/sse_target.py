@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""A streaming target cheaper than the generator it measures, for ci/bench.py.
+"""A streaming target cheaper than the generator it measures, for bench/bench.py.
 
-    python ci/sse_target.py --gap-ms 5     (prints LISTENING http://127.0.0.1:PORT)
+    python bench/sse_target.py --gap-ms 5     (prints LISTENING http://127.0.0.1:PORT)
 
 The embedded simulator tops out near 48,000 streamed token events/s on one
-core (ci/bench_sim.py): a benchmark of loadkit's streaming path against it
+core (bench/bench_sim.py): a benchmark of loadkit's streaming path against it
 measures the simulator. This target does nothing but stream: a bare asyncio
 protocol on uvloop, every chat completion answered with `max_tokens` SSE
 chunks (one token each, bytes built once) at a fixed gap on absolute times

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write workloads/data/sharegpt-sample.json: synthetic conversations in ShareGPT format.
 
-    python ci/make_sharegpt_sample.py [--conversations 40] [--seed 1]
+    python scripts/make_sharegpt_sample.py [--conversations 40] [--seed 1]
 
 Not real chats: seeded word sequences with the shape of ShareGPT dumps (an
 optional system message, 1-4 human turns each answered by gpt, lengths

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU telemetry check, for a machine with an NVIDIA GPU (about 2 minutes).
 #
-# Starts ci/gpu_server.py (a random transformer on CUDA behind an
+# Starts bench/gpu_server.py (a random transformer on CUDA behind an
 # OpenAI-compatible /v1/chat/completions), runs a short loadkit workload at
 # two load levels with NVML sampling, prints the numbers, and fails unless
 # utilisation, power and energy samples are present, non-zero, and higher at
 # the higher load.
 #
-#   pip install -e . torch && ci/gpu-check.sh
+#   pip install -e . torch && bench/gpu-check.sh
 #
 # Environment: PYTHON (default python3), GPU_CHECK_DEVICE (default cuda),
 # GPU_CHECK_SECONDS (measured seconds per level, default 30),
@@ -53,7 +53,7 @@ if [ "$DEVICE" != cpu ]; then
 fi
 
 # --- 1. the GPU-backed server -----------------------------------------------------------
-"$PY" ci/gpu_server.py --port 0 --device "$DEVICE" >"$WORK/server.out" 2>"$WORK/server.err" &
+"$PY" bench/gpu_server.py --port 0 --device "$DEVICE" >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 URL=""
 for _ in $(seq 1 240); do  # up to 120 s: importing torch, first CUDA kernels

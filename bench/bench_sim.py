@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How many streamed token events per second the simulator sustains on one core.
 
-    python ci/bench_sim.py [--seconds 4] [--min-events 20000]
+    python bench/bench_sim.py [--seconds 4] [--min-events 20000]
 
 The simulator (``python -m loadkit.sim``, uvloop) is pinned to CPU 1; a
 lightweight aiohttp client pinned to CPU 0 keeps N streams open (closed loop,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The generator's schedule fidelity under light load.
 
-    python ci/bench_lateness.py [--reps 2] [--duration 60s] [--workload FILE]
+    python bench/bench_lateness.py [--reps 2] [--duration 60s] [--workload FILE]
 
 Runs ``workloads/multi-tenant.yaml`` (about 41 req/s of streaming chat, two
 tenants, four phases) as a user would, with everything that runs beside the
@@ -32,10 +32,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "ci"))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
-import bench  # noqa: E402 - ci/bench.py: pinning and the simulator's start
-
+import bench  # noqa: E402 - bench/bench.py: pinning and the simulator's start
 from loadkit.sim.embedded import sim_args  # noqa: E402
 
 RUN_TIMEOUT_S = 600

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A long soak of the generator itself: memory over run length, report cost.
 
-    python ci/soak.py [--duration 30m] [--rate 100] [--interval 1s] [--sample 5s]
+    python bench/soak.py [--duration 30m] [--rate 100] [--interval 1s] [--sample 5s]
                       [--workload FILE] [--time-scale F] [--out DIR]
 
 Runs ``loadkit run`` (the real CLI, in its own process) on streaming chat

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Copy the first rows of the Mooncake conversation trace into workloads/traces/.
 
-    python ci/make_mooncake_sample.py [--rows 300] [--source ../shared/data/...]
+    python scripts/make_mooncake_sample.py [--rows 300] [--source ../shared/data/...]
 
 The shipped sample is a verbatim slice of the Mooncake FAST'25 conversation
 trace (Apache-2.0), so that `workloads/mooncake-replay.yaml` stands on its
@@ -21,7 +21,7 @@ NOTICE = """\
 # mooncake-sample.jsonl
 
 The first {rows} requests (the first {seconds:.0f} seconds) of the Mooncake
-FAST'25 conversation trace, copied verbatim by `ci/make_mooncake_sample.py`:
+FAST'25 conversation trace, copied verbatim by `scripts/make_mooncake_sample.py`:
 `timestamp` (milliseconds), `input_length` and `output_length` (tokens) and
 `hash_ids` (one id per 512-token block of the prompt; requests that share
 leading ids share that prefix).

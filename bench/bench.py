@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """loadkit's performance bar, measured against Locust in the same run.
 
-    python ci/bench.py [--quick] [--reps 3] [--seconds 6] [--steps 6]
+    python bench/bench.py [--quick] [--reps 3] [--seconds 6] [--steps 6]
 
 Everything runs on loopback against the simulator (``python -m loadkit.sim``)
 that this script starts pinned to CPU 1; the generators are pinned to CPU 0
@@ -16,8 +16,8 @@ that this script starts pinned to CPU 1; the generators are pinned to CPU 0
      "sustained" = achieved >= 97% of the asked rate, lateness p99 <= 5 ms
      and no errors (run.json ``throughput.requests_per_s``,
      ``health.lateness_p99_ms``, ``counts.errors``).
-   - Locust FastHttpUser closed loop (``ci/locustfile.py`` run by
-     ``ci/bench_locust.py``, one process): its throughput at the best of a
+   - Locust FastHttpUser closed loop (``bench/locustfile.py`` run by
+     ``bench/bench_locust.py``, one process): its throughput at the best of a
      short search over the user count.
    - CPU microseconds per request for both, from the generator process's CPU
      time: loadkit's ``health.cpu_percent`` / achieved req/s, Locust's own
@@ -30,7 +30,7 @@ that this script starts pinned to CPU 1; the generators are pinned to CPU 0
 
    Prints each repetition, then medians and the ratios loadkit max rate /
    Locust req/s and loadkit CPU us/req / Locust CPU us/req.
-2. Streaming: ``ci/sse_target.py`` (a bare streaming server, cheaper per
+2. Streaming: ``bench/sse_target.py`` (a bare streaming server, cheaper per
    event than the generator; the simulator tops out near 48,000 events/s
    on one core) at a fixed per-token gap (--itl-ms, 5 ms, on absolute
    times: a late timer does not shift the next event), 100 tokens per request;
@@ -122,7 +122,7 @@ class Bench:
         return None
 
     def locust(self, url: str, users: int) -> dict:
-        p = subprocess.run(pinned(0, [sys.executable, str(ROOT / "ci/bench_locust.py"), url,
+        p = subprocess.run(pinned(0, [sys.executable, str(ROOT / "bench/bench_locust.py"), url,
                                       str(users), str(self.seconds), str(self.warmup)]),
                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -243,9 +243,9 @@ def main() -> int:
     stream = {"name": "stream", "kind": "openai-chat", "stream": True, "max_tokens": TOKENS,
               "prompt_tokens": 8}
     gap = args.itl_ms
-    sim, url = start_target([sys.executable, str(ROOT / "ci/sse_target.py"),
+    sim, url = start_target([sys.executable, str(ROOT / "bench/sse_target.py"),
                              "--gap-ms", f"{gap:g}"], "LISTENING ")
-    print(f"streaming (ci/sse_target.py, not the simulator: it tops out near 48,000 events/s): "
+    print(f"streaming (bench/sse_target.py, not the simulator: it tops out near 48,000 events/s): "
           f"{TOKENS} tokens per request, server gap {gap:g} ms; "
           f"sustained also needs |ITL p50 - {gap:g}| <= 0.5 ms, |ITL p99 - {gap:g}| <= 2 ms",
           flush=True)
