@@ -2,60 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 import json
-import os
-import select
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
-from loadkit.cli import main
 from loadkit.report import REPORTS
 from loadkit.result import RunResult
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import load_workload
+from support.run import RUN_VALIDATOR, serve_script, test_server
 
 # The engines tier's fixtures (a real engine from PyPI; tests/engines/).
-pytest_plugins = ["engine_support"]
-
-HERE = Path(__file__).parent
-ROOT = HERE.parent
-RUN_SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
-# Compiled once: jsonschema.validate() checks the 1,800-line schema against
-# its metaschema on every call.
-RUN_VALIDATOR = jsonschema.Draft202012Validator(RUN_SCHEMA)
-
-
-@contextlib.contextmanager
-def test_server(mode: str, *args: str):
-    """Start tests/servers.py MODE in its own process; yield its base URL."""
-    with serve_script("servers.py", mode, *args) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def serve_script(script: str, *args: str):
-    """Start tests/SCRIPT in its own process; yield the base URL it prints
-    (`LISTENING URL`) once bound."""
-    proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("LISTENING "):
-            raise RuntimeError(f"{script} did not start: {proc.stderr.read()}")
-        yield line.split()[1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+pytest_plugins = ["support.engines"]
 
 
 @pytest.fixture
@@ -109,32 +71,6 @@ def run(tmp_path, workload_file):
         assert RunResult.from_json(text).to_json() == text
         return document, out
     return go
-
-
-def cli(*args: str, env: dict | None = None, timeout: float = 120,
-        process: bool = False) -> subprocess.CompletedProcess:
-    """The command line as a user runs it, from the repository root: in this
-    process (`main([...])`, its output captured, `env` as the whole
-    environment), or with `process=True` through the real console entry in a
-    child process (signals, the entry point itself)."""
-    if process:
-        return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True,
-                              text=True, timeout=timeout, cwd=ROOT, env=env)
-    out, err = io.StringIO(), io.StringIO()
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    try:
-        if env is not None:
-            os.environ.clear()
-            os.environ.update(env)
-        os.chdir(ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-    return subprocess.CompletedProcess(["loadkit", *args], int(code), out.getvalue(),
-                                       err.getvalue())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chromium_support import ARTIFACTS, browser, open_report  # noqa: F401 (fixtures)
+from support.chromium import ARTIFACTS, browser, open_report  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from support.run import ROOT
 
 TEMPLATES = ROOT / "examples" / "ci"
 SHORT = """\

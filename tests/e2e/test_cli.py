@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, cli
+from support.run import ROOT, cli
 
 FAST_CHAT = {
     "name": "fast", "duration": "3s", "warmup": "1s",

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from conftest import cli
+from support.run import cli
 
 WORKLOAD = {
     "name": "cmp", "seed": 5, "duration": "4s",

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, RUN_VALIDATOR, cli
 from loadkit.result import load_run
 from loadkit.run.recover import rebuild
+from support.run import ROOT, RUN_VALIDATOR, cli
 
 STARTUP_S = 60.0  # a wait for a loaded machine to start a run, not a bound on anything
 

@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from conftest import ROOT
+from support.run import ROOT
 
 
 def _mkdocs(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, cli
 from loadkit.engine.probe import TRIES
+from support.run import ROOT, cli
 
 STEADY = str(ROOT / "workloads" / "steady.yaml")
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT
 from loadkit.workload.loader import load_workload
+from support.run import ROOT
 
 K8S = ROOT / "examples" / "kubernetes"
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import ROOT, RUN_VALIDATOR, cli
 from loadkit.result import RunResult
 from loadkit.result.schema import render
+from support.run import ROOT, RUN_VALIDATOR, cli
 
 
 def test_docs_schema_is_the_one_the_model_generates():

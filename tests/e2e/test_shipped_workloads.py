@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import ROOT, cli
+from support.run import ROOT, cli
 
 # time scale per workload: each run lasts about 5-7 s
 SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",

@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import cli
+from support.run import cli
 
 REPORTS = ("run.json", "latency.hlog", "summary.md", "junit.xml", "report.html")
 

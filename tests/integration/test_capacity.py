@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import cli, serve_script
 from loadkit.capacity.search import bisections_needed
 from loadkit.cli import main
+from support.run import cli, serve_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

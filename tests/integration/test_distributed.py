@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_measurement import exact_percentile, fetch
 
-from conftest import ROOT
 from loadkit.arrivals import schedule
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.distributed.wire import shard
 from loadkit.workload.loader import load_workload
+from support.run import ROOT
+from support.truth import exact_percentile, fetch
 
 TIMED = {"quiet_gc": True}
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import ROOT
+from support.run import ROOT
 
 HOST_IP, PEER_IP = "10.213.7.1", "10.213.7.2"
 

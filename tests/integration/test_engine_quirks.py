@@ -13,7 +13,7 @@ import pytest
 
 from loadkit.cli import main
 from loadkit.sim.embedded import embedded_simulator
-from sim_support import parse_metrics
+from support.sim import parse_metrics
 
 N, MAX_TOKENS, TTFT_MS = 120, 8, 40
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import cli
+from support.run import cli
 
 
 @pytest.fixture(params=["lean", "aiohttp"])

@@ -21,12 +21,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, cli
 from loadkit.report import REPORTS
 from loadkit.run.execute import RunOptions, execute
 from loadkit.run.exporter import BUCKETS_S, LiveMetrics
 from loadkit.run.metrics_server import MetricsServer
 from loadkit.workload.loader import load_workload
+from support.run import ROOT, cli
 
 DASHBOARD = ROOT / "examples" / "grafana-loadkit.json"
 

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import urllib.request
 
 import pytest
 
-
-def exact_percentile(values: list[float], q: float) -> float:
-    """The percentile as hdrh defines it: the value at rank round(q * n),
-    at least 1 (nearest rank, but rounded where that would take the ceiling)."""
-    ordered = sorted(values)
-    return ordered[max(1, int(q * len(ordered) + 0.5)) - 1]
-
+from support.truth import exact_percentile, fetch
 
 RATE, N = 50, 400  # both clients at one pacing: how long the server idles between
 # requests changes what waking it costs (on this 2-vCPU VM, curl adds 0.09 ms at
@@ -70,12 +62,6 @@ def test_latency_adds_no_more_than_a_reference_client(server, run):
         reference_added = exact_percentile(reference, q) - exact_percentile(reference_truth, q)
         assert added - reference_added <= ADDED_BOUND_MS[q], (
             key, added, reference_added, result["health"])
-
-
-def fetch(url: str, method: str = "GET"):
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(req) as resp:
-        return json.load(resp)
 
 
 @pytest.mark.slow

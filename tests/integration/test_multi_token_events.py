@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import pytest
-from tokenizer_support import train
+
+from support.tokenizer import train
 
 DECODE_MS, EVERY = 8.0, 4
 TOKENS = 1 + 8 * EVERY  # the first token alone, then 8 events of 4

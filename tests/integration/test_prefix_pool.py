@@ -16,7 +16,8 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from test_measurement import fetch
+
+from support.truth import fetch
 
 NONCE = re.compile(r"(\d+): ")  # the request's number: where its unique part starts
 

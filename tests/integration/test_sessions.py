@@ -9,11 +9,11 @@ import math
 from collections import Counter, defaultdict
 
 import pytest
-from test_measurement import fetch
 
-from conftest import ROOT
 from loadkit.arrivals import schedule
 from loadkit.workload.loader import load_workload
+from support.run import ROOT
+from support.truth import fetch
 
 THINK_S, RATE, SECONDS = 0.2, 5, 6
 ANSWER = "ok " * 3  # the record server's text for max_tokens 3

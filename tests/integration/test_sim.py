@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from loadkit.sim import SimConfig, build_app, serve
-from sim_support import histogram, parse_metrics
+from support.sim import histogram, parse_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CHAT = "/v1/chat/completions"

@@ -16,7 +16,7 @@ import pytest
 from loadkit.sim import SimConfig
 from loadkit.sim.faults import parse_faults
 from loadkit.sim.timeline import Timeline
-from sim_support import chat, gauge, live_sim, run_async, timed_post, timed_stream
+from support.sim import chat, gauge, live_sim, run_async, timed_post, timed_stream
 
 # -- the schedule, on plain numbers ----------------------------------------------------
 

@@ -17,7 +17,7 @@ import pytest
 from loadkit.sim import SimConfig
 from loadkit.sim.__main__ import _build_config, _parser, main
 from loadkit.sim.presets import PRESETS
-from sim_support import (
+from support.sim import (
     CHAT,
     COMPLETIONS,
     chat,

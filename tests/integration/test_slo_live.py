@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from conftest import cli
+from support.run import cli
 
 
 def stall_workload(url: str, duration: float, rate: float, slos: list) -> dict:

@@ -9,10 +9,10 @@ import random
 from collections import Counter
 
 import pytest
-from test_measurement import fetch
 
-from conftest import ROOT
 from loadkit.workload.traces import load_trace
+from support.run import ROOT
+from support.truth import fetch
 
 SAMPLE = ROOT / "workloads" / "traces" / "mooncake-sample.jsonl"
 BLOCK = 512

@@ -21,7 +21,7 @@ from loadkit.capacity.search import (
     search,
 )
 from loadkit.result.model import RunResult, Verdict
-from synthetic_run import synthetic_day
+from support.synthetic_run import synthetic_day
 
 
 def oracle(capacity: float, cost: float = 1.2, overhead: float = 0.0):

@@ -8,7 +8,7 @@ from loadkit.report.finish_mix import finish_mix, finish_notes
 from loadkit.report.html import render_html
 from loadkit.report.markdown import render_markdown
 from loadkit.result import RunResult
-from synthetic_run import synthetic_day
+from support.synthetic_run import synthetic_day
 
 
 def run_with(reasons_per_interval: list[dict[str, int]], no_done: int = 0) -> RunResult:

@@ -17,7 +17,7 @@ from loadkit.compare import Comparison, render_compare_html
 from loadkit.report.decimate import decimate, decimate_points
 from loadkit.report.html import render_html, verdict_text
 from loadkit.result import parse_run
-from synthetic_run import synthetic_day
+from support.synthetic_run import synthetic_day
 
 PAYLOADS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>",
             '"><svg onload=alert(1)>']

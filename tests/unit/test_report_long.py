@@ -13,7 +13,7 @@ import pytest
 
 from loadkit.report.html import render_html
 from loadkit.result import RunResult, parse_run
-from synthetic_run import SPIKE_AT, SPIKE_MS, synthetic_day
+from support.synthetic_run import SPIKE_AT, SPIKE_MS, synthetic_day
 
 MAX_BYTES = 5_000_000
 # Rendering a day may cost at most this many times rendering ten minutes of

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import ROOT, cli
 from loadkit.errors import InputError
 from loadkit.result import ALL, RunResult, Scope, Verdict, load_run, parse_run
+from support.run import ROOT, cli
 
 SAVED = json.loads((ROOT / "tests" / "data" / "run-v1-0.1.0.json").read_text())
 

@@ -7,12 +7,12 @@ import json
 import os
 
 import pytest
-from tokenizer_support import train
 
 from loadkit.protocols.openai import OpenAIStream, blocks_text, prepare
 from loadkit.workload.scenarios import OpenAIScenario
 from loadkit.workload.tokenizer import Counter, find_tokenizer, load
 from loadkit.workload.traces import TraceRow
+from support.tokenizer import train
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ from loadkit.slo.trend import (
 )
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.slo_spec import parse_objective
-from synthetic_run import synthetic_day
+from support.synthetic_run import synthetic_day
 
 # -- grammar -------------------------------------------------------------------------------
 

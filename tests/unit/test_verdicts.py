@@ -11,7 +11,7 @@ from loadkit.result import Verdict, parse_run
 from loadkit.run.execute import exit_code
 from loadkit.slo.evaluate import Counts, evaluate, samples_needed
 from loadkit.workload.slo_spec import parse_objective
-from synthetic_run import synthetic_day
+from support.synthetic_run import synthetic_day
 
 
 def overall(results) -> Verdict:

@@ -2,8 +2,7 @@
 tiny random model made here (tiny_model.py), in its own environment
 (scripts/engines-venv.sh; LOADKIT_ENGINE_PYTHON names its python). Without it the
 tier skips and says why, except under `.ci/run` (LOADKIT_REQUIRE_ENGINES=1),
-where it must run. Fixtures for tests/engines/, a plugin of tests/conftest.py
-(a conftest.py there would shadow that one's helpers)."""
+where it must run. Fixtures for tests/engines/, a plugin of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import pytest
 
 from loadkit.protocols.text import WORDS
 
-HERE = Path(__file__).parent / "engines"
+HERE = Path(__file__).parent.parent / "engines"
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 CHROMIUM = os.environ.get("LOADKIT_CHROMIUM", "/usr/bin/chromium")  # another build, elsewhere
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).parent.parent / "browser" / "artifacts"
 
 
 def _missing() -> str | None:
