@@ -3,13 +3,10 @@ httptools (the llhttp bindings behind uvicorn), one origin, keep-alive pool.
 
 Why not aiohttp on this path: every microsecond the client spends between
 its `sent` stamp and the socket, or between the last byte and its `end`
-stamp, is added to every latency it reports. Measured on the project's
-2-core machine against a socket-stamped server (README, design notes), p50:
-aiohttp takes 0.18 ms from `sent` to the server's first byte and 0.10 ms
-from the server's last byte to `end` (its body is written by a separate
-task on Python 3.11); this client 0.06 and 0.02 ms. Body bytes reach the
-receiver inside `data_received`, stamped there: no task wake-up per
-streamed chunk.
+stamp, is added to every latency it reports, and aiohttp adds several times
+this client's (its body is written by a separate task on Python 3.11; the
+figures are in docs/design.md). Body bytes reach the receiver inside
+`data_received`, stamped there: no task wake-up per streamed chunk.
 
 The receiver (the engine's `Answer`) is called synchronously:
 `status(code, t_ns)`, then `body(chunk, t_ns)` per read, and it may raise

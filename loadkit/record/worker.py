@@ -4,9 +4,10 @@ The event loop only appends to a deque: a finished request, a dropped
 arrival, an interval mark (the time to rotate at). A thread takes them in
 order and does the rest: histogram recording, interval rotation, the hlog
 write, and every rotation listener (live SLO windows, fail-fast, the journal,
-the metrics exporter, the console). Before this, a rotation cost the loop a
-median 12.9 ms on this 2-core VM (hlog encoding, merges, listeners), and
-every request's samples were recorded on it too.
+the metrics exporter, the console). On the loop, a rotation (hlog encoding,
+merges, listeners) stalled the releases of requests for milliseconds
+(docs/design.md has the figure), and every request's samples were recorded
+on it too.
 
 All recorder state is written on that thread only, so listeners read it
 without locks. Anything they hand back to the loop goes through
