@@ -14,7 +14,7 @@ import numpy as np
 from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["DamagedHistogram", "HdrHistogram", "bucket_counts", "decode", "encode", "merged",
+__all__ = ["DamagedHistogram", "HdrHistogram", "bucket_counts", "count_above", "decode", "encode", "merged",
            "new_histogram", "percentile_us", "percentiles_us", "record_us", "summary_ms"]
 
 LOWEST_US = 1
@@ -71,6 +71,20 @@ def percentiles_us(h: HdrHistogram, percentiles) -> dict[float, int]:
         out[p] = h.get_highest_equivalent_value(value) if p else \
             h.get_lowest_equivalent_value(value)
     return out
+
+
+def count_above(h: HdrHistogram, value_us: int) -> tuple[int, int]:
+    """Samples above `value_us`: (those surely above: in buckets wholly above
+    it, those maybe above: also its own bucket, whose values lie within the
+    histogram's resolution of it)."""
+    total = h.get_total_count()
+    if not total:
+        return 0, 0
+    value = min(max(int(value_us), LOWEST_US), HIGHEST_US)
+    counts = np.ctypeslib.as_array(h.counts)[:h.counts_len]
+    index = min(h._counts_index_for(value), h.counts_len - 1)
+    maybe = int(counts[index:].sum())
+    return maybe - int(counts[index]), maybe
 
 
 def percentile_us(h: HdrHistogram, percentile: float) -> int:

@@ -1,4 +1,12 @@
-"""Distribution-free confidence intervals for percentiles, from histogram counts.
+"""Distribution-free confidence intervals for percentiles, from histogram
+counts, and the exact test that decides a percentile SLO.
+
+A percentile SLO is a statement about an exceedance probability: `p99 < T`
+holds when P(X >= T) < 1%. With k of n samples at or above T, it passes at
+level 1 - alpha when even the upper one-sided bound on that probability is
+under 1% (P(B <= k) <= alpha for B ~ Binomial(n, 1%)), and fails when even
+the lower bound is over it (P(B >= k) <= alpha). No minimum n: 300 samples
+none above T pass p99 (0.99^300 = 4.9%), 100 with 5 above fail it.
 
 The q-quantile lies between the order statistics x(l) and x(u) with
 probability P(l <= B < u), B ~ Binomial(n, q), whatever the distribution. We
@@ -41,6 +49,48 @@ def rank_interval(n: int, q: float, level: float = 0.95) -> tuple[int, int]:
             upper = k + 1
             break
     return lower, upper
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(B <= k), B ~ Binomial(n, p): exact sums while n·p·(1−p) is small
+    (the mass beyond 12 sd of the mean is < 1e-30), the normal approximation
+    with continuity correction beyond."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    var = n * p * (1.0 - p)
+    if var >= EXACT_BELOW:
+        return NormalDist().cdf((k + 0.5 - n * p) / math.sqrt(var))
+    lo = max(0, math.floor(n * p - 12.0 * math.sqrt(var) - 20))
+    hi = min(k, math.ceil(n * p + 12.0 * math.sqrt(var) + 20))
+    if hi < lo:
+        return 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    total = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                         + i * log_p + (n - i) * log_q) for i in range(lo, hi + 1))
+    return min(1.0, total)
+
+
+def exceedance_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
+                       level: float = 0.95) -> bool | None:
+    """Whether "P(bad) < allowed" holds, from k of n samples on the bad side
+    (`k_sure` surely, `k_maybe` counting those within the histogram's
+    resolution of the threshold): True when even k_maybe is few enough,
+    False when even k_sure is too many, None when the data do not decide."""
+    if n <= 0:
+        return None
+    alpha = 1.0 - level
+    if binomial_cdf(k_maybe, n, allowed) <= alpha:
+        return True
+    if 1.0 - binomial_cdf(k_sure - 1, n, allowed) <= alpha:
+        return False
+    return None
+
+
+def samples_to_pass(allowed: float, level: float = 0.95) -> int:
+    """The fewest samples that pass with none on the bad side."""
+    return math.ceil(math.log(1.0 - level) / math.log1p(-allowed))
 
 
 def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float = 0.95

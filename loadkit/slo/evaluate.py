@@ -1,8 +1,12 @@
 """SLO verdicts: pure functions over the measured histograms and counts.
 
-A percentile needs at least 10/(1-q) samples to be estimated (100 for p90,
-1,000 for p99); with fewer, the verdict is `inconclusive`, and says how many
-samples it would take. Only the measured phase counts (warm-up is excluded).
+A percentile SLO is decided by the exact binomial test on the samples beyond
+its threshold (slo/confidence.py), failed and dropped requests counting as
+slower than any threshold, with no minimum sample count: the data decide.
+Where they do not, a percentile with at least 10/(1-q) samples (1,000 for
+p99) takes the point estimate's verdict, marked marginal (inconclusive with
+--strict); with fewer it is inconclusive, and says how many samples would
+decide it. Only the measured phase counts (warm-up is excluded).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from loadkit.record.histogram import HdrHistogram, mean_us, merged, percentile_us
+from loadkit.record.histogram import HdrHistogram, count_above, mean_us, merged, percentile_us
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
-from loadkit.slo.confidence import percentile_interval
+from loadkit.slo.confidence import exceedance_decides, percentile_interval, samples_to_pass
 from loadkit.workload.slo_spec import OPERATORS, RECOVERY_METRIC, TIME_METRICS, Objective
 
 PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
@@ -42,11 +46,14 @@ def samples_needed(quantile: float) -> int:
 
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
              isolation: Isolation | None = None, strict: bool = False,
-             gauges: Mapping[str, float] | None = None, level: float = 0.95) -> SLOResult:
+             gauges: Mapping[str, float] | None = None, level: float = 0.95,
+             decide: bool = True) -> SLOResult:
     """One objective against the histograms, counts (and isolation) of its scope.
 
-    A percentile verdict whose threshold lies inside its 95% confidence
-    interval is marked marginal; with `strict` it is inconclusive instead."""
+    A percentile verdict the exact test leaves undecided, whose threshold lies
+    inside its 95% confidence interval, is marked marginal; with `strict` it is
+    inconclusive instead. `decide=False` skips the exact test: a trend's window
+    wants the percentile's value, which needs 10/(1-q) samples, not a verdict."""
     o = objective
     interval: tuple[float, float | None] | None = None
     observed: float | None = None
@@ -56,6 +63,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         # Judged across the run's windows and intervals (live.py, after_run.py).
         return _result(o, None, 0, INCONCLUSIVE, "judged across the run's windows or "
                        "intervals, which were not measured here")
+    holds: bool | None = None  # the exact test's decision, where it decides
     if o.metric in TIME_METRICS:
         h = merged(histograms)
         samples = h.get_total_count()
@@ -63,10 +71,15 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         # it counts as slower than any threshold, so errors cannot thin a tail.
         failed = counts.errors + counts.dropped if o.metric in FAILURE_AWARE else 0
         attempts = samples + failed
-        if o.quantile is not None and attempts < samples_needed(o.quantile):
-            reason = (f"{attempts} samples; {o.stat} needs at least "
-                      f"{samples_needed(o.quantile)}")
-        elif o.quantile is not None and failed > (1.0 - o.quantile) * attempts:
+        if o.quantile is not None and decide:
+            holds = _exact(o, h, failed, attempts, level)
+        if o.quantile is not None and holds is None and attempts < samples_needed(o.quantile):
+            allowed = 1.0 - o.quantile if o.op.startswith("<") else o.quantile
+            reason = (f"{attempts} samples do not decide it at {level:.0%}: {o.stat} needs at "
+                      f"least {samples_needed(o.quantile)}, or {samples_to_pass(allowed, level):,}"
+                      f" with none beyond the threshold")
+        elif o.quantile is not None and holds is not True \
+                and failed > (1.0 - o.quantile) * attempts:
             reason = (f"{failed} of {attempts} requests failed or were dropped: more than "
                       f"the {100 * (1 - o.quantile):.3g}% tail, so {o.stat} is a failure")
             return _result(o, None, attempts, FAIL if o.op.startswith("<") else PASS, reason)
@@ -121,6 +134,9 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             observed /= 100.0
     if observed is None:
         return _result(o, None, samples, INCONCLUSIVE, reason)
+    if holds is not None:  # decided by the data: no estimate can be marginal
+        return _result(o, observed, samples, PASS if holds else FAIL, reason,
+                       interval or (None, None))
     verdict = PASS if OPERATORS[o.op](observed, o.threshold) else FAIL
     if interval is None:
         return _result(o, observed, samples, verdict, reason)
@@ -130,6 +146,21 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         verdict, reason = INCONCLUSIVE, ("the threshold lies inside the 95% confidence "
                                          "interval (--strict)")
     return _result(o, observed, samples, verdict, reason, (low, high), marginal)
+
+
+def _exact(o: Objective, h: HdrHistogram, failed: int, attempts: int,
+           level: float) -> bool | None:
+    """Whether the percentile SLO holds by the exact binomial test on the
+    samples beyond its threshold (None: undecided). `p(q) < T` holds when
+    P(X >= T) < 1 - q, failures counting above; `p(q) > T` when
+    P(X <= T) < q, failures counting above (on the good side)."""
+    assert o.quantile is not None
+    sure, maybe = count_above(h, round(o.threshold * 1000.0))
+    if o.op.startswith("<"):
+        return exceedance_decides(sure + failed, maybe + failed, attempts,
+                                  1.0 - o.quantile, level)
+    n = h.get_total_count()
+    return exceedance_decides(n - maybe, n - sure, attempts, o.quantile, level)
 
 
 def _result(o: Objective, observed: float | None, samples: int, verdict: Verdict,

@@ -65,7 +65,8 @@ class _Tracked:
                         max(self.last_s - self.start_s, 0.0), c["good"], c["tokens"])
         o = self.objective
         if o.trend is not None:  # a trend's window: its value, as a plain objective's
-            o = o.model_copy(update={"trend": None})
+            return evaluate(o.model_copy(update={"trend": None}), [self.hist], counts,
+                            strict=strict, level=level, decide=False)
         return evaluate(o, [self.hist], counts, strict=strict, level=level)
 
     def close_window(self, strict: bool) -> SLOResult:
