@@ -8,14 +8,15 @@
 Modules: `search` (the search, pure), `scale` (a workload at a load, pure),
 `probe` (one probe: one execute() run in its own folder), `runner` (a whole
 search), `gate` (--expect, headroom, exit code), `compare`, `model`
-(capacity.json's typed model), `report` and `html` (the outputs).
+(capacity.json's typed model), `report` and `html` (the renderers), `outputs`
+(the files).
 """
 
 from loadkit.capacity.compare import CapacityComparison, compare_capacity, load_capacity
 from loadkit.capacity.gate import exit_code, regate
 from loadkit.capacity.model import CapacityResult
+from loadkit.capacity.outputs import write_all
 from loadkit.capacity.probe import ProbeSetup
-from loadkit.capacity.report import write_all
 from loadkit.capacity.runner import Request, find_capacity
 
 __all__ = ["CapacityComparison", "CapacityResult", "ProbeSetup", "Request", "compare_capacity",

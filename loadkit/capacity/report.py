@@ -7,11 +7,9 @@ loadkit.capacity.html); `write_all` is the one place touching disk.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from loadkit.capacity.gate import ANSWERED
 from loadkit.capacity.model import CapacityResult, Percentiles, ProbeRecord, SloPoint
-from loadkit.errors import InputError
 from loadkit.report.format import quantity
 from loadkit.report.junit import junit_document
 from loadkit.result.model import Verdict
@@ -140,21 +138,3 @@ def render_junit(r: CapacityResult) -> str:
         elif e.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {e.reason}")
     return junit_document(suite)
-
-
-def write_all(r: CapacityResult, out_dir: Path, html: bool = True) -> Path:
-    """capacity.json, capacity.md, capacity-junit.xml and (html) capacity.html
-    into `out_dir`; returns the page's path (capacity.md's without html)."""
-    from loadkit.capacity.html import render_html
-
-    files = {"capacity.json": r.to_json(), "capacity.md": render_markdown(r),
-             "capacity-junit.xml": render_junit(r)}
-    if html:
-        files["capacity.html"] = render_html(r)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (out_dir / name).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    return out_dir / ("capacity.html" if html else "capacity.md")
