@@ -139,9 +139,10 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
     frames = wire.StreamFrames(req, rid, int(time.time()), ctx.config.model, cached)
     words = (ctx.wrong_vocab if fate.wrong_content else ctx.vocab).json
     n = req.output_tokens
-    last, cut_at, broken_at, error_at = n - 1, fate.cut_at, fate.malformed_at, quirks.error_at
-    every = quirks.merge or ctx.config.stream_interval  # tokens per event after the first
-    ping = wire.PING_COMMENT if quirks.ping else b""
+    last, cut_at, broken_at = n - 1, fate.cut_at, fate.malformed_at
+    error_at = quirks.error_in_stream
+    every = quirks.merge_tokens or ctx.config.stream_interval  # tokens per event after the first
+    ping = wire.PING_COMMENT if quirks.ping_comments else b""
     step = _stepper(ctx, rep, fate)
     base, per_seq = ctx.itl_s, ctx.itl_s_per_seq
     sent, d = 0, first
@@ -180,7 +181,7 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
         if cut_at == n:
             cut(request)
             return None
-        if frames.usage_event is not None and not quirks.no_usage:
+        if frames.usage_event is not None and not quirks.no_stream_usage:
             await resp.write(ping + frames.usage_event)
         if not quirks.no_done:
             await resp.write(wire.DONE_EVENT)

