@@ -254,7 +254,7 @@ def main() -> int:
         # Streams last ~TOKENS x gap: connections enough for all of them open at once.
         conns = int(rate * TOKENS * gap / 1000 * 1.5) + 50
         r = b.loadkit(url, rate, stream, conns)
-        if not ok_run(r, rate):
+        if r is None or not ok_run(r, rate):
             return False, r
         itl = r["series"]["itl"]["all"]
         return abs(itl["p50"] - gap) <= 0.5 and abs(itl["p99"] - gap) <= 2.0, r

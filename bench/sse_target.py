@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import re
+from typing import cast
 
 MAX_TOKENS = re.compile(rb'"max_tokens"\s*:\s*(\d+)')
 
@@ -47,7 +48,7 @@ class Stream(asyncio.Protocol):
         self.gap, self.buf = gap, b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a stream server's
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

@@ -20,6 +20,7 @@ nothing to test sessions that do not use it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def loadkit_gate(tmp_path: Path):
+def loadkit_gate(tmp_path: Path) -> Callable[..., dict]:
     """gate(workload, duration=, slo=, target=, seed=, strict=, inconclusive=, out=,
     quiet_gc=) runs the workload and returns run.json; fails the test unless it passed."""
     def gate(workload: str | Path, *, duration: str | float | None = None,
@@ -74,7 +75,8 @@ def loadkit_gate(tmp_path: Path):
 
 
 @pytest.fixture
-def loadkit_result(request: pytest.FixtureRequest, loadkit_gate) -> dict:
+def loadkit_result(request: pytest.FixtureRequest,
+                   loadkit_gate: Callable[..., dict]) -> dict:
     """The run.json of the workload named by the test's `loadkit` marker."""
     marker = request.node.get_closest_marker("loadkit")
     if marker is None or not marker.args:

@@ -43,6 +43,7 @@ import random
 import socket
 import sys
 import time
+from typing import cast
 
 from aiohttp import web
 
@@ -72,16 +73,16 @@ def delay_app(seed: int) -> web.Application:
 
 def stall_app(stall_at: float, stall: float) -> web.Application:
     lock = asyncio.Lock()
-    state = {"first": None, "stalled": False}
+    first: list[float] = []
+    stalled: list[bool] = []
 
     async def handle(request: web.Request) -> web.Response:
         await request.read()
         now = time.monotonic()
-        if state["first"] is None:
-            state["first"] = now
+        first[:] = first or [now]
         async with lock:  # one worker: a stall holds everyone behind it
-            if not state["stalled"] and now - state["first"] >= stall_at:
-                state["stalled"] = True
+            if not stalled and now - first[0] >= stall_at:
+                stalled.append(True)
                 await asyncio.sleep(stall)
             await asyncio.sleep(0.002)
         return web.json_response({"ok": True})
@@ -145,7 +146,7 @@ class TruthProtocol(asyncio.Protocol):
         self.t_in: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a stream server: a Transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's
 
     def data_received(self, data: bytes) -> None:
         if self.t_in is None:
@@ -154,6 +155,7 @@ class TruthProtocol(asyncio.Protocol):
         while (request := split_request(self.buf)) is not None:
             head, self.buf = request
             t_in, self.t_in = self.t_in, (time.monotonic() if self.buf else None)
+            assert t_in is not None  # set when this request's first bytes came
             self.answer(head.split(" ")[0], head.split(" ")[1], t_in)
 
     def answer(self, method: str, path: str, t_in: float) -> None:
@@ -228,8 +230,12 @@ def openai_app(models: list[str], key: str | None, refuse_after: float | None,
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/log", log)
-    app.router.add_get("/", lambda r: web.json_response({"ok": True}))
+    app.router.add_get("/", root)
     return app
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
 
 
 def faults_app() -> web.Application:
@@ -243,9 +249,11 @@ def faults_app() -> web.Application:
         resp = web.StreamResponse(headers={"Content-Length": "1000"})
         await resp.prepare(request)
         await resp.write(b"x" * 10)
-        request.transport.get_extra_info("socket").setsockopt(
+        transport = request.transport
+        assert transport is not None
+        transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        request.transport.close()
+        transport.close()
         return resp
 
     async def hang(request: web.Request) -> web.Response:
@@ -259,8 +267,10 @@ def faults_app() -> web.Application:
         raise web.HTTPFound("/ok")
 
     async def garbage(request: web.Request) -> web.Response:
-        request.transport.write(b"NOT HTTP AT ALL\r\n\r\n")
-        request.transport.close()
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"NOT HTTP AT ALL\r\n\r\n")
+        transport.close()
         return web.Response()
 
     async def slow_stream(request: web.Request) -> web.StreamResponse:
@@ -280,9 +290,11 @@ def faults_app() -> web.Application:
 
     async def close_delimited(request: web.Request) -> web.Response:
         # HTTP/1.0 style: no length, the body ends when the connection closes.
-        request.transport.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
-                                b'{"ok": true}')
-        request.transport.close()
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+                        b'{"ok": true}')
+        transport.close()
         return web.Response()
 
     app = web.Application()
@@ -325,7 +337,8 @@ async def serve_app(app: web.Application) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    server = cast(asyncio.Server, site._server)  # started: a listening server (uvloop's too)
+    port = server.sockets[0].getsockname()[1]
     print(f"LISTENING http://127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
 

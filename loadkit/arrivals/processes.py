@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from loadkit.workload.arrival_specs import (
     ArrivalSpec,
@@ -118,7 +118,7 @@ def _thinned(rate: Callable[[float], float], peak: float, duration: float,
             yield t
 
 
-def _cumulative(values) -> Iterator[float]:
+def _cumulative(values: Iterable[float]) -> Iterator[float]:
     total = 0.0
     for v in values:
         total += v

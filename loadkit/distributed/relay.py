@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -82,7 +83,7 @@ def master_main(bind_host: str, bind_port: int) -> int:
         offset, rtt = clock_offset(samples)
         _emit({"ev": "worker", "worker": wid, **accepted[wid], "offset_s": offset, "rtt_s": rtt})
 
-    def relay(kind: str):
+    def relay(kind: str) -> Callable[[Environment, Any], None]:
         def handler(environment: Environment, msg: Any) -> None:
             if kind in ("done", "failed"):
                 finished.add(msg.node_id)

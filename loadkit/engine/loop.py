@@ -6,19 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 from loadkit.record.worker import responsive_gil
 
+_T = TypeVar("_T")
 
-def run_async(coro):
+
+def run_async(coro: Coroutine[Any, Any, _T]) -> _T:
     """On uvloop when installed."""
     try:
         import uvloop
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    return runner(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 @contextlib.contextmanager

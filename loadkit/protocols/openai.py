@@ -25,10 +25,12 @@ from typing import Any
 import orjson
 
 from loadkit.engine.adapter import (
+    BodyBuilder,
     IncompleteAnswer,
     ParsedResponse,
     PreparedRequest,
     ProtocolError,
+    TurnBuilder,
 )
 from loadkit.errors import InputError
 from loadkit.protocols.checks import make_check, ok_statuses
@@ -61,7 +63,7 @@ def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
 
 
 def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None,
-                  prompts: list[Prompt] | None):
+                  prompts: list[Prompt] | None) -> TurnBuilder:
     """A session's turns: the history as it happened, then a new user message
     (the request's number, then its words: unique like any prompt). With a
     prefix pool, a session opens with one of its prefixes as the system
@@ -110,7 +112,7 @@ def _filtered(s: OpenAIScenario, prompts: list[Prompt] | None) -> list[Prompt]:
 
 
 def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None,
-                  counter: TokenCounter | None = None):
+                  counter: TokenCounter | None = None) -> BodyBuilder:
     chat = s.kind == "openai-chat"
     fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
     if s.stream:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 
 def _steal_ticks() -> tuple[int, int] | None:
@@ -51,7 +52,7 @@ class HealthProbe:
         self.wall0, self.cpu0, self.steal0 = wall, cpu, steal
         return {"cpu_percent": cpu_pct, "steal_percent": steal_pct}
 
-    def mark(self, interval, *_: object) -> None:
+    def mark(self, interval: Any, *_: object) -> None:
         """As a recorder listener: each interval's own CPU and steal."""
         figures = self.finish()
         interval.cpu_percent, interval.steal_percent = (figures["cpu_percent"],

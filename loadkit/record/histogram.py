@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 import zlib
+from collections.abc import Iterable
 
 import numpy as np
 from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
@@ -44,14 +45,14 @@ def record_us(h: HdrHistogram, value_us: int, count: int = 1) -> None:
     h.record_value(min(max(value_us, LOWEST_US), HIGHEST_US), count)
 
 
-def merged(histograms) -> HdrHistogram:
+def merged(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     out = new_histogram()
     for h in histograms:
         out.add(h)
     return out
 
 
-def percentiles_us(h: HdrHistogram, percentiles) -> dict[float, int]:
+def percentiles_us(h: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
     """hdrh's `get_percentile_to_value_dict`, the same values, from one numpy
     pass over the counts: hdrh walks the buckets in Python (1.1 ms for one
     histogram of a second's latencies), on the recorder's thread every

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loadkit import __version__
 from loadkit.arrivals import Slot, closed_loops, phase_starts, schedule
@@ -298,7 +298,7 @@ def _git_commit(folder: Path) -> str | None:
     return commit if done.returncode == 0 and len(commit) >= 40 else None
 
 
-def _declared_rate(spec, duration: float) -> float | None:
+def _declared_rate(spec: Any, duration: float) -> float | None:
     return 0.0 if spec is None else mean_rate(spec, duration)
 
 

@@ -23,6 +23,8 @@ import collections
 import json
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from loadkit import __version__
@@ -89,7 +91,7 @@ class Agent:
         agent = self
 
         class Latest:
-            def collect(self):
+            def collect(self) -> Iterator[Any]:
                 with agent._lock:
                     latest = dict(agent.latest)
                 for field, unit in FIELDS.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -61,7 +62,7 @@ DESCRIPTIVE = frozenset({
 QUANTILES = (50, 90, 99)
 
 
-def selector(patterns: list[str] | None):
+def selector(patterns: list[str] | None) -> Callable[[str, str], bool]:
     """A predicate on a metric family (name, type) from names or globs."""
     pats = list(KNOWN if patterns is None else patterns)
 
@@ -92,7 +93,7 @@ class Parsed:
         self.histograms: dict[str, tuple[str, dict, dict[float, float], float, float]] = {}
 
 
-def parse(text: str, wanted) -> Parsed:
+def parse(text: str, wanted: Callable[[str, str], bool]) -> Parsed:
     """Parse exposition text (prometheus_client's parser) into summed keyed values."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -12,10 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from loadkit import envrefs
 from loadkit.errors import InputError, WorkloadError
@@ -116,7 +116,10 @@ def _read_yaml(path: str | os.PathLike[str]) -> tuple[bytes, yaml.Node, dict]:
     return raw, node, data
 
 
-def _validate(model, node: yaml.Node, data: dict, name: str):
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validate(model: type[_M], node: yaml.Node, data: dict, name: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -126,7 +129,7 @@ def _validate(model, node: yaml.Node, data: dict, name: str):
 class _UniqueKeys(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice (the second would silently win)."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)

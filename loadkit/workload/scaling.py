@@ -10,6 +10,8 @@ server's behaviour under test and are not scaled.
 
 from __future__ import annotations
 
+from typing import Any
+
 from loadkit.workload.arrival_specs import Closed, Diurnal, OnOff, Step, Steps, Trace
 from loadkit.workload.models import Phase, Tenant, Workload
 
@@ -23,7 +25,7 @@ def time_scaled(w: Workload, factor: float) -> Workload:
 
 
 def _scale(w: Workload, f: float, shapes: bool) -> Workload:
-    def arrival(spec):
+    def arrival(spec: Any) -> Any:
         if not shapes or spec is None:
             return spec
         if isinstance(spec, OnOff):
@@ -47,7 +49,7 @@ def _scale(w: Workload, f: float, shapes: bool) -> Workload:
         return t.model_copy(update={"arrival": arrival(t.arrival),
                                     "phases": {k: arrival(v) for k, v in t.phases.items()}})
 
-    def scenario(s):  # a session's think time is a user's time: it scales with the shapes
+    def scenario(s: Any) -> Any:  # a session's think time is a user's time: it scales with the shapes
         session = getattr(s, "session", None)
         if not shapes or session is None:
             return s

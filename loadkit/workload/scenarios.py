@@ -9,7 +9,7 @@ model returning sensible output"; a failed one is a `check_failed` error.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,7 +59,10 @@ class LogNormal(Strict):
         return _ordered(self)
 
 
-def _ordered(d):
+_T = TypeVar("_T", bound=Any)
+
+
+def _ordered(d: _T) -> _T:
     if d.max < d.min:
         raise ValueError("max must be >= min")
     return d

@@ -166,6 +166,7 @@ def start_simulator() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "loadkit", "sim", "--port", "0",
                              "--preset", "fast"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline() if ready else ""
     if not line.startswith("LOADKIT_SIM_LISTENING "):

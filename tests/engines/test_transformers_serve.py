@@ -73,7 +73,7 @@ def reference(url: str, n: int, prompt_words: int, max_tokens: int, seed: int,
         body = json.dumps({"model": model, "stream": True, "max_tokens": max_tokens,
                            "stream_options": {"include_usage": True},
                            "messages": [{"role": "user", "content": prompt}]})
-        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port, timeout=30)
         sent = time.perf_counter()
         conn.request("POST", "/v1/chat/completions", body,
                      {"Content-Type": "application/json"})
@@ -93,7 +93,7 @@ def reference(url: str, n: int, prompt_words: int, max_tokens: int, seed: int,
 
 def model_of(url: str) -> str:
     host = urlsplit(url)
-    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+    conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port, timeout=10)
     conn.request("GET", "/v1/models")
     return json.loads(conn.getresponse().read())["data"][0]["id"]
 

@@ -35,7 +35,9 @@ def junit_schema() -> xmlschema.XMLSchema:
             pytest.skip(f"cannot fetch the JUnit schema from PyPI: {exc}")
         assert hashlib.sha256(data).hexdigest() == SHA256
         with tarfile.open(fileobj=io.BytesIO(data)) as sdist:
-            xsd = sdist.extractfile(MEMBER).read()
+            member = sdist.extractfile(MEMBER)
+            assert member is not None, MEMBER
+            xsd = member.read()
         CACHE.mkdir(parents=True, exist_ok=True)
         path.write_bytes(xsd)
     return xmlschema.XMLSchema(str(path))

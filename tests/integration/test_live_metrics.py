@@ -71,7 +71,9 @@ class Scraper(threading.Thread):
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.scrapes, self.failures = url, [], []
+        self.url = url
+        self.scrapes: list = []
+        self.failures: list = []
         self.done = threading.Event()
 
     def run(self) -> None:

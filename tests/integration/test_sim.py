@@ -82,7 +82,7 @@ def test_config_defaults_and_validation() -> None:
                      ({"itl_ms": float("nan")}, "itl_ms"),
                      ({"model": ""}, "model")]:
         with pytest.raises(ValueError, match=key):
-            SimConfig.from_mapping(bad)
+            SimConfig.from_mapping(bad)  # type: ignore[arg-type]  # a dict, whatever its values
 
 
 # -- non-streaming ----------------------------------------------------------------
@@ -393,7 +393,8 @@ def test_many_concurrent_streams_keep_their_schedule() -> None:
 
 def test_build_app_routes() -> None:
     app = build_app(SimConfig())
-    routes = {(r.method, r.resource.canonical) for r in app.router.routes()}
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes()
+              if r.resource is not None}
     assert {("POST", CHAT), ("POST", COMPLETIONS), ("GET", "/v1/models"),
             ("GET", "/health"), ("GET", "/metrics")} <= routes
 
@@ -414,6 +415,7 @@ def _wait_listening(proc: subprocess.Popen) -> str:
     timer = threading.Timer(15.0, proc.kill)
     timer.start()
     try:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
     finally:
         timer.cancel()

@@ -4,7 +4,6 @@ CLI), and whole runs with every source, reachable or not."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import select
@@ -25,13 +24,9 @@ from loadkit.telemetry.agent_client import AgentSource
 from loadkit.telemetry.agent_server import Agent, AgentServer
 from loadkit.telemetry.derive import gpu_view, section
 from loadkit.telemetry.prometheus import PrometheusSource
+from support.fake_nvml import FakeNvml
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "telemetry_fakes", ROOT / "tests" / "unit" / "test_telemetry.py")
-_fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fakes)
-FakeNvml = _fakes.FakeNvml
 
 # A dcgm-exporter scrape (its default counters, two H100s, Kubernetes labels),
 # with %(...)s where values move between scrapes.
@@ -109,6 +104,7 @@ def simulator(*args: str):
                              "--port", "0", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout is not None and proc.stderr is not None
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         line = proc.stdout.readline() if ready else ""
         assert line.startswith("LOADKIT_SIM_LISTENING "), proc.stderr.read()

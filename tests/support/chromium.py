@@ -73,7 +73,10 @@ def open_report(browser):
                 if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: seen.errors.append(f"page error: {e}"))
         page.on("request", lambda r: seen.requests.append(r.url))
-        page.on("dialog", lambda d: (seen.dialogs.append(d.message), d.dismiss()))
+        def dialog(d) -> None:  # noted, then dismissed: a page must never raise one
+            seen.dialogs.append(d.message)
+            d.dismiss()
+        page.on("dialog", dialog)
         page.goto(path.resolve().as_uri(), wait_until="load")
         page.wait_for_timeout(300)  # anything deferred would have happened by now
         return seen

@@ -38,6 +38,7 @@ def serve_script(script: str, *args: str):
     proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout is not None and proc.stderr is not None
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         line = proc.stdout.readline() if ready else ""
         if not line.startswith("LISTENING "):

@@ -67,7 +67,8 @@ class FakeSource:
     kind = "prometheus"
 
     def __init__(self) -> None:
-        self.store, self.gpus, self.samples = FakeStore(), [], 0
+        self.store, self.samples = FakeStore(), 0
+        self.gpus: list[int] = []
 
     def describe(self) -> dict:
         return {"kind": "prometheus", "target": "http://x/metrics", "status": "ok",
@@ -165,7 +166,8 @@ def test_a_partial_last_line_is_left_out_and_read_once_it_is_whole(tmp_path):
     path.write_bytes(b"".join(lines[:-2]) + cut)
     records, damaged = read_journal(path)
     assert damaged is None and [r["t"] for r in records] == ["header"] + ["interval"] * 5
-    assert rebuild(tmp_path).incomplete.intervals == 5  # type: ignore[union-attr]  # rebuilt: set
+    incomplete = rebuild(tmp_path).incomplete
+    assert incomplete is not None and incomplete.intervals == 5
 
     tail = LineTail(path)
     assert len(tail.lines()) == 6

@@ -10,6 +10,7 @@ import json
 import math
 import random
 from collections import Counter
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import pytest
@@ -358,7 +359,7 @@ def test_gpu_memory_trend_without_readings_is_inconclusive():
 # -- recovery on synthetic interval series -----------------------------------------------------
 
 
-def series(p99: list[float | None], down: set[int] = frozenset(), tenant=None) -> list[Interval]:
+def series(p99: list[float | None], down: AbstractSet[int] = frozenset(), tenant=None) -> list[Interval]:
     return [Interval(start_s=float(i), end_s=float(i + 1), completed=0 if i in down else 40,
                      errors=40 if i in down else 0, latency_p99_ms=v,
                      tenant_latency_p99_ms={} if tenant is None or v is None else {tenant: v})

@@ -50,4 +50,5 @@ def test_basic_authorization_from_the_url() -> None:
     value = basic_authorization("http://al%40ice:p%3Ass@h:8000")
     assert value is not None and value.startswith("Basic ")
     assert base64.b64decode(value.removeprefix("Basic ")) == b"al@ice:p:ss"
-    assert base64.b64decode(basic_authorization("http://tok@h")[6:]) == b"tok:"
+    token = basic_authorization("http://tok@h")
+    assert token is not None and base64.b64decode(token[6:]) == b"tok:"
