@@ -61,7 +61,7 @@ def simulator(*flags: str):
     proc = subprocess.Popen([sys.executable, "-m", "loadkit.sim", "--port", "0", *flags],
                             stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         line = proc.stdout.readline() if ready else ""
         assert line.startswith("LOADKIT_SIM_LISTENING "), line
