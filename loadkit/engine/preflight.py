@@ -35,7 +35,7 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
 
 
 def discover_model(base_url: str, client: Client, headers: dict[str, str],
-                   key_from: str = "the scenario's headers") -> str:
+                   key_from: str) -> str:
     """The one model the target lists at GET /v1/models (OpenAI, vLLM, TGI,
     SGLang, llama.cpp all serve it); bad input (exit 2) when it lists none,
     several, or cannot say: then the user names one. A 401/403 is the target

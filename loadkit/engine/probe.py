@@ -82,13 +82,18 @@ async def _one(plan: Plan, transport: Transport, tenant: int, scenario: int, pro
     return failure
 
 
+def credentials_source(workload: Workload, tenant: int, scenario: int) -> str:
+    """Where the workload says a (tenant, scenario)'s credentials come from."""
+    return (f"tenants[{tenant}].api_key or .headers" if workload.tenants
+            else f"scenarios[{scenario}].headers (Authorization)")
+
+
 def explain(f: ProbeFailure, workload: Workload) -> str:
     """The server's words, and where in the workload to look."""
     s = workload.scenarios[f.scenario]
     tenant = workload.all_tenants[f.tenant]
     who = f"scenario {s.name!r}" + (f", tenant {tenant.name!r}" if workload.tenants else "")
-    where_id = (f"tenants[{f.tenant}].api_key or .headers" if workload.tenants
-                else f"scenarios[{f.scenario}].headers (Authorization)")
+    where_id = credentials_source(workload, f.tenant, f.scenario)
     model = getattr(s, "model", None)
     if f.kind is ErrorKind.HTTP_4XX and f.status in (401, 403):
         hint = f"check the credentials: {where_id}, and that the ${{VAR}}s they name are set"

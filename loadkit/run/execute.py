@@ -29,7 +29,7 @@ from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.loop import quiet_collector, run_async
 from loadkit.engine.preflight import check_target, discover_model
-from loadkit.engine.probe import explain, probe
+from loadkit.engine.probe import credentials_source, explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
 from loadkit.protocols.plan import plan_for
@@ -145,11 +145,9 @@ def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload,
                if not isinstance(s, HttpScenario) and s.model is None]
     if not unnamed:
         return loaded, []
-    key_from = ("tenants[0].api_key or .headers" if w.tenants
-                else f"scenarios[{unnamed[0]}].headers (Authorization)")
     model = discover_model(base_url, w.client,
                            identity(w.scenarios[unnamed[0]], w.all_tenants[0], os.environ),
-                           key_from)
+                           credentials_source(w, 0, unnamed[0]))
     scenarios = [s.model_copy(update={"model": model}) if i in unnamed else s
                  for i, s in enumerate(w.scenarios)]
     resolved = dataclasses.replace(loaded, workload=w.model_copy(update={"scenarios": scenarios}))

@@ -234,6 +234,13 @@ def _count(v: Any, what: str) -> int:
     return v
 
 
+def _positive_count(v: Any, what: str) -> int:
+    n = _count(v, what)
+    if n < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {v!r}")
+    return n
+
+
 def _status(v: Any, what: str) -> int:
     code = _count(v, what)
     if not 500 <= code <= 599:
@@ -284,5 +291,5 @@ _PARAMS: dict[str, Callable[[Any, str], Any]] = {
     "fraction": _fraction,
     "slowdown": _slowdown,
     "wrong_content": _flag,
-    "tokens": lambda v, w: max(1, _count(v, w)),
+    "tokens": lambda v, w: _positive_count(v, w),
 }

@@ -35,6 +35,7 @@ def test_schedule_validation_names_the_bad_entry() -> None:
         ([{"kind": "reset", "rate": 0.1, "start": 5, "end": 2}], "after start"),
         ([{"kind": "degrade", "percent_per_minute": 5, "start": "soon"}], "faults[0].start"),
         ({"kind": "error"}, "a list"),
+        ([{"kind": "merge_tokens", "tokens": 0}], "faults[0].tokens must be an integer >= 1"),
     ]:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")
                            .replace("[", r"\[").replace("]", r"\]")):
