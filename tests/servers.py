@@ -8,7 +8,8 @@ off the generator's event loop, like a real target. Prints
             250-400 ms) and logs its own handling time of every POST; GET
             /truth returns them in ms (the server-side truth).
 - stall:    answers in 2 ms, except that the first request arriving after
-            `--stall-at` seconds (from the first request) holds the server for
+            `--stall-at` seconds (from the first request to a path other
+            than `/`, which the reachability check asks) holds the server for
             `--stall` seconds, during which every request waits (one worker,
             like a stop-the-world GC pause).
 - record:   answers every POST at once like a non-streaming OpenAI server
@@ -79,9 +80,10 @@ def stall_app(stall_at: float, stall: float) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         await request.read()
         now = time.monotonic()
-        first[:] = first or [now]
+        if request.path != "/":  # GET / is loadkit's reachability check, before the run
+            first[:] = first or [now]
         async with lock:  # one worker: a stall holds everyone behind it
-            if not stalled and now - first[0] >= stall_at:
+            if not stalled and first and now - first[0] >= stall_at:
                 stalled.append(True)
                 await asyncio.sleep(stall)
             await asyncio.sleep(0.002)

@@ -50,8 +50,9 @@ class ProbeRecord(Part):
 
     index: int  # 1, 2, ... in the order run
     value: float  # the load asked, in the result's unit
-    duration_s: float  # measured seconds (its warm-up excluded)
+    duration_s: float  # measured seconds planned (its warm-up excluded)
     warmup_s: float
+    decided_s: float | None = None  # it ended once its SLOs were decided, after this long
     attempt: int = 0  # > 0: an extension of an inconclusive probe at the same load
     status: Status
     reasons: list[str] = Field(default_factory=list)  # why not pass / fail, when so

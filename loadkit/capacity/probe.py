@@ -47,6 +47,7 @@ class ProbeSetup:
     strict: bool = False
     cli: bool = False  # Ctrl-C handling and a quiet collector, as `loadkit run` has
     fleet: FleetOptions | None = None  # --workers: the load from several processes
+    until_decided: bool = True  # a probe ends once its SLOs are decided, when they can be
 
 
 def prepare(setup: ProbeSetup, value: float, duration_s: float) -> tuple[LoadedWorkload, float]:
@@ -54,7 +55,19 @@ def prepare(setup: ProbeSetup, value: float, duration_s: float) -> tuple[LoadedW
     loaded = load_workload(setup.path, dataclasses.replace(setup.overrides, duration=duration_s))
     loaded, warmup_s = with_warmup(loaded, duration_s)
     loaded = at_load(loaded, value)
-    return dataclasses.replace(loaded, workload=with_goodput(loaded.workload)), warmup_s
+    w = with_goodput(loaded.workload)
+    w = until_decided(w) if setup.until_decided else w
+    return dataclasses.replace(loaded, workload=w), warmup_s
+
+
+def until_decided(w: Workload) -> Workload:
+    """A probe ends once its SLOs are decided, when every one can be
+    (stop_when_decided): a clear pass or fail takes seconds, not the probe's
+    length, and only a close one runs it all."""
+    objectives = w.objectives()
+    if objectives and all(o.counted for o in objectives):
+        return w.model_copy(update={"stop_when_decided": True})
+    return w
 
 
 def run_probe(setup: ProbeSetup, probe: Probe, index: int) -> ProbeRecord:
@@ -93,7 +106,7 @@ def with_goodput(w: Workload) -> Workload:
 
 def classify(result: RunResult) -> tuple[Status, list[str]]:
     """What the probe says about the server, and why when it says nothing."""
-    c, h, measured_s = result.counts, result.health, result.workload.duration_s
+    c, h, measured_s = result.counts, result.health, max(result.measured_s, 1e-9)
     limited = []
     if h.saturated:
         limited.append(f"the generator fell behind its schedule: lateness p99 "
@@ -121,7 +134,7 @@ def offered_rps(result: RunResult) -> float | None:
         return None
     measured = {p.name for p in result.phases if not p.warmup}
     n = sum(v for k, v in result.counts.scheduled.items() if k.split("/", 1)[0] in measured)
-    return n / result.workload.duration_s if result.workload.duration_s else None
+    return n / result.measured_s if result.measured_s else None
 
 
 def good_requests(journal: Path, result: RunResult) -> int | None:
@@ -140,7 +153,7 @@ def good_requests(journal: Path, result: RunResult) -> int | None:
 def record_of(result: RunResult, base: dict, elapsed_s: float, good: int | None
               ) -> ProbeRecord:
     status, reasons = classify(result)
-    c, s = result.counts, max(result.workload.duration_s, 1e-9)
+    c, s = result.counts, max(result.measured_s, 1e-9)
     t = result.telemetry.all if result.telemetry else {}
 
     def figure(key: str) -> float | None:
@@ -152,6 +165,7 @@ def record_of(result: RunResult, base: dict, elapsed_s: float, good: int | None
     offered = offered_rps(result)
     return ProbeRecord(
         **base, status=status, reasons=reasons, run_id=result.run_id, elapsed_s=elapsed_s,
+        decided_s=round(result.measured_s, 3) if result.decided else None,
         offered_rps=round(offered, 3) if offered is not None else None,
         sent_rps=round((c.completed + c.errors) / s, 3),
         throughput_rps=result.throughput.requests_per_s,

@@ -89,6 +89,9 @@ _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
 @click.option("--strict", is_flag=True,
               help="A percentile whose 95% interval contains its threshold is inconclusive "
                    "(the probe is extended) rather than marginal.")
+@click.option("--full-probes", is_flag=True,
+              help="Run every probe its whole --probe length, even once its SLOs are "
+                   "decided (by default a probe ends then).")
 @click.option("--workers", callback=workers, metavar="N|auto",
               help="Run each probe's load in N local worker processes (open loops only).")
 @click.option("--compare", "compare", nargs=2, type=click.Path(path_type=Path),
@@ -103,8 +106,8 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
                      budget_s: float, expect: str | None, production: float | None,
                      out_dir: Path | None, target: str | None, seed: int | None,
                      model: str | None, inconclusive: str, strict: bool,
-                     workers: int | None, compare: tuple[Path, Path] | None, max_loss: float,
-                     quiet: bool) -> int:
+                     full_probes: bool, workers: int | None,
+                     compare: tuple[Path, Path] | None, max_loss: float, quiet: bool) -> int:
     """Find the highest load WORKLOAD carries within its SLOs.
 
     Probes grow geometrically until an SLO fails, then bisect; the answer is
@@ -127,6 +130,7 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
                                         .strftime("%Y%m%dT%H%M%SZ"))
     fleet = FleetOptions(workers=workers, local=True) if workers else None
     setup = ProbeSetup(path=workload, out_dir=out, strict=strict, cli=True, fleet=fleet,
+                       until_decided=not full_probes,
                        overrides=Overrides(target=target, slo_files=slo_files, seed=seed,
                                            model=model))
     request = Request(setup=setup, start=min_load, high=max_load, precision=precision,
@@ -152,7 +156,8 @@ def _probe_line(p: ProbeRecord) -> None:
     worst = [s for s in p.slos if s.verdict != "pass"][:2]
     slos = "  ".join(f"{s.name} {slo_cell(s)}" for s in worst)
     sent = f"sent {p.sent_rps:.4g}/s  " if p.sent_rps is not None else ""
-    click.echo(f"probe {p.index}: {p.value:.4g} for {p.duration_s:g} s -> "
+    decided = f" (decided at {p.decided_s:.4g} s)" if p.decided_s is not None else ""
+    click.echo(f"probe {p.index}: {p.value:.4g} for {p.duration_s:g} s{decided} -> "
                f"{p.status.upper().replace('_', ' ')}  {sent}done {p.throughput_rps:.4g}/s  "
                f"{slos}  ({p.elapsed_s:.1f} s)".rstrip(), err=True)
     for reason in p.reasons:

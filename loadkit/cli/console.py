@@ -86,6 +86,8 @@ class Console:
         if a := result.aborted:
             self.out.print(Text(f"ABORTED at {seconds(a.at_s)} by {a.slo}: {a.reason}",
                                 style="bold red"))
+        if d := result.decided:
+            self.out.print(f"ended early at {seconds(d.at_s)}: {d.reason}")
         self.out.print(Text(f"verdict: {result.verdict.upper()} (exit {code})",
                             style=_STYLE[result.verdict]))
         self.out.print(f"report: {out_dir / 'report.html'}")

@@ -76,6 +76,10 @@ def _outputs(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               help="A percentile whose 95% interval contains the threshold is inconclusive.")
 @click.option("--allow-saturated", is_flag=True,
               help="Exit by the verdict even when the generator fell behind.")
+@click.option("--stop-when-decided", is_flag=True,
+              help="End the run as soon as every SLO is decided (an always-valid test "
+                   "after each interval, from the 5th); the duration becomes a maximum "
+                   "(stop_when_decided).")
 @click.option("--insecure", is_flag=True, default=None,
               help="Do not verify TLS certificates (explicit opt-in).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
@@ -108,7 +112,8 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                 time_scale: float | None,
                 rate: float | None, seed: int | None, slo_files: tuple[str, ...],
                 out_dir: Path | None,
-                inconclusive: str, strict: bool, allow_saturated: bool, insecure: bool | None,
+                inconclusive: str, strict: bool, allow_saturated: bool,
+                stop_when_decided: bool, insecure: bool | None,
                 ca_bundle: str | None, model: str | None, no_probe: bool, no_fail_fast: bool,
                 drain: float | None, metrics_port: int | None, metrics_host: str,
                 metrics_token: str | None, metrics_linger: float, live_report: float | None,
@@ -127,7 +132,8 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                                                target=target, insecure=insecure,
                                                ca_bundle=ca_bundle, slo_files=slo_files,
                                                model=model, fail_fast=not no_fail_fast,
-                                               probe=not no_probe, drain=drain))
+                                               probe=not no_probe, drain=drain,
+                                               stop_when_decided=stop_when_decided))
     console = Console(quiet=quiet)
     # Off loopback without a token, or a taken port: exit 2 before anything is sent.
     served = ServedMetrics(metrics_port, metrics_host, metrics_token, metrics_linger)

@@ -228,6 +228,13 @@ class Fleet:
             self.stopped, self.stop_cause = True, cause
             self._command({"op": "stop", "cause": cause})
 
+    def finish_threadsafe(self, cause: str) -> None:
+        """Every SLO decided: every worker stops releasing and drains what it
+        has in flight, as at the schedule's end."""
+        if not self.stopped:
+            self.stopped, self.stop_cause = True, cause
+            self._command({"op": "stop", "cause": cause, "finish": True})
+
     def interrupt(self) -> None:
         """Ctrl-C at the master: every worker stops, in-flight requests unjudged."""
         if not self.stopped:

@@ -122,7 +122,9 @@ def master_main(bind_host: str, bind_port: int) -> int:
         elif order["op"] == "stop":
             for wid in accepted:
                 if wid not in finished:
-                    runner.send_message("lk_stop", {"stop": order.get("cause")}, client_id=wid)
+                    runner.send_message("lk_stop", {"stop": order.get("cause"),
+                                                    "finish": order.get("finish", False)},
+                                        client_id=wid)
         elif order["op"] == "refuse":
             runner.send_message("lk_refused", {"why": order["why"]}, client_id=order["worker"])
         elif order["op"] == "quit":

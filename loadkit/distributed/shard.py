@@ -10,10 +10,10 @@ this process for the load itself:
 stdin: the first line is the job ({job, k, n, worker}); once the shard is
 ready (imports done, requests prepared: {"type": "ready"} on stdout) the
 next is the common start ({"start_at": its wall clock}); later lines are
-stops ({"stop": cause or null}). EOF means the Locust worker died: the shard
-stops at once. stdout: one {"type": "part"} line per closed interval
-(wire.PartWriter), then {"type": "done"}. Nothing else is printed there;
-errors go to stderr.
+stops ({"stop": cause or null, "finish": true to drain as at the schedule's
+end}). EOF means the Locust worker died: the shard stops at once. stdout:
+one {"type": "part"} line per closed interval (wire.PartWriter), then
+{"type": "done"}. Nothing else is printed there; errors go to stderr.
 """
 
 from __future__ import annotations
@@ -99,8 +99,11 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
         def listen() -> None:
             for line in commands:
                 if line.strip():
-                    cause = json.loads(line).get("stop")
-                    if cause:
+                    order = json.loads(line)
+                    cause = order.get("stop")
+                    if cause and order.get("finish"):
+                        engine.finish_threadsafe(cause)
+                    elif cause:
                         engine.halt_threadsafe(cause)
                     else:
                         engine.interrupt_threadsafe()

@@ -99,6 +99,7 @@ class Engine:
     # Cancelled without a verdict (an interrupt): in no other count.
     unfinished: int = 0
     stop_cause: str | None = None  # set by halt(); None: an interrupt
+    finish_cause: str | None = None  # set by finish(): the schedule ended early, drained
     seq_first: int = 1  # the first request number; a shard's: k + 1
     seq_step: int = 1  # a shard's: n
 
@@ -111,9 +112,14 @@ class Engine:
         self.slots_sent = 0  # schedule slots dispatched (a session is one)
         self._cut: str | None = None  # why requests are being cancelled, when they count
         self._overdue = False  # the drain deadline passed with requests in flight
+        self._finish_ns = 0  # when finish() ended the schedule
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early: list[Callable[[], None]] = []  # stops from other threads before run()
         self._early_lock = threading.Lock()
+
+    def finish_threadsafe(self, cause: str) -> None:
+        """finish() from another thread (the recorder's: every SLO decided)."""
+        self._threadsafe(lambda: self.finish(cause))
 
     def halt_threadsafe(self, cause: str) -> None:
         """halt() from another thread (the recorder's: fail-fast, abort SLOs);
@@ -123,7 +129,13 @@ class Engine:
     def interrupt_threadsafe(self) -> None:
         """An interrupt (no cause) from another thread: in-flight requests
         are cancelled unjudged, as at a Ctrl-C."""
-        self._threadsafe(self.stop.set)
+        self._threadsafe(self.interrupt)
+
+    def interrupt(self) -> None:
+        """Stop with no cause (Ctrl-C, SIGTERM): in-flight requests cancelled unjudged."""
+        if not self._halted():
+            self.stop_cause = self.finish_cause = None
+        self.stop.set()
 
     def _threadsafe(self, call: Callable[[], None]) -> None:
         with self._early_lock:
@@ -143,9 +155,17 @@ class Engine:
     def halt(self, cause: str) -> None:
         """Stop the run for `cause` (an abort SLO, fail-fast): what is in
         flight is cancelled at once and counted as `unfinished` failures."""
-        if not self.stop.is_set():
-            self.stop_cause = cause
+        if not self._halted():  # the first cause stands; a halt ends a finish's drain
+            self.stop_cause, self.finish_cause = cause, None
         self.stop.set()
+
+    def finish(self, cause: str) -> None:
+        """End the schedule now for `cause` (every SLO decided): nothing more is
+        released, and what is in flight gets `client.drain` to answer, as at
+        the schedule's end."""
+        if not self.stop.is_set():
+            self.finish_cause, self._finish_ns = cause, now_ns()
+            self.stop.set()
 
     async def run(self, slots: Iterable[Slot]) -> None:
         """Send the whole schedule, wait for stragglers, close the last interval."""
@@ -271,19 +291,26 @@ class Engine:
             return bool(self._tasks) or not all(c.done() for c in closed)
 
         # Polling, not asyncio.wait(): that adds a callback to every task per call.
-        while busy() and not self.stop.is_set():
+        while busy() and not self._halted():
+            if self.finish_cause is not None:  # the schedule ended when it finished
+                deadline = min(deadline, self._finish_ns + drain_ns)
             if (left := deadline - now_ns()) <= 0:
                 self._overdue = True
                 return
             await asyncio.sleep(min(0.02, left / 1e9))
 
+    def _halted(self) -> bool:
+        """Stopped by halt() or an interrupt: what is in flight is not waited for."""
+        return self.stop.is_set() and self.finish_cause is None
+
     def _cut_reason(self) -> str | None:
         """What a request cancelled now is recorded as; None: not recorded."""
-        if self.stop.is_set():
+        if self._halted():
             return (f"in flight when {self.stop_cause} stopped the run; cancelled at once"
                     if self.stop_cause else None)
         if self._overdue:
-            return (f"still in flight {self.plan.client.drain:g} s after the schedule ended "
+            ended = "the run was finished early" if self.finish_cause else "the schedule ended"
+            return (f"still in flight {self.plan.client.drain:g} s after {ended} "
                     "(client.drain); cancelled")
         return None  # an error of the engine's own: nothing to judge the target by
 

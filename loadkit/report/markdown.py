@@ -26,7 +26,11 @@ def render_markdown(result: RunResult) -> str:
     if a := result.aborted:
         lines += [f"**Aborted at {seconds(a.at_s)}** by `{_cell(a.slo)}`: {_cell(a.reason)}; "
                   "the figures below cover the run until then.", ""]
-    lines += [f"Target `{_cell(result.target)}` · {seconds(w.duration_s)} measured after "
+    if d := result.decided:
+        lines += [f"**Ended early at {seconds(d.at_s)}:** {_cell(d.reason)}.", ""]
+    planned = f" (of {seconds(w.duration_s)} planned)" \
+        if result.measured_s < w.duration_s else ""
+    lines += [f"Target `{_cell(result.target)}` · {seconds(result.measured_s)} measured{planned} after "
               f"{seconds(w.warmup_s)} warm-up · seed {w.seed}", ""]
     if result.slos:
         lines += ["| SLO | scope | observed | 95% CI | threshold | samples | verdict |",

@@ -107,6 +107,15 @@ class Aborted(Part):
     reason: str
 
 
+class DecidedEarly(Part):
+    """stop_when_decided: every SLO was decided at `at_s`, and the run ended
+    there (what was in flight drained, as at the schedule's end)."""
+
+    at_s: float
+    verdicts: dict[str, Verdict]  # by SLO name, when decided
+    reason: str
+
+
 class Window(Part):
     start_s: float
     end_s: float
@@ -179,7 +188,8 @@ class SLOResult(Part):
     samples: int
     verdict: Verdict
     reason: str = ""
-    ci_low: float | None = None  # 95% interval of a percentile; ci_high None: unbounded
+    # The observed value's interval (a percentile's or a share's); ci_high None: unbounded
+    ci_low: float | None = None
     ci_high: float | None = None
     marginal: bool = False  # the threshold lies inside that interval
     windows: Windows | None = None
@@ -415,6 +425,7 @@ class RunResult(Part):
     workload: WorkloadInfo
     phases: list[PhaseInfo]
     aborted: Aborted | None = None
+    decided: DecidedEarly | None = None
     verdict: Verdict
     trusted: bool
     untrusted_reasons: list[str]
@@ -443,3 +454,12 @@ class RunResult(Part):
 
     def summary(self, metric: str, scope: str = ALL) -> Summary | None:
         return self.series.get(metric, {}).get(Scope(scope))
+
+    @property
+    def measured_s(self) -> float:
+        """Seconds measured (warm-up excluded): the measured phases, cut where a
+        run that ended early (an abort, every SLO decided) stopped."""
+        end = self.timeseries[-1].end_s if (self.aborted or self.decided) \
+            and self.timeseries else float("inf")
+        return sum(max(0.0, min(p.start_s + p.duration_s, end) - p.start_s)
+                   for p in self.phases if not p.warmup)

@@ -14,6 +14,7 @@ from collections import Counter
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import (
     Aborted,
+    DecidedEarly,
     Incomplete,
     Part,
     PhaseInfo,
@@ -82,11 +83,17 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         slo, at_s = judge.breach
         aborted = Aborted(slo=slo.name, at_s=round(at_s, 3), observed=slo.observed,
                           reason="a clear breach of an `abort: true` SLO")
+    decided = None
+    if judge is not None and judge.decided is not None:
+        d = judge.decided
+        decided = DecidedEarly(at_s=round(d.at_s, 3), verdicts=d.verdicts, reason=(
+            "every SLO was decided by the always-valid test (95%, valid however often "
+            "it looks)"))
     return RunResult(
         run_id=facts.run_id, loadkit_version=facts.loadkit_version, host=facts.host,
         git_commit=facts.git_commit, started_at=facts.started_at, finished_at=finished_at,
         target=facts.target, closed_loop=facts.closed_loop, workload=facts.workload,
-        phases=phases, aborted=aborted, verdict=Verdict.overall([s.verdict for s in slos]),
+        phases=phases, aborted=aborted, decided=decided, verdict=Verdict.overall([s.verdict for s in slos]),
         trusted=not untrusted, untrusted_reasons=untrusted, slos=slos,
         counts=measured.request_counts(scheduled, unfinished),
         throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),

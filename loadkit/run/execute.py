@@ -174,7 +174,9 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     judge = LiveJudge(objectives, Phases(phases), options.strict,
                       on_breach=lambda slo, _at: driver.halt_threadsafe(
                           f"the abort SLO `{slo.name}`"),
-                      interval_s=w.interval)
+                      interval_s=w.interval,
+                      on_decided=(lambda _d: driver.finish_threadsafe("every SLO decided"))
+                      if w.stop_when_decided else None)
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
@@ -224,7 +226,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                 stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
         journal.end(stopped=stopped)
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
-                   "the schedule" if stopped and judge.breach is None else None)
+                   "the schedule" if stopped and judge.breach is None and judge.decided is None
+                   else None)
     loss = fleet.loss_reason() if fleet else None
     result = assemble(
         facts, finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

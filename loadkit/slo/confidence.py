@@ -6,7 +6,9 @@ holds when P(X >= T) < 1%. With k of n samples at or above T, it passes at
 level 1 - alpha when even the upper one-sided bound on that probability is
 under 1% (P(B <= k) <= alpha for B ~ Binomial(n, 1%)), and fails when even
 the lower bound is over it (P(B >= k) <= alpha). No minimum n: 300 samples
-none above T pass p99 (0.99^300 = 4.9%), 100 with 5 above fail it.
+none above T pass p99 (0.99^300 = 4.9%), 100 with 5 above fail it. A share
+SLO (`error_rate < 1%`, `goodput >= 95%`) is the same test on the requests
+that failed, or that missed the goodput rules, with its exact interval.
 
 The q-quantile lies between the order statistics x(l) and x(u) with
 probability P(l <= B < u), B ~ Binomial(n, q), whatever the distribution. We
@@ -20,6 +22,7 @@ the interval.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from statistics import NormalDist
 
 from loadkit.record.histogram import HdrHistogram, percentile_us
@@ -78,14 +81,64 @@ def exceedance_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
     (`k_sure` surely, `k_maybe` counting those within the histogram's
     resolution of the threshold): True when even k_maybe is few enough,
     False when even k_sure is too many, None when the data do not decide."""
-    if n <= 0:
-        return None
+    if n <= 0 or not 0.0 < allowed < 1.0:
+        return None  # no sample, or a bound no probability can cross
     alpha = 1.0 - level
     if binomial_cdf(k_maybe, n, allowed) <= alpha:
         return True
     if 1.0 - binomial_cdf(k_sure - 1, n, allowed) <= alpha:
         return False
     return None
+
+
+# Alternatives mixed by the always-valid test, on each side of the bound.
+_MIXTURE = 20
+
+
+def always_valid_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
+                         level: float = 0.95) -> bool | None:
+    """exceedance_decides for data looked at again and again (after every
+    interval of a run that stops once decided): a mixture of likelihood
+    ratios against the bound is a nonnegative supermartingale under the
+    opposite claim, so by Ville's inequality it ever reaches 1/alpha with
+    probability at most alpha, however often it is checked. It asks for more
+    samples than the one-look test (about 600 rather than 299 to pass p99
+    with none above)."""
+    if n <= 0 or not 0.0 < allowed < 1.0:
+        return None
+    bar = math.log(1.0 / (1.0 - level))
+    # "P(bad) < allowed" against P >= allowed: alternatives q below the bound
+    # (each factor's mean is <= 1 for any P >= allowed), and the other way.
+    below = [allowed * i / _MIXTURE for i in range(_MIXTURE)]
+    above = [allowed ** (1.0 - (i + 1) / (_MIXTURE + 1)) for i in range(_MIXTURE)]
+    if _log_mixture(k_maybe, n, allowed, below) >= bar:
+        return True
+    if _log_mixture(k_sure, n, allowed, above) >= bar:
+        return False
+    return None
+
+
+def _log_mixture(k: float, n: float, p0: float, qs: list[float]) -> float:
+    terms = [(k * math.log(q / p0) if k else 0.0) + (n - k) * math.log((1.0 - q) / (1.0 - p0))
+             for q in qs if q > 0.0 or k == 0]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(qs))
+
+
+def share_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a share, k of n: the p's whose
+    binomial puts at least (1 - level)/2 on each side of k."""
+    tail = (1.0 - level) / 2.0
+
+    def solve(holds: Callable[[float], bool]) -> float:
+        lo, hi = 0.0, 1.0  # holds(lo) and not holds(hi): bisect the boundary
+        for _ in range(50):
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if holds(mid) else (lo, mid)
+        return (lo + hi) / 2.0
+    low = 0.0 if k == 0 else solve(lambda p: 1.0 - binomial_cdf(k - 1, n, p) < tail)
+    high = 1.0 if k >= n else solve(lambda p: binomial_cdf(k, n, p) > tail)
+    return low, high
 
 
 def samples_to_pass(allowed: float, level: float = 0.95) -> int:

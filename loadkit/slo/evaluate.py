@@ -6,7 +6,8 @@ slower than any threshold, with no minimum sample count: the data decide.
 Where they do not, a percentile with at least 10/(1-q) samples (1,000 for
 p99) takes the point estimate's verdict, marked marginal (inconclusive with
 --strict); with fewer it is inconclusive, and says how many samples would
-decide it. Only the measured phase counts (warm-up is excluded).
+decide it. Shares (error_rate, goodput in %) take the same exact test on the
+requests that failed or missed the goodput rules. Only the measured phase counts (warm-up is excluded).
 """
 
 from __future__ import annotations
@@ -15,9 +16,21 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from loadkit.record.histogram import HdrHistogram, count_above, mean_us, merged, percentile_us
+from loadkit.record.histogram import (
+    HdrHistogram,
+    count_above,
+    mean_us,
+    merged,
+    new_histogram,
+    percentile_us,
+)
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
-from loadkit.slo.confidence import exceedance_decides, percentile_interval, samples_to_pass
+from loadkit.slo.confidence import (
+    exceedance_decides,
+    percentile_interval,
+    samples_to_pass,
+    share_interval,
+)
 from loadkit.workload.slo_spec import OPERATORS, RECOVERY_METRIC, TIME_METRICS, Objective
 
 PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
@@ -55,7 +68,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     inconclusive instead. `decide=False` skips the exact test: a trend's window
     wants the percentile's value, which needs 10/(1-q) samples, not a verdict."""
     o = objective
-    interval: tuple[float, float | None] | None = None
+    interval: tuple[float, float | None] | None = None  # the observed value's, at `level`
     observed: float | None = None
     samples = 0
     reason = ""
@@ -71,8 +84,8 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         # it counts as slower than any threshold, so errors cannot thin a tail.
         failed = counts.errors + counts.dropped if o.metric in FAILURE_AWARE else 0
         attempts = samples + failed
-        if o.quantile is not None and decide:
-            holds = _exact(o, h, failed, attempts, level)
+        if o.quantile is not None and decide and (tail := tail_counts(o, h, counts)):
+            holds = exceedance_decides(*tail, level)
         if o.quantile is not None and holds is None and attempts < samples_needed(o.quantile):
             allowed = 1.0 - o.quantile if o.op.startswith("<") else o.quantile
             reason = (f"{attempts} samples do not decide it at {level:.0%}: {o.stat} needs at "
@@ -112,11 +125,14 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             observed = iso.ratio
     elif o.metric == "error_rate" or o.metric == "goodput" and o.unit == "%":
         samples = counts.attempts
-        bad = counts.errors + counts.dropped
+        hits = counts.errors + counts.dropped if o.metric == "error_rate" else counts.good
         if samples == 0:
             reason = "no requests in scope"
         else:
-            observed = (bad if o.metric == "error_rate" else counts.good) / samples
+            observed = hits / samples
+            interval = share_interval(hits, samples, level)
+            if decide and (tail := tail_counts(o, None, counts)):
+                holds = exceedance_decides(*tail, level)
     elif o.metric in ("throughput", "goodput", "output_tokens_per_s"):  # per second
         samples = counts.completed
         if counts.duration_s <= 0:
@@ -143,24 +159,35 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     low, high = interval
     marginal = low <= o.threshold and (high is None or o.threshold <= high)
     if marginal and strict:
-        verdict, reason = INCONCLUSIVE, ("the threshold lies inside the 95% confidence "
+        verdict, reason = INCONCLUSIVE, (f"the threshold lies inside the {level:.0%} confidence "
                                          "interval (--strict)")
     return _result(o, observed, samples, verdict, reason, (low, high), marginal)
 
 
-def _exact(o: Objective, h: HdrHistogram, failed: int, attempts: int,
-           level: float) -> bool | None:
-    """Whether the percentile SLO holds by the exact binomial test on the
-    samples beyond its threshold (None: undecided). `p(q) < T` holds when
-    P(X >= T) < 1 - q, failures counting above; `p(q) > T` when
-    P(X <= T) < q, failures counting above (on the good side)."""
-    assert o.quantile is not None
-    sure, maybe = count_above(h, round(o.threshold * 1000.0))
-    if o.op.startswith("<"):
-        return exceedance_decides(sure + failed, maybe + failed, attempts,
-                                  1.0 - o.quantile, level)
-    n = h.get_total_count()
-    return exceedance_decides(n - maybe, n - sure, attempts, o.quantile, level)
+def tail_counts(o: Objective, h: HdrHistogram | None, counts: Counts
+                ) -> tuple[int, int, int, float] | None:
+    """(sure, maybe, n, allowed): of n attempts, how many are on the bad side
+    of a percentile or share SLO (surely, and at most: those within the
+    histogram's resolution of the threshold), and the share it allows there.
+    `p(q) < T` allows P(X >= T) < 1 - q, failures counting above; `p(q) > T`
+    allows P(X <= T) < q, failures counting above (on the good side);
+    `error_rate < x` allows P(failed) < x; `goodput >= x` allows P(missed)
+    < 1 - x. None: an SLO judged on a value, not on counts."""
+    if o.metric in TIME_METRICS and o.quantile is not None:
+        h = h if h is not None else new_histogram()
+        failed = counts.errors + counts.dropped if o.metric in FAILURE_AWARE else 0
+        n = h.get_total_count()
+        sure, maybe = count_above(h, round(o.threshold * 1000.0))
+        if o.op.startswith("<"):
+            return sure + failed, maybe + failed, n + failed, 1.0 - o.quantile
+        return n - maybe, n - sure, n + failed, o.quantile
+    if o.metric == "error_rate" or o.metric == "goodput" and o.unit == "%":
+        n = counts.attempts
+        hits = counts.errors + counts.dropped if o.metric == "error_rate" else counts.good
+        bad, allowed = (hits, o.threshold) if o.op.startswith("<") \
+            else (n - hits, 1.0 - o.threshold)
+        return bad, bad, n, allowed
+    return None
 
 
 def _result(o: Objective, observed: float | None, samples: int, verdict: Verdict,

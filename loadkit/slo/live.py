@@ -9,6 +9,8 @@ has one), from `after` seconds into the run; a *clear* breach (a failing
 verdict whose 95% interval excludes the threshold) stops the run. A trend
 objective over a time metric ("ttft p99 trend < 10%/h") keeps one value per
 window the same way, and is fitted when the run ends (loadkit.slo.trend).
+With stop_when_decided every SLO is tracked over its whole scope, and once
+the always-valid test (slo/confidence.py) decides them all, the run ends.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from loadkit.record.histogram import HdrHistogram, new_histogram
 from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
-from loadkit.slo.evaluate import Counts, evaluate
+from loadkit.slo.confidence import always_valid_decides
+from loadkit.slo.evaluate import Counts, evaluate, tail_counts
 from loadkit.slo.scopes import Phases
 from loadkit.slo.trend import default_window, trend_result
 from loadkit.workload.slo_spec import TIME_METRICS, Objective
@@ -32,6 +35,8 @@ _SLACK = 0.25
 # Abort checks repeat every interval: each uses a 99.9% interval, so a run is
 # not stopped by the noise of its first minutes.
 ABORT_LEVEL = 0.999
+# stop_when_decided: no decision before this many whole intervals.
+DECIDE_AFTER_INTERVALS = 5
 
 
 @dataclass
@@ -59,10 +64,13 @@ class _Tracked:
                 self.counts[what] += n
         self.last_s = interval.end_s
 
-    def judge(self, strict: bool, level: float = 0.95) -> SLOResult:
+    def totals(self) -> Counts:
         c = self.counts
-        counts = Counts(c["completed"], c["errors"], c["dropped"],
-                        max(self.last_s - self.start_s, 0.0), c["good"], c["tokens"])
+        return Counts(c["completed"], c["errors"], c["dropped"],
+                      max(self.last_s - self.start_s, 0.0), c["good"], c["tokens"])
+
+    def judge(self, strict: bool, level: float = 0.95) -> SLOResult:
+        counts = self.totals()
         o = self.objective
         if o.trend is not None:  # a trend's window: its value, as a plain objective's
             return evaluate(o.model_copy(update={"trend": None}), [self.hist], counts,
@@ -78,17 +86,29 @@ class _Tracked:
         return r
 
 
+@dataclass(frozen=True)
+class Decision:
+    """Every SLO decided while the run went (stop_when_decided)."""
+
+    at_s: float
+    verdicts: dict[str, Verdict]  # by objective name
+
+
 class LiveJudge:
-    """Tracks windowed and abort objectives; `on_breach` stops the run."""
+    """Tracks windowed and abort objectives, and with `until_decided` every
+    SLO; `on_breach` stops the run, `on_decided` ends it early."""
 
     def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
-                 on_breach: Callable[[SLOResult, float], None], interval_s: float = 1.0):
+                 on_breach: Callable[[SLOResult, float], None], interval_s: float = 1.0,
+                 on_decided: Callable[[Decision], None] | None = None):
         self.phases, self.strict, self.on_breach = phases, strict, on_breach
+        self.on_decided, self.interval_s = on_decided, interval_s
         self.slack = _SLACK * interval_s
         self.tracked = []
         for o in objectives:
             trend = o.trend is not None and o.metric in TIME_METRICS
-            if o.window_s is not None or o.abort or trend:
+            if o.window_s is not None or o.abort or trend \
+                    or on_decided is not None and o.counted:
                 start, end = phases.span(Scope(o.scope))
                 window = o.window_s
                 if trend and o.trend is not None:
@@ -96,6 +116,10 @@ class LiveJudge:
                 self.tracked.append(_Tracked(o, start, end, scope_start_s=start,
                                              window_s=window))
         self.breach: tuple[SLOResult, float] | None = None
+        self.decided: Decision | None = None
+        # Decisions wait for this many whole intervals of the earliest scope.
+        self._decide_from_s = min((t.scope_start_s for t in self.tracked), default=0.0) \
+            + DECIDE_AFTER_INTERVALS * interval_s
         self._scope_cache: dict[tuple[str, str, str, str], bool] = {}
 
     def __bool__(self) -> bool:
@@ -137,6 +161,23 @@ class LiveJudge:
                 r = t.judge(self.strict, ABORT_LEVEL)
                 if r.verdict == Verdict.FAIL and not r.marginal:
                     self._breach(r, interval.end_s, t)
+        if self.on_decided is not None and self.decided is None and self.breach is None \
+                and interval.end_s + self.slack >= self._decide_from_s:
+            self._decide(interval.end_s)
+
+    def _decide(self, at_s: float) -> None:
+        """Every SLO decided by the always-valid test on all its scope has
+        measured: the run can end (no correction is owed for looking after
+        every interval)."""
+        verdicts = {}
+        for t in self.tracked:
+            tail = tail_counts(t.objective, t.hist, t.totals()) if t.objective.counted else None
+            if tail is None or (holds := always_valid_decides(*tail)) is None:
+                return
+            verdicts[t.objective.name] = Verdict.PASS if holds else Verdict.FAIL
+        self.decided = Decision(at_s, verdicts)
+        assert self.on_decided is not None
+        self.on_decided(self.decided)
 
     def _window_breach(self, t: _Tracked, clear: bool) -> bool:
         o = t.objective

@@ -48,6 +48,7 @@ class Overrides:
     fail_fast: bool = True  # False: client.fail_fast off
     probe: bool = True  # False: client.probe off
     drain: float | None = None  # seconds: client.drain
+    stop_when_decided: bool = False  # True: the run ends once every SLO is decided
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ def _apply_overrides(data: dict[str, Any], o: Overrides) -> dict[str, Any]:
         data["seed"] = o.seed
     if o.target is not None:
         data["target"] = o.target
+    if o.stop_when_decided:
+        data["stop_when_decided"] = True
     if o.rate is not None:
         data = _override_rate(data, o.rate)
     if o.model is not None and isinstance(data.get("scenarios"), list):

@@ -27,6 +27,7 @@ from loadkit.workload.slo_spec import (
     END_OF_RUN_METRICS,
     Condition,
     Objective,
+    check_decidable,
     parse_condition,
     parse_objective,
 )
@@ -187,6 +188,9 @@ class Workload(Strict):
     # Per-request rules: a request is "good" when it answered, passed its
     # checks and meets every one (`goodput >= 95%` judges the share).
     goodput: list[GoodputText] = []
+    # End the run as soon as every SLO is decided (always-valid test, checked
+    # after every interval): the measure phase's length becomes a maximum.
+    stop_when_decided: bool = False
     telemetry: TelemetrySpec | None = None  # GPU and server telemetry (loadkit/telemetry/)
 
     @model_validator(mode="before")
@@ -230,6 +234,8 @@ class Workload(Strict):
         if all(p.warmup for p in self.phase_list):
             raise ValueError("every phase is a warm-up: nothing would be measured")
         self.check_slos(self.scenario_scopes())
+        if self.stop_when_decided:
+            check_decidable(self.objectives())
         for t in self.all_tenants:
             for s in t.scenarios or []:
                 if s not in names:

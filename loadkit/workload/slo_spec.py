@@ -122,6 +122,16 @@ class Objective(BaseModel):
     def name(self) -> str:
         return f"{self.text} [{self.scope}]"
 
+    @property
+    def counted(self) -> bool:
+        """Decided by counting requests on either side of the threshold (a
+        percentile of a time metric, error_rate, goodput in %) over the whole
+        scope: what a run can decide before its end (stop_when_decided)."""
+        if self.window_s is not None or self.trend is not None:
+            return False
+        return (self.metric in TIME_METRICS and self.quantile is not None
+                or self.metric == "error_rate" or self.metric == "goodput" and self.unit == "%")
+
 
 class Condition(BaseModel):
     """One per-request goodput rule: `ttft <= 200ms`. Threshold in ns."""
@@ -147,6 +157,16 @@ def parse_condition(text: str) -> Condition:
         raise ValueError(f"{metric} needs a time unit (us, ms, s), got {unit!r}")
     return Condition(text=text.strip(), metric=metric, op=op,
                      threshold_ns=round(float(num) * _TIME_UNITS[unit] * 1e6))
+
+
+def check_decidable(objectives: list[Objective]) -> None:
+    """stop_when_decided needs SLOs, each decided by counts (Objective.counted)."""
+    if not objectives:
+        raise ValueError("stop_when_decided: true needs `slos` to decide")
+    if others := [o.text for o in objectives if not o.counted]:
+        raise ValueError(
+            "stop_when_decided: true needs every SLO to be a percentile, error_rate or "
+            f"goodput in % over the whole run; these are judged at its end: {others}")
 
 
 def parse_objective(text: str, scope: str = "all") -> Objective:

@@ -29,6 +29,7 @@ def run_to(tmp_path, name: str, spec: dict):
 
 
 @pytest.mark.slow  # three 4-s runs and three compares: ~30 s
+@pytest.mark.timing
 def test_same_workload_is_no_change_and_20_percent_slower_is_a_regression(tmp_path):
     base = run_to(tmp_path, "base", WORKLOAD)
     again = run_to(tmp_path, "again", WORKLOAD)

@@ -29,7 +29,7 @@ from loadkit.capacity.search import bisections_needed
 from loadkit.cli import main
 from support.run import cli, serve_script
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.timing, pytest.mark.slow, pytest.mark.timeout(240)]
 
 LIMIT, FAST_S, SLOW_S = 20, 0.050, 0.500
 

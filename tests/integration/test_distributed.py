@@ -29,6 +29,7 @@ TIMED = {"quiet_gc": True}
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_three_workers_measure_the_single_process_schedule_exactly(server, run, tmp_path):
     """Master + 3 workers against the truth server: every slot of the one-process
     schedule is sent once (per phase and tenant), and the merged p50/p99 are

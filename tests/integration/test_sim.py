@@ -346,6 +346,7 @@ def test_client_disconnect_mid_stream_is_clean(caplog) -> None:
     assert errors == [], [rec.getMessage() for rec in errors]
 
 
+@pytest.mark.timing
 def test_many_concurrent_streams_keep_their_schedule() -> None:
     """200 concurrent streams on one loop still deliver every token on time."""
     streams, n = 200, 20

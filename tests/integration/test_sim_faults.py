@@ -123,6 +123,7 @@ def test_rate_limit_answers_429_with_retry_after() -> None:
 # -- time faults -------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_stall_freezes_every_stream_for_its_duration() -> None:
     """Freezes of 250 ms at t = 0.3 and 1.1 s (every 0.8 s until 1.9 s)."""
     stall = {"kind": "stall", "duration": "250ms", "every": "800ms", "start": 0.3,

@@ -89,6 +89,7 @@ def test_decode_step_grows_with_the_batch() -> None:
     assert all(abs(g - 12.0) <= 0.3 for g in gaps), gaps
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
     """Two seats, 45 ms per request: capacity 44.4 req/s.  At 30 req/s nobody

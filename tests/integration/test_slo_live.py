@@ -10,15 +10,18 @@ import yaml
 
 from support.run import cli
 
+# Timings and the generator's trust are asserted: run alone, not under xdist.
+pytestmark = pytest.mark.timing
+
 
 def stall_workload(url: str, duration: float, rate: float, slos: list) -> dict:
-    # No probe: the server times its stall from the first request it sees,
-    # which is then the run's first arrival, so the stall sits where the run's
-    # own clock says (a probe, sent before the clock starts, moves it earlier).
+    # The server times its stall from the first request to /load: with no
+    # probe (sent before the clock starts) that is the run's first arrival, so
+    # the stall sits where the run's own clock says.
     return {"name": "live", "target": url, "duration": duration,
             "client": {"probe": False},
             "arrival": {"process": "constant", "rate": rate},
-            "scenarios": [{"name": "get", "kind": "http", "method": "GET", "path": "/"}],
+            "scenarios": [{"name": "get", "kind": "http", "method": "GET", "path": "/load"}],
             "slos": slos}
 
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from loadkit.record.histogram import new_histogram, record_us
-from loadkit.slo.confidence import percentile_interval, rank_interval
+from loadkit.slo.confidence import percentile_interval, rank_interval, share_interval
 from loadkit.slo.evaluate import Counts, evaluate
 from loadkit.workload.slo_spec import parse_objective
 
@@ -60,3 +60,15 @@ def test_marginal_and_strict():
     assert strict.verdict == "inconclusive" and "confidence interval" in strict.reason
     clear = evaluate(parse_objective("latency p99 < 1s"), [h], c, strict=True)
     assert clear.verdict == "pass" and not clear.marginal
+
+
+@pytest.mark.parametrize("k,n,low,high", [
+    # Clopper-Pearson reference values (e.g. R's binom.test)
+    (0, 300, 0.0, 0.01222),
+    (5, 100, 0.01643, 0.11284),
+    (50, 100, 0.39832, 0.60168),
+    (100, 100, 0.96378, 1.0),
+])
+def test_share_interval_is_clopper_pearson(k, n, low, high):
+    lo, hi = share_interval(k, n)
+    assert lo == pytest.approx(low, abs=2e-5) and hi == pytest.approx(high, abs=2e-5)

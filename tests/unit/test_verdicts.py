@@ -77,6 +77,30 @@ def test_rate_verdicts_count_drops_as_failures():
     assert overall([t, evaluate(o, [], Counts(0, 0, 0, 10))]) == "inconclusive"
 
 
+@pytest.mark.parametrize("slo,counts,verdict,marginal", [
+    # 0 of 300 failed: P(none | 1%) = 0.99^300 = 4.9%, decided
+    ("error_rate < 1%", Counts(300, 0, 0, 10), "pass", False),
+    # 0 of 200: 13.4%, undecided; the point estimate passes, marked marginal
+    ("error_rate < 1%", Counts(200, 0, 0, 10), "pass", True),
+    # 5 of 100 failed: P(5 or more | 1%) = 0.34%, decided
+    ("error_rate < 1%", Counts(95, 5, 0, 10), "fail", False),
+    # goodput >= 95%: 3 of 200 missed (P(3 or fewer | 5%) = 0.9%), decided
+    ("goodput >= 95%", Counts(200, 0, 0, 10, good=197), "pass", False),
+    # 8 of 100 missed: P(8 or more | 5%) = 12.8%, undecided; the estimate fails
+    ("goodput >= 95%", Counts(100, 0, 0, 10, good=92), "fail", True),
+    # 20 of 100 missed: decided
+    ("goodput >= 95%", Counts(100, 0, 0, 10, good=80), "fail", False),
+])
+def test_share_verdicts_take_the_exact_test(slo, counts, verdict, marginal):
+    r = evaluate(parse_objective(slo), [], counts)
+    assert (r.verdict, r.marginal) == (verdict, marginal), r
+    assert r.ci_low is not None and r.ci_high is not None
+    assert r.ci_low <= r.observed <= r.ci_high
+    if marginal:  # the threshold is inside the interval: --strict calls it undecided
+        assert r.ci_low <= r.threshold <= r.ci_high
+        assert evaluate(parse_objective(slo), [], counts, strict=True).verdict == "inconclusive"
+
+
 def test_failures_count_as_slower_than_any_threshold():
     """17% timeouts cannot hide behind fast answers: p90 over all attempts fails."""
     fast = hist([5] * 830)
