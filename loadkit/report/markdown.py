@@ -26,8 +26,8 @@ def render_markdown(result: RunResult) -> str:
     if a := result.aborted:
         lines += [f"**Aborted at {seconds(a.at_s)}** by `{_cell(a.slo)}`: {_cell(a.reason)}; "
                   "the figures below cover the run until then.", ""]
-    if d := result.decided:
-        lines += [f"**Ended early at {seconds(d.at_s)}:** {_cell(d.reason)}.", ""]
+    if early := result.decided:
+        lines += [f"**Ended early at {seconds(early.at_s)}:** {_cell(early.reason)}.", ""]
     planned = f" (of {seconds(w.duration_s)} planned)" \
         if result.measured_s < w.duration_s else ""
     lines += [f"Target `{_cell(result.target)}` · {seconds(result.measured_s)} measured{planned} after "
