@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loadkit.engine import Progress
-from loadkit.report.format import error_summary, interval, quantity, seconds
+from loadkit.report.format import error_summary, interval, quantity, samples, seconds
 from loadkit.result.model import RunResult, Verdict
 
 PLAIN_EVERY_S = 5.0
@@ -69,7 +69,7 @@ class Console:
             table.add_column(col, justify="left" if col in ("SLO", "scope") else "right")
         for s in result.slos:
             table.add_row(s.text, s.scope, quantity(s.observed, s.unit), interval(s),
-                          f"{s.op} {quantity(s.threshold, s.unit)}", f"{s.samples:,}",
+                          f"{s.op} {quantity(s.threshold, s.unit)}", samples(s),
                           Text(s.verdict + (" (marginal)" if s.marginal else "")
                                + (f" ({s.reason})" if s.reason else ""),
                                style=_STYLE[s.verdict]))

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from loadkit.report import canvas, charts
 from loadkit.report.decimate import DEFAULT_POINTS
 from loadkit.report.finish_mix import finish_mix, finish_notes
-from loadkit.report.format import interval, quantity, seconds
+from loadkit.report.format import interval, quantity, samples, seconds
 from loadkit.result import RunResult, SLOResult, Verdict
 from loadkit.result.model import Gpu, Telemetry, TelemetrySource
 
@@ -36,6 +36,7 @@ _ENV = jinja2.Environment(
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["quantity"] = quantity
 _ENV.filters["interval"] = interval
+_ENV.filters["samples"] = samples
 _ENV.filters["num"] = lambda v: "n/a" if v is None else f"{v:,}" if isinstance(v, int) \
     else f"{v:.4g}"
 

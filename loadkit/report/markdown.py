@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loadkit.report.finish_mix import finish_notes
-from loadkit.report.format import error_summary, interval, per_second, quantity, seconds
+from loadkit.report.format import error_summary, interval, per_second, quantity, samples, seconds
 from loadkit.result.model import Distribution, RunResult, Verdict
 from loadkit.telemetry.derive import describe
 
@@ -39,7 +39,7 @@ def render_markdown(result: RunResult) -> str:
             verdict = s.verdict + (" (marginal)" if s.marginal else "")
             lines.append(f"| `{_cell(s.text)}` | {_cell(s.scope)} | "
                          f"{quantity(s.observed, s.unit)} | {interval(s)} | {s.op} "
-                         f"{quantity(s.threshold, s.unit)} | {s.samples:,} | "
+                         f"{quantity(s.threshold, s.unit)} | {samples(s)} | "
                          f"{verdict}{' — ' + _cell(s.reason) if s.reason else ''} |")
     else:
         lines.append("No SLOs declared.")

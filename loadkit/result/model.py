@@ -192,6 +192,9 @@ class SLOResult(Part):
     ci_low: float | None = None
     ci_high: float | None = None
     marginal: bool = False  # the threshold lies inside that interval
+    # The samples' worth as independent ones, measured from the run's
+    # intervals (slo/correlation.py): under `samples` when they were correlated.
+    n_eff: float | None = None
     windows: Windows | None = None
     abort: bool = False  # judged while the run went; could stop it on a clear breach
     trend: Trend | None = None  # trend SLOs: observed and ci_* are the slope in `unit`

@@ -73,7 +73,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
     judged = judge.results() if judge is not None else {}
     slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
                         facts.strict, lambda scope: slo_values(telemetry, scope),
-                        {**judged, **after_run})
+                        {**judged, **after_run}, judge.n_eff() if judge is not None else None)
     generator_health = health(generator, measured.lateness_p99_ms(), facts.lateness_bound_ms)
     untrusted = [reason for reason in (
         incomplete.reason if incomplete else None, stop_reason,

@@ -30,8 +30,16 @@ from loadkit.record.histogram import HdrHistogram, percentile_us
 EXACT_BELOW = 50.0  # n·q·(1−q) under this: exact binomial sums
 
 
-def rank_interval(n: int, q: float, level: float = 0.95) -> tuple[int, int]:
-    """1-based ranks (l, u); u may exceed n (the interval is then unbounded above)."""
+def rank_interval(n: int, q: float, level: float = 0.95,
+                  n_eff: float | None = None) -> tuple[int, int]:
+    """1-based ranks (l, u); u may exceed n (the interval is then unbounded
+    above). With `n_eff` < n (correlated samples: slo/correlation.py) the
+    ranks are those of n_eff independent samples, stretched to n."""
+    if n_eff is not None and n_eff < n:
+        m = max(1, round(n_eff))
+        lower, upper = rank_interval(m, q, level)
+        return max(1, math.floor((lower - 0.5) * n / m + 0.5)), \
+            math.ceil((upper - 0.5) * n / m + 0.5)
     alpha = 1.0 - level
     if n * q * (1.0 - q) >= EXACT_BELOW:
         z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
@@ -75,14 +83,24 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     return min(1.0, total)
 
 
+def scaled(k: int, n: int, n_eff: float | None) -> tuple[int, int]:
+    """k of n as k' of n' = n_eff: the same share, the evidence of n_eff
+    independent samples (None, or n_eff >= n: unchanged)."""
+    if n_eff is None or n_eff >= n or n <= 0:
+        return k, n
+    m = max(1, round(n_eff))
+    return round(k * m / n), m
+
+
 def exceedance_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
-                       level: float = 0.95) -> bool | None:
+                       level: float = 0.95, n_eff: float | None = None) -> bool | None:
     """Whether "P(bad) < allowed" holds, from k of n samples on the bad side
     (`k_sure` surely, `k_maybe` counting those within the histogram's
     resolution of the threshold): True when even k_maybe is few enough,
     False when even k_sure is too many, None when the data do not decide."""
     if n <= 0 or not 0.0 < allowed < 1.0:
         return None  # no sample, or a bound no probability can cross
+    (k_sure, _), (k_maybe, n) = scaled(k_sure, n, n_eff), scaled(k_maybe, n, n_eff)
     alpha = 1.0 - level
     if binomial_cdf(k_maybe, n, allowed) <= alpha:
         return True
@@ -96,7 +114,7 @@ _MIXTURE = 20
 
 
 def always_valid_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
-                         level: float = 0.95) -> bool | None:
+                         level: float = 0.95, n_eff: float | None = None) -> bool | None:
     """exceedance_decides for data looked at again and again (after every
     interval of a run that stops once decided): a mixture of likelihood
     ratios against the bound is a nonnegative supermartingale under the
@@ -106,6 +124,7 @@ def always_valid_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
     with none above)."""
     if n <= 0 or not 0.0 < allowed < 1.0:
         return None
+    (k_sure, _), (k_maybe, n) = scaled(k_sure, n, n_eff), scaled(k_maybe, n, n_eff)
     bar = math.log(1.0 / (1.0 - level))
     # "P(bad) < allowed" against P >= allowed: alternatives q below the bound
     # (each factor's mean is <= 1 for any P >= allowed), and the other way.
@@ -125,9 +144,11 @@ def _log_mixture(k: float, n: float, p0: float, qs: list[float]) -> float:
     return top + math.log(sum(math.exp(t - top) for t in terms) / len(qs))
 
 
-def share_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+def share_interval(k: int, n: int, level: float = 0.95,
+                   n_eff: float | None = None) -> tuple[float, float]:
     """The exact (Clopper-Pearson) interval of a share, k of n: the p's whose
     binomial puts at least (1 - level)/2 on each side of k."""
+    k, n = scaled(k, n, n_eff)
     tail = (1.0 - level) / 2.0
 
     def solve(holds: Callable[[float], bool]) -> float:
@@ -146,12 +167,12 @@ def samples_to_pass(allowed: float, level: float = 0.95) -> int:
     return math.ceil(math.log(1.0 - level) / math.log1p(-allowed))
 
 
-def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float = 0.95
-                        ) -> tuple[float, float | None]:
+def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float = 0.95,
+                        n_eff: float | None = None) -> tuple[float, float | None]:
     """(low, high) in ms for the q-quantile over answers plus `failed` attempts
     that count as slower than anything; high is None when unbounded."""
     n_ok = h.get_total_count()
-    lower, upper = rank_interval(n_ok + failed, q, level)
+    lower, upper = rank_interval(n_ok + failed, q, level, n_eff)
     low = _at_rank(h, lower, lowest=True) if lower <= n_ok else None
     high = _at_rank(h, upper, lowest=False) if upper <= n_ok else None
     return (low if low is not None else math.inf), high

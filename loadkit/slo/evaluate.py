@@ -13,7 +13,7 @@ requests that failed or missed the goodput rules. Only the measured phase counts
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from loadkit.record.histogram import (
@@ -21,7 +21,6 @@ from loadkit.record.histogram import (
     count_above,
     mean_us,
     merged,
-    new_histogram,
     percentile_us,
 )
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
@@ -60,13 +59,22 @@ def samples_needed(quantile: float) -> int:
 def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
              isolation: Isolation | None = None, strict: bool = False,
              gauges: Mapping[str, float] | None = None, level: float = 0.95,
-             decide: bool = True) -> SLOResult:
+             decide: bool = True, n_eff: float | None = None) -> SLOResult:
     """One objective against the histograms, counts (and isolation) of its scope.
 
     A percentile verdict the exact test leaves undecided, whose threshold lies
     inside its 95% confidence interval, is marked marginal; with `strict` it is
     inconclusive instead. `decide=False` skips the exact test: a trend's window
-    wants the percentile's value, which needs 10/(1-q) samples, not a verdict."""
+    wants the percentile's value, which needs 10/(1-q) samples, not a verdict.
+    `n_eff` (slo/correlation.py, from the run's intervals) weighs correlated
+    samples as that many independent ones, in the test and the interval."""
+    r = _judge(objective, histograms, counts, isolation, strict, gauges, level, decide, n_eff)
+    return with_n_eff(r, n_eff) if objective.counted else r
+
+
+def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
+           isolation: Isolation | None, strict: bool, gauges: Mapping[str, float] | None,
+           level: float, decide: bool, n_eff: float | None) -> SLOResult:
     o = objective
     interval: tuple[float, float | None] | None = None  # the observed value's, at `level`
     observed: float | None = None
@@ -84,8 +92,8 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         # it counts as slower than any threshold, so errors cannot thin a tail.
         failed = counts.errors + counts.dropped if o.metric in FAILURE_AWARE else 0
         attempts = samples + failed
-        if o.quantile is not None and decide and (tail := tail_counts(o, h, counts)):
-            holds = exceedance_decides(*tail, level)
+        if o.quantile is not None and decide and (tail := tail_counts(o, [h], counts)):
+            holds = exceedance_decides(*tail, level, n_eff)
         if o.quantile is not None and holds is None and attempts < samples_needed(o.quantile):
             allowed = 1.0 - o.quantile if o.op.startswith("<") else o.quantile
             reason = (f"{attempts} samples do not decide it at {level:.0%}: {o.stat} needs at "
@@ -104,7 +112,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
         elif o.quantile is not None:
             q = o.quantile * attempts / samples  # failures sit above every answer
             observed = percentile_us(h, min(q, 1.0) * 100.0) / 1000.0
-            interval = percentile_interval(h, o.quantile, failed, level)
+            interval = percentile_interval(h, o.quantile, failed, level, n_eff)
         elif o.stat == "mean":
             observed = mean_us(h) / 1000.0
         elif o.stat == "max":
@@ -130,9 +138,9 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
             reason = "no requests in scope"
         else:
             observed = hits / samples
-            interval = share_interval(hits, samples, level)
-            if decide and (tail := tail_counts(o, None, counts)):
-                holds = exceedance_decides(*tail, level)
+            interval = share_interval(hits, samples, level, n_eff)
+            if decide and (tail := tail_counts(o, [], counts)):
+                holds = exceedance_decides(*tail, level, n_eff)
     elif o.metric in ("throughput", "goodput", "output_tokens_per_s"):  # per second
         samples = counts.completed
         if counts.duration_s <= 0:
@@ -164,7 +172,7 @@ def evaluate(objective: Objective, histograms: list[HdrHistogram], counts: Count
     return _result(o, observed, samples, verdict, reason, (low, high), marginal)
 
 
-def tail_counts(o: Objective, h: HdrHistogram | None, counts: Counts
+def tail_counts(o: Objective, hists: Iterable[HdrHistogram], counts: Counts
                 ) -> tuple[int, int, int, float] | None:
     """(sure, maybe, n, allowed): of n attempts, how many are on the bad side
     of a percentile or share SLO (surely, and at most: those within the
@@ -172,12 +180,14 @@ def tail_counts(o: Objective, h: HdrHistogram | None, counts: Counts
     `p(q) < T` allows P(X >= T) < 1 - q, failures counting above; `p(q) > T`
     allows P(X <= T) < q, failures counting above (on the good side);
     `error_rate < x` allows P(failed) < x; `goodput >= x` allows P(missed)
-    < 1 - x. None: an SLO judged on a value, not on counts."""
+    < 1 - x. `hists` (of the SLO's metric and scope) are summed: counts
+    above a value add up across histograms. None: an SLO judged on a value."""
     if o.metric in TIME_METRICS and o.quantile is not None:
-        h = h if h is not None else new_histogram()
         failed = counts.errors + counts.dropped if o.metric in FAILURE_AWARE else 0
-        n = h.get_total_count()
-        sure, maybe = count_above(h, round(o.threshold * 1000.0))
+        n = sure = maybe = 0
+        for h in hists:
+            above, within = count_above(h, round(o.threshold * 1000.0))
+            n, sure, maybe = n + h.get_total_count(), sure + above, maybe + within
         if o.op.startswith("<"):
             return sure + failed, maybe + failed, n + failed, 1.0 - o.quantile
         return n - maybe, n - sure, n + failed, o.quantile
@@ -199,17 +209,26 @@ def _result(o: Objective, observed: float | None, samples: int, verdict: Verdict
                      marginal=marginal, abort=o.abort)
 
 
+def with_n_eff(r: SLOResult, n_eff: float | None) -> SLOResult:
+    """`r` with the effective sample size it was judged with."""
+    if n_eff is None or not r.samples:
+        return r
+    return r.model_copy(update={"n_eff": round(min(n_eff, r.samples), 1)})
+
+
 def evaluate_all(objectives: list[Objective],
                  histograms: Mapping[tuple[str, Scope], list[HdrHistogram]],
                  counts: Mapping[Scope, Counts],
                  isolation: Mapping[str, Isolation] | None = None,
                  strict: bool = False,
                  gauges: Callable[[Scope], Mapping[str, float]] | None = None,
-                 judged: Mapping[str, SLOResult] | None = None) -> list[SLOResult]:
+                 judged: Mapping[str, SLOResult] | None = None,
+                 n_eff: Mapping[str, float | None] | None = None) -> list[SLOResult]:
     """`histograms[(metric, scope)]`, `counts[scope]`, `isolation[tenant]` and
     `gauges(scope)` come from the result; `judged[name]` are verdicts already
-    reached while the run went (windows, aborts), which take precedence."""
-    iso, judged = isolation or {}, judged or {}
+    reached while the run went (windows, aborts), which take precedence;
+    `n_eff[name]` the effective sample sizes measured while it went."""
+    iso, judged, n_eff = isolation or {}, judged or {}, n_eff or {}
     out = []
     for o in objectives:
         scope = Scope(o.scope)
@@ -217,5 +236,5 @@ def evaluate_all(objectives: list[Objective],
             o, histograms.get((o.metric, scope), []),
             counts.get(scope, Counts(0, 0, 0, 1.0)),
             iso.get(scope.name) if scope.kind == "tenant" else None, strict,
-            gauges(scope) if gauges else None))
+            gauges(scope) if gauges else None, n_eff=n_eff.get(o.name)))
     return out

@@ -9,8 +9,10 @@ has one), from `after` seconds into the run; a *clear* breach (a failing
 verdict whose 95% interval excludes the threshold) stops the run. A trend
 objective over a time metric ("ttft p99 trend < 10%/h") keeps one value per
 window the same way, and is fitted when the run ends (loadkit.slo.trend).
-With stop_when_decided every SLO is tracked over its whole scope, and once
-the always-valid test (slo/confidence.py) decides them all, the run ends.
+Every SLO decided by counts is tracked over its whole scope, each
+interval's requests beyond its threshold kept in batches for its effective
+sample size (slo/correlation.py); with stop_when_decided, once the
+always-valid test (slo/confidence.py) decides them all, the run ends.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from loadkit.record.histogram import HdrHistogram, new_histogram
 from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
 from loadkit.slo.confidence import always_valid_decides
+from loadkit.slo.correlation import ShareBatches
 from loadkit.slo.evaluate import Counts, evaluate, tail_counts
 from loadkit.slo.scopes import Phases
 from loadkit.slo.trend import default_window, trend_result
@@ -39,6 +42,10 @@ ABORT_LEVEL = 0.999
 DECIDE_AFTER_INTERVALS = 5
 
 
+def _counts(c: Counter, duration_s: float) -> Counts:
+    return Counts(c["completed"], c["errors"], c["dropped"], duration_s, c["good"], c["tokens"])
+
+
 @dataclass
 class _Tracked:
     """One objective's accumulation over its current window (or so far)."""
@@ -52,30 +59,41 @@ class _Tracked:
     last_s: float = 0.0
     windows: list[Window] = field(default_factory=list)
     window_s: float | None = None  # windowed objectives and trends: the window's length
+    # Counted objectives: each interval's requests beyond the threshold, for n_eff.
+    batches: ShareBatches | None = None
 
     def add(self, interval: Interval, hists: dict, keyed: Counter,
             in_scope: Callable[[str, str, str], bool]) -> None:
         o = self.objective
-        for (metric, phase, scenario, tenant), h in hists.items():
-            if metric == o.metric and in_scope(phase, scenario, tenant):
-                self.hist.add(h)
+        mine = [h for (metric, phase, scenario, tenant), h in hists.items()
+                if metric == o.metric and in_scope(phase, scenario, tenant)]
+        for h in mine:
+            self.hist.add(h)
+        now: Counter = Counter()
         for (what, phase, scenario, tenant), n in keyed.items():
             if in_scope(phase, scenario, tenant):
-                self.counts[what] += n
+                now[what] += n
+        self.counts.update(now)
         self.last_s = interval.end_s
+        if self.batches is not None and (tail := tail_counts(o, mine, _counts(now, 0.0))):
+            self.batches.add(tail[0], tail[2])
 
     def totals(self) -> Counts:
-        c = self.counts
-        return Counts(c["completed"], c["errors"], c["dropped"],
-                      max(self.last_s - self.start_s, 0.0), c["good"], c["tokens"])
+        return _counts(self.counts, max(self.last_s - self.start_s, 0.0))
 
-    def judge(self, strict: bool, level: float = 0.95) -> SLOResult:
+    def n_eff(self) -> float | None:
+        return self.batches.n_eff() if self.batches is not None else None
+
+    def judge(self, strict: bool, level: float = 0.95, correlated: bool = True) -> SLOResult:
+        """Its verdict so far; `correlated=False` takes the samples as
+        independent (an abort judges this run's requests, not the process)."""
         counts = self.totals()
         o = self.objective
         if o.trend is not None:  # a trend's window: its value, as a plain objective's
             return evaluate(o.model_copy(update={"trend": None}), [self.hist], counts,
                             strict=strict, level=level, decide=False)
-        return evaluate(o, [self.hist], counts, strict=strict, level=level)
+        return evaluate(o, [self.hist], counts, strict=strict, level=level,
+                        n_eff=self.n_eff() if correlated else None)
 
     def close_window(self, strict: bool) -> SLOResult:
         r = self.judge(strict)
@@ -95,8 +113,9 @@ class Decision:
 
 
 class LiveJudge:
-    """Tracks windowed and abort objectives, and with `until_decided` every
-    SLO; `on_breach` stops the run, `on_decided` ends it early."""
+    """Tracks windowed, abort and counted objectives (the last for their
+    n_eff, and to decide them early); `on_breach` stops the run, `on_decided`
+    (stop_when_decided) ends it once every SLO is decided."""
 
     def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
                  on_breach: Callable[[SLOResult, float], None], interval_s: float = 1.0,
@@ -107,14 +126,14 @@ class LiveJudge:
         self.tracked = []
         for o in objectives:
             trend = o.trend is not None and o.metric in TIME_METRICS
-            if o.window_s is not None or o.abort or trend \
-                    or on_decided is not None and o.counted:
+            if o.window_s is not None or o.abort or trend or o.counted:
                 start, end = phases.span(Scope(o.scope))
                 window = o.window_s
                 if trend and o.trend is not None:
                     window = o.trend.window_s or default_window(end - start, interval_s)
                 self.tracked.append(_Tracked(o, start, end, scope_start_s=start,
-                                             window_s=window))
+                                             window_s=window,
+                                             batches=ShareBatches() if o.counted else None))
         self.breach: tuple[SLOResult, float] | None = None
         self.decided: Decision | None = None
         # Decisions wait for this many whole intervals of the earliest scope.
@@ -151,14 +170,14 @@ class LiveJudge:
                 if interval.end_s + self.slack >= t.start_s + t.window_s \
                         and interval.end_s < t.end_s - self.slack:
                     # Judged at the stricter level before the window closes.
-                    strict_r = t.judge(self.strict, ABORT_LEVEL) if o.abort else None
+                    strict_r = t.judge(self.strict, ABORT_LEVEL, correlated=False) if o.abort else None
                     r = t.close_window(self.strict)
                     clear = strict_r is not None and strict_r.verdict == Verdict.FAIL \
                         and not strict_r.marginal
                     if o.abort and self._window_breach(t, clear):
                         self._breach(r, interval.end_s, t)
             elif o.abort and interval.end_s >= t.scope_start_s + o.abort_after_s:
-                r = t.judge(self.strict, ABORT_LEVEL)
+                r = t.judge(self.strict, ABORT_LEVEL, correlated=False)
                 if r.verdict == Verdict.FAIL and not r.marginal:
                     self._breach(r, interval.end_s, t)
         if self.on_decided is not None and self.decided is None and self.breach is None \
@@ -171,8 +190,8 @@ class LiveJudge:
         every interval)."""
         verdicts = {}
         for t in self.tracked:
-            tail = tail_counts(t.objective, t.hist, t.totals()) if t.objective.counted else None
-            if tail is None or (holds := always_valid_decides(*tail)) is None:
+            tail = tail_counts(t.objective, [t.hist], t.totals()) if t.objective.counted else None
+            if tail is None or (holds := always_valid_decides(*tail, n_eff=t.n_eff())) is None:
                 return
             verdicts[t.objective.name] = Verdict.PASS if holds else Verdict.FAIL
         self.decided = Decision(at_s, verdicts)
@@ -193,6 +212,10 @@ class LiveJudge:
         if self.breach is None:
             self.breach = (r, at_s)
             self.on_breach(r, at_s)
+
+    def n_eff(self) -> dict[str, float | None]:
+        """Each counted objective's effective sample size, by name."""
+        return {t.objective.name: t.n_eff() for t in self.tracked if t.batches is not None}
 
     def results(self) -> dict[str, SLOResult]:
         """Final verdicts of windowed objectives and of the objective that

@@ -88,6 +88,7 @@ def test_config_defaults_and_validation() -> None:
 # -- non-streaming ----------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_non_streaming_chat_usage_and_latency() -> None:
     async def go():
         async with _server(ttft_ms=20, itl_ms=10) as (url, s):
@@ -163,6 +164,7 @@ def test_output_is_deterministic_per_seed() -> None:
 # -- streaming ------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_streaming_chat_with_usage_and_itl_accuracy() -> None:
     n = 40
 

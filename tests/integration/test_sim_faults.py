@@ -151,6 +151,7 @@ def test_stall_freezes_every_stream_for_its_duration() -> None:
     assert abs(late_times[0] - (1.35 + 0.005)) <= 0.004, (late_sent, late_times[0])
 
 
+@pytest.mark.timing
 def test_degradation_grows_step_times_by_the_configured_rate() -> None:
     """6000%/min compounding: x 61 ** (t / 60) at t seconds."""
     degrade = {"kind": "degrade", "percent_per_minute": 6000}
@@ -170,6 +171,7 @@ def test_degradation_grows_step_times_by_the_configured_rate() -> None:
         assert abs(observed - expected) <= 0.01 * expected, (lo, observed, expected)
 
 
+@pytest.mark.timing
 def test_version_b_is_slower_and_says_the_wrong_thing() -> None:
     version_b = {"kind": "version_b", "fraction": 0.5, "slowdown": 2, "wrong_content": True}
 
@@ -203,6 +205,7 @@ def test_version_b_is_slower_and_says_the_wrong_thing() -> None:
 # -- replicas ---------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_replica_death_cuts_its_requests_and_health_shows_it() -> None:
     death = {"kind": "replica_death", "replica": 1, "start": 0.5, "end": 1.2}
 

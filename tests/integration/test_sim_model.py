@@ -30,6 +30,10 @@ from support.sim import (
     timed_stream,
 )
 
+# The simulator's timing model is what is asserted, to the millisecond: run
+# alone, not beside other tests under pytest-xdist.
+pytestmark = pytest.mark.timing
+
 
 def _mean_gap_ms(times: list[float]) -> float:
     # Over the middle of the stream; a mean, because a median of gaps is skewed
@@ -89,7 +93,6 @@ def test_decode_step_grows_with_the_batch() -> None:
     assert all(abs(g - 12.0) <= 0.3 for g in gaps), gaps
 
 
-@pytest.mark.timing
 @pytest.mark.slow
 def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
     """Two seats, 45 ms per request: capacity 44.4 req/s.  At 30 req/s nobody

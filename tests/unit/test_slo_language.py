@@ -258,3 +258,24 @@ def test_windows_failing_on_errors_alone_have_no_value_and_no_crash():
     r = next(iter(judge.results().values()))
     assert r.verdict == "fail" and r.observed is None
     assert r.windows.judged == 3 and r.windows.passed == 0
+
+
+def test_slow_seconds_together_are_worth_fewer_samples_than_slow_requests_apart():
+    """The same 1% of slow requests, in one 12-s burst or spread evenly: the
+    burst's requests are correlated (n_eff far under n), the spread ones not."""
+    o = parse_objective("latency p99 < 300ms")
+    burst = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda *_: None)
+    feed(burst, 1200, 100, 600, 612)
+    spread = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda *_: None)
+    rng = random.Random(3)
+    for i in range(1200):  # the same 1,200 slow requests, one per second
+        h = new_histogram()
+        for j in range(100):
+            record_us(h, int(rng.uniform(500e3, 900e3) if j == 0 else rng.uniform(10e3, 40e3)))
+        spread.on_interval(Interval(i, i + 1, completed=100),
+                           {("latency", "measure", "chat", "default"): h},
+                           Counter({("completed", "measure", "chat", "default"): 100}))
+    n = 1200 * 100
+    burst_n, spread_n = burst.n_eff()[o.name], spread.n_eff()[o.name]
+    assert burst_n is not None and spread_n is not None
+    assert burst_n < 0.05 * n and spread_n >= 0.9 * n, (burst_n, spread_n)

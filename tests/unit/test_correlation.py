@@ -1,0 +1,115 @@
+"""The effective sample size of correlated latencies (loadkit.slo.correlation)
+and the coverage it buys: on AR(1) series and M/M/1 queues, the nominal 95%
+interval of p99 from n_eff covers the true p99 93-97% of the time, 91% in an
+M/M/1 at 95% load, where the interval that takes the samples as independent
+covers it 5-55% of the time (docs/slo.md has the table)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter
+
+from loadkit.slo.confidence import exceedance_decides, rank_interval
+from loadkit.slo.correlation import BATCHES, ShareBatches, effective_samples
+
+PER = 500  # samples per interval: a 1-s interval at 500 req/s
+
+
+def test_independent_samples_are_worth_about_themselves():
+    rng = np.random.default_rng(1)
+    k = (rng.random((600, PER)) < 0.05).sum(axis=1)
+    n_eff = effective_samples(list(k), [PER] * 600)
+    assert n_eff is not None and 0.85 * 600 * PER <= n_eff <= 600 * PER
+    # nothing beyond the threshold (or everything): nothing to measure a correlation by
+    assert effective_samples([0] * 50, [PER] * 50) == 50 * PER
+    assert effective_samples([], []) is None
+
+
+def test_batches_stay_flat_and_agree_with_the_series():
+    rng = np.random.default_rng(2)
+    batches = ShareBatches()
+    ks = [int(x) for x in rng.binomial(PER, 0.02, size=10_000)]
+    for k in ks:
+        batches.add(k, PER)
+    # a day of 1-s intervals would hold the same: at most 2 x BATCHES sums
+    assert len(batches._k) < 2 * BATCHES and batches.size == 256
+    whole = [sum(ks[i:i + 256]) for i in range(0, 10_000, 256)]
+    expected = effective_samples(whole, [PER * len(ks[i:i + 256])
+                                         for i in range(0, 10_000, 256)])
+    assert batches.n_eff() == pytest.approx(expected)
+
+
+def test_correlation_weakens_a_verdict():
+    """3% of 50,000 beyond the threshold of p97.5 < T fails outright as
+    independent samples; worth 500, the same share no longer decides it."""
+    assert exceedance_decides(1500, 1500, 50_000, 0.025) is False
+    assert exceedance_decides(1500, 1500, 50_000, 0.025, n_eff=500) is None
+
+
+def ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
+    """A stationary Gaussian AR(1) series of unit variance."""
+    e = rng.normal(size=n) * math.sqrt(1.0 - phi * phi)
+    return lfilter([1.0], [1.0, -phi], e, zi=[phi * rng.normal()])[0]
+
+
+def mm1(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
+    """Sojourn times of n customers of a stationary M/M/1 queue (service rate
+    1), by Lindley's recursion in closed form: W_n = U_n - min(-W_0, min U_j)."""
+    service = rng.exponential(1.0, n)
+    gaps = rng.exponential(1.0 / rho, n)
+    w0 = rng.exponential(1.0 / (1.0 - rho)) if rng.random() < rho else 0.0
+    u = np.concatenate([[0.0], np.cumsum(service[:-1] - gaps[1:])])
+    return u - np.minimum(-w0, np.minimum.accumulate(u)) + service
+
+
+def p99_interval(x: np.ndarray, correlated: bool) -> tuple[float, float]:
+    """loadkit's order-statistic interval of p99, its ranks from n_eff of the
+    indicator beyond the estimate, counted per interval of PER samples."""
+    n = len(x)
+    est = np.partition(x, math.ceil(0.99 * n) - 1)[math.ceil(0.99 * n) - 1]
+    k = (x > est).reshape(-1, PER).sum(axis=1)
+    n_eff = effective_samples(list(k), [PER] * (n // PER)) if correlated else None
+    lo, hi = rank_interval(n, 0.99, 0.95, n_eff)
+    ranks = [lo - 1] + ([hi - 1] if hi <= n else [])
+    s = np.partition(x, ranks)
+    return float(s[lo - 1]), float(s[hi - 1]) if hi <= n else math.inf
+
+
+def coverage(draw: Callable[[np.random.Generator], np.ndarray], truth: float,
+             correlated: bool, reps: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(reps):
+        lo, hi = p99_interval(draw(rng), correlated)
+        hits += lo <= truth <= hi
+    return hits / reps
+
+
+Z99 = NormalDist().inv_cdf(0.99)
+CASES = [  # name, draw, true p99, samples per run, the coverage it must reach
+    ("AR(1) phi 0.5", lambda r, n: ar1(r, n, 0.5), Z99, 50_000, 0.93),
+    ("AR(1) phi 0.9", lambda r, n: ar1(r, n, 0.9), Z99, 50_000, 0.93),
+    ("AR(1) phi 0.99", lambda r, n: ar1(r, n, 0.99), Z99, 100_000, 0.93),
+    ("M/M/1 rho 0.5", lambda r, n: mm1(r, n, 0.5), math.log(100) / 0.5, 50_000, 0.93),
+    # A queue near saturation slows in bursts whose sizes vary: a run without
+    # a big one looks calmer than the process is, and its n_eff is too large.
+    # The interval falls short of 95% there (docs/slo.md has the table).
+    ("M/M/1 rho 0.8", lambda r, n: mm1(r, n, 0.8), math.log(100) / 0.2, 100_000, 0.90),
+    ("M/M/1 rho 0.95", lambda r, n: mm1(r, n, 0.95), math.log(100) / 0.05, 500_000, 0.88),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,draw,truth,n,floor", CASES, ids=[c[0] for c in CASES])
+def test_nominal_95_percent_intervals_cover_the_true_p99(name, draw, truth, n, floor):
+    covered = coverage(lambda r: draw(r, n), truth, True, reps=300, seed=11)
+    naive = coverage(lambda r: draw(r, n), truth, False, reps=100, seed=12)
+    print(f"{name}: n_eff coverage {covered:.3f}, as independent {naive:.3f}")
+    assert floor <= covered <= 0.97, (name, covered)
+    if name != "AR(1) phi 0.5":  # barely correlated: both cover
+        assert naive < 0.9, (name, naive)
