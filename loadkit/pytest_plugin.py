@@ -43,7 +43,7 @@ def loadkit_gate(tmp_path: Path) -> Callable[..., dict]:
              allow_saturated: bool = False, out: str | Path | None = None,
              quiet_gc: bool = False) -> dict:
         from loadkit.errors import LoadkitError
-        from loadkit.report.markdown import render_markdown
+        from loadkit.outputs.markdown import render_markdown
         from loadkit.run.execute import RunOptions, execute, exit_code
         from loadkit.workload.loader import Overrides, load_workload
         from loadkit.workload.units import parse_duration

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadkit.report import REPORTS
+from loadkit.outputs import REPORTS
 from loadkit.result import RunResult
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import load_workload

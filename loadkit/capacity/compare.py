@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from loadkit.capacity.model import CapacityResult, Interval
 from loadkit.compare.model import Decision
 from loadkit.errors import ExitCode, InputError, gate
-from loadkit.report.junit import junit_document
+from loadkit.outputs.junit import junit_document
 from loadkit.result.model import Part
 
 

@@ -1,6 +1,6 @@
 """capacity.html: one self-contained page, the report.html way (no JavaScript,
 nothing fetched, everything autoescaped, charts as matplotlib's inline SVG
-through loadkit.report.canvas), with the report's own stylesheet.
+through loadkit.outputs.canvas), with the report's own stylesheet.
 
 Charts: latency against achieved throughput with the knee (the highest
 passing probe) marked, and the binding SLO's value with its 95% interval
@@ -20,9 +20,9 @@ import jinja2
 from loadkit.capacity.model import CapacityResult, ProbeRecord
 from loadkit.capacity.report import facts, headline, slo_cell, slo_names, verdict_word
 from loadkit.capacity.search import Status
-from loadkit.report import canvas
-from loadkit.report.format import quantity
-from loadkit.report.html import Chart, chart_entry
+from loadkit.outputs import canvas
+from loadkit.outputs.format import quantity
+from loadkit.outputs.html import Chart, chart_entry
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -34,7 +34,7 @@ _OTHER = "#7f7f7f"  # generator-limited or untrusted: no measure of the server
 
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("loadkit.report", "templates"),  # capacity.html.j2
+    loader=jinja2.PackageLoader("loadkit.outputs", "templates"),  # capacity.html.j2
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 

@@ -23,8 +23,8 @@ from loadkit.capacity.scale import at_load, with_warmup
 from loadkit.capacity.search import Probe, Status
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.errors import RunError
+from loadkit.outputs import REPORTS
 from loadkit.record.journal import JOURNAL_NAME, read_journal
-from loadkit.report import REPORTS
 from loadkit.result.model import RunResult, Verdict
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload

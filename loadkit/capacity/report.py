@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 
 from loadkit.capacity.gate import ANSWERED
 from loadkit.capacity.model import CapacityResult, Percentiles, ProbeRecord, SloPoint
-from loadkit.report.format import quantity
-from loadkit.report.junit import junit_document
+from loadkit.outputs.format import quantity
+from loadkit.outputs.junit import junit_document
 from loadkit.result.model import Verdict
 
 _WORD = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL", Verdict.INCONCLUSIVE: "⚠️ INCONCLUSIVE"}

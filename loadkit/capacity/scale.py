@@ -22,14 +22,6 @@ from loadkit.errors import InputError
 from loadkit.workload.arrival_specs import (
     ArrivalSpec,
     Closed,
-    Constant,
-    Diurnal,
-    Gamma,
-    OnOff,
-    Poisson,
-    Ramp,
-    Step,
-    Steps,
     Trace,
 )
 from loadkit.workload.loader import LoadedWorkload
@@ -120,24 +112,7 @@ def with_warmup(loaded: LoadedWorkload, probe_s: float) -> tuple[LoadedWorkload,
 
 
 def _spec(spec: ArrivalSpec | None, f: float) -> ArrivalSpec | None:
-    if spec is None:
-        return None
-    if isinstance(spec, (Constant, Poisson, Gamma)):
-        return spec.model_copy(update={"rate": spec.rate * f})
-    if isinstance(spec, OnOff):
-        return spec.model_copy(update={"base_rate": spec.base_rate * f,
-                                       "spike_rate": spec.spike_rate * f})
-    if isinstance(spec, Diurnal):
-        return spec.model_copy(update={"rates": [r * f for r in spec.rates]})
-    if isinstance(spec, Ramp):
-        return spec.model_copy(update={"from_rate": spec.from_rate * f,
-                                       "to_rate": spec.to_rate * f})
-    if isinstance(spec, Steps):
-        return spec.model_copy(update={"steps": [Step(rate=s.rate * f, duration=s.duration)
-                                                 for s in spec.steps]})
-    if isinstance(spec, Trace):
-        return spec.model_copy(update={"rate_scale": spec.rate_scale * f})
-    return spec.model_copy(update={"concurrency": max(1, round(spec.concurrency * f))})
+    return None if spec is None else spec.scaled_rate(f)
 
 
 def _set_users(w: Workload, phase: Phase, users: int) -> Workload:

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loadkit.engine import Progress
-from loadkit.report.format import error_summary, interval, quantity, samples, seconds
+from loadkit.outputs.format import error_summary, interval, quantity, samples, seconds
 from loadkit.result.model import RunResult, Verdict
 
 PLAIN_EVERY_S = 5.0

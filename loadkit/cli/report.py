@@ -22,8 +22,8 @@ import click
 from loadkit.cli.console import Console
 from loadkit.cli.params import duration
 from loadkit.errors import ExitCode, InputError
+from loadkit.outputs import write_all
 from loadkit.record.journal import JOURNAL_NAME, read_journal
-from loadkit.report import write_all
 from loadkit.result import load_run
 from loadkit.run.live_report import watch, write_report, writer_alive
 from loadkit.run.recover import Rebuild, has_journal

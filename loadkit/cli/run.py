@@ -10,7 +10,7 @@ from loadkit.cli.console import Console
 from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
 from loadkit.cli.params import duration
-from loadkit.report import REPORTS, parse_outputs
+from loadkit.outputs import REPORTS, parse_outputs
 from loadkit.run.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Workload

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loadkit.compare.model import Comparison, Decision
-from loadkit.report import canvas, chartdata, charts
-from loadkit.report.decimate import DEFAULT_POINTS, decimate
-from loadkit.report.format import quantity
-from loadkit.report.html import (
+from loadkit.outputs import canvas, chartdata, charts
+from loadkit.outputs.decimate import DEFAULT_POINTS, decimate
+from loadkit.outputs.format import quantity
+from loadkit.outputs.html import (
     _ENV,
     VERDICT_MARK,
     VERDICT_WORD,

@@ -10,7 +10,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from loadkit.compare.model import Comparison, Decision, Row
-from loadkit.report.junit import junit_document
+from loadkit.outputs.junit import junit_document
 
 _WORD = {Decision.REGRESSION: "❌ REGRESSION", Decision.IMPROVEMENT: "✅ IMPROVEMENT",
          Decision.NO_CHANGE: "✅ NO SIGNIFICANT CHANGE", Decision.INCONCLUSIVE: "⚠️ INCONCLUSIVE",

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from loadkit.compare.model import Decision, Row
 from loadkit.errors import InputError
 from loadkit.record.histogram import DamagedHistogram, HdrHistogram, decode, merged, percentile_us
-from loadkit.result.model import ALL, RunResult, Scope
+from loadkit.result.model import ALL, RunResult, Scope, SeriesTag
 from loadkit.slo.confidence import percentile_interval
 from loadkit.slo.evaluate import samples_needed
 from loadkit.slo.scopes import Phases
@@ -77,12 +77,12 @@ def scoped(run: RunResult) -> dict[Series, HdrHistogram]:
     return {k: merged(hs) for k, hs in parts.items()}
 
 
-def _parts(run: RunResult, tag: str) -> tuple[str, str, str, str]:
-    parts = tag.split(".")
-    if len(parts) != 4 or not all(parts):
+def _parts(run: RunResult, tag: str) -> SeriesTag:
+    key = SeriesTag.parse(tag)
+    if key is None:
         raise InputError(f"run {run.run_id}: histograms: {tag!r} is not "
                          "metric.phase.scenario.tenant")
-    return parts[0], parts[1], parts[2], parts[3]
+    return key
 
 
 def _decode(run: RunResult, tag: str, payload: str) -> HdrHistogram:

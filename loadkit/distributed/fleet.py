@@ -250,7 +250,7 @@ class Fleet:
         by_id = {m.worker: m for m in self.members}
         progress = self.progress = Progress(total_s=total_s)
         # The interval's CPU (its busiest worker's) before any other listener reads it.
-        recorder.listeners.insert(0, self._interval_cpu)
+        recorder.events.interval_closed.add_listener(self._interval_cpu, first=True)
         while not all(m.over for m in self.members):
             ev = await asyncio.to_thread(self._next, 0.25)
             if ev is None:

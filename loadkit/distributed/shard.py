@@ -78,7 +78,7 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
         recorder = Recorder(start_ns, goodput=tuple((c.metric, c.op, c.threshold_ns)
                                                     for c in w.goodput_rule()))
         writer = PartWriter(recorder)
-        recorder.listeners.append(HealthProbe.start().mark)
+        recorder.events.interval_closed.add_listener(HealthProbe.start().mark)
         whole_run = HealthProbe.start()
         recording = RecorderThread(recorder)
         engine = Engine(plan, recording, seq_first=k + 1, seq_step=n)
@@ -94,7 +94,7 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
                   "slots": engine.slots_sent, "dropped": engine.progress.dropped,
                   "scheduled": [[p, t, c] for (p, t), c in grown.items()]})
 
-        recorder.listeners.append(closed)
+        recorder.events.interval_closed.add_listener(closed)
 
         def listen() -> None:
             for line in commands:

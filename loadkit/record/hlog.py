@@ -9,19 +9,17 @@ spaces, as the format requires).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import IO
 
 from hdrh.log import HistogramLogReader, HistogramLogWriter
 
 from loadkit.record.histogram import HdrHistogram, acyclic, new_histogram
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_:\-]")
+from loadkit.result.model import SeriesTag
 
 
 def tag_for(metric: str, phase: str, scenario: str, tenant: str) -> str:
-    return ".".join(_UNSAFE.sub("_", p) for p in (metric, phase, scenario, tenant))
+    return str(SeriesTag.of(metric, phase, scenario, tenant))
 
 
 class HlogWriter:

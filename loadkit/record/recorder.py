@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadkit.errors import ErrorKind
+from loadkit.record.events import RunEvents
 from loadkit.record.histogram import HdrHistogram, merged, new_histogram, percentile_us, record_us
 from loadkit.record.hlog import HlogWriter, tag_for
+from loadkit.result.model import Interval
 from loadkit.workload.slo_spec import OPERATORS
 
 SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
@@ -58,29 +60,6 @@ class RequestRecord:
 
 
 @dataclass
-class Interval:
-    """Summary of one closed interval (all scenarios and tenants together)."""
-
-    start_s: float
-    end_s: float
-    completed: int = 0
-    errors: int = 0
-    output_tokens: int = 0
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
-    latency_max_ms: float | None = None
-    cpu_percent: float | None = None  # the generator's CPU over the interval (one core = 100)
-    steal_percent: float | None = None  # the host's CPU steal over the interval
-    lateness_p99_ms: float | None = None  # the generator's own delay (report: health)
-    cached_share: float | None = None  # prompt tokens the server said it had cached
-    prompt_drift: float | None = None  # the server's prompt tokens / asked - 1
-    # latency p99 per tenant, when more than one tenant answered in the interval
-    tenant_latency_p99_ms: dict[str, float] = field(default_factory=dict)
-    # completed requests by finish_reason (a shift in the mix: answers cut short)
-    finish_reasons: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class Recorder:
     start_ns: int
     hlog: HlogWriter | None = None
@@ -113,9 +92,9 @@ class Recorder:
     # Goodput: (metric, op, threshold ns) rules every good request meets.
     goodput: tuple[tuple[str, str, int], ...] = ()
     good: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
-    # Called at each rotation with (interval, its histograms, its counts by
-    # (what, phase, scenario, tenant)): live SLO windows and abort checks.
-    listeners: list[Callable[[Interval, dict, Counter], None]] = field(default_factory=list)
+    # The run's services subscribe here (record/events.py): interval_closed
+    # fires at each rotation, on this recorder's thread.
+    events: RunEvents = field(default_factory=RunEvents)
     # Called between the steps of a rotation: the recorder's thread yields
     # the core (and the GIL) there to the event loop (record/worker.py).
     pause: Callable[[], None] = field(default=lambda: None, repr=False)
@@ -325,9 +304,9 @@ class Recorder:
         if self.hlog is not None:
             self.hlog.flush()
         self.intervals.append(iv)
-        for listener in self.listeners:
+        for handler in self.events.interval_closed:
             pause()
-            listener(iv, self.current, self._interval_keyed)
+            handler(iv, self.current, self._interval_keyed)
         self.current = {}  # fresh histograms: allocating is 8x cheaper than reset()
         self._interval_start_ns = now_ns
         self._interval_counts.clear()

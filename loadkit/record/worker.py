@@ -23,9 +23,9 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from loadkit.record.recorder import Interval, Recorder, RequestRecord
+from loadkit.record.recorder import Recorder, RequestRecord
 
 __all__ = ["RecorderThread", "responsive_gil"]
 
@@ -35,11 +35,9 @@ POLL_S = 0.002  # how often the thread looks for work: requests wait at most thi
 class RecorderThread:
     """`record`, `drop` and `rotate` as the engine calls them, done on a thread."""
 
-    def __init__(self, recorder: Recorder,
-                 on_rotated: Callable[[Interval], None] | None = None) -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.start_ns = recorder.start_ns
-        self.on_rotated = on_rotated
         self._items: deque[RequestRecord | tuple[str, str, str] | int] = deque()
         self._closing = threading.Event()
         self._failure: BaseException | None = None
@@ -81,9 +79,7 @@ class RecorderThread:
                     if isinstance(item, RequestRecord):
                         rec.record(item)
                     elif isinstance(item, int):
-                        iv = rec.rotate(item)
-                        if self.on_rotated is not None:
-                            self.on_rotated(iv)
+                        rec.rotate(item)
                     else:
                         rec.drop(*item)
                 except Exception as exc:  # noqa: BLE001 - kept and raised on the loop's side

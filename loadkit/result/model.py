@@ -16,9 +16,12 @@ Times are in milliseconds unless a key says otherwise (`_s` seconds).
 from __future__ import annotations
 
 import enum
-from typing import Any, Final, Literal
+import re
+from dataclasses import field
+from typing import Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_core import core_schema
 
 SCHEMA_VERSION: Final = 1
@@ -72,6 +75,37 @@ class Scope(str):
 
 
 ALL = Scope("all")
+
+_UNSAFE_IN_TAG = re.compile(r"[^A-Za-z0-9_:\-]")
+
+
+class SeriesTag(NamedTuple):
+    """One series, as `histograms` in run.json and the hlog's `Tag=` name it:
+    `metric.phase.scenario.tenant`, each part made safe (other characters
+    are `_`, so a name's tag may differ from the name)."""
+
+    metric: str
+    phase: str
+    scenario: str
+    tenant: str
+
+    @classmethod
+    def of(cls, metric: str, phase: str, scenario: str, tenant: str) -> SeriesTag:
+        return cls(*(safe_part(p) for p in (metric, phase, scenario, tenant)))
+
+    @classmethod
+    def parse(cls, tag: str) -> SeriesTag | None:
+        """None when `tag` is not four non-empty parts."""
+        parts = tag.split(".")
+        return cls(*parts) if len(parts) == 4 and all(parts) else None
+
+    def __str__(self) -> str:
+        return ".".join(self)
+
+
+def safe_part(name: str) -> str:
+    """A name as a series tag spells it."""
+    return _UNSAFE_IN_TAG.sub("_", name)
 
 
 class Part(BaseModel):
@@ -300,8 +334,11 @@ class Summary(Part):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
-class Interval(Part):
-    """One closed interval of the run, every scenario and tenant together."""
+@pydantic_dataclass(config=ConfigDict(extra="ignore"))
+class Interval:
+    """One closed interval of the run, every scenario and tenant together: the
+    recorder fills it in as the interval closes (a mutable dataclass, the
+    same type from the recorder to run.json's `timeseries`)."""
 
     start_s: float
     end_s: float
@@ -314,7 +351,7 @@ class Interval(Part):
     cpu_percent: float | None = None  # the generator, one core = 100
     steal_percent: float | None = None  # the host
     lateness_p99_ms: float | None = None
-    tenant_latency_p99_ms: dict[str, float] = Field(default_factory=dict)
+    tenant_latency_p99_ms: dict[str, float] = field(default_factory=dict)
     # Prompt tokens the server said it served from its prefix cache, as a share
     # of the prompt tokens it counted (usage); None where it said nothing.
     cached_share: float | None = None
@@ -322,7 +359,7 @@ class Interval(Part):
     # where it said nothing.
     prompt_drift: float | None = None
     # Completed requests by the server's finish_reason (`missing`: none given)
-    finish_reasons: dict[str, int] = Field(default_factory=dict)
+    finish_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class TelemetrySource(Part):

@@ -126,7 +126,7 @@ class Measured:
         return dict(sorted(by.items()))
 
     def timeseries(self) -> list[Interval]:
-        return [Interval.model_validate(vars(iv)) for iv in self.recorder.intervals]
+        return list(self.recorder.intervals)
 
     def encoded_histograms(self) -> dict[str, str]:
         return {tag_for(*k): encode(h) for k, h in sorted(self.recorder.cumulative.items())}

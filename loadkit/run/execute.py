@@ -32,6 +32,7 @@ from loadkit.engine.preflight import check_target, discover_model
 from loadkit.engine.probe import credentials_source, explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
+from loadkit.outputs import REPORTS, write_all
 from loadkit.protocols.plan import plan_for
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
@@ -39,7 +40,6 @@ from loadkit.record.hlog import HlogWriter
 from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
 from loadkit.record.worker import RecorderThread
-from loadkit.report import REPORTS, write_all
 from loadkit.result.model import PhaseInfo, RunResult, Verdict, WorkloadInfo
 from loadkit.run.assemble import RunFacts, assemble
 from loadkit.run.live_report import live_report
@@ -193,24 +193,29 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         recorder = Recorder(start_ns, HlogWriter(hlog_file, start_at),
                             goodput=tuple((c.metric, c.op, c.threshold_ns)
                                           for c in w.goodput_rule()))
+        # The run's services, on the recorder's thread (record/worker.py), in
+        # this order: each may read the figures of those before it.
+        events = recorder.events
         if fleet is None:  # a fleet's intervals carry its busiest worker's CPU
-            recorder.listeners.append(HealthProbe.start().mark)
+            events.interval_closed.add_listener(HealthProbe.start().mark)
         if judge:
             recorder.keyed = True
-            recorder.listeners.append(judge.on_interval)
+            events.interval_closed.add_listener(judge.on_interval)
         watch = FailFastWatch(w.client.fail_fast, recorder,
                               lambda: driver.halt_threadsafe("client.fail_fast")) \
             if w.client.fail_fast else None
         if watch:
-            recorder.listeners.append(watch.on_interval)
-        # The loop only hands requests over; the recorder and every listener
-        # below run on the recorder's thread (record/worker.py).
+            events.interval_closed.add_listener(watch.on_interval)
+        # The loop only hands requests over to the recorder's thread.
         recording = RecorderThread(recorder)
         engine = Engine(plan, recording, on_interval=on_interval)
-        recording.on_rotated = engine.interval_closed
         driver: Engine | Fleet = fleet or engine
         # Crash-safe results: each interval's counters beside the hlog (record/journal.py).
-        recorder.listeners.append(IntervalJournal(journal, recorder, driver.scheduled, tele))
+        events.interval_closed.add_listener(IntervalJournal(journal, recorder, driver.scheduled,
+                                                            tele))
+        events.run_stopped.add_listener(lambda stopped: journal.end(stopped=stopped))
+        if fleet is None:  # the console's view (a fleet's comes from its parts)
+            events.interval_closed.add_listener(lambda iv, _h, _k: engine.interval_closed(iv))
         if options.metrics is not None:  # the last listener: it reads the others' figures
             options.metrics.attach(
                 recorder, phases=Phases(phases), objectives=objectives, judge=judge,
@@ -224,7 +229,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         else:
             with recording:
                 stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
-        journal.end(stopped=stopped)
+        events.run_stopped.fire(stopped)
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
                    "the schedule" if stopped and judge.breach is None and judge.decided is None
                    else None)

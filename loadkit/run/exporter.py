@@ -175,7 +175,7 @@ class LiveMetrics:
         if live:
             self._worker = _SoFarJudge(live, phases, strict, self._publish_so_far)
             self._worker.start()
-        recorder.listeners.append(self.on_interval)
+        recorder.events.interval_closed.add_listener(self.on_interval)
 
     def on_interval(self, interval: Interval, hists: dict, _keyed: Counter) -> None:
         t0, c0 = time.perf_counter_ns(), time.thread_time_ns()

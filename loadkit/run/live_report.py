@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from loadkit.errors import InputError
+from loadkit.outputs.html import render_html
 from loadkit.processes import stop
 from loadkit.record.journal import JOURNAL_NAME
-from loadkit.report.html import render_html
 from loadkit.run.recover import Rebuild
 
 NICENESS = 19

@@ -30,7 +30,6 @@ from typing import Any
 
 from loadkit.errors import InputError
 from loadkit.record.histogram import HdrHistogram, acyclic, decode, new_histogram
-from loadkit.record.hlog import tag_for
 from loadkit.record.journal import (
     EXTRA_COUNTERS,
     FORMAT,
@@ -40,7 +39,7 @@ from loadkit.record.journal import (
     parse_lines,
 )
 from loadkit.record.recorder import MAX_EXAMPLES, Interval, Recorder, SeriesKey
-from loadkit.result.model import Incomplete, PhaseInfo, RunResult, Telemetry
+from loadkit.result.model import Incomplete, PhaseInfo, RunResult, SeriesTag, Telemetry, safe_part
 from loadkit.run.assemble import RunFacts, assemble
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
@@ -143,7 +142,7 @@ class Rebuild:
         self.objectives = [Objective.model_validate(o) for o in header["objectives"]]
         names = header["names"]
         for name in [*names["phases"], *names["scenarios"], *names["tenants"]]:
-            self._names.setdefault(tag_for(name, "", "", "").split(".")[0], name)
+            self._names.setdefault(safe_part(name), name)
         self.judge = LiveJudge(self.objectives, Phases(self.phases), header["strict"],
                                on_breach=lambda _slo, _at: None,
                                interval_s=header["workload"]["interval_s"])
@@ -154,9 +153,9 @@ class Rebuild:
 
     def _key(self, tag: str) -> SeriesKey | None:
         if tag not in self._tags:
-            parts = tag.split(".")
-            self._tags[tag] = (parts[0], *(self._names.get(p, p) for p in parts[1:])) \
-                if len(parts) == 4 else None  # type: ignore[assignment]  # 4 parts: a key
+            key = SeriesTag.parse(tag)
+            self._tags[tag] = None if key is None else (
+                key.metric, *(self._names.get(p, p) for p in key[1:]))  # type: ignore[assignment]
         return self._tags[tag]
 
     def _parse_hlog(self, lines: list[bytes]) -> list[_Entry]:

@@ -23,6 +23,7 @@ interval of the run):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -82,7 +83,7 @@ def telemetry_section(data: dict | None, phases: list[PhaseInfo], recorder: Reco
         completed[phase] += n
     for (phase, _s, _t), n in recorder.output_tokens.items():
         tokens[phase] += n
-    intervals = [vars(iv) for iv in recorder.intervals]
+    intervals = [dataclasses.asdict(iv) for iv in recorder.intervals]
     # A run stopped early (abort, Ctrl-C) is costed over the time it ran.
     ended_s = intervals[-1]["end_s"] if intervals and stopped_early else None
     return section(data, phases, intervals, dict(completed), dict(tokens), ended_s)

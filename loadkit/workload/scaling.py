@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadkit.workload.arrival_specs import Closed, Diurnal, OnOff, Step, Steps, Trace
 from loadkit.workload.models import Phase, Tenant, Workload
 
 
@@ -26,21 +25,7 @@ def time_scaled(w: Workload, factor: float) -> Workload:
 
 def _scale(w: Workload, f: float, shapes: bool) -> Workload:
     def arrival(spec: Any) -> Any:
-        if not shapes or spec is None:
-            return spec
-        if isinstance(spec, OnOff):
-            return spec.model_copy(update={"spike_length": spec.spike_length * f,
-                                           "period": spec.period * f, "offset": spec.offset * f})
-        if isinstance(spec, Diurnal):
-            return spec.model_copy(update={"day": spec.day * f})
-        if isinstance(spec, Steps):
-            return spec.model_copy(update={"steps": [
-                Step(rate=s.rate, duration=s.duration * f) for s in spec.steps]})
-        if isinstance(spec, Trace):
-            return spec.model_copy(update={"speedup": spec.speedup / f})
-        if isinstance(spec, Closed):
-            return spec.model_copy(update={"think_time": spec.think_time * f})
-        return spec
+        return spec.scaled_time(f) if shapes and spec is not None else spec
 
     def phase(p: Phase) -> Phase:
         return p.model_copy(update={"duration": p.duration * f, "arrival": arrival(p.arrival)})

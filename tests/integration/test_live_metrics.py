@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadkit.report import REPORTS
+from loadkit.outputs import REPORTS
 from loadkit.run.execute import RunOptions, execute
 from loadkit.run.exporter import BUCKETS_S, LiveMetrics
 from loadkit.run.metrics_server import MetricsServer

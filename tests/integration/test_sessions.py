@@ -102,6 +102,7 @@ def test_sharegpt_conversations_become_sessions(server, run):
         assert sent[first] == k * len(conversations[first])
 
 
+@pytest.mark.timing
 def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(server, run,
                                                                            tmp_path):
     """Rows sharing a `session_id` are one conversation: each later turn at its

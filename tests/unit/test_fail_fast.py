@@ -16,7 +16,7 @@ def drive(per_second: list[tuple[int, ErrorKind | None]], spec: FailFast | None 
     rec = Recorder(0)
     stopped: list[int] = []
     watch = FailFastWatch(spec or FailFast(), rec, lambda: stopped.append(1))
-    rec.listeners.append(watch.on_interval)
+    rec.events.interval_closed.add_listener(watch.on_interval)
     for second, (n, kind) in enumerate(per_second, start=1):
         for _ in range(n):
             r = RequestRecord("t", "s", "measure", 0, 0, end=1)

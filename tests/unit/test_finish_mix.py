@@ -4,9 +4,9 @@ summary.md alike."""
 
 from __future__ import annotations
 
-from loadkit.report.finish_mix import finish_mix, finish_notes
-from loadkit.report.html import render_html
-from loadkit.report.markdown import render_markdown
+from loadkit.outputs.finish_mix import finish_mix, finish_notes
+from loadkit.outputs.html import render_html
+from loadkit.outputs.markdown import render_markdown
 from loadkit.result import RunResult
 from support.synthetic_run import synthetic_day
 

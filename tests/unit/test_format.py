@@ -3,7 +3,7 @@ errors summarised with an example each."""
 
 from __future__ import annotations
 
-from loadkit.report.format import error_line, error_summary, per_second, seconds
+from loadkit.outputs.format import error_line, error_summary, per_second, seconds
 from loadkit.result.model import Errors
 
 

@@ -100,8 +100,9 @@ def write_run(tmp_path, intervals: int = 12, seed: int = 7):
             recorder.keyed = True
             judge = LiveJudge(OBJECTIVES, Phases([PhaseInfo(**p) for p in PHASES]), False,
                               on_breach=lambda _slo, _at: None, interval_s=0.5)
-            recorder.listeners += [judge.on_interval,
-                                   IntervalJournal(journal, recorder, scheduled, telemetry)]
+            recorder.events.interval_closed.add_listener(judge.on_interval)
+            recorder.events.interval_closed.add_listener(
+                IntervalJournal(journal, recorder, scheduled, telemetry))
             for k in range(intervals):
                 t0 = k * 500 * MS
                 phase = "warm" if t0 < 1000 * MS else "main.phase"
@@ -219,7 +220,7 @@ def test_the_listener_keeps_nothing_per_interval(tmp_path):
     scheduled: Counter = Counter()
     with Journal(tmp_path / JOURNAL_NAME, header()) as journal:
         listener = IntervalJournal(journal, recorder, scheduled)
-        recorder.listeners.append(listener)
+        recorder.events.interval_closed.add_listener(listener)
         for k in range(300):
             scheduled[("main.phase", "acme")] += 1
             recorder.record(RequestRecord("acme", "chat", "main.phase", intended=k * MS,

@@ -14,8 +14,8 @@ import pytest
 
 from loadkit.cli import main
 from loadkit.compare import Comparison, render_compare_html
-from loadkit.report.decimate import decimate, decimate_points
-from loadkit.report.html import render_html, verdict_text
+from loadkit.outputs.decimate import decimate, decimate_points
+from loadkit.outputs.html import render_html, verdict_text
 from loadkit.result import parse_run
 from support.synthetic_run import synthetic_day
 

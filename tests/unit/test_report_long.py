@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from loadkit.report.html import render_html
+from loadkit.outputs.html import render_html
 from loadkit.result import RunResult, parse_run
 from support.synthetic_run import SPIKE_AT, SPIKE_MS, synthetic_day
 
@@ -66,7 +66,7 @@ def test_a_day_renders_like_ten_minutes_and_small_and_keeps_its_spike(day_run, s
 
 
 def test_the_spike_survives_decimation_of_the_day(day):
-    from loadkit.report.decimate import DEFAULT_POINTS, as_array, decimate
+    from loadkit.outputs.decimate import DEFAULT_POINTS, as_array, decimate
 
     t = as_array(iv["start_s"] for iv in day["timeseries"])
     env = decimate(t, as_array(iv["latency_p99_ms"] for iv in day["timeseries"]))

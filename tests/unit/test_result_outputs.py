@@ -1,5 +1,5 @@
 """A run's result assembled from recorded requests (loadkit.run.build,
-loadkit.slo.evaluate) and the outputs rendered from it (loadkit.report:
+loadkit.slo.evaluate) and the outputs rendered from it (loadkit.outputs:
 JUnit, Markdown, HTML), with what the server sent escaped in every one."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 from loadkit.errors import ErrorKind
+from loadkit.outputs import render_junit, render_markdown
+from loadkit.outputs.html import render_html
 from loadkit.record.recorder import Recorder, RequestRecord
-from loadkit.report import render_junit, render_markdown
-from loadkit.report.html import render_html
 from loadkit.result import RunResult, Verdict
 from loadkit.result.model import PhaseInfo, WorkloadInfo
 from loadkit.run.build import Measured, health

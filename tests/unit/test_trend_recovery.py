@@ -6,6 +6,7 @@ linear ramp, and the report's charts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -16,9 +17,8 @@ import numpy as np
 import pytest
 
 from loadkit.errors import ExitCode, WorkloadError
+from loadkit.outputs.html import render_html
 from loadkit.record.histogram import new_histogram, record_us
-from loadkit.record.recorder import Interval as RecorderInterval
-from loadkit.report.html import render_html
 from loadkit.result import parse_run
 from loadkit.result.model import Interval, PhaseInfo, Telemetry
 from loadkit.sim.faults import parse_faults
@@ -258,7 +258,7 @@ def feed_ttft(judge: LiveJudge, slope_ms_per_s: float, seed: int) -> None:
         for _ in range(RATE):
             t = i + rng.random()
             record_us(h, int((20.0 + slope_ms_per_s * t) * rng.lognormvariate(0, 0.2) * 1000))
-        judge.on_interval(RecorderInterval(i + 0.003 * (i > 0), i + 1 + 0.003, completed=RATE),
+        judge.on_interval(Interval(i + 0.003 * (i > 0), i + 1 + 0.003, completed=RATE),
                           {("ttft", "measure", "chat", "default"): h},
                           Counter({("completed", "measure", "chat", "default"): RATE}))
 
@@ -490,16 +490,16 @@ def test_ramp_fault_adds_a_linear_delay():
 
 def test_report_draws_trends_and_marks_recovery():
     doc = json.loads(json.dumps(synthetic_day(intervals=120, telemetry_step=1.0)))
-    ts = [Interval.model_validate(iv) for iv in doc["timeseries"]]
+    ts = [Interval(**iv) for iv in doc["timeseries"]]
     for i in range(50, 55):
-        ts[i] = ts[i].model_copy(update={"errors": 40, "completed": 0, "latency_p99_ms": None})
-    ts[55] = ts[55].model_copy(update={"latency_p99_ms": 2500.0})
+        ts[i] = dataclasses.replace(ts[i], errors=40, completed=0, latency_p99_ms=None)
+    ts[55] = dataclasses.replace(ts[55], latency_p99_ms=2500.0)
     phases = [PhaseInfo.model_validate(p) for p in doc["phases"]]
     rec = recovery_result(parse_objective("recovery_time < 30s"), ts, phases, {})
     assert rec.recovery.disturbances[0].recovery_s == 1.0
     trend = _trend("latency p99 trend < 1 ms/min", _points(0.05, 20, noise=0.5, window=6.0),
                    window=6.0)
-    doc["timeseries"] = [iv.model_dump(mode="json") for iv in ts]
+    doc["timeseries"] = [dataclasses.asdict(iv) for iv in ts]
     doc["slos"] += [s.model_dump(mode="json") for s in (rec, trend)]
     html = render_html(parse_run(doc))
     assert 'id="chart-trends"' in html and "Theil–Sen line" in html

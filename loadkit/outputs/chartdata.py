@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from loadkit.outputs.decimate import as_array
 from loadkit.record.histogram import decode, new_histogram, percentiles_us
-from loadkit.record.hlog import tag_for
-from loadkit.report.decimate import as_array
-from loadkit.result.model import Figures, RunResult, TelemetrySeries
+from loadkit.result.model import Figures, RunResult, SeriesTag, TelemetrySeries, safe_part
 
 if TYPE_CHECKING:
     from loadkit.record.histogram import HdrHistogram
@@ -30,20 +29,16 @@ IntervalColumn = Literal["start_s", "end_s", "completed", "errors", "output_toke
 IntervalCount = Literal["completed", "errors", "output_tokens"]
 
 
-def _part(name: str) -> str:
-    return tag_for("m", name, "s", "t").split(".")[1]  # a name as tags spell it
-
-
 def histogram(r: RunResult, metric: str, tenant: str | None = None) -> HdrHistogram | None:
     """The metric's cumulative histogram over the measured phases (one
     tenant's, when given), merged from run.json's encoded histograms."""
-    measured = {_part(p.name) for p in r.phases if not p.warmup}
-    want = _part(tenant) if tenant is not None else None
+    measured = {safe_part(p.name) for p in r.phases if not p.warmup}
+    want = safe_part(tenant) if tenant is not None else None
     out = new_histogram()
     for tag, payload in r.histograms.items():
-        parts = tag.split(".")
-        if len(parts) == 4 and parts[0] == metric and parts[1] in measured \
-                and (want is None or parts[3] == want):
+        key = SeriesTag.parse(tag)
+        if key is not None and key.metric == metric and key.phase in measured \
+                and (want is None or key.tenant == want):
             out.add(decode(payload))
     return out if out.get_total_count() else None
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from loadkit.report.decimate import Envelope
+from loadkit.outputs.decimate import Envelope
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loadkit.record.histogram import percentile_us
-from loadkit.report.canvas import COLOURS, WIDTH, envelope, figure
-from loadkit.report.chartdata import (
+from loadkit.outputs.canvas import COLOURS, WIDTH, envelope, figure
+from loadkit.outputs.chartdata import (
     SPECTRUM_DECADES,
     column,
     distribution,
@@ -30,8 +29,9 @@ from loadkit.report.chartdata import (
     time_unit,
     times,
 )
-from loadkit.report.decimate import as_array, decimate, decimate_points
-from loadkit.report.format import quantity
+from loadkit.outputs.decimate import as_array, decimate, decimate_points
+from loadkit.outputs.format import quantity
+from loadkit.record.histogram import percentile_us
 from loadkit.result.model import ALL, RunResult
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from loadkit.report.format import error_line, slo_line
+from loadkit.outputs.format import error_line, slo_line
 from loadkit.result.model import RunResult, Verdict
 
 

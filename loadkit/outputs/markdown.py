@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loadkit.report.finish_mix import finish_notes
-from loadkit.report.format import error_summary, interval, per_second, quantity, samples, seconds
+from loadkit.outputs.finish_mix import finish_notes
+from loadkit.outputs.format import error_summary, interval, per_second, quantity, samples, seconds
 from loadkit.result.model import Distribution, RunResult, Verdict
 from loadkit.telemetry.derive import describe
 

@@ -9,9 +9,9 @@ import csv
 import io
 from pathlib import Path
 
-from loadkit.report.html import render_html
-from loadkit.report.junit import render_junit
-from loadkit.report.markdown import render_markdown
+from loadkit.outputs.html import render_html
+from loadkit.outputs.junit import render_junit
+from loadkit.outputs.markdown import render_markdown
 from loadkit.result.model import RunResult
 
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import jinja2
 from markupsafe import Markup
 
-from loadkit.report import canvas, charts
-from loadkit.report.decimate import DEFAULT_POINTS
-from loadkit.report.finish_mix import finish_mix, finish_notes
-from loadkit.report.format import interval, quantity, samples, seconds
+from loadkit.outputs import canvas, charts
+from loadkit.outputs.decimate import DEFAULT_POINTS
+from loadkit.outputs.finish_mix import finish_mix, finish_notes
+from loadkit.outputs.format import interval, quantity, samples, seconds
 from loadkit.result import RunResult, SLOResult, Verdict
 from loadkit.result.model import Gpu, Telemetry, TelemetrySource
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("loadkit.report", "templates"),
+    loader=jinja2.PackageLoader("loadkit.outputs", "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["quantity"] = quantity
 _ENV.filters["interval"] = interval
