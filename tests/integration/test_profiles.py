@@ -20,6 +20,7 @@ def get_log(url: str) -> list[dict]:
 TIMED = {"quiet_gc": True}
 
 
+@pytest.mark.timing
 def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server, run, tmp_path):
     rows = [(0.0, 30, 5), (0.25, 12, 9), (0.3, 700, 2), (1.1, 5, 40), (1.9, 64, 1), (2.0, 8, 8)]
     lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
