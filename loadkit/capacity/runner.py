@@ -28,11 +28,14 @@ from loadkit.capacity.search import Conclusion, Found, Outcome, Probe, Status, s
 from loadkit.capacity.search import Settings as SearchSettings
 from loadkit.errors import InputError
 from loadkit.result.model import Verdict
+from loadkit.slo.confidence import samples_to_decide
 from loadkit.urls import without_credentials
 from loadkit.workload.loader import load_workload
+from loadkit.workload.slo_spec import Objective
 
 FLOOR_FACTOR = 64  # without --min, the search may fall this far below the workload's load
 START_UP_S = 3.0  # a probe's guessed cost beyond warm-up and measurement, before one ran
+EVIDENCE_MARGIN = 2.0  # room for a few requests beyond a threshold
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
         if req.expect.strip().startswith("headroom") and req.production is None:
             raise InputError(f"--expect {req.expect!r} needs --production-rate")
     settings = _settings(req, load_of(loaded), unit)
+    if req.setup.until_decided and all(o.counted for o in w.objectives()):
+        settings = dataclasses.replace(settings, evidence=evidence(w.objectives()))
     records: list[ProbeRecord] = []
 
     def run(probe: Probe) -> Outcome:
@@ -82,6 +87,17 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
                    else "embedded simulator (one per probe)",
                    workload=WorkloadRef(name=w.name, path=loaded.path, sha256=loaded.sha256))
     return regate(result, req.expect, req.production)
+
+
+def evidence(objectives: list[Objective]) -> float:
+    """Requests enough to decide every SLO when few are beyond its threshold:
+    twice what the always-valid test needs with none beyond."""
+    def allowed(o: Objective) -> float:
+        if o.quantile is not None:
+            return 1.0 - o.quantile if o.op.startswith("<") else o.quantile
+        return o.threshold if o.op.startswith("<") else 1.0 - o.threshold
+    return EVIDENCE_MARGIN * max((samples_to_decide(a) for o in objectives
+                                  if 0.0 < (a := allowed(o)) < 1.0), default=0)
 
 
 def _settings(req: Request, own: float, unit: str) -> SearchSettings:

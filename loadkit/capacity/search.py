@@ -11,13 +11,16 @@ relative: each probe halves log(high / low). It stops when
 (lowest failing - highest passing) / highest passing <= precision, or when
 the next probe would not fit in the budget.
 
-A probe that cannot be decided (`inconclusive`: too few samples, or the
-threshold inside the confidence interval with --strict) is run again at the
-same load for twice as long, more samples, up to `extensions` times; it is
-never guessed. A probe where the generator was the limit (fell behind its
-schedule, dropped arrivals, could not send the asked rate) says nothing
-about the server: it ends the search as `generator_limited` and is never
-counted as a failure; so does a probe that could not be trusted otherwise.
+A probe lasts `probe_s`, or long enough to send the `evidence` its SLOs
+need at its load when that is longer (probes that stop once decided only
+run it all when the verdict is close). A probe that cannot be decided
+(`inconclusive`: too few samples, or the threshold inside the confidence
+interval with --strict) is run again at the same load for twice as long,
+more samples, up to `extensions` times; it is never guessed. A probe where
+the generator was the limit (fell behind its schedule, dropped arrivals,
+could not send the asked rate) says nothing about the server: it ends the
+search as `generator_limited` and is never counted as a failure; so does a
+probe that could not be trusted otherwise.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class Settings:
     # Expected wall time of a probe per measured second (start-up, warm-up and
     # drain on top), before any probe has measured it.
     cost_ratio: float = 1.0
+    # Requests a probe's SLOs need to be decided (probes that stop when
+    # decided): a first attempt lasts long enough to send them, at least
+    # probe_s. 0: probe_s whatever the load (and always for closed loops).
+    evidence: float = 0.0
 
     def __post_init__(self) -> None:
         if not (0 < self.low <= self.start) or (self.high is not None and self.high < self.start):
@@ -153,8 +160,10 @@ class _State:
     def probe(self, run: Callable[[Probe], Outcome], value: float) -> Status | None:
         """Run `value`, extending an inconclusive probe; None when the budget
         cannot hold the next attempt."""
+        first = self.s.probe_s if self.s.integer or not self.s.evidence \
+            else max(self.s.probe_s, self.s.evidence / value)
         for attempt in range(self.s.extensions + 1):
-            probe = Probe(value, self.s.probe_s * 2 ** attempt, attempt)
+            probe = Probe(value, first * 2 ** attempt, attempt)
             if self.spent + probe.duration_s * self.ratio > self.s.budget_s:
                 return None
             outcome = run(probe)

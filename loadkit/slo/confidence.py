@@ -137,6 +137,19 @@ def always_valid_decides(k_sure: int, k_maybe: int, n: int, allowed: float,
     return None
 
 
+def samples_to_decide(allowed: float, level: float = 0.95) -> int:
+    """The fewest samples the always-valid test passes with none on the bad
+    side (436 for 1%)."""
+    lo, hi = 1, 1
+    while always_valid_decides(0, 0, hi, allowed, level) is not True:
+        lo, hi = hi, hi * 2
+    while lo < hi:  # the test passes at hi, not at lo (or lo is 1)
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if always_valid_decides(0, 0, mid, allowed, level) is not True \
+            else (lo, mid)
+    return hi
+
+
 def _log_mixture(k: float, n: float, p0: float, qs: list[float]) -> float:
     terms = [(k * math.log(q / p0) if k else 0.0) + (n - k) * math.log((1.0 - q) / (1.0 - p0))
              for q in qs if q > 0.0 or k == 0]

@@ -150,7 +150,9 @@ def test_simulator_capacity_within_10_percent_of_its_serving_model(tmp_path):
                            "exact_output": True}],
             # At a full batch a step takes 10 ms, so TPOT stays under 12 ms at any
             # load: the queue for seats, seen in TTFT, must bind.
-            "slos": ["ttft p90 < 150ms", "tpot p90 < 12ms", "error_rate < 1%"]}
+            # error_rate < 5%, not 1%: 1% needs 436 clean requests to be decided
+            # (14 s at 30 req/s), 5% needs 86 (the probes stay 4-6 s)
+            "slos": ["ttft p90 < 150ms", "tpot p90 < 12ms", "error_rate < 5%"]}
     out = tmp_path / "out"
     proc = cli("capacity", str(write(tmp_path, spec)), "--min", "30", "--max", "50",
                "--precision", "8%", "--probe", "4s", "--out", str(out), timeout=200)
@@ -180,8 +182,10 @@ def test_generator_as_the_limit_says_so_and_exits_3(knee_url, tmp_path, limit):
     spec = knee_workload(knee_url, duration=2, **changes)
     before = stats(knee_url)
     out = tmp_path / "out"
+    # --full-probes: a 2-s probe, not the 9 s that p99's evidence asks at 100 req/s
     proc = cli("capacity", str(write(tmp_path, spec)), "--min", "100", "--probe", "2s",
-               "--out", str(out), "--expect", "capacity >= 10 req/s", timeout=100)
+               "--full-probes", "--out", str(out), "--expect", "capacity >= 10 req/s",
+               timeout=100)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "generator, not the server, was the limit" in proc.stdout
     assert "--workers" in proc.stdout

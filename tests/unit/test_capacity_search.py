@@ -11,6 +11,7 @@ import random
 import pytest
 
 from loadkit.capacity.probe import classify
+from loadkit.capacity.runner import evidence
 from loadkit.capacity.search import (
     Conclusion,
     Outcome,
@@ -21,6 +22,8 @@ from loadkit.capacity.search import (
     search,
 )
 from loadkit.result.model import RunResult, Verdict
+from loadkit.slo.confidence import always_valid_decides, samples_to_decide
+from loadkit.workload.slo_spec import parse_objective
 from support.synthetic_run import synthetic_day
 
 
@@ -66,6 +69,29 @@ def test_a_start_above_capacity_falls_until_a_load_passes():
     assert found.conclusion == Conclusion.FOUND
     assert found.passed <= 13.0 < found.failed and found.width <= 0.05
     assert [p.value for p, _ in found.trials[:4]] == [100.0, 50.0, 25.0, 12.5]
+
+
+def test_a_probe_at_a_low_load_lasts_long_enough_for_its_evidence():
+    """The issue's staging endpoint: p99 needs 2 x 436 requests to pass by
+    the always-valid test; at 5 req/s that is 174 s, not three rounds of a
+    60-s probe; at 40 req/s the 60 s hold them."""
+    needed = evidence([parse_objective("latency p99 < 1s"), parse_objective("error_rate < 5%")])
+    assert needed == 2 * samples_to_decide(0.01) == 872
+    found = search(oracle(30.0), Settings(start=5, low=5, probe_s=60, budget_s=1e9,
+                                          evidence=needed))
+    durations = {p.value: p.duration_s for p, _ in found.trials}
+    assert durations[5] == pytest.approx(872 / 5) and durations[40] == 60
+    # a closed loop's load is users, not requests per second: probe_s as before
+    users = search(oracle(30.0), Settings(start=5, low=5, probe_s=60, budget_s=1e9,
+                                          evidence=needed, integer=True))
+    assert {p.duration_s for p, _ in users.trials} == {60}
+
+
+def test_samples_to_decide_is_the_first_count_the_test_passes():
+    for allowed in (0.5, 0.05, 0.01, 0.001):
+        n = samples_to_decide(allowed)
+        assert always_valid_decides(0, 0, n, allowed) is True
+        assert always_valid_decides(0, 0, n - 1, allowed) is None
 
 
 def test_bisections_needed_is_the_geometric_count():
