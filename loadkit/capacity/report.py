@@ -47,7 +47,8 @@ def facts(r: CapacityResult) -> list[tuple[str, str]]:
     s = r.settings
     out.append(("search", f"{len(r.probes)} probes in {r.spent_s:,.0f} s of a "
                           f"{s.budget_s:,.0f} s budget; precision {s.precision:.1%}, probes of "
-                          f"{s.probe_s:g} s from {s.start:.4g} {r.unit}; {r.conclusion}"))
+                          f"{s.probe_s:g} s or more from {s.start:.4g} {r.unit}; "
+                          f"{r.conclusion}"))
     return out
 
 

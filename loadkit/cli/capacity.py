@@ -156,8 +156,8 @@ def _probe_line(p: ProbeRecord) -> None:
     worst = [s for s in p.slos if s.verdict != "pass"][:2]
     slos = "  ".join(f"{s.name} {slo_cell(s)}" for s in worst)
     sent = f"sent {p.sent_rps:.4g}/s  " if p.sent_rps is not None else ""
-    decided = f" (decided at {p.decided_s:.4g} s)" if p.decided_s is not None else ""
-    click.echo(f"probe {p.index}: {p.value:.4g} for {p.duration_s:g} s{decided} -> "
+    decided = f" (decided at {p.decided_s:.3g} s)" if p.decided_s is not None else ""
+    click.echo(f"probe {p.index}: {p.value:.4g} for {p.duration_s:.3g} s{decided} -> "
                f"{p.status.upper().replace('_', ' ')}  {sent}done {p.throughput_rps:.4g}/s  "
                f"{slos}  ({p.elapsed_s:.1f} s)".rstrip(), err=True)
     for reason in p.reasons:
