@@ -114,8 +114,12 @@ def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
 def test_a_target_that_starts_refusing_stops_the_run(server, tmp_path):
     """403s from 3 s on: the run stops well before its 20 s, exit 3, and the
     console, summary.md and junit.xml say when and why."""
+    # --no-probe: the server counts its 3 s from the first chat request, which
+    # is then the run's first arrival (a probe, sent before the clock starts,
+    # would move the refusals earlier by however long the start took).
     with server("openai", "--refuse-after", "3") as url:
-        proc = cli("run", chat_workload(tmp_path, url), "--out", str(tmp_path / "out"))
+        proc = cli("run", chat_workload(tmp_path, url), "--no-probe",
+                   "--out", str(tmp_path / "out"))
     assert proc.returncode == 3, proc.stderr
     out = tmp_path / "out"
     result = json.loads((out / "run.json").read_text())
