@@ -79,6 +79,7 @@ def knee_search(knee_url, tmp_path_factory):
     return proc, out, LIMIT / (held_ms / 1000.0)
 
 
+@pytest.mark.alone
 def test_knee_server_capacity_within_5_percent_of_littles_law(knee_search):
     proc, out, expected = knee_search
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -102,6 +103,7 @@ def test_knee_server_capacity_within_5_percent_of_littles_law(knee_search):
     assert page.count("<svg") == 2 and "knee:" in page and "could not be drawn" not in page
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("threshold,code,verdict", [
     ("low", 0, "PASS"), ("inside", 1, "INCONCLUSIVE"), ("high", 1, "FAIL")])
 def test_gate_exit_codes_around_the_found_interval(knee_search, capsys, threshold, code,
@@ -116,6 +118,7 @@ def test_gate_exit_codes_around_the_found_interval(knee_search, capsys, threshol
         assert main([*args, "--inconclusive", "pass"]) == 0
 
 
+@pytest.mark.alone
 def test_compare_flags_a_release_that_lost_capacity(knee_search, tmp_path, capsys):
     _proc, out, _ = knee_search
     doc = capacity(out)
