@@ -90,6 +90,7 @@ def test_request_faults_are_classified_by_loadkit(run, fault: dict, stream: bool
     assert result["counts"]["completed"] + failed == n
 
 
+@pytest.mark.timing
 def test_rate_limit_answers_429_with_retry_after() -> None:
     faults = [{"kind": "rate_limit", "tenant": "acme", "per_second": 10, "burst": 5},
               {"kind": "rate_limit", "tenant": "slow", "per_second": 0.5, "burst": 1}]
@@ -251,6 +252,7 @@ def test_all_replicas_dead_answers_503() -> None:
     assert status == 503 and doc["error"]["type"] == "server_error"
 
 
+@pytest.mark.timing
 def test_a_fault_is_on_only_inside_its_window() -> None:
     """Every request fails from t = 0.3 to 0.6 s, and none outside."""
     async def go():
