@@ -28,6 +28,10 @@ from support.fake_nvml import FakeNvml
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Samplers on their own clocks are what is asserted (a sample within 50 ms of
+# when it was due): not beside other tests under pytest-xdist.
+pytestmark = pytest.mark.timing
+
 # A dcgm-exporter scrape (its default counters, two H100s, Kubernetes labels),
 # with %(...)s where values move between scrapes.
 _LABELS = ('gpu="{i}",UUID="GPU-5fd4e4b9-0c1e-7d3b-55a2-9a1f3c2e{i}d41",pci_bus_id="00000000:'
