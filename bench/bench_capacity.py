@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""What probes that stop once decided save a capacity search.
+"""What probes that stop once decided, and a ramp first, save a capacity search.
 
-    python bench/bench_capacity.py [--probe 20s] [--precision 5%]
+    python bench/bench_capacity.py [--probe 20s] [--precision 5%] [--min 200] [--ramp 5s]
 
 Starts the knee server of the capacity tests (tests/knee_server.py: 20
 requests in flight at 50 ms each, so its capacity is ~400 req/s by Little's
 law; beyond it every request takes the 500-ms slow path) and searches it
-twice with the same settings, `latency p99 < 100ms`: once with every probe
-run its whole length (`--full-probes`, as before stop_when_decided) and once
-as `loadkit capacity` runs by default, each probe ending when its SLO is
-decided. Prints both intervals and wall times, and their ratio: measured in
-the same run, so the machine's speed cancels out.
+three times with the same settings, `latency p99 < 100ms`: once with every
+probe run its whole length (`--full-probes`, as before stop_when_decided),
+once as `loadkit capacity` runs by default, each probe ending when its SLO
+is decided, and once with `--ramp` before those probes. Prints the intervals
+and wall times, and their ratios to the first: measured in the same run, so
+the machine's speed cancels out.
 """
 
 from __future__ import annotations
@@ -43,23 +44,29 @@ def knee_server() -> tuple[subprocess.Popen, str]:
     return proc, line.split()[1]
 
 
-def search(workload: Path, out: Path, probe: str, precision: str, full: bool) -> dict:
-    args = [sys.executable, "-m", "loadkit", "capacity", str(workload), "--min", "200",
-            "--max", "800", "--precision", precision, "--probe", probe, "--out", str(out), "-q"]
+def search(workload: Path, out: Path, a: argparse.Namespace, extra: list[str]) -> dict:
+    args = [sys.executable, "-m", "loadkit", "capacity", str(workload), "--min", a.min,
+            "--max", "800", "--precision", a.precision, "--probe", a.probe, "--out", str(out),
+            "-q", *extra]
     t0 = time.monotonic()
-    subprocess.run(args + (["--full-probes"] if full else []), cwd=ROOT, check=False,
-                   capture_output=True, text=True)
+    subprocess.run(args, cwd=ROOT, check=False, capture_output=True, text=True)
     wall = time.monotonic() - t0
     found = json.loads((out / "capacity.json").read_text())
+    ramp = found.get("ramp")
     return {"wall_s": wall, "passed": found["capacity"]["passed"],
             "failed": found["capacity"]["failed"],
-            "probes": [(p["value"], p["status"], p["decided_s"]) for p in found["probes"]]}
+            "probes": [(round(p["value"], 1), p["status"], p["decided_s"])
+                       for p in found["probes"]],
+            "ramp": f"{len(ramp['steps'])} steps in {ramp['elapsed_s']:.1f} s, failed at "
+                    f"{ramp['failed']}" if ramp else None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probe", default="20s")
     parser.add_argument("--precision", default="5%")
+    parser.add_argument("--min", default="200")
+    parser.add_argument("--ramp", default="5s")
     a = parser.parse_args()
     server, url = knee_server()
     try:
@@ -71,15 +78,19 @@ def main() -> None:
                 "arrival": {"process": "constant", "rate": 100}, "client": {"drain": "2s"},
                 "scenarios": [{"name": "post", "kind": "http", "method": "POST", "path": "/"}],
                 "slos": ["latency p99 < 100ms"]}))
-            full = search(workload, folder / "full", a.probe, a.precision, full=True)
-            decided = search(workload, folder / "decided", a.probe, a.precision, full=False)
+            full = search(workload, folder / "full", a, ["--full-probes"])
+            decided = search(workload, folder / "decided", a, [])
+            ramped = search(workload, folder / "ramp", a, ["--ramp", a.ramp])
     finally:
         server.terminate()
         server.wait(timeout=10)
-    for name, r in (("full probes", full), ("stop when decided", decided)):
+    for name, r in (("full probes", full), ("stop when decided", decided),
+                    (f"ramp {a.ramp}, then", ramped)):
+        ramp = f"; ramp {r['ramp']}" if r["ramp"] else ""
         print(f"{name:>18}: capacity [{r['passed']}, {r['failed']}) req/s in "
-              f"{r['wall_s']:.1f} s; probes (load, status, decided at s): {r['probes']}")
-    print(f"wall time ratio (stop when decided / full): {decided['wall_s'] / full['wall_s']:.2f}")
+              f"{r['wall_s']:.1f} s{ramp}; probes (load, status, decided at s): {r['probes']}")
+    print(f"wall time ratio to full probes: stop when decided "
+          f"{decided['wall_s'] / full['wall_s']:.2f}, ramp first {ramped['wall_s'] / full['wall_s']:.2f}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,33 @@ class ProbeRecord(Part):
     telemetry_simulated: bool = False
 
 
+class RampStep(Part):
+    """One step of the ramp: its load, judged by its own requests."""
+
+    value: float  # the load, in the result's unit
+    phase: str  # the step's phase in the ramp's run.json
+    start_s: float  # since the ramp run's start
+    status: Status  # pass, fail or inconclusive (too few requests to decide)
+    samples: int
+    slos: list[SloPoint] = Field(default_factory=list)
+
+
+class Ramp(Part):
+    """--ramp: one continuous run raising the load step by step before the
+    probes (capacity/ramp.py); its failing step bounds the search above."""
+
+    step_s: float
+    loads: list[float]  # every step planned; `steps` holds those reached
+    folder: str
+    run_id: str | None = None
+    elapsed_s: float
+    trusted: bool  # False: ignored (the generator was the limit, the run failed)
+    reasons: list[str] = Field(default_factory=list)
+    steps: list[RampStep] = Field(default_factory=list)
+    confirm: float | None = None  # the search's first load: the step below the failing one
+    failed: float | None = None  # the lowest failing step's load
+
+
 class Interval(Part):
     """capacity >= passed and < failed; either bound may be unknown."""
 
@@ -116,6 +143,7 @@ class Settings(Part):
     growth: float
     extensions: int
     strict: bool
+    ramp_s: float | None = None  # --ramp: each step's length
 
 
 class WorkloadRef(Part):
@@ -142,6 +170,7 @@ class CapacityResult(Part):
     settings: Settings
     spent_s: float
     probes: list[ProbeRecord]
+    ramp: Ramp | None = None  # --ramp: the first answer the probes started from
     headroom: Headroom | None = None
     expectation: Expectation | None = None
     verdict: Verdict  # the expectation's, else whether the search reached an answer

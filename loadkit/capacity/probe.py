@@ -25,7 +25,7 @@ from loadkit.distributed.fleet import FleetOptions
 from loadkit.errors import RunError
 from loadkit.outputs import REPORTS
 from loadkit.record.journal import JOURNAL_NAME, read_journal
-from loadkit.result.model import RunResult, Verdict
+from loadkit.result.model import RunResult, SLOResult, Verdict
 from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.models import Workload
@@ -174,12 +174,15 @@ def record_of(result: RunResult, base: dict, elapsed_s: float, good: int | None
         completed=c.completed, errors=c.errors, dropped=c.dropped,
         lateness_p99_ms=result.health.lateness_p99_ms, saturated=result.health.saturated,
         latency=latency,
-        slos=[SloPoint(name=x.name, text=x.text, metric=x.metric, op=x.op,
-                       threshold=x.threshold, unit=x.unit, observed=x.observed,
-                       ci_low=x.ci_low, ci_high=x.ci_high, marginal=x.marginal,
-                       verdict=x.verdict, reason=x.reason) for x in result.slos],
+        slos=slo_points(result.slos),
         gpu_util_mean=figure("gpu.util.mean"), idle_silicon=figure("idle_silicon"),
         energy_per_request_j=figure("energy_per_request"),
         cost_per_1m_output_tokens=figure("cost_per_1m_output_tokens"),
         cost_per_1k_requests=figure("cost_per_1k_requests"),
         telemetry_simulated=bool(result.telemetry and result.telemetry.simulated))
+
+
+def slo_points(slos: list[SLOResult]) -> list[SloPoint]:
+    return [SloPoint(name=x.name, text=x.text, metric=x.metric, op=x.op, threshold=x.threshold,
+                     unit=x.unit, observed=x.observed, ci_low=x.ci_low, ci_high=x.ci_high,
+                     marginal=x.marginal, verdict=x.verdict, reason=x.reason) for x in slos]

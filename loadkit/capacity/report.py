@@ -44,12 +44,30 @@ def facts(r: CapacityResult) -> list[tuple[str, str]]:
         out.append(("headroom", f"{low}–{high} over {h.production:g} {r.unit} in production"))
     if e := r.expectation:
         out.append(("expectation", f"{e.text}: {e.verdict.upper()} ({e.reason})"))
+    if r.ramp is not None:
+        out.append(("ramp", ramp_fact(r)))
     s = r.settings
     out.append(("search", f"{len(r.probes)} probes in {r.spent_s:,.0f} s of a "
                           f"{s.budget_s:,.0f} s budget; precision {s.precision:.1%}, probes of "
                           f"{s.probe_s:g} s or more from {s.start:.4g} {r.unit}; "
                           f"{r.conclusion}"))
     return out
+
+
+def ramp_fact(r: CapacityResult) -> str:
+    ramp = r.ramp
+    assert ramp is not None
+    steps = ramp.steps
+    reached = (f"{len(steps)} of {len(ramp.loads)} steps of {ramp.step_s:g} s, "
+               f"{steps[0].value:.4g} to {steps[-1].value:.4g} {r.unit}" if steps
+               else f"none of {len(ramp.loads)} steps")
+    if not ramp.trusted:
+        return f"{reached} in {ramp.elapsed_s:,.0f} s, ignored: {'; '.join(ramp.reasons)}"
+    failed = f"failed at {ramp.failed:.4g} {r.unit}" if ramp.failed is not None \
+        else "no step failed"
+    confirm = f"; the probes started at {ramp.confirm:.4g} {r.unit}" \
+        if ramp.confirm is not None else ""
+    return f"{reached} in {ramp.elapsed_s:,.0f} s: {failed}{confirm}"
 
 
 def render_markdown(r: CapacityResult) -> str:
@@ -83,15 +101,23 @@ def render_markdown(r: CapacityResult) -> str:
     notes = [f"- probe {p.index}: {'; '.join(p.reasons)}" for p in r.probes if p.reasons]
     if notes:
         lines += ["", *notes]
+    if r.ramp is not None and r.ramp.steps:
+        lines += ["", "## Ramp", "", f"One run, `{r.ramp.folder}/`; each step judged on its own "
+                  "requests.", "", "| step | load | from | samples | status | " + " | ".join(
+                      f"`{n}`" for n in names) + " |", "|" + "---|" * (5 + len(names))]
+        for i, step in enumerate(r.ramp.steps, 1):
+            slos = {s.name: s for s in step.slos}
+            lines.append("| " + " | ".join(
+                [str(i), f"{step.value:.4g} {r.unit}", f"{step.start_s:g} s", str(step.samples),
+                 _MARK.get(step.status, step.status)] + [slo_cell(slos.get(n)) for n in names])
+                + " |")
     return "\n".join(lines) + "\n"
 
 
 def slo_names(r: CapacityResult) -> list[str]:
-    seen: dict[str, None] = {}
-    for p in r.probes:
-        for s in p.slos:
-            seen.setdefault(s.name)
-    return list(seen)
+    points = [s for p in r.probes for s in p.slos]
+    points += [s for step in (r.ramp.steps if r.ramp else []) for s in step.slos]
+    return list(dict.fromkeys(s.name for s in points))
 
 
 def slo_cell(s: SloPoint | None) -> str:

@@ -18,13 +18,15 @@ from loadkit.capacity.model import (
     CapacityResult,
     Interval,
     ProbeRecord,
+    Ramp,
     Settings,
     SloPoint,
     WorkloadRef,
 )
 from loadkit.capacity.probe import ProbeSetup, run_probe
+from loadkit.capacity.ramp import ramp_loads, run_ramp
 from loadkit.capacity.scale import WARMUP_MIN_S, WARMUP_SHARE, load_of, unit_of
-from loadkit.capacity.search import Conclusion, Found, Outcome, Probe, Status, search
+from loadkit.capacity.search import Conclusion, Found, Known, Outcome, Probe, Status, search
 from loadkit.capacity.search import Settings as SearchSettings
 from loadkit.errors import InputError
 from loadkit.result.model import Verdict
@@ -50,12 +52,13 @@ class Request:
     extensions: int = 2
     expect: str | None = None
     production: float | None = None
+    ramp_s: float | None = None  # --ramp: a ramp of steps this long before the probes
 
 
-def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None = None
-                  ) -> CapacityResult:
-    """Search, then judge; InputError (exit 2) before any probe when the request
-    cannot be carried out."""
+def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None = None,
+                  on_ramp: Callable[[Ramp], None] | None = None) -> CapacityResult:
+    """Search (after the ramp, with --ramp), then judge; InputError (exit 2)
+    before any probe when the request cannot be carried out."""
     started = _now()
     loaded = load_workload(req.setup.path, dataclasses.replace(req.setup.overrides,
                                                                duration=req.probe_s))
@@ -71,6 +74,24 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
     settings = _settings(req, load_of(loaded), unit)
     if req.setup.until_decided and all(o.counted for o in w.objectives()):
         settings = dataclasses.replace(settings, evidence=evidence(w.objectives()))
+    ramp, known = None, Known()
+    if req.ramp_s is not None:
+        if unit == USERS:
+            raise InputError("--ramp raises a rate: this workload's arrivals are closed "
+                             "loops (users); search without --ramp")
+        top = settings.high if settings.high is not None else settings.start * FLOOR_FACTOR
+        loads = ramp_loads(settings.start, top)
+        planned = (len(loads) + 1) * req.ramp_s + START_UP_S
+        if planned > settings.budget_s:
+            raise InputError(f"--budget {settings.budget_s:g}s cannot hold the ramp: "
+                             f"{len(loads)} steps of {req.ramp_s:g}s (narrow --min/--max "
+                             "or shorten --ramp)")
+        ramp = run_ramp(req.setup, loads, req.ramp_s)
+        if on_ramp is not None:
+            on_ramp(ramp)
+        known = Known(failed=ramp.failed, spent_s=ramp.elapsed_s)
+        if ramp.confirm is not None:
+            settings = dataclasses.replace(settings, start=ramp.confirm)
     records: list[ProbeRecord] = []
 
     def run(probe: Probe) -> Outcome:
@@ -80,8 +101,8 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
             on_probe(record)
         return Outcome(record.status, record.elapsed_s)
 
-    found = search(run, settings)
-    result = build(found, records, settings, unit, strict=req.setup.strict,
+    found = search(run, settings, known)
+    result = build(found, records, settings, unit, strict=req.setup.strict, ramp=ramp,
                    started_at=started, finished_at=_now(),
                    target=without_credentials(w.target) if w.target
                    else "embedded simulator (one per probe)",
@@ -128,9 +149,10 @@ def _settings(req: Request, own: float, unit: str) -> SearchSettings:
 
 def build(found: Found, records: list[ProbeRecord], s: SearchSettings, unit: str, *,
           strict: bool = False, started_at: str = "", finished_at: str = "",
-          target: str = "", workload: WorkloadRef | None = None) -> CapacityResult:
+          target: str = "", workload: WorkloadRef | None = None,
+          ramp: Ramp | None = None) -> CapacityResult:
     """The result of a finished search, not yet judged against an expectation."""
-    binding = binding_slo(records, found.failed)
+    binding = binding_slo(records, found.failed, ramp)
     trusted = found.conclusion not in (Conclusion.GENERATOR_LIMITED, Conclusion.UNTRUSTED)
     last = records[-1] if records else None
     untrusted = [] if trusted or last is None else \
@@ -144,18 +166,22 @@ def build(found: Found, records: list[ProbeRecord], s: SearchSettings, unit: str
         binding_slo=binding.name if binding else None,
         settings=Settings(start=s.start, low=s.low, high=s.high, precision=s.precision,
                           probe_s=s.probe_s, budget_s=s.budget_s, growth=s.growth,
-                          extensions=s.extensions, strict=strict),
-        spent_s=found.spent_s, probes=records, verdict=Verdict.INCONCLUSIVE, trusted=trusted,
+                          extensions=s.extensions, strict=strict,
+                          ramp_s=ramp.step_s if ramp else None),
+        spent_s=found.spent_s, probes=records, ramp=ramp, verdict=Verdict.INCONCLUSIVE, trusted=trusted,
         untrusted_reasons=untrusted, advice=advice(found, last))
 
 
-def binding_slo(records: list[ProbeRecord], failed: float | None) -> SloPoint | None:
-    """The SLO that binds first: of those failing at the lowest failing load,
-    the one furthest beyond its threshold."""
-    at = [r for r in records if r.status == Status.FAIL and r.value == failed]
+def binding_slo(records: list[ProbeRecord], failed: float | None,
+                ramp: Ramp | None = None) -> SloPoint | None:
+    """The SLO that binds first: of those failing at the lowest failing load
+    (a probe's, else the ramp's step), the one furthest beyond its threshold."""
+    at = [r.slos for r in records if r.status == Status.FAIL and r.value == failed]
+    if not at and ramp is not None and failed is not None and ramp.failed == failed:
+        at = [s.slos for s in ramp.steps if s.value == failed]
     if not at:
         return None
-    failing = [s for s in at[-1].slos if s.verdict == Verdict.FAIL]
+    failing = [s for s in at[-1] if s.verdict == Verdict.FAIL]
     return max(failing, key=_excess, default=None)
 
 

@@ -11,6 +11,10 @@ relative: each probe halves log(high / low). It stops when
 (lowest failing - highest passing) / highest passing <= precision, or when
 the next probe would not fit in the budget.
 
+What is known before the first probe (`Known`: a ramp's failing load, the
+wall time it took) seeds the search: the failing load bounds it above, and
+its time counts against the budget.
+
 A probe lasts `probe_s`, or long enough to send the `evidence` its SLOs
 need at its load when that is longer (probes that stop once decided only
 run it all when the verdict is close). A probe that cannot be decided
@@ -30,8 +34,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Conclusion", "Found", "Outcome", "Probe", "Settings", "Status", "bisections_needed",
-           "search"]
+__all__ = ["Conclusion", "Found", "Known", "Outcome", "Probe", "Settings", "Status",
+           "bisections_needed", "search"]
 
 
 class Status(enum.StrEnum):
@@ -99,6 +103,14 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Known:
+    """What the search knows before its first probe."""
+
+    failed: float | None = None  # a load shown failing: the search stays below it
+    spent_s: float = 0.0  # wall time already spent, of the budget
+
+
+@dataclass(frozen=True)
 class Found:
     conclusion: Conclusion
     passed: float | None  # highest load that passed: capacity >= passed
@@ -121,8 +133,11 @@ def bisections_needed(low: float, high: float, precision: float) -> int:
     return max(0, math.ceil(math.log2(ratio) - 1e-9)) if ratio > 1 else 0
 
 
-def search(run: Callable[[Probe], Outcome], s: Settings) -> Found:
+def search(run: Callable[[Probe], Outcome], s: Settings, known: Known = Known()) -> Found:
     state = _State(s)
+    if known.failed is not None and known.failed > s.start:
+        state.failed = known.failed
+    state.spent = known.spent_s
     value = _whole(s.start) if s.integer else s.start
     while True:
         status = state.probe(run, value)

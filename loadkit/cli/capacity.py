@@ -31,7 +31,7 @@ from loadkit.capacity import (
     write_all,
 )
 from loadkit.capacity import compare as capacity_compare
-from loadkit.capacity.model import ProbeRecord
+from loadkit.capacity.model import ProbeRecord, Ramp
 from loadkit.capacity.report import facts, headline, slo_cell
 from loadkit.cli.distributed import workers
 from loadkit.cli.params import duration
@@ -92,6 +92,10 @@ _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
 @click.option("--full-probes", is_flag=True,
               help="Run every probe its whole --probe length, even once its SLOs are "
                    "decided (by default a probe ends then).")
+@click.option("--ramp", "ramp_s", callback=duration(0.5), metavar="STEP",
+              help="First one continuous run that raises the load by 25% every STEP (e.g. "
+                   "10s) from --min until a step fails (or --max), then probes confirm the "
+                   "step below and bisect: a quick first answer.")
 @click.option("--workers", callback=workers, metavar="N|auto",
               help="Run each probe's load in N local worker processes (open loops only).")
 @click.option("--compare", "compare", nargs=2, type=click.Path(path_type=Path),
@@ -106,7 +110,7 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
                      budget_s: float, expect: str | None, production: float | None,
                      out_dir: Path | None, target: str | None, seed: int | None,
                      model: str | None, inconclusive: str, strict: bool,
-                     full_probes: bool, workers: int | None,
+                     full_probes: bool, ramp_s: float | None, workers: int | None,
                      compare: tuple[Path, Path] | None, max_loss: float, quiet: bool) -> int:
     """Find the highest load WORKLOAD carries within its SLOs.
 
@@ -134,14 +138,16 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
                        overrides=Overrides(target=target, slo_files=slo_files, seed=seed,
                                            model=model))
     request = Request(setup=setup, start=min_load, high=max_load, precision=precision,
-                      probe_s=probe_s, budget_s=budget_s, expect=expect, production=production)
+                      probe_s=probe_s, budget_s=budget_s, expect=expect, production=production,
+                      ramp_s=ramp_s)
     if not quiet:
         click.echo(f"loadkit capacity: {workload}, results in {out}/", err=True)
     # Each probe is a run that would append its summary.md to a GitHub job's
     # summary: the search's one capacity.md goes there instead.
     step_summary = os.environ.pop("GITHUB_STEP_SUMMARY", None)
     try:
-        result = find_capacity(request, on_probe=None if quiet else _probe_line)
+        result = find_capacity(request, on_probe=None if quiet else _probe_line,
+                               on_ramp=None if quiet else _ramp_line)
     finally:
         if step_summary is not None:
             os.environ["GITHUB_STEP_SUMMARY"] = step_summary
@@ -162,6 +168,16 @@ def _probe_line(p: ProbeRecord) -> None:
                f"{slos}  ({p.elapsed_s:.1f} s)".rstrip(), err=True)
     for reason in p.reasons:
         click.echo(f"  {reason}", err=True)
+
+
+def _ramp_line(ramp: Ramp) -> None:
+    for i, step in enumerate(ramp.steps, 1):
+        worst = [s for s in step.slos if s.verdict != "pass"][:2]
+        slos = "  ".join(f"{s.name} {slo_cell(s)}" for s in worst)
+        click.echo(f"ramp step {i}: {step.value:.4g} from {step.start_s:g} s -> "
+                   f"{step.status.upper()}  {step.samples} samples  {slos}".rstrip(), err=True)
+    for reason in ramp.reasons:
+        click.echo(f"  ramp ignored: {reason}", err=True)
 
 
 def _finish(result: CapacityResult, out: Path | None, inconclusive: str) -> int:

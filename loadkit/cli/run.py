@@ -77,9 +77,9 @@ def _outputs(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.option("--allow-saturated", is_flag=True,
               help="Exit by the verdict even when the generator fell behind.")
 @click.option("--stop-when-decided", is_flag=True,
-              help="End the run as soon as every SLO is decided (an always-valid test "
-                   "after each interval, from the 5th); the duration becomes a maximum "
-                   "(stop_when_decided).")
+              help="End the run as soon as its verdict is decided: every SLO passes, or "
+                   "one fails (an always-valid test after each interval, from the 5th); "
+                   "the duration becomes a maximum (stop_when_decided).")
 @click.option("--insecure", is_flag=True, default=None,
               help="Do not verify TLS certificates (explicit opt-in).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),

@@ -118,7 +118,7 @@ class Engine:
         self._early_lock = threading.Lock()
 
     def finish_threadsafe(self, cause: str) -> None:
-        """finish() from another thread (the recorder's: every SLO decided)."""
+        """finish() from another thread (the recorder's: the verdict decided)."""
         self._threadsafe(lambda: self.finish(cause))
 
     def halt_threadsafe(self, cause: str) -> None:
@@ -160,7 +160,7 @@ class Engine:
         self.stop.set()
 
     def finish(self, cause: str) -> None:
-        """End the schedule now for `cause` (every SLO decided): nothing more is
+        """End the schedule now for `cause` (the verdict decided): nothing more is
         released, and what is in flight gets `client.drain` to answer, as at
         the schedule's end."""
         if not self.stop.is_set():

@@ -142,8 +142,9 @@ class Aborted(Part):
 
 
 class DecidedEarly(Part):
-    """stop_when_decided: every SLO was decided at `at_s`, and the run ended
-    there (what was in flight drained, as at the schedule's end)."""
+    """stop_when_decided: the verdict was decided at `at_s` (every SLO
+    passed, or one failed), and the run ended there (what was in flight
+    drained, as at the schedule's end)."""
 
     at_s: float
     verdicts: dict[str, Verdict]  # by SLO name, when decided
@@ -498,7 +499,7 @@ class RunResult(Part):
     @property
     def measured_s(self) -> float:
         """Seconds measured (warm-up excluded): the measured phases, cut where a
-        run that ended early (an abort, every SLO decided) stopped."""
+        run that ended early (an abort, the verdict decided) stopped."""
         end = self.timeseries[-1].end_s if (self.aborted or self.decided) \
             and self.timeseries else float("inf")
         return sum(max(0.0, min(p.start_s + p.duration_s, end) - p.start_s)

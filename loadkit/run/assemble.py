@@ -86,9 +86,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
     decided = None
     if judge is not None and judge.decided is not None:
         d = judge.decided
-        decided = DecidedEarly(at_s=round(d.at_s, 3), verdicts=d.verdicts, reason=(
-            "every SLO was decided by the always-valid test (95%, valid however often "
-            "it looks)"))
+        decided = DecidedEarly(at_s=round(d.at_s, 3), verdicts=d.verdicts, reason=d.reason)
     return RunResult(
         run_id=facts.run_id, loadkit_version=facts.loadkit_version, host=facts.host,
         git_commit=facts.git_commit, started_at=facts.started_at, finished_at=finished_at,

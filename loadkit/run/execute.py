@@ -175,7 +175,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                       on_breach=lambda slo, _at: driver.halt_threadsafe(
                           f"the abort SLO `{slo.name}`"),
                       interval_s=w.interval,
-                      on_decided=(lambda _d: driver.finish_threadsafe("every SLO decided"))
+                      on_decided=(lambda d: driver.finish_threadsafe(d.reason))
                       if w.stop_when_decided else None)
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero

@@ -106,16 +106,25 @@ class _Tracked:
 
 @dataclass(frozen=True)
 class Decision:
-    """Every SLO decided while the run went (stop_when_decided)."""
+    """The run's verdict decided while it went (stop_when_decided): every SLO
+    passed, or one failed (`failed`: its name), which no other can undo."""
 
     at_s: float
-    verdicts: dict[str, Verdict]  # by objective name
+    verdicts: dict[str, Verdict]  # by objective name, those decided
+    failed: str | None = None
+
+    @property
+    def reason(self) -> str:
+        test = "the always-valid test (95%, valid however often it looks)"
+        if self.failed is not None:
+            return f"`{self.failed}` was decided failing by {test}, which fails the run"
+        return f"every SLO was decided by {test}"
 
 
 class LiveJudge:
     """Tracks windowed, abort and counted objectives (the last for their
     n_eff, and to decide them early); `on_breach` stops the run, `on_decided`
-    (stop_when_decided) ends it once every SLO is decided."""
+    (stop_when_decided) ends it once the verdict is decided."""
 
     def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
                  on_breach: Callable[[SLOResult, float], None], interval_s: float = 1.0,
@@ -185,16 +194,20 @@ class LiveJudge:
             self._decide(interval.end_s)
 
     def _decide(self, at_s: float) -> None:
-        """Every SLO decided by the always-valid test on all its scope has
-        measured: the run can end (no correction is owed for looking after
-        every interval)."""
-        verdicts = {}
+        """The run's verdict is decided by the always-valid test on all each
+        scope has measured, once every SLO passes or one fails: the run can
+        end (no correction is owed for looking after every interval)."""
+        verdicts: dict[str, Verdict] = {}
+        failed = None
         for t in self.tracked:
             tail = tail_counts(t.objective, [t.hist], t.totals()) if t.objective.counted else None
-            if tail is None or (holds := always_valid_decides(*tail, n_eff=t.n_eff())) is None:
-                return
-            verdicts[t.objective.name] = Verdict.PASS if holds else Verdict.FAIL
-        self.decided = Decision(at_s, verdicts)
+            holds = None if tail is None else always_valid_decides(*tail, n_eff=t.n_eff())
+            if holds is not None:
+                verdicts[t.objective.name] = Verdict.PASS if holds else Verdict.FAIL
+            failed = failed or (t.objective.name if holds is False else None)
+        if failed is None and len(verdicts) < len(self.tracked):
+            return
+        self.decided = Decision(at_s, verdicts, failed)
         assert self.on_decided is not None
         self.on_decided(self.decided)
 

@@ -48,7 +48,7 @@ class Overrides:
     fail_fast: bool = True  # False: client.fail_fast off
     probe: bool = True  # False: client.probe off
     drain: float | None = None  # seconds: client.drain
-    stop_when_decided: bool = False  # True: the run ends once every SLO is decided
+    stop_when_decided: bool = False  # True: the run ends once its verdict is decided
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ class Workload(Strict):
     # Per-request rules: a request is "good" when it answered, passed its
     # checks and meets every one (`goodput >= 95%` judges the share).
     goodput: list[GoodputText] = []
-    # End the run as soon as every SLO is decided (always-valid test, checked
+    # End the run as soon as its verdict is decided (always-valid test, checked
     # after every interval): the measure phase's length becomes a maximum.
     stop_when_decided: bool = False
     telemetry: TelemetrySpec | None = None  # GPU and server telemetry (loadkit/telemetry/)

@@ -104,6 +104,42 @@ def test_knee_server_capacity_within_5_percent_of_littles_law(knee_search):
 
 
 @pytest.mark.alone
+def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(knee_url,
+                                                                           tmp_path):
+    """--ramp from far below the knee: the ramp stops at the first step that
+    fails (stop_when_decided), the probes confirm the step below it and
+    bisect inside it, and the interval holds the server's own knee."""
+    before = stats(knee_url)
+    out = tmp_path / "out"
+    proc = cli("capacity", str(write(tmp_path, knee_workload(knee_url))), "--min", "200",
+               "--max", "800", "--precision", "5%", "--probe", "3s", "--ramp", "2s",
+               "--out", str(out), timeout=200)
+    after = stats(knee_url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = LIMIT / ((after["fast_mean_ms"] * after["fast"] - (before["fast_mean_ms"] or 0)
+                         * before["fast"]) / (after["fast"] - before["fast"]) / 1000.0)
+    result = capacity(out)
+    ramp, probes = result["ramp"], result["probes"]
+    lo, hi = result["capacity"]["passed"], result["capacity"]["failed"]
+    print(f"knee: expected {expected:.1f} req/s; ramp {[s['status'] for s in ramp['steps']]}; "
+          f"found [{lo:.1f}, {hi:.1f}) in {len(probes)} probes")
+    assert ramp["trusted"] and ramp["steps"][-1]["status"] == "fail"
+    assert len(ramp["steps"]) < len(ramp["loads"])  # it stopped at the failing step
+    assert ramp["failed"] == ramp["steps"][-1]["value"] >= expected * 0.95
+    assert ramp["confirm"] == ramp["steps"][-2]["value"] == probes[0]["value"]
+    assert "fail" not in [s["status"] for s in ramp["steps"][:-1]]
+    ramp_run = json.loads((out / ramp["folder"] / "run.json").read_text())
+    assert ramp_run["decided"] is not None and "failing" in ramp_run["decided"]["reason"]
+    # The probes stay below the ramp's failing step, and bisect as from a bracket.
+    assert all(p["value"] < ramp["failed"] for p in probes)
+    assert len(probes) <= 2 + bisections_needed(ramp["confirm"] / 2, ramp["failed"], 0.05)
+    assert result["conclusion"] == "found" and (hi - lo) / lo <= 0.05
+    assert lo <= expected * 1.05 and hi >= expected * 0.95
+    assert "## Ramp" in (out / "capacity.md").read_text()
+    assert "ramp step 1:" in proc.stderr
+
+
+@pytest.mark.alone
 @pytest.mark.parametrize("threshold,code,verdict", [
     ("low", 0, "PASS"), ("inside", 1, "INCONCLUSIVE"), ("high", 1, "FAIL")])
 def test_gate_exit_codes_around_the_found_interval(knee_search, capsys, threshold, code,
