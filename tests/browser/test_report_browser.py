@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.chromium import ARTIFACTS, browser, open_report  # noqa: F401 (fixtures)
+from support.chromium import (  # noqa: F401 (fixtures)
+    ARTIFACTS,
+    OpenReport,
+    browser,
+    open_report,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +45,7 @@ def _run(tmp: Path, spec: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def noisy_run(tmp_path_factory) -> Path:
+def noisy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two tenants, one spiking; streaming chat; four SLOs (one failing)."""
     return _run(tmp_path_factory.mktemp("noisy"), {
         "name": "browser-noisy", "seed": 11, "interval": "250ms", "lateness_bound": "500ms",
@@ -58,7 +63,8 @@ def noisy_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_report):  # noqa: F811 - the fixture
+def test_report_opens_offline_with_verdict_table_and_charts(
+        noisy_run: Path, open_report: OpenReport) -> None:  # noqa: F811 - the fixture
     report = noisy_run / "report.html"
     seen = open_report(report)
     page = seen.page
@@ -80,6 +86,7 @@ def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_repo
         svg.scroll_into_view_if_needed()
         assert svg.is_visible(), chart_id
         box = svg.bounding_box()
+        assert box is not None, chart_id
         assert box["width"] > 600 and box["height"] > 150, (chart_id, box)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
@@ -89,7 +96,7 @@ def test_report_opens_offline_with_verdict_table_and_charts(noisy_run, open_repo
 
 
 @pytest.mark.slow
-def test_loadkit_report_rerenders_the_same_bytes(noisy_run):
+def test_loadkit_report_rerenders_the_same_bytes(noisy_run: Path) -> None:
     names = ["report.html", "summary.md", "junit.xml", "run.json"]
     before = {n: (noisy_run / n).read_bytes() for n in names}
     (noisy_run / "report.html").unlink()
@@ -102,7 +109,8 @@ def test_loadkit_report_rerenders_the_same_bytes(noisy_run):
 
 
 @pytest.mark.slow
-def test_server_payloads_stay_inert(tmp_path, open_report):  # noqa: F811 - the fixture
+def test_server_payloads_stay_inert(
+        tmp_path: Path, open_report: OpenReport) -> None:  # noqa: F811 - the fixture
     """The simulator's 429 body echoes the tenant header: the payload reaches
     errors.examples verbatim, and the report shows it as text."""
     out = _run(tmp_path, {

@@ -40,7 +40,7 @@ def bash(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_github_workflow_runs_and_compares_against_the_simulator(tmp_path):
+def test_github_workflow_runs_and_compares_against_the_simulator(tmp_path: Path) -> None:
     steps = github_steps()
     (tmp_path / "gate.yaml").write_text(SHORT)
     summary = tmp_path / "summary.md"
@@ -57,7 +57,7 @@ def test_github_workflow_runs_and_compares_against_the_simulator(tmp_path):
     assert (tmp_path / "reports" / "compare" / "compare-junit.xml").exists()
 
 
-def test_gitlab_job_is_valid_and_uses_real_commands():
+def test_gitlab_job_is_valid_and_uses_real_commands() -> None:
     doc = yaml.safe_load((TEMPLATES / "gitlab-ci.yml").read_text())
     job = doc["loadkit-gate"]
     script = "\n".join(job["script"])

@@ -6,14 +6,16 @@ import json
 import math
 import os
 import socket
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from support.run import ROOT, cli
 
-FAST_CHAT = {
+FAST_CHAT: dict[str, Any] = {
     "name": "fast", "duration": "3s", "warmup": "1s",
     "simulator": {"ttft_ms": 5, "itl_ms": 2},
     "arrival": {"process": "poisson", "rate": 50},
@@ -33,11 +35,11 @@ def write(tmp_path: Path, spec: dict | str, name: str = "w.yaml") -> str:
     return str(path)
 
 
-def no_traceback(proc) -> None:
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_malformed_workload_exits_2_with_line_and_key(tmp_path):
+def test_malformed_workload_exits_2_with_line_and_key(tmp_path: Path) -> None:
     text = ("name: bad\nduration: 10s\nscenarios:\n  - name: c\n    kind: openai-chat\n"
             "tenants:\n  - name: a\n    arrival: {rate: 5}\n  - name: b\n    arrival:\n"
             "      rate: -3\n")
@@ -47,7 +49,7 @@ def test_malformed_workload_exits_2_with_line_and_key(tmp_path):
     no_traceback(proc)
 
 
-def test_invalid_yaml_and_unknown_kind_exit_2(tmp_path):
+def test_invalid_yaml_and_unknown_kind_exit_2(tmp_path: Path) -> None:
     proc = cli("run", write(tmp_path, "name: [unclosed\nduration: 1s\n"))
     assert proc.returncode == 2 and "invalid YAML" in proc.stderr and "w.yaml:" in proc.stderr
     bad_kind = dict(FAST_CHAT, scenarios=[{"name": "x", "kind": "grpc"}])
@@ -58,14 +60,14 @@ def test_invalid_yaml_and_unknown_kind_exit_2(tmp_path):
     no_traceback(proc)
 
 
-def test_bad_flag_exits_2(tmp_path):
+def test_bad_flag_exits_2(tmp_path: Path) -> None:
     """Through the real console entry point (`python -m loadkit`), as a user runs it."""
     proc = cli("run", write(tmp_path, FAST_CHAT), "--duration", "soon", process=True)
     assert proc.returncode == 2 and "duration" in proc.stderr
     no_traceback(proc)
 
 
-def test_unreachable_target_exits_3(tmp_path):
+def test_unreachable_target_exits_3(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -77,7 +79,7 @@ def test_unreachable_target_exits_3(tmp_path):
 
 
 @pytest.mark.slow
-def test_pass_writes_every_output(tmp_path):
+def test_pass_writes_every_output(tmp_path: Path) -> None:
     spec = dict(FAST_CHAT, slos=["itl p50 < 100ms", "error_rate < 1%"])
     out = tmp_path / "out"
     step_summary = tmp_path / "step.md"
@@ -97,7 +99,7 @@ def test_pass_writes_every_output(tmp_path):
     assert step_summary.read_text() == "earlier step\n" + (out / "summary.md").read_text() + "\n"
 
 
-def test_outputs_writes_only_the_reports_asked_for(tmp_path):
+def test_outputs_writes_only_the_reports_asked_for(tmp_path: Path) -> None:
     """CI users skip the HTML: run.json, the journal and the hlog stay (the
     result and its recovery), `loadkit report` renders the rest later."""
     out = tmp_path / "out"
@@ -114,7 +116,7 @@ def test_outputs_writes_only_the_reports_asked_for(tmp_path):
 
 
 @pytest.mark.slow  # three 4-s runs through the CLI: 22-30 s
-def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
+def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path: Path) -> None:
     failing = dict(FAST_CHAT, slos=["ttft p50 < 1ms"])
     proc = cli("run", write(tmp_path, failing), "--out", str(tmp_path / "a"), ANY_HOST)
     assert proc.returncode == 1 and "fail" in proc.stderr
@@ -130,7 +132,7 @@ def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path):
 
 
 @pytest.mark.slow
-def test_secrets_never_reach_outputs(tmp_path):
+def test_secrets_never_reach_outputs(tmp_path: Path) -> None:
     secret = "sk-test-5ecret-value-0123456789"
     spec = dict(FAST_CHAT)
     spec["scenarios"] = [dict(FAST_CHAT["scenarios"][0],
@@ -150,7 +152,7 @@ def test_secrets_never_reach_outputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_overrides_replace_the_file(tmp_path):
+def test_overrides_replace_the_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cli("run", write(tmp_path, FAST_CHAT), "--out", str(out), "--duration", "2s",
                "--rate", "30", "--seed", "9", ANY_HOST)
@@ -162,7 +164,7 @@ def test_overrides_replace_the_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_shipped_steady_workload_runs(tmp_path):
+def test_shipped_steady_workload_runs(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cli("run", str(ROOT / "workloads" / "steady.yaml"), "--duration", "3s",
                "--out", str(out), "--inconclusive", "pass", ANY_HOST)
@@ -171,7 +173,7 @@ def test_shipped_steady_workload_runs(tmp_path):
     assert result["counts"]["completed"] > 50 and result["counts"]["errors"] == 0
 
 
-def interrupted(tmp_path, arrival: dict) -> dict:
+def interrupted(tmp_path: Path, arrival: dict) -> dict:
     """A 60-s run of `arrival` given SIGINT 1.5 s after its first interval:
     it exits 3 with what it measured, untrusted; returns its run.json."""
     import signal
@@ -202,7 +204,7 @@ def interrupted(tmp_path, arrival: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_what_was_measured(tmp_path):
+def test_ctrl_c_keeps_what_was_measured(tmp_path: Path) -> None:
     """SIGINT mid-run: the schedule stops, results are written, exit 3."""
     result = interrupted(tmp_path, {"process": "poisson", "rate": 50})
     # Stopped where it was interrupted (~2.5 s in), by its own clock, not at the
@@ -217,7 +219,7 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_long_gap_stops_without_waiting_for_the_next_slot(tmp_path):
+def test_ctrl_c_in_a_long_gap_stops_without_waiting_for_the_next_slot(tmp_path: Path) -> None:
     """One request every 30 s: the interrupt ~2.5 s in ends the run then (the
     dispatcher looks at its stop between naps), not at the next slot."""
     result = interrupted(tmp_path, {"process": "constant", "rate": 1 / 30})

@@ -5,6 +5,8 @@ embedded simulator, the real CLI."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +22,7 @@ WORKLOAD = {
 }
 
 
-def run_to(tmp_path, name: str, spec: dict):
+def run_to(tmp_path: Path, name: str, spec: dict[str, Any]) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     done = cli("run", str(path), "--out", str(tmp_path / name), "-q", "--allow-saturated")
@@ -30,7 +32,7 @@ def run_to(tmp_path, name: str, spec: dict):
 
 @pytest.mark.slow  # three 4-s runs and three compares: ~30 s
 @pytest.mark.timing
-def test_same_workload_is_no_change_and_20_percent_slower_is_a_regression(tmp_path):
+def test_same_workload_is_no_change_and_20_percent_slower_is_a_regression(tmp_path: Path) -> None:
     base = run_to(tmp_path, "base", WORKLOAD)
     again = run_to(tmp_path, "again", WORKLOAD)
     slow = run_to(tmp_path, "slow", {**WORKLOAD, "simulator": {"ttft_ms": 36, "itl_ms": 6}})
@@ -68,7 +70,7 @@ def test_same_workload_is_no_change_and_20_percent_slower_is_a_regression(tmp_pa
                 and r["stat"] in ("p50", "p90")], c3
 
 
-def test_compare_bad_input_exits_2(tmp_path):
+def test_compare_bad_input_exits_2(tmp_path: Path) -> None:
     missing = cli("compare", str(tmp_path / "nope"), str(tmp_path / "nope2"))
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     (tmp_path / "junk").mkdir()

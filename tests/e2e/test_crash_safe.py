@@ -15,16 +15,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
 
 from loadkit.result import load_run
 from loadkit.run.recover import rebuild
-from support.run import ROOT, RUN_VALIDATOR, cli
+from support.run import ROOT, RUN_VALIDATOR, RunWorkload, StartServer, cli
 
 STARTUP_S = 60.0  # a wait for a loaded machine to start a run, not a bound on anything
+T = TypeVar("T")
 
 
 def start(tmp_path: Path, spec: dict, *args: str) -> tuple[subprocess.Popen, Path, Path]:
@@ -38,8 +41,8 @@ def start(tmp_path: Path, spec: dict, *args: str) -> tuple[subprocess.Popen, Pat
     return proc, out, err
 
 
-def wait_for(what: str, ready, proc: subprocess.Popen | None = None,
-             deadline_s: float = STARTUP_S):
+def wait_for(what: str, ready: Callable[[], T | None],
+             proc: subprocess.Popen[bytes] | None = None, deadline_s: float = STARTUP_S) -> T:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if (value := ready()):
@@ -80,7 +83,8 @@ def check_rebuilt(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_then_report_rebuilds_what_the_server_answered(tmp_path, server):
+def test_kill_9_mid_run_then_report_rebuilds_what_the_server_answered(tmp_path: Path,
+                                                                      server: StartServer) -> None:
     rate, interval = 40, 0.5
     with server("record") as url:
         spec = {"name": "killed", "seed": 3, "target": url, "interval": "500ms",
@@ -116,7 +120,7 @@ def test_kill_9_mid_run_then_report_rebuilds_what_the_server_answered(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_second_ctrl_c_exits_at_once_and_leaves_a_folder_that_rebuilds(tmp_path):
+def test_a_second_ctrl_c_exits_at_once_and_leaves_a_folder_that_rebuilds(tmp_path: Path) -> None:
     spec = {"name": "twice", "seed": 4, "interval": "250ms", "duration": "60s",
             "simulator": {"ttft_ms": 5, "itl_ms": 2},
             "arrival": {"process": "poisson", "rate": 40},
@@ -142,7 +146,7 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_a_folder_that_rebuilds(tmp_pat
 
 
 @pytest.mark.slow
-def test_report_html_is_rewritten_while_the_run_goes(tmp_path):
+def test_report_html_is_rewritten_while_the_run_goes(tmp_path: Path) -> None:
     spec = {"name": "live", "seed": 5, "interval": "250ms", "duration": "60s",
             "simulator": {"ttft_ms": 5, "itl_ms": 2},
             "arrival": {"process": "poisson", "rate": 30},
@@ -165,7 +169,8 @@ def test_report_html_is_rewritten_while_the_run_goes(tmp_path):
 
     try:
         first = wait_for("a live report.html", shown, proc)
-        later = wait_for("report.html rewritten", lambda: (s := shown()) != first and s, proc)
+        later = wait_for("report.html rewritten",
+                         lambda: s if (s := shown()) != first else None, proc)
         assert float(later) > float(first)
         # `loadkit report DIR` by hand mid-run: the page, in progress; run.json is the run's.
         by_hand = cli("report", str(out))
@@ -192,7 +197,7 @@ def test_report_html_is_rewritten_while_the_run_goes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_finished_run_rebuilds_from_its_journal_to_the_same_figures(run):
+def test_a_finished_run_rebuilds_from_its_journal_to_the_same_figures(run: RunWorkload) -> None:
     """The journal and hlog hold everything the verdict needs: without its
     run.json, a finished run rebuilds to the same counts, series, SLO
     verdicts, windows, time series and histograms."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -17,7 +18,7 @@ def _mkdocs(*args: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, capture_output=True, text=True, timeout=100)
 
 
-def test_cli_reference_is_what_the_commands_print():
+def test_cli_reference_is_what_the_commands_print() -> None:
     generated = subprocess.run([sys.executable, "scripts/cli_docs.py"], cwd=ROOT,
                                capture_output=True, text=True, check=True, timeout=60).stdout
     assert "### `loadkit run`" in generated and "--metrics-port" in generated
@@ -26,19 +27,19 @@ def test_cli_reference_is_what_the_commands_print():
         "regenerate: python scripts/cli_docs.py > docs/cli.md"
 
 
-def test_docs_build_strict(tmp_path):
+def test_docs_build_strict(tmp_path: Path) -> None:
     done = _mkdocs("-d", str(tmp_path / "site"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "cli" / "index.html").is_file()
 
 
-def test_nav_lists_every_page():
+def test_nav_lists_every_page() -> None:
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     listed = {page for entry in nav for page in entry.values()}
     assert listed == {p.name for p in (ROOT / "docs").glob("*.md")}
 
 
-def test_strict_build_fails_on_a_broken_link(tmp_path):
+def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     """The check above can fail: a link to a missing page aborts the build."""
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -50,7 +51,7 @@ def test_strict_build_fails_on_a_broken_link(tmp_path):
     assert "missing.md" in done.stderr
 
 
-def test_readme_links_point_at_files():
+def test_readme_links_point_at_files() -> None:
     for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md"):
         text = (ROOT / name).read_text()
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):

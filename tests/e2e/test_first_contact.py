@@ -9,12 +9,13 @@ import os
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from loadkit.engine.probe import TRIES
-from support.run import ROOT, cli
+from support.run import ROOT, StartServer, cli
 
 STEADY = str(ROOT / "workloads" / "steady.yaml")
 
@@ -25,7 +26,7 @@ STEADY = str(ROOT / "workloads" / "steady.yaml")
 ANY_HOST = "--allow-saturated"
 
 
-def chat_workload(tmp_path: Path, url: str, **extra) -> str:
+def chat_workload(tmp_path: Path, url: str, **extra: Any) -> str:
     spec = {"name": "contact", "target": url, "duration": "20s", "warmup": 0,
             "arrival": {"process": "constant", "rate": 40},
             "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
@@ -44,7 +45,8 @@ def asked_models(url: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_shipped_workload_uses_the_one_served_model_without_edits(server, tmp_path):
+def test_shipped_workload_uses_the_one_served_model_without_edits(server: StartServer,
+                                                                  tmp_path: Path) -> None:
     with server("openai", "--models", "served-model") as url:
         proc = cli("run", STEADY, "--target", url, "--duration", "3s", "--inconclusive",
                    "pass", "--out", str(tmp_path / "out"), ANY_HOST)
@@ -61,7 +63,8 @@ def test_shipped_workload_uses_the_one_served_model_without_edits(server, tmp_pa
     assert "The model `other` does not exist." in proc.stderr and "--model NAME" in proc.stderr
 
 
-def test_a_refused_key_on_the_model_list_exits_3_with_the_servers_words(server, tmp_path):
+def test_a_refused_key_on_the_model_list_exits_3_with_the_servers_words(server: StartServer,
+                                                                        tmp_path: Path) -> None:
     """vLLM with --api-key protects /v1/models too: a wrong key is the target
     refusing it (exit 3, where the key comes from), not a model to name."""
     with server("openai", "--key", "right", "--protect-models") as url:
@@ -77,7 +80,7 @@ def test_a_refused_key_on_the_model_list_exits_3_with_the_servers_words(server, 
     assert "--model NAME" not in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_several_served_models_exit_2_naming_them(server, tmp_path):
+def test_several_served_models_exit_2_naming_them(server: StartServer, tmp_path: Path) -> None:
     with server("openai", "--models", "llama-3-8b,qwen-2-7b") as url:
         proc = cli("run", STEADY, "--target", url, "--duration", "3s")
     assert proc.returncode == 2, proc.stderr
@@ -86,7 +89,7 @@ def test_several_served_models_exit_2_naming_them(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
+def test_a_refused_key_stops_before_the_clock_starts(server: StartServer, tmp_path: Path) -> None:
     """Every request would be a 401: the probe says so (with the server's words and
     what to check) and nothing is measured or written as a run."""
     with server("openai", "--key", "right") as url:
@@ -111,7 +114,7 @@ def test_a_refused_key_stops_before_the_clock_starts(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_target_that_starts_refusing_stops_the_run(server, tmp_path):
+def test_a_target_that_starts_refusing_stops_the_run(server: StartServer, tmp_path: Path) -> None:
     """403s from 3 s on: the run stops well before its 20 s, exit 3, and the
     console, summary.md and junit.xml say when and why."""
     # --no-probe: the server counts its 3 s from the first chat request, which

@@ -14,6 +14,7 @@ import select
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,7 +71,7 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def test_every_document_is_a_named_kubernetes_object():
+def test_every_document_is_a_named_kubernetes_object() -> None:
     docs = documents()
     kinds = {doc.get("kind") for _, doc in docs}
     assert {"Job", "Service", "ConfigMap"} <= kinds, kinds
@@ -81,7 +82,7 @@ def test_every_document_is_a_named_kubernetes_object():
 
 
 @pytest.mark.slow
-def test_master_and_worker_use_only_real_flags():
+def test_master_and_worker_use_only_real_flags() -> None:
     for subcommand in ("run", "worker"):
         _, _, container = loadkit_pod(subcommand)
         used = {a.split("=", 1)[0] for a in container["args"] if a.startswith("--")}
@@ -93,7 +94,7 @@ def test_master_and_worker_use_only_real_flags():
     assert option(master["args"], "--master-bind-host") not in (None, "127.0.0.1", "::1")
 
 
-def test_the_token_comes_from_one_secret_on_both_sides():
+def test_the_token_comes_from_one_secret_on_both_sides() -> None:
     refs = []
     for subcommand in ("run", "worker"):
         _, _, container = loadkit_pod(subcommand)
@@ -106,7 +107,7 @@ def test_the_token_comes_from_one_secret_on_both_sides():
     assert refs[0] == refs[1], refs
 
 
-def test_the_workers_reach_the_masters_service_and_match_its_count():
+def test_the_workers_reach_the_masters_service_and_match_its_count() -> None:
     master_job, master_pod, master = loadkit_pod("run")
     worker_job, _, worker = loadkit_pod("worker")
     address = option(worker["args"], "--master")
@@ -123,7 +124,9 @@ def test_the_workers_reach_the_masters_service_and_match_its_count():
     assert service["spec"]["selector"].items() <= labels.items(), "Service misses the master"
     assert bind_port in [p["containerPort"] for p in master.get("ports", [])]
     assert master_pod["restartPolicy"] == "Never" and master_job["spec"]["backoffLimit"] == 0
-    expect = int(option(master["args"], "--expect-workers"))
+    expect_workers = option(master["args"], "--expect-workers")
+    assert expect_workers is not None, "the master must say how many workers it expects"
+    expect = int(expect_workers)
     assert worker_job["spec"]["parallelism"] == worker_job["spec"]["completions"] == expect
 
 
@@ -141,7 +144,7 @@ def mounted_workload(pod: dict[str, Any], container: dict[str, Any],
     raise AssertionError(f"{path} is not mounted from a ConfigMap")
 
 
-def test_the_workload_is_valid_and_its_secrets_are_set_on_both_sides(tmp_path):
+def test_the_workload_is_valid_and_its_secrets_are_set_on_both_sides(tmp_path: Path) -> None:
     _, pod, master = loadkit_pod("run")
     _, _, worker = loadkit_pod("worker")
     key, text = mounted_workload(pod, master, master["args"][1])
@@ -176,7 +179,7 @@ def start_simulator() -> tuple[subprocess.Popen, str]:
 
 
 @pytest.mark.slow
-def test_the_manifests_commands_run_a_distributed_run_here(tmp_path):
+def test_the_manifests_commands_run_a_distributed_run_here(tmp_path: Path) -> None:
     """The master's and workers' args as written, with only what the cluster
     provides replaced: the mounted paths, the Service's DNS name, and a free
     port; the run is shortened with `loadkit run` flags and aimed at the
@@ -201,7 +204,9 @@ def test_the_manifests_commands_run_a_distributed_run_here(tmp_path):
         procs.append(subprocess.Popen(master_argv, cwd=ROOT, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         worker_argv = [sys.executable, "-m", "loadkit", *[here.get(a, a) for a in worker["args"]]]
-        expect = int(option(master["args"], "--expect-workers"))
+        expect_workers = option(master["args"], "--expect-workers")
+        assert expect_workers is not None
+        expect = int(expect_workers)
         procs += [subprocess.Popen(worker_argv, cwd=ROOT, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                   for _ in range(expect)]

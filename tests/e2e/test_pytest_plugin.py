@@ -21,7 +21,7 @@ slos: ["ttft p50 < 5s", "error_rate < 1%"]
 
 
 @pytest.mark.slow
-def test_marker_and_fixture_gate_on_the_verdict(pytester):
+def test_marker_and_fixture_gate_on_the_verdict(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", gate=WORKLOAD)
     pytester.makefile(".yaml", strict_slo='slos: ["ttft p50 < 1us"]\n')
     pytester.makepyfile(textwrap.dedent("""

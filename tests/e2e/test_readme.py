@@ -13,12 +13,12 @@ def readme_commands() -> list[str]:
     return re.findall(r"```sh\n(.+?)\n```", setup)
 
 
-def test_readme_starts_with_the_two_setup_commands():
+def test_readme_starts_with_the_two_setup_commands() -> None:
     main_job, tests = readme_commands()
     assert main_job.endswith("loadkit run workloads/steady.yaml")
     assert "pytest" in tests and "'.[dev]'" in tests
 
 
-def test_ci_runs_exactly_the_readme_test_command():
+def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert readme_commands()[1] in ci.splitlines()

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loadkit.result import RunResult
 from loadkit.result.schema import render
-from support.run import ROOT, RUN_VALIDATOR, cli
+from support.run import ROOT, RUN_VALIDATOR, RunWorkload, cli
 
 
-def test_docs_schema_is_the_one_the_model_generates():
+def test_docs_schema_is_the_one_the_model_generates() -> None:
     assert (ROOT / "docs" / "run.schema.json").read_text() == render(), \
         "regenerate: python -m loadkit.result.schema > docs/run.schema.json"
 
 
-def test_a_real_run_validates_and_round_trips(run):
+def test_a_real_run_validates_and_round_trips(run: RunWorkload) -> None:
     result, out = run({
         "name": "doc", "duration": 2, "simulator": {"preset": "fast"},
         "arrival": {"rate": 20}, "goodput": ["ttft <= 1s"],
@@ -30,6 +32,7 @@ def test_a_real_run_validates_and_round_trips(run):
     assert RunResult.from_json(model.to_json()) == model
     assert model.to_json() == text  # what is saved is exactly the model's dump
     windowed = next(s for s in model.slos if s.windows is not None)
+    assert windowed.windows is not None
     assert windowed.windows.total == len(windowed.windows.series) >= 2
     # telemetry.csv: one row per interval, the simulator's GPU view joined in.
     lines = (out / "telemetry.csv").read_text().splitlines()
@@ -38,7 +41,7 @@ def test_a_real_run_validates_and_round_trips(run):
     assert len(lines) - 1 == len(model.timeseries)
 
 
-def kept(old, new) -> bool:
+def kept(old: Any, new: Any) -> bool:
     """`new` holds everything `old` did: the same values, perhaps more keys."""
     if isinstance(old, dict):
         return isinstance(new, dict) and all(k in new and kept(v, new[k]) for k, v in old.items())
@@ -48,7 +51,7 @@ def kept(old, new) -> bool:
 
 
 @pytest.mark.slow
-def test_a_run_json_from_the_previous_release_loads_and_rerenders(tmp_path):
+def test_a_run_json_from_the_previous_release_loads_and_rerenders(tmp_path: Path) -> None:
     """tests/data/run-v1-0.1.0.json was written by loadkit 0.1.0 before the model."""
     saved = (ROOT / "tests" / "data" / "run-v1-0.1.0.json").read_text()
     RUN_VALIDATOR.validate(json.loads(saved))

@@ -4,6 +4,7 @@ malformed profiles exit 2 naming file, line and key (or trace row)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +17,13 @@ SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
            "chat-sessions.yaml": "0.05", "capacity.yaml": "0.25"}
 
 
-def test_every_shipped_workload_is_covered():
+def test_every_shipped_workload_is_covered() -> None:
     assert sorted(p.name for p in (ROOT / "workloads").glob("*.yaml")) == sorted(SHIPPED)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_shipped_workload_runs_and_gives_a_verdict(tmp_path, name):
+def test_shipped_workload_runs_and_gives_a_verdict(tmp_path: Path, name: str) -> None:
     """What is checked: a verdict on every SLO, every output, no errors. Not
     the generator's health on this machine (compressed in time, some of these
     send hundreds of streams a second on two shared cores): a saturated run
@@ -56,7 +57,7 @@ def test_shipped_workload_runs_and_gives_a_verdict(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_slo_file_joins_the_workload(tmp_path):
+def test_slo_file_joins_the_workload(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cli("run", str(ROOT / "workloads" / "multi-tenant.yaml"), "--time-scale", "0.04",
                "--slo", str(ROOT / "workloads" / "slo" / "multi-tenant.yaml"), "--out", str(out),
@@ -67,7 +68,7 @@ def test_slo_file_joins_the_workload(tmp_path):
     assert ("error_rate < 2%", "phase:spike") in scopes
 
 
-def test_plan_prints_the_schedule_without_sending():
+def test_plan_prints_the_schedule_without_sending() -> None:
     proc = cli("plan", str(ROOT / "workloads" / "multi-tenant.yaml"))
     assert proc.returncode == 0, proc.stderr
     assert "spike" in proc.stdout and "burst-inc" in proc.stdout and "rate per second" in proc.stdout
@@ -85,14 +86,14 @@ def test_plan_prints_the_schedule_without_sending():
      "    max_tokens: {dist: lognormal, median: 0}\narrival: {rate: 1}\n",
      "w.yaml:5: scenarios[0].max_tokens"),
 ])
-def test_malformed_profiles_exit_2(tmp_path, text, fragment):
+def test_malformed_profiles_exit_2(tmp_path: Path, text: str, fragment: str) -> None:
     (tmp_path / "w.yaml").write_text(text)
     proc = cli("run", str(tmp_path / "w.yaml"))
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_trace_row_names_its_row(tmp_path):
+def test_bad_trace_row_names_its_row(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
                                     "2023-11-16 18:15:46.1,10,2\n2023-11-16 18:15:47.1,ten,2\n")
     (tmp_path / "w.yaml").write_text("duration: 5s\nscenarios: [{name: c, kind: openai-chat}]\n"

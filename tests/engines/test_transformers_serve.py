@@ -11,6 +11,7 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ import yaml
 
 from loadkit.cli import main
 from loadkit.protocols.text import WORDS
+from support.run import WriteWorkload
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,8 +102,8 @@ def model_of(url: str) -> str:
 
 @pytest.mark.alone
 @pytest.mark.timing
-def test_timings_agree_with_a_bare_sse_client(engines, tmp_path: Path,
-                                              workload_file) -> None:
+def test_timings_agree_with_a_bare_sse_client(engines: Callable[[str], str], tmp_path: Path,
+                                              workload_file: WriteWorkload) -> None:
     """Without continuous batching (its scheduler's step phase moves any
     client's TTFT by several ms from one request to the next: 8.1 against
     12.0 ms once, either way round), one request at a time (2 req/s, each

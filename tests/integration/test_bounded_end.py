@@ -17,17 +17,19 @@ import re
 import resource
 import time
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from support.run import cli
+from support.run import RunWorkload, cli
 
 REPORTS = ("run.json", "latency.hlog", "summary.md", "junit.xml", "report.html")
 
 
 @pytest.fixture(params=["lean", "aiohttp"])
-def transport(request):
+def transport(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
@@ -46,13 +48,14 @@ def settled_log(url: str, kind: str) -> dict:
     return log
 
 
-def chat(path: str, **extra) -> dict:
+def chat(path: str, **extra: Any) -> dict[str, Any]:
     return {"name": "chat", "kind": "openai-chat", "path": path, "model": "endless-model",
             "stream": True, "prompt_tokens": 4, "max_tokens": 8, **extra}
 
 
 @pytest.mark.slow
-def test_endless_stream_is_cut_and_counted_as_protocol(endless_server, run, transport):
+def test_endless_stream_is_cut_and_counted_as_protocol(endless_server: str, run: RunWorkload,
+                                                       transport: str) -> None:
     spec = {"name": "endless", "target": endless_server, "duration": "6s", "warmup": "0s",
             "arrival": {"process": "constant", "rate": 10}, "scenarios": [chat("/endless")],
             "client": {"transport": transport}, "slos": ["error_rate < 1%"]}
@@ -92,7 +95,7 @@ def _enough_files(wanted: int = 8192) -> None:
 
 @pytest.mark.slow
 def test_never_finishing_answers_end_after_the_drain_as_failures(
-        endless_server, tmp_path, transport):
+        endless_server: str, tmp_path: Path, transport: str) -> None:
     _enough_files()
     drain_s = 1.0
     spec = {"name": "never", "target": endless_server, "duration": "6s", "warmup": "0s",
@@ -138,7 +141,8 @@ def test_never_finishing_answers_end_after_the_drain_as_failures(
     assert log == {"started": sent, "open": 0}, log
 
 
-def test_an_abort_cancels_what_is_in_flight_at_once(endless_server, run, transport):
+def test_an_abort_cancels_what_is_in_flight_at_once(endless_server: str, run: RunWorkload,
+                                                    transport: str) -> None:
     """A fast scenario breaks an impossible abort SLO; the never-ending
     requests in flight when it stops the run are cancelled at once (not after
     the 30-s default drain) and counted as `unfinished` failures."""
@@ -171,8 +175,8 @@ def test_an_abort_cancels_what_is_in_flight_at_once(endless_server, run, transpo
     assert log["open"] == 0 and 0 <= unfinished - log["started"] <= 1, (log, unfinished)
 
 
-def test_the_probe_refuses_an_endless_stream_before_the_clock(endless_server, tmp_path,
-                                                              transport):
+def test_the_probe_refuses_an_endless_stream_before_the_clock(endless_server: str, tmp_path: Path,
+                                                              transport: str) -> None:
     """The probe's own stream is cut the same way: a server that ignores
     max_tokens stops the run before it starts (exit 3), saying so."""
     spec = {"name": "probe", "target": endless_server, "duration": "6s",

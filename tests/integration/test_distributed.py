@@ -22,7 +22,7 @@ from loadkit.arrivals import schedule
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.distributed.wire import shard
 from loadkit.workload.loader import load_workload
-from support.run import ROOT
+from support.run import ROOT, RunWorkload, StartServer
 from support.truth import exact_percentile, fetch
 
 TIMED = {"quiet_gc": True}
@@ -30,7 +30,9 @@ TIMED = {"quiet_gc": True}
 
 @pytest.mark.slow
 @pytest.mark.timing
-def test_three_workers_measure_the_single_process_schedule_exactly(server, run, tmp_path):
+def test_three_workers_measure_the_single_process_schedule_exactly(server: StartServer,
+                                                                   run: RunWorkload,
+                                                                   tmp_path: Path) -> None:
     """Master + 3 workers against the truth server: every slot of the one-process
     schedule is sent once (per phase and tenant), and the merged p50/p99 are
     the server's own within max(1 ms, 2%)."""
@@ -45,7 +47,7 @@ def test_three_workers_measure_the_single_process_schedule_exactly(server, run, 
         result, out = run({**spec, "target": url}, probe=False,
                           fleet=FleetOptions(workers=3, local=True), **TIMED)
         truth = fetch(url + "/truth")
-    expected = Counter()
+    expected: Counter[str] = Counter()
     w = load_workload(out.parent / "w.yaml").workload
     for slot in schedule(w):
         expected[f"{w.phase_list[slot.phase].name}/{w.all_tenants[slot.tenant].name}"] += 1
@@ -104,7 +106,7 @@ def relay_workers(master_pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("allow", [False, True], ids=["untrusted", "allowed"])
-def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path, allow):
+def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path: Path, allow: bool) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadkit", "run", write(tmp_path, STEADY), "--workers", "3",
@@ -144,7 +146,7 @@ def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path, allow):
 
 
 @pytest.mark.slow
-def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path):
+def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "LOADKIT_TOKEN": "right-token"}
     master = subprocess.Popen(
@@ -166,7 +168,7 @@ def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_abort_slo_stops_every_worker(run):
+def test_an_abort_slo_stops_every_worker(run: RunWorkload) -> None:
     """Every answer takes 300 ms: the master's abort SLO, judged on the merged
     intervals, stops all workers at once; each leaves most of its shard unsent."""
     result, _ = run({

@@ -12,7 +12,9 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +28,7 @@ def sh(*cmd: str) -> None:
 
 
 @contextmanager
-def namespace():
+def namespace() -> Iterator[str]:
     name = f"lk-{uuid.uuid4().hex[:8]}"
     try:
         sh("ip", "netns", "add", name)
@@ -62,7 +64,8 @@ def simulator(prefix: list[str], port: int) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-def test_a_worker_on_another_host_joins_with_the_token_and_one_without_is_refused(tmp_path):
+def test_a_worker_on_another_host_joins_with_the_token_and_one_without_is_refused(
+        tmp_path: Path) -> None:
     spec = {"name": "netns", "duration": "3s", "warmup": "0s", "seed": 2,
             "arrival": {"process": "constant", "rate": 20},
             "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import httpx
 import pytest
 
 from loadkit.cli import main
 from loadkit.sim.embedded import embedded_simulator
+from support.run import RunWorkload, WriteWorkload
 from support.sim import parse_metrics
 
 N, MAX_TOKENS, TTFT_MS = 120, 8, 40
@@ -41,7 +43,8 @@ def workload(faults: list[dict], target: str | None = None, slo: str | None = No
     {"kind": "role_event"},
     {"kind": "ping_comments"},
 ])
-def test_whole_answers_with_engine_quirks_are_measured_exactly(run, fault: dict) -> None:
+def test_whole_answers_with_engine_quirks_are_measured_exactly(run: RunWorkload,
+                                                               fault: dict) -> None:
     result, _ = run(workload([fault]), probe=False)
     tokens = result["tokens"]
     print(fault["kind"], result["counts"], tokens)
@@ -56,8 +59,9 @@ def test_whole_answers_with_engine_quirks_are_measured_exactly(run, fault: dict)
 
 
 @pytest.mark.slow
-def test_cut_streams_are_incomplete_failures_and_fail_the_gate(workload_file, tmp_path,
-                                                               capsys) -> None:
+def test_cut_streams_are_incomplete_failures_and_fail_the_gate(
+        workload_file: WriteWorkload, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """An engine that answers 200, a role-only event and [DONE] to a share s
     of requests: that share fails as `incomplete` (within 4 sigma), the
     error-rate SLO fails (exit 1), and loadkit's output tokens are exactly
@@ -82,7 +86,7 @@ def test_cut_streams_are_incomplete_failures_and_fail_the_gate(workload_file, tm
     assert "incomplete" in capsys.readouterr().out
 
 
-def test_an_error_object_in_a_200_stream_is_a_protocol_failure(run) -> None:
+def test_an_error_object_in_a_200_stream_is_a_protocol_failure(run: RunWorkload) -> None:
     result, _ = run(workload([{"kind": "error_in_stream", "rate": 0.5, "after_tokens": 3}]),
                     probe=False)
     failed = result["errors"]["by_kind"]["protocol"]

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypedDict
 
 import pytest
 
-from support.run import cli
+from support.run import RunWorkload, StartServer, cli
 
 
 @pytest.fixture(params=["lean", "aiohttp"])
-def transport(request):
+def transport(request: pytest.FixtureRequest) -> str:
     """Both load-path transports meet every fault the same way."""
     return request.param
 
 
-def http_run(run, url, path, transport, client=None, **extra):
+def http_run(run: RunWorkload, url: str, path: str, transport: str,
+             client: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     spec = {"name": "faults", "target": url, "duration": 1, "warmup": 0,
             "arrival": {"process": "constant", "rate": 10},
             "scenarios": [{"name": "s", "kind": "http", "method": "GET", "path": path}],
@@ -44,7 +49,8 @@ TIMED = {"quiet_gc": True}
     ("/redirect", "protocol"),
     ("/hang", "timeout"),
 ])
-def test_each_failure_is_classified(server, run, transport, path, kind):
+def test_each_failure_is_classified(server: StartServer, run: RunWorkload, transport: str,
+                                    path: str, kind: str) -> None:
     client = {"timeouts": {"first_byte": "300ms", "total": "2s"}, "max_response_bytes": "1MiB"}
     with server("faults") as url:
         r = http_run(run, url, path, transport, client=client)
@@ -55,7 +61,8 @@ def test_each_failure_is_classified(server, run, transport, path, kind):
 
 
 @pytest.mark.parametrize("path", ["/gzip", "/close-delimited"])
-def test_unusual_but_valid_answers_succeed(server, run, transport, path):
+def test_unusual_but_valid_answers_succeed(server: StartServer, run: RunWorkload, transport: str,
+                                           path: str) -> None:
     with server("faults") as url:
         r = http_run(run, url, path, transport, scenarios=[
             {"name": "s", "kind": "http", "method": "GET", "path": path,
@@ -63,13 +70,16 @@ def test_unusual_but_valid_answers_succeed(server, run, transport, path):
     assert r["counts"]["completed"] == 10 and r["counts"]["errors"] == 0, r["errors"]
 
 
-def test_redirects_followed_only_when_asked(server, run, transport):
+def test_redirects_followed_only_when_asked(server: StartServer, run: RunWorkload,
+                                            transport: str) -> None:
     with server("faults") as url:
         r = http_run(run, url, "/redirect", transport, client={"follow_redirects": True})
     assert r["counts"]["completed"] == 10 and r["counts"]["errors"] == 0
 
 
-def test_stalled_stream_times_out_and_keeps_other_measurements(server, run, transport):
+def test_stalled_stream_times_out_and_keeps_other_measurements(server: StartServer,
+                                                               run: RunWorkload,
+                                                               transport: str) -> None:
     spec = {"scenarios": [{"name": "ok", "kind": "http", "method": "GET", "path": "/ok"},
                           {"name": "stuck", "kind": "openai-chat", "path": "/slow-stream",
                            "model": "m"}]}
@@ -81,7 +91,8 @@ def test_stalled_stream_times_out_and_keeps_other_measurements(server, run, tran
     assert r["counts"]["completed"] + r["counts"]["errors"] == 10
 
 
-def test_in_flight_cap_drops_instead_of_delaying(server, run, transport):
+def test_in_flight_cap_drops_instead_of_delaying(server: StartServer, run: RunWorkload,
+                                                 transport: str) -> None:
     with server("faults") as url:
         r = http_run(run, url, "/hang", transport, client={"max_in_flight": 3,
                                                            "timeouts": {"total": "1.5s"}})
@@ -94,7 +105,8 @@ def test_in_flight_cap_drops_instead_of_delaying(server, run, transport):
     assert r["health"]["lateness_p99_ms"] < held_ms / 2, r["health"]
 
 
-def test_tls_is_verified_unless_told_otherwise(tmp_path, run, transport):
+def test_tls_is_verified_unless_told_otherwise(tmp_path: Path, run: RunWorkload,
+                                               transport: str) -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
@@ -104,6 +116,7 @@ def test_tls_is_verified_unless_told_otherwise(tmp_path, run, transport):
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadkit.sim", "--port", "0", "--ttft-ms", "1", "--itl-ms", "1"],
         stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
     try:
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
         tls = _tls_proxy(chain, port)
@@ -125,17 +138,23 @@ def test_tls_is_verified_unless_told_otherwise(tmp_path, run, transport):
             tls["stop"]()
 
 
-def _tls_proxy(chain, upstream_port):
+class _ProxyState(TypedDict, total=False):
+    port: int
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Event
+    stop: Callable[[], object]
+
+
+def _tls_proxy(chain: Path, upstream_port: int) -> _ProxyState:
     """A TLS-terminating TCP proxy in a thread, in front of the plain simulator."""
-    import asyncio
     import threading
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(chain))
-    state: dict = {}
+    state: _ProxyState = {}
     ready = threading.Event()
 
-    async def pipe(reader, writer):
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -145,7 +164,7 @@ def _tls_proxy(chain, upstream_port):
         finally:
             writer.close()
 
-    async def handle(reader, writer):
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream_port)
         except OSError:
@@ -153,7 +172,7 @@ def _tls_proxy(chain, upstream_port):
             return
         await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
 
-    async def main():
+    async def main() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
         state["port"] = server.sockets[0].getsockname()[1]
         state["loop"] = asyncio.get_running_loop()
@@ -170,7 +189,7 @@ def _tls_proxy(chain, upstream_port):
 
 
 @pytest.mark.slow
-def test_saturated_generator_is_untrusted(tmp_path, run):
+def test_saturated_generator_is_untrusted(tmp_path: Path, run: RunWorkload) -> None:
     """Ten times what this host can complete: lateness explodes, exit 3, reports
     still written. The overload is scaled to the host, so that a faster one
     is overloaded as much as this one: the reference, measured here, is a
@@ -184,9 +203,9 @@ def test_saturated_generator_is_untrusted(tmp_path, run):
                       **TIMED)
     capacity = flat_out["throughput"]["requests_per_s"]
     assert flat_out["counts"]["errors"] == 0 and capacity > 0, flat_out["errors"]
-    spec = {"name": "flood", "duration": "1s", **request,
-            "arrival": {"process": "constant", "rate": round(10 * capacity)},
-            "client": {"max_in_flight": 2000}}
+    spec: dict[str, Any] = {"name": "flood", "duration": "1s", **request,
+                            "arrival": {"process": "constant", "rate": round(10 * capacity)},
+                            "client": {"max_in_flight": 2000}}
     path = tmp_path / "flood.yaml"
     path.write_text(json.dumps(spec))
     out = tmp_path / "out"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from support.run import RunWorkload
+
 pytestmark = pytest.mark.gpu
 
 
@@ -31,7 +33,7 @@ def gpus() -> int:
     return n
 
 
-def test_a_run_samples_this_machines_gpus(gpus, run):
+def test_a_run_samples_this_machines_gpus(gpus: int, run: RunWorkload) -> None:
     doc, _ = run({"name": "gpu", "duration": 2, "interval": "500ms",
                   "arrival": {"process": "constant", "rate": 20},
                   "scenarios": [{"name": "chat", "kind": "openai-chat", "max_tokens": 8}],

@@ -14,6 +14,8 @@ import httpx
 import pytest
 import xmlschema
 
+from support.run import RunWorkload
+
 SDIST = ("https://files.pythonhosted.org/packages/a3/5c/00a0e072241553e1a7496d638deababa67c5"
          "058571567b92a7eaa258397c/pytest-8.4.2.tar.gz")
 SHA256 = "86c0d0b93306b961d58d62a4db4879f27fe25513d4b969df351abdddb3c30e01"
@@ -44,7 +46,8 @@ def junit_schema() -> xmlschema.XMLSchema:
 
 
 @pytest.mark.slow
-def test_junit_of_a_real_run_is_schema_valid(run, junit_schema):
+def test_junit_of_a_real_run_is_schema_valid(run: RunWorkload,
+                                             junit_schema: xmlschema.XMLSchema) -> None:
     """Passing, failing, inconclusive and windowed SLOs, per scope, on the simulator."""
     result, out = run({
         "name": "junit <&> check", "duration": 3, "simulator": {"preset": "fast"},
@@ -60,6 +63,7 @@ def test_junit_of_a_real_run_is_schema_valid(run, junit_schema):
     text = (out / "junit.xml").read_text()
     junit_schema.validate(text)  # raises with the offending element
     doc = junit_schema.to_dict(text)
+    assert isinstance(doc, dict)  # strict validation: the decoded document, no errors
     suite = doc["testsuite"][0]
     cases = {c["@name"]: c for c in suite["testcase"]}
     assert len(cases) == 1 + len(result["slos"])

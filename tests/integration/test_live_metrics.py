@@ -16,10 +16,13 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
+from typing import Any, TypedDict
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from loadkit.outputs import REPORTS
 from loadkit.run.execute import RunOptions, execute
@@ -31,7 +34,7 @@ from support.run import ROOT, cli
 DASHBOARD = ROOT / "examples" / "grafana-loadkit.json"
 
 
-def scrape(url: str, token: str | None = None) -> list:
+def scrape(url: str, token: str | None = None) -> list[Sample]:
     """Every sample of one scrape (prometheus_client's own parser)."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
                                  if token else {})
@@ -40,7 +43,7 @@ def scrape(url: str, token: str | None = None) -> list:
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
 
-def value(samples: list, name: str, **labels: str) -> float:
+def value(samples: list[Sample], name: str, **labels: str) -> float:
     """The sum of `name` over the samples whose labels include `labels`."""
     return sum(s.value for s in samples if s.name == name
                and all(s.labels.get(k) == v for k, v in labels.items()))
@@ -72,8 +75,8 @@ class Scraper(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
-        self.scrapes: list = []
-        self.failures: list = []
+        self.scrapes: list[list[Sample]] = []
+        self.failures: list[Exception] = []
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -84,8 +87,18 @@ class Scraper(threading.Thread):
                 self.failures.append(exc)
 
 
+class LiveRun(TypedDict):
+    """The live_run fixture."""
+
+    during: list[list[Sample]]  # the scrapes taken while the run went
+    failures: list[Exception]  # scrapes that failed
+    final: list[Sample]  # the scrape after the run
+    result: dict[str, Any]  # run.json
+    metrics: LiveMetrics
+
+
 @pytest.fixture(scope="module")
-def live_run(tmp_path_factory):
+def live_run(tmp_path_factory: pytest.TempPathFactory) -> LiveRun:
     """One in-process run with its exporter served on loopback: the scrapes
     taken while it went, the final scrape, run.json, and the exporter."""
     tmp = tmp_path_factory.mktemp("live")
@@ -111,7 +124,7 @@ def live_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_scraped_during_the_run(live_run):
+def test_scraped_during_the_run(live_run: LiveRun) -> None:
     during, final = live_run["during"], live_run["final"]
     assert not live_run["failures"], live_run["failures"][:3]
     total = value(final, "loadkit_requests_total")
@@ -131,7 +144,7 @@ def test_scraped_during_the_run(live_run):
 
 
 @pytest.mark.slow
-def test_final_counters_equal_run_json(live_run):
+def test_final_counters_equal_run_json(live_run: LiveRun) -> None:
     final, result = live_run["final"], live_run["result"]
     assert value(final, "loadkit_run_finished") == 1
     counts = result["counts"]
@@ -176,7 +189,7 @@ def test_final_counters_equal_run_json(live_run):
 
 
 @pytest.mark.slow
-def test_slo_states_end_as_the_verdicts(live_run):
+def test_slo_states_end_as_the_verdicts(live_run: LiveRun) -> None:
     final, result = live_run["final"], live_run["result"]
     states = {s.labels["slo"]: s.value for s in final if s.name == "loadkit_slo_state"}
     code = {"pass": 1.0, "fail": 0.0, "inconclusive": -1.0}
@@ -191,7 +204,7 @@ def test_slo_states_end_as_the_verdicts(live_run):
     assert "error_rate < 50% [all]" in names
 
 
-def test_listener_cost_is_measured(live_run):
+def test_listener_cost_is_measured(live_run: LiveRun) -> None:
     costs = live_run["metrics"].update_ns
     assert len(costs) == len(live_run["result"]["timeseries"])
     final = live_run["final"]
@@ -199,7 +212,7 @@ def test_listener_cost_is_measured(live_run):
 
 
 @pytest.mark.slow
-def test_dashboard_queries_only_exported_metrics(live_run):
+def test_dashboard_queries_only_exported_metrics(live_run: LiveRun) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", ())]
     exprs += [v["definition"] for v in dashboard["templating"]["list"] if v.get("definition")]
@@ -212,7 +225,7 @@ def test_dashboard_queries_only_exported_metrics(live_run):
     assert len(ids) == len(set(ids))
 
 
-def test_token_is_required_when_set():
+def test_token_is_required_when_set() -> None:
     metrics = LiveMetrics()
     server = MetricsServer(metrics, "127.0.0.1", 0, token="s3cret").start()
     try:
@@ -227,7 +240,7 @@ def test_token_is_required_when_set():
         server.close()
 
 
-def test_non_loopback_without_token_exits_2(tmp_path):
+def test_non_loopback_without_token_exits_2(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = cli("run", "workloads/steady.yaml", "--metrics-host", "0.0.0.0",
                "--metrics-port", "0", "--out", str(out), "-q")
@@ -240,7 +253,7 @@ def test_non_loopback_without_token_exits_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_serves_until_the_verdict_and_lingers(tmp_path):
+def test_cli_serves_until_the_verdict_and_lingers(tmp_path: Path) -> None:
     """The real CLI: the URL on stderr, a scrape while it runs, the final
     figures served after the verdict (--metrics-linger) and equal to run.json;
     SIGTERM ends the wait, and the run's exit code stands."""
@@ -251,6 +264,7 @@ def test_cli_serves_until_the_verdict_and_lingers(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "loadkit", "run", str(path), "--out", str(out),
                              "-q", "--metrics-port", "0", "--metrics-linger", "120s"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
     try:
         url, lines = None, []
         deadline = time.monotonic() + 60

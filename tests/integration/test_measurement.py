@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from support.run import RunWorkload, StartServer
 from support.truth import exact_percentile, fetch
 
 # Timings and the generator's trust are asserted: run alone, not under xdist.
@@ -27,7 +28,8 @@ TIMED = {"quiet_gc": True}
 
 
 @pytest.mark.slow
-def test_latency_adds_no_more_than_a_reference_client(server, run):
+def test_latency_adds_no_more_than_a_reference_client(server: StartServer,
+                                                      run: RunWorkload) -> None:
     """loadkit against the server's socket-level clock, beside curl on the same
     server, seeded delays and pacing: whatever loadkit adds beyond what curl
     adds is loadkit's own error, and it stays within ADDED_BOUND_MS."""
@@ -68,7 +70,8 @@ def test_latency_adds_no_more_than_a_reference_client(server, run):
 
 
 @pytest.mark.slow
-def test_coordinated_omission_charges_queued_requests(server, run):
+def test_coordinated_omission_charges_queued_requests(server: StartServer,
+                                                      run: RunWorkload) -> None:
     """A 1-s stall at 100 req/s: requests scheduled during it are charged their wait."""
     stall_ms = 1000.0
     with server("stall", "--stall-at", "3", "--stall", str(stall_ms / 1000)) as url:
@@ -95,7 +98,7 @@ def test_coordinated_omission_charges_queued_requests(server, run):
 
 
 @pytest.mark.slow
-def test_streaming_itl_and_ttft(run):
+def test_streaming_itl_and_ttft(run: RunWorkload) -> None:
     """Against the simulator at a fixed 10 ms per token and 50 ms to first token:
     each shows as that much more than the same simulator at 0 ms, measured in
     this test (loopback, the simulator's own work and this machine's wake-ups
@@ -131,7 +134,7 @@ def test_streaming_itl_and_ttft(run):
 
 
 @pytest.mark.slow
-def test_hlog_count_equals_run_json(run):
+def test_hlog_count_equals_run_json(run: RunWorkload) -> None:
     from loadkit.record.hlog import read_hlog
 
     result, out = run({

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from support.run import RunWorkload
 from support.tokenizer import train
 
 DECODE_MS, EVERY = 8.0, 4
@@ -23,7 +26,7 @@ def spec(every: int, usage_per_event: bool) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("per_event", [True, False], ids=["usage-in-every-event", "estimated"])
-def test_events_of_four_tokens_give_the_per_token_itl(run, per_event):
+def test_events_of_four_tokens_give_the_per_token_itl(run: RunWorkload, per_event: bool) -> None:
     result, _ = run(spec(EVERY, per_event), quiet_gc=True)
     itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]
     n = result["counts"]["completed"]
@@ -37,7 +40,7 @@ def test_events_of_four_tokens_give_the_per_token_itl(run, per_event):
 
 
 @pytest.mark.slow
-def test_a_tokenizer_counts_each_events_tokens(run, tmp_path):
+def test_a_tokenizer_counts_each_events_tokens(run: RunWorkload, tmp_path: Path) -> None:
     """No usage per event: the tokenizer (trained here; each of the simulator's
     words is one token) counts each event's text."""
     train(tmp_path / "tok.json")
@@ -48,7 +51,7 @@ def test_a_tokenizer_counts_each_events_tokens(run, tmp_path):
 
 
 @pytest.mark.slow
-def test_one_token_per_event_itl_and_inter_chunk_are_the_same_samples(run):
+def test_one_token_per_event_itl_and_inter_chunk_are_the_same_samples(run: RunWorkload) -> None:
     result, _ = run(spec(1, True), quiet_gc=True)
     itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]
     n = result["counts"]["completed"]

@@ -14,22 +14,26 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from support.run import RunWorkload, StartServer
 from support.truth import fetch
 
 NONCE = re.compile(r"(\d+): ")  # the request's number: where its unique part starts
 
 
-def chat(**extra) -> dict:
+def chat(**extra: Any) -> dict[str, Any]:
     return {"name": "chat", "kind": "openai-chat", "stream": False, "prompt_tokens": 6,
             "max_tokens": 2, **extra}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pick", ["uniform", "zipf"])
-def test_the_server_sees_exactly_the_pool_at_the_declared_frequencies(server, run, pick):
+def test_the_server_sees_exactly_the_pool_at_the_declared_frequencies(
+        server: StartServer, run: RunWorkload, pick: str) -> None:
     pool, length, n = 5, 40, 600
     with server("record") as url:
         result, _ = run({"name": "prefixes", "target": url, "duration": 3, "warmup": 0,
@@ -38,10 +42,12 @@ def test_the_server_sees_exactly_the_pool_at_the_declared_frequencies(server, ru
                                                     "pick": pick, "s": 1.2})]}, probe=False)
         log = fetch(url + "/log")
     assert result["counts"]["completed"] == len(log) == n
-    prefixes = Counter()
+    prefixes: Counter[str] = Counter()
     for entry in log:
         content = entry["body"]["messages"][0]["content"]
-        prefix, _, rest = content.partition(NONCE.search(content).group(0))
+        nonce = NONCE.search(content)
+        assert nonce is not None, content
+        prefix, _, rest = content.partition(nonce.group(0))
         prefixes[prefix] += 1
         assert len(rest.split()) == 6  # the unique part: its own prompt_tokens
     assert len(prefixes) == pool and all(len(p.split()) == length for p in prefixes)
@@ -56,7 +62,7 @@ PREFILL_MS, PREFIX, SUFFIX = 0.05, 800, 16
 
 
 @contextlib.contextmanager
-def simulator(*flags: str):
+def simulator(*flags: str) -> Iterator[str]:
     """`python -m loadkit.sim` in its own process; yields its base URL."""
     proc = subprocess.Popen([sys.executable, "-m", "loadkit.sim", "--port", "0", *flags],
                             stdout=subprocess.PIPE, text=True)
@@ -79,7 +85,7 @@ def counter(url: str, name: str) -> float:
 
 
 @pytest.mark.slow
-def test_cached_prefixes_cut_ttft_by_the_modelled_prefill(run):
+def test_cached_prefixes_cut_ttft_by_the_modelled_prefill(run: RunWorkload) -> None:
     """One shared 800-token prefix against unique prompts of the same length,
     on one simulator with its prefix cache: each hit skips the prefill of its
     cached blocks (TTFT lower by that, within 10%), and the cached tokens

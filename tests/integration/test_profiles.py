@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
+
+from support.run import RunWorkload, StartServer
 
 
 def get_log(url: str) -> list[dict]:
@@ -21,7 +24,9 @@ TIMED = {"quiet_gc": True}
 
 
 @pytest.mark.timing
-def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server, run, tmp_path):
+def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server: StartServer,
+                                                                       run: RunWorkload,
+                                                                       tmp_path: Path) -> None:
     rows = [(0.0, 30, 5), (0.25, 12, 9), (0.3, 700, 2), (1.1, 5, 40), (1.9, 64, 1), (2.0, 8, 8)]
     lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
     for offset, prompt, output in rows:
@@ -50,7 +55,7 @@ def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server, r
 
 
 @pytest.mark.slow
-def test_phases_have_their_own_series_and_verdicts(run):
+def test_phases_have_their_own_series_and_verdicts(run: RunWorkload) -> None:
     result, _ = run({
         "name": "phased",
         "phases": [{"name": "warm", "duration": 1, "warmup": True},
@@ -70,7 +75,7 @@ def test_phases_have_their_own_series_and_verdicts(run):
     assert [p["name"] for p in result["phases"]] == ["warm", "calm", "busy"]
 
 
-def test_response_checks_count_check_failed_with_an_example(run):
+def test_response_checks_count_check_failed_with_an_example(run: RunWorkload) -> None:
     result, _ = run({
         "name": "checks", "duration": 2, "arrival": {"process": "constant", "rate": 20},
         "scenarios": [
@@ -92,7 +97,7 @@ def test_response_checks_count_check_failed_with_an_example(run):
 
 
 @pytest.mark.slow
-def test_closed_loop_is_reported_as_such(server, run):
+def test_closed_loop_is_reported_as_such(server: StartServer, run: RunWorkload) -> None:
     with server("delay", "--seed", "3") as url:
         result, _ = run({
             "name": "closed", "target": url, "duration": 3,
@@ -108,7 +113,8 @@ def test_closed_loop_is_reported_as_such(server, run):
     assert result["series"]["lateness"]["all"]["max"] == 0.001
 
 
-def test_tenants_send_their_identity(server, run, monkeypatch):
+def test_tenants_send_their_identity(server: StartServer, run: RunWorkload,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACME_KEY", "sk-acme-123")
     with server("record") as url:
         run({"name": "ids", "target": url, "duration": 1,
@@ -127,7 +133,9 @@ def test_tenants_send_their_identity(server, run, monkeypatch):
     assert len(set(prompts)) == len(prompts) == 10
 
 
-def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server, run, tmp_path):
+def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server: StartServer,
+                                                                   run: RunWorkload,
+                                                                   tmp_path: Path) -> None:
     (tmp_path / "p.jsonl").write_text(
         '{"messages": [{"role": "system", "content": "be brief"}, '
         '{"role": "user", "content": "hi"}], "max_tokens": 7}\n'
@@ -155,7 +163,7 @@ def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server, run, 
 
 
 @pytest.mark.slow
-def test_embeddings_against_an_inline_simulator(run):
+def test_embeddings_against_an_inline_simulator(run: RunWorkload) -> None:
     """The configured 8 ms shows as 8 ms more than the same simulator at 0 ms,
     measured in this test: loopback, the simulator's own work and this
     machine's wake-ups are in both and cancel."""

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
 from loadkit.arrivals import schedule
 from loadkit.workload.loader import load_workload
-from support.run import ROOT
+from support.run import ROOT, RunWorkload, StartServer
 from support.truth import fetch
 
 THINK_S, RATE, SECONDS = 0.2, 5, 6
@@ -20,7 +21,8 @@ ANSWER = "ok " * 3  # the record server's text for max_tokens 3
 
 
 @pytest.mark.slow
-def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server, run):
+def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server: StartServer,
+                                                                       run: RunWorkload) -> None:
     spec = {"name": "sessions", "duration": SECONDS, "warmup": 0, "seed": 4,
             "arrival": {"process": "poisson", "rate": RATE},
             "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": False,
@@ -63,7 +65,7 @@ SHAREGPT = ROOT / "workloads" / "data" / "sharegpt-sample.json"
 
 
 @pytest.mark.slow
-def test_sharegpt_conversations_become_sessions(server, run):
+def test_sharegpt_conversations_become_sessions(server: StartServer, run: RunWorkload) -> None:
     """Each session replays one conversation's human turns in order, asks for
     each reply's length, and ends with the conversation; conversations the
     filter drops never appear."""
@@ -85,7 +87,8 @@ def test_sharegpt_conversations_become_sessions(server, run):
         conversations[humans[0][0]] = humans
     # Sessions that drew the same conversation look alike: check each request
     # by its turn (its user messages so far), and the counts per conversation.
-    opened, sent = Counter(), Counter()
+    opened: Counter[str] = Counter()
+    sent: Counter[str] = Counter()
     for entry in log:
         body = entry["body"]
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
@@ -103,8 +106,8 @@ def test_sharegpt_conversations_become_sessions(server, run):
 
 
 @pytest.mark.timing
-def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(server, run,
-                                                                           tmp_path):
+def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(
+        server: StartServer, run: RunWorkload, tmp_path: Path) -> None:
     """Rows sharing a `session_id` are one conversation: each later turn at its
     trace offset (never before the previous answer), with the history and the
     row's own lengths; a row without one stays a single request."""

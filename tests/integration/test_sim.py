@@ -19,8 +19,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -31,15 +32,16 @@ from support.sim import histogram, parse_metrics
 REPO = Path(__file__).resolve().parents[2]
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
+T = TypeVar("T")
 
 
-def _run(coro, timeout: float = 20.0):
+def _run(coro: Awaitable[T], timeout: float = 20.0) -> T:
     """Run ``coro`` on a fresh loop, failing the test if it exceeds timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 @contextlib.asynccontextmanager
-async def _server(**overrides) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+async def _server(**overrides: Any) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
     runner, port = await serve(SimConfig(**overrides), "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as session:
@@ -57,7 +59,7 @@ async def _read_sse(resp: aiohttp.ClientResponse) -> list[tuple[float, bytes]]:
     return events
 
 
-def _chat_body(content: str = "hello world, how are you?", **extra) -> dict:
+def _chat_body(content: str = "hello world, how are you?", **extra: Any) -> dict[str, Any]:
     return {"model": "x", "messages": [{"role": "user", "content": content}], **extra}
 
 
@@ -90,7 +92,7 @@ def test_config_defaults_and_validation() -> None:
 
 @pytest.mark.timing
 def test_non_streaming_chat_usage_and_latency() -> None:
-    async def go():
+    async def go() -> tuple[dict[str, Any], dict[int, list[float]], dict[str, float]]:
         async with _server(ttft_ms=20, itl_ms=10) as (url, s):
             latency_ms: dict[int, list[float]] = {8: [], 1: []}
             for _ in range(3):  # interleaved, so both sizes meet the same conditions
@@ -134,11 +136,13 @@ def test_non_streaming_chat_usage_and_latency() -> None:
 
 
 def test_output_length_defaults_and_overrides() -> None:
-    async def go():
+    async def go() -> dict[str, Any]:
         async with _server(ttft_ms=0, itl_ms=0, output_tokens=5) as (url, s):
             out = {}
-            for name, extra in [("default", {}), ("max_tokens", {"max_tokens": 3}),
-                                ("mct", {"max_completion_tokens": 4})]:
+            limits: list[tuple[str, dict[str, Any]]] = [
+                ("default", {}), ("max_tokens", {"max_tokens": 3}),
+                ("mct", {"max_completion_tokens": 4})]
+            for name, extra in limits:
                 async with s.post(url + CHAT, json=_chat_body(**extra)) as r:
                     out[name] = await r.json()
             return out
@@ -168,7 +172,7 @@ def test_output_is_deterministic_per_seed() -> None:
 def test_streaming_chat_with_usage_and_itl_accuracy() -> None:
     n = 40
 
-    async def go():
+    async def go() -> tuple[float, list[tuple[float, bytes]], dict[str, float]]:
         async with _server(ttft_ms=20, itl_ms=10) as (url, s):
             t0 = time.perf_counter()
             body = _chat_body(max_tokens=n, stream=True,
@@ -220,7 +224,7 @@ def test_streaming_chat_with_usage_and_itl_accuracy() -> None:
 
 
 def test_streaming_without_usage_ends_with_done() -> None:
-    async def go():
+    async def go() -> list[bytes]:
         async with _server(ttft_ms=0, itl_ms=1) as (url, s), \
                 s.post(url + CHAT, json=_chat_body(max_tokens=3, stream=True)) as r:
             return [p for _, p in await _read_sse(r)]
@@ -231,7 +235,7 @@ def test_streaming_without_usage_ends_with_done() -> None:
 
 
 def test_completions_endpoint_plain_and_streaming() -> None:
-    async def go():
+    async def go() -> tuple[dict[str, Any], list[bytes]]:
         async with _server(ttft_ms=5, itl_ms=2) as (url, s):
             async with s.post(url + COMPLETIONS,
                               json={"prompt": "x " * 10, "max_tokens": 6}) as r:
@@ -271,7 +275,7 @@ def test_invalid_requests_get_openai_style_400() -> None:
         (COMPLETIONS, json.dumps({"max_tokens": 3}).encode(), "prompt"),
     ]
 
-    async def go():
+    async def go() -> tuple[list[tuple[int, dict[str, Any]]], str]:
         async with _server(ttft_ms=0, itl_ms=0) as (url, s):
             results = []
             for path, raw, _ in cases:
@@ -296,7 +300,7 @@ def test_invalid_requests_get_openai_style_400() -> None:
 
 
 def test_models_health_and_metrics_gauge() -> None:
-    async def go():
+    async def go() -> tuple[dict[str, Any], tuple[int, dict[str, Any]], str, str, str]:
         async with _server(ttft_ms=0, itl_ms=5, model="sim-7b") as (url, s):
             async with s.get(url + "/v1/models") as r:
                 models = await r.json()
@@ -330,8 +334,8 @@ def test_models_health_and_metrics_gauge() -> None:
     assert "loadkit_sim_requests_running 0\n" in after
 
 
-def test_client_disconnect_mid_stream_is_clean(caplog) -> None:
-    async def go():
+def test_client_disconnect_mid_stream_is_clean(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> tuple[int, dict[str, Any]]:
         async with _server(ttft_ms=0, itl_ms=2) as (url, s):
             for _ in range(5):
                 async with s.post(url + CHAT,
@@ -353,15 +357,15 @@ def test_many_concurrent_streams_keep_their_schedule() -> None:
     """200 concurrent streams on one loop still deliver every token on time."""
     streams, n = 200, 20
 
-    async def one(s, url):
+    async def one(s: aiohttp.ClientSession, url: str) -> list[tuple[float, bytes]]:
         async with s.post(url + CHAT, json=_chat_body(max_tokens=n, stream=True)) as r:
             return await _read_sse(r)
 
-    async def warm(s, url):
+    async def warm(s: aiohttp.ClientSession, url: str) -> None:
         async with s.post(url + CHAT, json=_chat_body(max_tokens=1)) as r:
             await r.read()
 
-    async def go():
+    async def go() -> tuple[list[list[tuple[float, bytes]]], float]:
         async with _server(ttft_ms=20, itl_ms=10) as (url, _):
             conn = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=conn) as s:
@@ -432,7 +436,7 @@ def test_cli_serves_and_exits_cleanly_on_signal(sig: signal.Signals) -> None:
     try:
         url = _wait_listening(proc)
 
-        async def go():
+        async def go() -> tuple[tuple[int, dict[str, Any]], dict[str, Any]]:
             async with aiohttp.ClientSession() as s:
                 async with s.get(url + "/health") as r:
                     health = (r.status, await r.json())
@@ -460,7 +464,7 @@ def test_cli_sigterm_with_stream_in_flight_exits_promptly() -> None:
     try:
         url = _wait_listening(proc)
 
-        async def go():
+        async def go() -> tuple[int, float]:
             async with aiohttp.ClientSession() as s:
                 body = _chat_body(max_tokens=10_000, stream=True)  # ~50 s stream
                 async with s.post(url + CHAT, json=body) as r:
@@ -494,7 +498,7 @@ def test_cli_refuses_remote_host_and_bad_values() -> None:
     assert "itl_ms" in err and "Traceback" not in err
 
 
-def test_main_returns_exit_codes_without_raising(capsys) -> None:
+def test_main_returns_exit_codes_without_raising(capsys: pytest.CaptureFixture[str]) -> None:
     """Other modules call main(argv) directly: errors are return codes."""
     from loadkit.sim.__main__ import main
 

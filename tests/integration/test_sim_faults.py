@@ -16,7 +16,18 @@ import pytest
 from loadkit.sim import SimConfig
 from loadkit.sim.faults import parse_faults
 from loadkit.sim.timeline import Timeline
-from support.sim import chat, gauge, live_sim, run_async, timed_post, timed_stream
+from support.run import RunWorkload
+from support.sim import (
+    Health,
+    Posted,
+    Streamed,
+    chat,
+    gauge,
+    live_sim,
+    run_async,
+    timed_post,
+    timed_stream,
+)
 
 # -- the schedule, on plain numbers ----------------------------------------------------
 
@@ -69,7 +80,7 @@ def test_timeline_arithmetic_on_a_fake_clock() -> None:
     ({"kind": "reset", "rate": 0.25}, True, "reset"),
     ({"kind": "malformed", "rate": 0.2}, True, "protocol"),
 ])
-def test_request_faults_are_classified_by_loadkit(run, fault: dict, stream: bool,
+def test_request_faults_are_classified_by_loadkit(run: RunWorkload, fault: dict, stream: bool,
                                                   kind: str) -> None:
     """200 requests through loadkit's embedded simulator (the workload's
     `simulator:` mapping, passed as flags): the fault's share of them fails,
@@ -95,16 +106,16 @@ def test_rate_limit_answers_429_with_retry_after() -> None:
     faults = [{"kind": "rate_limit", "tenant": "acme", "per_second": 10, "burst": 5},
               {"kind": "rate_limit", "tenant": "slow", "per_second": 0.5, "burst": 1}]
 
-    async def go():
+    async def go() -> tuple[list[Posted], list[Posted], list[Posted], dict[str, float]]:
         async with live_sim(ttft_ms=1, itl_ms=1, output_tokens=2, faults=faults) as live:
-            async def one(at: float, tenant: str):
+            async def one(at: float, tenant: str) -> Posted:
                 await live.at(at)
                 return await timed_post(live, chat(), headers={"x-tenant": tenant})
 
             start = live.now() + 0.05
-            acme = [asyncio.create_task(one(start + k / 40, "acme")) for k in range(40)]
-            other = [asyncio.create_task(one(start + k / 40, "other")) for k in range(40)]
-            acme, other = await asyncio.gather(*acme), await asyncio.gather(*other)
+            acme_sent = [asyncio.create_task(one(start + k / 40, "acme")) for k in range(40)]
+            other_sent = [asyncio.create_task(one(start + k / 40, "other")) for k in range(40)]
+            acme, other = await asyncio.gather(*acme_sent), await asyncio.gather(*other_sent)
             slow = [await one(live.now(), "slow") for _ in range(2)]
             return acme, other, slow, await live.metrics()
 
@@ -130,7 +141,7 @@ def test_stall_freezes_every_stream_for_its_duration() -> None:
     stall = {"kind": "stall", "duration": "250ms", "every": "800ms", "start": 0.3,
              "end": 1.9}
 
-    async def go():
+    async def go() -> tuple[Streamed, Streamed]:
         async with live_sim(ttft_ms=5, itl_ms=5, faults=[stall]) as live:
             long = asyncio.create_task(timed_stream(live, chat(max_tokens=300)))
             await live.at(1.2)  # inside the second freeze, which ends at 1.35
@@ -157,7 +168,7 @@ def test_degradation_grows_step_times_by_the_configured_rate() -> None:
     """6000%/min compounding: x 61 ** (t / 60) at t seconds."""
     degrade = {"kind": "degrade", "percent_per_minute": 6000}
 
-    async def go():
+    async def go() -> list[float]:
         async with live_sim(ttft_ms=0, itl_ms=10, faults=[degrade]) as live:
             return (await timed_stream(live, chat(max_tokens=190)))[1]
 
@@ -176,7 +187,7 @@ def test_degradation_grows_step_times_by_the_configured_rate() -> None:
 def test_version_b_is_slower_and_says_the_wrong_thing() -> None:
     version_b = {"kind": "version_b", "fraction": 0.5, "slowdown": 2, "wrong_content": True}
 
-    async def go():
+    async def go() -> list[Posted]:
         async with live_sim(ttft_ms=4, itl_ms=2, output_tokens=8, faults=[version_b]) as live:
             out = []
             for _ in range(6):
@@ -210,7 +221,8 @@ def test_version_b_is_slower_and_says_the_wrong_thing() -> None:
 def test_replica_death_cuts_its_requests_and_health_shows_it() -> None:
     death = {"kind": "replica_death", "replica": 1, "start": 0.5, "end": 1.2}
 
-    async def go():
+    async def go() -> tuple[list[list[float]], tuple[Health, dict[str, float]], Posted, Health,
+                            Health]:
         async with live_sim(replicas=2, ttft_ms=0, itl_ms=10, load_ms=200,
                             faults=[death]) as live:
             await live.at(0.25)  # both replicas have loaded
@@ -241,7 +253,7 @@ def test_replica_death_cuts_its_requests_and_health_shows_it() -> None:
 
 
 def test_all_replicas_dead_answers_503() -> None:
-    async def go():
+    async def go() -> tuple[Health, Posted]:
         async with live_sim(faults=[{"kind": "replica_death", "replica": 0}]) as live:
             await asyncio.sleep(0.01)
             return await live.health(), await timed_post(live, chat())
@@ -255,11 +267,11 @@ def test_all_replicas_dead_answers_503() -> None:
 @pytest.mark.timing
 def test_a_fault_is_on_only_inside_its_window() -> None:
     """Every request fails from t = 0.3 to 0.6 s, and none outside."""
-    async def go():
+    async def go() -> list[tuple[float, int]]:
         async with live_sim(ttft_ms=1, itl_ms=1, output_tokens=2,
                             faults=[{"kind": "error", "rate": 1.0, "start": 0.3,
                                      "end": 0.6}]) as live:
-            async def one(at: float):
+            async def one(at: float) -> tuple[float, int]:
                 await live.at(at)
                 return at, (await timed_post(live, chat()))[1]
             return await asyncio.gather(*(one(0.05 + k * 0.05) for k in range(18)))
@@ -282,7 +294,7 @@ def test_fault_draws_repeat_with_the_seed() -> None:
 
 def test_stream_cut_is_a_payload_error_for_aiohttp_clients() -> None:
     """What loadkit's engine classifies as `reset`: the answer stops mid-body."""
-    async def go():
+    async def go() -> None:
         async with live_sim(ttft_ms=0, itl_ms=1, faults=[{"kind": "reset", "rate": 1.0,
                                                           "after_tokens": 3}]) as live:
             async with live.session.post(live.url + "/v1/chat/completions",

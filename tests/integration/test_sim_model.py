@@ -10,6 +10,7 @@ import math
 import random
 import statistics
 import struct
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,6 +21,8 @@ from loadkit.sim.presets import PRESETS
 from support.sim import (
     CHAT,
     COMPLETIONS,
+    Health,
+    Posted,
     chat,
     gauge,
     histogram,
@@ -47,7 +50,7 @@ def _mean_gap_ms(times: list[float]) -> float:
 
 def test_ttft_is_the_prefill_time_at_low_load() -> None:
     """TTFT = ttft_ms + prefill_ms_per_token x prompt tokens, one request at a time."""
-    async def go():
+    async def go() -> tuple[dict[int, float], float, dict[str, float]]:
         async with live_sim(ttft_ms=10, prefill_ms_per_token=0.1, itl_ms=2) as live:
             ttfts: dict[int, list[float]] = {100: [], 600: []}
             for _ in range(5):  # interleaved, so both sizes meet the same conditions
@@ -78,7 +81,7 @@ def test_ttft_is_the_prefill_time_at_low_load() -> None:
 
 def test_decode_step_grows_with_the_batch() -> None:
     """Step = itl_ms + itl_ms_per_seq x running: 4 + 1 = 5 ms alone, 4 + 8 = 12 ms with 8."""
-    async def go():
+    async def go() -> tuple[list[float], list[list[float]]]:
         async with live_sim(ttft_ms=0, itl_ms=4, itl_ms_per_seq=1) as live:
             _, alone = await timed_stream(live, chat(max_tokens=40))
             batch = await asyncio.gather(*(timed_stream(live, chat(max_tokens=40))
@@ -101,7 +104,7 @@ def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
     service = 0.010 + 7 * 0.005  # ttft + 7 gaps for 8 tokens
     mu = 2 / service
 
-    async def go():
+    async def go() -> tuple[list[float], float, list[float], list[float]]:
         async with live_sim(ttft_ms=10, itl_ms=5, output_tokens=8, max_num_seqs=2) as live:
             async def one(at: float) -> float:
                 await live.at(at)
@@ -113,13 +116,14 @@ def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
                 await live.at(t)
                 return gauge(await live.metrics(), "vllm:num_requests_waiting")
 
-            def phase(rate: float, n: int, probe_at: tuple[float, ...]):
+            def phase(rate: float, n: int, probe_at: tuple[float, ...]
+                      ) -> tuple[asyncio.Future[list[float]], asyncio.Future[list[float]]]:
                 start = live.now() + 0.05
                 return (asyncio.gather(*(one(start + k / rate) for k in range(n))),
                         asyncio.gather(*(waiting_at(start + t) for t in probe_at)))
 
-            calm, calm_waiting = phase(30, 30, (0.3, 0.6, 0.9))
-            calm_lat, calm_waiting = await calm, await calm_waiting
+            calm, calm_probes = phase(30, 30, (0.3, 0.6, 0.9))
+            calm_lat, calm_waiting = await calm, await calm_probes
             storm, waiting = phase(80, 120, (0.5, 1.0, 1.5))  # 1.5 s
             return calm_lat, max(calm_waiting), await waiting, await storm
 
@@ -152,7 +156,7 @@ def test_littles_law_holds_on_the_metrics_gauges() -> None:
     rng = random.Random(11)
     window = (0.8, 5.0)
 
-    async def go():
+    async def go() -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         async with live_sim(replicas=2, max_num_seqs=3, ttft_ms=15, prefill_ms_per_token=0.02,
                             itl_ms=4, itl_ms_per_seq=1) as live:
             done: list[tuple[float, float]] = []  # (arrival, latency)
@@ -198,7 +202,7 @@ def test_littles_law_holds_on_the_metrics_gauges() -> None:
 
 def test_kv_cache_full_makes_requests_wait() -> None:
     """Each request reserves prompt + max_tokens = 50 of 100 tokens: the third waits."""
-    async def go():
+    async def go() -> tuple[dict[str, float], list[float], Posted]:
         async with live_sim(ttft_ms=0, itl_ms=5, kv_cache_tokens=100) as live:
             body = prompt_ids(10, max_tokens=40)  # 40 tokens: 195 ms
             reqs = [asyncio.create_task(timed_post(live, body, COMPLETIONS)) for _ in range(3)]
@@ -222,7 +226,7 @@ def test_kv_cache_full_makes_requests_wait() -> None:
 
 @pytest.mark.parametrize("policy,order", [("priority", [1, 3, 5]), ("fcfs", [5, 1, 3])])
 def test_waiting_queue_order(policy: str, order: list[int]) -> None:
-    async def go():
+    async def go() -> list[int]:
         async with live_sim(ttft_ms=0, itl_ms=10, output_tokens=5, max_num_seqs=1,
                             queue_policy=policy) as live:
             finished: list[int] = []
@@ -248,7 +252,8 @@ def test_waiting_queue_order(policy: str, order: list[int]) -> None:
 
 
 def test_cold_start_is_paid_once_at_start_up_and_after_scale_to_zero() -> None:
-    async def go():
+    async def go() -> tuple[Health, float, float, float, Health, Health, dict[str, float], float,
+                            float]:
         async with live_sim(load_ms=300, scale_to_zero_s=0.5, ttft_ms=5, itl_ms=1,
                             output_tokens=2) as live:
             loading = await live.health()
@@ -286,7 +291,7 @@ def test_cold_start_is_paid_once_at_start_up_and_after_scale_to_zero() -> None:
 def test_metrics_exposition_and_simulated_gpu_gauges() -> None:
     model = 'odd "name" \\ here'
 
-    async def go():
+    async def go() -> dict[str, float]:
         async with live_sim(ttft_ms=0, itl_ms=10, model=model) as live:
             await timed_stream(live, chat(max_tokens=120))  # 1.19 s busy
             return await live.metrics()
@@ -313,7 +318,7 @@ def test_metrics_exposition_and_simulated_gpu_gauges() -> None:
 def test_embeddings_are_deterministic_unit_vectors_with_token_timing() -> None:
     text = "abcd" * 100  # 100 tokens at ~4 characters each
 
-    async def go(seed: int):
+    async def go(seed: int) -> tuple[Posted, Posted, Posted, Posted, Posted, dict[str, float]]:
         async with live_sim(seed=seed, embedding_ms=20, embedding_ms_per_token=0.1,
                             embedding_dim=64) as live:
             one = await timed_post(live, {"input": text}, "/v1/embeddings")
@@ -355,7 +360,7 @@ def test_embeddings_are_deterministic_unit_vectors_with_token_timing() -> None:
 # -- configuration -------------------------------------------------------------------
 
 
-def test_presets_config_files_and_flags(tmp_path) -> None:
+def test_presets_config_files_and_flags(tmp_path: Path) -> None:
     h100 = SimConfig.from_mapping({"preset": "h100-llama3-8b", "seed": 3})
     assert (h100.itl_ms, h100.max_num_seqs, h100.seed) == (6.0, 256, 3)
     assert SimConfig.from_mapping({"preset": "fast", "itl_ms": 7}).itl_ms == 7.0
@@ -387,7 +392,7 @@ def test_a_client_that_hangs_up_frees_its_seat() -> None:
     1.951 s after it was sent, and the next request would queue behind it; on
     the simulator's clock the next one must be answered before then, however
     slow this machine is."""
-    async def go():
+    async def go() -> tuple[float, float, int, dict[str, float]]:
         async with live_sim(max_num_seqs=1, ttft_ms=1, itl_ms=50, output_tokens=40) as live:
             sent = live.now()
             with pytest.raises(asyncio.TimeoutError):  # the client gives up after 0.2 s

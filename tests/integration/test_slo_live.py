@@ -4,11 +4,12 @@ loopback servers whose latency the tests control."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
-from support.run import cli
+from support.run import RunWorkload, StartServer, cli
 
 # Timings and the generator's trust are asserted: run alone, not under xdist.
 pytestmark = pytest.mark.timing
@@ -33,7 +34,8 @@ TIMED = {"quiet_gc": True}
 
 
 @pytest.mark.slow  # an 18-s run: 18.5-19 s, over 20 s on a busy machine
-def test_one_bad_window_fails_every_window_but_not_most_windows(server, run):
+def test_one_bad_window_fails_every_window_but_not_most_windows(server: StartServer,
+                                                                run: RunWorkload) -> None:
     """A 1-s stall at ~7 s of an 18-s run spoils exactly one 3-s window."""
     slos = ["latency p90 < 50ms in every 3s window",
             "latency p90 < 50ms in at least 80% of 3s windows",
@@ -59,7 +61,7 @@ def test_one_bad_window_fails_every_window_but_not_most_windows(server, run):
 
 
 @pytest.mark.slow
-def test_abort_on_breach_stops_the_run_and_exits_1(server, tmp_path):
+def test_abort_on_breach_stops_the_run_and_exits_1(server: StartServer, tmp_path: Path) -> None:
     """A 60-s run whose server stalls 2 s at 3 s: the abort SLO stops it soon after
     (as soon as the stalled requests, answered at ~5 s, make the breach clear)."""
     duration, rate = 60, 150
@@ -93,7 +95,7 @@ def test_abort_on_breach_stops_the_run_and_exits_1(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_goodput_share_matches_the_servers_truth(server, run):
+def test_goodput_share_matches_the_servers_truth(server: StartServer, run: RunWorkload) -> None:
     """Delays of 5-60 ms with 3% at 250-400 ms: the share of requests done
     within 100 ms is what the server's own timings say, within 1 point."""
     spec = {"name": "good", "duration": 12,

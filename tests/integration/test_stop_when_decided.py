@@ -1,5 +1,6 @@
-"""stop_when_decided: a run ends once the always-valid test decides every SLO
-(never before 5 whole intervals), and a marginal one runs its full length.
+"""stop_when_decided: a run ends once the always-valid test decides its
+verdict (every SLO passes, or one fails; never before 5 whole intervals),
+and a marginal one runs its full length.
 The server's latencies are seeded (tests/servers.py `delay`: 5-60 ms, 3% at
 250-400 ms), so which side of each threshold a request lands on is known."""
 
@@ -11,6 +12,7 @@ from loadkit.errors import InputError
 from loadkit.slo.confidence import always_valid_decides
 from loadkit.slo.live import DECIDE_AFTER_INTERVALS
 from loadkit.workload.loader import load_workload
+from support.run import RunWorkload, StartServer, WriteWorkload
 
 RATE, INTERVAL = 150, 0.5
 # Verdicts are decided from counts, not timings: a busy machine may let the
@@ -28,10 +30,13 @@ def workload(url: str, duration: float, slos: list[str]) -> dict:
 
 
 @pytest.mark.slow  # three runs: ~4, ~3 and 6 s
-def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server, run):
+def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server: StartServer,
+                                                                     run: RunWorkload) -> None:
     with server("delay") as url:
         under, _ = run(workload(url, 30, ["latency p99 < 1s", "error_rate < 5%"]), **LOOSE)
-        over, _ = run(workload(url, 30, ["latency p90 < 30ms"]), **LOOSE)
+        # One SLO clearly failing beside one on its bound: the failure decides.
+        over, _ = run(workload(url, 30, ["latency p90 < 30ms", "latency p97 < 150ms"]),
+                      **LOOSE)
         # P(latency >= 150 ms) is the server's 3%: the p97 SLO sits on its bound.
         marginal, _ = run(workload(url, 6, ["latency p97 < 150ms"]), **LOOSE)
 
@@ -54,9 +59,11 @@ def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server, run
     assert under["counts"]["unfinished"] == 0  # what was in flight drained, not cut
 
     # Clearly over: ~57% of requests above 30 ms against the 10% allowed,
-    # decided at the first interval the test may look.
+    # decided at the first interval the test may look, though the other SLO
+    # is undecided: no verdict of its can undo the failure.
     d = over["decided"]
     assert d is not None and d["verdicts"] == {"latency p90 < 30ms [all]": "fail"}, d
+    assert "`latency p90 < 30ms [all]` was decided failing" in d["reason"]
     assert d["at_s"] <= (DECIDE_AFTER_INTERVALS + 0.5) * INTERVAL, d
     assert over["timeseries"][-1]["end_s"] <= d["at_s"] + 3 * INTERVAL
     assert over["verdict"] == "fail" and over["trusted"], over["untrusted_reasons"]
@@ -67,7 +74,7 @@ def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server, run
     assert marginal["trusted"], marginal["untrusted_reasons"]
 
 
-def test_slos_judged_at_the_end_cannot_stop_a_run_early(workload_file):
+def test_slos_judged_at_the_end_cannot_stop_a_run_early(workload_file: WriteWorkload) -> None:
     """A throughput or windowed SLO is known only at the run's end: the
     workload is refused with the SLOs named (exit 2 at the CLI)."""
     spec = workload("http://127.0.0.1:9", 10, ["latency p99 < 1s", "throughput >= 5 req/s",

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,9 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadkit.result.model import PhaseInfo
 from loadkit.telemetry.agent_client import AgentSource
 from loadkit.telemetry.agent_server import Agent, AgentServer
-from loadkit.telemetry.derive import gpu_view, section
+from loadkit.telemetry.derive import Points, gpu_view, section
 from loadkit.telemetry.prometheus import PrometheusSource
 from support.fake_nvml import FakeNvml
+from support.run import RunWorkload, WriteWorkload
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,12 +78,12 @@ def dcgm_text(scrape: int) -> str:
 
 
 @contextmanager
-def dcgm_exporter():
+def dcgm_exporter() -> Iterator[str]:
     """A loopback HTTP server answering /metrics like dcgm-exporter."""
     scrapes = {"n": 0}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
+        def do_GET(self) -> None:
             body = dcgm_text(scrapes["n"]).encode()
             scrapes["n"] += 1
             self.send_response(200 if self.path == "/metrics" else 404)
@@ -89,7 +92,7 @@ def dcgm_exporter():
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -103,7 +106,7 @@ def dcgm_exporter():
 
 
 @contextmanager
-def simulator(*args: str):
+def simulator(*args: str) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "loadkit.sim", "--host", "127.0.0.1",
                              "--port", "0", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -128,7 +131,7 @@ def _scrape(src: PrometheusSource, times: int, gap: float = 0.0) -> None:
         src.close()
 
 
-def test_scraping_the_simulators_metrics_over_http():
+def test_scraping_the_simulators_metrics_over_http() -> None:
     with simulator("--ttft-ms", "20", "--itl-ms", "5") as base:
         src = PrometheusSource(base + "/metrics", None, "", 1.0)
         src.open()
@@ -157,7 +160,7 @@ def test_scraping_the_simulators_metrics_over_http():
     assert s['loadkit_sim_gpu_utilization_ratio{replica="0"}']["v"][1] > 0
 
 
-def test_scraping_a_dcgm_exporter_sample_over_http():
+def test_scraping_a_dcgm_exporter_sample_over_http() -> None:
     with dcgm_exporter() as url:
         src = PrometheusSource(url, None, "", 1.0)
         _scrape(src, 3, gap=0.05)
@@ -174,7 +177,7 @@ def test_scraping_a_dcgm_exporter_sample_over_http():
     assert 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu="0"}' in s
     assert 'DCGM_FI_DEV_ENC_UTIL{gpu="0"}' not in s  # not selected by default
     # Into the GPU view: dcgm's names, mJ to J, one entry per GPU.
-    data = {"sources": [src.describe()], "gpus": [],
+    data: dict[str, Any] = {"sources": [src.describe()], "gpus": [],
             "series": {k: {**v, "t": [1.0, 2.0, 3.0]} for k, v in s.items()}}
     name, hardware, view = gpu_view({k: {**v, "points": _points(v)} for k, v in data["series"].items()})
     assert name == "dcgm" and hardware and len(view["util"]) == 2
@@ -185,19 +188,21 @@ def test_scraping_a_dcgm_exporter_sample_over_http():
     assert sec.all["energy_per_request"] == 16.0 and sec.all["gpu.util.mean"] == 75.0
 
 
-def _points(series):
-    from loadkit.telemetry.derive import Points
+def _points(series: dict[str, Any]) -> Points:
     return Points(zip(series["t"], series["v"]))
 
 
 # --- the agent --------------------------------------------------------------------
 
+StartAgent = Callable[..., AgentServer]  # the agent_server fixture: (token, host)
+
+
 @pytest.fixture
-def agent_server(monkeypatch):
+def agent_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[StartAgent]:
     FakeNvml(gpus=2, unsupported={1: {"nvmlDeviceGetPcieThroughput"}}).install(monkeypatch)
     servers = []
 
-    def start(token=None, host="127.0.0.1"):
+    def start(token: str | None = None, host: str = "127.0.0.1") -> AgentServer:
         server = AgentServer(Agent(interval=0.05), host, 0, token).start()
         servers.append(server)
         return server
@@ -206,7 +211,7 @@ def agent_server(monkeypatch):
         s.close()
 
 
-def test_agent_on_loopback_serves_samples_as_json_and_prometheus(agent_server):
+def test_agent_on_loopback_serves_samples_as_json_and_prometheus(agent_server: StartAgent) -> None:
     server = agent_server()
     time.sleep(0.3)
     doc = httpx.get(server.url + "/v1/samples").json()
@@ -225,7 +230,7 @@ def test_agent_on_loopback_serves_samples_as_json_and_prometheus(agent_server):
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
 
 
-def test_agent_with_a_token_rejects_requests_without_it(agent_server):
+def test_agent_with_a_token_rejects_requests_without_it(agent_server: StartAgent) -> None:
     server = agent_server(token="t0ken")
     for path in ("/v1/samples", "/metrics", "/health"):
         r = httpx.get(server.url + path)
@@ -236,7 +241,7 @@ def test_agent_with_a_token_rejects_requests_without_it(agent_server):
                      ).status_code == 200
 
 
-def test_agent_source_maps_samples_onto_the_runs_clock(agent_server):
+def test_agent_source_maps_samples_onto_the_runs_clock(agent_server: StartAgent) -> None:
     server = agent_server(token="t0ken")
     src = AgentSource(server.url, "t0ken", 0.1)
     src.open()
@@ -258,13 +263,13 @@ def test_agent_source_maps_samples_onto_the_runs_clock(agent_server):
     assert d["status"] == "failed" and "HTTP 401" in d["reason"]
 
 
-def _agent_cli(*args, env=None):
+def _agent_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "loadkit", "agent", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})}, cwd=ROOT)
 
 
-def test_agent_cli_refuses_a_public_address_without_a_token():
+def test_agent_cli_refuses_a_public_address_without_a_token() -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOADKIT_AGENT_TOKEN"}
     done = subprocess.run([sys.executable, "-m", "loadkit", "agent", "--host", "0.0.0.0",
                            "--port", "0"], capture_output=True, text=True, timeout=30,
@@ -276,9 +281,10 @@ def test_agent_cli_refuses_a_public_address_without_a_token():
 
 
 @pytest.mark.parametrize("host, token", [("127.0.0.1", None), ("0.0.0.0", "s3cret")])
-def test_agent_cli_serves_and_checks_the_token(host, token):
+def test_agent_cli_serves_and_checks_the_token(host: str, token: str | None) -> None:
     proc = _agent_cli("--host", host, "--port", "0", "--interval", "100ms",
                       env={"LOADKIT_AGENT_TOKEN": token} if token else {})
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         line = proc.stdout.readline() if ready else ""
@@ -297,7 +303,7 @@ def test_agent_cli_serves_and_checks_the_token(host, token):
 
 # --- whole runs ----------------------------------------------------------------------
 
-def _workload(telemetry: dict | None, **extra) -> dict:
+def _workload(telemetry: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     w = {"name": "tele", "seed": 1, "duration": "2s", "interval": "500ms",
          "arrival": {"process": "constant", "rate": 20},
          "scenarios": [{"name": "chat", "kind": "openai-chat", "max_tokens": 8,
@@ -308,7 +314,7 @@ def _workload(telemetry: dict | None, **extra) -> dict:
 
 
 @pytest.mark.slow
-def test_a_run_without_a_gpu_says_why_and_shows_the_simulated_one(run):
+def test_a_run_without_a_gpu_says_why_and_shows_the_simulated_one(run: RunWorkload) -> None:
     doc, out = run(_workload(None), html=True)  # charts with simulated GPU telemetry
     assert "gpu" in (out / "report.html").read_text().lower()
     tele = doc["telemetry"]
@@ -328,7 +334,8 @@ def test_a_run_without_a_gpu_says_why_and_shows_the_simulated_one(run):
 
 
 @pytest.mark.slow
-def test_a_run_with_agent_dcgm_and_a_price(run, agent_server, monkeypatch):
+def test_a_run_with_agent_dcgm_and_a_price(run: RunWorkload, agent_server: StartAgent,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     server = agent_server(token="t0ken")
     monkeypatch.setenv("TELE_TOKEN", "t0ken")
     with dcgm_exporter() as dcgm:
@@ -365,7 +372,7 @@ def test_a_run_with_agent_dcgm_and_a_price(run, agent_server, monkeypatch):
     assert util["observed"] == pytest.approx(0.45) and util["unit"] == "%"
 
 
-def test_unreachable_sources_fail_without_failing_the_run(run):
+def test_unreachable_sources_fail_without_failing_the_run(run: RunWorkload) -> None:
     doc, _out = run(_workload({"nvml": True, "agent": "http://127.0.0.1:9",
                                "prometheus": [{"url": "http://127.0.0.1:9/metrics"}]}))
     tele = doc["telemetry"]
@@ -379,7 +386,7 @@ def test_unreachable_sources_fail_without_failing_the_run(run):
     assert doc["counts"]["completed"] > 0
 
 
-def test_a_bad_telemetry_block_exits_2_with_file_and_line(workload_file):
+def test_a_bad_telemetry_block_exits_2_with_file_and_line(workload_file: WriteWorkload) -> None:
     path = workload_file("name: t\nduration: 1s\narrival: {rate: 1}\n"
                          "scenarios: [{name: c, kind: openai-chat}]\n"
                          "telemetry:\n  agent: gpu-host:9400\n")

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from loadkit.workload.traces import load_trace
-from support.run import ROOT
+from support.run import ROOT, RunWorkload, StartServer
 from support.truth import fetch
 
 SAMPLE = ROOT / "workloads" / "traces" / "mooncake-sample.jsonl"
@@ -24,7 +24,7 @@ def block_ids(words: list[str]) -> tuple[int, ...]:
 
 
 @pytest.mark.slow
-def test_prompts_share_exactly_their_common_blocks(server, run):
+def test_prompts_share_exactly_their_common_blocks(server: StartServer, run: RunWorkload) -> None:
     rows = [r for r in load_trace(SAMPLE) if r.time < 60.0]  # the window sent below
     with server("record") as url:
         result, _ = run({"name": "mooncake", "target": url, "duration": 3, "warmup": 0,

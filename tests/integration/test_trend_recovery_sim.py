@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from support.run import RunWorkload
+
 # Timings and the generator's trust are asserted: run alone, not under xdist.
 pytestmark = pytest.mark.timing
 
@@ -36,7 +38,7 @@ def by_text(result: dict) -> dict:
 
 
 @pytest.mark.slow  # two 14-s runs
-def test_a_linear_slowdown_is_measured_and_fails_and_a_flat_run_passes(run):
+def test_a_linear_slowdown_is_measured_and_fails_and_a_flat_run_passes(run: RunWorkload) -> None:
     slos = ["ttft p50 trend < 1 ms/s", "latency p50 trend < 1 ms/s", "ttft p50 trend < 10%/h",
             "ttft p50 trend < 10 ms/s", "gpu.mem_used trend < 200MB/h in 1s windows"]
     ramp = {"ttft_ms": 20, "itl_ms": 2,
@@ -74,7 +76,8 @@ def test_a_linear_slowdown_is_measured_and_fails_and_a_flat_run_passes(run):
 
 
 @pytest.mark.slow  # a 28-s run
-def test_recovery_after_a_replica_restart_is_within_two_intervals_of_the_load_time(run):
+def test_recovery_after_a_replica_restart_is_within_two_intervals_of_the_load_time(
+        run: RunWorkload) -> None:
     """The only replica dies for 4 s (every request fails, 503), then comes back
     cold: it loads the model for 3 s while requests queue, then serves at its
     usual latency. Recovery, timed from the last failing interval, is the

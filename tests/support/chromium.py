@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # imported where used: without playwright the tests skip
+    from playwright.sync_api import Browser, BrowserContext, Dialog, Page
 
 CHROMIUM = os.environ.get("LOADKIT_CHROMIUM", "/usr/bin/chromium")  # another build, elsewhere
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,7 +39,7 @@ def _missing() -> str | None:
 # running in this thread while it is open, and the in-process runs of other
 # test modules need to start their own.
 @pytest.fixture(scope="module")
-def browser():
+def browser() -> Iterator[Browser]:
     why = _missing()
     if why:
         if os.environ.get("LOADKIT_REQUIRE_BROWSER") or os.environ.get("CI"):
@@ -53,16 +58,19 @@ def browser():
 
 @dataclass
 class Opened:
-    page: object
+    page: Page
     errors: list[str] = field(default_factory=list)  # console errors, page errors
     requests: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
 
 
+OpenReport = Callable[[Path], Opened]  # the open_report fixture
+
+
 @pytest.fixture
-def open_report(browser):
+def open_report(browser: Browser) -> Iterator[OpenReport]:
     """Open a local HTML file; record console errors, requests and dialogs."""
-    contexts = []
+    contexts: list[BrowserContext] = []
 
     def go(path: Path) -> Opened:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -73,7 +81,7 @@ def open_report(browser):
                 if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: seen.errors.append(f"page error: {e}"))
         page.on("request", lambda r: seen.requests.append(r.url))
-        def dialog(d) -> None:  # noted, then dismissed: a page must never raise one
+        def dialog(d: Dialog) -> None:  # noted, then dismissed: a page must never raise one
             seen.dialogs.append(d.message)
             d.dismiss()
         page.on("dialog", dialog)

@@ -10,7 +10,9 @@ import os
 import select
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import jsonschema
 
@@ -24,15 +26,34 @@ RUN_SCHEMA = json.loads((ROOT / "docs" / "run.schema.json").read_text())
 RUN_VALIDATOR = jsonschema.Draft202012Validator(RUN_SCHEMA)
 
 
+class StartServer(Protocol):
+    """The `server` fixture (test_server): `with server("fast") as url:`."""
+
+    def __call__(self, mode: str, *args: str) -> contextlib.AbstractContextManager[str]: ...
+
+
+class WriteWorkload(Protocol):
+    """The `workload_file` fixture: a workload mapping (or text) to a YAML file."""
+
+    def __call__(self, spec: dict[str, Any] | str, name: str = "w.yaml") -> Path: ...
+
+
+class RunWorkload(Protocol):
+    """The `run` fixture: (run.json as loaded from disk, out dir)."""
+
+    def __call__(self, spec: dict[str, Any], probe: bool = True,
+                 **options: Any) -> tuple[dict[str, Any], Path]: ...
+
+
 @contextlib.contextmanager
-def test_server(mode: str, *args: str):
+def test_server(mode: str, *args: str) -> Iterator[str]:
     """Start tests/servers.py MODE in its own process; yield its base URL."""
     with serve_script("servers.py", mode, *args) as url:
         yield url
 
 
 @contextlib.contextmanager
-def serve_script(script: str, *args: str):
+def serve_script(script: str, *args: str) -> Iterator[str]:
     """Start tests/SCRIPT in its own process; yield the base URL it prints
     (`LISTENING URL`) once bound."""
     proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
@@ -49,8 +70,8 @@ def serve_script(script: str, *args: str):
         proc.wait(timeout=10)
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 120,
-        process: bool = False) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+        process: bool = False) -> subprocess.CompletedProcess[str]:
     """The command line as a user runs it, from the repository root: in this
     process (`main([...])`, its output captured, `env` as the whole
     environment), or with `process=True` through the real console entry in a

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -22,8 +23,15 @@ from loadkit.sim.server import SIMULATOR_KEY, Simulator
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 
+T = TypeVar("T")
+# What the helpers below return: a health check (status, JSON), a streamed
+# request (send time, token times), a plain one (latency, status, headers, JSON).
+Health = tuple[int, dict[str, Any]]
+Streamed = tuple[float, list[float]]
+Posted = tuple[float, int, dict[str, str], dict[str, Any]]
 
-def run_async(coro, timeout: float = 30.0):
+
+def run_async(coro: Awaitable[T], timeout: float = 30.0) -> T:
     """Run ``coro`` on a fresh loop, failing the test if it exceeds timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -48,13 +56,13 @@ class Live:
             assert r.status == 200
             return parse_metrics(await r.text())
 
-    async def health(self) -> tuple[int, dict]:
+    async def health(self) -> Health:
         async with self.session.get(self.url + "/health") as r:
             return r.status, await r.json()
 
 
 @contextlib.asynccontextmanager
-async def live_sim(config: SimConfig | None = None, **fields) -> AsyncIterator[Live]:
+async def live_sim(config: SimConfig | None = None, **fields: Any) -> AsyncIterator[Live]:
     config = config or SimConfig.from_mapping(fields)
     runner, port = await serve(config, "127.0.0.1", 0)
     try:
@@ -64,17 +72,17 @@ async def live_sim(config: SimConfig | None = None, **fields) -> AsyncIterator[L
         await runner.cleanup()
 
 
-def chat(content: str = "hello", **extra) -> dict:
+def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
     return {"model": "x", "messages": [{"role": "user", "content": content}], **extra}
 
 
-def prompt_ids(tokens: int, **extra) -> dict:
+def prompt_ids(tokens: int, **extra: Any) -> dict[str, Any]:
     """A completions body whose prompt is exactly ``tokens`` token ids."""
     return {"model": "x", "prompt": [1] * tokens, **extra}
 
 
-async def timed_stream(live: Live, body: dict, path: str = CHAT,
-                       headers: dict | None = None) -> tuple[float, list[float]]:
+async def timed_stream(live: Live, body: dict[str, Any], path: str = CHAT,
+                       headers: dict[str, str] | None = None) -> Streamed:
     """POST a streaming request; return (send time, arrival time of each token),
     in seconds on the simulator's clock.  A cut connection ends the list."""
     sent = live.now()
@@ -91,8 +99,8 @@ async def timed_stream(live: Live, body: dict, path: str = CHAT,
     return sent, times
 
 
-async def timed_post(live: Live, body: dict, path: str = CHAT,
-                     headers: dict | None = None) -> tuple[float, int, dict, dict]:
+async def timed_post(live: Live, body: dict[str, Any], path: str = CHAT,
+                     headers: dict[str, str] | None = None) -> Posted:
     """POST a non-streaming request; return (latency s, status, headers, json)."""
     sent = live.now()
     async with live.session.post(live.url + path, json=body, headers=headers) as r:

@@ -5,6 +5,7 @@ with one 1-s latency spike for decimation to keep."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -15,7 +16,7 @@ SPIKE_AT = 51_234  # the one interval whose p99 spikes
 SPIKE_MS = 7_654.321
 
 
-def _hist(values_us) -> str:
+def _hist(values_us: Iterable[float]) -> str:
     h = new_histogram()
     for v in values_us:
         record_us(h, int(v))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from typing import Any
 
 
 def exact_percentile(values: list[float], q: float) -> float:
@@ -14,7 +15,7 @@ def exact_percentile(values: list[float], q: float) -> float:
     return ordered[max(1, int(q * len(ordered) + 0.5)) - 1]
 
 
-def fetch(url: str, method: str = "GET"):
+def fetch(url: str, method: str = "GET") -> Any:  # the server's JSON, as it sent it
     req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     with urllib.request.urlopen(req) as resp:
         return json.load(resp)

@@ -17,7 +17,7 @@ linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd
 
 
 @linux
-def test_alarm_never_wakes_before_its_instant():
+def test_alarm_never_wakes_before_its_instant() -> None:
     async def main() -> list[int]:
         alarm = open_alarm(asyncio.get_running_loop())
         assert alarm is not None
@@ -37,7 +37,7 @@ def test_alarm_never_wakes_before_its_instant():
 
 
 @linux
-def test_alarm_for_a_past_instant_returns_at_once_and_can_be_rearmed():
+def test_alarm_for_a_past_instant_returns_at_once_and_can_be_rearmed() -> None:
     async def main() -> None:
         alarm = open_alarm(asyncio.get_running_loop())
         assert alarm is not None
@@ -53,7 +53,7 @@ def test_alarm_for_a_past_instant_returns_at_once_and_can_be_rearmed():
     asyncio.run(main())
 
 
-def test_no_alarm_off_linux(monkeypatch):
+def test_no_alarm_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(alarm_module.sys, "platform", "darwin")
 
     async def main() -> None:

@@ -7,6 +7,7 @@ import random
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
@@ -15,7 +16,7 @@ from loadkit.arrivals import TraceError, load_trace, sample_tokens, schedule
 from loadkit.arrivals.processes import arrival_times
 from loadkit.arrivals.summary import sparkline, summarize
 from loadkit.arrivals.trace import replay
-from loadkit.workload.arrival_specs import ArrivalSpec
+from loadkit.workload.arrival_specs import ArrivalSpec, Diurnal, Trace
 from loadkit.workload.models import Workload
 from loadkit.workload.scaling import time_scaled, with_measured_duration
 from loadkit.workload.scenarios import Tokens
@@ -34,7 +35,7 @@ def within_sampling_error(observed: int, expected: float, sigmas: float = 4.0) -
     return abs(observed - expected) <= sigmas * math.sqrt(max(expected, 1.0))
 
 
-def test_poisson_passes_kolmogorov_smirnov():
+def test_poisson_passes_kolmogorov_smirnov() -> None:
     from scipy import stats
     t = times({"process": "poisson", "rate": 50}, 400.0)
     gaps = [b - a for a, b in zip(t, t[1:])]
@@ -46,7 +47,7 @@ def test_poisson_passes_kolmogorov_smirnov():
 
 
 @pytest.mark.parametrize("cv", [0.5, 1.0, 3.0])
-def test_gamma_reproduces_its_coefficient_of_variation(cv):
+def test_gamma_reproduces_its_coefficient_of_variation(cv: float) -> None:
     t = times({"process": "gamma", "rate": 100, "cv": cv}, 10_000 / 100)
     gaps = [b - a for a, b in zip(t, t[1:])]
     assert len(gaps) > 9000
@@ -54,7 +55,7 @@ def test_gamma_reproduces_its_coefficient_of_variation(cv):
     assert len(t) == pytest.approx(10_000, rel=0.1 * max(cv, 1))
 
 
-def test_onoff_rates_match_the_declared_curve():
+def test_onoff_rates_match_the_declared_curve() -> None:
     a = {"process": "onoff", "base_rate": 5, "spike_rate": 60, "spike_length": 2, "period": 10,
          "offset": 1}
     per_second = Counter(int(t) for t in times(a, 400.0))
@@ -66,7 +67,7 @@ def test_onoff_rates_match_the_declared_curve():
     assert min(per_second[s] for s in on) > max(per_second[s] for s in off)
 
 
-def test_diurnal_follows_its_curve_compressed_in_time():
+def test_diurnal_follows_its_curve_compressed_in_time() -> None:
     rates = [10, 10, 40, 80, 40, 10]  # six 10-s "hours" in a 60-s day
     per_second = Counter(int(t) for t in times({"process": "diurnal", "rates": rates,
                                                 "day": 60}, 600.0))
@@ -80,7 +81,7 @@ def test_diurnal_follows_its_curve_compressed_in_time():
         assert within_sampling_error(observed, 10 * expected), (second, observed, 10 * expected)
 
 
-def test_ramp_and_steps():
+def test_ramp_and_steps() -> None:
     ramp = times({"process": "ramp", "from": 0, "to": 100}, 100.0)
     first, second = sum(t < 50 for t in ramp), sum(t >= 50 for t in ramp)
     assert within_sampling_error(first, 1250) and within_sampling_error(second, 3750)
@@ -90,17 +91,17 @@ def test_ramp_and_steps():
     assert within_sampling_error(sum(t >= 20 for t in steps), 2000)  # last step holds
 
 
-def test_constant_is_exact():
+def test_constant_is_exact() -> None:
     t = times({"process": "constant", "rate": 4}, 2.0)
     assert t == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
-def test_constant_is_evenly_spaced():
+def test_constant_is_evenly_spaced() -> None:
     t = times({"process": "constant", "rate": 100}, 2.0)
     assert len(t) == 200 and t[1] - t[0] == pytest.approx(0.01)
 
 
-def test_poisson_rate_and_exponential_gaps():
+def test_poisson_rate_and_exponential_gaps() -> None:
     t = times({"process": "poisson", "rate": 200}, 50.0, seed=4)
     gaps = [b - a for a, b in zip(t, t[1:])]
     assert len(t) == pytest.approx(10_000, rel=0.04)  # 4 sigma is 4%
@@ -109,7 +110,7 @@ def test_poisson_rate_and_exponential_gaps():
     assert statistics.stdev(gaps) / statistics.mean(gaps) == pytest.approx(1.0, abs=0.05)
 
 
-def test_token_distributions():
+def test_token_distributions() -> None:
     rng = random.Random(3)
     ln = [sample_tokens(tokens({"dist": "lognormal", "median": 200, "sigma": 0.5}), rng)
           for _ in range(20_000)]
@@ -122,16 +123,17 @@ def test_token_distributions():
     assert sample_tokens(tokens(42), rng) == 42
 
 
-MULTI = {"seed": 4, "phases": [{"name": "w", "duration": 2, "warmup": True},
-                               {"name": "a", "duration": 5}, {"name": "b", "duration": 5}],
-         "scenarios": [{"name": "chat", "kind": "openai-chat",
-                        "max_tokens": {"dist": "uniform", "min": 1, "max": 100}},
-                       {"name": "ping", "kind": "http"}],
-         "tenants": [{"name": "x", "arrival": {"rate": 20}},
-                     {"name": "y", "arrival": {"rate": 5}, "phases": {"b": {"rate": 50}}}]}
+MULTI: dict[str, Any] = {
+    "seed": 4, "phases": [{"name": "w", "duration": 2, "warmup": True},
+                          {"name": "a", "duration": 5}, {"name": "b", "duration": 5}],
+    "scenarios": [{"name": "chat", "kind": "openai-chat",
+                   "max_tokens": {"dist": "uniform", "min": 1, "max": 100}},
+                  {"name": "ping", "kind": "http"}],
+    "tenants": [{"name": "x", "arrival": {"rate": 20}},
+                {"name": "y", "arrival": {"rate": 5}, "phases": {"b": {"rate": 50}}}]}
 
 
-def test_same_seed_same_schedule_bit_for_bit():
+def test_same_seed_same_schedule_bit_for_bit() -> None:
     one = list(schedule(Workload.model_validate(MULTI)))
     assert one == list(schedule(Workload.model_validate(MULTI)))
     assert one != list(schedule(Workload.model_validate({**MULTI, "seed": 5})))
@@ -142,7 +144,7 @@ def test_same_seed_same_schedule_bit_for_bit():
     assert within_sampling_error(sum(s.tenant == 1 for s in in_b), 250)
 
 
-def two_scenarios(**kw) -> Workload:
+def two_scenarios(**kw: Any) -> Workload:
     """One tenant at Poisson 50/s for 100 s, scenarios a and b weighted 3:1."""
     w = {"duration": 100, "arrival": {"process": "poisson", "rate": 50},
          "scenarios": [{"name": "a", "kind": "http", "weight": 3},
@@ -150,31 +152,32 @@ def two_scenarios(**kw) -> Workload:
     return Workload.model_validate({**w, **kw})
 
 
-def test_same_seed_same_schedule_other_seed_other_schedule():
+def test_same_seed_same_schedule_other_seed_other_schedule() -> None:
     one, two = list(schedule(two_scenarios(seed=1))), list(schedule(two_scenarios(seed=1)))
     assert one == two and len(one) > 4000
     assert list(schedule(two_scenarios(seed=2))) != one
 
 
-def test_scenario_mix_follows_weights_and_schedule_is_ordered():
+def test_scenario_mix_follows_weights_and_schedule_is_ordered() -> None:
     slots = list(schedule(two_scenarios()))
     assert all(a.at <= b.at for a, b in zip(slots, slots[1:]))
     share_a = sum(s.scenario == 0 for s in slots) / len(slots)
     assert share_a == pytest.approx(0.75, abs=0.02)
 
 
-def test_a_tenant_added_does_not_move_another():
+def test_a_tenant_added_does_not_move_another() -> None:
     base = [s for s in schedule(Workload.model_validate(MULTI)) if s.tenant == 0]
     more = dict(MULTI, tenants=[*MULTI["tenants"], {"name": "z", "arrival": {"rate": 9}}])
     assert [s for s in schedule(Workload.model_validate(more)) if s.tenant == 0] == base
 
 
-def test_time_scale_keeps_shapes_and_duration_keeps_proportions():
+def test_time_scale_keeps_shapes_and_duration_keeps_proportions() -> None:
     w = Workload.model_validate({
         "phases": [{"name": "p", "duration": 600, "arrival": {"process": "diurnal",
                                                               "rates": [1, 9], "day": 600}}],
         "scenarios": [{"name": "s", "kind": "http"}]})
     fast = time_scaled(w, 0.01)
+    assert isinstance(fast.phases[0].arrival, Diurnal)
     assert fast.phases[0].duration == 6 and fast.phases[0].arrival.day == 6
     short = with_measured_duration(Workload.model_validate(MULTI), 5)
     assert [p.duration for p in short.phase_list] == [1.0, 2.5, 2.5]
@@ -186,17 +189,20 @@ def write_trace(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
     return p
 
 
-def test_azure_trace_loads_and_replays_scaled(tmp_path):
+def test_azure_trace_loads_and_replays_scaled(tmp_path: Path) -> None:
     p = write_trace(tmp_path, "TIMESTAMP,ContextTokens,GeneratedTokens\n"
                     "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:48.6805900,10,5\n"
                     "2023-11-16 18:15:50.1805900,20,6\n")
     rows = load_trace(p)
     assert [(r.prompt_tokens, r.output_tokens) for r in rows] == [(374, 44), (10, 5), (20, 6)]
     trace = spec({"process": "trace", "path": "t.csv", "speedup": 2})
+    assert isinstance(trace, Trace)
     assert [round(o, 6) for o, _ in replay(rows, trace, random.Random())] == [0.0, 1.0, 1.75]
     win = spec({"process": "trace", "path": "t.csv", "window": {"start": 1, "end": 3.0}})
+    assert isinstance(win, Trace)
     assert [round(o, 6) for o, _ in replay(rows, win, random.Random())] == [1.0]
     double = spec({"process": "trace", "path": "t.csv", "rate_scale": 2})
+    assert isinstance(double, Trace)
     assert len(list(replay(rows, double, random.Random()))) == 6
 
 
@@ -208,13 +214,13 @@ def test_azure_trace_loads_and_replays_scaled(tmp_path):
     ("timestamp\n1.0\nnan\n", 3, "bad timestamp"),
     ("timestamp\ninf\n", 2, "bad timestamp"),
 ])
-def test_bad_trace_rows_are_named(tmp_path, text, row, fragment):
+def test_bad_trace_rows_are_named(tmp_path: Path, text: str, row: int, fragment: str) -> None:
     with pytest.raises(TraceError, match=fragment) as info:
         load_trace(write_trace(tmp_path, text))
     assert info.value.row == row
 
 
-def test_jsonl_trace(tmp_path):
+def test_jsonl_trace(tmp_path: Path) -> None:
     p = write_trace(tmp_path, '{"timestamp": 1.5, "output_tokens": 3}\n\n{"timestamp": 0.5}\n',
                     "t.jsonl")
     assert [(r.time, r.output_tokens) for r in load_trace(p)] == [(0.5, None), (1.5, 3)]
@@ -223,7 +229,7 @@ def test_jsonl_trace(tmp_path):
 
 
 @pytest.mark.skipif(not AZURE.exists(), reason="shared Azure trace not present")
-def test_real_azure_trace_replays_its_first_minute():
+def test_real_azure_trace_replays_its_first_minute() -> None:
     rows = load_trace(AZURE)
     assert len(rows) == 19366 and all(a.time <= b.time for a, b in zip(rows, rows[1:]))
     w = Workload.model_validate({
@@ -236,14 +242,14 @@ def test_real_azure_trace_replays_its_first_minute():
         [(r.prompt_tokens, r.output_tokens) for r in expected]
 
 
-def test_plan_summary_and_sparkline():
+def test_plan_summary_and_sparkline() -> None:
     s = summarize(Workload.model_validate(MULTI))
     assert sum(s.requests.values()) == len(list(schedule(Workload.model_validate(MULTI))))
     assert len(s.per_second) == 12 and sum(s.per_second) == sum(s.requests.values())
     assert sparkline([0, 5, 10]) == " ▄█"
 
 
-def test_mean_rate_is_exact_for_long_phases():
+def test_mean_rate_is_exact_for_long_phases() -> None:
     from loadkit.arrivals.processes import mean_rate
     onoff = spec({"process": "onoff", "base_rate": 1, "spike_rate": 100, "spike_length": 1,
                   "period": 10})

@@ -4,6 +4,7 @@ and `--drain` validation, and the token cap that cuts a runaway stream."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,13 +27,13 @@ scenarios: [{name: ping, kind: http, method: GET, path: /}]
 """
 
 
-def write(tmp_path, text: str):
+def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "w.yaml"
     path.write_text(text)
     return path
 
 
-def test_drain_defaults_to_30_s_and_reads_durations(tmp_path):
+def test_drain_defaults_to_30_s_and_reads_durations(tmp_path: Path) -> None:
     assert Client().drain == 30.0
     w = load_workload(write(tmp_path, BASE + "client: {drain: 250ms}\n")).workload
     assert w.client.drain == 0.25
@@ -46,7 +47,9 @@ def test_drain_defaults_to_30_s_and_reads_durations(tmp_path):
 @pytest.mark.parametrize("value,why", [("soon", "expected a duration"),
                                        ("-1", "must be >= 0"),
                                        ("[1s]", "expected a duration")])
-def test_bad_drain_in_the_file_exits_2_naming_it(tmp_path, capsys, value, why):
+def test_bad_drain_in_the_file_exits_2_naming_it(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str], value: str,
+                                                 why: str) -> None:
     path = write(tmp_path, BASE + f"client:\n  drain: {value}\n")
     with pytest.raises(WorkloadError) as info:
         load_workload(path)
@@ -58,7 +61,9 @@ def test_bad_drain_in_the_file_exits_2_naming_it(tmp_path, capsys, value, why):
 
 
 @pytest.mark.parametrize("value", ["soon", "-1s", "1 parsec"])
-def test_bad_drain_flag_exits_2_naming_the_setting(tmp_path, capsys, value):
+def test_bad_drain_flag_exits_2_naming_the_setting(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   value: str) -> None:
     path = write(tmp_path, BASE)
     assert main(["run", str(path), "--drain", value, "-q"]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
@@ -79,7 +84,7 @@ def answer_for(asked: int | None, prompts: list[Prompt] | None = None) -> Answer
     return a
 
 
-def test_a_stream_is_cut_past_four_times_max_tokens_plus_16():
+def test_a_stream_is_cut_past_four_times_max_tokens_plus_16() -> None:
     assert stream_token_cap(8) == 48 and stream_token_cap(1000) == 4016
     a = answer_for(8)
     for t in range(48):  # up to the cap: a server may split tokens over chunks
@@ -96,7 +101,7 @@ def test_a_stream_is_cut_past_four_times_max_tokens_plus_16():
         a.body(token() * 4020, 0)
 
 
-def test_no_cap_without_a_max_tokens_and_a_prompt_lines_own_one_counts():
+def test_no_cap_without_a_max_tokens_and_a_prompt_lines_own_one_counts() -> None:
     a = answer_for(None)
     a.body(token() * 1000, 0)
     assert len(a.rec.events or ()) == 1000

@@ -8,10 +8,10 @@ import pytest
 from scipy import stats
 
 from loadkit.compare.stats import compare_series, mann_whitney, parse_tolerances
-from loadkit.record.histogram import new_histogram, record_us
+from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
 
 
-def sample(rng: random.Random, n: int, scale: float = 1.0):
+def sample(rng: random.Random, n: int, scale: float = 1.0) -> tuple[HdrHistogram, list[int]]:
     h, values = new_histogram(), []
     for _ in range(n):
         v = int(rng.lognormvariate(10.0, 0.5) * scale)  # ~22 ms median, long right tail
@@ -20,7 +20,7 @@ def sample(rng: random.Random, n: int, scale: float = 1.0):
     return h, values
 
 
-def test_mann_whitney_agrees_with_scipy_on_the_same_samples():
+def test_mann_whitney_agrees_with_scipy_on_the_same_samples() -> None:
     rng = random.Random(11)
     (ha, a), (hb, b) = sample(rng, 800), sample(rng, 900, 1.05)
     z, p = mann_whitney(ha, hb)
@@ -31,7 +31,7 @@ def test_mann_whitney_agrees_with_scipy_on_the_same_samples():
 
 
 @pytest.mark.slow
-def test_false_positive_rate_on_identical_distributions_is_at_most_5_percent():
+def test_false_positive_rate_on_identical_distributions_is_at_most_5_percent() -> None:
     """100 pairs of runs from one distribution: regressions (or anything but
     'no change') are declared in at most 5% of them."""
     rng = random.Random(2026)
@@ -43,7 +43,7 @@ def test_false_positive_rate_on_identical_distributions_is_at_most_5_percent():
     assert flagged <= 5, flagged
 
 
-def test_a_20_percent_slowdown_is_found_and_measured():
+def test_a_20_percent_slowdown_is_found_and_measured() -> None:
     """8,000 samples a side (a minute at ~130 req/s): p50 and p90 both flag it.
     The interval is conservative, so fewer samples give `inconclusive` more often."""
     rng = random.Random(7)
@@ -53,26 +53,27 @@ def test_a_20_percent_slowdown_is_found_and_measured():
                               sample(rng, 8000, 1.2)[0], ("p50", "p90"), {})
         found += all(r.decision == "regression" for r in rows)
         for r in rows:
+            assert r.ci_low_pct is not None and r.ci_high_pct is not None, r
             assert r.ci_low_pct <= 20.0 <= r.ci_high_pct + 1.0, r  # the interval covers it
     assert found >= 19, found
 
 
-def test_a_5_percent_shift_within_tolerance_is_no_change():
+def test_a_5_percent_shift_within_tolerance_is_no_change() -> None:
     rng = random.Random(8)
     rows = compare_series("latency", "all", sample(rng, 20000)[0],
                           sample(rng, 20000, 1.05)[0], ("p50",), {})
-    assert rows[0].p_value < 1e-6  # clearly a shift ...
+    assert rows[0].p_value is not None and rows[0].p_value < 1e-6  # clearly a shift ...
     assert rows[0].decision == "no_change"  # ... but inside the 10% tolerance
 
 
-def test_too_few_samples_say_so():
+def test_too_few_samples_say_so() -> None:
     rng = random.Random(9)
     rows = compare_series("latency", "all", sample(rng, 500)[0], sample(rng, 500)[0],
                           ("p50", "p99"), {})
     assert [r.decision for r in rows] == ["no_change", "insufficient_samples"]
 
 
-def test_tolerances_parse_and_reject_nonsense():
+def test_tolerances_parse_and_reject_nonsense() -> None:
     assert parse_tolerances(["p99=10%", "ttft.p50=5", "error_rate=1%"]) == {
         "p99": 10.0, "ttft.p50": 5.0, "error_rate": 1.0}
     for bad in ["p99", "=5%", "p99=-1%", "p99=inf", "p99=lots"]:

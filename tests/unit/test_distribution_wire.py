@@ -17,7 +17,7 @@ from loadkit.workload.loader import load_workload
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_shards_are_disjoint_and_cover_the_schedule_per_tenant_and_phase():
+def test_shards_are_disjoint_and_cover_the_schedule_per_tenant_and_phase() -> None:
     loaded = load_workload(ROOT / "workloads" / "multi-tenant.yaml")
     whole = list(schedule(loaded.workload))
     shards = [list(shard(schedule(loaded.workload), k, 3)) for k in range(3)]
@@ -34,7 +34,7 @@ def test_shards_are_disjoint_and_cover_the_schedule_per_tenant_and_phase():
 
 @pytest.mark.parametrize("name", ["trace-replay.yaml", "mooncake-replay.yaml",
                                   "chat-sessions.yaml"])
-def test_a_job_round_trips_the_workload_its_traces_and_prompts(name):
+def test_a_job_round_trips_the_workload_its_traces_and_prompts(name: str) -> None:
     loaded = load_workload(ROOT / "workloads" / name)
     again = loaded_from(job(loaded, "http://127.0.0.1:1"))
     assert again.workload == loaded.workload and again.traces == loaded.traces
@@ -43,7 +43,7 @@ def test_a_job_round_trips_the_workload_its_traces_and_prompts(name):
         schedule(loaded.workload, loaded.traces))
 
 
-def test_a_traced_session_round_trips(tmp_path):
+def test_a_traced_session_round_trips(tmp_path: Path) -> None:
     import json
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
         {"timestamp": 0, "session_id": "a", "prompt_tokens": 3},
@@ -69,7 +69,7 @@ def records(seed: int, n: int) -> list[RequestRecord]:
     return out
 
 
-def test_merged_parts_equal_one_recorder_that_saw_everything():
+def test_merged_parts_equal_one_recorder_that_saw_everything() -> None:
     """Two workers' intervals, merged by summing, give exactly what one
     recorder recording every request gives: histograms and counters."""
     one = Recorder(0, goodput=(("latency", "<", 40_000_000),))
@@ -103,7 +103,7 @@ def test_merged_parts_equal_one_recorder_that_saw_everything():
     assert master.error_examples == one.error_examples
 
 
-def test_the_clock_offset_comes_from_the_shortest_round_trip():
+def test_the_clock_offset_comes_from_the_shortest_round_trip() -> None:
     # (sent, their clock, received): the 2-ms round trip bounds the error to 1 ms.
     samples = [(0.0, 5.020, 0.010), (1.0, 6.001, 1.002), (2.0, 7.030, 2.050)]
     offset, rtt = clock_offset(samples)

@@ -16,7 +16,7 @@ from loadkit.run.exporter import BUCKETS_S, LiveMetrics, buckets_of
 from loadkit.slo.scopes import Phases
 
 
-def test_buckets_match_the_recorded_values_to_the_histograms_resolution():
+def test_buckets_match_the_recorded_values_to_the_histograms_resolution() -> None:
     rng = random.Random(7)
     values = [int(rng.lognormvariate(9, 2.5)) for _ in range(20_000)]
     h = new_histogram()
@@ -33,7 +33,7 @@ def test_buckets_match_the_recorded_values_to_the_histograms_resolution():
     assert sum_us / len(values) == mean_us(h)
 
 
-def test_listener_publishes_counts_and_buckets_per_interval():
+def test_listener_publishes_counts_and_buckets_per_interval() -> None:
     rec = Recorder(0)
     metrics = LiveMetrics()
     metrics.attach(rec, phases=Phases([PhaseInfo(name="p", start_s=0, duration_s=10,

@@ -29,24 +29,26 @@ def drive(per_second: list[tuple[int, ErrorKind | None]], spec: FailFast | None 
     return watch, None
 
 
-def test_refused_from_the_start_stops_after_the_first_100():
+def test_refused_from_the_start_stops_after_the_first_100() -> None:
     watch, at = drive([(40, ErrorKind.HTTP_4XX)] * 20)
     assert at == 3  # 120 finished by then, all refused
+    assert watch.reason is not None
     assert "120 of the last 120 requests got HTTP 4xx" in watch.reason
 
 
-def test_refusing_from_a_moment_on_stops_once_the_newest_100_are_refused():
+def test_refusing_from_a_moment_on_stops_once_the_newest_100_are_refused() -> None:
     watch, at = drive([(40, None)] * 5 + [(40, ErrorKind.HTTP_4XX)] * 20)
     # the newest intervals holding 100 requests: 3 s of them; 90% refused at 8 s
     assert at == 8, watch.reason
 
 
-def test_a_slow_target_is_judged_after_within_seconds():
+def test_a_slow_target_is_judged_after_within_seconds() -> None:
     watch, at = drive([(1, ErrorKind.HTTP_4XX)] * 40)
+    assert watch.reason is not None
     assert at == 30 and "30 of the last 30" in watch.reason
 
 
-def test_outages_and_a_minority_of_refusals_never_stop_a_run():
+def test_outages_and_a_minority_of_refusals_never_stop_a_run() -> None:
     for kind in (ErrorKind.HTTP_5XX, ErrorKind.TIMEOUT, ErrorKind.RESET, ErrorKind.CONNECT):
         assert drive([(40, kind)] * 40)[1] is None
     mixed = [(36, None), (4, ErrorKind.HTTP_4XX)] * 20  # 10% refused

@@ -23,7 +23,7 @@ def run_with(reasons_per_interval: list[dict[str, int]], no_done: int = 0) -> Ru
     return RunResult.model_validate(doc)
 
 
-def test_a_steady_mix_is_counted_and_not_called_a_shift():
+def test_a_steady_mix_is_counted_and_not_called_a_shift() -> None:
     r = run_with([{"length": 90, "stop": 10}] * 10)
     rows = finish_mix(r)
     assert [(f.reason, f.count, round(f.share, 3)) for f in rows] == [
@@ -33,7 +33,7 @@ def test_a_steady_mix_is_counted_and_not_called_a_shift():
                                "stop 100 (10.0%)."]
 
 
-def test_answers_stopping_early_in_the_second_half_are_called_out():
+def test_answers_stopping_early_in_the_second_half_are_called_out() -> None:
     r = run_with([{"length": 100}] * 5 + [{"length": 60, "stop": 40}] * 5, no_done=1000)
     stop = next(f for f in finish_mix(r) if f.reason == "stop")
     assert (stop.first_half, stop.second_half, stop.shifted) == (0.0, 0.4, True)
@@ -48,6 +48,6 @@ def test_answers_stopping_early_in_the_second_half_are_called_out():
     assert all(note in md for note in notes)
 
 
-def test_no_finish_reason_no_table():
+def test_no_finish_reason_no_table() -> None:
     r = run_with([{}] * 4)
     assert finish_mix(r) == [] and 'id="finish-reasons"' not in render_html(r, points=50)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import weakref
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from loadkit.record.histogram import (
 from loadkit.record.hlog import HlogWriter, read_hlog
 
 
-def test_mean_equals_hdrh_mean_exactly():
+def test_mean_equals_hdrh_mean_exactly() -> None:
     rng = random.Random(5)
     for sigma in (0.1, 1.0, 2.5):
         h = new_histogram()
@@ -32,7 +33,7 @@ def test_mean_equals_hdrh_mean_exactly():
 
 
 @pytest.mark.slow
-def test_percentiles_equal_hdrh_percentiles_exactly():
+def test_percentiles_equal_hdrh_percentiles_exactly() -> None:
     """The numpy fast path gives hdrh's own answer for every percentile, from
     one sample to thousands, over the whole trackable range, 0 and 100 included."""
     rng = random.Random(3)
@@ -49,7 +50,7 @@ def test_percentiles_equal_hdrh_percentiles_exactly():
     assert percentile_us(new_histogram(), 99.0) == 0
 
 
-def test_dropped_histograms_are_freed_without_the_cyclic_collector(tmp_path):
+def test_dropped_histograms_are_freed_without_the_cyclic_collector(tmp_path: Path) -> None:
     """hdrh's encoder points back at its histogram. A run tunes the collector to
     run rarely, so a cycle per rotated histogram (~190 KB) was memory that grew
     with run length. Every histogram loadkit makes, decodes, merges or reads

@@ -10,6 +10,8 @@ import os
 import random
 from array import array
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +43,7 @@ OBJECTIVES = [parse_objective("latency p50 < 1s in every 1s window"),
               parse_objective("ttft p90 < 1s", "tenant:acme")]
 
 
-def header(**extra) -> dict:
+def header(**extra: Any) -> dict[str, Any]:
     return {
         "run_id": "r1", "pid": os.getpid(), "loadkit_version": "test", "host": "h",
         "git_commit": None, "started_at": "2026-01-01T00:00:00+00:00", "target": "t",
@@ -88,12 +90,13 @@ class FakeSession:
         self.sources = [FakeSource()]
 
 
-def write_run(tmp_path, intervals: int = 12, seed: int = 7):
+def write_run(tmp_path: Path, intervals: int = 12,
+              seed: int = 7) -> tuple[Recorder, Counter[tuple[str, str]], LiveJudge]:
     """A recorder fed seeded requests, journaled as execute.py does, with the
     live judge a run has; returns (recorder, scheduled, judge)."""
     rng = random.Random(seed)
     telemetry = FakeSession()
-    scheduled: Counter = Counter()
+    scheduled: Counter[tuple[str, str]] = Counter()
     with open(tmp_path / "latency.hlog", "w", encoding="ascii") as hlog:
         recorder = Recorder(0, HlogWriter(hlog, 0.0), goodput=(("latency", "<", 50 * MS),))
         with Journal(tmp_path / JOURNAL_NAME, header(), sync=[hlog]) as journal:
@@ -126,11 +129,11 @@ def write_run(tmp_path, intervals: int = 12, seed: int = 7):
     return recorder, scheduled, judge
 
 
-def test_a_journal_reads_back_into_the_same_counters_and_histograms(tmp_path):
+def test_a_journal_reads_back_into_the_same_counters_and_histograms(tmp_path: Path) -> None:
     recorder, scheduled, judge = write_run(tmp_path)
     state = Rebuild(tmp_path)
-    assert state.update() == 12 and state.ended == {"t": "end", "wall": state.ended["wall"],
-                                                    "stopped": False}
+    assert state.update() == 12 and state.ended is not None
+    assert state.ended == {"t": "end", "wall": state.ended["wall"], "stopped": False}
     r = state.recorder
     for name in ("completed", "errors", "dropped", "good", "output_tokens", "token_sources"):
         assert getattr(r, name) == getattr(recorder, name), name
@@ -159,7 +162,7 @@ def test_a_journal_reads_back_into_the_same_counters_and_histograms(tmp_path):
     assert result.telemetry is not None and "vllm:num_requests_waiting" in result.telemetry.series
 
 
-def test_a_partial_last_line_is_left_out_and_read_once_it_is_whole(tmp_path):
+def test_a_partial_last_line_is_left_out_and_read_once_it_is_whole(tmp_path: Path) -> None:
     write_run(tmp_path, intervals=6)
     path = tmp_path / JOURNAL_NAME
     lines = path.read_bytes().splitlines(keepends=True)
@@ -178,7 +181,7 @@ def test_a_partial_last_line_is_left_out_and_read_once_it_is_whole(tmp_path):
     assert tail.lines() == []
 
 
-def test_a_killed_run_loses_only_the_interval_whose_histograms_are_missing(tmp_path):
+def test_a_killed_run_loses_only_the_interval_whose_histograms_are_missing(tmp_path: Path) -> None:
     write_run(tmp_path, intervals=6)
     hlog = tmp_path / "latency.hlog"
     text = hlog.read_text().splitlines(keepends=True)
@@ -193,7 +196,7 @@ def test_a_killed_run_loses_only_the_interval_whose_histograms_are_missing(tmp_p
     assert result.incomplete.recorded_s == 2.5
 
 
-def test_a_damaged_line_stops_reading_there(tmp_path):
+def test_a_damaged_line_stops_reading_there(tmp_path: Path) -> None:
     write_run(tmp_path, intervals=4)
     path = tmp_path / JOURNAL_NAME
     lines = path.read_bytes().splitlines(keepends=True)
@@ -205,7 +208,7 @@ def test_a_damaged_line_stops_reading_there(tmp_path):
     assert "damaged" in result.incomplete.reason
 
 
-def test_a_folder_without_a_journal_is_bad_input(tmp_path):
+def test_a_folder_without_a_journal_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no run.json and no journal.jsonl"):
         rebuild(tmp_path)
     (tmp_path / JOURNAL_NAME).write_text('{"t": "interval"}\n')
@@ -213,11 +216,11 @@ def test_a_folder_without_a_journal_is_bad_input(tmp_path):
         rebuild(tmp_path)
 
 
-def test_the_listener_keeps_nothing_per_interval(tmp_path):
+def test_the_listener_keeps_nothing_per_interval(tmp_path: Path) -> None:
     """Memory flat in run length: the journal writes deltas and keeps only the
     last value of each counter; a line holds only the keys that moved."""
     recorder = Recorder(0)
-    scheduled: Counter = Counter()
+    scheduled: Counter[tuple[str, str]] = Counter()
     with Journal(tmp_path / JOURNAL_NAME, header()) as journal:
         listener = IntervalJournal(journal, recorder, scheduled)
         recorder.events.interval_closed.add_listener(listener)

@@ -5,6 +5,7 @@ lying answer a protocol error."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def chunk(text: str | None = None, usage: int | None = None) -> bytes:
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
-def test_stream_counts_token_events_and_prefers_usage():
+def test_stream_counts_token_events_and_prefers_usage() -> None:
     s = OpenAIStream()
     assert s.feed(chunk("") + chunk("Hi")) == 1  # a role-only chunk is no token
     assert s.feed(chunk(" there") + chunk(" you")) == 2
@@ -40,7 +41,7 @@ def test_stream_counts_token_events_and_prefers_usage():
     (b'data: {"choices": [], "x": 1e999}\n\n', "not JSON"),
     (b'data: {"choices": [{"delta": {"content": "\xff"}}]}\n\n', "not JSON"),
 ])
-def test_stream_protocol_errors(payload, fragment):
+def test_stream_protocol_errors(payload: bytes, fragment: str) -> None:
     with pytest.raises(ProtocolError, match=fragment):
         OpenAIStream().feed(payload)
 
@@ -50,14 +51,14 @@ def finished(reason: str = "length") -> bytes:
         + b"\n\n"
 
 
-def test_a_stream_neither_finished_nor_done_is_incomplete():
+def test_a_stream_neither_finished_nor_done_is_incomplete() -> None:
     s = OpenAIStream()
     s.feed(chunk("a"))
     with pytest.raises(IncompleteAnswer, match="neither a finish_reason nor"):
         s.finish()
 
 
-def test_a_finished_stream_without_done_is_whole_and_noted():
+def test_a_finished_stream_without_done_is_whole_and_noted() -> None:
     """transformers serve: content, finish_reason, usage, then the body ends."""
     s = OpenAIStream()
     s.feed(chunk("") + chunk("a b") + chunk(" c") + finished("length") + chunk(usage=3))
@@ -65,7 +66,7 @@ def test_a_finished_stream_without_done_is_whole_and_noted():
     assert (parsed.output_tokens, parsed.finish_reason, parsed.no_done) == (3, "length", True)
 
 
-def test_a_stream_with_no_answer_token_is_incomplete_even_with_done():
+def test_a_stream_with_no_answer_token_is_incomplete_even_with_done() -> None:
     """The engine that cuts a waiting stream: 200, a role-only event, [DONE]."""
     s = OpenAIStream()
     assert s.feed(chunk("") + b"data: [DONE]\n\n") == 0
@@ -77,7 +78,7 @@ def test_a_stream_with_no_answer_token_is_incomplete_even_with_done():
         s.finish()
 
 
-def test_done_without_finish_reason_is_whole_and_says_missing():
+def test_done_without_finish_reason_is_whole_and_says_missing() -> None:
     s = OpenAIStream()
     s.feed(chunk("a") + b"data: [DONE]\n\n")
     parsed = s.finish()
@@ -89,7 +90,8 @@ def test_done_without_finish_reason_is_whole_and_says_missing():
     ({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": ""}}]}, None),
     ({"content": "yes"}, "yes"),
 ])
-def test_reasoning_and_tool_call_events_are_token_events(delta, answer):
+def test_reasoning_and_tool_call_events_are_token_events(delta: dict[str, Any],
+                                                         answer: str | None) -> None:
     """TTFT counts from the first event with any generated output; only the
     answer's text is kept (a session's history)."""
     s = OpenAIStream(keep_text=True)
@@ -99,7 +101,7 @@ def test_reasoning_and_tool_call_events_are_token_events(delta, answer):
     assert parsed.text == (answer or "") and parsed.finish_reason == "tool_calls"
 
 
-def test_non_streaming_body():
+def test_non_streaming_body() -> None:
     body = {"choices": [{"message": {"content": "a b c"}, "finish_reason": "stop"}],
             "usage": {"completion_tokens": 3}}
     parsed = parse_body(json.dumps(body).encode())
@@ -113,12 +115,12 @@ def test_non_streaming_body():
     {"choices": [{"message": {"role": "assistant", "content": ""}}]},
     {"choices": [{"text": "", "finish_reason": "length"}]},
 ])
-def test_a_non_streaming_answer_without_output_is_incomplete(body):
+def test_a_non_streaming_answer_without_output_is_incomplete(body: dict[str, Any]) -> None:
     with pytest.raises(IncompleteAnswer):
         parse_body(json.dumps(body).encode())
 
 
-def test_lying_usage_is_a_protocol_error():
+def test_lying_usage_is_a_protocol_error() -> None:
     for bad in (b'-5', b'true', b'"7"', b'123456789012345678901234567890'):
         s = OpenAIStream()
         with pytest.raises(ProtocolError, match="completion_tokens"):
@@ -137,7 +139,7 @@ def event(text: str, completion_tokens: int | None = None) -> dict:
     return doc
 
 
-def test_running_usage_in_every_event_gives_each_events_tokens():
+def test_running_usage_in_every_event_gives_each_events_tokens() -> None:
     from loadkit.protocols.openai import OpenAIStream
     s = OpenAIStream()
     assert s.feed(sse(event("a", 1), event("b c d e", 5), event("f g", 7), "[DONE]")) == 3
@@ -145,7 +147,7 @@ def test_running_usage_in_every_event_gives_each_events_tokens():
     assert parsed.event_tokens == [1, 4, 2] and parsed.output_tokens == 7
 
 
-def test_usage_only_at_the_end_leaves_events_unknown():
+def test_usage_only_at_the_end_leaves_events_unknown() -> None:
     from loadkit.protocols.openai import OpenAIStream
     s = OpenAIStream()
     s.feed(sse(event("a"), event("b c"), {"choices": [], "usage": {"completion_tokens": 3}},

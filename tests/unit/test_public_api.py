@@ -12,13 +12,13 @@ PUBLIC = ["ExitCode", "InputError", "LoadkitError", "Overrides", "RunError", "Ru
           "load_run", "load_workload"]
 
 
-def test_top_level_names_are_pinned_and_resolve():
+def test_top_level_names_are_pinned_and_resolve() -> None:
     assert sorted(loadkit.__all__) == sorted(PUBLIC)
     for name in PUBLIC:
         assert getattr(loadkit, name) is not None, name
 
 
-def test_importing_loadkit_loads_nothing_heavy():
+def test_importing_loadkit_loads_nothing_heavy() -> None:
     code = ("import sys, loadkit; "
             "print(sorted(m for m in ('matplotlib', 'aiohttp', 'loadkit.run.execute', 'numpy') "
             "if m in sys.modules))")

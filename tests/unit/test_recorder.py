@@ -7,7 +7,7 @@ from loadkit.errors import ErrorKind
 from loadkit.record.recorder import Recorder, RequestRecord
 
 
-def test_recorder_metrics_from_the_timing_model():
+def test_recorder_metrics_from_the_timing_model() -> None:
     rec = Recorder(start_ns=0)
     ms = 1_000_000
     rec.record(RequestRecord("t", "s", "measure", intended=0, sent=2 * ms, end=100 * ms,
@@ -17,7 +17,7 @@ def test_recorder_metrics_from_the_timing_model():
                              error=ErrorKind.HTTP_5XX, message="HTTP 503"))
     rec.rotate(1000 * ms)
 
-    def values(metric):
+    def values(metric: str) -> tuple[int, int, int]:
         h = rec.cumulative[(metric, "measure", "s", "t")]
         return h.get_total_count(), h.get_min_value(), h.get_max_value()
 
@@ -32,7 +32,7 @@ def test_recorder_metrics_from_the_timing_model():
     assert rec.intervals[0].completed == 1 and rec.intervals[0].errors == 1
 
 
-def test_itl_is_per_token_and_inter_chunk_per_event():
+def test_itl_is_per_token_and_inter_chunk_per_event() -> None:
     """Events of 1, 4 and 2 tokens after gaps of 40 and 10 ms: inter_chunk has
     the two gaps; itl has 4 samples of 10 ms and 2 of 5 ms."""
     from loadkit.record.recorder import Recorder, RequestRecord

@@ -8,6 +8,7 @@ import copy
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,14 +26,14 @@ TAGS = re.compile(r"<\s*(script|img|iframe|object)\b|<svg[^>]*\sonload", re.IGNO
 
 
 @pytest.fixture(scope="module")
-def small() -> dict:
+def small() -> dict[str, Any]:
     return json.loads(json.dumps(synthetic_day(intervals=600, telemetry_step=1.0)))
 
 
 # -- decimation -----------------------------------------------------------------------
 
 
-def test_decimation_bounds_keep_extremes_and_means():
+def test_decimation_bounds_keep_extremes_and_means() -> None:
     t = np.arange(86_400, dtype=float)
     v = np.full(86_400, 50.0)
     v[40_000], v[70_000] = 9_000.0, 1.0
@@ -44,12 +45,12 @@ def test_decimation_bounds_keep_extremes_and_means():
     assert np.isclose(np.median(env.mean), 50.0)
 
 
-def test_short_series_come_back_unchanged_without_gaps():
+def test_short_series_come_back_unchanged_without_gaps() -> None:
     env = decimate([3, 1, 2, 4], [30.0, 10.0, None, 40.0], 10)
     assert not env.decimated
     assert list(env.t) == [1, 3, 4] and list(env.high) == [10.0, 30.0, 40.0]
     assert len(decimate([], [], 5)) == 0
-    pairs = decimate_points([[i * 0.25, i % 7] for i in range(40_000)], 500)
+    pairs = decimate_points([(i * 0.25, i % 7) for i in range(40_000)], 500)
     assert len(pairs) <= 500 and pairs.high.max() == 6 and pairs.low.min() == 0
     with pytest.raises(ValueError):
         decimate([1], [1.0], 0)
@@ -58,7 +59,7 @@ def test_short_series_come_back_unchanged_without_gaps():
 # -- escaping -------------------------------------------------------------------------
 
 
-def test_everything_from_a_server_is_escaped(small):
+def test_everything_from_a_server_is_escaped(small: dict[str, Any]) -> None:
     r = copy.deepcopy(small)
     bad = "".join(PAYLOADS)
     r["errors"]["examples"] = {"http_5xx": [f"HTTP 500: {p}" for p in PAYLOADS]}
@@ -82,7 +83,7 @@ def test_everything_from_a_server_is_escaped(small):
         "vllm:num_requests_waiting{model=\"&lt;script&gt;" in metrics_svg
 
 
-def test_tenant_names_in_chart_labels_are_escaped(small):
+def test_tenant_names_in_chart_labels_are_escaped(small: dict[str, Any]) -> None:
     r = copy.deepcopy(small)
     stats = r["series"]["latency"]["all"]
     r["series"]["latency"] = {"all": stats, "tenant:<b>a</b>": stats, "tenant:b&c": stats}
@@ -98,7 +99,7 @@ def test_tenant_names_in_chart_labels_are_escaped(small):
 
 
 @pytest.mark.slow
-def test_telemetry_available_unavailable_or_absent(small):
+def test_telemetry_available_unavailable_or_absent(small: dict[str, Any]) -> None:
     html = render_html(parse_run(small))
     assert 'id="chart-latency-time"' in html
     assert "GPU util (%)" in html and "GPU power (W)" in html
@@ -114,7 +115,7 @@ def test_telemetry_available_unavailable_or_absent(small):
 
 
 @pytest.mark.slow
-def test_rendering_is_deterministic_and_complete(small):
+def test_rendering_is_deterministic_and_complete(small: dict[str, Any]) -> None:
     html = render_html(parse_run(small))
     assert html == render_html(parse_run(json.loads(json.dumps(small))))
     for section in ("verdict", "slos", "spectrum", "over-time", "throughput", "tokens",
@@ -124,7 +125,7 @@ def test_rendering_is_deterministic_and_complete(small):
     assert "Verdict: PASS." in html and "All 1 SLOs passed." in html
 
 
-def test_verdict_sentences(small):
+def test_verdict_sentences(small: dict[str, Any]) -> None:
     slo = small["slos"][0]
     fail = parse_run({**small, "slos": [{**slo, "verdict": "fail"},
                                         {**slo, "verdict": "inconclusive"}]})
@@ -142,7 +143,7 @@ def test_verdict_sentences(small):
 # -- compare --------------------------------------------------------------------------
 
 
-def test_compare_page_rows_charts_and_escaping(small):
+def test_compare_page_rows_charts_and_escaping(small: dict[str, Any]) -> None:
     slower = copy.deepcopy(small)
     for iv in slower["timeseries"]:
         iv["latency_p99_ms"] *= 1.3
@@ -172,7 +173,8 @@ def test_compare_page_rows_charts_and_escaping(small):
 
 
 @pytest.mark.slow
-def test_report_command_rewrites_outputs(tmp_path, small, capsys):
+def test_report_command_rewrites_outputs(tmp_path: Path, small: dict[str, Any],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "run.json").write_text(json.dumps(small))
     assert main(["report", str(tmp_path)]) == 0
     first = {n: (tmp_path / n).read_bytes() for n in ("report.html", "summary.md", "junit.xml")}
@@ -188,7 +190,9 @@ def test_report_command_rewrites_outputs(tmp_path, small, capsys):
     ('["a list"]', "is not a loadkit run.json"),
     ('{"schema_version": 1}', "is not a complete loadkit run"),
 ])
-def test_report_command_refuses_what_is_not_a_run(tmp_path, capsys, content, message):
+def test_report_command_refuses_what_is_not_a_run(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  content: str | None, message: str) -> None:
     if content is not None:
         (tmp_path / "run.json").write_text(content)
     assert main(["report", str(tmp_path)]) == 2
@@ -198,7 +202,7 @@ def test_report_command_refuses_what_is_not_a_run(tmp_path, capsys, content, mes
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_git_commit_of_the_workload_folder(tmp_path):
+def test_git_commit_of_the_workload_folder(tmp_path: Path) -> None:
     from loadkit.run.execute import _git_commit
 
     assert _git_commit(tmp_path) is None

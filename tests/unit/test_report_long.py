@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,17 +34,18 @@ def timed(run: RunResult) -> tuple[float, str]:
 
 
 @pytest.fixture(scope="module")
-def day() -> dict:
+def day() -> dict[str, Any]:
     return json.loads(json.dumps(synthetic_day()))  # exactly what run.json reads back as
 
 
 @pytest.fixture(scope="module")
-def day_run(day) -> RunResult:
+def day_run(day: dict[str, Any]) -> RunResult:
     return parse_run(day)  # module scope: built before settled_gc freezes the heap
 
 
 @pytest.mark.slow
-def test_a_day_renders_like_ten_minutes_and_small_and_keeps_its_spike(day_run, settled_gc):
+def test_a_day_renders_like_ten_minutes_and_small_and_keeps_its_spike(day_run: RunResult,
+                                                                     settled_gc: None) -> None:
     # settled_gc: the day's ~10^6 objects would otherwise be traversed by
     # every full collection during its rendering and not during the
     # reference's, which would time the collector, not the report.
@@ -65,7 +67,7 @@ def test_a_day_renders_like_ten_minutes_and_small_and_keeps_its_spike(day_run, s
     assert max(ticks) >= 1000
 
 
-def test_the_spike_survives_decimation_of_the_day(day):
+def test_the_spike_survives_decimation_of_the_day(day: dict[str, Any]) -> None:
     from loadkit.outputs.decimate import DEFAULT_POINTS, as_array, decimate
 
     t = as_array(iv["start_s"] for iv in day["timeseries"])

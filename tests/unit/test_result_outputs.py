@@ -53,19 +53,23 @@ def sample_result() -> RunResult:
         histograms=measured.encoded_histograms())
 
 
-def test_result_verdict_and_junit():
+def test_result_verdict_and_junit() -> None:
     r = sample_result()
     assert [s.verdict for s in r.slos] == ["pass", "fail", "inconclusive"]
     assert r.verdict == "fail" and r.trusted
     assert r.counts.errors == 1 and r.errors.by_kind["http_5xx"] == 1
     suite = ET.fromstring(render_junit(r)).find("testsuite")
+    assert suite is not None
     cases = suite.findall("testcase")
     assert len(cases) == 4 and suite.get("failures") == "1" and suite.get("skipped") == "1"
     failure = cases[2].find("failure")
-    assert "observed" in failure.get("message") and "threshold < 1 ms" in failure.get("message")
+    assert failure is not None
+    message = failure.get("message")
+    assert message is not None
+    assert "observed" in message and "threshold < 1 ms" in message
 
 
-def test_markdown_and_html_escape_what_the_server_sent():
+def test_markdown_and_html_escape_what_the_server_sent() -> None:
     r = sample_result()
     md = render_markdown(r)
     assert "| `latency p50 < 1ms` | all |" in md and "w\\|x" in md

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,23 +16,24 @@ from support.run import ROOT, cli
 SAVED = json.loads((ROOT / "tests" / "data" / "run-v1-0.1.0.json").read_text())
 
 
-def test_scope_is_a_parsed_string():
+def test_scope_is_a_parsed_string() -> None:
     s = Scope.of("tenant", "acme:eu")
     assert s == "tenant:acme:eu" and s.kind == "tenant" and s.name == "acme:eu"
     assert ALL.kind == "all" and ALL.name == ""
-    assert {Scope("phase:spike"): 1}["phase:spike"] == 1  # a dict key like its text
+    by_scope: dict[str, int] = {Scope("phase:spike"): 1}
+    assert by_scope["phase:spike"] == 1  # a dict key like its text
     for bad in ("tenant:", "everything", "team:x", ""):
         with pytest.raises(ValueError, match="not a scope"):
             Scope(bad)
 
 
-def test_overall_verdict():
+def test_overall_verdict() -> None:
     P, F, I = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE  # noqa: E741 - one letter each
     assert Verdict.overall([]) == P and Verdict.overall([P, P]) == P
     assert Verdict.overall([P, I]) == I and Verdict.overall([I, F, P]) == F
 
 
-def test_model_reads_typed_parts():
+def test_model_reads_typed_parts() -> None:
     r = parse_run(SAVED)
     assert isinstance(r.verdict, Verdict) and r.verdict == "inconclusive"
     assert all(isinstance(s.scope, Scope) for s in r.slos)
@@ -44,14 +48,15 @@ def test_model_reads_typed_parts():
     (lambda d: d["slos"][0].update(scope="team:x"), "slos.0.scope"),
     (lambda d: d["series"]["latency"]["all"].update(count="many"), "series.latency.all.count"),
 ])
-def test_a_damaged_file_names_the_key(damage, key):
+def test_a_damaged_file_names_the_key(damage: Callable[[dict[str, Any]], object],
+                                      key: str) -> None:
     document = json.loads(json.dumps(SAVED))
     damage(document)
     with pytest.raises(InputError, match=key.replace(".", r"\.")):
         parse_run(document)
 
 
-def test_other_versions_say_which_they_are():
+def test_other_versions_say_which_they_are() -> None:
     with pytest.raises(InputError, match="schema_version 2; this loadkit reads version 1; "
                                          "upgrade loadkit"):
         parse_run({**SAVED, "schema_version": 2})
@@ -59,12 +64,12 @@ def test_other_versions_say_which_they_are():
         parse_run({"hello": 1})
 
 
-def test_unknown_keys_are_ignored_within_a_version():
+def test_unknown_keys_are_ignored_within_a_version() -> None:
     r = parse_run({**SAVED, "added_later": {"x": 1}})
     assert r == parse_run(SAVED)
 
 
-def test_cli_report_and_compare_on_a_damaged_file_exit_2(tmp_path):
+def test_cli_report_and_compare_on_a_damaged_file_exit_2(tmp_path: Path) -> None:
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.mkdir()
     bad.mkdir()
@@ -80,7 +85,7 @@ def test_cli_report_and_compare_on_a_damaged_file_exit_2(tmp_path):
     assert load_run(good) == parse_run(SAVED)
 
 
-def test_to_json_is_a_fixed_point():
+def test_to_json_is_a_fixed_point() -> None:
     r = parse_run(SAVED)
     assert RunResult.from_json(r.to_json()) == r
     assert r.to_json() == RunResult.from_json(r.to_json()).to_json()

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from loadkit.errors import ExitCode, WorkloadError
 from loadkit.record.histogram import new_histogram, record_us
 from loadkit.record.recorder import Interval
-from loadkit.result.model import PhaseInfo
+from loadkit.result.model import PhaseInfo, SLOResult
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
-from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.slo_spec import parse_condition, parse_objective
 
 WORKLOAD = """\
@@ -41,7 +42,8 @@ scenarios:
      "", None, None),
     ("error_rate < 1% in every 30s window", "error_rate", None, 0.01, "%", 30.0, None),
 ])
-def test_grammar(text, metric, stat, threshold, unit, window, share):
+def test_grammar(text: str, metric: str, stat: str | None, threshold: float, unit: str,
+                 window: float | None, share: float | None) -> None:
     o = parse_objective(text)
     assert (o.metric, o.stat, o.unit, o.window_s, o.window_share) == (
         metric, stat, unit, window, share)
@@ -63,12 +65,12 @@ def test_grammar(text, metric, stat, threshold, unit, window, share):
     ("latency p99 < 3ms in every fortnight window", "duration"),
     ("latency p99 < 3ms; import os", "cannot parse"),
 ])
-def test_bad_objectives_say_why(text, needle):
+def test_bad_objectives_say_why(text: str, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         parse_objective(text)
 
 
-def test_goodput_conditions():
+def test_goodput_conditions() -> None:
     c = parse_condition("ttft <= 200ms")
     assert (c.metric, c.op, c.threshold_ns) == ("ttft", "<=", 200_000_000)
     for bad, needle in [("itl <= 5ms", "per-request"), ("ttft <= 5", "time unit"),
@@ -77,7 +79,7 @@ def test_goodput_conditions():
             parse_condition(bad)
 
 
-def load_with_slo(tmp_path, slo_text, workload=WORKLOAD):
+def load_with_slo(tmp_path: Path, slo_text: str, workload: str = WORKLOAD) -> LoadedWorkload:
     (tmp_path / "w.yaml").write_text(workload)
     (tmp_path / "slo.yaml").write_text(slo_text)
     return load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "slo.yaml"),)))
@@ -98,7 +100,8 @@ def load_with_slo(tmp_path, slo_text, workload=WORKLOAD):
     ("slos: [goodput >= 0.5]\ngoodput: [ttft < 1s]\n", 1, "slos[0]", "% (a share) or req/s"),
     ("slos: [latency p99 < 1s in every 1s window]\ninterval: 2s\n", 2, "interval", "unknown key"),
 ])
-def test_bad_slo_files_name_file_line_and_key(tmp_path, slo_text, line, key, needle):
+def test_bad_slo_files_name_file_line_and_key(tmp_path: Path, slo_text: str, line: int | None,
+                                              key: str, needle: str) -> None:
     with pytest.raises(WorkloadError) as info:
         load_with_slo(tmp_path, slo_text)
     assert info.value.exit_code == ExitCode.BAD_INPUT
@@ -107,7 +110,7 @@ def test_bad_slo_files_name_file_line_and_key(tmp_path, slo_text, line, key, nee
     assert (line, key) in [(ln, k) for ln, k, _ in info.value.problems], message
 
 
-def test_slo_file_mapping_form_scopes_and_goodput(tmp_path):
+def test_slo_file_mapping_form_scopes_and_goodput(tmp_path: Path) -> None:
     w = load_with_slo(tmp_path, "goodput: ['ttft <= 200ms', 'tpot <= 50ms']\nslos:\n"
                       "  - {slo: 'ttft p99 < 1s', abort: true, after: 20s}\n"
                       "  - {slo: 'goodput >= 90%', scenario: chat}\n").workload
@@ -117,7 +120,7 @@ def test_slo_file_mapping_form_scopes_and_goodput(tmp_path):
     assert [c.text for c in w.goodput_rule()] == ["ttft <= 200ms", "tpot <= 50ms"]
 
 
-def test_slo_file_can_name_the_implicit_tenant_and_phases(tmp_path):
+def test_slo_file_can_name_the_implicit_tenant_and_phases(tmp_path: Path) -> None:
     (tmp_path / "w.yaml").write_text("warmup: 1s\nduration: 2s\narrival: {rate: 5}\n"
                                      "scenarios: [{name: c, kind: http}]\n")
     (tmp_path / "s.yaml").write_text("tenants: {default: [error_rate < 1%]}\n"
@@ -128,14 +131,14 @@ def test_slo_file_can_name_the_implicit_tenant_and_phases(tmp_path):
     assert [p.name for p in w.phase_list] == ["warmup", "measure"]
 
 
-def test_window_must_be_whole_intervals(tmp_path):
+def test_window_must_be_whole_intervals(tmp_path: Path) -> None:
     (tmp_path / "w.yaml").write_text(WORKLOAD + "interval: 2s\nslos: "
                                      "['latency p99 < 1s in every 5s window']\n")
     with pytest.raises(WorkloadError, match="whole number of 2s intervals"):
         load_workload(tmp_path / "w.yaml")
 
 
-def test_window_shorter_than_the_interval_is_rejected(tmp_path):
+def test_window_shorter_than_the_interval_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "w.yaml").write_text(WORKLOAD + "interval: 5s\nslos: "
                                      "['latency p99 < 1s in every 2s window']\n")
     with pytest.raises(WorkloadError, match="shorter than the 5s interval"):
@@ -163,7 +166,8 @@ def feed(judge: LiveJudge, seconds: int, rate: int, slow_from: float, slow_to: f
                           Counter({("completed", "measure", "chat", "default"): rate}))
 
 
-def window_verdicts(slow_from: float, slow_to: float):
+def window_verdicts(slow_from: float,
+                    slow_to: float) -> tuple[SLOResult, SLOResult, SLOResult]:
     every = parse_objective("latency p99 < 300ms in every 60s window")
     most = parse_objective("latency p99 < 300ms in at least 95% of 60s windows")
     whole = parse_objective("latency p99 < 300ms in at least 50% of 20m windows")
@@ -174,8 +178,10 @@ def window_verdicts(slow_from: float, slow_to: float):
     return results[every.name], results[most.name], results[whole.name]
 
 
-def test_one_bad_60s_window_fails_every_window_and_passes_95_percent():
+def test_one_bad_60s_window_fails_every_window_and_passes_95_percent() -> None:
     every, most, whole = window_verdicts(300, 330)  # inside window 5 (300-360 s)
+    assert every.windows is not None and whole.windows is not None
+    assert every.observed is not None and whole.observed is not None
     assert every.verdict == "fail" and most.verdict == "pass"
     assert every.windows.total == 20 and every.windows.passed == 19
     assert every.windows.worst_start_s == pytest.approx(300, abs=0.1)
@@ -186,13 +192,14 @@ def test_one_bad_60s_window_fails_every_window_and_passes_95_percent():
     assert counts == [3000] * 20
 
 
-def test_two_bad_windows_fail_the_95_percent_rule_too():
+def test_two_bad_windows_fail_the_95_percent_rule_too() -> None:
     every, most, _ = window_verdicts(90, 130)
+    assert every.windows is not None
     # 90-130 s straddles windows 1 and 2: both fail, 18/20 = 90% < 95%.
     assert every.windows.passed == 18 and most.verdict == "fail"
 
 
-def test_windows_with_too_few_samples_are_not_counted():
+def test_windows_with_too_few_samples_are_not_counted() -> None:
     judge = LiveJudge([parse_objective("latency p99 < 300ms in every 60s window")],
                       Phases(PHASES), strict=False, on_breach=lambda *_: None)
     feed(judge, 1200, 2, 0, 0)  # 120 samples a window, all clear: 0.99^120 = 30% decides nothing
@@ -204,7 +211,7 @@ def test_windows_with_too_few_samples_are_not_counted():
     assert next(iter(decided.results().values())).verdict == "pass"
 
 
-def test_abort_fires_on_a_clear_breach_after_the_delay():
+def test_abort_fires_on_a_clear_breach_after_the_delay() -> None:
     fired = []
     o = parse_objective("latency p99 < 300ms").model_copy(update={"abort": True,
                                                                    "abort_after_s": 30})
@@ -217,7 +224,7 @@ def test_abort_fires_on_a_clear_breach_after_the_delay():
     assert len(fired) == 1 and quiet.breach is None
 
 
-def test_abort_delay_counts_from_the_scopes_start():
+def test_abort_delay_counts_from_the_scopes_start() -> None:
     """A phase starting at 60 s: its abort SLO is not judged before 60 + 30 s."""
     phases = [PhaseInfo(name="calm", start_s=0.0, duration_s=60.0, warmup=False),
               PhaseInfo(name="spike", start_s=60.0, duration_s=60.0, warmup=False)]
@@ -237,13 +244,13 @@ def test_abort_delay_counts_from_the_scopes_start():
     assert fired and fired[0] == pytest.approx(90, abs=1.1)
 
 
-def test_rates_without_measured_time_are_inconclusive():
+def test_rates_without_measured_time_are_inconclusive() -> None:
     from loadkit.slo.evaluate import Counts, evaluate
     r = evaluate(parse_objective("throughput >= 5 req/s"), [], Counts(0, 0, 0, 0.0))
     assert r.verdict == "inconclusive" and "no measured time" in r.reason
 
 
-def test_windows_failing_on_errors_alone_have_no_value_and_no_crash():
+def test_windows_failing_on_errors_alone_have_no_value_and_no_crash() -> None:
     """Every window has more failures than the 1% tail: each fails without a
     value, and the verdict says so (a crash here would lose the run)."""
     judge = LiveJudge([parse_objective("latency p99 < 300ms in every 60s window")],
@@ -257,10 +264,11 @@ def test_windows_failing_on_errors_alone_have_no_value_and_no_crash():
                                    ("errors", "measure", "chat", "default"): 5}))
     r = next(iter(judge.results().values()))
     assert r.verdict == "fail" and r.observed is None
+    assert r.windows is not None
     assert r.windows.judged == 3 and r.windows.passed == 0
 
 
-def test_slow_seconds_together_are_worth_fewer_samples_than_slow_requests_apart():
+def test_slow_seconds_together_are_worth_fewer_samples_than_slow_requests_apart() -> None:
     """The same 1% of slow requests, in one 12-s burst or spread evenly: the
     burst's requests are correlated (n_eff far under n), the spread ones not."""
     o = parse_objective("latency p99 < 300ms")

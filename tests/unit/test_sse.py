@@ -8,7 +8,7 @@ import pytest
 from loadkit.protocols.sse import MAX_LINE, SSEDecoder, SSEError
 
 
-def test_sse_decoder_handles_splits_crlf_comments_and_multiline():
+def test_sse_decoder_handles_splits_crlf_comments_and_multiline() -> None:
     d = SSEDecoder()
     assert d.feed(b"data: one\n") == []
     assert d.feed(b"\n: comment\r") == [b"one"]
@@ -17,7 +17,7 @@ def test_sse_decoder_handles_splits_crlf_comments_and_multiline():
     assert not d.pending
 
 
-def test_sse_decoder_bounds_an_endless_line():
+def test_sse_decoder_bounds_an_endless_line() -> None:
     d = SSEDecoder()
     fed = 0
     with pytest.raises(SSEError):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from loadkit.record.histogram import new_histogram, record_us
+from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
 from loadkit.slo.isolation import isolation
 
 
-def test_isolation_ignores_the_victims_own_spikes():
-    def h(ms):
+def test_isolation_ignores_the_victims_own_spikes() -> None:
+    def h(ms: int) -> HdrHistogram:
         out = new_histogram()
         for _ in range(100):
             record_us(out, ms * 1000)

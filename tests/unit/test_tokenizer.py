@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,22 +17,23 @@ from support.tokenizer import train
 
 
 @pytest.fixture(scope="module")
-def counter(tmp_path_factory):
+def counter(tmp_path_factory: pytest.TempPathFactory) -> Counter:
     path = train(tmp_path_factory.mktemp("tok") / "tokenizer.json", vocab=400)
     return Counter(load(path.read_text()))
 
 
 @pytest.mark.parametrize("n", [1, 7, 50, 333])
-def test_a_generated_prompt_is_exactly_n_tokens(counter, n):
+def test_a_generated_prompt_is_exactly_n_tokens(counter: Counter, n: int) -> None:
     s = OpenAIScenario(name="c", kind="openai-chat", stream=False)
     req = prepare(s, {}, "seed", counter=counter)
     for seq in (1, 42, 99_999):  # the request number's digits are in the count
         body, _ = req.build_body(n, 8, seq)
+        assert body is not None
         content = json.loads(body)["messages"][0]["content"]
         assert counter.count(content) == n, (n, seq, content[:60])  # exactly, no template
 
 
-def test_trace_blocks_are_exactly_512_tokens_and_shared_by_id(counter):
+def test_trace_blocks_are_exactly_512_tokens_and_shared_by_id(counter: Counter) -> None:
     a = blocks_text((1, 2, 3), 3 * 512, counter).decode()
     b = blocks_text((1, 2, 9), 2 * 512 + 100, counter).decode()
     ids_a = counter.tokenizer.encode(a, add_special_tokens=False).ids
@@ -42,7 +44,7 @@ def test_trace_blocks_are_exactly_512_tokens_and_shared_by_id(counter):
     assert TraceRow(0.0, 3, 1, (1,)).blocks == (1,)
 
 
-def test_streamed_text_is_counted_in_tokens(counter):
+def test_streamed_text_is_counted_in_tokens(counter: Counter) -> None:
     stream = OpenAIStream(counter=counter)
     events = [" the of and", " to", " in is that for"]
     docs = [{"choices": [{"delta": {"content": t}}]} for t in events]
@@ -54,7 +56,8 @@ def test_streamed_text_is_counted_in_tokens(counter):
     assert parsed.output_tokens == sum(parsed.event_tokens)
 
 
-def test_a_model_name_is_found_in_the_local_cache_only(tmp_path, monkeypatch, counter):
+def test_a_model_name_is_found_in_the_local_cache_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
     snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc"
     snap.mkdir(parents=True)
     (snap / "tokenizer.json").write_text(counter.tokenizer.to_str())

@@ -4,32 +4,35 @@ and the exit codes the verdicts lead to (loadkit.run.execute.exit_code)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import pytest
 
-from loadkit.record.histogram import new_histogram, record_us
-from loadkit.result import Verdict, parse_run
+from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
+from loadkit.result import SLOResult, Verdict, parse_run
 from loadkit.run.execute import exit_code
 from loadkit.slo.evaluate import Counts, evaluate, samples_needed
 from loadkit.workload.slo_spec import parse_objective
 from support.synthetic_run import synthetic_day
 
 
-def overall(results) -> Verdict:
+def overall(results: Iterable[SLOResult]) -> Verdict:
     return Verdict.overall([r.verdict for r in results])
 
 
-def hist(values_ms):
+def hist(values_ms: Iterable[float]) -> HdrHistogram:
     h = new_histogram()
     for v in values_ms:
         record_us(h, int(v * 1000))
     return h
 
 
-def test_samples_needed():
+def test_samples_needed() -> None:
     assert [samples_needed(q) for q in (0.5, 0.9, 0.99, 0.999)] == [20, 100, 1000, 10000]
 
 
-def test_percentile_verdicts_and_inconclusive():
+def test_percentile_verdicts_and_inconclusive() -> None:
     c = Counts(1000, 0, 0, 10.0)
     h = hist(range(1, 1001))  # 1..1000 ms: p99 = 990 ms
     ok = evaluate(parse_objective("latency p99 < 995ms"), [h], c)
@@ -48,7 +51,7 @@ def test_percentile_verdicts_and_inconclusive():
     (100, 1, "inconclusive"),  # neither: and too few for a point estimate
     (298, 0, "inconclusive"),  # 0.99^298 = 5.0%: one sample short
 ])
-def test_exact_binomial_percentile_verdicts(n, above, verdict):
+def test_exact_binomial_percentile_verdicts(n: int, above: int, verdict: str) -> None:
     h = hist([100] * (n - above) + [2000] * above)
     r = evaluate(parse_objective("latency p99 < 1s"), [h], Counts(n, 0, 0, 10))
     assert r.verdict == verdict, r.reason
@@ -56,7 +59,7 @@ def test_exact_binomial_percentile_verdicts(n, above, verdict):
         assert "needs at least 1000, or 299 with none beyond" in r.reason
 
 
-def test_failures_decide_a_tail_however_few():
+def test_failures_decide_a_tail_however_few() -> None:
     """34 of 34 requests failed: every observation says p99 < 1s failed."""
     r = evaluate(parse_objective("latency p99 < 1s"), [new_histogram()], Counts(0, 34, 0, 6))
     assert r.verdict == "fail" and "34 of 34" in r.reason
@@ -65,7 +68,7 @@ def test_failures_decide_a_tail_however_few():
     assert fast.verdict == "pass"
 
 
-def test_rate_verdicts_count_drops_as_failures():
+def test_rate_verdicts_count_drops_as_failures() -> None:
     o = parse_objective("error_rate < 1%")
     low = evaluate(o, [], Counts(995, 3, 2, 10))  # (3 errors + 2 drops) / 1000
     assert (low.verdict, low.observed) == ("pass", pytest.approx(0.005))
@@ -91,17 +94,18 @@ def test_rate_verdicts_count_drops_as_failures():
     # 20 of 100 missed: decided
     ("goodput >= 95%", Counts(100, 0, 0, 10, good=80), "fail", False),
 ])
-def test_share_verdicts_take_the_exact_test(slo, counts, verdict, marginal):
+def test_share_verdicts_take_the_exact_test(slo: str, counts: Counts, verdict: str,
+                                           marginal: bool) -> None:
     r = evaluate(parse_objective(slo), [], counts)
     assert (r.verdict, r.marginal) == (verdict, marginal), r
-    assert r.ci_low is not None and r.ci_high is not None
+    assert r.ci_low is not None and r.ci_high is not None and r.observed is not None
     assert r.ci_low <= r.observed <= r.ci_high
     if marginal:  # the threshold is inside the interval: --strict calls it undecided
         assert r.ci_low <= r.threshold <= r.ci_high
         assert evaluate(parse_objective(slo), [], counts, strict=True).verdict == "inconclusive"
 
 
-def test_failures_count_as_slower_than_any_threshold():
+def test_failures_count_as_slower_than_any_threshold() -> None:
     """17% timeouts cannot hide behind fast answers: p90 over all attempts fails."""
     fast = hist([5] * 830)
     o = parse_objective("latency p90 < 100ms")
@@ -116,10 +120,10 @@ def test_failures_count_as_slower_than_any_threshold():
     assert evaluate(parse_objective("itl p90 < 100ms"), [fast], Counts(830, 170, 0, 10)).verdict == "pass"
 
 
-def test_exit_codes():
+def test_exit_codes() -> None:
     base = {**synthetic_day(intervals=10), "trusted": True, "verdict": "pass"}
 
-    def code(*args, **changes) -> int:
+    def code(*args: str, **changes: Any) -> int:
         return exit_code(parse_run({**base, **changes}), *args)
     assert code() == 0
     assert code(verdict="fail") == 1

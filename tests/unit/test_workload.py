@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from loadkit.errors import ExitCode, WorkloadError
-from loadkit.workload.loader import Overrides, load_workload
+from loadkit.workload.arrival_specs import Constant, Poisson
+from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.slo_spec import parse_objective
 from loadkit.workload.units import parse_duration, parse_size
 
@@ -28,20 +32,20 @@ tenants:
 """
 
 
-def load(tmp_path, text, **kw):
+def load(tmp_path: Path, text: str, **kw: Any) -> LoadedWorkload:
     p = tmp_path / "w.yaml"
     p.write_text(text)
     return load_workload(p, **kw)
 
 
-def problems(tmp_path, text):
+def problems(tmp_path: Path, text: str) -> tuple[list[tuple[int | None, str]], str]:
     with pytest.raises(WorkloadError) as info:
         load(tmp_path, text)
     assert info.value.exit_code == ExitCode.BAD_INPUT
     return [(line, key) for line, key, _ in info.value.problems], str(info.value)
 
 
-def test_valid_file_loads(tmp_path):
+def test_valid_file_loads(tmp_path: Path) -> None:
     w = load(tmp_path, BASE).workload
     assert [t.name for t in w.all_tenants] == ["a", "b"]
     assert w.scenarios[0].request_path == "/v1/chat/completions"
@@ -55,43 +59,48 @@ def test_valid_file_loads(tmp_path):
     ("duration: 10s", "duration: soon", 2, "duration"),
     ("process: constant", "process: wavy", 12, "tenants[0].arrival.process"),
 ])
-def test_errors_name_line_and_key(tmp_path, old, new, line, key):
+def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, line: int,
+                                  key: str) -> None:
     found, message = problems(tmp_path, BASE.replace(old, new))
     assert (line, key) in found, message
     assert f"w.yaml:{line}: {key}:" in message
 
 
-def test_unknown_scenario_reference_and_missing_arrival(tmp_path):
+def test_unknown_scenario_reference_and_missing_arrival(tmp_path: Path) -> None:
     _, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
     assert "unknown scenario 'pong'" in message
     _, message = problems(tmp_path, "duration: 1s\nscenarios: [{name: c, kind: http}]\n")
     assert "give `arrival` (one tenant), `tenants`" in message
 
 
-def test_not_a_mapping_and_bad_yaml(tmp_path):
+def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
     _, message = problems(tmp_path, "- just\n- a list\n")
     assert "must be a YAML mapping" in message
     found, message = problems(tmp_path, "name: t\nduration: [1\n")
     assert found[0][0] == 3 and "invalid YAML" in message
 
 
-def test_rate_override_keeps_tenant_shares(tmp_path):
+def test_rate_override_keeps_tenant_shares(tmp_path: Path) -> None:
     w = load(tmp_path, BASE, overrides=Overrides(rate=40, duration=3, seed=5)).workload
-    assert [t.arrival.rate for t in w.tenants] == [10.0, 30.0]
+    rates = []
+    for t in w.tenants:
+        assert isinstance(t.arrival, Constant | Poisson)
+        rates.append(t.arrival.rate)
+    assert rates == [10.0, 30.0]
     assert (w.duration, w.seed) == (3.0, 5)
 
 
-def test_target_must_be_a_url(tmp_path):
+def test_target_must_be_a_url(tmp_path: Path) -> None:
     _, message = problems(tmp_path, BASE + "target: localhost:8000\n")
     assert "target" in message and "http://" in message
 
 
-def test_simulator_settings_are_checked(tmp_path):
+def test_simulator_settings_are_checked(tmp_path: Path) -> None:
     _, message = problems(tmp_path, BASE + "simulator: {itl: 5}\n")
     assert "simulator" in message and "itl" in message
 
 
-def test_slo_lines_are_checked_where_they_are(tmp_path):
+def test_slo_lines_are_checked_where_they_are(tmp_path: Path) -> None:
     found, message = problems(tmp_path, BASE + "slos:\n  - latency p99 < 1s\n  - latency p99 < 3 furlongs\n")
     assert (18, "slos[1]") in found, message
 
@@ -105,7 +114,8 @@ def test_slo_lines_are_checked_where_they_are(tmp_path):
     ("error_rate <= 0.05", "error_rate", None, None, "<=", 0.05, "%"),
     ("throughput >= 10 req/s", "throughput", None, None, ">=", 10.0, "req/s"),
 ])
-def test_objective_grammar(text, metric, stat, q, op, threshold, unit):
+def test_objective_grammar(text: str, metric: str, stat: str | None, q: float | None, op: str,
+                           threshold: float, unit: str) -> None:
     o = parse_objective(text)
     assert (o.metric, o.stat, o.op, o.unit) == (metric, stat, op, unit)
     assert o.quantile == pytest.approx(q) if q else o.quantile is None
@@ -122,12 +132,12 @@ def test_objective_grammar(text, metric, stat, q, op, threshold, unit):
     ("latency p99 = 5ms", "cannot parse"),
     ("__import__('os') < 1ms", "cannot parse"),
 ])
-def test_objective_errors(text, fragment):
+def test_objective_errors(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_objective(text)
 
 
-def test_units():
+def test_units() -> None:
     assert parse_duration("250ms") == 0.25 and parse_duration("5m") == 300.0
     assert parse_duration(2) == 2.0 and parse_duration("1h") == 3600.0
     assert parse_size("10MiB") == 10 * 2**20 and parse_size(512) == 512
@@ -154,12 +164,12 @@ def test_units():
     ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: openai-chat,"
      " max_tokens: {dist: normal, mean: 10, std: 1, min: 20, max: 5}}]\n", "max must be >= min"),
 ])
-def test_hostile_values_are_bad_input(tmp_path, text, fragment):
+def test_hostile_values_are_bad_input(tmp_path: Path, text: str, fragment: str) -> None:
     _, message = problems(tmp_path, text)
     assert fragment in message, message
 
 
-def test_env_references_are_checked_at_load_and_resolved_in_memory(tmp_path):
+def test_env_references_are_checked_at_load_and_resolved_in_memory(tmp_path: Path) -> None:
     from loadkit import envrefs
     from loadkit.errors import InputError
 
@@ -178,7 +188,7 @@ def test_env_references_are_checked_at_load_and_resolved_in_memory(tmp_path):
     assert envrefs.is_reference("${B_KEY}") and not envrefs.is_reference("x${B_KEY}")
 
 
-def test_sharegpt_conversations_load_with_their_turns(tmp_path):
+def test_sharegpt_conversations_load_with_their_turns(tmp_path: Path) -> None:
     import json
 
     from loadkit.workload.prompt_set import PromptSetError, load_prompt_set
@@ -199,9 +209,10 @@ def test_sharegpt_conversations_load_with_their_turns(tmp_path):
         load_prompt_set(path)
 
 
-def test_time_scale_scales_session_think_times():
+def test_time_scale_scales_session_think_times() -> None:
     from loadkit.workload.models import Workload
     from loadkit.workload.scaling import time_scaled
+    from loadkit.workload.scenarios import OpenAIScenario, ThinkTime
     w = Workload.model_validate({
         "duration": "10s", "arrival": {"rate": 1},
         "scenarios": [{"name": "c", "kind": "openai-chat",
@@ -209,6 +220,9 @@ def test_time_scale_scales_session_think_times():
                       {"name": "d", "kind": "openai-chat", "session": {"turns": 2,
                                                                         "think_time": "4s"}}]})
     scaled = time_scaled(w, 0.5)
-    assert (scaled.scenarios[0].session.think_time.min,
-            scaled.scenarios[0].session.think_time.max) == (1.0, 4.0)
-    assert scaled.scenarios[1].session.think_time == 2.0
+    first, second = scaled.scenarios
+    assert isinstance(first, OpenAIScenario) and first.session is not None
+    assert isinstance(first.session.think_time, ThinkTime)
+    assert (first.session.think_time.min, first.session.think_time.max) == (1.0, 4.0)
+    assert isinstance(second, OpenAIScenario) and second.session is not None
+    assert second.session.think_time == 2.0
