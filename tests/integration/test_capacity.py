@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,24 +38,24 @@ LIMIT, FAST_S, SLOW_S = 20, 0.050, 0.500
 
 
 @pytest.fixture(scope="module")
-def knee_url():
+def knee_url() -> Iterator[str]:
     with serve_script("knee_server.py", "--limit", str(LIMIT), "--fast", str(FAST_S),
                       "--slow", str(SLOW_S)) as url:
         yield url
 
 
-def stats(url: str) -> dict:
+def stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/stats", timeout=5) as r:
         return json.loads(r.read())
 
 
-def write(folder: Path, spec: dict, name: str = "w.yaml") -> Path:
+def write(folder: Path, spec: dict[str, Any], name: str = "w.yaml") -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
-def knee_workload(url: str, **changes) -> dict:
+def knee_workload(url: str, **changes: Any) -> dict[str, Any]:
     return {"name": "knee", "seed": 3, "duration": 3, "target": url,
             "arrival": {"process": "constant", "rate": 100}, "client": {"drain": "2s"},
             "scenarios": [{"name": "post", "kind": "http", "method": "POST", "path": "/"}],
@@ -60,12 +63,13 @@ def knee_workload(url: str, **changes) -> dict:
             "slos": ["latency p99 < 100ms"], **changes}
 
 
-def capacity(out: Path) -> dict:
+def capacity(out: Path) -> dict[str, Any]:
     return json.loads((out / "capacity.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def knee_search(knee_url, tmp_path_factory):
+def knee_search(knee_url: str, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[subprocess.CompletedProcess[str], Path, float]:
     """One search of the knee server, shared by the knee and gate tests."""
     folder = tmp_path_factory.mktemp("knee")
     out = folder / "out"
@@ -80,7 +84,8 @@ def knee_search(knee_url, tmp_path_factory):
 
 
 @pytest.mark.alone
-def test_knee_server_capacity_within_5_percent_of_littles_law(knee_search):
+def test_knee_server_capacity_within_5_percent_of_littles_law(
+        knee_search: tuple[subprocess.CompletedProcess[str], Path, float]) -> None:
     proc, out, expected = knee_search
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = capacity(out)
@@ -104,8 +109,8 @@ def test_knee_server_capacity_within_5_percent_of_littles_law(knee_search):
 
 
 @pytest.mark.alone
-def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(knee_url,
-                                                                           tmp_path):
+def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(
+        knee_url: str, tmp_path: Path) -> None:
     """--ramp from far below the knee: the ramp stops at the first step that
     fails (stop_when_decided), the probes confirm the step below it and
     bisect inside it, and the interval holds the server's own knee."""
@@ -142,8 +147,9 @@ def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(kn
 @pytest.mark.alone
 @pytest.mark.parametrize("threshold,code,verdict", [
     ("low", 0, "PASS"), ("inside", 1, "INCONCLUSIVE"), ("high", 1, "FAIL")])
-def test_gate_exit_codes_around_the_found_interval(knee_search, capsys, threshold, code,
-                                                   verdict):
+def test_gate_exit_codes_around_the_found_interval(
+        knee_search: tuple[subprocess.CompletedProcess[str], Path, float],
+        capsys: pytest.CaptureFixture[str], threshold: str, code: int, verdict: str) -> None:
     _proc, out, _ = knee_search
     lo, hi = (capacity(out)["capacity"][k] for k in ("passed", "failed"))
     value = {"low": lo * 0.9, "inside": math.sqrt(lo * hi), "high": hi * 1.1}[threshold]
@@ -155,7 +161,9 @@ def test_gate_exit_codes_around_the_found_interval(knee_search, capsys, threshol
 
 
 @pytest.mark.alone
-def test_compare_flags_a_release_that_lost_capacity(knee_search, tmp_path, capsys):
+def test_compare_flags_a_release_that_lost_capacity(
+        knee_search: tuple[subprocess.CompletedProcess[str], Path, float], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     _proc, out, _ = knee_search
     doc = capacity(out)
     doc["capacity"] = {k: v * 0.7 if isinstance(v, float) and k != "width" else v
@@ -169,7 +177,7 @@ def test_compare_flags_a_release_that_lost_capacity(knee_search, tmp_path, capsy
         "regression"
 
 
-def test_simulator_capacity_within_10_percent_of_its_serving_model(tmp_path):
+def test_simulator_capacity_within_10_percent_of_its_serving_model(tmp_path: Path) -> None:
     seats, ttft_ms, prefill_ms, itl_ms, per_seq_ms = 8, 20.0, 0.1, 8.0, 0.25
     prompt_tokens, output_tokens = 200, 16
     # 200 three-letter words: 200 tokens counted by words or by 4 characters a token.
@@ -212,7 +220,8 @@ def test_simulator_capacity_within_10_percent_of_its_serving_model(tmp_path):
 
 
 @pytest.mark.parametrize("limit", ["lateness", "in-flight cap"])
-def test_generator_as_the_limit_says_so_and_exits_3(knee_url, tmp_path, limit):
+def test_generator_as_the_limit_says_so_and_exits_3(knee_url: str, tmp_path: Path,
+                                                     limit: str) -> None:
     # A generator that cannot meet its own bounds, against a server with room:
     # its lateness bound below what any event loop achieves, or an in-flight
     # cap below the server's concurrency at this rate.
@@ -235,7 +244,7 @@ def test_generator_as_the_limit_says_so_and_exits_3(knee_url, tmp_path, limit):
     assert stats(knee_url)["slow"] == before["slow"]  # the server was never the limit
 
 
-def test_closed_loop_searches_over_concurrency(knee_url, tmp_path):
+def test_closed_loop_searches_over_concurrency(knee_url: str, tmp_path: Path) -> None:
     # Closed loop, no think time: exactly C requests in flight, so any C over
     # the R workers puts one on the slow path.
     spec = knee_workload(knee_url, duration=2, arrival={"process": "closed",

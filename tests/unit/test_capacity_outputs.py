@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,7 @@ def record(i: int, value: float, ttft: float, tpot: float, cost: float | None = 
                        slos=slos, cost_per_1m_output_tokens=cost, gpu_util_mean=50.0)
 
 
-def search_result(records: list[ProbeRecord], conclusion=Conclusion.FOUND,
+def search_result(records: list[ProbeRecord], conclusion: Conclusion = Conclusion.FOUND,
                   passed: float | None = 40.0, failed: float | None = 42.0) -> CapacityResult:
     trials = [(Probe(r.value, r.duration_s), Outcome(r.status, r.elapsed_s)) for r in records]
     found = Found(conclusion, passed, failed, trials, 14.0 * len(records),
@@ -75,18 +76,19 @@ def found() -> CapacityResult:
     ("capacity < 41 req/s", 40.9, 41.8, Verdict.INCONCLUSIVE),
     ("capacity < 41 req/s", 41.0, 41.8, Verdict.FAIL),
 ])
-def test_an_expectation_judges_the_whole_interval(text, low, high, verdict):
+def test_an_expectation_judges_the_whole_interval(text: str, low: float | None,
+                                                  high: float | None, verdict: Verdict) -> None:
     assert judge(parse_expect(text, "req/s"), low, high)[0] == verdict
 
 
 @pytest.mark.parametrize("text", ["capacity >= lots", "capacity = 4 req/s", "latency < 3",
                                   "capacity >= 4 users", "headroom >= 2 req/s"])
-def test_a_malformed_expectation_is_bad_input(text):
+def test_a_malformed_expectation_is_bad_input(text: str) -> None:
     with pytest.raises(InputError, match="--expect"):
         parse_expect(text, "req/s")
 
 
-def test_gate_exit_codes_on_three_thresholds_around_the_interval(found):
+def test_gate_exit_codes_on_three_thresholds_around_the_interval(found: CapacityResult) -> None:
     codes = {t: exit_code(regate(found, f"capacity >= {t} req/s", None))
              for t in (35, 41.3, 50)}
     assert codes == {35: ExitCode.PASSED, 41.3: ExitCode.SLO_FAILED, 50: ExitCode.SLO_FAILED}
@@ -96,8 +98,10 @@ def test_gate_exit_codes_on_three_thresholds_around_the_interval(found):
     assert regate(found, "capacity >= 50 req/s", None).verdict == Verdict.FAIL
 
 
-def test_headroom_is_capacity_over_the_production_rate_as_an_interval(found):
+def test_headroom_is_capacity_over_the_production_rate_as_an_interval(
+        found: CapacityResult) -> None:
     r = regate(found, "headroom >= 2x", 20.0)
+    assert r.headroom is not None and r.expectation is not None
     assert (r.headroom.low, r.headroom.high) == (pytest.approx(2.045), pytest.approx(2.09))
     assert r.expectation.verdict == Verdict.PASS
     assert regate(found, "headroom >= 2.05x", 20.0).verdict == Verdict.INCONCLUSIVE
@@ -105,16 +109,18 @@ def test_headroom_is_capacity_over_the_production_rate_as_an_interval(found):
         regate(found, "headroom >= 2x", None)
 
 
-def test_the_binding_slo_is_the_one_failing_at_the_lowest_failing_load(found):
+def test_the_binding_slo_is_the_one_failing_at_the_lowest_failing_load(
+        found: CapacityResult) -> None:
     assert found.binding_slo == TTFT
     # Where both fail, the one furthest beyond its threshold binds.
     both = [record(1, 50, 160, 12.5), record(2, 50, 160, 30.0)]
-    assert binding_slo(both[:1], 50).name == TTFT  # 160/150 > 12.5/12
-    assert binding_slo(both[1:], 50).name == TPOT  # 30/12 > 160/150
+    first, second = binding_slo(both[:1], 50), binding_slo(both[1:], 50)
+    assert first is not None and first.name == TTFT  # 160/150 > 12.5/12
+    assert second is not None and second.name == TPOT  # 30/12 > 160/150
     assert binding_slo(both, None) is None
 
 
-def test_a_generator_limited_search_is_untrusted_and_says_what_to_do():
+def test_a_generator_limited_search_is_untrusted_and_says_what_to_do() -> None:
     limited = record(3, 40, 40, 9, status=Status.GENERATOR_LIMITED)
     limited = limited.model_copy(update={"reasons": ["120 arrivals were dropped ..."],
                                          "dropped": 120})
@@ -126,7 +132,8 @@ def test_a_generator_limited_search_is_untrusted_and_says_what_to_do():
     assert exit_code(regate(r, "capacity >= 5 req/s", None)) == ExitCode.UNTRUSTED
 
 
-def test_without_expectation_the_verdict_is_whether_the_search_answered(found):
+def test_without_expectation_the_verdict_is_whether_the_search_answered(
+        found: CapacityResult) -> None:
     assert found.verdict == Verdict.PASS and exit_code(found) == ExitCode.PASSED
     spent = search_result([record(1, 10, 40, 9)], conclusion=Conclusion.BUDGET, passed=10,
                           failed=None)
@@ -141,7 +148,8 @@ def test_without_expectation_the_verdict_is_whether_the_search_answered(found):
     ((50.0, 52.0), Decision.IMPROVEMENT),  # [+19.6%, +30%]
     ((20.0, None), Decision.INCONCLUSIVE),  # at least 20, no upper bound: [-52%, +inf]
 ])
-def test_compare_two_searches(found, cand, decision):
+def test_compare_two_searches(found: CapacityResult, cand: tuple[float, float | None],
+                              decision: Decision) -> None:
     base = found.model_copy(update={"capacity": found.capacity.model_copy(
         update={"passed": 40.0, "failed": 41.8})})
     other = base.model_copy(update={"capacity": base.capacity.model_copy(
@@ -153,12 +161,12 @@ def test_compare_two_searches(found, cand, decision):
                              else pytest.approx(cand[1] / 40.0 - 1, abs=1e-6))
 
 
-def test_comparing_across_units_is_bad_input(found):
+def test_comparing_across_units_is_bad_input(found: CapacityResult) -> None:
     with pytest.raises(InputError, match="users"):
         compare_capacity(found, found.model_copy(update={"unit": "users"}))
 
 
-def test_outputs_round_trip_and_render(tmp_path, found):
+def test_outputs_round_trip_and_render(tmp_path: Path, found: CapacityResult) -> None:
     r = regate(found, "capacity >= 41.3 req/s", 20.0)
     page = write_all(r, tmp_path)
     assert load_capacity(tmp_path) == r  # capacity.json reads back equal
@@ -173,7 +181,7 @@ def test_outputs_round_trip_and_render(tmp_path, found):
     assert json.loads((tmp_path / "capacity.json").read_text())["kind"] == "capacity"
 
 
-def test_a_damaged_or_foreign_file_is_bad_input(tmp_path, found):
+def test_a_damaged_or_foreign_file_is_bad_input(tmp_path: Path, found: CapacityResult) -> None:
     (tmp_path / "run.json").write_text('{"schema_version": 1}')
     with pytest.raises(InputError, match="not a loadkit capacity.json"):
         load_capacity(tmp_path / "run.json")
