@@ -15,7 +15,8 @@ import numpy as np
 from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["DamagedHistogram", "HdrHistogram", "bucket_counts", "count_above", "decode", "encode", "merged",
+__all__ = ["DamagedHistogram", "HdrHistogram", "add_into", "bucket_counts", "count_above", "decode",
+           "encode", "merged",
            "new_histogram", "percentile_us", "percentiles_us", "record_us", "summary_ms"]
 
 LOWEST_US = 1
@@ -45,10 +46,26 @@ def record_us(h: HdrHistogram, value_us: int, count: int = 1) -> None:
     h.record_value(min(max(value_us, LOWEST_US), HIGHEST_US), count)
 
 
+def add_into(total: HdrHistogram, part: HdrHistogram) -> None:
+    """`total.add(part)` for two loadkit histograms (one layout): the counts
+    added as numpy arrays, without hdrh's per-call checks in Python (half an
+    add's cost: a day's rebuild adds a million)."""
+    if not part.total_count:
+        return
+    if part.counts_len != total.counts_len:
+        total.add(part)  # another layout: hdrh re-buckets it
+        return
+    counts = np.ctypeslib.as_array(total.counts)[:total.counts_len]
+    counts += np.ctypeslib.as_array(part.counts)[:part.counts_len]
+    total.total_count += part.total_count
+    total.max_value = max(total.max_value, part.max_value)
+    total.min_value = min(total.min_value, part.min_value)
+
+
 def merged(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     out = new_histogram()
     for h in histograms:
-        out.add(h)
+        add_into(out, h)
     return out
 
 

@@ -267,11 +267,16 @@ class LineTail:
     def __init__(self, path: Path) -> None:
         self.path, self.offset = path, 0
 
-    def lines(self) -> list[bytes]:
+    def lines(self, max_bytes: int = -1) -> list[bytes]:
+        """Complete lines from where the last call stopped; with `max_bytes`,
+        those within about that many bytes (a longer line whole), so a
+        reader of a day's journal holds one chunk at a time."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                data = f.read()
+                data = f.read(max_bytes)
+                if 0 <= max_bytes == len(data) and b"\n" not in data:
+                    data += f.readline()  # one line longer than the chunk
         except FileNotFoundError:
             return []
         end = data.rfind(b"\n")
@@ -279,6 +284,12 @@ class LineTail:
             return []
         self.offset += end + 1
         return data[:end].split(b"\n")
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
 
 def parse_lines(lines: Iterable[bytes]) -> tuple[list[dict], str | None]:

@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 
 from loadkit.errors import ErrorKind
 from loadkit.record.events import RunEvents
-from loadkit.record.histogram import HdrHistogram, merged, new_histogram, percentile_us, record_us
+from loadkit.record.histogram import (
+    HdrHistogram,
+    add_into,
+    merged,
+    new_histogram,
+    percentile_us,
+    record_us,
+)
 from loadkit.record.hlog import HlogWriter, tag_for
+from loadkit.record.intervals import IntervalSeries
 from loadkit.result.model import Interval
 from loadkit.workload.slo_spec import OPERATORS
 
@@ -88,7 +96,8 @@ class Recorder:
     # streams that ended without [DONE] by ("no_done", phase, scenario, tenant).
     finish_reasons: Counter = field(default_factory=Counter)
     stream_notes: Counter = field(default_factory=Counter)
-    intervals: list[Interval] = field(default_factory=list)
+    # Every closed interval, in at most 2,880 points (record/intervals.py).
+    intervals: IntervalSeries = field(default_factory=IntervalSeries)
     # Goodput: (metric, op, threshold ns) rules every good request meets.
     goodput: tuple[tuple[str, str, int], ...] = ()
     good: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
@@ -244,7 +253,7 @@ class Recorder:
                 if (into := self.current.get(series)) is None:
                     self.current[series] = h if metric == "itl" else merged([h])
                 else:
-                    into.add(h)
+                    add_into(into, h)
 
     def count_merged(self, counter: str, key: tuple | str, n: int) -> None:
         """`n` more in `counter` (one of this recorder's Counters, by name) came
@@ -285,12 +294,12 @@ class Recorder:
             total = self.cumulative.get(key)
             if total is None:
                 total = self.cumulative[key] = new_histogram()
-            total.add(h)
+            add_into(total, h)
             if key[0] == "latency":
-                latency.add(h)
+                add_into(latency, h)
                 by_tenant[key[3]].append(h)
             elif key[0] == "lateness":
-                lateness.add(h)
+                add_into(lateness, h)
         if lateness.get_total_count():
             iv.lateness_p99_ms = percentile_us(lateness, 99.0) / 1000.0
         if len(by_tenant) > 1:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from loadkit.errors import InputError
-from loadkit.result.model import SCHEMA_VERSION, RunResult
+from loadkit.result.model import READABLE_VERSIONS, SCHEMA_VERSION, RunResult
 
 
 def load_run(run_dir: Path) -> RunResult:
@@ -40,11 +40,12 @@ def parse_run(document: object, path: Path | str = "run.json") -> RunResult:
     if not isinstance(document, dict) or "schema_version" not in document:
         raise InputError(f"{path} is not a loadkit run.json (no schema_version)")
     version = document["schema_version"]
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = isinstance(version, int) and version > SCHEMA_VERSION
         raise InputError(
-            f"{path} has schema_version {version!r}; this loadkit reads version "
-            f"{SCHEMA_VERSION}" + ("; upgrade loadkit to read it" if newer else ""))
+            f"{path} has schema_version {version!r}; this loadkit reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+            + ("; upgrade loadkit to read it" if newer else ""))
     try:
         return RunResult.model_validate(document)
     except ValidationError as exc:

@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_core import core_schema
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+# Versions this loadkit reads: 1's documents are 2's with one point per interval.
+READABLE_VERSIONS: Final = (1, 2)
 
 
 class Verdict(enum.StrEnum):
@@ -361,6 +363,11 @@ class Interval:
     prompt_drift: float | None = None
     # Completed requests by the server's finish_reason (`missing`: none given)
     finish_reasons: dict[str, int] = field(default_factory=dict)
+    # run.json keeps at most 1,440 points (loadkit.record.intervals): in a
+    # longer run each merges this many intervals, latency_p99_ms is the worst
+    # of their p99s and this the best (None: one interval).
+    intervals: int = 1
+    latency_p99_low_ms: float | None = None
 
 
 class TelemetrySource(Part):
@@ -454,7 +461,7 @@ class Distribution(Part):
 class RunResult(Part):
     """What `run.json` holds; see docs/run-json.md."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     run_id: str
     loadkit_version: str
     host: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from loadkit.record.intervals import bounded
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import (
     Aborted,
@@ -97,5 +98,5 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),
         sessions=measured.sessions(),
         health=generator_health, isolation=isolation, series=measured.series(),
-        timeseries=measured.timeseries(), histograms=measured.encoded_histograms(),
+        timeseries=bounded(measured.timeseries()), histograms=measured.encoded_histograms(),
         telemetry=telemetry, incomplete=incomplete)

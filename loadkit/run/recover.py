@@ -24,12 +24,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+from array import array
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loadkit.errors import InputError
-from loadkit.record.histogram import HdrHistogram, acyclic, decode, new_histogram
+from loadkit.record.histogram import HdrHistogram, acyclic, add_into, decode, new_histogram
 from loadkit.record.journal import (
     EXTRA_COUNTERS,
     FORMAT,
@@ -48,6 +50,7 @@ from loadkit.workload.slo_spec import Objective
 
 _IV_FIELDS = {f.name for f in dataclasses.fields(Interval)}
 _SAME_S = 5e-4  # the hlog writes times to the microsecond: same interval within this
+CHUNK = 4 * 2**20  # bytes of journal (or hlog) read at a time
 
 
 @dataclasses.dataclass
@@ -91,18 +94,33 @@ class Rebuild:
 
     @property
     def intervals(self) -> int:
-        return len(self.recorder.intervals)
+        return self.recorder.intervals.count
 
-    def update(self) -> int:
-        """Read what was appended since the last call; the number of new
-        intervals taken in. InputError when the folder has no journal or its
-        first line is not a loadkit journal header."""
-        if self.damaged:
-            return 0
-        lines = self._journal.lines()
-        if self.header is None and not lines and not self._journal.path.exists():
-            raise InputError(f"{self.dir}: no run.json and no {JOURNAL_NAME} here "
-                             "(is it a loadkit output folder?)")
+    def update(self, progress: Callable[[int], None] | None = None) -> int:
+        """Read what was appended since the last call, CHUNK bytes at a time
+        (a day's journal never whole in memory); the number of new intervals
+        taken in. `progress` hears the journal's bytes read so far. InputError
+        when the folder has no journal or its first line is not a loadkit
+        journal header."""
+        taken = 0
+        while not self.damaged:
+            lines = self._journal.lines(CHUNK)
+            if self.header is None and not lines and not self._journal.path.exists():
+                raise InputError(f"{self.dir}: no run.json and no {JOURNAL_NAME} here "
+                                 "(is it a loadkit output folder?)")
+            self._read(lines)
+            if self.header is None:
+                if self.damaged or self._journal.offset:
+                    raise InputError(f"{self._journal.path} is not a loadkit journal")
+                break
+            taken += self._match()
+            if progress is not None:
+                progress(self._journal.offset)
+            if not lines:
+                break
+        return taken
+
+    def _read(self, lines: list[bytes]) -> None:
         records, damaged = parse_lines(lines)
         if damaged:
             self.damaged = f"{JOURNAL_NAME} is damaged after line {self._lines + len(records)}"
@@ -125,13 +143,19 @@ class Rebuild:
                 self._records.append(record)
             elif kind == "end":
                 self.ended = record
-        if self.header is None:
-            if self.damaged or self._journal.offset:
-                raise InputError(f"{self._journal.path} is not a loadkit journal")
-            return 0
-        self._entries.extend(self._parse_hlog(self._hlog.lines()))
+
+    def _match(self) -> int:
+        """Apply the waiting intervals whose histograms the hlog holds,
+        reading it a chunk at a time as they need."""
         taken = 0
-        while self._records and (hists := self._take(self._records[0])) is not None:
+        while self._records:
+            hists = self._take(self._records[0])
+            if hists is None:
+                more = self._hlog.lines(CHUNK)
+                if not more:
+                    break  # the rest is not written yet (a live run), or lost
+                self._entries.extend(self._parse_hlog(more))
+                continue
             self._apply(self._records.popleft(), hists)
             taken += 1
         return taken
@@ -191,7 +215,7 @@ class Rebuild:
             except Exception:  # noqa: BLE001 - a damaged payload loses one series
                 continue
             if e.key in hists:
-                hists[e.key].add(h)
+                add_into(hists[e.key], h)
             else:
                 hists[e.key] = h
         return hists
@@ -202,7 +226,7 @@ class Rebuild:
             total = r.cumulative.get(key)
             if total is None:
                 total = r.cumulative[key] = new_histogram()
-            total.add(h)
+            add_into(total, h)
         keyed: Counter = Counter()
         for name, counter, what in (("completed", r.completed, "completed"),
                                     ("dropped", r.dropped, "dropped"), ("good", r.good, "good"),
@@ -242,11 +266,16 @@ class Rebuild:
         data, keys = self._telemetry, self._series_keys
         for i, entry in tele.get("new", {}).items():
             keys[int(i)] = key = entry["key"]
+            # Times and values as arrays of doubles: a day's samples in 16
+            # bytes each, not a list of pairs.
             data["series"][key] = {**{k: v for k, v in entry.items() if k != "key"},
-                                   "points": []}
+                                   "t": array("d"), "v": array("d")}
         for i, points in tele.get("points", ()):
             if (key := keys.get(i)) is not None:
-                data["series"][key]["points"] += points
+                series = data["series"][key]
+                for t, v in points:
+                    series["t"].append(t)
+                    series["v"].append(v)
         if "sources" in tele:
             data["sources"] = tele["sources"]
         for source, (samples, errors) in zip(data["sources"], tele.get("counts", ())):

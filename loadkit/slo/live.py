@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loadkit.record.histogram import HdrHistogram, new_histogram
+from loadkit.record.histogram import HdrHistogram, add_into, new_histogram
 from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
 from loadkit.slo.confidence import always_valid_decides
@@ -68,7 +68,7 @@ class _Tracked:
         mine = [h for (metric, phase, scenario, tenant), h in hists.items()
                 if metric == o.metric and in_scope(phase, scenario, tenant)]
         for h in mine:
-            self.hist.add(h)
+            add_into(self.hist, h)
         now: Counter = Counter()
         for (what, phase, scenario, tenant), n in keyed.items():
             if in_scope(phase, scenario, tenant):

@@ -22,12 +22,14 @@ interval of the run):
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import numpy as np
+
+from loadkit.record.intervals import bounded
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import Figures, PhaseInfo, Scope, Telemetry
 
@@ -58,20 +60,39 @@ Windows = list[tuple[float, float]]
 
 
 class Points:
-    """A series sorted by time: parallel lists, so windows are two bisections."""
+    """A series sorted by time: parallel arrays of doubles (16 bytes a
+    sample, a day of samples without a Python object each), so a window is
+    two binary searches."""
 
     __slots__ = ("t", "v")
 
-    def __init__(self, pairs: Iterable[tuple[float, float]]) -> None:
-        pairs = sorted(pairs)
-        self.t = [p[0] for p in pairs]
-        self.v = [p[1] for p in pairs]
+    def __init__(self, pairs: Iterable[tuple[float, float]] = ()) -> None:
+        flat = np.fromiter((x for p in pairs for x in p), dtype=float).reshape(-1, 2)
+        self.t, self.v = self._sorted(flat[:, 0], flat[:, 1])
+
+    @classmethod
+    def of(cls, t: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarray,
+           scale: float = 1.0) -> Points:
+        n = min(len(t), len(v))  # a sampler appends t, then v: one may lead
+        out = cls()
+        out.t, out.v = cls._sorted(np.asarray(t[:n], dtype=float),
+                                   np.asarray(v[:n], dtype=float) * scale)
+        return out
+
+    @staticmethod
+    def _sorted(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(t) > 1 and np.any(t[1:] < t[:-1]):
+            order = np.argsort(t, kind="stable")
+            return t[order], v[order]
+        return t, v
 
     def __len__(self) -> int:
         return len(self.t)
 
-    def pairs(self) -> list[tuple[float, float]]:
-        return list(zip(self.t, self.v))
+    def window(self, a: float, b: float) -> np.ndarray:
+        """The values at times in [a, b)."""
+        lo, hi = np.searchsorted(self.t, [a, b], side="left")
+        return self.v[lo:hi]
 
 
 def telemetry_section(data: dict | None, phases: list[PhaseInfo], recorder: Recorder,
@@ -83,7 +104,8 @@ def telemetry_section(data: dict | None, phases: list[PhaseInfo], recorder: Reco
         completed[phase] += n
     for (phase, _s, _t), n in recorder.output_tokens.items():
         tokens[phase] += n
-    intervals = [dataclasses.asdict(iv) for iv in recorder.intervals]
+    # One row per point of run.json's bounded time series, not per interval.
+    intervals = [dataclasses.asdict(iv) for iv in bounded(recorder.intervals)]
     # A run stopped early (abort, Ctrl-C) is costed over the time it ran.
     ended_s = intervals[-1]["end_s"] if intervals and stopped_early else None
     return section(data, phases, intervals, dict(completed), dict(tokens), ended_s)
@@ -95,8 +117,8 @@ def section(data: dict | None, phases: list[PhaseInfo], intervals: list[dict],
     """The section from the collector's plain data (see the module doc)."""
     data = data or {"sources": [], "series": {}, "gpus": [], "interval_s": None,
                     "reason": "telemetry was not collected"}
-    series = {k: {**s, "points": Points(zip(s["t"], s["v"]) if "t" in s else
-                                         (tuple(p) for p in s["points"]))}
+    series = {k: {**s, "points": Points.of(s["t"], s["v"]) if "t" in s else
+                  Points(tuple(p) for p in s["points"])}
               for k, s in data["series"].items()}
     view_name, hardware, view = gpu_view(series)
     price, declared = data.get("price_per_gpu_hour"), data.get("gpus_declared")
@@ -171,7 +193,7 @@ def section(data: dict | None, phases: list[PhaseInfo], intervals: list[dict],
         "sources": sources, "interval_s": data.get("interval_s"), "gpus": data.get("gpus", []),
         "price_per_gpu_hour": price, "gpus_priced": n_gpus if price is not None else None,
         "series": {k: {"unit": s["unit"], "kind": s["kind"], "metric": s["metric"],
-                       "labels": s["labels"], "points": decimate(s["points"].pairs())}
+                       "labels": s["labels"], "points": decimate(s["points"])}
                    for k, s in sorted(series.items())},
         "per_interval": rows, "phases": per_phase, "all": overall,
     })
@@ -202,40 +224,43 @@ def gpu_view(series: dict[str, dict]) -> tuple[str | None, bool, dict[str, dict[
                     continue
                 if s["metric"] == metric or s["metric"].endswith("." + metric) and not is_hw:
                     gpu = f"{s['source']}:{s['metric'][:-len(metric)]}{s['labels'].get(label, key)}"
-                    view[field][gpu] = Points((t, v * scale) for t, v in s["points"].pairs())
+                    view[field][gpu] = Points.of(s["points"].t, s["points"].v, scale)
         if view.get("util") or view.get("power"):
             return name, hardware, dict(view)
     return None, False, {}
 
 
-def decimate(points: list[tuple[float, float]], limit: int = MAX_POINTS) -> list[list[float]]:
+def decimate(points: Points, limit: int = MAX_POINTS) -> list[list[float]]:
     """At most `limit` points: buckets keep their min and max, in time order."""
-    pts = [[round(t, 3), _r(v)] for t, v in points]
-    if len(pts) <= limit:
-        return pts
-    buckets, out = limit // 2, []
-    size = len(pts) / buckets
-    for b in range(buckets):
-        chunk = pts[int(b * size):int((b + 1) * size)]
-        if chunk:
-            lo, hi = min(chunk, key=lambda p: p[1]), max(chunk, key=lambda p: p[1])
-            out += sorted({id(lo): lo, id(hi): hi}.values(), key=lambda p: p[0])
-    return out
+    t, v = points.t, points.v
+    if len(t) <= limit:
+        keep: Iterable[int] = range(len(t))
+    else:
+        buckets, size = limit // 2, len(t) / (limit // 2)
+        chosen = []
+        for b in range(buckets):
+            a, z = int(b * size), int((b + 1) * size)
+            if z > a:
+                lo, hi = a + int(np.argmin(v[a:z])), a + int(np.argmax(v[a:z]))
+                chosen += sorted({lo, hi})
+        keep = chosen
+    return [[round(float(t[i]), 3), _r(v[i])] for i in keep]
 
 
 def _gauges(series: dict[str, dict]) -> dict[str, Points]:
     """Scraped gauges, rates and quantiles by metric, label sets together."""
-    out: dict[str, list] = defaultdict(list)
+    out: dict[str, list[Points]] = defaultdict(list)
     for s in series.values():
         if s["source"] == "prometheus" and s["kind"] != "counter":
-            out[s["metric"]].extend(s["points"].pairs())
-    return {k: Points(v) for k, v in out.items()}
+            out[s["metric"]].append(s["points"])
+    return {k: Points.of(np.concatenate([p.t for p in ps]), np.concatenate([p.v for p in ps]))
+            for k, ps in out.items()}
 
 
 def _values(points: Points, windows: Windows) -> list[float]:
     out: list[float] = []
     for a, b in windows:
-        out += points.v[bisect.bisect_left(points.t, a):bisect.bisect_left(points.t, b)]
+        out += points.window(a, b).tolist()
     return out
 
 
@@ -272,12 +297,12 @@ def _energy(view: dict[str, dict[str, Points]], windows: Windows) -> tuple[float
 def _at(points: Points, x: float) -> float:
     """Linear interpolation, held flat beyond the first and last points."""
     t, v = points.t, points.v
-    i = bisect.bisect_left(t, x)
+    i = int(np.searchsorted(t, x, side="left"))
     if i == 0:
         return v[0]
     if i == len(t):
         return v[-1]
-    t0, t1, v0, v1 = t[i - 1], t[i], v[i - 1], v[i]
+    t0, t1, v0, v1 = float(t[i - 1]), float(t[i]), float(v[i - 1]), float(v[i])
     return v0 if t1 == t0 else v0 + (v1 - v0) * (x - t0) / (t1 - t0)
 
 
@@ -286,10 +311,11 @@ def _integral(points: Points, a: float, b: float) -> float:
     lo, hi = max(a, points.t[0]), min(b, points.t[-1])
     if hi <= lo:
         return 0.0
-    i, j = bisect.bisect_right(points.t, lo), bisect.bisect_left(points.t, hi)
-    inner = list(zip(points.t[i:j], points.v[i:j]))
-    pts = [(lo, _at(points, lo)), *inner, (hi, _at(points, hi))]
-    return sum((t1 - t0) * (v0 + v1) / 2 for (t0, v0), (t1, v1) in zip(pts, pts[1:]))
+    i = int(np.searchsorted(points.t, lo, side="right"))
+    j = int(np.searchsorted(points.t, hi, side="left"))
+    ts = np.concatenate(([lo], points.t[i:j], [hi]))
+    vs = np.concatenate(([_at(points, lo)], points.v[i:j], [_at(points, hi)]))
+    return float(np.sum(np.diff(ts) * (vs[1:] + vs[:-1]) / 2))
 
 
 def _r(v: float, digits: int = 3) -> float:

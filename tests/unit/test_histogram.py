@@ -7,9 +7,11 @@ import random
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from loadkit.record.histogram import (
+    add_into,
     decode,
     encode,
     mean_us,
@@ -17,6 +19,7 @@ from loadkit.record.histogram import (
     new_histogram,
     percentile_us,
     percentiles_us,
+    record_us,
 )
 from loadkit.record.hlog import HlogWriter, read_hlog
 
@@ -72,3 +75,25 @@ def test_dropped_histograms_are_freed_without_the_cyclic_collector(tmp_path: Pat
             assert ref() is None, make
     finally:
         gc.enable()
+
+
+def test_add_into_is_hdrhs_add_without_its_checks() -> None:
+    """The counts added as arrays give the same histogram as hdrh's add,
+    decoded parts (as a rebuild adds them) and empty ones included."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for i in range(50):
+        h = new_histogram()
+        for v in rng.lognormal(10, 1, int(rng.integers(0, 200))):
+            record_us(h, int(v))
+        parts.append(decode(encode(h)) if i % 2 else h)
+    by_hdrh, by_arrays = new_histogram(), new_histogram()
+    for p in parts:
+        by_hdrh.add(p)
+        add_into(by_arrays, p)
+    assert by_arrays.get_total_count() == by_hdrh.get_total_count() > 0
+    assert by_arrays.get_min_value() == by_hdrh.get_min_value()
+    assert by_arrays.get_max_value() == by_hdrh.get_max_value()
+    assert by_arrays.get_mean_value() == by_hdrh.get_mean_value()
+    for q in (50.0, 99.0, 99.9):
+        assert percentile_us(by_arrays, q) == percentile_us(by_hdrh, q)

@@ -57,9 +57,9 @@ def test_a_damaged_file_names_the_key(damage: Callable[[dict[str, Any]], object]
 
 
 def test_other_versions_say_which_they_are() -> None:
-    with pytest.raises(InputError, match="schema_version 2; this loadkit reads version 1; "
-                                         "upgrade loadkit"):
-        parse_run({**SAVED, "schema_version": 2})
+    with pytest.raises(InputError, match="schema_version 3; this loadkit reads versions "
+                                         "1, 2; upgrade loadkit"):
+        parse_run({**SAVED, "schema_version": 3})
     with pytest.raises(InputError, match="not a loadkit run.json"):
         parse_run({"hello": 1})
 
