@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from loadkit.capacity.model import CapacityResult, Interval
 from loadkit.compare.model import Decision
 from loadkit.errors import ExitCode, InputError, gate
+from loadkit.outputs.files import REPORTS, page, write_files
 from loadkit.outputs.junit import junit_document
 from loadkit.result.model import Part
 
@@ -120,17 +121,14 @@ def render_junit(c: CapacityComparison) -> str:
     return junit_document(suite)
 
 
-def write(c: CapacityComparison, out_dir: Path, base: str, cand: str) -> Path:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "capacity-compare.json").write_text(c.model_dump_json(indent=2) + "\n",
-                                                       encoding="utf-8")
-        (out_dir / "capacity-compare.md").write_text(render_markdown(c, base, cand),
-                                                     encoding="utf-8")
-        (out_dir / "capacity-compare-junit.xml").write_text(render_junit(c), encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    return out_dir / "capacity-compare.md"
+def write(c: CapacityComparison, out_dir: Path, base: str, cand: str,
+          reports: frozenset[str] = REPORTS) -> Path:
+    """capacity-compare.json and the `reports` asked for (its .md and JUnit);
+    returns the page to open."""
+    return page(write_files(out_dir, {
+        "json": ("capacity-compare.json", lambda: c.model_dump_json(indent=2) + "\n"),
+        "md": ("capacity-compare.md", lambda: render_markdown(c, base, cand)),
+        "junit": ("capacity-compare-junit.xml", lambda: render_junit(c))}, reports))
 
 
 def _n(v: float | None) -> str:

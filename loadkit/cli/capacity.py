@@ -34,7 +34,7 @@ from loadkit.capacity import compare as capacity_compare
 from loadkit.capacity.model import ProbeRecord, Ramp
 from loadkit.capacity.report import facts, headline, slo_cell
 from loadkit.cli.distributed import workers
-from loadkit.cli.params import duration
+from loadkit.cli.params import duration, outputs
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.workload.loader import Overrides
 
@@ -104,6 +104,10 @@ _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
 @click.option("--max-loss", callback=_fraction, default="10%", show_default=True,
               help="With --compare: capacity the candidate may lose before it is a "
                    "regression.")
+@click.option("--outputs", "reports", callback=outputs, metavar="LIST",
+              help="The reports to write beside capacity.json, comma-separated from md, "
+                   "junit, html (default: all; each probe writes run.json, summary.md and "
+                   "junit.xml).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per probe, only the answer.")
 def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load: float | None,
                      max_load: float | None, precision: float, probe_s: float,
@@ -111,7 +115,8 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
                      out_dir: Path | None, target: str | None, seed: int | None,
                      model: str | None, inconclusive: str, strict: bool,
                      full_probes: bool, ramp_s: float | None, workers: int | None,
-                     compare: tuple[Path, Path] | None, max_loss: float, quiet: bool) -> int:
+                     compare: tuple[Path, Path] | None, max_loss: float,
+                     reports: frozenset[str], quiet: bool) -> int:
     """Find the highest load WORKLOAD carries within its SLOs.
 
     Probes grow geometrically until an SLO fails, then bisect; the answer is
@@ -122,14 +127,13 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
     if compare:
         if workload is not None:
             raise click.UsageError("give WORKLOAD or --compare BASE CAND, not both")
-        return _compare(*compare, max_loss, out_dir, inconclusive)
+        return _compare(*compare, max_loss, out_dir, inconclusive, reports)
     if workload is None:
         raise click.UsageError("give a WORKLOAD (or a capacity.json, or --compare BASE CAND)")
     if workload.suffix == ".json":
         result = regate(load_capacity(workload), expect, production)
-        if out_dir is not None:
-            write_all(result, out_dir)
-        return _finish(result, out_dir, inconclusive)
+        page = write_all(result, out_dir, reports) if out_dir is not None else None
+        return _finish(result, page, inconclusive)
     out = out_dir or Path("reports") / ("capacity-" + dt.datetime.now(dt.UTC)
                                         .strftime("%Y%m%dT%H%M%SZ"))
     fleet = FleetOptions(workers=workers, local=True) if workers else None
@@ -151,11 +155,11 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
     finally:
         if step_summary is not None:
             os.environ["GITHUB_STEP_SUMMARY"] = step_summary
-    write_all(result, out)
-    if step_summary:
+    page = write_all(result, out, reports)
+    if step_summary and "md" in reports:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write((out / "capacity.md").read_text(encoding="utf-8"))
-    return _finish(result, out, inconclusive)
+    return _finish(result, page, inconclusive)
 
 
 def _probe_line(p: ProbeRecord) -> None:
@@ -180,7 +184,7 @@ def _ramp_line(ramp: Ramp) -> None:
         click.echo(f"  ramp ignored: {reason}", err=True)
 
 
-def _finish(result: CapacityResult, out: Path | None, inconclusive: str) -> int:
+def _finish(result: CapacityResult, page: Path | None, inconclusive: str) -> int:
     for label, text in facts(result):
         click.echo(f"{label}: {text}")
     for reason in result.untrusted_reasons:
@@ -190,17 +194,17 @@ def _finish(result: CapacityResult, out: Path | None, inconclusive: str) -> int:
     code = exit_code(result, inconclusive)
     word = "UNTRUSTED" if not result.trusted else result.verdict.upper()
     click.echo(f"capacity {headline(result)}: {word} (exit {int(code)})")
-    if out is not None:
-        click.echo(f"report: {out / 'capacity.html'}")
+    if page is not None:
+        click.echo(f"report: {page}")
     return int(code)
 
 
 def _compare(base: Path, cand: Path, max_loss: float, out_dir: Path | None,
-             inconclusive: str) -> int:
+             inconclusive: str, reports: frozenset[str]) -> int:
     b, c = load_capacity(base), load_capacity(cand)
     comparison = compare_capacity(b, c, max_loss)
     out = out_dir or (cand.parent if cand.is_file() else cand)
-    page = capacity_compare.write(comparison, out, str(base), str(cand))
+    page = capacity_compare.write(comparison, out, str(base), str(cand), reports)
     for w in comparison.warnings:
         click.echo(f"warning: {w}", err=True)
     code = capacity_compare.exit_code(comparison, inconclusive)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from loadkit.cli.params import outputs
 from loadkit.compare import (
     compare_runs,
     console_lines,
@@ -28,9 +29,13 @@ from loadkit.result import load_run
 @click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",
               show_default=True,
               help="How a shift beyond tolerance that the data cannot confirm exits.")
+@click.option("--outputs", "reports", callback=outputs, metavar="LIST",
+              help="The reports to write beside compare.json, comma-separated from md, "
+                   "junit, html (default: all).")
 @click.option("--quiet", "-q", is_flag=True, help="Only the verdict.")
 def compare_command(base_dir: Path, cand_dir: Path, tolerances: tuple[str, ...],
-                    out_dir: Path | None, inconclusive: str, quiet: bool) -> int:
+                    out_dir: Path | None, inconclusive: str, reports: frozenset[str],
+                    quiet: bool) -> int:
     """Compare CAND_DIR's run with BASE_DIR's, series by series.
 
     Exit codes: 0 no significant regression, 1 a regression beyond tolerance
@@ -44,7 +49,7 @@ def compare_command(base_dir: Path, cand_dir: Path, tolerances: tuple[str, ...],
     base, cand = load_run(base_dir), load_run(cand_dir)
     comparison = compare_runs(base, cand, tol)
     out = out_dir or (cand_dir.parent if cand_dir.is_file() else cand_dir) / "compare"
-    page = write(comparison, base, cand, out)
+    page = write(comparison, base, cand, out, reports)
     if not quiet:
         for line in console_lines(comparison):
             click.echo(line)

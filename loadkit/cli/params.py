@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import click
 
+from loadkit.outputs.files import REPORTS, parse_outputs
 from loadkit.workload.units import parse_duration
 
 __all__ = ["duration"]
@@ -33,3 +34,15 @@ def duration(low: float = 0.0, high: float = math.inf, *, zero: bool = False,
             raise click.BadParameter(f"must be at most {high:g} s{where}")
         return seconds
     return check
+
+
+def outputs(_ctx: click.Context, _param: click.Parameter, value: str | None) -> frozenset[str]:
+    """`--outputs md,junit`: the reports to write beside the result's JSON
+    (default: all)."""
+    if value is None:
+        return REPORTS
+    try:
+        return parse_outputs(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+

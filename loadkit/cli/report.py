@@ -18,10 +18,12 @@ import json
 from pathlib import Path
 
 import click
+from rich.console import Console as RichConsole
+from rich.progress import Progress
 
 from loadkit.cli.console import Console
 from loadkit.cli.params import duration
-from loadkit.errors import ExitCode, InputError
+from loadkit.errors import ExitCode
 from loadkit.outputs import write_all
 from loadkit.record.journal import JOURNAL_NAME, read_journal
 from loadkit.result import load_run
@@ -62,18 +64,24 @@ def report_command(run_dir: Path, live: bool, every: float) -> int:
     if _needs_rebuild(run_dir):
         return _rebuilt(run_dir)
     result = load_run(run_dir)
-    try:
-        write_all(result, run_dir if run_dir.is_dir() else run_dir.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write the reports in {run_dir}: "
-                         f"{exc.strerror or exc}") from None
+    write_all(result, run_dir if run_dir.is_dir() else run_dir.parent)
     click.echo(f"report: {run_dir / 'report.html'}")
     return ExitCode.UNTRUSTED if result.incomplete else 0
 
 
+PROGRESS_FROM = 32 * 2**20  # a journal this long (~8 h at 1-s intervals) shows a progress bar
+
+
 def _rebuilt(run_dir: Path) -> int:
     state = Rebuild(run_dir)
-    state.update()
+    size = (run_dir / JOURNAL_NAME).stat().st_size
+    if size < PROGRESS_FROM:
+        state.update()
+    else:
+        # rich, as the run's own progress: on stderr, gone once done.
+        with Progress(console=RichConsole(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"rebuilding from {JOURNAL_NAME}", total=size)
+            state.update(progress=lambda done: bar.update(task, completed=done))
     if state.header is not None and state.ended is None \
             and writer_alive(state.header, run_dir):
         # Still going (a person asking mid-run): the page only; the run writes the rest.
@@ -83,10 +91,6 @@ def _rebuilt(run_dir: Path) -> int:
                    "at its end)", err=True)
         return 0
     result = state.result()
-    try:
-        write_all(result, run_dir)
-    except OSError as exc:
-        raise InputError(f"cannot write the results in {run_dir}: "
-                         f"{exc.strerror or exc}") from None
+    write_all(result, run_dir)
     Console().finished(result, run_dir, ExitCode.UNTRUSTED)
     return ExitCode.UNTRUSTED

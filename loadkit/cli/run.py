@@ -9,8 +9,7 @@ import click
 from loadkit.cli.console import Console
 from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
-from loadkit.cli.params import duration
-from loadkit.outputs import REPORTS, parse_outputs
+from loadkit.cli.params import duration, outputs
 from loadkit.run.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Workload
@@ -44,15 +43,6 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is not None and value.strip().lower() in ("off", "no", "false", "0"):
         return 0.0
     return duration(1.0, zero=True, setting="or off")(ctx, param, value)
-
-
-def _outputs(ctx: click.Context, param: click.Parameter, value: str | None) -> frozenset[str]:
-    if value is None:
-        return REPORTS
-    try:
-        return parse_outputs(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.command("run")
@@ -102,7 +92,7 @@ def _outputs(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               help="Rewrite report.html in the output folder every PERIOD while the run goes, "
                    "from its journal, in a child process at idle priority (default: every 60s for runs "
                    "longer than 2 minutes, else off).")
-@click.option("--outputs", callback=_outputs, metavar="LIST",
+@click.option("--outputs", callback=outputs, metavar="LIST",
               help="The reports to write beside run.json, comma-separated from md, junit, "
                    "html (default: all; run.json, journal.jsonl and latency.hlog are always "
                    "written, and `loadkit report` renders the rest later).")

@@ -34,7 +34,8 @@ from loadkit.compare.stats import (
     scoped,
     verdict,
 )
-from loadkit.errors import ExitCode, InputError, gate
+from loadkit.errors import ExitCode, gate
+from loadkit.outputs.files import REPORTS, page, write_files
 from loadkit.result.model import RunResult
 
 __all__ = ["Comparison", "Decision", "Row", "RunIdentity", "compare_runs", "console_lines",
@@ -66,22 +67,17 @@ def compare_runs(base: RunResult, cand: RunResult,
                       base=RunIdentity.of(base), cand=RunIdentity.of(cand), rows=rows)
 
 
-def write(comparison: Comparison, base: RunResult, cand: RunResult, out_dir: Path) -> Path:
-    """compare.json, compare.md, compare-junit.xml and compare.html into `out_dir`
-    (made if missing); returns compare.html's path. InputError (exit 2) when
-    the folder cannot be written."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "compare.json").write_text(render_compare_json(comparison), encoding="utf-8")
-        (out_dir / "compare.md").write_text(render_compare_markdown(comparison),
-                                            encoding="utf-8")
-        (out_dir / "compare-junit.xml").write_text(render_compare_junit(comparison),
-                                                   encoding="utf-8")
-        (out_dir / "compare.html").write_text(render_compare_html(comparison, base, cand),
-                                              encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    return out_dir / "compare.html"
+def write(comparison: Comparison, base: RunResult, cand: RunResult, out_dir: Path,
+          reports: frozenset[str] = REPORTS) -> Path:
+    """compare.json and the `reports` asked for (compare.md, compare-junit.xml,
+    compare.html) into `out_dir` (made if missing); returns the page to open.
+    InputError (exit 2) when the folder cannot be written."""
+    return page(write_files(out_dir, {
+        "json": ("compare.json", lambda: render_compare_json(comparison)),
+        "md": ("compare.md", lambda: render_compare_markdown(comparison)),
+        "junit": ("compare-junit.xml", lambda: render_compare_junit(comparison)),
+        "html": ("compare.html", lambda: render_compare_html(comparison, base, cand))},
+        reports))
 
 
 def exit_code(comparison: Comparison, inconclusive: str = "fail") -> ExitCode:

@@ -90,7 +90,7 @@ def test_pass_writes_every_output(tmp_path: Path) -> None:
     for name in ("run.json", "latency.hlog", "summary.md", "junit.xml", "report.html"):
         assert (out / name).stat().st_size > 0, name
     result = json.loads((out / "run.json").read_text())
-    assert result["schema_version"] == 1 and result["verdict"] == "pass"
+    assert result["schema_version"] == 2 and result["verdict"] == "pass"
     assert [s["verdict"] for s in result["slos"]] == ["pass", "pass"]
     for key in ("count", "p50", "p90", "p95", "p99", "p99.9", "max", "mean"):
         assert key in result["series"]["latency"]["all"]

@@ -116,8 +116,8 @@ def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(
     bisect inside it, and the interval holds the server's own knee."""
     before = stats(knee_url)
     out = tmp_path / "out"
-    proc = cli("capacity", str(write(tmp_path, knee_workload(knee_url))), "--min", "200",
-               "--max", "800", "--precision", "5%", "--probe", "3s", "--ramp", "2s",
+    proc = cli("capacity", str(write(tmp_path, knee_workload(knee_url))), "--min", "300",
+               "--max", "800", "--precision", "5%", "--probe", "2s", "--ramp", "2s",
                "--out", str(out), timeout=200)
     after = stats(knee_url)
     assert proc.returncode == 0, proc.stdout + proc.stderr

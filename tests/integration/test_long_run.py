@@ -26,6 +26,7 @@ import yaml
 from loadkit.errors import ExitCode
 from loadkit.record.histogram import decode, percentile_us
 from loadkit.record.intervals import TIMESERIES_POINTS
+from loadkit.run import recover
 from support.long_run import template_interval, write_long_run
 from support.run import ROOT, cli
 
@@ -107,3 +108,21 @@ def test_a_day_rebuilds_small_and_true_in_flat_memory(template: Path, tmp_path: 
     assert again.returncode == ExitCode.UNTRUSTED, again.stderr
     rerun = json.loads((day / "run.json").read_text())
     assert rerun["series"] == run["series"] and rerun["slos"] == run["slos"]
+
+
+def test_a_rebuild_read_in_small_chunks_is_the_same_and_says_how_far(
+        template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks cut lines and intervals anywhere: reading 4 kB at a time gives
+    the same result as one read, and the progress it reports climbs to the
+    journal's size."""
+    folder = tmp_path / "run"
+    write_long_run(template, folder, 0.1)
+    whole = recover.rebuild(folder)
+    monkeypatch.setattr(recover, "CHUNK", 4096)
+    state, seen = recover.Rebuild(folder), list[int]()
+    state.update(progress=seen.append)
+    chunked = state.result()
+    assert state.intervals == 360 and len(seen) > 50
+    assert seen == sorted(seen) and seen[-1] == (folder / "journal.jsonl").stat().st_size
+    assert chunked.series == whole.series and chunked.counts == whole.counts
+    assert chunked.timeseries == whole.timeseries and chunked.slos == whole.slos
