@@ -33,7 +33,7 @@ from loadkit.slo.confidence import percentile_interval
 from loadkit.slo.evaluate import samples_needed
 from loadkit.slo.scopes import Phases
 
-COMPARED_METRICS = ("latency", "service_time", "ttft", "itl", "tpot")
+COMPARED_METRICS = ("latency", "service_time", "ttft", "ttfo", "itl", "tpot")
 DEFAULT_STATS = ("p50", "p90", "p99")
 DEFAULT_TOLERANCE_PCT = 10.0
 DEFAULT_ERROR_TOLERANCE_PP = 0.5  # percentage points
@@ -66,9 +66,11 @@ def scoped(run: RunResult) -> dict[Series, HdrHistogram]:
     # A tenant or scenario that is the only one is the same series as `all`.
     several = {kind: len({t[i] for t in tags}) > 1 for kind, i in (("scenario", 2),
                                                                    ("tenant", 3))}
+    # TTFO is TTFT's own samples unless the model reasoned first: compared then only.
+    reasoned = any(t.metric == "reasoning_time" for t in tags)
     parts: dict[Series, list[HdrHistogram]] = defaultdict(list)
     for (metric, phase, scenario, tenant), payload in zip(tags, run.histograms.values()):
-        if metric not in COMPARED_METRICS:
+        if metric not in COMPARED_METRICS or (metric == "ttfo" and not reasoned):
             continue
         h = _decode(run, f"{metric}.{phase}.{scenario}.{tenant}", payload)
         for scope in phases.scopes(phase, scenario, tenant):

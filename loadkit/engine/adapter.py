@@ -49,6 +49,12 @@ class ParsedResponse:
     # The stream ended after its finish_reason without `data: [DONE]`
     # (transformers serve): complete, but noted.
     no_done: bool = False
+    # Reasoning models: the index of the first token event carrying answer
+    # text (None: no answer text, or not streamed), and the tokens spent
+    # reasoning (usage's completion_tokens_details.reasoning_tokens, else
+    # those of the reasoning events; None: no reasoning seen or said).
+    answer_event: int | None = None
+    reasoning_tokens: int | None = None
 
 
 class StreamParser(Protocol):

@@ -91,6 +91,7 @@ class Answer:
         rec.text = parsed.text  # kept only where asked (checks, sessions' history)
         rec.prompt_tokens, rec.cached_tokens = parsed.prompt_tokens, parsed.cached_tokens
         rec.finish_reason, rec.no_done = parsed.finish_reason, parsed.no_done
+        rec.answer_event, rec.reasoning_tokens = parsed.answer_event, parsed.reasoning_tokens
         if self.req.check is not None and (why := self.req.check(self.code, parsed)) is not None:
             rec.error, rec.message = ErrorKind.CHECK_FAILED, why
 

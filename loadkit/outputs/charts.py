@@ -249,8 +249,12 @@ def throughput_over_time(r: RunResult, points: int) -> Figure | None:
 
 
 def token_distributions(r: RunResult) -> Figure | None:
-    """TTFT, ITL and TPOT: share of samples per log-spaced bin, p50 and p99 marked."""
+    """TTFT, TTFO (reasoning models), ITL and TPOT: share of samples per
+    log-spaced bin, p50 and p99 marked."""
+    ttfo = histogram(r, "reasoning_time") is not None  # differs from TTFT only then
     found = [(m, label, h) for m, label in (("ttft", "TTFT (first token − sent)"),
+                                            *((("ttfo", "TTFO (first answer token − sent)"),)
+                                              if ttfo else ()),
                                             ("itl", "ITL (gap between token events)"),
                                             ("tpot", "TPOT (time per output token)"))
              if (h := histogram(r, m)) is not None]

@@ -246,7 +246,7 @@ def parse_body(raw: bytes) -> ParsedResponse:
     return ParsedResponse(tokens, "usage" if tokens is not None else "none", text, doc,
                           prompt_tokens=prompt, cached_tokens=cached,
                           finish_reason=finish if isinstance(finish, str) and finish
-                          else MISSING)
+                          else MISSING, reasoning_tokens=_reasoning_usage(doc))
 
 
 class OpenAIStream:
@@ -259,7 +259,7 @@ class OpenAIStream:
     `[DONE]` and carried at least one token; otherwise it is incomplete."""
 
     __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt",
-                 "_counter", "_counted", "_finish")
+                 "_counter", "_counted", "_finish", "_answer_at", "_reasoning", "_reasoning_said")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
         self._sse = SSEDecoder()
@@ -275,6 +275,9 @@ class OpenAIStream:
         # With a tokenizer: each event's text counted in tokens.
         self._counter = counter
         self._counted: list[int] = []
+        self._answer_at: int | None = None  # the first answer event's index
+        self._reasoning: list[int] = []  # indexes of reasoning events
+        self._reasoning_said: int | None = None  # usage's reasoning_tokens
 
     def feed(self, data: bytes) -> int:
         events = 0
@@ -299,11 +302,17 @@ class OpenAIStream:
             if usage is not None:
                 self._usage = usage
                 self._prompt = _prompt_usage(doc)
+                self._reasoning_said = _reasoning_usage(doc)
             answer, output, finish = _delta(doc)
             if finish is not None:
                 self._finish = finish
             if output:
+                index = self._chunks + events
                 events += 1
+                if answer is None:
+                    self._reasoning.append(index)  # reasoning, or a tool call's fragment
+                elif self._answer_at is None:
+                    self._answer_at = index
                 if answer and self._text is not None:
                     self._text.append(answer)
                 if self._counter is not None:
@@ -335,17 +344,25 @@ class OpenAIStream:
         if per_event is None and self._counter is not None:
             per_event, source = self._counted or None, "tokenizer"
         reason, no_done = finish or MISSING, not self._done
+        reasoning = self._reasoning_said
+        if reasoning is None and self._reasoning:
+            reasoning = sum(per_event[i] for i in self._reasoning) if per_event \
+                else len(self._reasoning)
+        answer_at = self._answer_at
         if self._usage is not None:
             return ParsedResponse(self._usage, "usage", text, event_tokens=per_event,
                                   event_source=source, prompt_tokens=self._prompt[0],
                                   cached_tokens=self._prompt[1], finish_reason=reason,
-                                  no_done=no_done)
+                                  no_done=no_done, answer_event=answer_at,
+                                  reasoning_tokens=reasoning)
         if self._counter is not None:
             return ParsedResponse(sum(self._counted), "tokenizer", text,
                                   event_tokens=per_event, event_source=source,
-                                  finish_reason=reason, no_done=no_done)
+                                  finish_reason=reason, no_done=no_done,
+                                  answer_event=answer_at, reasoning_tokens=reasoning)
         return ParsedResponse(self._chunks, "chunks", text, finish_reason=reason,
-                              no_done=no_done)
+                              no_done=no_done, answer_event=answer_at,
+                              reasoning_tokens=reasoning)
 
 
 def _usage_tokens(doc: dict) -> int | None:
@@ -356,6 +373,14 @@ def _usage_tokens(doc: dict) -> int | None:
     if type(n) is not int or n < 0:  # not bool, not negative: a server can lie
         raise ProtocolError(f"usage.completion_tokens is not a count: {str(n)[:20]!r}")
     return n
+
+
+def _reasoning_usage(doc: dict) -> int | None:
+    """usage.completion_tokens_details.reasoning_tokens, when a count."""
+    usage = doc.get("usage")
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    n = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return n if type(n) is int and n >= 0 else None
 
 
 def _prompt_usage(doc: dict) -> tuple[int | None, int | None]:

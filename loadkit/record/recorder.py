@@ -63,6 +63,8 @@ class RequestRecord:
     token_source: str = "none"
     finish_reason: str | None = None  # as the server said (`missing`: it said none)
     no_done: bool = False  # a stream that ended after its finish_reason without [DONE]
+    answer_event: int | None = None  # index in `events` of the first answer token
+    reasoning_tokens: int | None = None  # tokens spent reasoning, where any
     error: ErrorKind | None = None
     message: str = ""
 
@@ -90,6 +92,8 @@ class Recorder:
     # of the same requests (how far real input lengths are from the asked).
     prompt_asked: Counter = field(default_factory=Counter)
     prompt_matched: Counter = field(default_factory=Counter)
+    # Output tokens spent reasoning (reasoning models), by (phase, scenario, tenant).
+    reasoning_tokens: Counter = field(default_factory=Counter)
     # Sessions by (started | completed | failed, phase, scenario, tenant).
     sessions: Counter = field(default_factory=Counter)
     # Completed requests by (finish_reason, phase, scenario, tenant), and
@@ -140,12 +144,22 @@ class Recorder:
         latency, service = r.end - r.intended, r.end - r.sent
         self._value("latency", r, latency)
         self._value("service_time", r, service)
-        ttft = ttft_c = stall = tpot = None
+        ttft = ttft_c = stall = tpot = ttfo = ttfo_c = thinking = None
         if r.first is not None:
             ttft, ttft_c = r.first - r.sent, r.first - r.intended
             self._value("ttft", r, ttft)
             self._value("ttft_corrected", r, ttft_c)
-            events = r.events or ()
+            events: list[int] | tuple[int, ...] = r.events or ()
+            if r.answer_event is not None and r.answer_event < len(events):
+                # Reasoning models: the answer's first token, not the first
+                # token of any kind (reasoning streams before it).
+                answered = events[r.answer_event]
+                ttfo, ttfo_c = answered - r.sent, answered - r.intended
+                self._value("ttfo", r, ttfo)
+                self._value("ttfo_corrected", r, ttfo_c)
+                if r.answer_event:
+                    thinking = answered - events[0]
+                    self._value("reasoning_time", r, thinking)
             if len(events) > 1:
                 gaps = [b - a for a, b in zip(events, events[1:])]
                 self._gaps(r, gaps)
@@ -167,6 +181,8 @@ class Recorder:
         if r.output_tokens:
             self.output_tokens[scope] += r.output_tokens
             self._interval_counts["tokens"] += r.output_tokens
+        if r.reasoning_tokens:
+            self.reasoning_tokens[scope] += r.reasoning_tokens
         if r.prompt_tokens is not None:
             self.prompt_tokens[scope] += r.prompt_tokens
             self._interval_counts["prompt"] += r.prompt_tokens
@@ -181,7 +197,8 @@ class Recorder:
         good = False
         if self.goodput:
             values = {"latency": latency, "service_time": service, "ttft": ttft,
-                      "ttft_corrected": ttft_c, "max_stall": stall, "tpot": tpot}
+                      "ttft_corrected": ttft_c, "max_stall": stall, "tpot": tpot,
+                      "ttfo": ttfo, "ttfo_corrected": ttfo_c, "reasoning_time": thinking}
             # A request missing a metric a rule names (no first token) is not good.
             good = all((v := values[m]) is not None and OPERATORS[op](v, limit)
                        for m, op, limit in self.goodput)

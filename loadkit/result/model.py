@@ -279,6 +279,9 @@ class Tokens(Part):
     # ones it served from its prefix cache (prompt_tokens_details.cached_tokens)
     prompt_total: int | None = None
     cached_total: int | None = None
+    # Of output_total, the tokens reasoning models spent reasoning (usage's
+    # completion_tokens_details.reasoning_tokens, else counted); None: none.
+    reasoning_total: int | None = None
     # The server's prompt tokens over those asked for, minus 1, where both are
     # known: how far real input lengths are from the asked (0.05 = 5% longer).
     prompt_drift: float | None = None

@@ -51,6 +51,10 @@ class SimConfig:
                                   "the replica (ms); per-request speed falls as the "
                                   "batch grows", 0.0)
     output_tokens: int = _knob(16, "output length when a request gives no max_tokens", 1)
+    reasoning_tokens: int = _knob(0, "a reasoning model: of a chat answer's max_tokens, "
+                                  "this many come first as `reasoning_content` (at the "
+                                  "decode pace), then the answer; usage counts them in "
+                                  "completion_tokens_details.reasoning_tokens", 0)
     prefix_cache_blocks: int = _knob(0, "automatic prefix caching: KV blocks one replica "
                                      "keeps for reuse by prompts with the same prefix "
                                      "(LRU); a hit skips that block's prefill; 0 = off", 0)

@@ -13,6 +13,7 @@ loop times, so scheduler lateness on one token is not carried into the next.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -49,13 +50,18 @@ async def generate(ctx: SimContext, request: web.Request, kind: str,
         priority = _priority(ctx.config, request)
     except wire.RequestError as exc:
         return bad_request(exc)
-    kv = req.prompt_tokens + req.output_tokens
+    if kind == wire.CHAT and ctx.config.reasoning_tokens:
+        # max_tokens bounds reasoning and answer together, as OpenAI's and vLLM's do.
+        thinking = min(ctx.config.reasoning_tokens, req.output_tokens)
+        req = dataclasses.replace(req, reasoning_tokens=thinking,
+                                  output_tokens=req.output_tokens - thinking)
+    kv = req.prompt_tokens + req.generated
     if not dep.fits_at_all(kv):
         return bad_request(wire.RequestError(
             f"this request needs {kv} tokens of KV-cache (prompt + max_tokens); a "
             f"replica holds {ctx.config.kv_cache_tokens}", "max_tokens"),
             code="context_length_exceeded")
-    with admission(ctx, request, t0, req.output_tokens) as admitted:
+    with admission(ctx, request, t0, req.generated) as admitted:
         if not isinstance(admitted, Admission):
             return admitted
         rep, fate = admitted.replica, admitted.fate
@@ -138,7 +144,7 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
     quirks = fate.quirks
     frames = wire.StreamFrames(req, rid, int(time.time()), ctx.config.model, cached)
     words = (ctx.wrong_vocab if fate.wrong_content else ctx.vocab).json
-    n = req.output_tokens
+    n, thinking = req.generated, req.reasoning_tokens
     last, cut_at, broken_at = n - 1, fate.cut_at, fate.malformed_at
     error_at = quirks.error_in_stream
     every = quirks.merge_tokens or ctx.config.stream_interval  # tokens per event after the first
@@ -159,7 +165,9 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
                 d = d + base + per_seq * rep.running if step is None else step(d)
             # Token i is decoded at d; it goes out with the tokens since the last
             # event when the interval is full (the first token goes alone).
-            if i and i % every and i not in (last, cut_at, broken_at, error_at):
+            # An event never mixes reasoning and answer: the last reasoning
+            # token closes one.
+            if i and i % every and i not in (last, cut_at, broken_at, error_at, thinking - 1):
                 continue
             await sleep_until(loop, d)
             if i == cut_at:
@@ -174,7 +182,7 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
             else:
                 await resp.write(ping + frames.content(i == 0, i == last,
                                                        wire.joined(words, sent, i + 1), i + 1,
-                                                       req.prompt_tokens))
+                                                       req.prompt_tokens, i < thinking))
             sent = i + 1
             if i == 0:
                 admitted.first_token(loop.time(), req.prompt_tokens)
@@ -201,7 +209,7 @@ async def _plain(ctx: SimContext, admitted: Admission, request: web.Request,
                  headers: dict[str, str], cached: int | None
                  ) -> tuple[web.StreamResponse, float | None]:
     """The whole answer, and when its last token was due (None if cut)."""
-    loop, rep, fate, n = ctx.loop, ticket.replica, admitted.fate, req.output_tokens
+    loop, rep, fate, n = ctx.loop, ticket.replica, admitted.fate, req.generated
     # A cut lands when token `cut_at` would be produced, before any byte.
     target = n - 1 if fate.cut_at < 0 else min(fate.cut_at, n - 1)
     base, per_seq = ctx.itl_s, ctx.itl_s_per_seq
@@ -222,8 +230,9 @@ async def _plain(ctx: SimContext, admitted: Admission, request: web.Request,
     if fate.cut_at >= 0 or ticket.state != "running":  # cut, or the replica died
         return dropped(request), None
     vocab = ctx.wrong_vocab if fate.wrong_content else ctx.vocab
-    body = wire.full_response(req, rid, int(time.time()), ctx.config.model, vocab.text(n),
-                              cached)
+    text, thought = vocab.text(n), vocab.text(req.reasoning_tokens) if req.reasoning_tokens else ""
+    body = wire.full_response(req, rid, int(time.time()), ctx.config.model,
+                              text[len(thought):], cached, thought)
     admitted.first_token(first, req.prompt_tokens)  # the model's time, not the loop's
     ctx.metrics.generation_tokens += n
     admitted.answered()

@@ -73,6 +73,12 @@ class GenRequest:
     # stream_options.continuous_usage_stats (vLLM): usage in every content event
     usage_per_event: bool = False
     prompt_text: str = ""  # the prompt's text, for the prefix cache
+    reasoning_tokens: int = 0  # of a reasoning model's tokens, those before the answer
+
+    @property
+    def generated(self) -> int:
+        """Every token the model generates: reasoning, then the answer."""
+        return self.reasoning_tokens + self.output_tokens
 
 
 def approx_tokens(chars: int) -> int:
@@ -159,19 +165,24 @@ def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
 
 def _usage(req: GenRequest, cached: int | None) -> dict[str, Any]:
     usage: dict[str, Any] = {"prompt_tokens": req.prompt_tokens,
-                             "completion_tokens": req.output_tokens,
-                             "total_tokens": req.prompt_tokens + req.output_tokens}
+                             "completion_tokens": req.generated,
+                             "total_tokens": req.prompt_tokens + req.generated}
+    if req.reasoning_tokens:  # as OpenAI and vLLM report a reasoning model's
+        usage["completion_tokens_details"] = {"reasoning_tokens": req.reasoning_tokens}
     if cached is not None:  # only with the prefix cache on, as vLLM reports it
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return usage
 
 
 def full_response(req: GenRequest, rid: str, created: int, model: str,
-                  text: str, cached: int | None = None) -> bytes:
-    """The non-streaming response body."""
+                  text: str, cached: int | None = None, reasoning: str = "") -> bytes:
+    """The non-streaming response body (a reasoning model's reasoning in
+    `reasoning_content`, as vLLM returns it)."""
     if req.kind == CHAT:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                  "logprobs": None, "finish_reason": "length"}
+        message = {"role": "assistant", "content": text}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "length"}
         obj = "chat.completion"
     else:
         choice = {"index": 0, "text": text, "logprobs": None,
@@ -198,8 +209,9 @@ class StreamFrames:
     one concatenation per token, no JSON encoding on the hot path.
     """
 
-    __slots__ = ("broken", "error_event", "first_head", "head", "last_tail", "role_event",
-                 "tail", "usage_event", "_usage_tail")
+    __slots__ = ("broken", "error_event", "first_head", "first_reasoning_head", "head",
+                 "last_tail", "reasoning_head", "role_event", "tail", "usage_event",
+                 "_usage_tail")
 
     def __init__(self, req: GenRequest, rid: str, created: int, model: str,
                  cached: int | None = None) -> None:
@@ -213,11 +225,15 @@ class StreamFrames:
             # The role travels with the first token, as in OpenAI's streams.
             self.first_head = (prefix + '"role":"assistant","content":').encode()
             self.head = (prefix + '"content":').encode()
+            # A reasoning model's thinking: vLLM's and SGLang's field.
+            self.first_reasoning_head = (prefix + '"role":"assistant","reasoning_content":'
+                                         ).encode()
+            self.reasoning_head = (prefix + '"reasoning_content":').encode()
             self.tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
             self.last_tail = b'},"logprobs":null,"finish_reason":"length"}]}\n\n'
         else:
             self.head = (envelope + ',"choices":[{"index":0,"text":').encode()
-            self.first_head = self.head
+            self.first_head = self.first_reasoning_head = self.reasoning_head = self.head
             self.tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
             self.last_tail = b',"logprobs":null,"finish_reason":"length"}]}\n\n'
         # Per-event usage (vLLM's continuous_usage_stats): the same event with
@@ -241,13 +257,17 @@ class StreamFrames:
             self.usage_event = (b"data: " + json.dumps(usage, separators=(",", ":")).encode()
                                 + b"\n\n")
 
-    def content(self, first: bool, last: bool, text: bytes, sent: int, prompt: int) -> bytes:
+    def content(self, first: bool, last: bool, text: bytes, sent: int, prompt: int,
+                reasoning: bool = False) -> bytes:
         """One content event: `text` a JSON string literal of the event's
-        tokens; `sent` the tokens sent so far, this event's included."""
+        tokens; `sent` the tokens sent so far, this event's included;
+        `reasoning`: the event carries reasoning, not answer, tokens."""
         tail = self.last_tail if last else self.tail
         if self._usage_tail is not None:  # '...}]}\n\n' -> '...}],"usage":{...}}\n\n'
             tail = (tail[:-3] + b',"usage":' + self._usage_tail
                     + b'%d,"total_tokens":%d}}\n\n' % (sent, sent + prompt))
+        if reasoning:
+            return (self.first_reasoning_head if first else self.reasoning_head) + text + tail
         return (self.first_head if first else self.head) + text + tail
 
 

@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict
 from loadkit.workload.units import parse_duration
 
 TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "inter_chunk",
-                "tpot", "max_stall", "lateness", "session")
+                "tpot", "max_stall", "lateness", "session", "ttfo", "ttfo_corrected",
+                "reasoning_time")
 RATE_METRICS = ("error_rate", "throughput", "output_tokens_per_s", "goodput",
                 "isolation_ratio")
 # Telemetry figures (loadkit.telemetry.derive.slo_values): metric -> (unit, stats).
@@ -61,7 +62,8 @@ END_OF_RUN_METRICS = ("isolation_ratio", *GAUGE_METRICS, *TREND_GAUGES,
 METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",) \
     + tuple(TREND_GAUGES) + (RECOVERY_METRIC,)
 # Per-request metrics a goodput condition can test (every request has one value).
-REQUEST_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "tpot", "max_stall")
+REQUEST_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "tpot", "max_stall",
+                   "ttfo", "ttfo_corrected", "reasoning_time")
 
 # OP of the grammar: how an objective or a goodput condition is judged (observed OP limit).
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

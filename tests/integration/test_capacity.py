@@ -111,13 +111,15 @@ def test_knee_server_capacity_within_5_percent_of_littles_law(
 @pytest.mark.alone
 def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(
         knee_url: str, tmp_path: Path) -> None:
-    """--ramp from far below the knee: the ramp stops at the first step that
-    fails (stop_when_decided), the probes confirm the step below it and
-    bisect inside it, and the interval holds the server's own knee."""
+    """--ramp from below the knee: the ramp stops at the first step that
+    fails (stop_when_decided), the probes confirm the step below it and stay
+    inside it (the bisection's own steps are the search's unit tests), and
+    the interval holds the server's own knee. --precision 25%, one ramp
+    step: a confirmation that passes is the answer."""
     before = stats(knee_url)
     out = tmp_path / "out"
     proc = cli("capacity", str(write(tmp_path, knee_workload(knee_url))), "--min", "300",
-               "--max", "800", "--precision", "5%", "--probe", "2s", "--ramp", "2s",
+               "--max", "800", "--precision", "25%", "--probe", "2s", "--ramp", "2s",
                "--out", str(out), timeout=200)
     after = stats(knee_url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -137,8 +139,8 @@ def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(
     assert ramp_run["decided"] is not None and "failing" in ramp_run["decided"]["reason"]
     # The probes stay below the ramp's failing step, and bisect as from a bracket.
     assert all(p["value"] < ramp["failed"] for p in probes)
-    assert len(probes) <= 2 + bisections_needed(ramp["confirm"] / 2, ramp["failed"], 0.05)
-    assert result["conclusion"] == "found" and (hi - lo) / lo <= 0.05
+    assert len(probes) <= 2 + bisections_needed(ramp["confirm"] / 2, ramp["failed"], 0.25)
+    assert result["conclusion"] == "found" and (hi - lo) / lo <= 0.25
     assert lo <= expected * 1.05 and hi >= expected * 0.95
     assert "## Ramp" in (out / "capacity.md").read_text()
     assert "ramp step 1:" in proc.stderr

@@ -154,3 +154,47 @@ def test_usage_only_at_the_end_leaves_events_unknown() -> None:
                "[DONE]"))
     parsed = s.finish()
     assert parsed.event_tokens is None and parsed.output_tokens == 3
+
+
+def delta_event(key: str, text: str, usage: dict[str, Any] | None = None) -> bytes:
+    doc: dict[str, Any] = {"choices": [{"delta": {key: text}}]}
+    if usage is not None:
+        doc["usage"] = usage
+    return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+
+def test_a_reasoning_stream_says_where_the_answer_starts_and_what_reasoning_cost() -> None:
+    """Reasoning events, then answer events: the first answer event's index
+    (TTFO's token), and the reasoning tokens from usage's details, else
+    counted (per event when usage ran in every event, else one an event)."""
+    s = OpenAIStream()
+    thoughts = delta_event("reasoning_content", " hm") * 3 + delta_event("reasoning", " so")
+    assert s.feed(thoughts + delta_event("content", " yes") * 2 + finished("stop")) == 6
+    parsed = s.finish()
+    assert (parsed.answer_event, parsed.reasoning_tokens) == (4, 4)
+    said = {"completion_tokens": 9, "completion_tokens_details": {"reasoning_tokens": 7}}
+    s = OpenAIStream()
+    usage_event = b"data: " + json.dumps({"choices": [], "usage": said}).encode() + b"\n\n"
+    s.feed(thoughts + delta_event("content", " yes") + usage_event + b"data: [DONE]\n\n")
+    parsed = s.finish()
+    assert (parsed.answer_event, parsed.reasoning_tokens, parsed.output_tokens) == (4, 7, 9)
+    s = OpenAIStream()  # running usage: each reasoning event's own tokens
+    s.feed(b"".join(delta_event("reasoning_content", " hm", {"completion_tokens": 2 * k})
+                    for k in (1, 2)) + delta_event("content", " ok", {"completion_tokens": 5})
+           + finished("stop"))
+    assert s.finish().reasoning_tokens == 4
+    s = OpenAIStream()  # no reasoning: the answer from the first event, none spent
+    s.feed(delta_event("content", "a") + finished("stop"))
+    assert (s.finish().answer_event, s.finish().reasoning_tokens) == (0, None)
+    s = OpenAIStream()  # reasoning only (cut by max_tokens): no answer token
+    s.feed(delta_event("reasoning_content", "hm") + finished("length"))
+    assert (s.finish().answer_event, s.finish().reasoning_tokens) == (None, 1)
+
+
+def test_a_non_streaming_reasoning_answer_reports_its_reasoning_tokens() -> None:
+    body = {"choices": [{"message": {"content": "yes", "reasoning_content": "hm"},
+                         "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 9, "completion_tokens_details":
+                      {"reasoning_tokens": 7}}}
+    parsed = parse_body(json.dumps(body).encode())
+    assert (parsed.text, parsed.output_tokens, parsed.reasoning_tokens) == ("yes", 9, 7)
