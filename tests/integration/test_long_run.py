@@ -60,7 +60,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "simulator": {"ttft_ms": 20, "itl_ms": 2},
             "slos": ["latency p99 < 2s", "error_rate < 1%"]}
     (folder / "w.yaml").write_text(yaml.safe_dump(spec))
-    proc = cli("run", str(folder / "w.yaml"), "--out", str(folder / "out"))
+    # Its timing is not what the test checks (its histograms are repeated):
+    # beside busy workers the generator may fall behind, and the run says so.
+    proc = cli("run", str(folder / "w.yaml"), "--out", str(folder / "out"), "--allow-saturated")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return folder / "out"
 
