@@ -75,10 +75,7 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
     if req.setup.until_decided and all(o.counted for o in w.objectives()):
         settings = dataclasses.replace(settings, evidence=evidence(w.objectives()))
     ramp, known = None, Known()
-    if req.ramp_s is not None:
-        if unit == USERS:
-            raise InputError("--ramp raises a rate: this workload's arrivals are closed "
-                             "loops (users); search without --ramp")
+    if req.ramp_s is not None:  # ramp_workload refuses closed loops (users)
         top = settings.high if settings.high is not None else settings.start * FLOOR_FACTOR
         loads = ramp_loads(settings.start, top)
         planned = (len(loads) + 1) * req.ramp_s + START_UP_S

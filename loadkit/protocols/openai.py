@@ -348,21 +348,17 @@ class OpenAIStream:
         if reasoning is None and self._reasoning:
             reasoning = sum(per_event[i] for i in self._reasoning) if per_event \
                 else len(self._reasoning)
-        answer_at = self._answer_at
+        common: dict[str, Any] = {"finish_reason": reason, "no_done": no_done,
+                                  "answer_event": self._answer_at,
+                                  "reasoning_tokens": reasoning}
         if self._usage is not None:
             return ParsedResponse(self._usage, "usage", text, event_tokens=per_event,
                                   event_source=source, prompt_tokens=self._prompt[0],
-                                  cached_tokens=self._prompt[1], finish_reason=reason,
-                                  no_done=no_done, answer_event=answer_at,
-                                  reasoning_tokens=reasoning)
+                                  cached_tokens=self._prompt[1], **common)
         if self._counter is not None:
             return ParsedResponse(sum(self._counted), "tokenizer", text,
-                                  event_tokens=per_event, event_source=source,
-                                  finish_reason=reason, no_done=no_done,
-                                  answer_event=answer_at, reasoning_tokens=reasoning)
-        return ParsedResponse(self._chunks, "chunks", text, finish_reason=reason,
-                              no_done=no_done, answer_event=answer_at,
-                              reasoning_tokens=reasoning)
+                                  event_tokens=per_event, event_source=source, **common)
+        return ParsedResponse(self._chunks, "chunks", text, **common)
 
 
 def _usage_tokens(doc: dict) -> int | None:

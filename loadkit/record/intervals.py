@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from loadkit.result.model import Interval
 
@@ -29,15 +29,13 @@ def merge_factor(n: int, limit: int = TIMESERIES_POINTS) -> int:
     return max(1, math.ceil(n / limit))
 
 
-def bounded(intervals: Sequence[Interval] | IntervalSeries,
-            limit: int = TIMESERIES_POINTS) -> list[Interval]:
+def bounded(intervals: Iterable[Interval], limit: int = TIMESERIES_POINTS) -> list[Interval]:
     """The series in at most `limit` points (the intervals themselves when they fit)."""
-    if isinstance(intervals, IntervalSeries):
-        intervals = intervals.points()
-    k = merge_factor(len(intervals), limit)
+    points = list(intervals)
+    k = merge_factor(len(points), limit)
     if k == 1:
-        return list(intervals)
-    return [merged(intervals[i:i + k]) for i in range(0, len(intervals), k)]
+        return points
+    return [merged(points[i:i + k]) for i in range(0, len(points), k)]
 
 
 def merged(group: Sequence[Interval]) -> Interval:
@@ -52,13 +50,12 @@ def merged(group: Sequence[Interval]) -> Interval:
     reasons: Counter = Counter()
     for iv in group:
         reasons.update(iv.finish_reasons)
-    p99s = [iv.latency_p99_ms for iv in group if iv.latency_p99_ms is not None]
     return Interval(
         start_s=first.start_s, end_s=last.end_s, completed=sum(done),
         errors=sum(iv.errors for iv in group),
         output_tokens=sum(iv.output_tokens for iv in group),
         latency_p50_ms=_mean(group, lambda iv: iv.latency_p50_ms, done),
-        latency_p99_ms=max(p99s) if p99s else None,
+        latency_p99_ms=_extreme(group, lambda iv: iv.latency_p99_ms),
         latency_max_ms=_extreme(group, lambda iv: iv.latency_max_ms),
         cpu_percent=_mean(group, lambda iv: iv.cpu_percent, seconds),
         steal_percent=_mean(group, lambda iv: iv.steal_percent, seconds),
@@ -68,15 +65,16 @@ def merged(group: Sequence[Interval]) -> Interval:
         prompt_drift=_mean(group, lambda iv: iv.prompt_drift, done),
         finish_reasons=dict(sorted(reasons.items())),
         intervals=sum(iv.intervals for iv in group),
-        latency_p99_low_ms=min((iv.latency_p99_low_ms if iv.latency_p99_low_ms is not None
-                                else p for iv in group
-                                if (p := iv.latency_p99_ms) is not None), default=None))
+        # A point's own best p99: latency_p99_low_ms once merged, else its p99.
+        latency_p99_low_ms=_extreme(group, lambda iv: iv.latency_p99_low_ms
+                                    if iv.latency_p99_low_ms is not None
+                                    else iv.latency_p99_ms, lowest=True))
 
 
-def _extreme(group: Sequence[Interval], get: Callable[[Interval], float | None]
-             ) -> float | None:
+def _extreme(group: Sequence[Interval], get: Callable[[Interval], float | None],
+             lowest: bool = False) -> float | None:
     values = [v for iv in group if (v := get(iv)) is not None]
-    return max(values) if values else None
+    return (min if lowest else max)(values) if values else None
 
 
 def _mean(group: Sequence[Interval], get: Callable[[Interval], float | None],

@@ -285,12 +285,6 @@ class LineTail:
         self.offset += end + 1
         return data[:end].split(b"\n")
 
-    def size(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
 
 def parse_lines(lines: Iterable[bytes]) -> tuple[list[dict], str | None]:
     """Journal records of complete lines, up to the first damaged one; and

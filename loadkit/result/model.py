@@ -15,103 +15,27 @@ Times are in milliseconds unless a key says otherwise (`_s` seconds).
 
 from __future__ import annotations
 
-import enum
-import re
 from dataclasses import field
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import ConfigDict, Field, model_serializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-from pydantic_core import core_schema
+
+# The vocabulary and the telemetry part live in their own modules; their
+# names are this module's too, as run.json's model is one.
+from loadkit.result.parts import ALL as ALL
+from loadkit.result.parts import Part, Scope, Verdict
+from loadkit.result.parts import SeriesTag as SeriesTag
+from loadkit.result.parts import safe_part as safe_part
+from loadkit.result.telemetry import Figures as Figures
+from loadkit.result.telemetry import Gpu as Gpu
+from loadkit.result.telemetry import Telemetry
+from loadkit.result.telemetry import TelemetrySeries as TelemetrySeries
+from loadkit.result.telemetry import TelemetrySource as TelemetrySource
 
 SCHEMA_VERSION: Final = 2
 # Versions this loadkit reads: 1's documents are 2's with one point per interval.
 READABLE_VERSIONS: Final = (1, 2)
-
-
-class Verdict(enum.StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
-
-    @classmethod
-    def overall(cls, verdicts: list[Verdict]) -> Verdict:
-        """One failure fails the run; else one undecided SLO leaves it undecided."""
-        for worst in (cls.FAIL, cls.INCONCLUSIVE):
-            if worst in verdicts:
-                return worst
-        return cls.PASS
-
-
-class Scope(str):
-    """Where a figure applies: `all`, `tenant:<name>`, `scenario:<name>` or
-    `phase:<name>`. A string (dict keys, JSON, SLO text), parsed once."""
-
-    KINDS = ("tenant", "scenario", "phase")
-
-    def __new__(cls, text: str) -> Scope:
-        kind, sep, name = text.partition(":")
-        if text != "all" and not (sep and kind in cls.KINDS and name):
-            raise ValueError(f"not a scope: {text!r} (all, tenant:NAME, scenario:NAME "
-                             "or phase:NAME)")
-        return super().__new__(cls, text)
-
-    @classmethod
-    def of(cls, kind: str, name: str) -> Scope:
-        return cls(f"{kind}:{name}")
-
-    @property
-    def kind(self) -> str:
-        return "all" if self == "all" else self.partition(":")[0]
-
-    @property
-    def name(self) -> str:
-        """The tenant, scenario or phase named; "" for `all`."""
-        return self.partition(":")[2]
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            cls, core_schema.str_schema(pattern=r"^(all|(tenant|scenario|phase):.+)$"),
-            serialization=core_schema.plain_serializer_function_ser_schema(str))
-
-
-ALL = Scope("all")
-
-_UNSAFE_IN_TAG = re.compile(r"[^A-Za-z0-9_:\-]")
-
-
-class SeriesTag(NamedTuple):
-    """One series, as `histograms` in run.json and the hlog's `Tag=` name it:
-    `metric.phase.scenario.tenant`, each part made safe (other characters
-    are `_`, so a name's tag may differ from the name)."""
-
-    metric: str
-    phase: str
-    scenario: str
-    tenant: str
-
-    @classmethod
-    def of(cls, metric: str, phase: str, scenario: str, tenant: str) -> SeriesTag:
-        return cls(*(safe_part(p) for p in (metric, phase, scenario, tenant)))
-
-    @classmethod
-    def parse(cls, tag: str) -> SeriesTag | None:
-        """None when `tag` is not four non-empty parts."""
-        parts = tag.split(".")
-        return cls(*parts) if len(parts) == 4 and all(parts) else None
-
-    def __str__(self) -> str:
-        return ".".join(self)
-
-
-def safe_part(name: str) -> str:
-    """A name as a series tag spells it."""
-    return _UNSAFE_IN_TAG.sub("_", name)
-
-
-class Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
 class WorkloadInfo(Part):
@@ -371,57 +295,6 @@ class Interval:
     # of their p99s and this the best (None: one interval).
     intervals: int = 1
     latency_p99_low_ms: float | None = None
-
-
-class TelemetrySource(Part):
-    kind: str  # nvml | agent | prometheus
-    target: str
-    status: str  # ok | unavailable | failed
-    reason: str | None = None
-    samples: int = 0
-    errors: int = 0
-
-
-class Gpu(Part):
-    """A GPU the samplers saw (NVML here or through the agent)."""
-
-    index: int
-    name: str | None = None
-    uuid: str | None = None
-    memory_total_mib: float | None = None
-    unsupported: list[str] = Field(default_factory=list)  # fields the driver does not report
-    source: str | None = None  # nvml | agent
-
-
-class TelemetrySeries(Part):
-    unit: str
-    kind: str
-    metric: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    points: list[tuple[float, float]]
-
-
-# Derived figures by name (`gpu.util.mean`, `energy_per_request`, `energy_source`,
-# `prom.<metric>.max`, ...): the names are data, open-ended as the scraped metrics.
-Figures = dict[str, float | int | str | None]
-
-
-class Telemetry(Part):
-    """GPU and server telemetry sampled while the load ran."""
-
-    available: bool  # real GPU readings were taken
-    reason: str = ""
-    gpu_source: str | None = None
-    simulated: bool = False  # the figures come from the embedded simulator's gauges
-    sources: list[TelemetrySource] = Field(default_factory=list)
-    interval_s: float | None = None
-    gpus: list[Gpu] = Field(default_factory=list)
-    price_per_gpu_hour: float | None = None
-    gpus_priced: int | None = None
-    series: dict[str, TelemetrySeries] = Field(default_factory=dict)
-    per_interval: list[Figures] = Field(default_factory=list)
-    phases: dict[str, Figures] = Field(default_factory=dict)
-    all: Figures = Field(default_factory=dict)
 
 
 class Incomplete(Part):

@@ -89,10 +89,11 @@ class Measured:
         return Sessions(started=by.get("started", 0), completed=by.get("completed", 0),
                         failed=by.get("failed", 0))
 
-    def output_tokens(self, counter: Counter | None = None) -> int:
-        """Output tokens of the measured phases (or those of another
-        (phase, scenario, tenant) counter)."""
-        counter = self.recorder.output_tokens if counter is None else counter
+    def output_tokens(self) -> int:
+        return self._in_measured(self.recorder.output_tokens)
+
+    def _in_measured(self, counter: Counter) -> int:
+        """A (phase, scenario, tenant) counter's total over the measured phases."""
         return sum(n for (phase, _s, _t), n in counter.items() if phase in self.phases.measured)
 
     def throughput(self) -> Throughput:
@@ -110,7 +111,7 @@ class Measured:
                       source=dict(self.recorder.token_sources),
                       itl_source=dict(self.recorder.itl_sources),
                       prompt_total=sum(self.recorder.prompt_tokens.values()) or None,
-                      reasoning_total=self.output_tokens(self.recorder.reasoning_tokens) or None,
+                      reasoning_total=self._in_measured(self.recorder.reasoning_tokens) or None,
                       cached_total=(sum(self.recorder.cached_tokens.values())
                                     if self.recorder.cached_tokens else None),
                       prompt_drift=(round(sum(self.recorder.prompt_matched.values()) / asked - 1, 4)

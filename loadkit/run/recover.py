@@ -273,9 +273,8 @@ class Rebuild:
         for i, points in tele.get("points", ()):
             if (key := keys.get(i)) is not None:
                 series = data["series"][key]
-                for t, v in points:
-                    series["t"].append(t)
-                    series["v"].append(v)
+                series["t"].extend(t for t, _v in points)
+                series["v"].extend(v for _t, v in points)
         if "sources" in tele:
             data["sources"] = tele["sources"]
         for source, (samples, errors) in zip(data["sources"], tele.get("counts", ())):
