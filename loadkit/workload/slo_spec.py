@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from loadkit.workload.metric_aliases import resolve_metric
 from loadkit.workload.units import parse_duration
 
 TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "inter_chunk",
@@ -180,6 +181,9 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
             "'error_rate < 1%', 'throughput >= 10 req/s' or "
             "'latency p99 < 300ms in every 60s window'")
     metric, stat, op, num, unit = m.group("metric", "stat", "op", "num", "unit")
+    if (canonical := resolve_metric(metric, METRICS)) != metric:  # another tool's name
+        text = text[:m.start("metric")] + canonical + text[m.end("metric"):]
+        metric = canonical  # kept in loadkit's words (workload/metric_aliases.py)
     trend, after, per = m.group("trend", "after", "per")
     if after is not None and metric != RECOVERY_METRIC:
         raise ValueError(f"'after PHASE' belongs to recovery_time (e.g. 'recovery_time after "
