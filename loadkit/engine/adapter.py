@@ -26,6 +26,16 @@ class IncompleteAnswer(ProtocolError):
     returns empty answers must never pass as one that answered."""
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model made, its arguments as they came (a JSON
+    text, assembled across stream events; not trusted to be JSON)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
 @dataclass(slots=True)
 class ParsedResponse:
     """What a finished response told us: output tokens, and for checks its
@@ -55,6 +65,11 @@ class ParsedResponse:
     # those of the reasoning events; None: no reasoning seen or said).
     answer_event: int | None = None
     reasoning_tokens: int | None = None
+    # Agents: the calls the answer made, and the index of the token event
+    # that completed them (None: not streamed, or no call).
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_event: int | None = None
+    response_id: str | None = None  # the Responses API's, for previous_response_id
 
 
 class StreamParser(Protocol):
@@ -79,6 +94,11 @@ Check = Callable[[int, ParsedResponse], str | None]
 """(status, parsed answer) -> why it is not sensible, or None."""
 
 
+HistoryBuilder = Callable[[list[dict], ParsedResponse, dict], list[dict]]
+"""(the messages a turn sent, its answer, the session's state) -> the
+conversation so far in the dialect's shape; notes in the state what the next
+turn needs (the calls to answer, the Responses API's response id)."""
+
 TurnBuilder = Callable[[list[dict], int | None, int | None, int, dict],
                       tuple[bytes, int | None, list[dict], bool]]
 """A session's next turn: (the conversation so far, prompt tokens of the new
@@ -102,6 +122,12 @@ class PreparedRequest:
     check: Check | None = None  # None: any 2xx is success
     ok_status: frozenset[int] | None = None  # None: 2xx
     build_turn: TurnBuilder | None = None  # chat sessions
+    next_history: HistoryBuilder | None = None  # with build_turn
+    # In a session, a turn that ends in tool calls is answered with their
+    # results (at most max_tool_rounds in a row), each after a tool latency
+    # drawn uniformly from tool_latency (seconds).
+    max_tool_rounds: int = 0
+    tool_latency: tuple[float, float] = (0.0, 0.0)
     # The prompt is exactly the asked prompt_tokens long (generated, no prefix
     # pool, no prompt set): the server's count can be compared with it.
     prompt_is_asked: bool = False

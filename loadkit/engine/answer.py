@@ -9,7 +9,7 @@ written once.
 
 from __future__ import annotations
 
-from loadkit.engine.adapter import PreparedRequest, ProtocolError, StreamParser
+from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError, StreamParser
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
 
@@ -30,7 +30,7 @@ class ResponseTooLarge(Exception):
 
 class Answer:
     __slots__ = ("req", "rec", "cap", "size", "code", "ok", "parts", "parser", "wants_body",
-                 "last", "asked", "token_cap")
+                 "last", "asked", "token_cap", "parsed")
 
     def __init__(self, req: PreparedRequest, rec: RequestRecord, cap: int,
                  asked: int | None = None, keep_text: bool = False) -> None:
@@ -42,6 +42,7 @@ class Answer:
         self.parts: list[bytes] = []
         self.parser: StreamParser | None = None
         self.token_cap: int | None = None
+        self.parsed: ParsedResponse | None = None  # once finished (a session's next turn)
         if req.new_stream_parser is not None:
             self.parser = req.new_stream_parser(keep_text)
             rec.events = []
@@ -83,8 +84,8 @@ class Answer:
             text = b"".join(self.parts)[:ERROR_BODY_BYTES].decode("utf-8", "replace")
             rec.error, rec.message = status_error(self.code, self.req.ok_status, text)
             return
-        parsed = (self.parser.finish() if self.parser is not None
-                  else self.req.parse_body(b"".join(self.parts)))
+        parsed = self.parsed = (self.parser.finish() if self.parser is not None
+                                else self.req.parse_body(b"".join(self.parts)))
         rec.output_tokens = parsed.output_tokens
         rec.token_source = parsed.token_source
         rec.event_tokens, rec.event_source = parsed.event_tokens, parsed.event_source
@@ -92,6 +93,10 @@ class Answer:
         rec.prompt_tokens, rec.cached_tokens = parsed.prompt_tokens, parsed.cached_tokens
         rec.finish_reason, rec.no_done = parsed.finish_reason, parsed.no_done
         rec.answer_event, rec.reasoning_tokens = parsed.answer_event, parsed.reasoning_tokens
+        if parsed.tool_calls:  # the calls were complete with their last fragment
+            events = rec.events
+            rec.tool_done = events[parsed.tool_event] if events and parsed.tool_event is not None \
+                and parsed.tool_event < len(events) else end
         if self.req.check is not None and (why := self.req.check(self.code, parsed)) is not None:
             rec.error, rec.message = ErrorKind.CHECK_FAILED, why
 

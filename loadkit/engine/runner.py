@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from loadkit.arrivals import ClosedLoop, Mix, Slot
 from loadkit.arrivals.schedule import sample_tokens
-from loadkit.engine.adapter import IncompleteAnswer, PreparedRequest, ProtocolError
+from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.engine.alarm import Alarm, open_alarm
 from loadkit.engine.answer import Answer
 from loadkit.engine.client import classify
@@ -37,7 +37,7 @@ from loadkit.errors import ErrorKind
 from loadkit.record.recorder import LATER, Interval, RequestRecord
 from loadkit.record.worker import RecorderThread
 from loadkit.workload.models import Client
-from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.workload.scenarios import GenerationScenario
 
 now_ns = time.monotonic_ns
 SPIN_NS = 1_500_000  # yield, not sleep, this close to a slot after a long gap
@@ -73,7 +73,7 @@ class Plan:
     closed: list[ClosedLoop] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # resolved ${VAR}s, kept out of messages
     mixes: dict[tuple[int, int], Mix] = field(default_factory=dict)  # closed loops' picks
-    sessions: dict[int, OpenAIScenario] = field(default_factory=dict)  # by scenario index
+    sessions: dict[int, GenerationScenario] = field(default_factory=dict)  # by scenario index
 
 
 @dataclass(slots=True)
@@ -86,6 +86,21 @@ class Turn:
     last: bool  # the session's planned last turn
     sent: list[dict] = field(default_factory=list)  # the messages it sent (set by exchange)
     state: dict = field(default_factory=dict)  # the session's, for its turn builder
+    tools_left: int = 0  # tool rounds this user turn may still take
+    answer: ParsedResponse | None = None  # set by exchange
+
+    @property
+    def calls_tools(self) -> bool:
+        """The answer called tools and the client will send their results."""
+        return self.answer is not None and bool(self.answer.tool_calls) and self.tools_left > 0
+
+    @property
+    def closes(self) -> bool:
+        """The session ends with this turn's answer: the planned last turn
+        (unless a tool round follows), or an answer that called tools when no
+        round is left."""
+        called = self.answer is not None and bool(self.answer.tool_calls)
+        return (self.last and not self.calls_tools) or (called and self.tools_left <= 0)
 
 
 @dataclass
@@ -350,7 +365,7 @@ class Engine:
                 self.recorder.record(rec)
                 self.progress.errors += 1
             raise
-        if turn is not None and (turn.last or rec.error is not None):
+        if turn is not None and (rec.error is not None or turn.closes):
             rec.session_start = turn.start  # this turn closes the session
         self.recorder.record(rec)
         self.progress.finished += 1
@@ -366,25 +381,37 @@ class Engine:
         latency counts from when it was due), with the history as it
         happened. A failed turn ends it."""
         spec = self.plan.sessions.get(slot.scenario)
+        req = self.plan.requests[slot.tenant][slot.scenario]
         rng = random.Random(f"{self.plan.tenant_names[slot.tenant]}:{slot.scenario}:{seq}")
         history: list[dict] = []
         state: dict = {}  # the turn builder's, kept across this session's turns
         prompt, output, at = slot.prompt_tokens, slot.max_tokens, intended
         tenant = self.plan.tenant_names[slot.tenant]
-        for index in range(slot.turns):
+        asked, rounds, index = 0, 0, 0  # user turns asked, tool rounds in a row, requests
+        while True:
             if index:
                 self.scheduled[(phase, tenant)] += 1
                 self.progress.scheduled += 1
                 self._seq += self._seq_step
                 seq = self._seq
-            turn = Turn(index, history, intended, index == slot.turns - 1, state=state)
+            turn = Turn(index, history, intended, asked == slot.turns - 1, state=state,
+                        tools_left=req.max_tool_rounds - rounds)
             rec = await self._send(transport, slot.tenant, slot.scenario, phase, prompt, output,
                                    seq, at, turn=turn)
-            if rec.error is not None or turn.last or self.stop.is_set():
+            index += 1
+            if rec.error is not None or turn.closes or self.stop.is_set():
                 return
-            history = [*turn.sent, {"role": "assistant", "content": rec.text or ""}]
+            assert turn.answer is not None and req.next_history is not None
+            history = req.next_history(turn.sent, turn.answer, state)
+            if turn.calls_tools:  # the client runs the tools, then answers with their results
+                rounds += 1
+                low, high = req.tool_latency
+                at = rec.end + int((low if low == high else rng.uniform(low, high)) * 1e9)
+                await sleep_until(at)
+                continue
+            rounds, asked = 0, asked + 1
             if slot.script:  # a traced session: its next row's offset and lengths
-                offset, row_prompt, row_output = slot.script[index]
+                offset, row_prompt, row_output = slot.script[asked - 1]
                 prompt = row_prompt or slot.prompt_tokens  # a row without lengths: the
                 output = row_output or slot.max_tokens  # scenario's, as for the first turn
                 at = max(intended + int(offset * 1e9), rec.end)
@@ -426,6 +453,8 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
         answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None)
         end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)
+        if turn is not None:
+            turn.answer = answer.parsed
     except IncompleteAnswer as exc:
         rec.error, rec.message = ErrorKind.INCOMPLETE, str(exc)[:300]
     except ProtocolError as exc:

@@ -1,4 +1,5 @@
-"""OpenAI-compatible chat and completions: request bodies and response parsing.
+"""OpenAI-compatible chat and completions: response parsing (the requests
+are built in protocols/generation.py, for every dialect).
 
 Streaming answers are SSE; each chunk with non-empty generated text is one
 token event, which may carry several tokens (vLLM's stream interval,
@@ -6,217 +7,19 @@ speculative decoding). Token counts come from the server's `usage`
 (requested with `stream_options.include_usage`) when it sends one, else from
 counted chunks; with `usage_per_event` (vLLM's continuous_usage_stats) each
 event's own token count comes from the running usage it carries.
-Prompts start with the request's number, so no two share a prefix (as with
-distinct users; a shared prefix would let a server's prefix cache flatter
-TTFT), unless the scenario declares a prefix pool: then each starts with one
-of its shared prefixes, and the request's number follows it.
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
-import itertools
-import json
-import random
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from loadkit.engine.adapter import (
-    BodyBuilder,
-    IncompleteAnswer,
-    ParsedResponse,
-    PreparedRequest,
-    ProtocolError,
-    TurnBuilder,
-)
-from loadkit.errors import InputError
-from loadkit.protocols.checks import make_check, ok_statuses
+from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, ProtocolError, ToolCall
 from loadkit.protocols.sse import SSEDecoder, SSEError
-from loadkit.protocols.text import WORDS, PromptText
-from loadkit.workload.prompt_set import Prompt
-from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.protocols.tally import MISSING
+from loadkit.protocols.tools import ToolCalls, arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
-from loadkit.workload.traces import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
-
-MISSING = "missing"  # the finish_reason of an answer that gave none
-
-
-def prepare(scenario: OpenAIScenario, headers: dict[str, str], seed: str,
-            prompts: list[Prompt] | None = None,
-            counter: TokenCounter | None = None) -> PreparedRequest:
-    keep = scenario.checks.needs_body  # a session turn asks for its text itself (Answer)
-    return PreparedRequest(
-        method="POST", path=scenario.request_path,
-        headers={"Content-Type": "application/json", **headers},
-        build_body=_body_builder(scenario, seed, prompts, counter),
-        new_stream_parser=(lambda text: OpenAIStream(keep_text=keep or text, counter=counter))
-        if scenario.stream else None,
-        parse_body=parse_body, check=make_check(scenario.checks),
-        ok_status=ok_statuses(scenario.checks.status),
-        # Chat can hold a session: declared (`session:`), or replayed from a trace.
-        build_turn=_turn_builder(scenario, seed, counter, prompts)
-        if scenario.kind == "openai-chat" else None,
-        prompt_is_asked=not prompts and scenario.prefix is None)
-
-
-def _turn_builder(s: OpenAIScenario, seed: str, counter: TokenCounter | None,
-                  prompts: list[Prompt] | None) -> TurnBuilder:
-    """A session's turns: the history as it happened, then a new user message
-    (the request's number, then its words: unique like any prompt). With a
-    prefix pool, a session opens with one of its prefixes as the system
-    message, kept for all its turns."""
-    fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
-    if s.stream:
-        fixed["stream_options"] = {"include_usage": True}
-        if s.usage_per_event:
-            fixed["stream_options"]["continuous_usage_stats"] = True
-    text = PromptText(f"{seed}:{s.name}:turns")
-    pick = _prefix_picker(s, seed, counter)
-    sets = _filtered(s, prompts)
-    rng = random.Random(f"{seed}:{s.name}:sessions")
-    def turn(history: list[dict], prompt_tokens: int | None, max_tokens: int | None,
-             seq: int, state: dict) -> tuple[bytes, int | None, list[dict], bool]:
-        last = False
-        if sets and not history:  # a dataset's conversation opens the session
-            p = state["conversation"] = sets[rng.randrange(len(sets))]
-            messages = list(p.messages or [{"role": "user", "content": p.text}])
-            asked, last = p.max_tokens or max_tokens, p.turns == ()  # a one-turn conversation
-        elif (conv := state.get("conversation")) is not None and conv.turns:
-            i = sum(m["role"] == "user" for m in history) - 1  # its later turns, in order
-            said, reply = conv.turns[min(i, len(conv.turns) - 1)]
-            messages, asked = [*history, {"role": "user", "content": said}], reply or max_tokens
-            last = i >= len(conv.turns) - 1
-        else:
-            if not history and (prefix := pick()):
-                history = [{"role": "system", "content": prefix.decode().rstrip()}]
-            n = prompt_tokens or 1
-            words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
-            messages, asked = [*history, {"role": "user", "content": words}], max_tokens
-        body = {**fixed, **_limits(s, asked), "messages": messages}
-        return json.dumps(body).encode(), asked, messages, last
-    return turn
-
-
-def _filtered(s: OpenAIScenario, prompts: list[Prompt] | None) -> list[Prompt]:
-    """The prompt set's prompts the scenario keeps (`prompts_filter`, in words)."""
-    if not prompts:
-        return []
-    f = s.prompts_filter
-    kept = [p for p in prompts if f is None or f.min_tokens <= p.length <= f.max_tokens]
-    if not kept:
-        raise InputError(f"scenario {s.name}: `prompts_filter` keeps none of {s.prompts}")
-    return kept
-
-
-def _body_builder(s: OpenAIScenario, seed: str, prompts: list[Prompt] | None,
-                  counter: TokenCounter | None = None) -> BodyBuilder:
-    chat = s.kind == "openai-chat"
-    fixed: dict[str, Any] = {"model": s.model, "stream": s.stream}
-    if s.stream:
-        fixed["stream_options"] = {"include_usage": True}
-        if s.usage_per_event:
-            fixed["stream_options"]["continuous_usage_stats"] = True
-    prompts = _filtered(s, prompts)
-    if prompts:
-        rng = random.Random(f"{seed}:{s.name}:prompts")
-
-        def from_set(prompt_tokens: int | None, max_tokens: int | None,
-                     seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, int | None]:
-            p = prompts[rng.randrange(len(prompts))]
-            asked = p.max_tokens or max_tokens  # a line's own max_tokens wins
-            body = {**fixed, **_limits(s, asked)}
-            if chat:
-                body["messages"] = p.messages or [{"role": "user", "content": p.text}]
-            else:
-                body["prompt"] = p.text if p.text is not None else \
-                    "\n".join(m["content"] for m in p.messages or [])
-            return json.dumps(body).encode(), asked
-        return from_set
-
-    text = PromptText(f"{seed}:{s.name}:prompt")
-    pick = _prefix_picker(s, seed, counter)
-    head = json.dumps(fixed)[:-1].encode() + b', "max_tokens": '
-    extra = b', "ignore_eos": true, "min_tokens": ' if s.exact_output else None
-    open_text = b', "messages": [{"role": "user", "content": "' if chat else b', "prompt": "'
-    close = b'"}]}' if chat else b'"}'
-    unique = s.unique_prompts
-
-    def spliced(prompt_tokens: int | None, max_tokens: int | None,
-                seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, int | None]:
-        n = str(max_tokens).encode()
-        limits = n + extra + n if extra else n
-        if blocks:  # a trace's prompt blocks: shared exactly where their ids are
-            return (head + limits + open_text + blocks_text(blocks, prompt_tokens, counter)
-                    + close, max_tokens)
-        nonce = b"%d: " % seq if unique else b""
-        words = prompt_tokens or 1
-        return (head + limits + open_text + pick()
-                + exact(counter, nonce + text.tokens(words), words) + close, max_tokens)
-    return spliced
-
-
-def exact(counter: TokenCounter | None, text: bytes, n: int) -> bytes:
-    """`text` (at least n tokens) cut to exactly n tokens with the tokenizer;
-    as it is without one (n words: a word a token)."""
-    return counter.cut(text.decode(), n).encode() if counter is not None else text
-
-
-def blocks_text(blocks: tuple[int, ...], prompt_tokens: int | None,
-                counter: TokenCounter | None = None) -> bytes:
-    """A prompt made of trace blocks of BLOCK_TOKENS tokens each (words, or
-    the tokenizer's tokens), the same text for the same block id in every
-    request and run; the last block is cut to the prompt's length. Each block
-    starts with a word naming its id, so two prompts share exactly their
-    common leading blocks and no more. With a tokenizer that word is one of
-    its single-token words, picked by the id (distinct for ids up to the
-    number of such words), and every block starts with a space, so it
-    tokenizes the same alone and after another."""
-    full = len(blocks) * BLOCK_TOKENS
-    cut = full if prompt_tokens is None else min(full, max(prompt_tokens, 1))
-    whole, rest = divmod(cut, BLOCK_TOKENS)
-    parts = [_block(b, counter) for b in blocks[:whole]]
-    if rest:
-        last = _block(blocks[whole], counter)
-        parts.append(exact(counter, last, rest) if counter is not None
-                     else b" ".join(last.split(b" ")[:rest]))
-    return b"".join(parts) if counter is not None else b" ".join(parts)
-
-
-@functools.lru_cache(maxsize=4096)
-def _block(block: int, counter: TokenCounter | None = None) -> bytes:
-    words = random.Random(f"block:{block}").choices(WORDS, k=BLOCK_TOKENS - 1)
-    if counter is None:
-        return " ".join([f"b{block}", *words]).encode()
-    text = " ".join(["", counter.single_token_word(block), *words])
-    return exact(counter, text.encode(), BLOCK_TOKENS)
-
-
-def _prefix_picker(s: OpenAIScenario, seed: str,
-                   counter: TokenCounter | None = None) -> Callable[[], bytes]:
-    """The next request's shared prefix (with the space that ends it), or b"".
-
-    Prefix i is its own seeded word sequence; the unique part (request number
-    and words) follows it, so a server's prefix cache can reuse exactly the
-    prefix. Picks are seeded, in the order requests are built."""
-    pool = s.prefix
-    if pool is None:
-        return lambda: b""
-    texts = [exact(counter, PromptText(f"{seed}:{s.name}:prefix:{i}").tokens(pool.tokens),
-                   pool.tokens) + b" " for i in range(pool.count)]
-    cumulative = list(itertools.accumulate(pool.weights()))
-    rng = random.Random(f"{seed}:{s.name}:prefix-pick")
-    last = len(texts) - 1
-    return lambda: texts[min(bisect.bisect(cumulative, rng.random() * cumulative[-1]), last)]
-
-
-def _limits(s: OpenAIScenario, max_tokens: int | None) -> dict:
-    out = {"max_tokens": max_tokens}
-    if s.exact_output:
-        out |= {"ignore_eos": True, "min_tokens": max_tokens}
-    return out
 
 
 def parse_body(raw: bytes) -> ParsedResponse:
@@ -232,8 +35,13 @@ def parse_body(raw: bytes) -> ParsedResponse:
     if not doc["choices"] or not isinstance(c := doc["choices"][0], dict):
         raise IncompleteAnswer("answer has no choice")
     message = c.get("message")
+    calls: tuple[ToolCall, ...] = ()
     if isinstance(message, dict):  # chat: its message is the stream's deltas in one
         text, output, _ = _delta({"choices": [{"delta": message}]})
+        calls = tuple(ToolCall(str(call.get("id") or f"call_{i}"), str(f.get("name") or ""),
+                               arguments_text(f.get("arguments")))
+                      for i, call in enumerate(_list(message.get("tool_calls")))
+                      if isinstance(call, dict) and isinstance(f := call.get("function"), dict))
     else:
         text = output = c.get("text") if isinstance(c.get("text"), str) else None
     tokens = _usage_tokens(doc)
@@ -246,7 +54,11 @@ def parse_body(raw: bytes) -> ParsedResponse:
     return ParsedResponse(tokens, "usage" if tokens is not None else "none", text, doc,
                           prompt_tokens=prompt, cached_tokens=cached,
                           finish_reason=finish if isinstance(finish, str) and finish
-                          else MISSING, reasoning_tokens=_reasoning_usage(doc))
+                          else MISSING, reasoning_tokens=_reasoning_usage(doc), tool_calls=calls)
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
 
 
 class OpenAIStream:
@@ -259,7 +71,8 @@ class OpenAIStream:
     `[DONE]` and carried at least one token; otherwise it is incomplete."""
 
     __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt",
-                 "_counter", "_counted", "_finish", "_answer_at", "_reasoning", "_reasoning_said")
+                 "_counter", "_counted", "_finish", "_answer_at", "_reasoning", "_reasoning_said",
+                 "_calls", "_tool_event")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
         self._sse = SSEDecoder()
@@ -278,6 +91,8 @@ class OpenAIStream:
         self._answer_at: int | None = None  # the first answer event's index
         self._reasoning: list[int] = []  # indexes of reasoning events
         self._reasoning_said: int | None = None  # usage's reasoning_tokens
+        self._calls = ToolCalls()  # tool calls, assembled from their fragments
+        self._tool_event: int | None = None  # the last fragment's event index
 
     def feed(self, data: bytes) -> int:
         events = 0
@@ -309,8 +124,10 @@ class OpenAIStream:
             if output:
                 index = self._chunks + events
                 events += 1
-                if answer is None:
-                    self._reasoning.append(index)  # reasoning, or a tool call's fragment
+                if answer is None and self._called(doc):
+                    self._tool_event = index
+                elif answer is None:
+                    self._reasoning.append(index)
                 elif self._answer_at is None:
                     self._answer_at = index
                 if answer and self._text is not None:
@@ -350,7 +167,9 @@ class OpenAIStream:
                 else len(self._reasoning)
         common: dict[str, Any] = {"finish_reason": reason, "no_done": no_done,
                                   "answer_event": self._answer_at,
-                                  "reasoning_tokens": reasoning}
+                                  "reasoning_tokens": reasoning,
+                                  "tool_calls": self._calls.done(),
+                                  "tool_event": self._tool_event}
         if self._usage is not None:
             return ParsedResponse(self._usage, "usage", text, event_tokens=per_event,
                                   event_source=source, prompt_tokens=self._prompt[0],
@@ -359,6 +178,23 @@ class OpenAIStream:
             return ParsedResponse(sum(self._counted), "tokenizer", text,
                                   event_tokens=per_event, event_source=source, **common)
         return ParsedResponse(self._chunks, "chunks", text, **common)
+
+
+    def _called(self, doc: dict) -> bool:
+        """Assemble the chunk's tool call fragments; True when it had any."""
+        delta = doc["choices"][0].get("delta")
+        calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+        if not isinstance(calls, list) or not calls:
+            return False
+        for i, call in enumerate(calls):
+            if not isinstance(call, dict):
+                continue
+            key = call.get("index", i)
+            f = call.get("function")
+            f = f if isinstance(f, dict) else {}
+            self._calls.open(key, call.get("id"), f.get("name"))
+            self._calls.add(key, f.get("arguments"))
+        return True
 
 
 def _usage_tokens(doc: dict) -> int | None:

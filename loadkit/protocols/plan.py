@@ -9,7 +9,7 @@ from loadkit.arrivals import Mix, closed_loops
 from loadkit.engine import Plan
 from loadkit.protocols.registry import prepare
 from loadkit.workload.loader import LoadedWorkload
-from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.workload.scenarios import GenerationScenario
 from loadkit.workload.tokenizer import Counter as TokenCounter
 from loadkit.workload.tokenizer import load as load_tokenizer
 
@@ -31,5 +31,5 @@ def plan_for(loaded: LoadedWorkload, base_url: str) -> Plan:
                 client=w.client, total_s=sum(p.duration for p in phases),
                 interval_s=w.interval, closed=closed, mixes=mixes,
                 sessions={i: s for i, s in enumerate(w.scenarios)
-                          if isinstance(s, OpenAIScenario) and s.session is not None},
+                          if isinstance(s, GenerationScenario) and s.session is not None},
                 secrets=[os.environ[v] for v in w.env_refs() if os.environ.get(v)])

@@ -6,34 +6,39 @@ from collections.abc import Mapping
 
 from loadkit import __version__, envrefs
 from loadkit.engine.adapter import PreparedRequest
-from loadkit.protocols import embeddings, http, openai
+from loadkit.protocols import embeddings, generation, http
 from loadkit.workload.models import Tenant
 from loadkit.workload.prompt_set import Prompt
-from loadkit.workload.scenarios import EmbeddingsScenario, HttpScenario, OpenAIScenario
+from loadkit.workload.scenarios import EmbeddingsScenario, GenerationScenario, HttpScenario
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
 
-def identity(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+def identity(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
              env: Mapping[str, str]) -> dict[str, str]:
     """The headers one (scenario, tenant) sends, `${VAR}`s resolved (in memory
     only, never in outputs); InputError when a variable is not set."""
     declared = {**scenario.headers, **tenant.headers}
-    if tenant.api_key:
+    if isinstance(scenario, GenerationScenario) and scenario.kind == "anthropic-messages":
+        # Anthropic's API asks for its version, and takes the key in x-api-key.
+        declared = {"anthropic-version": scenario.anthropic_version, **declared}
+        if tenant.api_key:
+            declared["x-api-key"] = tenant.api_key
+    elif tenant.api_key:
         declared["Authorization"] = f"Bearer {tenant.api_key}"
     return {"User-Agent": f"loadkit/{__version__}",
             **{k: envrefs.resolve(v, env, f"headers.{k}") for k, v in declared.items()}}
 
 
-def prepare(scenario: OpenAIScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+def prepare(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
             seed: int, env: Mapping[str, str],
             prompt_sets: Mapping[str, list[Prompt]] | None = None,
             counter: TokenCounter | None = None) -> PreparedRequest:
     """`counter`: the workload's tokenizer, when it has one."""
     headers = identity(scenario, tenant, env)
     key = f"{seed}:{tenant.name}"  # tenants draw different prompts from a prompt set
-    if isinstance(scenario, OpenAIScenario):
+    if isinstance(scenario, GenerationScenario):
         prompts = (prompt_sets or {}).get(scenario.prompts) if scenario.prompts else None
-        return openai.prepare(scenario, headers, key, prompts, counter)
+        return generation.prepare(scenario, headers, key, prompts, counter)
     if isinstance(scenario, EmbeddingsScenario):
         return embeddings.prepare(scenario, headers, key)
     return http.prepare(scenario, headers)

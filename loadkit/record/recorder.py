@@ -65,6 +65,7 @@ class RequestRecord:
     no_done: bool = False  # a stream that ended after its finish_reason without [DONE]
     answer_event: int | None = None  # index in `events` of the first answer token
     reasoning_tokens: int | None = None  # tokens spent reasoning, where any
+    tool_done: int | None = None  # when the answer's tool calls were complete
     error: ErrorKind | None = None
     message: str = ""
 
@@ -169,6 +170,10 @@ class Recorder:
             if n > 1:
                 tpot = (r.end - r.first) // (n - 1)
                 self._value("tpot", r, tpot)
+        tool = None  # agents: sent to the complete tool call
+        if r.tool_done is not None:
+            tool = r.tool_done - r.sent
+            self._value("tool_call_time", r, tool)
         scope = (r.phase, r.scenario, r.tenant)
         self.completed[scope] += 1
         self._interval_counts["completed"] += 1
@@ -198,7 +203,8 @@ class Recorder:
         if self.goodput:
             values = {"latency": latency, "service_time": service, "ttft": ttft,
                       "ttft_corrected": ttft_c, "max_stall": stall, "tpot": tpot,
-                      "ttfo": ttfo, "ttfo_corrected": ttfo_c, "reasoning_time": thinking}
+                      "ttfo": ttfo, "ttfo_corrected": ttfo_c, "reasoning_time": thinking,
+                      "tool_call_time": tool}
             # A request missing a metric a rule names (no first token) is not good.
             good = all((v := values[m]) is not None and OPERATORS[op](v, limit)
                        for m, op, limit in self.goodput)

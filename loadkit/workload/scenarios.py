@@ -166,10 +166,57 @@ class _Scenario(Strict):
     checks: Checks = Checks()
 
 
-class OpenAIScenario(_Scenario):
-    """An OpenAI-compatible chat or completions request."""
+class Tool(Strict):
+    """A function the model may call: its name and its arguments' JSON Schema."""
 
-    kind: Literal["openai-chat", "openai-completions"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _valid_schema(v)
+
+
+class ToolName(Strict):
+    name: str
+
+
+class ResponseFormat(Strict):
+    """Structured output: the answer must be JSON valid against `schema`."""
+
+    name: str = Field(default="answer", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(alias="schema")
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _valid_schema(v)
+
+
+def _valid_schema(v: dict[str, Any]) -> dict[str, Any]:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    try:
+        Draft202012Validator.check_schema(v)
+    except SchemaError as exc:
+        raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+    return v
+
+
+GENERATION_KINDS = ("openai-chat", "openai-completions", "openai-responses",
+                    "anthropic-messages")
+_PATHS = {"openai-chat": "/v1/chat/completions", "openai-completions": "/v1/completions",
+          "openai-responses": "/v1/responses", "anthropic-messages": "/v1/messages"}
+
+
+class GenerationScenario(_Scenario):
+    """A text-generation request in one of the dialects: OpenAI chat,
+    completions or Responses, or Anthropic Messages."""
+
+    kind: Literal["openai-chat", "openai-completions", "openai-responses",
+                  "anthropic-messages"]
     stream: bool = True
     model: str | None = None  # None: the one model the target's GET /v1/models lists
     prompt_tokens: Tokens = 128
@@ -184,26 +231,48 @@ class OpenAIScenario(_Scenario):
     # exactly. Off by default: other servers may refuse the unknown option.
     usage_per_event: bool = False
     prefix: PrefixPool | None = None  # shared prefixes before the unique part
-    session: Session | None = None  # multi-turn conversations (chat only)
+    session: Session | None = None  # multi-turn conversations (not completions)
+    # Agents: the functions offered, how the model may pick one, and (in a
+    # session) the client's time to run a called tool before it sends the
+    # result back, the result's text, and the most tool rounds per user turn.
+    tools: list[Tool] = []
+    tool_choice: Literal["auto", "required", "none"] | ToolName = "auto"
+    tool_latency: Seconds | ThinkTime = 0.0
+    tool_result: str = '{"ok": true}'
+    max_tool_rounds: int = Field(default=4, ge=0, le=100)
+    response_format: ResponseFormat | None = None  # structured output, checked
+    # Responses API sessions: continue with `previous_response_id` instead of
+    # sending the whole history again (the server keeps the conversation).
+    previous_response_id: bool = False
+    anthropic_version: str = "2023-06-01"  # the `anthropic-version` header
     path: str | None = None
 
     @model_validator(mode="after")
-    def _checks_can_pass(self) -> OpenAIScenario:
+    def _checks_can_pass(self) -> GenerationScenario:
         if self.stream and self.checks.json_path:
             raise ValueError("checks.json_path needs a JSON answer: use it with stream: false")
         if self.prefix and self.prompts:
             raise ValueError("prefix pools shape generated prompts: drop `prompts` or `prefix`")
-        if self.session and self.kind != "openai-chat":
-            raise ValueError("sessions are multi-turn chats: kind openai-chat")
+        if self.kind == "openai-completions" and (self.session or self.tools
+                                                  or self.response_format):
+            raise ValueError("sessions, tools and response_format need a chat dialect, "
+                             "not openai-completions")
         if self.prompts_filter and not self.prompts:
             raise ValueError("`prompts_filter` filters a prompt set: give `prompts`")
+        if self.previous_response_id and self.kind != "openai-responses":
+            raise ValueError("`previous_response_id` is the Responses API's: "
+                             "kind openai-responses")
+        if isinstance(self.tool_choice, ToolName) and \
+                self.tool_choice.name not in {t.name for t in self.tools}:
+            raise ValueError(f"tool_choice names {self.tool_choice.name!r}, which is not "
+                             "among `tools`")
+        if self.tool_choice == "required" and not self.tools:
+            raise ValueError("tool_choice: required needs `tools`")
         return self
 
     @property
     def request_path(self) -> str:
-        if self.path:
-            return self.path
-        return "/v1/chat/completions" if self.kind == "openai-chat" else "/v1/completions"
+        return self.path or _PATHS[self.kind]
 
 
 class EmbeddingsScenario(_Scenario):
@@ -239,6 +308,6 @@ class HttpScenario(_Scenario):
         return self.path
 
 
-Scenario = Annotated[OpenAIScenario | EmbeddingsScenario | HttpScenario,
+Scenario = Annotated[GenerationScenario | EmbeddingsScenario | HttpScenario,
                      Field(discriminator="kind")]
-SCENARIO_KINDS = ("openai-chat", "openai-completions", "openai-embeddings", "http")
+SCENARIO_KINDS = (*GENERATION_KINDS, "openai-embeddings", "http")

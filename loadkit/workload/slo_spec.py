@@ -39,12 +39,12 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from loadkit.workload.metric_aliases import resolve_metric
+from loadkit.workload.metric_aliases import peer_name, resolve_metric
 from loadkit.workload.units import parse_duration
 
 TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "inter_chunk",
                 "tpot", "max_stall", "lateness", "session", "ttfo", "ttfo_corrected",
-                "reasoning_time")
+                "reasoning_time", "tool_call_time")
 RATE_METRICS = ("error_rate", "throughput", "output_tokens_per_s", "goodput",
                 "isolation_ratio")
 # Telemetry figures (loadkit.telemetry.derive.slo_values): metric -> (unit, stats).
@@ -64,7 +64,7 @@ METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",
     + tuple(TREND_GAUGES) + (RECOVERY_METRIC,)
 # Per-request metrics a goodput condition can test (every request has one value).
 REQUEST_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "tpot", "max_stall",
-                   "ttfo", "ttfo_corrected", "reasoning_time")
+                   "ttfo", "ttfo_corrected", "reasoning_time", "tool_call_time")
 
 # OP of the grammar: how an objective or a goodput condition is judged (observed OP limit).
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -86,7 +86,7 @@ _PER = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _SIZES = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0,
           "KB": 1e3 / 2**20, "MB": 1e6 / 2**20, "GB": 1e9 / 2**20}  # in MiB
 _CONDITION = re.compile(
-    r"^\s*(?P<metric>[a-z_]+)\s*(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*"
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.]*)\s*(?P<op><=|>=|<|>)\s*(?P<num>[0-9]*\.?[0-9]+)\s*"
     r"(?P<unit>[a-zµ]+)?\s*$")
 
 
@@ -153,6 +153,8 @@ def parse_condition(text: str) -> Condition:
         raise ValueError(f"cannot parse goodput condition {text!r}; expected e.g. "
                          "'ttft <= 200ms' or 'tpot < 50ms'")
     metric, op, num, unit = m.group("metric", "op", "num", "unit")
+    if metric not in REQUEST_METRICS and peer_name(metric) is not None:
+        metric = resolve_metric(metric, REQUEST_METRICS)  # another tool's name (or why not)
     if metric not in REQUEST_METRICS:
         raise ValueError(f"goodput conditions take per-request metrics "
                          f"({', '.join(REQUEST_METRICS)}), not {metric!r}")

@@ -12,12 +12,12 @@ from loadkit.cli import main
 from loadkit.engine.adapter import ProtocolError
 from loadkit.engine.answer import Answer, stream_token_cap
 from loadkit.errors import ErrorKind, ExitCode, WorkloadError
-from loadkit.protocols import openai
+from loadkit.protocols import generation
 from loadkit.record.recorder import RequestRecord
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Client
 from loadkit.workload.prompt_set import Prompt
-from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.workload.scenarios import GenerationScenario
 
 BASE = """\
 name: t
@@ -75,9 +75,9 @@ def token(text: str = "tok") -> bytes:
 
 
 def answer_for(asked: int | None, prompts: list[Prompt] | None = None) -> Answer:
-    scenario = OpenAIScenario.model_validate(
+    scenario = GenerationScenario.model_validate(
         {"name": "chat", "kind": "openai-chat", "model": "m", "max_tokens": 8})
-    req = openai.prepare(scenario, {}, "seed", prompts)
+    req = generation.prepare(scenario, {}, "seed", prompts)
     rec = RequestRecord("t", "chat", "p", 0, 0)
     a = Answer(req, rec, 1 << 30, asked)
     a.status(200, 1)

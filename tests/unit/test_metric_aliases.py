@@ -166,3 +166,11 @@ def test_the_vocabulary_page_lists_every_name() -> None:
     missing = [f"{e.peer}.{e.name}" for e in TABLE
                if f"`{e.name}`" not in page and f"`{e.peer}.{e.name}`" not in page]
     assert missing == [], f"{DOC.name} does not list {missing}"
+
+
+def test_goodput_rules_take_other_tools_names_too() -> None:
+    from loadkit.workload.slo_spec import parse_condition
+    assert parse_condition("e2el <= 2s").metric == "service_time"
+    assert parse_condition("time_to_first_token <= 200ms").metric == "ttft"
+    with pytest.raises(ValueError, match="inter_token_latency_ms"):
+        parse_condition("inter_token_latency_ms <= 50ms")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.protocols.openai import OpenAIStream, blocks_text, prepare
-from loadkit.workload.scenarios import OpenAIScenario
+from loadkit.protocols.generation import blocks_text, prepare
+from loadkit.protocols.openai import OpenAIStream
+from loadkit.workload.scenarios import GenerationScenario
 from loadkit.workload.tokenizer import Counter, find_tokenizer, load
 from loadkit.workload.traces import TraceRow
 from support.tokenizer import train
@@ -24,7 +25,7 @@ def counter(tmp_path_factory: pytest.TempPathFactory) -> Counter:
 
 @pytest.mark.parametrize("n", [1, 7, 50, 333])
 def test_a_generated_prompt_is_exactly_n_tokens(counter: Counter, n: int) -> None:
-    s = OpenAIScenario(name="c", kind="openai-chat", stream=False)
+    s = GenerationScenario(name="c", kind="openai-chat", stream=False)
     req = prepare(s, {}, "seed", counter=counter)
     for seq in (1, 42, 99_999):  # the request number's digits are in the count
         body, _ = req.build_body(n, 8, seq)

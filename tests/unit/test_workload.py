@@ -212,7 +212,7 @@ def test_sharegpt_conversations_load_with_their_turns(tmp_path: Path) -> None:
 def test_time_scale_scales_session_think_times() -> None:
     from loadkit.workload.models import Workload
     from loadkit.workload.scaling import time_scaled
-    from loadkit.workload.scenarios import OpenAIScenario, ThinkTime
+    from loadkit.workload.scenarios import GenerationScenario, ThinkTime
     w = Workload.model_validate({
         "duration": "10s", "arrival": {"rate": 1},
         "scenarios": [{"name": "c", "kind": "openai-chat",
@@ -221,8 +221,8 @@ def test_time_scale_scales_session_think_times() -> None:
                                                                         "think_time": "4s"}}]})
     scaled = time_scaled(w, 0.5)
     first, second = scaled.scenarios
-    assert isinstance(first, OpenAIScenario) and first.session is not None
+    assert isinstance(first, GenerationScenario) and first.session is not None
     assert isinstance(first.session.think_time, ThinkTime)
     assert (first.session.think_time.min, first.session.think_time.max) == (1.0, 4.0)
-    assert isinstance(second, OpenAIScenario) and second.session is not None
+    assert isinstance(second, GenerationScenario) and second.session is not None
     assert second.session.think_time == 2.0

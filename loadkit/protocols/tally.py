@@ -1,0 +1,103 @@
+"""The token events of one streamed answer, classed as the dialect's parser
+reads them: reasoning, answer text, or a tool call's fragment.
+
+Shared by the Responses and Anthropic parsers (OpenAI chat's parser keeps
+its own, for vLLM's per-event usage). Token counts come from the server's
+usage where it sends one, else from the tokenizer, else one per event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, ProtocolError, ToolCall
+from loadkit.protocols.tools import ToolCalls
+from loadkit.workload.tokenizer import Counter as TokenCounter
+
+MISSING = "missing"  # the finish_reason of an answer that gave none
+ANSWER, REASONING, TOOL = "answer", "reasoning", "tool"
+
+
+def count(value: object, field: str, strict: bool = False) -> int | None:
+    """A usage count: None when absent; not a count is an error where
+    `strict` (the output tokens every number rests on), else ignored."""
+    if type(value) is int and value >= 0:  # not bool, not negative: a server can lie
+        return value
+    if strict and value is not None:
+        raise ProtocolError(f"{field} is not a count: {str(value)[:20]!r}")
+    return None
+
+
+class Tally:
+    __slots__ = ("events", "_text", "_counter", "_counted", "_answer_at", "_reasoning",
+                 "calls", "_tool_event")
+
+    def __init__(self, keep_text: bool, counter: TokenCounter | None) -> None:
+        self.events = 0
+        self._text: list[str] | None = [] if keep_text else None
+        self._counter = counter
+        self._counted: list[int] = []  # each event's tokens, with a tokenizer
+        self._answer_at: int | None = None
+        self._reasoning: list[int] = []  # indexes of reasoning events
+        self.calls = ToolCalls()
+        self._tool_event: int | None = None  # the last tool fragment's index
+
+    def event(self, kind: str, output: str) -> None:
+        """One token event carrying `output` (non-empty)."""
+        index = self.events
+        self.events += 1
+        if kind == ANSWER:
+            if self._answer_at is None:
+                self._answer_at = index
+            if self._text is not None:
+                self._text.append(output)
+        elif kind == REASONING:
+            self._reasoning.append(index)
+        else:
+            self._tool_event = index
+        if self._counter is not None:
+            self._counted.append(max(1, self._counter.count(output)))
+
+    def parsed(self, *, output_tokens: int | None, reasoning_said: int | None,
+               finish: str | None, done: bool, end_name: str, prompt: int | None = None,
+               cached: int | None = None, response_id: str | None = None) -> ParsedResponse:
+        """The answer, or IncompleteAnswer: no token event, or neither a stop
+        reason nor the stream's end event (`end_name`)."""
+        if finish is None and not done:
+            raise IncompleteAnswer(f"stream ended after {self.events:,} token events with "
+                                   f"neither a stop reason nor {end_name}")
+        if not self.events:
+            said = f" (its usage says {output_tokens:,} tokens)" if output_tokens else ""
+            raise IncompleteAnswer(f"stream ended with no output token (stop reason "
+                                   f"{finish or MISSING}){said}")
+        counted = self._counted or None
+        reasoning = reasoning_said
+        if reasoning is None and self._reasoning:
+            reasoning = sum(counted[i] for i in self._reasoning) if counted \
+                else len(self._reasoning)
+        common: dict[str, Any] = {
+            "text": "".join(self._text) if self._text is not None else None,
+            "finish_reason": finish or MISSING, "no_done": not done,
+            "answer_event": self._answer_at, "reasoning_tokens": reasoning,
+            "tool_calls": self.calls.done(), "tool_event": self._tool_event,
+            "response_id": response_id, "prompt_tokens": prompt, "cached_tokens": cached,
+            "event_tokens": counted, "event_source": "tokenizer"}
+        if output_tokens is not None:
+            return ParsedResponse(output_tokens, "usage", **common)
+        if counted is not None:
+            return ParsedResponse(sum(counted), "tokenizer", **common)
+        return ParsedResponse(self.events, "chunks", **common)
+
+
+def whole(*, text: str | None, reasoning: str | None, calls: tuple[ToolCall, ...],
+          output_tokens: int | None, reasoning_said: int | None, finish: str | None,
+          prompt: int | None, cached: int | None, doc: object,
+          response_id: str | None = None) -> ParsedResponse:
+    """A non-streamed answer: IncompleteAnswer when it holds no output."""
+    if not text and not reasoning and not calls:
+        said = f" (its usage says {output_tokens:,} tokens)" if output_tokens else ""
+        raise IncompleteAnswer(f"answer with no output (stop reason {finish or MISSING}){said}")
+    return ParsedResponse(output_tokens, "usage" if output_tokens is not None else "none",
+                          text, doc, prompt_tokens=prompt, cached_tokens=cached,
+                          finish_reason=finish or MISSING, reasoning_tokens=reasoning_said,
+                          tool_calls=calls, response_id=response_id)
