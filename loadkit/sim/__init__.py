@@ -1,7 +1,9 @@
 """Embedded OpenAI-compatible inference-server simulator.
 
-A deterministic stand-in for an LLM endpoint (vLLM, TGI, OpenAI) that
-behaves like a GPU server: replicas with continuous batching, prefill and
+A deterministic stand-in for an LLM endpoint (vLLM, TGI, OpenAI, Anthropic)
+that speaks chat and text completions, the OpenAI Responses API and the
+Anthropic Messages API (reasoning, tool calls and structured output in all
+three chat-like ones), and behaves like a GPU server: replicas with continuous batching, prefill and
 decode costs, a KV-cache, a waiting queue, cold starts, scheduled faults,
 embeddings and vLLM-style ``/metrics``.  Its defaults are a fixed
 time-to-first-token and inter-token latency at any load.  Self-contained on
@@ -20,9 +22,14 @@ Modules: ``config`` (SimConfig), ``presets``, ``faults`` (schedule format),
 ``serving`` (replicas, seats, queue, cold start), ``timeline`` and
 ``injector`` (faults in time and per request), ``context`` (what the
 handlers get from the server), ``admission`` (door, replica, counters),
-``responses`` (errors, cuts), ``generate`` (completions through the model),
-``embeddings``, ``metrics``, ``openai_wire``, ``server`` (routes, lifecycle),
-``embedded`` (child-process launcher).
+``responses`` (errors, cuts), ``generate`` (the timing loop of every
+dialect), ``dialect`` (what the dialects share: parsed request, answer, the
+frames interface), ``openai_wire``, ``responses_wire``, ``anthropic_wire``
+(the wire formats), ``vocab`` (words and token counts), ``answer`` (per
+request: reasoning length, words, tool call or document), ``tools`` (JSON
+documents from schemas), ``auth`` (the api_key), ``embeddings``,
+``metrics``, ``server`` (routes, lifecycle), ``embedded`` (child-process
+launcher).
 """
 
 from .config import SimConfig

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     # One flag per SimConfig field, so new knobs appear here automatically.
     for f in dataclasses.fields(SimConfig):
         kind = f.metadata["kind"]
-        shown = "none" if kind == "faults" else f.default
+        shown = "none" if kind == "faults" or f.default == "" else f.default
         p.add_argument(
             "--" + f.name.replace("_", "-"), dest=f.name, default=None,
             type=_TYPES[kind], metavar="JSON" if kind == "faults" else f.name.upper(),

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from . import openai_wire as wire
 from .context import SimContext
+from .dialect import ErrorShape
 from .injector import HEALTHY, Fate
 from .responses import rejected, unavailable
 from .serving import Replica
@@ -46,22 +48,23 @@ class Admission:
 
 
 @contextlib.contextmanager
-def admission(ctx: SimContext, request: web.Request, t0: float,
-              output_tokens: int) -> Iterator[Admission | web.Response]:
+def admission(ctx: SimContext, request: web.Request, t0: float, output_tokens: int,
+              shape: ErrorShape = wire.error_shape) -> Iterator[Admission | web.Response]:
     """Yield the :class:`Admission` of a request that arrived at ``t0``, or the
-    response that turns it away (the handler returns that one as it is)."""
+    response that turns it away in the dialect's error ``shape`` (the handler
+    returns that one as it is)."""
     if ctx.injector.screens:
         tenant = request.headers.get(ctx.config.tenant_header) or "anonymous"
         rejection = ctx.injector.screen(t0, tenant)
         if rejection is not None:
-            yield rejected(rejection)
+            yield rejected(rejection, shape)
             return
     dep = ctx.deployment
     dep.enter(t0)
     try:
         rep = dep.route()
         if rep is None:
-            yield unavailable()
+            yield unavailable(shape)
             return
         injector = ctx.injector
         fate = injector.fate(t0, output_tokens) if injector.decides_fate else HEALTHY

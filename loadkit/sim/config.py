@@ -23,11 +23,14 @@ from .faults import Fault, parse_faults
 
 
 def _knob(default: Any, help: str, minimum: float | None = None, kind: str | None = None,
-          choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with its kind, bounds and help text attached."""
+          choices: tuple[str, ...] | None = None, maximum: float | None = None,
+          empty: bool = False) -> Any:
+    """A dataclass field with its kind, bounds and help text attached
+    (``empty``: a string knob that may be empty)."""
     kind = kind or type(default).__name__
     return field(default=default, metadata={"help": help, "min": minimum, "kind": kind,
-                                            "choices": choices})
+                                            "choices": choices, "max": maximum,
+                                            "empty": empty})
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,17 @@ class SimConfig:
                                   "the replica (ms); per-request speed falls as the "
                                   "batch grows", 0.0)
     output_tokens: int = _knob(16, "output length when a request gives no max_tokens", 1)
-    reasoning_tokens: int = _knob(0, "a reasoning model: of a chat answer's max_tokens, "
-                                  "this many come first as `reasoning_content` (at the "
-                                  "decode pace), then the answer; usage counts them in "
-                                  "completion_tokens_details.reasoning_tokens", 0)
+    reasoning_tokens: int = _knob(0, "a reasoning model: of an answer's max tokens, this "
+                                  "many come first as reasoning (at the decode pace), then "
+                                  "the answer: chat `reasoning_content`, Responses "
+                                  "reasoning_text, Anthropic thinking (whatever the "
+                                  "request's `thinking` says); usage counts them (chat: "
+                                  "completion_tokens_details.reasoning_tokens); text "
+                                  "completions never reason", 0)
+    reasoning_sigma: float = _knob(0.0, "spread of reasoning lengths: when > 0, each "
+                                   "request's reasoning tokens are lognormal with median "
+                                   "reasoning_tokens and this sigma (seeded), still bounded "
+                                   "by its max tokens", 0.0)
     prefix_cache_blocks: int = _knob(0, "automatic prefix caching: KV blocks one replica "
                                      "keeps for reuse by prompts with the same prefix "
                                      "(LRU); a hit skips that block's prefill; 0 = off", 0)
@@ -62,6 +72,22 @@ class SimConfig:
     stream_interval: int = _knob(1, "tokens per streamed event after the first, as vLLM's "
                                  "--stream-interval: each event carries the tokens decoded "
                                  "since the last one", 1)
+    # Tool calls and structured output (chat, Responses, Anthropic Messages).
+    tool_call_share: float = _knob(1.0, "of the requests that offer tools, with tool_choice "
+                                   "auto (not none) and whose last input is not a tool "
+                                   "result, this share answers with one tool call instead "
+                                   "of text (required, any or a named tool always call; a "
+                                   "tool result last always gets text)", 0.0, maximum=1.0)
+    malformed_tool_share: float = _knob(0.0, "of the tool calls, this share has arguments "
+                                        "that are not valid JSON (cut before the closing "
+                                        "brace)", 0.0, maximum=1.0)
+    invalid_json_share: float = _knob(0.0, "of the structured-output answers (json_schema, "
+                                      "json_object), this share is not valid against the "
+                                      "schema: alternately cut before its last brace and "
+                                      "missing a required property", 0.0, maximum=1.0)
+    api_key: str = _knob("", "when set, the /v1 endpoints want `Authorization: Bearer KEY` "
+                         "(/v1/messages: `x-api-key: KEY`, or the Bearer) and answer 401 "
+                         "otherwise; empty: no auth", empty=True)
     # Capacity: where queueing comes from.
     replicas: int = _knob(1, "number of replicas behind the endpoint", 1)
     max_num_seqs: int = _knob(0, "sequences one replica runs at once; 0 = no limit", 0)
@@ -155,7 +181,7 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         if not isinstance(value, int):
             raise ValueError(f"{name} must be an integer, got {value!r}")
     elif kind == "str":
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not (value or f.metadata["empty"]):
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
         choices = f.metadata["choices"]
         if choices and value not in choices:
@@ -163,4 +189,7 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     minimum = f.metadata["min"]
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+    maximum = f.metadata["max"]
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
     return value

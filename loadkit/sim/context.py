@@ -8,11 +8,13 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from . import openai_wire as wire
+from . import vocab as wire
+from .answer import Draws
 from .config import SimConfig
 from .injector import Injector
 from .metrics import Metrics
 from .prefix_cache import PrefixCache
+from .responses_wire import ResponseStore
 from .serving import Deployment
 from .timeline import Timeline
 
@@ -36,6 +38,8 @@ class SimContext:
     prefill_s_per_token: float
     itl_s: float
     itl_s_per_seq: float
+    draws: Draws  # per-request choices: reasoning lengths, tool calls, invalid documents
+    responses: ResponseStore  # Responses API: ids -> tokens, for previous_response_id
     prefix_caches: list[PrefixCache] | None = None  # one per replica; None: off
 
     @classmethod
@@ -50,6 +54,7 @@ class SimContext:
                    vocab, wrong, random.Random(config.seed),
                    config.ttft_ms / 1000.0, config.prefill_ms_per_token / 1000.0,
                    config.itl_ms / 1000.0, config.itl_ms_per_seq / 1000.0,
+                   Draws(config), ResponseStore(),
                    [PrefixCache(config.block_tokens, config.prefix_cache_blocks)
                     for _ in range(config.replicas)] if config.prefix_cache_blocks else None)
 

@@ -1,6 +1,9 @@
-"""Chat and text completions through the serving model: admission, a seat on
-a replica, prefill, then one token per decode step (streamed one event per
-`stream_interval` tokens, as vLLM's --stream-interval).
+"""Generation through the serving model, for every dialect (chat and text
+completions, Responses, Anthropic Messages): admission, a seat on a replica,
+prefill, then one token per decode step (streamed one event per
+`stream_interval` tokens, as vLLM's --stream-interval).  What the tokens say
+and how they are framed is the dialect's (``dialect.py``); the timing is
+this one loop's.
 
 Each sequence runs on its own clock: token i+1 comes one decode step after
 token i, the step costing ``itl_ms + itl_ms_per_seq x running`` on its
@@ -21,10 +24,13 @@ from aiohttp import web
 
 from . import openai_wire as wire
 from .admission import Admission, admission
+from .answer import plan
 from .config import SimConfig
 from .context import SimContext, sleep_until
+from .dialect import Answer, Dialect, GenRequest, RequestError
 from .injector import Fate
 from .responses import bad_request, cut, dropped, json_answer, version_headers
+from .responses_wire import not_found
 from .serving import Replica, ReplicaLost, Ticket
 
 _SSE_HEADERS = {
@@ -39,33 +45,35 @@ _PLAIN_CHUNK = 16
 Step = Callable[[float], float]  # deadline of token i -> deadline of token i + 1
 
 
-async def generate(ctx: SimContext, request: web.Request, kind: str,
-                   id_prefix: str) -> web.StreamResponse:
+async def generate(ctx: SimContext, request: web.Request,
+                   dialect: Dialect) -> web.StreamResponse:
     # t0 is taken before the body is read: the simulated clock starts when
     # the request arrives, as a client-side TTFT would see it.
     loop, dep = ctx.loop, ctx.deployment
     t0 = loop.time()
+    shape = dialect.error_body
     try:
-        req = wire.parse_request(await request.read(), kind, ctx.config.output_tokens)
+        req = dialect.parse(await request.read(), ctx.config.output_tokens, request.headers)
         priority = _priority(ctx.config, request)
-    except wire.RequestError as exc:
-        return bad_request(exc)
-    if kind == wire.CHAT and ctx.config.reasoning_tokens:
-        # max_tokens bounds reasoning and answer together, as OpenAI's and vLLM's do.
-        thinking = min(ctx.config.reasoning_tokens, req.output_tokens)
-        req = dataclasses.replace(req, reasoning_tokens=thinking,
-                                  output_tokens=req.output_tokens - thinking)
+        req = _shaped(ctx, req)
+    except RequestError as exc:
+        return bad_request(exc, shape=shape)
+    kind = ctx.draws.kind(req)
     kv = req.prompt_tokens + req.generated
     if not dep.fits_at_all(kv):
-        return bad_request(wire.RequestError(
+        return bad_request(RequestError(
             f"this request needs {kv} tokens of KV-cache (prompt + max_tokens); a "
             f"replica holds {ctx.config.kv_cache_tokens}", "max_tokens"),
-            code="context_length_exceeded")
-    with admission(ctx, request, t0, req.generated) as admitted:
+            code="context_length_exceeded", shape=shape)
+    with admission(ctx, request, t0, req.generated, shape) as admitted:
         if not isinstance(admitted, Admission):
             return admitted
         rep, fate = admitted.replica, admitted.fate
-        rid = f"{id_prefix}{ctx.ids.getrandbits(96):024x}"
+        rid = f"{dialect.id_prefix}{ctx.ids.getrandbits(96):024x}"
+        if req.store:
+            ctx.responses.put(rid, req.prompt_tokens + req.generated)
+        answer = plan(req, kind, ctx.wrong_vocab if fate.wrong_content else ctx.vocab,
+                      ctx.draws)
         headers = version_headers(fate, ctx.injector.versioned)
         resp = None
         if req.stream:
@@ -87,13 +95,31 @@ async def generate(ctx: SimContext, request: web.Request, kind: str,
                 ctx.metrics.prefix_hits += cached
             first = _prefill_end(ctx, rep, fate, req, ticket.admitted_at, cached or 0)
             if resp is not None:
-                finished = await _stream(ctx, admitted, request, resp, req, first, rid, cached)
+                finished = await _stream(ctx, admitted, request, resp, dialect, req, answer,
+                                         first, rid, cached)
                 return resp
-            answer, finished = await _plain(ctx, admitted, request, req, ticket, first, rid,
-                                            headers, cached)
-            return answer
+            body, finished = await _plain(ctx, admitted, request, dialect, req, answer,
+                                          ticket, first, rid, headers, cached)
+            return body
         finally:
             dep.release(ticket, loop.time() if finished is None else finished)
+
+
+def _shaped(ctx: SimContext, req: GenRequest) -> GenRequest:
+    """The request with its earlier context (``previous_response_id``) in its
+    prompt and its reasoning drawn: max tokens bound reasoning and answer
+    together, as OpenAI's, vLLM's and Anthropic's do."""
+    if req.previous_response_id is not None:
+        earlier = ctx.responses.get(req.previous_response_id)
+        if earlier is None:
+            raise not_found(req.previous_response_id)
+        req = dataclasses.replace(req, prompt_tokens=req.prompt_tokens + earlier)
+    if req.kind != wire.TEXT:
+        thinking = ctx.draws.reasoning(req.output_tokens)
+        if thinking:
+            req = dataclasses.replace(req, reasoning_tokens=thinking,
+                                      output_tokens=req.output_tokens - thinking)
+    return req
 
 
 def _priority(config: SimConfig, request: web.Request) -> int:
@@ -110,7 +136,7 @@ def _priority(config: SimConfig, request: web.Request) -> int:
                                 f"integer, got {raw[:40]!r}") from None
 
 
-def _prefill_end(ctx: SimContext, rep: Replica, fate: Fate, req: wire.GenRequest,
+def _prefill_end(ctx: SimContext, rep: Replica, fate: Fate, req: GenRequest,
                  start: float, cached: int = 0) -> float:
     """Cached prompt tokens (the prefix cache) need no prefill."""
     work = (ctx.ttft_s + ctx.prefill_s_per_token * (req.prompt_tokens - cached)) * fate.slowdown
@@ -137,27 +163,30 @@ def _stepper(ctx: SimContext, rep: Replica, fate: Fate) -> Step | None:
 
 
 async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
-                  resp: web.StreamResponse, req: wire.GenRequest, first: float,
-                  rid: str, cached: int | None) -> float | None:
+                  resp: web.StreamResponse, dialect: Dialect, req: GenRequest, answer: Answer,
+                  first: float, rid: str, cached: int | None) -> float | None:
     """Send the tokens; return when the last one was due, or None if cut short."""
     loop, rep, fate = ctx.loop, admitted.replica, admitted.fate
     quirks = fate.quirks
-    frames = wire.StreamFrames(req, rid, int(time.time()), ctx.config.model, cached)
-    words = (ctx.wrong_vocab if fate.wrong_content else ctx.vocab).json
+    frames = dialect.frames(req, answer, rid, int(time.time()), ctx.config.model, cached)
+    chunk = answer.chunk
     n, thinking = req.generated, req.reasoning_tokens
     last, cut_at, broken_at = n - 1, fate.cut_at, fate.malformed_at
     error_at = quirks.error_in_stream
     every = quirks.merge_tokens or ctx.config.stream_interval  # tokens per event after the first
-    ping = wire.PING_COMMENT if quirks.ping_comments else b""
+    ping = frames.ping if quirks.ping_comments else b""
     step = _stepper(ctx, rep, fate)
     base, per_seq = ctx.itl_s, ctx.itl_s_per_seq
     sent, d = 0, first
     try:
-        if quirks.role_event:  # at once, before the prefill: no token, so no TTFT
+        if frames.start:  # a dialect's opening events (Responses, Messages): no token
+            await resp.write(frames.start)
+        if quirks.role_event and frames.role_event:  # at once, before the prefill
             await resp.write(ping + frames.role_event)
         if quirks.cut_stream:  # what an engine sends when it drops a waiting stream
             await sleep_until(loop, d)
-            await resp.write(ping + frames.role_event + wire.DONE_EVENT)
+            if frames.cut_stream:
+                await resp.write(ping + frames.cut_stream)
             await resp.write_eof()
             return None
         for i in range(n):
@@ -174,25 +203,25 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
                 cut(request)
                 return None
             if i == error_at:
-                await resp.write(ping + frames.error_event + wire.DONE_EVENT)
+                await resp.write(ping + frames.error() + frames.done)
                 await resp.write_eof()
                 return None
             if i == broken_at:
                 await resp.write(frames.broken)
             else:
-                await resp.write(ping + frames.content(i == 0, i == last,
-                                                       wire.joined(words, sent, i + 1), i + 1,
-                                                       req.prompt_tokens, i < thinking))
+                await resp.write(ping + frames.content(i == 0, i == last, chunk(sent, i + 1),
+                                                       i + 1, req.prompt_tokens, i < thinking))
             sent = i + 1
             if i == 0:
                 admitted.first_token(loop.time(), req.prompt_tokens)
         if cut_at == n:
             cut(request)
             return None
-        if frames.usage_event is not None and not quirks.no_stream_usage:
-            await resp.write(ping + frames.usage_event)
-        if not quirks.no_done:
-            await resp.write(wire.DONE_EVENT)
+        end = frames.end(not quirks.no_stream_usage)
+        if end:
+            await resp.write(ping + end)
+        if frames.done and not quirks.no_done:
+            await resp.write(frames.done)
         await resp.write_eof()
         admitted.answered()
         return d
@@ -204,8 +233,8 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
         ctx.metrics.generation_tokens += sent
 
 
-async def _plain(ctx: SimContext, admitted: Admission, request: web.Request,
-                 req: wire.GenRequest, ticket: Ticket, first: float, rid: str,
+async def _plain(ctx: SimContext, admitted: Admission, request: web.Request, dialect: Dialect,
+                 req: GenRequest, answer: Answer, ticket: Ticket, first: float, rid: str,
                  headers: dict[str, str], cached: int | None
                  ) -> tuple[web.StreamResponse, float | None]:
     """The whole answer, and when its last token was due (None if cut)."""
@@ -229,10 +258,7 @@ async def _plain(ctx: SimContext, admitted: Admission, request: web.Request,
             await sleep_until(loop, d)
     if fate.cut_at >= 0 or ticket.state != "running":  # cut, or the replica died
         return dropped(request), None
-    vocab = ctx.wrong_vocab if fate.wrong_content else ctx.vocab
-    text, thought = vocab.text(n), vocab.text(req.reasoning_tokens) if req.reasoning_tokens else ""
-    body = wire.full_response(req, rid, int(time.time()), ctx.config.model,
-                              text[len(thought):], cached, thought)
+    body = dialect.full_response(req, answer, rid, int(time.time()), ctx.config.model, cached)
     admitted.first_token(first, req.prompt_tokens)  # the model's time, not the loop's
     ctx.metrics.generation_tokens += n
     admitted.answered()

@@ -1,31 +1,36 @@
-"""HTTP answers shared by the inference handlers: errors in OpenAI's shape, a
-cut connection, and the JSON answer of a request that ran its course."""
+"""HTTP answers shared by the inference handlers: errors in the dialect's
+shape (OpenAI's unless said), a cut connection, and the JSON answer of a
+request that ran its course."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from . import openai_wire as wire
+from .dialect import ErrorShape, RequestError
 from .injector import Fate, Rejection
 
 JSON = "application/json"
 
 
-def bad_request(exc: wire.RequestError, code: str | None = None) -> web.Response:
-    return web.Response(status=400, content_type=JSON,
-                        body=wire.error_body(str(exc), param=exc.param, code=code))
+def bad_request(exc: RequestError, code: str | None = None,
+                shape: ErrorShape = wire.error_shape) -> web.Response:
+    """A client error: 400 unless the error says another status."""
+    return web.Response(status=exc.status, content_type=JSON,
+                        body=shape(exc.status, str(exc), exc.err_type, exc.param,
+                                   code or exc.code))
 
 
-def unavailable() -> web.Response:
-    return web.Response(status=503, content_type=JSON, body=wire.error_body(
-        "no replica is alive to serve this request", "server_error"))
+def unavailable(shape: ErrorShape = wire.error_shape) -> web.Response:
+    return web.Response(status=503, content_type=JSON, body=shape(
+        503, "no replica is alive to serve this request", "server_error", None, None))
 
 
-def rejected(rej: Rejection) -> web.Response:
+def rejected(rej: Rejection, shape: ErrorShape = wire.error_shape) -> web.Response:
     """The fault-injected 429 or 5xx given instead of inference."""
     headers = {} if rej.retry_after is None else {"Retry-After": str(rej.retry_after)}
     return web.Response(status=rej.status, content_type=JSON, headers=headers,
-                        body=wire.error_body(rej.message, rej.err_type, code=rej.code))
+                        body=shape(rej.status, rej.message, rej.err_type, None, rej.code))
 
 
 def cut(request: web.Request) -> None:

@@ -1,10 +1,14 @@
 """aiohttp application of the simulated OpenAI-compatible inference server.
 
-Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (see
-``generate.py``), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET
-/health`` (200 ``{"status": "ok"}`` when every replica is ready; otherwise
-the replicas by state, and 503 when none can serve: all dead, or loading)
-and ``GET /metrics`` (see ``metrics.py``).
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST
+/v1/responses`` (OpenAI's Responses API), ``POST /v1/messages`` (Anthropic's
+Messages API), all through ``generate.py`` in their own wire format
+(``openai_wire.py``, ``responses_wire.py``, ``anthropic_wire.py``); ``POST
+/v1/embeddings``, ``GET /v1/models``, ``GET /health`` (200 ``{"status":
+"ok"}`` when every replica is ready; otherwise the replicas by state, and 503
+when none can serve: all dead, or loading) and ``GET /metrics`` (see
+``metrics.py``).  With ``api_key`` set, the ``/v1`` endpoints want it
+(``auth.py``).
 
 The inference handlers get what they need through a ``SimContext``
 (``context.py``): the serving model (``serving.py``), the fault schedule
@@ -19,7 +23,9 @@ import json
 
 from aiohttp import web
 
+from . import anthropic_wire, responses_wire
 from . import openai_wire as wire
+from .auth import MESSAGES_PATH, middleware
 from .config import SimConfig
 from .context import SimContext
 from .embeddings import embeddings
@@ -81,10 +87,16 @@ class Simulator:
     # -- inference endpoints ---------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await generate(self.context, request, wire.CHAT, "chatcmpl-")
+        return await generate(self.context, request, wire.CHAT_DIALECT)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await generate(self.context, request, wire.TEXT, "cmpl-")
+        return await generate(self.context, request, wire.TEXT_DIALECT)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await generate(self.context, request, responses_wire.DIALECT)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        return await generate(self.context, request, anthropic_wire.DIALECT)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await embeddings(self.context, request)
@@ -123,12 +135,15 @@ def build_app(config: SimConfig) -> web.Application:
     ``app[SIMULATOR_KEY]`` for tests and for future extensions.
     """
     sim = Simulator(config)
-    app = web.Application(client_max_size=_MAX_BODY)
+    app = web.Application(client_max_size=_MAX_BODY,
+                          middlewares=[middleware(config.api_key)] if config.api_key else [])
     app[SIMULATOR_KEY] = sim
     app.on_startup.append(sim.start)
     app.on_cleanup.append(sim.stop)
     app.router.add_post("/v1/chat/completions", sim.chat_completions)
     app.router.add_post("/v1/completions", sim.completions)
+    app.router.add_post("/v1/responses", sim.responses)
+    app.router.add_post(MESSAGES_PATH, sim.messages)
     app.router.add_post("/v1/embeddings", sim.embeddings)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/health", sim.health)
