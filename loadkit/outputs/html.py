@@ -44,7 +44,8 @@ _ENV.filters["num"] = lambda v: "n/a" if v is None else f"{v:,}" if isinstance(v
 SECTION_OF = {"latency": "spectrum", "service_time": "spectrum", "ttft": "tokens",
               "ttft_corrected": "tokens", "itl": "tokens", "inter_chunk": "tokens",
               "tpot": "tokens", "ttfo": "tokens", "ttfo_corrected": "tokens",
-              "reasoning_time": "tokens", "tool_call_time": "tokens", "max_stall": "tokens",
+              "reasoning_time": "tokens", "tool_call_time": "tokens", "reasoning_itl": "tokens",
+              "answer_itl": "tokens", "max_stall": "tokens",
               "lateness": "health", "error_rate": "errors",
               "throughput": "throughput", "isolation_ratio": "tenants",
               "recovery_time": "over-time"}  # trend SLOs link to "trends" (the template)

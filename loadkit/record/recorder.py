@@ -164,6 +164,8 @@ class Recorder:
             if len(events) > 1:
                 gaps = [b - a for a, b in zip(events, events[1:])]
                 self._gaps(r, gaps)
+                if r.answer_event:
+                    self._phase_gaps(r, gaps, r.answer_event)
                 stall = max(gaps)
                 self._value("max_stall", r, stall)
             n = r.output_tokens or len(events)
@@ -260,6 +262,19 @@ class Recorder:
         self.itl_sources[how] += 1
         for gap in gaps:
             self._value("inter_chunk", r, gap)
+
+    def _phase_gaps(self, r: RequestRecord, gaps: list[int], k: int) -> None:
+        """A stream that reasoned first: ITL per token of each phase apart,
+        `reasoning_itl` between reasoning events and `answer_itl` into each
+        answer event (the first's gap is from the last reasoning token).
+        Tokens per event as `itl` counts them: said, else the mean, else one."""
+        n, events = r.output_tokens or 0, len(gaps) + 1
+        per: list[float] | list[int] | None = r.event_tokens
+        if per is None or len(per) != events:
+            per = [1.0] + [(n - 1) / len(gaps) if n > events else 1.0] * len(gaps)
+        for metric, lo, hi in (("reasoning_itl", 0, k - 1), ("answer_itl", k - 1, len(gaps))):
+            for gap, tokens in zip(gaps[lo:hi], per[lo + 1:hi + 1]):
+                self._value(metric, r, int(gap / tokens), max(1, round(tokens)))
 
     def drop(self, phase: str, scenario: str, tenant: str) -> None:
         """An arrival the in-flight cap turned away: never sent, never timed."""

@@ -49,3 +49,26 @@ def test_itl_is_per_token_and_inter_chunk_per_event() -> None:
     assert itl.get_value_at_percentile(50) // 1000 == 10  # 4 of 6 samples at 10 ms
     assert itl.get_min_value() // 1000 == 5 and chunk.get_max_value() // 1000 == 40
     assert rec.itl_sources == {"usage": 1}
+
+
+def test_a_reasoned_stream_has_each_phase_s_itl_and_a_tool_call_its_time() -> None:
+    """Reasoning events at 10 and 20 ms (one token each), answer events of 1, 3
+    and 2 tokens at 30, 60 and 70 ms: reasoning_itl one 10 ms gap; answer_itl
+    the 10 ms into the first answer token, then 3 samples of 10 ms and 2 of
+    5 ms. A call complete at 80 ms of a request sent at 2 ms: 78 ms."""
+    rec = Recorder(0)
+    ms = 1_000_000
+    rec.record(RequestRecord("t", "s", "p", 0, 2 * ms, end=90 * ms, first=10 * ms,
+                             events=[10 * ms, 20 * ms, 30 * ms, 60 * ms, 70 * ms],
+                             output_tokens=8, token_source="usage",
+                             event_tokens=[1, 1, 1, 3, 2], answer_event=2, tool_done=80 * ms))
+    rec.rotate(100 * ms)
+
+    def samples(metric: str) -> list[tuple[int, int]]:
+        h = rec.cumulative[(metric, "p", "s", "t")]
+        return [(v.value_iterated_to // 1000, v.count_at_value_iterated_to)
+                for v in h.get_recorded_iterator()]
+    assert samples("reasoning_itl") == [(10, 1)]
+    assert samples("answer_itl") == [(5, 2), (10, 4)]
+    assert samples("tool_call_time") == [(78, 1)]
+    assert samples("ttfo") == [(28, 1)] and samples("reasoning_time") == [(20, 1)]
