@@ -22,7 +22,7 @@ from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
 from loadkit.workload.models import Workload
-from loadkit.workload.scenarios import HttpScenario
+from loadkit.workload.scenarios import GenerationScenario, HttpScenario
 
 REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL,
               ErrorKind.INCOMPLETE)
@@ -54,9 +54,13 @@ async def probe(plan: Plan, workload: Workload) -> list[ProbeFailure]:
             prompt = sample_tokens(s.prompt_tokens, rng) \
                 if not isinstance(s, HttpScenario) else None
             output = None
-            if hasattr(s, "max_tokens"):
+            if isinstance(s, GenerationScenario):
+                # A check of the whole text (a pattern, a JSON Schema) needs the
+                # whole answer: a reasoning model may spend 16 tokens thinking.
+                whole = s.checks.regex is not None or s.response_format is not None
                 floor = max(PROBE_MAX_TOKENS, s.checks.min_output_tokens or 0)
-                output = min(sample_tokens(s.max_tokens, rng), floor)
+                output = sample_tokens(s.max_tokens, rng)
+                output = output if whole else min(output, floor)
             pairs.append((ti, si, prompt, output))
     transport = open_transport(plan.base_url, plan.requests, plan.client)
     try:

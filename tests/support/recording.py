@@ -54,7 +54,8 @@ def recording_sim(**config: Any) -> Iterator[Recording]:
 
         async def forward(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
-            exchange = Exchange(request.method, request.path, json.loads(raw) if raw else {}, time.monotonic())
+            exchange = Exchange(request.method, request.path,
+                                json.loads(raw) if raw else {}, time.monotonic())
             record.exchanges.append(exchange)
             headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
             async with session.request(request.method, upstream + request.path_qs, data=raw,
