@@ -395,3 +395,30 @@ def server_metrics_chart(r: RunResult, points: int, limit: int = 8) -> Figure | 
         ax.set_ylabel(s.unit)
     _finish_time_axes(axes, r, div, unit)
     return fig
+
+
+def why_chart(r: RunResult) -> Figure | None:
+    """Where the mean request's time went, interval by interval: the
+    server's queue, prefill and decode, and what lay outside it, stacked;
+    the client's mean service time as a line over them."""
+    pts = [p for p in (r.why.over_time if r.why else []) if p.remainder_ms is not None]
+    if not pts:
+        return None
+    fig, axes = figure(1, height=2.6)
+    ax = axes[0]
+    div, unit = time_unit(span(r))
+    t = np.array([p.t_s for p in pts]) / div
+    layers = [(name, np.array([getattr(p, f"{key}_ms") or 0.0 for p in pts]))
+              for name, key in (("queue", "queue"), ("prefill", "prefill"),
+                                ("decode", "decode"), ("outside the server", "remainder"))]
+    if all(not v.any() for _, v in layers[:3]):  # the server timed only its whole
+        layers = [("the server", np.array([p.client_ms - (p.remainder_ms or 0.0)
+                                           for p in pts])), layers[3]]
+    ax.stackplot(t, *[np.clip(v, 0, None) for _, v in layers], labels=[n for n, _ in layers],
+                 colors=COLOURS[:len(layers)], alpha=0.8)
+    ax.plot(t, [p.client_ms for p in pts], color="black", linewidth=1,
+            label="client mean service time")
+    ax.set_ylabel("mean time (ms)")
+    ax.set_ylim(bottom=0)
+    _finish_time_axes(axes, r, div, unit)
+    return fig

@@ -25,6 +25,7 @@ from loadkit.outputs import canvas, charts
 from loadkit.outputs.decimate import DEFAULT_POINTS
 from loadkit.outputs.finish_mix import finish_mix, finish_notes
 from loadkit.outputs.format import interval, quantity, samples, seconds
+from loadkit.outputs.why import split_line
 from loadkit.result import RunResult, SLOResult, Verdict
 from loadkit.result.model import Gpu, Telemetry, TelemetrySource
 
@@ -86,6 +87,8 @@ def render_html(result: RunResult, points: int = DEFAULT_POINTS) -> str:
         r=r, verdict_text=verdict_text(r), charts=run_charts(r, points),
         telemetry=telemetry_summary(r.telemetry), meta=metadata(r), section_of=SECTION_OF,
         word=VERDICT_WORD, mark=VERDICT_MARK, finish=finish_mix(r),
+        causes=[(c.title, c.evidence) for c in r.why.causes] if r.why else [],
+        split=split_line(r.why.decomposition if r.why else None),
         finish_notes=finish_notes(r),
         spec=json.dumps(r.workload.spec, indent=2, sort_keys=True))
 
@@ -128,6 +131,10 @@ def run_charts(r: RunResult, points: int) -> list[Chart]:
                        "sampled, on the same time axis. Shaded bands are the phases; "
                        "recovery_time SLOs mark each disturbance's end (dotted) and the "
                        "time until p99 was back under its limit (dashed).")),
+        ("why", "why", "Where the time went", charts.why_chart, (r,),
+         ("The mean request per interval by the server's own timers (queue, prefill, "
+          "decode), and what lay outside the server (network, gateways, the client): the "
+          "client's mean service time minus the server's mean end to end.")),
         ("trends", "trends", "Trends", charts.trends_chart, (r,),
          ("Trend SLOs: each window's value (its percentile, or its mean GPU memory) and "
           "the Theil–Sen line fitted to them; the slope's 95% interval is in the legend.")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from loadkit.outputs.format import error_line, slo_line
+from loadkit.outputs.why import why_line
 from loadkit.result.model import RunResult, Verdict
 
 
@@ -19,12 +20,13 @@ def render_junit(result: RunResult) -> str:
     trust = ET.SubElement(suite, "testcase", classname="loadkit.run", name="run is trustworthy")
     if not result.trusted:
         ET.SubElement(trust, "error", message="; ".join(result.untrusted_reasons))
+    cause = why_line(result.why)
     for s in slos:
         case = ET.SubElement(suite, "testcase", classname=f"loadkit.slo.{s.scope}",
                              name=s.name)
         if s.verdict == Verdict.FAIL:
             why = f"; errors: {error_line(result.errors)}" if s.metric == "error_rate" \
-                and result.counts.errors else ""
+                and result.counts.errors else f"; why: {cause}" if cause else ""
             ET.SubElement(case, "failure", message=slo_line(s) + why, type="SLOViolation")
         elif s.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {slo_line(s)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loadkit.outputs.finish_mix import finish_notes
 from loadkit.outputs.format import error_summary, interval, per_second, quantity, samples, seconds
+from loadkit.outputs.why import cause_line, split_line
 from loadkit.result.model import Distribution, RunResult, Verdict
 from loadkit.telemetry.derive import describe
 
@@ -43,6 +44,11 @@ def render_markdown(result: RunResult) -> str:
                          f"{verdict}{' — ' + _cell(s.reason) if s.reason else ''} |")
     else:
         lines.append("No SLOs declared.")
+    if (why := result.why) is not None and why.causes:
+        lines += ["", f"**Why:** {_cell(cause_line(why.causes[0]))}"]
+        lines += [f"- also {_cell(cause_line(c))}" for c in why.causes[1:]]
+    if (split := split_line(why.decomposition if why else None)) is not None:
+        lines += ["", f"Time spent: {split}"]
     c, t = result.counts, result.throughput
     lines += ["", f"{c.completed:,} completed · {c.errors:,} errors · "
               f"{c.dropped:,} dropped · {per_second(t.requests_per_s)} · "

@@ -63,6 +63,7 @@ def merged(group: Sequence[Interval]) -> Interval:
         tenant_latency_p99_ms=tenants,
         cached_share=_mean(group, lambda iv: iv.cached_share, done),
         prompt_drift=_mean(group, lambda iv: iv.prompt_drift, done),
+        service_mean_ms=_mean(group, lambda iv: iv.service_mean_ms, done),
         finish_reasons=dict(sorted(reasons.items())),
         intervals=sum(iv.intervals for iv in group),
         # A point's own best p99: latency_p99_low_ms once merged, else its p99.

@@ -145,6 +145,7 @@ class Recorder:
         latency, service = r.end - r.intended, r.end - r.sent
         self._value("latency", r, latency)
         self._value("service_time", r, service)
+        self._interval_counts["service_ns"] += service
         ttft = ttft_c = stall = tpot = ttfo = ttfo_c = thinking = None
         if r.first is not None:
             ttft, ttft_c = r.first - r.sent, r.first - r.intended
@@ -318,7 +319,9 @@ class Recorder:
                                     if counts["cached"] and counts["prompt"] else None),
                       prompt_drift=(round(counts["matched"] / counts["asked"] - 1, 4)
                                     if counts["asked"] else None),
-                      finish_reasons=dict(sorted(self._interval_finish.items())))
+                      finish_reasons=dict(sorted(self._interval_finish.items())),
+                      service_mean_ms=(round(counts["service_ns"] / counts["completed"] / 1e6, 3)
+                                       if counts["completed"] else None))
         self._split_one_token_gaps()
         latency, lateness = new_histogram(), new_histogram()
         by_tenant: dict[str, list[HdrHistogram]] = defaultdict(list)

@@ -32,6 +32,10 @@ from loadkit.result.telemetry import Gpu as Gpu
 from loadkit.result.telemetry import Telemetry
 from loadkit.result.telemetry import TelemetrySeries as TelemetrySeries
 from loadkit.result.telemetry import TelemetrySource as TelemetrySource
+from loadkit.result.why import Cause as Cause
+from loadkit.result.why import Decomposition as Decomposition
+from loadkit.result.why import Why
+from loadkit.result.why import WhyPoint as WhyPoint
 
 SCHEMA_VERSION: Final = 2
 # Versions this loadkit reads: 1's documents are 2's with one point per interval.
@@ -295,6 +299,9 @@ class Interval:
     # of their p99s and this the best (None: one interval).
     intervals: int = 1
     latency_p99_low_ms: float | None = None
+    # The mean service time (end − sent) of the requests it completed, exact:
+    # what the server's own mean timings add up to (slo/why.py).
+    service_mean_ms: float | None = None
 
 
 class Incomplete(Part):
@@ -367,6 +374,7 @@ class RunResult(Part):
     incomplete: Incomplete | None = None  # None: the run wrote this itself, to its end
     distribution: Distribution | None = None  # None: one process ran the load
     sessions: Sessions | None = None  # None: no scenario has sessions
+    why: Why | None = None  # None: not analysed (an older run, or no request completed)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

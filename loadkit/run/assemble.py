@@ -30,6 +30,7 @@ from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.recovery import phase_rates
 from loadkit.slo.scopes import Phases
+from loadkit.slo.why import explain
 from loadkit.telemetry.derive import slo_values
 from loadkit.workload.slo_spec import Objective
 
@@ -99,4 +100,5 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         sessions=measured.sessions(),
         health=generator_health, isolation=isolation, series=measured.series(),
         timeseries=bounded(measured.timeseries()), histograms=measured.encoded_histograms(),
-        telemetry=telemetry, incomplete=incomplete)
+        telemetry=telemetry, incomplete=incomplete,
+        why=explain(measured.timeseries(), phases, telemetry, slos, generator_health))

@@ -244,7 +244,9 @@ def decimate(points: Points, limit: int = MAX_POINTS) -> list[list[float]]:
                 lo, hi = a + int(np.argmin(v[a:z])), a + int(np.argmax(v[a:z]))
                 chosen += sorted({lo, hi})
         keep = chosen
-    return [[round(float(t[i]), 3), _r(v[i])] for i in keep]
+    # Six significant digits: a request timer's mean in seconds keeps its µs
+    # (slo/why.py subtracts it from the client's), a counter its units.
+    return [[round(float(t[i]), 3), float(f"{float(v[i]):.6g}")] for i in keep]
 
 
 def _gauges(series: dict[str, dict]) -> dict[str, Points]:

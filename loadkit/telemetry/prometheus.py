@@ -11,7 +11,8 @@ summed (requests across models add up). Gauges are kept as they are;
 counters are kept raw and as a rate (``<name>_total.rate``, per second,
 resets handled); histograms become per-scrape p50/p90/p99 and mean
 (``<name>.p99``) from the bucket deltas between two scrapes, interpolated
-within a bucket as PromQL's histogram_quantile does.
+within a bucket as PromQL's histogram_quantile does, and the count of
+observations the scrape added (``<name>.count``).
 """
 
 from __future__ import annotations
@@ -232,6 +233,9 @@ class PrometheusSource(Source):
             add(p + _key(f"{fam}.mean", labels), (total - ltotal) / dcount, t_ns,
                 metric=f"{p}{fam}.mean", unit=unit, kind="quantile", labels=labels,
                 source=self.kind)
+            # How many the mean is over: means of several scrapes weigh by it.
+            add(p + _key(f"{fam}.count", labels), dcount, t_ns, metric=f"{p}{fam}.count",
+                unit="", kind="count", labels=labels, source=self.kind)
 
 
 def _add(into: dict, name: str, labels: dict, value: float) -> None:

@@ -27,7 +27,7 @@ class Exchange:
     path: str
     body: dict[str, Any]
     arrived: float  # time.monotonic() when the request reached the proxy
-    ended: float = 0.0  # when the last byte of the answer left it
+    ended: float = 0.0  # when the last bytes of the answer reached it
     answer: bytes = b""
 
 
@@ -65,10 +65,13 @@ def recording_sim(**config: Any) -> Iterator[Recording]:
                 await out.prepare(request)
                 parts = []
                 async for chunk in r.content.iter_any():
+                    # Stamped before it goes on: the client cannot have the
+                    # answer's last byte before this.
+                    exchange.ended = time.monotonic()
                     parts.append(chunk)
                     await out.write(chunk)
                 await out.write_eof()
-            exchange.answer, exchange.ended = b"".join(parts), time.monotonic()
+            exchange.answer = b"".join(parts)
             return out
 
         app = web.Application()
