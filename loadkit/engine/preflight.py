@@ -34,6 +34,30 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
         raise TargetUnreachable(f"{shown}: {type(exc).__name__}") from None
 
 
+RESETS = ("/reset_prefix_cache", "/flush_cache")  # vLLM's, SGLang's
+
+
+def reset_prefix_cache(base_url: str, client: Client, headers: dict[str, str]) -> str:
+    """`cache: cold`: empty the target's prefix cache (the first of RESETS it
+    serves); RunError (exit 3) when it serves none: the run would measure a
+    cache it was asked not to."""
+    shown = without_credentials(base_url)
+    timeout = httpx.Timeout(client.timeouts.first_byte, connect=client.timeouts.connect)
+    said = []
+    try:
+        with httpx.Client(verify=ssl_context(client), timeout=timeout,
+                          follow_redirects=False) as c:
+            for path in RESETS:
+                resp = c.post(base_url + path, headers=headers)
+                if 200 <= resp.status_code < 300:
+                    return f"prefix cache reset ({path})"
+                said.append(f"{path}: HTTP {resp.status_code}")
+    except httpx.HTTPError as exc:
+        said.append(f"{type(exc).__name__}: {exc}")
+    raise TargetRejected(f"`cache: cold`: {shown} reset no prefix cache ({'; '.join(said)}); "
+                         "a vLLM server needs VLLM_SERVER_DEV_MODE=1 for /reset_prefix_cache")
+
+
 def discover_model(base_url: str, client: Client, headers: dict[str, str],
                    key_from: str) -> str:
     """The one model the target lists at GET /v1/models (OpenAI, vLLM, TGI,

@@ -450,6 +450,7 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
             turn.last = turn.last or ends
         else:
             body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)
+        rec.body = body
         answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None)
         end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)

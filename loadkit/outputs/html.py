@@ -114,6 +114,8 @@ def verdict_text(r: RunResult) -> str:
                 f"{names(undecided)}.")
     else:
         text = f"All {len(slos)} SLOs passed."
+        if r.verdict == Verdict.INCONCLUSIVE and r.cache is not None:
+            text += f" Yet the verdict is inconclusive: {r.cache.reason}."
     if not r.trusted:
         text = ("This run cannot be trusted, whatever its SLOs say: "
                 f"{'; '.join(r.untrusted_reasons)}. " + text)

@@ -63,6 +63,8 @@ def render_markdown(result: RunResult) -> str:
                   ""]
     if notes := finish_notes(result):
         lines += [*notes, ""]
+    if (cache := result.cache) is not None and cache.state != "as expected":
+        lines += [f"**Prefix cache {cache.state}:** {_cell(cache.reason)}", ""]
     if (tk := result.tokens).cached_total is not None and tk.prompt_total:
         lines += [f"Prefix cache: {tk.cached_total / tk.prompt_total:.1%} of "
                   f"{tk.prompt_total:,} prompt tokens served from the server's cache", ""]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadkit.errors import ErrorKind
+from loadkit.record.cache_model import ExpectedCache
 from loadkit.record.events import RunEvents
 from loadkit.record.histogram import (
     HdrHistogram,
@@ -66,6 +67,7 @@ class RequestRecord:
     answer_event: int | None = None  # index in `events` of the first answer token
     reasoning_tokens: int | None = None  # tokens spent reasoning, where any
     tool_done: int | None = None  # when the answer's tool calls were complete
+    body: bytes | None = None  # what was sent (its prompt feeds the expected cache hits)
     error: ErrorKind | None = None
     message: str = ""
 
@@ -93,6 +95,10 @@ class Recorder:
     # of the same requests (how far real input lengths are from the asked).
     prompt_asked: Counter = field(default_factory=Counter)
     prompt_matched: Counter = field(default_factory=Counter)
+    # Of the prompts whose server said what it cached: the cached tokens their
+    # own run's prompts explain (record/cache_model.py).
+    expected_cached: Counter = field(default_factory=Counter)
+    cache_model: ExpectedCache = field(default_factory=ExpectedCache)
     # Output tokens spent reasoning (reasoning models), by (phase, scenario, tenant).
     reasoning_tokens: Counter = field(default_factory=Counter)
     # Sessions by (started | completed | failed, phase, scenario, tenant).
@@ -197,6 +203,8 @@ class Recorder:
             if r.cached_tokens is not None:
                 self.cached_tokens[scope] += r.cached_tokens
                 self._interval_counts["cached"] += r.cached_tokens
+                if r.body is not None:
+                    self.expected_cached[scope] += self.cache_model.admit(r.body)
             if r.prompt_asked:
                 self.prompt_asked[scope] += r.prompt_asked
                 self.prompt_matched[scope] += r.prompt_tokens

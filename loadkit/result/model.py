@@ -207,6 +207,9 @@ class Tokens(Part):
     # ones it served from its prefix cache (prompt_tokens_details.cached_tokens)
     prompt_total: int | None = None
     cached_total: int | None = None
+    # Of cached_total, what the run's own earlier prompts explain: the hits a
+    # prefix cache empty at the start would give (record/cache_model.py).
+    expected_cached_total: int | None = None
     # Of output_total, the tokens reasoning models spent reasoning (usage's
     # completion_tokens_details.reasoning_tokens, else counted); None: none.
     reasoning_total: int | None = None
@@ -219,6 +222,17 @@ class Tokens(Part):
     # Streams that ended after their finish_reason without `data: [DONE]`
     # (complete, counted as a note: transformers serve sends none)
     no_done: int = 0
+
+
+class CacheState(Part):
+    """The server's prefix-cache hits against what the run's own prompts
+    explain (slo/cache_state.py); `warm` makes a passing verdict inconclusive."""
+
+    state: Literal["as expected", "warm", "evicting"]
+    observed_share: float  # cached / prompt tokens, as the server said
+    expected_share: float  # from this run's own prompts, from an empty cache
+    reset: bool  # `cache: cold`: the run reset the server's cache before its clock
+    reason: str
 
 
 class Sessions(Part):
@@ -375,6 +389,7 @@ class RunResult(Part):
     distribution: Distribution | None = None  # None: one process ran the load
     sessions: Sessions | None = None  # None: no scenario has sessions
     why: Why | None = None  # None: not analysed (an older run, or no request completed)
+    cache: CacheState | None = None  # None: the server said nothing of its prefix cache
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

@@ -26,6 +26,7 @@ from loadkit.result.model import (
 )
 from loadkit.run.build import Measured, health, saturation_reason
 from loadkit.slo.after_run import judge_after_run
+from loadkit.slo.cache_state import cache_state
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.recovery import phase_rates
@@ -54,6 +55,7 @@ class RunFacts(Part):
     allow_saturated: bool
     # (tenant, phase, req/s) as declared; None where it is not declared (traces, closed loops)
     declared_rates: list[tuple[str, str, float | None]]
+    cache_reset: bool = False  # `cache: cold`: the server's prefix cache was reset first
 
 
 def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled: Counter,
@@ -85,6 +87,11 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         slo, at_s = judge.breach
         aborted = Aborted(slo=slo.name, at_s=round(at_s, 3), observed=slo.observed,
                           reason="a clear breach of an `abort: true` SLO")
+    tokens = measured.tokens()
+    cache = cache_state(tokens, facts.cache_reset)
+    verdict = Verdict.overall([s.verdict for s in slos])
+    if cache is not None and cache.state == "warm" and verdict == Verdict.PASS:
+        verdict = Verdict.INCONCLUSIVE  # the cache, not the release, may have passed it
     decided = None
     if judge is not None and judge.decided is not None:
         d = judge.decided
@@ -93,12 +100,13 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         run_id=facts.run_id, loadkit_version=facts.loadkit_version, host=facts.host,
         git_commit=facts.git_commit, started_at=facts.started_at, finished_at=finished_at,
         target=facts.target, closed_loop=facts.closed_loop, workload=facts.workload,
-        phases=phases, aborted=aborted, decided=decided, verdict=Verdict.overall([s.verdict for s in slos]),
+        phases=phases, aborted=aborted, decided=decided, verdict=verdict,
         trusted=not untrusted, untrusted_reasons=untrusted, slos=slos,
         counts=measured.request_counts(scheduled, unfinished),
-        throughput=measured.throughput(), errors=measured.errors(), tokens=measured.tokens(),
+        throughput=measured.throughput(), errors=measured.errors(), tokens=tokens,
         sessions=measured.sessions(),
         health=generator_health, isolation=isolation, series=measured.series(),
         timeseries=bounded(measured.timeseries()), histograms=measured.encoded_histograms(),
         telemetry=telemetry, incomplete=incomplete,
-        why=explain(measured.timeseries(), phases, telemetry, slos, generator_health))
+        why=explain(measured.timeseries(), phases, telemetry, slos, generator_health),
+        cache=cache)

@@ -114,6 +114,8 @@ class Measured:
                       reasoning_total=self._in_measured(self.recorder.reasoning_tokens) or None,
                       cached_total=(sum(self.recorder.cached_tokens.values())
                                     if self.recorder.cached_tokens else None),
+                      expected_cached_total=(sum(self.recorder.expected_cached.values())
+                                             if self.recorder.expected_cached else None),
                       prompt_drift=(round(sum(self.recorder.prompt_matched.values()) / asked - 1, 4)
                                     if (asked := sum(self.recorder.prompt_asked.values()))
                                     else None),

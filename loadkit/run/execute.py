@@ -28,7 +28,7 @@ from loadkit.distributed.fleet import Fleet, FleetOptions
 from loadkit.engine import Engine, Plan, Progress
 from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.loop import quiet_collector, run_async
-from loadkit.engine.preflight import check_target, discover_model
+from loadkit.engine.preflight import check_target, discover_model, reset_prefix_cache
 from loadkit.engine.probe import credentials_source, explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
@@ -115,6 +115,10 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
         plan = plan_for(loaded, base_url)
         if loaded.workload.client.probe:
             notes += _probe(plan, loaded.workload)
+        if w.cache == "cold":  # after the probe: its prompts must not warm the cache
+            notes.append(reset_prefix_cache(base_url, w.client,
+                                            identity(w.scenarios[0], w.all_tenants[0],
+                                                     os.environ)))
         fleet = stack.enter_context(_fleet(options.fleet, w)) if options.fleet else None
         if fleet is not None:
             fleet.gather()
@@ -264,7 +268,8 @@ def _facts(loaded: LoadedWorkload, plan: Plan, run_id: str, target_label: str,
         interval_s=w.interval, lateness_bound_ms=w.lateness_bound * 1000.0,
         strict=options.strict, allow_saturated=options.allow_saturated,
         declared_rates=[(t.name, p.name, _declared_rate(w.arrival_for(t, p), p.duration))
-                        for t in w.all_tenants for p in w.phase_list])
+                        for t in w.all_tenants for p in w.phase_list],
+        cache_reset=w.cache == "cold")
 
 
 def _journal_header(facts: RunFacts, plan: Plan, objectives: list,

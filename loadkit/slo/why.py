@@ -140,11 +140,12 @@ def _decompose(timeseries: Sequence[Interval], windows: list[tuple[float, float]
     if not requests:
         return None
     client = sum((iv.service_mean_ms or 0.0) * iv.completed for iv in ivs) / requests
-    late = series.interval  # a scrape counts the requests that ended before it
-    parts = {part: _over([series.mean(names, a, b + late) for a, b in windows])
+    # A scrape counts the requests that ended since the one before: those in
+    # the window are the window's scrapes' (less a sliver at either end).
+    parts = {part: _over([series.mean(names, a, b) for a, b in windows])
              for part, names in TIMERS.items()}
     tail = {part: round(v * 1000, 3) for part, names in TIMERS.items()
-            if (v := max((w for a, b in windows if (w := series.worst(names, a, b + late))
+            if (v := max((w for a, b in windows if (w := series.worst(names, a, b))
                           is not None), default=None)) is not None}
     server = parts["server"]
     if server is None and None not in (parts["queue"], parts["prefill"], parts["decode"]):
@@ -168,8 +169,7 @@ def _over(means: list[tuple[float, float] | None]) -> float | None:
 def _point(iv: Interval, series: _Series) -> WhyPoint | None:
     if iv.service_mean_ms is None:
         return None
-    late = series.interval
-    parts = {part: m[0] * 1000 if (m := series.mean(names, iv.start_s, iv.end_s + late / 2))
+    parts = {part: m[0] * 1000 if (m := series.mean(names, iv.start_s, iv.end_s))
              else None for part, names in TIMERS.items()}
     server = parts["server"]
     return WhyPoint(t_s=iv.end_s, client_ms=iv.service_mean_ms,

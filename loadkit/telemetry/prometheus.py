@@ -40,7 +40,13 @@ KNOWN = (
     "vllm:request_success", "vllm:num_preemptions", "vllm:time_to_first_token_seconds",
     "vllm:e2e_request_latency_seconds", "vllm:time_per_output_token_seconds",
     "vllm:inter_token_latency_seconds", "vllm:request_queue_time_seconds",
+    "vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds",
+    "vllm:request_inference_time_seconds",
     "vllm:prefix_cache_queries", "vllm:prefix_cache_hits",
+    # SGLang
+    "sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage",
+    "sglang:queue_time_seconds", "sglang:e2e_request_latency_seconds",
+    "sglang:time_to_first_token_seconds",
     # TGI
     "tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens",
     "tgi_request_count", "tgi_request_success", "tgi_request_duration",
@@ -53,6 +59,7 @@ KNOWN = (
     "nv_energy_consumption",
     # the embedded simulator
     "loadkit_sim_gpu_*", "loadkit_sim_requests_running", "loadkit_sim_replicas",
+    "loadkit_sim_model_load*",
 )
 # Labels that describe rather than identify a series: dropped, samples summed.
 DESCRIPTIVE = frozenset({

@@ -191,6 +191,9 @@ class Workload(Strict):
     # End the run as soon as its verdict is decided (always-valid test, checked
     # after every interval): the measure phase's length becomes a maximum.
     stop_when_decided: bool = False
+    # `cold`: reset the server's prefix cache before the clock (vLLM's
+    # /reset_prefix_cache, SGLang's /flush_cache); a run stops if it cannot.
+    cache: Literal["cold"] | None = None
     telemetry: TelemetrySpec | None = None  # GPU and server telemetry (loadkit/telemetry/)
 
     @model_validator(mode="before")

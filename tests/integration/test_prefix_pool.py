@@ -108,6 +108,10 @@ def test_cached_prefixes_cut_ttft_by_the_modelled_prefill(run: RunWorkload) -> N
     t, n = shared["tokens"], shared["counts"]["completed"]
     assert unique["tokens"]["cached_total"] == 0
     assert t["cached_total"] == sim_hits > 0  # the server's own count, request by request
+    # A cache that held this run's own prompts: as the run explains it
+    assert shared["cache"]["state"] == "as expected"
+    assert shared["cache"]["expected_share"] == pytest.approx(
+        shared["cache"]["observed_share"], abs=0.01)
     # Every request but the first finds the prefix's 800 tokens: 50 whole
     # blocks of 16 (the simulator counts a token a word, as prompts are built).
     per_hit = t["cached_total"] / (n - 1)
@@ -119,3 +123,27 @@ def test_cached_prefixes_cut_ttft_by_the_modelled_prefill(run: RunWorkload) -> N
     saving_ms = PREFILL_MS * per_hit
     delta = unique["series"]["ttft"]["all"]["p50"] - shared["series"]["ttft"]["all"]["p50"]
     assert abs(delta - saving_ms) <= 0.1 * saving_ms, (delta, saving_ms)
+
+
+@pytest.mark.slow
+def test_a_cache_warm_from_an_earlier_run_makes_a_pass_inconclusive(run: RunWorkload) -> None:
+    """The same seeded run twice against one simulator with a prefix cache:
+    the second run's prompts are the first's, so the server serves them from
+    its cache while the run itself explains no hit (each prompt starts with its
+    own number). A pass is then inconclusive, with both shares; `cache: cold`
+    resets the cache before the clock, and the pass stands."""
+    spec = {"name": "again", "duration": 2, "warmup": 0,
+            "arrival": {"process": "constant", "rate": 20},
+            "scenarios": [chat(prompt_tokens=64)], "slos": ["latency p50 < 5s"]}
+    with simulator("--ttft-ms", "1", "--itl-ms", "1", "--prefix-cache-blocks", "10000") as url:
+        first, _ = run({**spec, "target": url}, probe=False)
+        again, _ = run({**spec, "target": url}, probe=False)
+        cold, _ = run({**spec, "target": url, "cache": "cold"}, probe=False)
+    assert (first["cache"]["state"], first["verdict"]) == ("as expected", "pass")
+    assert first["cache"]["observed_share"] == first["cache"]["expected_share"] == 0
+    warm = again["cache"]
+    assert (warm["state"], again["verdict"]) == ("warm", "inconclusive")
+    assert warm["observed_share"] > 0.9 and warm["expected_share"] == 0
+    assert "warm from before the run" in warm["reason"] and not warm["reset"]
+    assert (cold["cache"]["state"], cold["verdict"], cold["cache"]["reset"]) == \
+        ("as expected", "pass", True)
