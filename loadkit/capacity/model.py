@@ -16,7 +16,7 @@ from typing import Final, Literal
 from pydantic import Field
 
 from loadkit.capacity.search import Conclusion, Status
-from loadkit.result.model import Part, Verdict
+from loadkit.result.model import Cause, Decomposition, Part, Verdict
 
 SCHEMA_VERSION: Final = 1
 RATE, USERS = "req/s", "users"
@@ -76,7 +76,12 @@ class ProbeRecord(Part):
     energy_per_request_j: float | None = None
     cost_per_1m_output_tokens: float | None = None
     cost_per_1k_requests: float | None = None
+    energy_per_1k_output_tokens_j: float | None = None
     telemetry_simulated: bool = False
+    # The mean request by the server's own timers, and the causes named when
+    # the probe failed (run.json's `why`).
+    split: Decomposition | None = None
+    causes: list[Cause] = Field(default_factory=list)
 
 
 class RampStep(Part):
@@ -104,6 +109,22 @@ class Ramp(Part):
     steps: list[RampStep] = Field(default_factory=list)
     confirm: float | None = None  # the search's first load: the step below the failing one
     failed: float | None = None  # the lowest failing step's load
+
+
+class Knee(Part):
+    """What changed between the highest passing probe and the lowest failing
+    one (capacity/knee.py)."""
+
+    passed: float
+    failed: float
+    part: str | None = None  # queue | prefill | decode | remainder: the one that grew most
+    moved: str | None = None  # e.g. "queue 4.9 → 310.2 ms"
+    cause: str | None = None  # the failing probe's first named cause (slo/why.py)
+    cause_title: str | None = None
+    evidence: list[str] = Field(default_factory=list)
+    # (passing, failing) probe
+    energy_per_1k_output_tokens_j: tuple[float | None, float | None] = (None, None)
+    cost_per_1m_output_tokens: tuple[float | None, float | None] = (None, None)
 
 
 class Interval(Part):
@@ -167,6 +188,7 @@ class CapacityResult(Part):
     summary: str  # the answer in one sentence
     capacity: Interval
     binding_slo: str | None = None  # the SLO that failed first, by name
+    knee: Knee | None = None  # why it failed there
     settings: Settings
     spent_s: float
     probes: list[ProbeRecord]

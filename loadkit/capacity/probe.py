@@ -179,7 +179,10 @@ def record_of(result: RunResult, base: dict, elapsed_s: float, good: int | None
         energy_per_request_j=figure("energy_per_request"),
         cost_per_1m_output_tokens=figure("cost_per_1m_output_tokens"),
         cost_per_1k_requests=figure("cost_per_1k_requests"),
-        telemetry_simulated=bool(result.telemetry and result.telemetry.simulated))
+        energy_per_1k_output_tokens_j=figure("energy_per_1k_output_tokens"),
+        telemetry_simulated=bool(result.telemetry and result.telemetry.simulated),
+        split=result.why.decomposition if result.why else None,
+        causes=result.why.causes if result.why else [])
 
 
 def slo_points(slos: list[SLOResult]) -> list[SloPoint]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from loadkit.capacity.gate import ANSWERED
+from loadkit.capacity.knee import knee_line
 from loadkit.capacity.model import CapacityResult, Percentiles, ProbeRecord, SloPoint
 from loadkit.outputs.format import quantity
 from loadkit.outputs.junit import junit_document
@@ -38,6 +39,8 @@ def facts(r: CapacityResult) -> list[tuple[str, str]]:
     out = [("capacity", f"{headline(r)} — {r.summary}")]
     if r.binding_slo:
         out.append(("binding SLO", r.binding_slo))
+    if r.knee is not None:
+        out.append(("knee", knee_line(r.knee)))
     if h := r.headroom:
         low = f"{h.low:.3g}×" if h.low is not None else "0×"
         high = f"{h.high:.3g}×" if h.high is not None else "∞"

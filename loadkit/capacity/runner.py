@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from loadkit import __version__
 from loadkit.capacity.gate import parse_expect, regate
+from loadkit.capacity.knee import knee_of
 from loadkit.capacity.model import (
     USERS,
     CapacityResult,
@@ -161,6 +162,7 @@ def build(found: Found, records: list[ProbeRecord], s: SearchSettings, unit: str
         capacity=Interval(passed=found.passed, failed=found.failed,
                           width=round(found.width, 6) if found.width is not None else None),
         binding_slo=binding.name if binding else None,
+        knee=knee_of(records, found.passed, found.failed),
         settings=Settings(start=s.start, low=s.low, high=s.high, precision=s.precision,
                           probe_s=s.probe_s, budget_s=s.budget_s, growth=s.growth,
                           extensions=s.extensions, strict=strict,

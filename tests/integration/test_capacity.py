@@ -213,6 +213,10 @@ def test_simulator_capacity_within_10_percent_of_its_serving_model(tmp_path: Pat
     assert lo <= saturation * 1.10 and hi >= saturation * 0.90
     assert abs(math.sqrt(lo * hi) - saturation) / saturation <= 0.10
     assert result["binding_slo"] == "ttft p90 < 150ms [all]"
+    # The serving model's binding resource is its seats: the knee is the queue for them.
+    knee = result["knee"]
+    print(f"knee: {knee}")
+    assert (knee["part"], knee["cause"]) == ("queue", "queueing")
     assert len(result["probes"]) <= 2 + bisections_needed(30, 50, 0.08)
     # Goodput (requests within the SLOs' thresholds) keeps up below the knee only.
     by_status = {s: [p for p in result["probes"] if p["status"] == s] for s in ("pass", "fail")}

@@ -190,3 +190,29 @@ def test_a_damaged_or_foreign_file_is_bad_input(tmp_path: Path, found: CapacityR
     (tmp_path / "capacity.json").write_text(json.dumps(doc))
     with pytest.raises(InputError, match="capacity"):
         load_capacity(tmp_path)
+
+
+def test_the_knee_names_the_part_that_moved_and_the_failing_probe_s_cause() -> None:
+    from loadkit.capacity.knee import knee_line, knee_of
+    from loadkit.capacity.report import facts
+    from loadkit.result.model import Cause, Decomposition
+
+    def split(queue: float) -> Decomposition:
+        return Decomposition(client_ms=queue + 120, requests=100, server_ms=queue + 118,
+                             queue_ms=queue, prefill_ms=20, decode_ms=98, remainder_ms=2)
+    below = record(1, 40, 60, 10).model_copy(update={
+        "split": split(5.0), "energy_per_1k_output_tokens_j": 30.0,
+        "cost_per_1m_output_tokens": 2.4})
+    queueing = Cause(name="queueing", title="queueing", evidence=["queue wait 300 ms"])
+    above = record(2, 42, 900, 10).model_copy(update={
+        "split": split(300.0), "causes": [queueing], "energy_per_1k_output_tokens_j": 29.0,
+        "cost_per_1m_output_tokens": 2.3})
+    k = knee_of([below, above], 40, 42)
+    assert k is not None and (k.part, k.moved, k.cause) == ("queue", "queue 5.0 → 300.0 ms",
+                                                            "queueing")
+    assert knee_line(k) == ("from 40 to 42: queue 5.0 → 300.0 ms; queueing: queue wait "
+                            "300 ms; energy per 1k output tokens 30 → 29 J; cost per 1M "
+                            "output tokens 2.4 → 2.3")
+    assert knee_of([below], 40, None) is None  # no failing probe bounds it
+    r = search_result([below, above], passed=40, failed=42)
+    assert r.knee == k and ("knee", knee_line(k)) in facts(r)
