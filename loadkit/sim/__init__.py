@@ -4,8 +4,10 @@ A deterministic stand-in for an LLM endpoint (vLLM, TGI, OpenAI, Anthropic)
 that speaks chat and text completions, the OpenAI Responses API and the
 Anthropic Messages API (reasoning, tool calls and structured output in all
 three chat-like ones), and behaves like a GPU server: replicas with continuous batching, prefill and
-decode costs, a KV-cache, a waiting queue, cold starts, scheduled faults,
-embeddings and vLLM-style ``/metrics``.  Its defaults are a fixed
+decode costs, a KV-cache, a waiting queue, cold starts, scheduled faults
+(a gateway's overhead in front of it among them), embeddings, vLLM's and
+SGLang's prefix cache resets and vLLM-style ``/metrics`` (each request's
+queue, prefill and decode times among them, adding up to its end-to-end).  Its defaults are a fixed
 time-to-first-token and inter-token latency at any load.  Self-contained on
 purpose: the server imports nothing else from loadkit (only the stdlib,
 aiohttp and, optionally, uvloop/PyYAML); ``embedded`` is loadkit's side, the

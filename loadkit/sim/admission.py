@@ -4,6 +4,14 @@ Every inference endpoint goes through :func:`admission`: a fault-injected
 429/5xx turns the request away at the door, a deployment with no live replica
 answers 503, and an admitted request is counted, given a replica and its
 fate, and kept in the deployment's in-system count until its handler returns.
+:func:`arrival` is when the server sees a request: after an ``overhead``
+fault held it in front of the server.
+
+An :class:`Admission` keeps the instants of its request on the loop clock
+(arrival, seated, first token, last token) and turns them into the phases
+of ``/metrics`` (``metrics.py``): each instant is taken no earlier than the
+one before, so the phases are never negative and add up to the end-to-end
+time.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from . import openai_wire as wire
-from .context import SimContext
+from .context import SimContext, sleep_until
 from .dialect import ErrorShape
 from .injector import HEALTHY, Fate
+from .metrics import ns
 from .responses import rejected, unavailable
 from .serving import Replica
 
@@ -24,27 +33,53 @@ from .serving import Replica
 class Admission:
     """An admitted request: its replica, its fate, and its answer's counters."""
 
-    __slots__ = ("_ctx", "_t0", "fate", "replica")
+    __slots__ = ("_ctx", "_first", "_seated", "_t0", "fate", "replica")
 
     def __init__(self, ctx: SimContext, replica: Replica, fate: Fate, t0: float) -> None:
         self.replica = replica
         self.fate = fate
         self._ctx = ctx
         self._t0 = t0  # arrival, loop time
+        self._seated = t0  # admitted to a batch seat (after any load), loop time
+        self._first: float | None = None  # the first token's deadline, loop time
+
+    def seated(self, at: float) -> None:
+        """The request got its batch seat (KV-cache, a loaded model) at loop time ``at``."""
+        self._seated = max(at, self._t0)
 
     def first_token(self, at: float, prompt_tokens: int) -> None:
-        """The first token was out at loop time ``at``: its prompt was prefilled."""
+        """The first token was due at loop time ``at``: its prompt was prefilled."""
+        self._first = first = max(at, self._seated)
         metrics = self._ctx.metrics
-        metrics.ttft.observe(at - self._t0)
+        metrics.ttft.observe_ns(ns(self._seated - self._t0) + ns(first - self._seated))
         metrics.prompt_tokens += prompt_tokens
 
-    def answered(self, prompt_tokens: int = 0) -> None:
-        """The answer is complete now; ``prompt_tokens`` for answers without tokens
-        (embeddings), whose input is not counted by :meth:`first_token`."""
+    def answered(self, at: float, prompt_tokens: int = 0) -> None:
+        """The answer is complete: its last token was due at loop time ``at``.
+
+        ``prompt_tokens`` for answers without tokens (embeddings), whose input
+        is not counted by :meth:`first_token`; their first token is the answer
+        (no decode)."""
         metrics = self._ctx.metrics
         metrics.prompt_tokens += prompt_tokens
-        metrics.finished += 1
-        metrics.e2e.observe(self._ctx.loop.time() - self._t0)
+        first = max(at, self._seated) if self._first is None else self._first
+        last = max(at, first)
+        metrics.answered(ns(self._seated - self._t0), ns(first - self._seated),
+                         ns(last - first))
+
+
+async def arrival(ctx: SimContext) -> float:
+    """The loop time at which the server sees a request that reached its
+    handler now: later by the active ``overhead`` faults, time spent in front
+    of the server (a gateway, a proxy), which none of its metrics include."""
+    loop = ctx.loop
+    now = loop.time()
+    if ctx.injector.delays:
+        delay = ctx.injector.overhead(now)
+        if delay:
+            await sleep_until(loop, now + delay)
+            now = loop.time()
+    return now
 
 
 @contextlib.contextmanager

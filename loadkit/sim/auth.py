@@ -1,4 +1,5 @@
-"""The ``api_key`` knob: every ``/v1`` endpoint wants the key.
+"""The ``api_key`` knob: every ``/v1`` endpoint wants the key, and so do the
+prefix cache resets (``/reset_prefix_cache``, ``/flush_cache``: a Bearer).
 
 OpenAI's endpoints take ``Authorization: Bearer <key>``; Anthropic's
 ``/v1/messages`` takes ``x-api-key: <key>`` (or the Bearer, as gateways send
@@ -21,6 +22,9 @@ from .responses import JSON
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MESSAGES_PATH = "/v1/messages"
+RESET_PREFIX_CACHE_PATH = "/reset_prefix_cache"  # vLLM's
+FLUSH_CACHE_PATH = "/flush_cache"  # SGLang's
+_ADMIN_PATHS = frozenset({RESET_PREFIX_CACHE_PATH, FLUSH_CACHE_PATH})
 _OPENAI_401 = json.dumps({"error": {"message": "Incorrect API key provided.",
                                     "type": "invalid_request_error", "param": None,
                                     "code": "invalid_api_key"}}).encode()
@@ -40,13 +44,14 @@ def _bearer(header: str | None, key: bytes) -> bool:
 
 
 def middleware(api_key: str) -> Middleware:
-    """The middleware that answers 401 to a /v1 request without ``api_key``."""
+    """The middleware that answers 401 to a /v1 request, or a cache reset,
+    without ``api_key``."""
     key = api_key.encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/") or path in _ADMIN_PATHS:
             headers = request.headers
             if path == MESSAGES_PATH:
                 if not (_same(headers.get("x-api-key"), key)

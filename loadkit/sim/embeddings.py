@@ -8,6 +8,8 @@ function of (seed, input): unit length, drawn from a SHAKE-256 stream, so the
 same text always gets the same vector and different texts different ones.
 An answer takes ``embedding_ms + embedding_ms_per_token x input tokens`` of
 the replica's time, without a batch seat: only a cold start makes it wait.
+On ``/metrics`` its answer counts like a one-token one: queue (a load),
+prefill, no decode; no TTFT.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .admission import Admission, admission
+from .admission import Admission, admission, arrival
 from .context import SimContext, sleep_until
 from .openai_wire import RequestError, approx_tokens
 from .responses import bad_request, dropped, json_answer, version_headers
@@ -42,7 +44,7 @@ class EmbeddingRequest:
 
 async def embeddings(ctx: SimContext, request: web.Request) -> web.StreamResponse:
     loop, cfg, dep = ctx.loop, ctx.config, ctx.deployment
-    t0 = loop.time()
+    t0 = await arrival(ctx)
     try:
         req = parse_embedding_request(await request.read(), cfg.embedding_dim)
     except RequestError as exc:
@@ -57,19 +59,21 @@ async def embeddings(ctx: SimContext, request: web.Request) -> web.StreamRespons
         except ReplicaLost:
             return dropped(request)
         start = loop.time() if loading else t0
+        admitted.seated(start)  # a wait for a load is queue time
         work = (cfg.embedding_ms + cfg.embedding_ms_per_token * req.tokens) / 1000.0
         work *= fate.slowdown * ctx.timeline.speed_factor(rep.index, start)
         work += ctx.timeline.delay(rep.index, start)
+        done = ctx.timeline.advance(rep.index, start, work)
         dep.extra_running += 1
         try:
-            await sleep_until(loop, ctx.timeline.advance(rep.index, start, work))
+            await sleep_until(loop, done)
         finally:
             dep.extra_running -= 1
         if fate.cut_at >= 0 or rep.state == DEAD:
             return dropped(request)
         seed = f"{cfg.seed}:b" if fate.wrong_content else str(cfg.seed)
         body = embedding_response(req, seed, cfg.model)
-        admitted.answered(prompt_tokens=req.tokens)
+        admitted.answered(done, prompt_tokens=req.tokens)  # prefill only, no decode
         return json_answer(body, fate, version_headers(fate, ctx.injector.versioned))
 
 

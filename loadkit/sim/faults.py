@@ -18,6 +18,8 @@ until it stops).  Times are numbers of seconds or strings such as ``250ms``,
                                                        that fraction served by a slower/wrong "version B"
     replica_death  replica*                            the replica dies at start (its requests are cut),
                                                        and comes back, cold, at end
+    overhead       ms*                                 every inference request arriving is held `ms`
+                                                       before the server sees it (a gateway in front)
 
 Engine quirks: what real servers send that the simulator's OpenAI streams do
 not, for that fraction of streamed answers (``rate`` defaults to 1, except
@@ -38,7 +40,14 @@ is the request's ``tenant_header``, see SimConfig); ``burst`` defaults to
 ``max(1, per_second)``.  ``reset`` cuts after ``after_tokens`` tokens, or at a
 seeded random token when it is omitted.  ``replica`` (stall, degrade, ramp)
 restricts the fault to one replica; omitted, it hits all of them.  ``ramp`` is a
-linear slow degradation of known slope (``ms_per_s``), for trend SLOs.  A
+linear slow degradation of known slope (``ms_per_s``), for trend SLOs.
+``overhead`` is time spent outside the inference server, as a proxy, gateway
+or load balancer in front of it adds: a chat, completions, Responses,
+Messages or embeddings request that arrives inside the window waits ``ms``
+milliseconds before its handler takes its arrival time, so the client sees
+the delay and none of the server's own histograms (``/metrics``) do; each
+delayed request counts once in ``loadkit_sim_faults_injected_total{kind=
+"overhead"}`` (per active overhead fault; overlapping ones add up).  A
 config file for ``loadkit sim --config sim.yaml`` (the same mapping works as
 a workload's ``simulator:``)::
 
@@ -76,6 +85,7 @@ KINDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "ramp": (("ms_per_s", "replica"), frozenset({"ms_per_s"})),
     "version_b": (("fraction", "slowdown", "wrong_content"), frozenset()),
     "replica_death": (("replica",), frozenset({"replica"})),
+    "overhead": (("ms",), frozenset({"ms"})),
     "no_done": (("rate",), frozenset()),
     "no_stream_usage": (("rate",), frozenset()),
     "merge_tokens": (("tokens", "rate"), frozenset({"tokens"})),
@@ -111,6 +121,7 @@ class Fault:
     slowdown: float = 1.0
     wrong_content: bool = False
     tokens: int = 0
+    ms: float = 0.0
 
     def active(self, t: float) -> bool:
         """Whether the fault is on at ``t`` seconds after the server started."""
@@ -292,4 +303,5 @@ _PARAMS: dict[str, Callable[[Any, str], Any]] = {
     "slowdown": _slowdown,
     "wrong_content": _flag,
     "tokens": lambda v, w: _positive_count(v, w),
+    "ms": _positive,
 }

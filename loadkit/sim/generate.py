@@ -12,6 +12,12 @@ per-request speed of a lock-step batch of that size, without aligning every
 sequence to one shared step boundary, which would add up to a step of jitter
 to every TTFT and break the fixed-latency default.  Deadlines are absolute
 loop times, so scheduler lateness on one token is not carried into the next.
+
+The request's phases on ``/metrics`` (``metrics.py``) are taken from the same
+deadlines: arrival, seated (``Ticket.admitted_at``), the first token's
+deadline and the last token's, so queue + prefill + decode is the end-to-end
+time exactly, streamed or not; what the loop adds when writing the events
+(and the closing frames after the last token) is in none of them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from . import openai_wire as wire
-from .admission import Admission, admission
+from .admission import Admission, admission, arrival
 from .answer import plan
 from .config import SimConfig
 from .context import SimContext, sleep_until
@@ -48,9 +54,10 @@ Step = Callable[[float], float]  # deadline of token i -> deadline of token i + 
 async def generate(ctx: SimContext, request: web.Request,
                    dialect: Dialect) -> web.StreamResponse:
     # t0 is taken before the body is read: the simulated clock starts when
-    # the request arrives, as a client-side TTFT would see it.
+    # the request arrives, as a client-side TTFT would see it (after an
+    # `overhead` fault's time in front of the server, which it never sees).
     loop, dep = ctx.loop, ctx.deployment
-    t0 = loop.time()
+    t0 = await arrival(ctx)
     shape = dialect.error_body
     try:
         req = dialect.parse(await request.read(), ctx.config.output_tokens, request.headers)
@@ -83,6 +90,7 @@ async def generate(ctx: SimContext, request: web.Request,
             ticket = await dep.acquire(rep, kv, priority, t0, lambda: cut(request))
         except ReplicaLost:
             return dropped(request, resp)
+        admitted.seated(ticket.admitted_at)
         # When the simulated GPU finished this request: the next one in the
         # queue starts then, not when this loop got round to it, so the
         # simulator's own scheduling lag does not eat simulated capacity.
@@ -212,8 +220,8 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
                 await resp.write(ping + frames.content(i == 0, i == last, chunk(sent, i + 1),
                                                        i + 1, req.prompt_tokens, i < thinking))
             sent = i + 1
-            if i == 0:
-                admitted.first_token(loop.time(), req.prompt_tokens)
+            if i == 0:  # at the model's time, not the loop's, as a plain answer's
+                admitted.first_token(first, req.prompt_tokens)
         if cut_at == n:
             cut(request)
             return None
@@ -223,7 +231,7 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
         if frames.done and not quirks.no_done:
             await resp.write(frames.done)
         await resp.write_eof()
-        admitted.answered()
+        admitted.answered(d)  # the last token's deadline, as the first token's
         return d
     except ConnectionResetError:
         # The client went away (or the replica died and cut it): stop
@@ -261,5 +269,5 @@ async def _plain(ctx: SimContext, admitted: Admission, request: web.Request, dia
     body = dialect.full_response(req, answer, rid, int(time.time()), ctx.config.model, cached)
     admitted.first_token(first, req.prompt_tokens)  # the model's time, not the loop's
     ctx.metrics.generation_tokens += n
-    admitted.answered()
+    admitted.answered(d)
     return json_answer(body, fate, headers), d

@@ -1,5 +1,6 @@
-"""Per-request fault decisions: who is turned away at the door, and the fate
-of each answer that is let in (cut, broken chunk, served by version B).
+"""Per-request fault decisions: how long a request is held before the server
+sees it (``overhead``), who is turned away at the door, and the fate of each
+answer that is let in (cut, broken chunk, served by version B).
 
 Every random draw comes from a generator seeded by (config seed, fault
 index), so a run is reproducible: the n-th request that meets a fault gets
@@ -75,6 +76,7 @@ class Injector:
         self._malformed = [(i, f) for i, f in indexed if f.kind == "malformed"]
         self._versions = [(i, f) for i, f in indexed if f.kind == "version_b"]
         self._quirks = [(i, f) for i, f in indexed if f.kind in QUIRKS]
+        self._overheads = [f for _, f in indexed if f.kind == "overhead"]
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self.injected: Counter[str] = Counter()  # fault kind -> times applied
         # Fast-path switches: with no such faults the server skips the calls.
@@ -82,6 +84,18 @@ class Injector:
         self.decides_fate = bool(self._resets or self._malformed or self._versions
                                  or self._quirks)
         self.versioned = bool(self._versions)
+        self.delays = bool(self._overheads)
+
+    def overhead(self, now: float) -> float:
+        """Seconds a request arriving at ``now`` spends in front of the server
+        (the active ``overhead`` faults, added up); 0.0 when none is on."""
+        rel = now - self.origin
+        extra = 0.0
+        for f in self._overheads:
+            if f.active(rel):
+                self.injected["overhead"] += 1
+                extra += f.ms / 1000.0
+        return extra
 
     def screen(self, now: float, tenant: str) -> Rejection | None:
         """A 429 or 5xx for this request, or None to let it in."""

@@ -7,6 +7,43 @@ hardware readings: they are computed from the serving model (utilisation is
 the busy fraction of a replica averaged over ~1 s; power and memory follow
 from it for an 80 GB, 700 W part, like an H100 SXM).
 
+Per-request histograms (seconds, label ``model_name``), vLLM's names and
+meaning, each from the same four instants of one request on the loop clock:
+*arrival* (its handler starts, after any ``overhead`` fault), *admitted* (a
+batch seat, KV-cache and a loaded model), *first token* and *last token*
+(the simulated GPU's deadlines for them, not when the event loop got round
+to writing them)::
+
+    vllm:time_to_first_token_seconds     arrival -> first token (= queue + prefill)
+    vllm:e2e_request_latency_seconds     arrival -> last token  (= queue + prefill + decode)
+    vllm:request_queue_time_seconds      arrival -> admitted: waiting for a seat,
+                                         KV-cache or a model load (vLLM never sees a
+                                         load; the simulator counts that wait here)
+    vllm:request_prefill_time_seconds    admitted -> first token
+    vllm:request_decode_time_seconds     first token -> last token
+    vllm:request_inference_time_seconds  admitted -> last token (= prefill + decode)
+
+Every answered request (chat, completions, Responses, Messages, streamed or
+not, and embeddings, whose answer is its "first token": decode 0) is
+observed in all but TTFT once, when it is answered; TTFT is observed at the
+first token, also for answers cut later.  The phases are kept in integer
+nanoseconds, so for every request, and for the ``_sum`` and ``_count`` of
+each family, queue + prefill + decode == e2e and prefill + decode ==
+inference hold exactly on the server (a client adding the rendered sums up
+gets them to a double's last bit).  An instant earlier than the one before
+it (a request seated at the deadline its predecessor freed the seat, which
+the loop noticed only after this one arrived) is taken as that one: no phase
+is negative.
+
+Model loads: ``loadkit_sim_model_loads_total`` (counter) counts every load
+of the model by a replica that takes time (``load_ms`` > 0): at start-up, on
+a wake from scale-to-zero, on revival after a ``replica_death``;
+``loadkit_sim_model_loading`` (gauge) is the replicas loading now.
+``loadkit_sim_faults_injected_total{kind}`` counts faults applied, ``overhead``
+included (those requests' delay is in no histogram here).  The prefix cache
+counters (``vllm:prefix_cache_queries_total``, ``vllm:prefix_cache_hits_total``)
+keep counting across a cache reset (``/reset_prefix_cache``, ``/flush_cache``).
+
 Writing the format by hand keeps the simulator free of dependencies beyond
 aiohttp; it is small: counters, gauges and cumulative histograms.
 """
@@ -20,7 +57,8 @@ from .serving import COLD, DEAD, LOADING, READY, Deployment
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# Histogram buckets in seconds, after vLLM's (its TTFT and end-to-end ones).
+# Histogram buckets in seconds, after vLLM's (its TTFT one, and the request
+# latency one of its end-to-end, queue, prefill, decode and inference times).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
                 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
@@ -31,21 +69,37 @@ _GPU_MEMORY_USED = 0.9  # vLLM reserves this share at load (gpu_memory_utilizati
 _GPU_IDLE_W, _GPU_MAX_W = 70.0, 700.0
 
 
-class Histogram:
-    """A cumulative Prometheus histogram (counts kept per bucket)."""
+def ns(seconds: float) -> int:
+    """Seconds -> integer nanoseconds, what the histograms add up."""
+    return round(seconds * 1e9)
 
-    __slots__ = ("bounds", "count", "counts", "total")
+
+class Histogram:
+    """A cumulative Prometheus histogram (counts kept per bucket); values and
+    their sum in integer nanoseconds, so sums of phases add up exactly."""
+
+    __slots__ = ("_bounds_ns", "bounds", "count", "counts", "total_ns")
 
     def __init__(self, bounds: Iterable[float]) -> None:
         self.bounds = tuple(bounds)
+        self._bounds_ns = tuple(ns(b) for b in self.bounds)
         self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
+        self.total_ns = 0
         self.count = 0
 
+    @property
+    def total(self) -> float:
+        """The sum of the values, in seconds."""
+        return self.total_ns / 1e9
+
     def observe(self, value: float) -> None:
+        """Observe ``value`` seconds."""
+        self.observe_ns(ns(value))
+
+    def observe_ns(self, value: int) -> None:
         # bisect_left: a value equal to a bound belongs to that bucket (le).
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
+        self.counts[bisect.bisect_left(self._bounds_ns, value)] += 1
+        self.total_ns += value
         self.count += 1
 
 
@@ -62,6 +116,20 @@ class Metrics:
         self.finished = 0  # answered in full
         self.ttft = Histogram(TTFT_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
+        self.queue = Histogram(E2E_BUCKETS)
+        self.prefill = Histogram(E2E_BUCKETS)
+        self.decode = Histogram(E2E_BUCKETS)
+        self.inference = Histogram(E2E_BUCKETS)
+
+    def answered(self, queue_ns: int, prefill_ns: int, decode_ns: int) -> None:
+        """One request answered in full, its phases in nanoseconds (see the
+        module's docstring): the end-to-end time is their sum."""
+        self.finished += 1
+        self.queue.observe_ns(queue_ns)
+        self.prefill.observe_ns(prefill_ns)
+        self.decode.observe_ns(decode_ns)
+        self.inference.observe_ns(prefill_ns + decode_ns)
+        self.e2e.observe_ns(queue_ns + prefill_ns + decode_ns)
 
     def render(self, dep: Deployment, now: float, injected: Mapping[str, int]) -> bytes:
         model = {"model_name": self.model}
@@ -92,13 +160,28 @@ class Metrics:
         w.metric("vllm:request_success_total", "counter", "Requests answered in full.",
                  [({**model, "finished_reason": "length"}, self.finished)])
         w.histogram("vllm:time_to_first_token_seconds",
-                    "Time from arrival to the first token.", model, self.ttft)
+                    "Time from arrival to the first token (queue + prefill).", model, self.ttft)
         w.histogram("vllm:e2e_request_latency_seconds",
-                    "Time from arrival to the last byte, answered requests.",
-                    model, self.e2e)
+                    "Time from arrival to the last token, answered requests "
+                    "(queue + prefill + decode).", model, self.e2e)
+        w.histogram("vllm:request_queue_time_seconds",
+                    "Time from arrival to a batch seat: waiting for a seat, KV-cache "
+                    "or a model load.", model, self.queue)
+        w.histogram("vllm:request_prefill_time_seconds",
+                    "Time from a batch seat to the first token.", model, self.prefill)
+        w.histogram("vllm:request_decode_time_seconds",
+                    "Time from the first token to the last.", model, self.decode)
+        w.histogram("vllm:request_inference_time_seconds",
+                    "Time from a batch seat to the last token (prefill + decode).",
+                    model, self.inference)
         states = dep.states(now)
         w.metric("loadkit_sim_replicas", "gauge", "Replicas by state.",
                  [({"state": s}, states.count(s)) for s in (READY, COLD, LOADING, DEAD)])
+        w.metric("loadkit_sim_model_loads_total", "counter",
+                 "Model loads by a replica (start-up, wake from scale-to-zero, revival).",
+                 [({}, dep.loads)])
+        w.metric("loadkit_sim_model_loading", "gauge", "Replicas loading the model now.",
+                 [({}, sum(r.state == LOADING for r in dep.replicas))])
         w.metric("loadkit_sim_faults_injected_total", "counter",
                  "Faults applied to requests, by kind.",
                  [({"kind": k}, n) for k, n in sorted(injected.items())])

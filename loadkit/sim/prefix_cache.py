@@ -7,6 +7,8 @@ text. Block i is identified by the hash of blocks 0..i (a chain),
 so a block is reused only after the same whole prefix, as in vLLM. The cache
 holds `capacity` blocks per replica and evicts the least recently used. A
 hit saves that block's prefill (prefill_ms_per_token x its tokens).
+:meth:`PrefixCache.clear` drops every block (the server's
+``/reset_prefix_cache`` and ``/flush_cache``); the counters keep counting.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class PrefixCache:
         self._blocks: OrderedDict[int, None] = OrderedDict()
         self.queries = 0  # prompt tokens looked up (vLLM: prefix_cache_queries)
         self.hits = 0  # of those, found cached (vLLM: prefix_cache_hits)
+
+    def clear(self) -> None:
+        """Forget every cached block (vLLM's reset_prefix_cache)."""
+        self._blocks.clear()
 
     def admit(self, text: str, prompt_tokens: int) -> int:
         """Look the prompt up, then keep its full blocks; returns its cached tokens

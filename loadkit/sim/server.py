@@ -7,8 +7,11 @@ Messages API), all through ``generate.py`` in their own wire format
 /v1/embeddings``, ``GET /v1/models``, ``GET /health`` (200 ``{"status":
 "ok"}`` when every replica is ready; otherwise the replicas by state, and 503
 when none can serve: all dead, or loading) and ``GET /metrics`` (see
-``metrics.py``).  With ``api_key`` set, the ``/v1`` endpoints want it
-(``auth.py``).
+``metrics.py``).  ``POST /reset_prefix_cache`` (vLLM's; 200, empty body) and
+``POST``/``GET /flush_cache`` (SGLang's; 200, ``Cache flushed.``) empty
+every replica's prefix cache (``prefix_cache.py``), at once, requests in
+flight or not; the prefix cache counters on ``/metrics`` keep counting.  With
+``api_key`` set, the ``/v1`` endpoints and those two want it (``auth.py``).
 
 The inference handlers get what they need through a ``SimContext``
 (``context.py``): the serving model (``serving.py``), the fault schedule
@@ -25,7 +28,7 @@ from aiohttp import web
 
 from . import anthropic_wire, responses_wire
 from . import openai_wire as wire
-from .auth import MESSAGES_PATH, middleware
+from .auth import FLUSH_CACHE_PATH, MESSAGES_PATH, RESET_PREFIX_CACHE_PATH, middleware
 from .config import SimConfig
 from .context import SimContext
 from .embeddings import embeddings
@@ -119,6 +122,20 @@ class Simulator:
         counts = {s: states.count(s) for s in (READY, COLD, LOADING, DEAD)}
         return web.json_response({"status": status, "replicas": counts}, status=code)
 
+    async def reset_prefix_cache(self, request: web.Request) -> web.Response:
+        """vLLM's POST /reset_prefix_cache: 200 with an empty body."""
+        self._clear_prefix_caches()
+        return web.Response(status=200)
+
+    async def flush_cache(self, request: web.Request) -> web.Response:
+        """SGLang's /flush_cache: 200 and a line of text."""
+        self._clear_prefix_caches()
+        return web.Response(text="Cache flushed.\n")
+
+    def _clear_prefix_caches(self) -> None:
+        for cache in self.context.prefix_caches or ():
+            cache.clear()
+
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         ctx = self.context
         body = self.metrics.render(self.deployment, ctx.loop.time(), ctx.injector.injected)
@@ -148,6 +165,9 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/health", sim.health)
     app.router.add_get("/metrics", sim.metrics_endpoint)
+    app.router.add_post(RESET_PREFIX_CACHE_PATH, sim.reset_prefix_cache)
+    app.router.add_route("POST", FLUSH_CACHE_PATH, sim.flush_cache)
+    app.router.add_route("GET", FLUSH_CACHE_PATH, sim.flush_cache)
     return app
 
 

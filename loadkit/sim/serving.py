@@ -12,8 +12,10 @@ ready ones, round-robin among equals, as a least-request load balancer does.
 Cold starts: every replica loads the model (``load_ms``) at start-up; with
 ``scale_to_zero_s`` the whole deployment unloads after that much idle time,
 and the next request triggers the load again.  Requests that arrive during a
-load wait for it in the queue.  A replica that dies cuts its requests (their
-connections are closed) and takes no new ones until it is revived, cold.
+load wait for it in the queue (that wait is their queue time on
+``/metrics``).  A replica that dies cuts its requests (their connections are
+closed) and takes no new ones until it is revived, cold.  Every load that
+takes time is counted (``loads``: start-up, wake, revival).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Deployment:
         self.in_system = 0  # requests inside, in any state (also embeddings)
         self.idle_since = 0.0
         self.extra_running = 0  # embeddings being computed (no batch seat)
+        self.loads = 0  # model loads started by a replica (load_ms > 0)
 
     def start(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         """Begin serving at loop time ``now``: load the model if it takes time."""
@@ -268,6 +271,7 @@ class Deployment:
         if self._load_s <= 0 or self._loop is None:
             return
         rep.state = LOADING
+        self.loads += 1
         self._loop.call_at(now + self._load_s, self._loaded, rep, rep.epoch)
 
     def _loaded(self, rep: Replica, epoch: int) -> None:
