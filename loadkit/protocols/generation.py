@@ -134,9 +134,10 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
             messages, asked = [*history, {"role": "user", "content": words}], max_tokens
         state["asked"] = asked
-        body = dialect.body(fixed, _limits(s, dialect, asked), messages)
-        if s.previous_response_id and (previous := state.get("response_id")):
-            body = dialect.body(fixed, _limits(s, dialect, asked), messages[len(history):])
+        previous = state.get("response_id") if s.previous_response_id else None
+        body = dialect.body(fixed, _limits(s, dialect, asked),
+                            messages[len(history):] if previous else messages)
+        if previous:
             body["previous_response_id"] = previous
         return json.dumps(body).encode(), asked, messages, last
     return turn

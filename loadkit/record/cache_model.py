@@ -24,7 +24,7 @@ from collections import OrderedDict
 import orjson
 
 BLOCK = 16  # vLLM's default block size
-CAPACITY = 100_000  # blocks: 1.6M tokens, more than a replica's KV-cache holds
+CAPACITY = 50_000  # blocks: 800k tokens, about what one replica's KV-cache holds
 _TEXT_KEYS = ("system", "instructions", "messages", "input", "prompt", "content", "text")
 
 

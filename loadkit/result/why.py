@@ -20,7 +20,9 @@ class Decomposition(Part):
     prefill_ms: float | None = None
     decode_ms: float | None = None
     remainder_ms: float | None = None  # client − server
-    # The server's p99 of each part (not additive: p99s of different requests)
+    # The server's p99 of each part, the worst scrape's (not additive: p99s of
+    # different requests; only as fine as the server's buckets: vLLM's first
+    # ends at 0.3 s, and anything below it reads as an interpolation in it)
     tail_ms: dict[str, float] = Field(default_factory=dict)
 
 

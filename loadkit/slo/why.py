@@ -227,8 +227,6 @@ def _causes(d: Decomposition | None, series: _Series, windows: list[tuple[float,
         if waiting:
             evidence.append(f"waiting requests peaked at {max(waiting):g} "
                             f"(mean {sum(waiting) / len(waiting):.1f})")
-        if "queue" in d.tail_ms:
-            evidence.append(f"the worst second's p99 queue wait {d.tail_ms['queue']:,.0f} ms")
         found.append(Cause(name="queueing", title="queueing", evidence=evidence, share=queue))
     decode = share(d.decode_ms if d else None)
     r = _correlation(series, "decode", RUNNING, windows)
