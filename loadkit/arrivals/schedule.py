@@ -19,7 +19,15 @@ from loadkit.arrivals.processes import arrival_times
 from loadkit.arrivals.trace import replay
 from loadkit.workload.arrival_specs import ArrivalSpec, Closed, Trace
 from loadkit.workload.models import Phase, Tenant, Workload
-from loadkit.workload.scenarios import LogNormal, Normal, Tokens, Uniform
+from loadkit.workload.scenarios import (
+    ExponentialWait,
+    LogNormal,
+    Normal,
+    ThinkTime,
+    Tokens,
+    Uniform,
+    Wait,
+)
 from loadkit.workload.traces import TraceRow
 
 
@@ -103,6 +111,17 @@ class Mix:
             prompt = row.prompt_tokens if row.prompt_tokens is not None else prompt
             output = row.output_tokens if row.output_tokens else output  # 0 cannot be asked for
         return i, prompt, output
+
+
+def sample_wait(spec: Wait, rng: random.Random) -> float:
+    """Seconds from a duration, a {min, max} range, or a distribution."""
+    if isinstance(spec, float):
+        return spec
+    if isinstance(spec, ThinkTime):
+        return rng.uniform(spec.min, spec.max)
+    if isinstance(spec, ExponentialWait):
+        return rng.expovariate(1.0 / spec.mean)
+    return spec.median * math.exp(rng.gauss(0.0, spec.sigma))
 
 
 def sample_tokens(spec: Tokens, rng: random.Random) -> int:

@@ -73,11 +73,30 @@ class ParsedResponse:
 
 
 class StreamParser(Protocol):
-    """Fed raw bytes as they arrive; returns how many token events they held."""
+    """Fed raw bytes as they arrive; returns how many token events they held.
+    `answers`: the answer-text events so far; `calling`: a tool call has
+    begun (what a client that leaves after N tokens, or at a call, reads)."""
 
     def feed(self, data: bytes) -> int: ...
 
     def finish(self) -> ParsedResponse: ...
+
+    @property
+    def answers(self) -> int: ...
+
+    @property
+    def calling(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """When one request's client leaves (the first rule to fire): no first
+    token `patience_s` after it was sent, `read_tokens` answer events read,
+    or a tool call begun (`on_tool_call`)."""
+
+    patience_s: float | None = None
+    read_tokens: int | None = None
+    on_tool_call: bool = False
 
 
 class BodyBuilder(Protocol):
@@ -128,6 +147,12 @@ class PreparedRequest:
     # drawn uniformly from tool_latency (seconds).
     max_tool_rounds: int = 0
     tool_latency: tuple[float, float] = (0.0, 0.0)
+    # Clients that leave: drawn per request, in the order they are sent
+    # (None: this one stays); None: every client stays.
+    leave: Callable[[], Leave | None] | None = None
+    # The body holds the whole prompt (not a continuation by
+    # previous_response_id): the expected prefix-cache hits can be modelled.
+    whole_prompt: bool = True
     # The prompt is exactly the asked prompt_tokens long (generated, no prefix
     # pool, no prompt set): the server's count can be compared with it.
     prompt_is_asked: bool = False

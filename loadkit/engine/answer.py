@@ -9,7 +9,15 @@ written once.
 
 from __future__ import annotations
 
-from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError, StreamParser
+import asyncio
+
+from loadkit.engine.adapter import (
+    Leave,
+    ParsedResponse,
+    PreparedRequest,
+    ProtocolError,
+    StreamParser,
+)
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
 
@@ -28,15 +36,28 @@ class ResponseTooLarge(Exception):
     pass
 
 
+class Abandoned(Exception):
+    """The client leaves (a rule of Leave fired): the connection closes now."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
+
+
 class Answer:
     __slots__ = ("req", "rec", "cap", "size", "code", "ok", "parts", "parser", "wants_body",
-                 "last", "asked", "token_cap", "parsed")
+                 "last", "asked", "token_cap", "parsed", "leave", "patience")
 
     def __init__(self, req: PreparedRequest, rec: RequestRecord, cap: int,
-                 asked: int | None = None, keep_text: bool = False) -> None:
+                 asked: int | None = None, keep_text: bool = False,
+                 leave: Leave | None = None) -> None:
         """`asked`: the max_tokens the request asked for; it caps a stream.
-        `keep_text`: a session turn's answer is the next turn's history."""
+        `keep_text`: a session turn's answer is the next turn's history.
+        `leave`: when this request's client leaves (None: it stays)."""
         self.req, self.rec, self.cap, self.asked = req, rec, cap, asked
+        self.leave = leave
+        # The patience timer (asyncio.timeout), disarmed by the first token.
+        self.patience: asyncio.Timeout | None = None
         self.size = self.code = self.last = 0
         self.ok = self.wants_body = True
         self.parts: list[bytes] = []
@@ -68,11 +89,18 @@ class Answer:
                 rec = self.rec
                 if rec.first is None:
                     rec.first = t
+                    if self.patience is not None:
+                        self.patience.reschedule(None)  # it came in time: it stays
                 events: list[int] = rec.events  # type: ignore[assignment]  # set with the parser
                 events.extend((t,) * n)
                 if self.token_cap is not None and len(events) > self.token_cap:
                     raise ProtocolError(f"{STREAM_CUT} {len(events):,} tokens: more than "
                                         f"4 × max_tokens + 16 (max_tokens {self.asked:,})")
+            if (leave := self.leave) is not None:
+                if leave.read_tokens is not None and self.parser.answers >= leave.read_tokens:
+                    raise Abandoned("read_tokens")
+                if leave.on_tool_call and self.parser.calling:
+                    raise Abandoned("tool_call")
         else:
             self.parts.append(data)
 

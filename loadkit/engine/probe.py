@@ -77,7 +77,8 @@ async def _one(plan: Plan, transport: Transport, tenant: int, scenario: int, pro
         t = time.monotonic_ns()
         rec = RequestRecord(plan.tenant_names[tenant], plan.scenario_names[scenario], "probe",
                             t, t)
-        status = await exchange(plan, transport, tenant, scenario, prompt, output, 0, rec)
+        status = await exchange(plan, transport, tenant, scenario, prompt, output, 0, rec,
+                                may_leave=False)
         if rec.error is None:
             return None
         failure = ProbeFailure(tenant, scenario, status, rec.error, rec.message)

@@ -30,7 +30,7 @@ from loadkit.arrivals import ClosedLoop, Mix, Slot
 from loadkit.arrivals.schedule import sample_tokens
 from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.engine.alarm import Alarm, open_alarm
-from loadkit.engine.answer import Answer
+from loadkit.engine.answer import Abandoned, Answer
 from loadkit.engine.client import classify
 from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
@@ -365,7 +365,7 @@ class Engine:
                 self.recorder.record(rec)
                 self.progress.errors += 1
             raise
-        if turn is not None and (rec.error is not None or turn.closes):
+        if turn is not None and (rec.error is not None or rec.abandoned or turn.closes):
             rec.session_start = turn.start  # this turn closes the session
         self.recorder.record(rec)
         self.progress.finished += 1
@@ -399,7 +399,7 @@ class Engine:
             rec = await self._send(transport, slot.tenant, slot.scenario, phase, prompt, output,
                                    seq, at, turn=turn)
             index += 1
-            if rec.error is not None or turn.closes or self.stop.is_set():
+            if rec.error is not None or rec.abandoned or turn.closes or self.stop.is_set():
                 return
             assert turn.answer is not None and req.next_history is not None
             history = req.next_history(turn.sent, turn.answer, state)
@@ -435,9 +435,11 @@ async def sleep_until(at: int) -> None:
 async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
                    prompt_tokens: int | None, max_tokens: int | None, seq: int,
                    rec: RequestRecord, blocks: tuple[int, ...] = (),
-                   turn: Turn | None = None) -> int:
+                   turn: Turn | None = None, may_leave: bool = True) -> int:
     """One request on the wire, its timings and any failure written into `rec`
-    (never raised: a failure is a measurement); returns the HTTP status (0: none)."""
+    (never raised: a failure is a measurement); returns the HTTP status (0: none).
+    A client that leaves (`abandon:`, not in the probe: `may_leave`) closes
+    the connection at the instant its rule fires; `rec.abandoned` says which."""
     req = plan.requests[tenant][scenario]
     answer: Answer | None = None
     try:
@@ -450,12 +452,27 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
             turn.last = turn.last or ends
         else:
             body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)
-        rec.body = body
-        answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None)
-        end = await transport.send(tenant, scenario, body, answer)
+        rec.body = body if req.whole_prompt else None
+        leave = req.leave() if req.leave is not None and may_leave else None
+        answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None,
+                        leave)
+        if leave is not None and leave.patience_s is not None:
+            # Counted from when it was sent, disarmed by the first token (Answer).
+            async with asyncio.timeout(leave.patience_s - (now_ns() - rec.sent) / 1e9) as wait:
+                answer.patience = wait
+                end = await transport.send(tenant, scenario, body, answer)
+        else:
+            end = await transport.send(tenant, scenario, body, answer)
         answer.finish(end)
         if turn is not None:
             turn.answer = answer.parsed
+    except Abandoned as exc:
+        rec.abandoned = exc.rule
+    except TimeoutError as exc:
+        if answer is not None and answer.patience is not None and answer.patience.expired():
+            rec.abandoned = "patience"
+        else:
+            rec.error, rec.message = classify(exc)
     except IncompleteAnswer as exc:
         rec.error, rec.message = ErrorKind.INCOMPLETE, str(exc)[:300]
     except ProtocolError as exc:

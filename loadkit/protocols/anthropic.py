@@ -38,6 +38,14 @@ class AnthropicStream:
         self._prompt: tuple[int | None, int | None] = (None, None)
         self._id: str | None = None
 
+    @property
+    def answers(self) -> int:
+        return self._tally.answers
+
+    @property
+    def calling(self) -> bool:
+        return bool(self._tally.calls)
+
     def feed(self, data: bytes) -> int:
         before = self._tally.events
         try:
@@ -68,7 +76,10 @@ class AnthropicStream:
         elif kind == "content_block_start":
             block = doc.get("content_block")
             if isinstance(block, dict) and block.get("type") == "tool_use":
+                # The call's name is generated output: its start is a token event,
+                # as chat's opening chunk is (a call of no arguments streams none).
                 self._tally.calls.open(doc.get("index"), block.get("id"), block.get("name"))
+                self._tally.event(TOOL, str(block.get("name") or " "))
         elif kind == "message_delta":
             delta, usage = doc.get("delta"), doc.get("usage")
             if isinstance(delta, dict) and isinstance(stop := delta.get("stop_reason"), str):
@@ -91,7 +102,7 @@ class AnthropicStream:
         return self._tally.parsed(output_tokens=self._output, reasoning_said=None,
                                   finish=self._stop, done=self._done, end_name="message_stop",
                                   prompt=self._prompt[0], cached=self._prompt[1],
-                                  response_id=self._id)
+                                  response_id=self._id, empty_call="{}")
 
 
 def parse_body(raw: bytes) -> ParsedResponse:

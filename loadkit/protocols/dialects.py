@@ -50,8 +50,10 @@ class Dialect:
         return {**fixed, **limits, "messages": messages}
 
     def assistant(self, text: str | None, calls: tuple[ToolCall, ...]) -> list[dict]:
+        """The answer as the next turn's history; none when it said nothing
+        (it only reasoned): an empty assistant message is refused by some APIs."""
         if not calls:
-            return [{"role": "assistant", "content": text or ""}]
+            return [{"role": "assistant", "content": text}] if text else []
         return [{"role": "assistant", "content": text or None, "tool_calls": [
             {"id": c.id, "type": "function",
              "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}]
@@ -99,7 +101,7 @@ class Responses(Dialect):
         return {**fixed, **limits, "input": messages}
 
     def assistant(self, text: str | None, calls: tuple[ToolCall, ...]) -> list[dict]:
-        said = [{"role": "assistant", "content": text}] if text or not calls else []
+        said = [{"role": "assistant", "content": text}] if text else []
         return said + [{"type": "function_call", "call_id": c.id, "name": c.name,
                         "arguments": c.arguments} for c in calls]
 
@@ -140,7 +142,7 @@ class AnthropicMessages(Dialect):
 
     def assistant(self, text: str | None, calls: tuple[ToolCall, ...]) -> list[dict]:
         if not calls:
-            return [{"role": "assistant", "content": text or ""}]
+            return [{"role": "assistant", "content": text}] if text else []
         blocks: list[dict] = [{"type": "text", "text": text}] if text else []
         return [{"role": "assistant", "content": blocks + [
             {"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c)}

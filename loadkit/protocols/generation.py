@@ -18,9 +18,11 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from loadkit.arrivals.schedule import sample_tokens, sample_wait
 from loadkit.engine.adapter import (
     BodyBuilder,
     HistoryBuilder,
+    Leave,
     ParsedResponse,
     PreparedRequest,
     StreamParser,
@@ -68,7 +70,27 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         max_tool_rounds=scenario.max_tool_rounds if scenario.tools else 0,
         tool_latency=(latency, latency) if isinstance(latency, float)
         else (latency.min, latency.max),
-        prompt_is_asked=not prompts and scenario.prefix is None)
+        prompt_is_asked=not prompts and scenario.prefix is None,
+        leave=_leave_policy(scenario, seed),
+        whole_prompt=not scenario.previous_response_id)
+
+
+def _leave_policy(s: GenerationScenario, seed: str) -> Callable[[], Leave | None] | None:
+    """Per request, seeded, in the order requests are sent: whether its
+    client may leave (`abandon.share`), and when."""
+    a = s.abandon
+    if a is None:
+        return None
+    rng = random.Random(f"{seed}:{s.name}:abandon")
+
+    def draw() -> Leave | None:
+        if rng.random() >= a.share:
+            return None
+        return Leave(patience_s=sample_wait(a.patience, rng) if a.patience is not None else None,
+                     read_tokens=sample_tokens(a.read_tokens, rng)
+                     if a.read_tokens is not None else None,
+                     on_tool_call=a.on_tool_call)
+    return draw
 
 
 _MAX, _PROMPT = "@@loadkit:max_tokens@@", "@@loadkit:prompt@@"
@@ -117,6 +139,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
         if calls := state.pop("tool_calls", None):  # the client ran the tools
             messages = [*history, *dialect.tool_results(calls, s.tool_result)]
             asked = state.get("asked", max_tokens)
+            last = state.get("last", False)  # still the user turn's: its last, or not
         elif sets and not history:  # a dataset's conversation opens the session
             p = state["conversation"] = sets[rng.randrange(len(sets))]
             messages = list(p.messages or [{"role": "user", "content": p.text}])
@@ -133,7 +156,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             n = prompt_tokens or 1
             words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
             messages, asked = [*history, {"role": "user", "content": words}], max_tokens
-        state["asked"] = asked
+        state["asked"], state["last"] = asked, last
         previous = state.get("response_id") if s.previous_response_id else None
         body = dialect.body(fixed, _limits(s, dialect, asked),
                             messages[len(history):] if previous else messages)

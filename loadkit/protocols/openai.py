@@ -72,7 +72,7 @@ class OpenAIStream:
 
     __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt",
                  "_counter", "_counted", "_finish", "_answer_at", "_reasoning", "_reasoning_said",
-                 "_calls", "_tool_event")
+                 "_calls", "_tool_event", "_answers")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
         self._sse = SSEDecoder()
@@ -93,6 +93,7 @@ class OpenAIStream:
         self._reasoning_said: int | None = None  # usage's reasoning_tokens
         self._calls = ToolCalls()  # tool calls, assembled from their fragments
         self._tool_event: int | None = None  # the last fragment's event index
+        self._answers = 0  # answer-text events so far
 
     def feed(self, data: bytes) -> int:
         events = 0
@@ -121,15 +122,19 @@ class OpenAIStream:
             answer, output, finish = _delta(doc)
             if finish is not None:
                 self._finish = finish
+            called = self._called(doc)  # a chunk may carry text and a call's fragment
             if output:
                 index = self._chunks + events
                 events += 1
-                if answer is None and self._called(doc):
+                if called:
                     self._tool_event = index
-                elif answer is None:
-                    self._reasoning.append(index)
-                elif self._answer_at is None:
-                    self._answer_at = index
+                if answer is None:
+                    if not called:
+                        self._reasoning.append(index)
+                else:
+                    self._answers += 1
+                    if self._answer_at is None:
+                        self._answer_at = index
                 if answer and self._text is not None:
                     self._text.append(answer)
                 if self._counter is not None:
@@ -180,9 +185,19 @@ class OpenAIStream:
         return ParsedResponse(self._chunks, "chunks", text, **common)
 
 
+    @property
+    def answers(self) -> int:
+        return self._answers
+
+    @property
+    def calling(self) -> bool:
+        return bool(self._calls)
+
     def _called(self, doc: dict) -> bool:
         """Assemble the chunk's tool call fragments; True when it had any."""
-        delta = doc["choices"][0].get("delta")
+        choices = doc.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        delta = first.get("delta") if isinstance(first, dict) else None
         calls = delta.get("tool_calls") if isinstance(delta, dict) else None
         if not isinstance(calls, list) or not calls:
             return False

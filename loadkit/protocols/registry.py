@@ -12,6 +12,8 @@ from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import EmbeddingsScenario, GenerationScenario, HttpScenario
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
+STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"  # Anthropic's output_format
+
 
 def identity(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
              env: Mapping[str, str]) -> dict[str, str]:
@@ -21,6 +23,8 @@ def identity(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, t
     if isinstance(scenario, GenerationScenario) and scenario.kind == "anthropic-messages":
         # Anthropic's API asks for its version, and takes the key in x-api-key.
         declared = {"anthropic-version": scenario.anthropic_version, **declared}
+        if scenario.response_format is not None:  # structured outputs are in beta there
+            declared = {"anthropic-beta": STRUCTURED_OUTPUTS_BETA, **declared}
         if tenant.api_key:
             declared["x-api-key"] = tenant.api_key
     elif tenant.api_key:

@@ -34,6 +34,14 @@ class ResponsesStream:
         self._done = False
         self._response: dict = {}  # response.created's, then the final one
 
+    @property
+    def answers(self) -> int:
+        return self._tally.answers
+
+    @property
+    def calling(self) -> bool:
+        return bool(self._tally.calls)
+
     def feed(self, data: bytes) -> int:
         before = self._tally.events
         try:
@@ -63,9 +71,18 @@ class ResponsesStream:
             if isinstance(item, dict) and item.get("type") == "function_call":
                 self._tally.calls.open(item.get("id"), item.get("call_id"), item.get("name"))
                 self._tally.calls.add(item.get("id"), item.get("arguments"))
+        elif kind == "response.function_call_arguments.done":
+            if isinstance(whole := doc.get("arguments"), str):
+                self._tally.calls.whole(doc.get("item_id"), whole)
         elif kind == "response.created" or kind in _ENDS:
             if isinstance(response := doc.get("response"), dict):
                 self._response = response
+                if kind in _ENDS and not self._tally.calls:  # calls said only at the end
+                    for item in _list(response.get("output")):
+                        if isinstance(item, dict) and item.get("type") == "function_call":
+                            key = item.get("id") or item.get("call_id")
+                            self._tally.calls.open(key, item.get("call_id"), item.get("name"))
+                            self._tally.calls.whole(key, arguments_text(item.get("arguments")))
             self._done = self._done or kind in _ENDS
         elif kind == "response.failed":
             response = doc.get("response")

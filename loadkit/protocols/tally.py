@@ -29,11 +29,12 @@ def count(value: object, field: str, strict: bool = False) -> int | None:
 
 
 class Tally:
-    __slots__ = ("events", "_text", "_counter", "_counted", "_answer_at", "_reasoning",
-                 "calls", "_tool_event")
+    __slots__ = ("events", "answers", "_text", "_counter", "_counted", "_answer_at",
+                 "_reasoning", "calls", "_tool_event")
 
     def __init__(self, keep_text: bool, counter: TokenCounter | None) -> None:
         self.events = 0
+        self.answers = 0  # answer-text events
         self._text: list[str] | None = [] if keep_text else None
         self._counter = counter
         self._counted: list[int] = []  # each event's tokens, with a tokenizer
@@ -47,6 +48,7 @@ class Tally:
         index = self.events
         self.events += 1
         if kind == ANSWER:
+            self.answers += 1
             if self._answer_at is None:
                 self._answer_at = index
             if self._text is not None:
@@ -60,7 +62,8 @@ class Tally:
 
     def parsed(self, *, output_tokens: int | None, reasoning_said: int | None,
                finish: str | None, done: bool, end_name: str, prompt: int | None = None,
-               cached: int | None = None, response_id: str | None = None) -> ParsedResponse:
+               cached: int | None = None, response_id: str | None = None,
+               empty_call: str = "") -> ParsedResponse:
         """The answer, or IncompleteAnswer: no token event, or neither a stop
         reason nor the stream's end event (`end_name`)."""
         if finish is None and not done:
@@ -79,7 +82,7 @@ class Tally:
             "text": "".join(self._text) if self._text is not None else None,
             "finish_reason": finish or MISSING, "no_done": not done,
             "answer_event": self._answer_at, "reasoning_tokens": reasoning,
-            "tool_calls": self.calls.done(), "tool_event": self._tool_event,
+            "tool_calls": self.calls.done(empty_call), "tool_event": self._tool_event,
             "response_id": response_id, "prompt_tokens": prompt, "cached_tokens": cached,
             "event_tokens": counted, "event_source": "tokenizer"}
         if output_tokens is not None:

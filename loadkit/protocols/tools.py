@@ -37,6 +37,13 @@ class ToolCalls:
         if isinstance(name, str) and name:
             call[1] = name
 
+    def whole(self, key: Hashable, arguments: str) -> None:
+        """The call's arguments as the server says them whole (they replace
+        the fragments: a server may send both)."""
+        call = self._calls.setdefault(key, ["", ""])
+        del call[2:]
+        self.add(key, arguments)
+
     def add(self, key: Hashable, fragment: object) -> None:
         if not isinstance(fragment, str) or not fragment:
             return
@@ -45,8 +52,9 @@ class ToolCalls:
             raise ProtocolError(f"tool call arguments longer than {MAX_ARGUMENTS:,} characters")
         self._calls.setdefault(key, ["", ""]).append(fragment)
 
-    def done(self) -> tuple[ToolCall, ...]:
-        return tuple(ToolCall(c[0] or f"call_{i}", c[1], "".join(c[2:]))
+    def done(self, empty: str = "") -> tuple[ToolCall, ...]:
+        """`empty`: the arguments of a call that streamed none (Anthropic: {})."""
+        return tuple(ToolCall(c[0] or f"call_{i}", c[1], "".join(c[2:]) or empty)
                      for i, c in enumerate(self._calls.values()))
 
     def __bool__(self) -> bool:

@@ -14,7 +14,8 @@ tokenizers differ, so the comparison in slo/cache_state.py has a tolerance.
 
 Fed on the recorder's thread, only for answers whose server reported its
 cached tokens: the load's loop never pays for it, and a server that reports
-nothing costs nothing.
+nothing costs nothing. A session's turn continued by `previous_response_id`
+carries only what is new, so such runs are not modelled.
 """
 
 from __future__ import annotations
@@ -34,23 +35,31 @@ class ExpectedCache:
     def __init__(self) -> None:
         self._blocks: OrderedDict[int, None] = OrderedDict()
 
-    def admit(self, body: bytes) -> int:
-        """The tokens of this request's prompt a cache of this run's prompts
-        would hold; the prompt is kept for the ones after it."""
+    def admit(self, body: bytes, prompt_tokens: int, answer: str | None = None) -> int:
+        """The tokens of this request's prompt (`prompt_tokens` as the server
+        counted them) a cache of this run's prompts would hold; the prompt,
+        and the answer after it where kept (a session's next turn carries it,
+        and servers cache what they generated), are kept for the ones after."""
         words = prompt_words(body)
         chain, hit, missed = 0, 0, False
         blocks = self._blocks
-        for start in range(0, len(words) - BLOCK + 1, BLOCK):
-            chain = hash((chain, *words[start:start + BLOCK]))
-            if not missed and chain in blocks:
-                hit += 1
-            else:
-                missed = True
+        said = words + answer.split() if answer else words
+        for start in range(0, len(said) - BLOCK + 1, BLOCK):
+            chain = hash((chain, *said[start:start + BLOCK]))
+            if start + BLOCK <= len(words):
+                if not missed and chain in blocks:
+                    hit += 1
+                else:
+                    missed = True
             blocks[chain] = None
             blocks.move_to_end(chain)
         while len(blocks) > CAPACITY:
             blocks.popitem(last=False)
-        return min(hit * BLOCK, max(len(words) - 1, 0))
+        if not words:
+            return 0
+        # Words to the server's tokens (a tokenizer makes more tokens than words).
+        cached = min(hit * BLOCK, len(words) - 1) * prompt_tokens / len(words)
+        return min(round(cached), max(prompt_tokens - 1, 0))
 
 
 def prompt_words(body: bytes) -> list[str]:

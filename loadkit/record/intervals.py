@@ -53,6 +53,7 @@ def merged(group: Sequence[Interval]) -> Interval:
     return Interval(
         start_s=first.start_s, end_s=last.end_s, completed=sum(done),
         errors=sum(iv.errors for iv in group),
+        abandoned=sum(iv.abandoned for iv in group),
         output_tokens=sum(iv.output_tokens for iv in group),
         latency_p50_ms=_mean(group, lambda iv: iv.latency_p50_ms, done),
         latency_p99_ms=_extreme(group, lambda iv: iv.latency_p99_ms),

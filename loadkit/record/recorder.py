@@ -68,6 +68,7 @@ class RequestRecord:
     reasoning_tokens: int | None = None  # tokens spent reasoning, where any
     tool_done: int | None = None  # when the answer's tool calls were complete
     body: bytes | None = None  # what was sent (its prompt feeds the expected cache hits)
+    abandoned: str | None = None  # its client left: patience | read_tokens | tool_call
     error: ErrorKind | None = None
     message: str = ""
 
@@ -95,6 +96,10 @@ class Recorder:
     # of the same requests (how far real input lengths are from the asked).
     prompt_asked: Counter = field(default_factory=Counter)
     prompt_matched: Counter = field(default_factory=Counter)
+    # Requests whose client left, by (rule, phase, scenario, tenant), and the
+    # token events they read first (phase, scenario, tenant).
+    abandoned: Counter = field(default_factory=Counter)
+    tokens_read: Counter = field(default_factory=Counter)
     # Of the prompts whose server said what it cached: the cached tokens their
     # own run's prompts explain (record/cache_model.py).
     expected_cached: Counter = field(default_factory=Counter)
@@ -147,6 +152,13 @@ class Recorder:
             examples = self.error_examples[r.error.value]
             if len(examples) < MAX_EXAMPLES:
                 examples.append(r.message[:500])
+            return
+        if r.abandoned:  # neither completed nor failed: its client left
+            scope = (r.phase, r.scenario, r.tenant)
+            self.abandoned[(r.abandoned, *scope)] += 1
+            self.tokens_read[scope] += len(r.events or ())
+            self._interval_counts["abandoned"] += 1
+            self._value("abandon_time", r, r.end - r.sent)
             return
         latency, service = r.end - r.intended, r.end - r.sent
         self._value("latency", r, latency)
@@ -204,7 +216,8 @@ class Recorder:
                 self.cached_tokens[scope] += r.cached_tokens
                 self._interval_counts["cached"] += r.cached_tokens
                 if r.body is not None:
-                    self.expected_cached[scope] += self.cache_model.admit(r.body)
+                    self.expected_cached[scope] += self.cache_model.admit(
+                        r.body, r.prompt_tokens, r.text)
             if r.prompt_asked:
                 self.prompt_asked[scope] += r.prompt_asked
                 self.prompt_matched[scope] += r.prompt_tokens
@@ -237,8 +250,10 @@ class Recorder:
             self.sessions[("started", r.phase, scenario, r.tenant)] += 1
         if r.session_start is None:
             return
-        if r.error is not None:
-            self.sessions[("failed", r.phase, scenario, r.tenant)] += 1
+        if r.error is not None or r.abandoned:
+            # Ended by a failed turn, or by a client that left one.
+            self.sessions[("failed" if r.error is not None else "abandoned", r.phase, scenario,
+                           r.tenant)] += 1
             return
         self.sessions[("completed", r.phase, scenario, r.tenant)] += 1
         key = ("session", r.phase, scenario, r.tenant)
@@ -328,6 +343,7 @@ class Recorder:
                       prompt_drift=(round(counts["matched"] / counts["asked"] - 1, 4)
                                     if counts["asked"] else None),
                       finish_reasons=dict(sorted(self._interval_finish.items())),
+                      abandoned=counts["abandoned"],
                       service_mean_ms=(round(counts["service_ns"] / counts["completed"] / 1e6, 3)
                                        if counts["completed"] else None))
         self._split_one_token_gaps()

@@ -184,6 +184,10 @@ class Counts(Part):
     dropped: int  # the in-flight cap was reached
     unfinished: int  # cancelled without a verdict by an interrupt (Ctrl-C, SIGTERM)
     warmup_completed: int
+    # Requests whose client left (workload `abandon:`), by the rule that fired
+    # (patience, read_tokens, tool_call): neither completed nor failed.
+    abandoned: dict[str, int] = Field(default_factory=dict)
+    tokens_read: int = 0  # the token events they read before leaving
     scheduled: dict[str, int]  # "phase/tenant": n, warm-ups included
 
 
@@ -235,12 +239,25 @@ class CacheState(Part):
     reason: str
 
 
+class Reclaim(Part):
+    """Tokens the server generated for clients that had left (slo/reclaim.py)."""
+
+    counter: str  # the server's generated-token counter it comes from
+    generated: int  # by the counter, first scrape to last
+    received: int  # by the clients: completed answers and what abandoned streams read
+    zombie_tokens: int  # generated - received
+    abandoned: int  # requests whose client left
+    per_abandoned: float
+    share: float  # of generated
+
+
 class Sessions(Part):
     """Multi-turn sessions of the measured phases (by their first turn's phase)."""
 
     started: int
     completed: int
     failed: int  # ended by a failed turn
+    abandoned: int = 0  # ended by a client that left a turn
 
 
 class Health(Part):
@@ -313,6 +330,7 @@ class Interval:
     # of their p99s and this the best (None: one interval).
     intervals: int = 1
     latency_p99_low_ms: float | None = None
+    abandoned: int = 0  # requests whose client left (workload `abandon:`)
     # The mean service time (end − sent) of the requests it completed, exact:
     # what the server's own mean timings add up to (slo/why.py).
     service_mean_ms: float | None = None
@@ -390,6 +408,7 @@ class RunResult(Part):
     sessions: Sessions | None = None  # None: no scenario has sessions
     why: Why | None = None  # None: not analysed (an older run, or no request completed)
     cache: CacheState | None = None  # None: the server said nothing of its prefix cache
+    reclaim: Reclaim | None = None  # None: no client left, or no generated-token counter
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

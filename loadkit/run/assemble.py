@@ -29,6 +29,7 @@ from loadkit.slo.after_run import judge_after_run
 from loadkit.slo.cache_state import cache_state
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
+from loadkit.slo.reclaim import reclaim, slo_figures
 from loadkit.slo.recovery import phase_rates
 from loadkit.slo.scopes import Phases
 from loadkit.slo.why import explain
@@ -75,8 +76,12 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
                                             {p.name: p.duration_s for p in phases}),
                                 facts.interval_s)
     judged = judge.results() if judge is not None else {}
+    left = reclaim(telemetry, sum(recorder.output_tokens.values())
+                   + sum(recorder.tokens_read.values()), sum(recorder.abandoned.values()))
     slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
-                        facts.strict, lambda scope: slo_values(telemetry, scope),
+                        facts.strict, lambda scope: {**slo_values(telemetry, scope),
+                                                     **(slo_figures(left) if scope == "all"
+                                                        else {})},
                         {**judged, **after_run}, judge.n_eff() if judge is not None else None)
     generator_health = health(generator, measured.lateness_p99_ms(), facts.lateness_bound_ms)
     untrusted = [reason for reason in (
@@ -109,4 +114,4 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         timeseries=bounded(measured.timeseries()), histograms=measured.encoded_histograms(),
         telemetry=telemetry, incomplete=incomplete,
         why=explain(measured.timeseries(), phases, telemetry, slos, generator_health),
-        cache=cache)
+        cache=cache, reclaim=left)

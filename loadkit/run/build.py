@@ -50,8 +50,14 @@ class Measured:
         errors: Counter = Counter()
         for (_kind, *key), n in r.errors.items():
             errors[tuple(key)] += n
+        abandoned: Counter = Counter()
+        impatient: Counter = Counter()
+        for (rule, *key), n in r.abandoned.items():
+            abandoned[tuple(key)] += n
+            impatient[tuple(key)] += n if rule == "patience" else 0
         sources = {"completed": r.completed, "dropped": r.dropped, "errors": errors,
-                   "good": r.good, "output_tokens": r.output_tokens}
+                   "good": r.good, "output_tokens": r.output_tokens, "abandoned": abandoned,
+                   "impatient": impatient}
         totals: dict[str, Counter] = {name: Counter() for name in sources}
         for name, source in sources.items():
             for (phase, scenario, tenant), n in source.items():
@@ -60,7 +66,8 @@ class Measured:
         scopes = set().union(*totals.values()) | {ALL}
         return {s: ScopeCounts(totals["completed"][s], totals["errors"][s],
                                    totals["dropped"][s], phases.seconds(s),
-                                   totals["good"][s], totals["output_tokens"][s])
+                                   totals["good"][s], totals["output_tokens"][s],
+                                   totals["abandoned"][s], totals["impatient"][s])
                 for s in scopes}
 
     def series(self) -> dict[str, dict[Scope, Summary]]:
@@ -80,14 +87,16 @@ class Measured:
                       warmup_completed=sum(n for (p, _s, _t), n in
                                            self.recorder.completed.items()
                                            if p not in self.phases.measured),
-                      scheduled={f"{p}/{t}": n for (p, t), n in sorted(scheduled.items())})
+                      scheduled={f"{p}/{t}": n for (p, t), n in sorted(scheduled.items())},
+                      abandoned=self._measured(self.recorder.abandoned),
+                      tokens_read=self._in_measured(self.recorder.tokens_read))
 
     def sessions(self) -> Sessions | None:
         if not self.recorder.sessions:
             return None
         by = self._measured(self.recorder.sessions)
         return Sessions(started=by.get("started", 0), completed=by.get("completed", 0),
-                        failed=by.get("failed", 0))
+                        failed=by.get("failed", 0), abandoned=by.get("abandoned", 0))
 
     def output_tokens(self) -> int:
         return self._in_measured(self.recorder.output_tokens)

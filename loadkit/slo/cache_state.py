@@ -24,6 +24,12 @@ def cache_state(tokens: Tokens, reset: bool) -> CacheState | None:
         return None
     seen, explained = cached / prompt, expected / prompt
     said = f"observed {seen:.0%} of prompt tokens from the cache, {explained:.0%} expected"
+    if seen - explained > TOLERANCE and reset:  # reset, yet: the model is what is off
+        return CacheState(state="as expected", observed_share=round(seen, 4),
+                          expected_share=round(explained, 4), reset=reset,
+                          reason=f"{said}: more than this run's prompts explain, though the "
+                                 "cache was reset before the clock (the server caches what "
+                                 "loadkit cannot see, e.g. tokens it counts differently)")
     if seen - explained > TOLERANCE:
         return CacheState(state="warm", observed_share=round(seen, 4),
                           expected_share=round(explained, 4), reset=reset,

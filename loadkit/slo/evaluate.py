@@ -46,6 +46,10 @@ class Counts:
     duration_s: float
     good: int = 0  # completed requests that met the goodput rules
     output_tokens: int = 0
+    # Clients that left (neither completed nor failed: outside `attempts`),
+    # and of them those that left for want of a first token.
+    abandoned: int = 0
+    impatient: int = 0
 
     @property
     def attempts(self) -> int:
@@ -131,6 +135,13 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
             reason = f"{samples} samples on one side; a p99 needs at least 1000"
         else:
             observed = iso.ratio
+    elif o.metric == "abandon_rate":  # of every request, those left for impatience
+        samples, hits = counts.attempts + counts.abandoned, counts.impatient
+        if samples == 0:
+            reason = "no requests in scope"
+        else:
+            observed = hits / samples
+            interval = share_interval(hits, samples, level, n_eff)
     elif o.metric == "error_rate" or o.metric == "goodput" and o.unit == "%":
         samples = counts.attempts
         hits = counts.errors + counts.dropped if o.metric == "error_rate" else counts.good

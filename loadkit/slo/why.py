@@ -3,7 +3,8 @@ server's own timers, and the causes named when an SLO fails or is marginal.
 
 The split joins loadkit's client-side intervals with the server's request
 histograms where it exports them (vLLM's queue, prefill, decode and
-end-to-end timers), by their per-scrape means weighed by their counts:
+end-to-end timers), by the sums and counts each scrape added (additive, so
+a long run's merged points keep them):
 means add up, so queue + prefill + decode is the server's end to end, and
 the client's mean service time minus it is what lies outside the server
 (network, gateways, proxies, the client). Percentiles do not add: the tail
@@ -98,26 +99,21 @@ class _Series:
         return [(t, v) for s in self.by_metric.get(name or "", []) for t, v in s.points
                 if a < t <= b]
 
-    def mean(self, names: Sequence[str], a: float, b: float,
-             stat: str = "mean") -> tuple[float, float] | None:
-        """(count-weighed mean of a histogram's per-scrape `stat`, its
-        count) over the scrapes in (a, b], in seconds; None: no observation."""
+    def mean(self, names: Sequence[str], a: float, b: float) -> tuple[float, float] | None:
+        """(mean, count) of a histogram's observations over the scrapes in
+        (a, b], in seconds, from their added sums and counts; None: none."""
         name = self.histogram(names)
         if name is None:
             return None
-        total = weight = 0.0
-        counts = {tuple(sorted(s.labels.items())): dict(s.points)
-                  for s in self.by_metric.get(f"{name}.count", [])}
-        for s in self.by_metric[f"{name}.{stat}"]:
-            n_at = counts.get(tuple(sorted(s.labels.items())), {})
-            for t, v in s.points:
-                if a < t <= b and (n := n_at.get(t, 0.0)) > 0:
-                    total, weight = total + v * n, weight + n
-        return (total / weight, weight) if weight else None
+        def total(stat: str) -> float:
+            return sum(v for s in self.by_metric.get(f"{name}.{stat}", [])
+                       for t, v in s.points if a < t <= b)
+        n = total("count")
+        return (total("sum") / n, n) if n > 0 else None
 
     def histogram(self, names: Sequence[str]) -> str | None:
-        """The first of these histograms the server exports."""
-        return next((n for n in names if f"{n}.mean" in self.by_metric), None)
+        """The first of these histograms the server exports (with its sums)."""
+        return next((n for n in names if f"{n}.sum" in self.by_metric), None)
 
     def worst(self, names: Sequence[str], a: float, b: float) -> float | None:
         name = self.histogram(names)

@@ -193,7 +193,8 @@ def section(data: dict | None, phases: list[PhaseInfo], intervals: list[dict],
         "sources": sources, "interval_s": data.get("interval_s"), "gpus": data.get("gpus", []),
         "price_per_gpu_hour": price, "gpus_priced": n_gpus if price is not None else None,
         "series": {k: {"unit": s["unit"], "kind": s["kind"], "metric": s["metric"],
-                       "labels": s["labels"], "points": decimate(s["points"])}
+                       "labels": s["labels"],
+                       "points": decimate(s["points"], summed=s["kind"] == "count")}
                    for k, s in sorted(series.items())},
         "per_interval": rows, "phases": per_phase, "all": overall,
     })
@@ -230,9 +231,16 @@ def gpu_view(series: dict[str, dict]) -> tuple[str | None, bool, dict[str, dict[
     return None, False, {}
 
 
-def decimate(points: Points, limit: int = MAX_POINTS) -> list[list[float]]:
-    """At most `limit` points: buckets keep their min and max, in time order."""
+def decimate(points: Points, limit: int = MAX_POINTS,
+             summed: bool = False) -> list[list[float]]:
+    """At most `limit` points: buckets keep their min and max, in time order;
+    `summed` (per-scrape counts and sums, which add up): one point a bucket,
+    its sum at its last time, so a window's total survives."""
     t, v = points.t, points.v
+    if summed and len(t) > limit:
+        edges = np.linspace(0, len(t), limit + 1).astype(int)
+        return [[round(float(t[z - 1]), 3), float(f"{float(np.sum(v[a:z])):.6g}")]
+                for a, z in zip(edges, edges[1:]) if z > a]
     if len(t) <= limit:
         keep: Iterable[int] = range(len(t))
     else:

@@ -11,8 +11,8 @@ summed (requests across models add up). Gauges are kept as they are;
 counters are kept raw and as a rate (``<name>_total.rate``, per second,
 resets handled); histograms become per-scrape p50/p90/p99 and mean
 (``<name>.p99``) from the bucket deltas between two scrapes, interpolated
-within a bucket as PromQL's histogram_quantile does, and the count of
-observations the scrape added (``<name>.count``).
+within a bucket as PromQL's histogram_quantile does, and the count and sum
+of the observations the scrape added (``<name>.count``, ``<name>.sum``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ KNOWN = (
     "nv_energy_consumption",
     # the embedded simulator
     "loadkit_sim_gpu_*", "loadkit_sim_requests_running", "loadkit_sim_replicas",
-    "loadkit_sim_model_load*",
+    "loadkit_sim_model_load*", "loadkit_sim_disconnects*", "loadkit_sim_tokens_after_*",
 )
 # Labels that describe rather than identify a series: dropped, samples summed.
 DESCRIPTIVE = frozenset({
@@ -240,9 +240,12 @@ class PrometheusSource(Source):
             add(p + _key(f"{fam}.mean", labels), (total - ltotal) / dcount, t_ns,
                 metric=f"{p}{fam}.mean", unit=unit, kind="quantile", labels=labels,
                 source=self.kind)
-            # How many the mean is over: means of several scrapes weigh by it.
+            # What the mean is of: sums and counts add up over scrapes (and
+            # over a long run's merged points), so a window's mean is theirs.
             add(p + _key(f"{fam}.count", labels), dcount, t_ns, metric=f"{p}{fam}.count",
                 unit="", kind="count", labels=labels, source=self.kind)
+            add(p + _key(f"{fam}.sum", labels), total - ltotal, t_ns, metric=f"{p}{fam}.sum",
+                unit=unit, kind="count", labels=labels, source=self.kind)
 
 
 def _add(into: dict, name: str, labels: dict, value: float) -> None:

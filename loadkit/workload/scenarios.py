@@ -149,6 +149,44 @@ class ThinkTime(Strict):
         return self
 
 
+class ExponentialWait(Strict):
+    """Waits with this mean, memoryless: a client as likely to leave in the
+    next instant however long it has waited."""
+
+    dist: Literal["exponential"]
+    mean: Seconds = Field(gt=0, le=86_400)
+
+
+class LogNormalWait(Strict):
+    dist: Literal["lognormal"]
+    median: Seconds = Field(gt=0, le=86_400)
+    sigma: float = Field(ge=0, le=10)
+
+
+Wait = Seconds | ThinkTime | Annotated[ExponentialWait | LogNormalWait,
+                                       Field(discriminator="dist")]
+
+
+class Abandon(Strict):
+    """Clients that leave: of `share` of the requests (drawn per request,
+    seeded), each leaves at the first of its rules that fires: no first
+    token after `patience`, `read_tokens` answer tokens read, or (with
+    `on_tool_call`) a tool call starting to stream. Leaving closes the
+    connection at that instant; the request counts as abandoned, neither
+    completed nor failed."""
+
+    share: float = Field(default=1.0, ge=0, le=1)
+    patience: Wait | None = None
+    read_tokens: Tokens | None = None
+    on_tool_call: bool = False
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> Abandon:
+        if self.patience is None and self.read_tokens is None and not self.on_tool_call:
+            raise ValueError("give a rule: patience, read_tokens or on_tool_call")
+        return self
+
+
 class Session(Strict):
     """A conversation: it arrives by the tenant's arrival process (open loop);
     each later turn is sent `think_time` after the previous answer, with the
@@ -245,6 +283,7 @@ class GenerationScenario(_Scenario):
     # sending the whole history again (the server keeps the conversation).
     previous_response_id: bool = False
     anthropic_version: str = "2023-06-01"  # the `anthropic-version` header
+    abandon: Abandon | None = None  # clients that leave before the answer ends
     path: str | None = None
 
     @model_validator(mode="after")
@@ -266,6 +305,9 @@ class GenerationScenario(_Scenario):
                 self.tool_choice.name not in {t.name for t in self.tools}:
             raise ValueError(f"tool_choice names {self.tool_choice.name!r}, which is not "
                              "among `tools`")
+        if self.abandon and (self.abandon.read_tokens or self.abandon.on_tool_call) \
+                and not self.stream:
+            raise ValueError("abandon.read_tokens and on_tool_call read a stream: stream: true")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice: required needs `tools`")
         return self

@@ -44,8 +44,9 @@ from loadkit.workload.units import parse_duration
 
 TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "inter_chunk",
                 "tpot", "max_stall", "lateness", "session", "ttfo", "ttfo_corrected",
-                "reasoning_time", "tool_call_time", "reasoning_itl", "answer_itl")
-RATE_METRICS = ("error_rate", "throughput", "output_tokens_per_s", "goodput",
+                "reasoning_time", "tool_call_time", "reasoning_itl", "answer_itl",
+                "abandon_time")
+RATE_METRICS = ("error_rate", "abandon_rate", "throughput", "output_tokens_per_s", "goodput",
                 "isolation_ratio")
 # Telemetry figures (loadkit.telemetry.derive.slo_values): metric -> (unit, stats).
 GAUGE_METRICS = {
@@ -54,11 +55,13 @@ GAUGE_METRICS = {
     "idle_silicon": ("%", ()), "energy_per_request": ("J", ()),
     "energy_per_1k_output_tokens": ("J", ()), "cost_per_1k_requests": ("", ()),
     "cost_per_1m_output_tokens": ("", ()),
+    # Tokens generated for clients that had left (slo/reclaim.py)
+    "zombie_tokens": ("", ()), "zombie_share": ("%", ()),
 }
 # Judged by their trend only (`gpu.mem_used trend < 200MB/h`): metric -> value unit.
 TREND_GAUGES = {"gpu.mem_used": "MiB"}
 RECOVERY_METRIC = "recovery_time"
-END_OF_RUN_METRICS = ("isolation_ratio", *GAUGE_METRICS, *TREND_GAUGES,
+END_OF_RUN_METRICS = ("isolation_ratio", "abandon_rate", *GAUGE_METRICS, *TREND_GAUGES,
                       RECOVERY_METRIC)  # known only when the run ends
 METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",) \
     + tuple(TREND_GAUGES) + (RECOVERY_METRIC,)
@@ -200,8 +203,8 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
                                  m.group("every") or m.group("of"))
     fields = dict(text=text.strip(), metric=metric, op=op, scope=scope,
                   **_window(m.group("every"), m.group("share"), m.group("of")))
-    if fields["window_s"] is not None and metric == "isolation_ratio":
-        raise ValueError("isolation_ratio compares whole phases; it takes no window")
+    if fields["window_s"] is not None and metric in ("isolation_ratio", "abandon_rate"):
+        raise ValueError(f"{metric} is judged over the whole run; it takes no window")
     value = float(num)
     if metric in TIME_METRICS:
         quantile = _stat(metric, stat, ("mean", "max", "min"), percentiles=True)
@@ -229,13 +232,13 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
         raise ValueError(f"{metric} takes no statistic, got {stat!r}")
     if metric == "goodput" and unit is None:
         raise ValueError("goodput takes % (a share) or req/s (a rate)")
-    if metric in ("error_rate", "goodput") and unit in ("%", None):
+    if metric in ("error_rate", "abandon_rate", "goodput") and unit in ("%", None):
         value = value / 100.0 if unit == "%" else value
         if value > 1.0:
             raise ValueError(f"{metric} threshold must be at most 100%")
         return Objective(stat=None, quantile=None, threshold=value, unit="%", **fields)
-    if metric == "error_rate":
-        raise ValueError(f"error_rate takes % or a bare fraction, got {unit!r}")
+    if metric in ("error_rate", "abandon_rate"):
+        raise ValueError(f"{metric} takes % or a bare fraction, got {unit!r}")
     if metric == "isolation_ratio":
         if unit not in ("x", None):
             raise ValueError(f"isolation_ratio is a plain ratio, got unit {unit!r}")

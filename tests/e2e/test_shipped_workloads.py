@@ -15,7 +15,7 @@ SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
            "multi-tenant.yaml": "0.045", "soak.yaml": "0.0015", "cold-start.yaml": "0.05",
            "trace-replay.yaml": "0.025", "mooncake-replay.yaml": "0.06",
            "chat-sessions.yaml": "0.05", "capacity.yaml": "0.25", "reasoning.yaml": "0.1",
-           "agent.yaml": "0.1", "anthropic.yaml": "0.1"}
+           "agent.yaml": "0.06", "anthropic.yaml": "0.1", "impatient.yaml": "0.06"}
 
 
 def test_every_shipped_workload_is_covered() -> None:
@@ -52,6 +52,9 @@ def test_shipped_workload_runs_and_gives_a_verdict(tmp_path: Path, name: str) ->
     if name == "chat-sessions.yaml":
         assert result["sessions"]["completed"] > 0
         assert result["series"]["latency"]["scenario:chat:later"]["count"] > 0
+    if name == "impatient.yaml":  # clients left, and the simulator stopped for them
+        assert sum(result["counts"]["abandoned"].values()) > 0
+        assert result["reclaim"]["zombie_tokens"] <= result["reclaim"]["abandoned"]  # a step each
     if name == "mooncake-replay.yaml":  # shared prefixes hit the simulator's cache
         assert result["tokens"]["cached_total"] > 0
         assert result["tokens"]["itl_source"].get("usage", 0) > 0

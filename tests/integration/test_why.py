@@ -10,7 +10,7 @@ import pytest
 
 from support.run import RunWorkload
 
-pytestmark = [pytest.mark.slow, pytest.mark.timing]
+pytestmark = [pytest.mark.slow]  # judged by the server's own timers, but for the overhead
 
 
 def why_run(run: RunWorkload, simulator: dict, slos: list[str], rate: float = 20,
@@ -62,6 +62,7 @@ def test_requests_after_idle_gaps_are_cold_starts(run: RunWorkload) -> None:
     assert "model loads during the measured phases" in result["why"]["causes"][0]["evidence"][0]
 
 
+@pytest.mark.timing  # what this machine adds must cancel between the two runs
 def test_a_delay_in_front_of_the_server_is_overhead_of_its_size(run: RunWorkload) -> None:
     """The same run without and with 50 ms added before the server's timers
     start: the remainder outside the server grows by the 50 ms (what this

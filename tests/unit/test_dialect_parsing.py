@@ -311,3 +311,40 @@ def test_bad_schemas_and_tool_choices_are_input_errors() -> None:
         scenario("openai-chat", previous_response_id=True)
     with pytest.raises(ValueError, match="chat dialect"):
         scenario("openai-completions", tools=[WEATHER])
+
+
+def test_calls_said_whole_empty_or_beside_text_are_kept_once() -> None:
+    """An Anthropic call of no arguments streams no fragment: `{}`, and an
+    answer; a Responses call said whole by `arguments.done` (after fragments
+    too) or only in the completed response; a chat chunk with text and a
+    call's fragment keeps both."""
+    empty = sse({"type": "message_start", "message": {"id": "m", "usage": {}}},
+                {"type": "content_block_start", "index": 0, "content_block": {
+                    "type": "tool_use", "id": "toolu_0", "name": "now", "input": {}}},
+                {"type": "content_block_delta", "index": 0,
+                 "delta": {"type": "input_json_delta", "partial_json": ""}},
+                {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                 "usage": {"output_tokens": 3}}, {"type": "message_stop"})
+    _, p = feed_all(anthropic.AnthropicStream(), empty)
+    assert p.tool_calls == (ToolCall("toolu_0", "now", "{}"),)
+    doubled = sse({"type": "response.output_item.added", "item": {
+        "id": "fc", "type": "function_call", "call_id": "c", "name": "f",
+        "arguments": '{"a": 1}'}},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc", "delta": '{"a": 1}'},
+        {"type": "response.function_call_arguments.done", "item_id": "fc",
+         "arguments": '{"a": 1}'},
+        {"type": "response.completed", "response": {"status": "completed"}})
+    _, p = feed_all(responses.ResponsesStream(), doubled)
+    assert p.tool_calls == (ToolCall("c", "f", '{"a": 1}'),)
+    late = sse({"type": "response.output_text.delta", "delta": "ok"},
+               {"type": "response.completed", "response": {"status": "completed", "output": [
+                   {"type": "function_call", "id": "fc", "call_id": "c2", "name": "g",
+                    "arguments": "{}"}]}})
+    _, p = feed_all(responses.ResponsesStream(), late)
+    assert p.tool_calls == (ToolCall("c2", "g", "{}"),)
+    both = {"choices": [{"index": 0, "delta": {"content": "Let me check.", "tool_calls": [
+        {"index": 0, "id": "call_b", "function": {"name": "f", "arguments": "{}"}}]},
+        "finish_reason": "tool_calls"}]}
+    _, p = feed_all(openai.OpenAIStream(keep_text=True),
+                    sse(both, named=False) + b"data: [DONE]\n\n")
+    assert p.text == "Let me check." and p.tool_calls == (ToolCall("call_b", "f", "{}"),)

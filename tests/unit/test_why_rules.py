@@ -49,6 +49,7 @@ def timers(queue: float, prefill: float, decode: float, n: int = 20,
             else "vllm:e2e_request_latency_seconds"
         out[f"{fam}.mean"] = series(f"{fam}.mean", [mean] * seconds, "quantile")
         out[f"{fam}.count"] = series(f"{fam}.count", [float(n)] * seconds, "count")
+        out[f"{fam}.sum"] = series(f"{fam}.sum", [mean * n] * seconds, "count")
         out[f"{fam}.p99"] = series(f"{fam}.p99", [mean * 2] * seconds, "quantile")
     return out
 
@@ -113,8 +114,10 @@ def test_overhead_batching_gpu_limits_and_the_generator() -> None:
     tel = timers(0.001, 0.010, 0.1) | {
         "vllm:request_decode_time_seconds.mean": series(
             "vllm:request_decode_time_seconds.mean", decode, "quantile"),
-        "vllm:e2e_request_latency_seconds.mean": series(
-            "vllm:e2e_request_latency_seconds.mean", [d + 0.011 for d in decode], "quantile"),
+        "vllm:request_decode_time_seconds.sum": series(
+            "vllm:request_decode_time_seconds.sum", [d * 20 for d in decode], "count"),
+        "vllm:e2e_request_latency_seconds.sum": series(
+            "vllm:e2e_request_latency_seconds.sum", [(d + 0.011) * 20 for d in decode], "count"),
         "r": series("vllm:num_requests_running", [float(b) for b in range(12)]),
         "g": series("gpu.clock_reasons", [0.0, 4.0, 4.0] * 4)}
     mean_decode = sum(decode[2:]) / 10
