@@ -150,6 +150,9 @@ class PreparedRequest:
     # Clients that leave: drawn per request, in the order they are sent
     # (None: this one stays); None: every client stays.
     leave: Callable[[], Leave | None] | None = None
+    # A client that left comes back: (seconds until it does, drawn per retry;
+    # the most times), or None.
+    retry: tuple[Callable[[], float], int] | None = None
     # The body holds the whole prompt (not a continuation by
     # previous_response_id): the expected prefix-cache hits can be modelled.
     whole_prompt: bool = True

@@ -34,7 +34,7 @@ from loadkit.engine.answer import Abandoned, Answer
 from loadkit.engine.client import classify
 from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
-from loadkit.record.recorder import LATER, Interval, RequestRecord
+from loadkit.record.recorder import LATER, RETRY, Interval, RequestRecord
 from loadkit.record.worker import RecorderThread
 from loadkit.workload.models import Client
 from loadkit.workload.scenarios import GenerationScenario
@@ -263,8 +263,9 @@ class Engine:
             task = asyncio.create_task(
                 self._session(transport, slot, phase, self._seq, intended)
                 if slot.scenario in self.plan.sessions or slot.script else
-                self._send(transport, slot.tenant, slot.scenario, phase, slot.prompt_tokens,
-                           slot.max_tokens, self._seq, intended, slot.blocks))
+                self._request(transport, slot.tenant, slot.scenario, phase,
+                              slot.prompt_tokens, slot.max_tokens, self._seq, intended,
+                              slot.blocks))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -338,13 +339,38 @@ class Engine:
             self.recorder.rotate(now_ns())  # the recorder's thread does the work
             k += 1
 
+    async def _request(self, transport: Transport, tenant: int, scenario: int, phase: str,
+                       prompt_tokens: int | None, max_tokens: int | None, seq: int,
+                       intended: int, blocks: tuple[int, ...]) -> None:
+        """One open-loop request, and, when its client left and comes back
+        (`abandon.retry`), the same bytes again: each retry a new arrival at
+        its own time, scenario `<name>:retry`."""
+        rec = await self._send(transport, tenant, scenario, phase, prompt_tokens, max_tokens,
+                               seq, intended, blocks)
+        retry = self.plan.requests[tenant][scenario].retry
+        if retry is None:
+            return
+        wait, most = retry
+        for _ in range(most):
+            if not rec.abandoned or rec.body is None or self.stop.is_set():
+                return
+            at = rec.end + int(wait() * 1e9)
+            await sleep_until(at)
+            if self.stop.is_set():
+                return
+            self.scheduled[(phase, self.plan.tenant_names[tenant])] += 1
+            self.progress.scheduled += 1
+            rec = await self._send(transport, tenant, scenario, phase, prompt_tokens,
+                                   max_tokens, seq, at, again=rec.body)
+
     async def _send(self, transport: Transport, tenant: int, scenario: int,
                     phase: str, prompt_tokens: int | None, max_tokens: int | None, seq: int,
                     intended: int | None, blocks: tuple[int, ...] = (),
-                    turn: Turn | None = None) -> RequestRecord:
-        """One request; `intended` None: a closed loop's, sent the moment it is due."""
+                    turn: Turn | None = None, again: bytes | None = None) -> RequestRecord:
+        """One request; `intended` None: a closed loop's, sent the moment it is due;
+        `again`: a retry's body, sent as it was the first time."""
         sent = now_ns()
-        name = self.plan.scenario_names[scenario]
+        name = self.plan.scenario_names[scenario] + (RETRY if again is not None else "")
         # A uvloop timer rounds to whole ms and may wake a fraction of one early:
         # a request sent before its slot is charged from when it went out.
         rec = RequestRecord(self.plan.tenant_names[tenant], name + LATER if turn and turn.index
@@ -354,7 +380,7 @@ class Engine:
             rec.turn = turn.index
         try:
             await exchange(self.plan, transport, tenant, scenario, prompt_tokens, max_tokens,
-                           seq, rec, blocks, turn)
+                           seq, rec, blocks, turn, again=again)
         except asyncio.CancelledError:
             if self._cut is None:
                 self.unfinished += 1
@@ -435,7 +461,8 @@ async def sleep_until(at: int) -> None:
 async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
                    prompt_tokens: int | None, max_tokens: int | None, seq: int,
                    rec: RequestRecord, blocks: tuple[int, ...] = (),
-                   turn: Turn | None = None, may_leave: bool = True) -> int:
+                   turn: Turn | None = None, may_leave: bool = True,
+                   again: bytes | None = None) -> int:
     """One request on the wire, its timings and any failure written into `rec`
     (never raised: a failure is a measurement); returns the HTTP status (0: none).
     A client that leaves (`abandon:`, not in the probe: `may_leave`) closes
@@ -446,7 +473,9 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
         body: bytes | None
         if req.prompt_is_asked and turn is None:  # not a prompt set, prefix or history
             rec.prompt_asked = prompt_tokens
-        if turn is not None and req.build_turn is not None:
+        if again is not None:  # a retry: the very bytes its client sent before
+            body, asked = again, max_tokens
+        elif turn is not None and req.build_turn is not None:
             body, asked, turn.sent, ends = req.build_turn(turn.history, prompt_tokens,
                                                           max_tokens, seq, turn.state)
             turn.last = turn.last or ends

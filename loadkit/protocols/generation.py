@@ -72,7 +72,17 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         else (latency.min, latency.max),
         prompt_is_asked=not prompts and scenario.prefix is None,
         leave=_leave_policy(scenario, seed),
+        retry=_retry_policy(scenario, seed),
         whole_prompt=not scenario.previous_response_id)
+
+
+def _retry_policy(s: GenerationScenario, seed: str
+                  ) -> tuple[Callable[[], float], int] | None:
+    retry = s.abandon.retry if s.abandon else None
+    if retry is None:
+        return None
+    rng = random.Random(f"{seed}:{s.name}:retry")
+    return (lambda: sample_wait(retry.after, rng)), retry.max
 
 
 def _leave_policy(s: GenerationScenario, seed: str) -> Callable[[], Leave | None] | None:

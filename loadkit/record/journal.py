@@ -54,7 +54,8 @@ _IV_FIELDS = [f.name for f in dataclasses.fields(Interval)]
 # Recorder counters a rebuilt run restores as they are (no live SLO reads them).
 EXTRA_COUNTERS = ("prompt_tokens", "cached_tokens", "prompt_asked", "prompt_matched",
                   "sessions", "finish_reasons", "stream_notes", "reasoning_tokens",
-                  "expected_cached", "abandoned", "tokens_read")
+                  "expected_cached", "abandoned", "tokens_read",
+                  "retried")
 
 JOURNAL_NAME = "journal.jsonl"
 HLOG_NAME = "latency.hlog"

@@ -34,6 +34,7 @@ SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
 MAX_EXAMPLES = 3
 ONE_TOKEN = "_one_token_gap"  # internal: split into itl and inter_chunk at rotation
 LATER = ":later"  # a session's turns after the first: scenario "<name>:later"
+RETRY = ":retry"  # a request sent again by a client that had left: "<name>:retry"
 # A recorder counter -> the interval count record() keeps of it.
 INTERVAL_COUNT = {"completed": "completed", "errors": "errors", "output_tokens": "tokens",
                   "prompt_tokens": "prompt", "cached_tokens": "cached",
@@ -100,6 +101,7 @@ class Recorder:
     # token events they read first (phase, scenario, tenant).
     abandoned: Counter = field(default_factory=Counter)
     tokens_read: Counter = field(default_factory=Counter)
+    retried: Counter = field(default_factory=Counter)  # retries sent (phase, scenario, tenant)
     # Of the prompts whose server said what it cached: the cached tokens their
     # own run's prompts explain (record/cache_model.py).
     expected_cached: Counter = field(default_factory=Counter)
@@ -142,6 +144,8 @@ class Recorder:
     def record(self, r: RequestRecord) -> None:
         """Turn one finished request into samples of every metric it has."""
         self._value("lateness", r, r.sent - r.intended)
+        if r.scenario.endswith(RETRY):
+            self.retried[(r.phase, r.scenario, r.tenant)] += 1
         if r.turn is not None:
             self._session(r)
         if r.error is not None:

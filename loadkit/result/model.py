@@ -188,6 +188,7 @@ class Counts(Part):
     # (patience, read_tokens, tool_call): neither completed nor failed.
     abandoned: dict[str, int] = Field(default_factory=dict)
     tokens_read: int = 0  # the token events they read before leaving
+    retried: int = 0  # requests sent again by a client that had left (`<name>:retry`)
     scheduled: dict[str, int]  # "phase/tenant": n, warm-ups included
 
 

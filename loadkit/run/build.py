@@ -89,7 +89,8 @@ class Measured:
                                            if p not in self.phases.measured),
                       scheduled={f"{p}/{t}": n for (p, t), n in sorted(scheduled.items())},
                       abandoned=self._measured(self.recorder.abandoned),
-                      tokens_read=self._in_measured(self.recorder.tokens_read))
+                      tokens_read=self._in_measured(self.recorder.tokens_read),
+                      retried=self._in_measured(self.recorder.retried))
 
     def sessions(self) -> Sessions | None:
         if not self.recorder.sessions:

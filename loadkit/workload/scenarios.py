@@ -167,18 +167,27 @@ Wait = Seconds | ThinkTime | Annotated[ExponentialWait | LogNormalWait,
                                        Field(discriminator="dist")]
 
 
+class Retry(Strict):
+    """A client that left sends the same request again (the same bytes, so a
+    prefix cache sees it) `after` its leaving, at most `max` times."""
+
+    after: Wait = 1.0
+    max: int = Field(default=1, ge=1, le=10)
+
+
 class Abandon(Strict):
     """Clients that leave: of `share` of the requests (drawn per request,
     seeded), each leaves at the first of its rules that fires: no first
     token after `patience`, `read_tokens` answer tokens read, or (with
     `on_tool_call`) a tool call starting to stream. Leaving closes the
     connection at that instant; the request counts as abandoned, neither
-    completed nor failed."""
+    completed nor failed; with `retry`, it is sent again later."""
 
     share: float = Field(default=1.0, ge=0, le=1)
     patience: Wait | None = None
     read_tokens: Tokens | None = None
     on_tool_call: bool = False
+    retry: Retry | None = None  # it comes back (not in sessions: a left session ends)
 
     @model_validator(mode="after")
     def _some_rule(self) -> Abandon:

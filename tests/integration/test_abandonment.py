@@ -1,0 +1,124 @@
+"""Clients that leave, against the simulator: the share that leaves for
+impatience is what the patience and TTFT distributions predict; a client
+that reads 10 tokens reads exactly 10; whether the server stops generating
+for them (zombie tokens) is the simulator's own count; and a workload whose
+clients never leave is today's, request for request."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from support.recording import recording_sim
+from support.run import RunWorkload
+
+pytestmark = [pytest.mark.slow]
+
+
+def spec(abandon: dict | None, simulator: dict, rate: float = 100, duration: float = 3,
+         max_tokens: int = 4, slos: list[str] | None = None) -> dict[str, Any]:
+    scenario: dict[str, Any] = {"name": "chat", "kind": "openai-chat", "prompt_tokens": 8,
+                                "max_tokens": max_tokens}
+    if abandon is not None:
+        scenario["abandon"] = abandon
+    return {"name": "leave", "duration": duration, "warmup": 0,
+            "arrival": {"process": "constant", "rate": rate}, "simulator": simulator,
+            "scenarios": [scenario], "slos": slos or ["error_rate < 5%"]}
+
+
+def last(result: dict, metric: str) -> float:
+    return sum(s["points"][-1][1] for s in result["telemetry"]["series"].values()
+               if s["metric"].removeprefix("prom.") == metric)
+
+
+@pytest.mark.timing
+def test_the_impatient_share_is_what_patience_and_ttft_predict(run: RunWorkload) -> None:
+    """Exponential patience of mean 50 ms against a TTFT of 40 ms: a client
+    leaves when its patience runs out first, P = 1 - exp(-TTFT / 50 ms)."""
+    result, _ = run(spec({"patience": {"dist": "exponential", "mean": "50ms"}},
+                         {"ttft_ms": 40, "itl_ms": 1}, slos=["abandon_rate < 80%"]),
+                    allow_saturated=True)
+    c = result["counts"]
+    left, n = c["abandoned"].get("patience", 0), c["completed"] + c["abandoned"]["patience"]
+    ttft = result["series"]["ttft"]["all"]["p50"]  # the stayers' (the leavers' is the same)
+    p = 1 - math.exp(-ttft / 50)
+    sigma = math.sqrt(p * (1 - p) / n)
+    print(f"{left} of {n} left ({left / n:.3f}); predicted {p:.3f} from TTFT {ttft:.1f} ms")
+    assert c["errors"] == 0 and n >= 280
+    assert abs(left / n - p) <= 4 * sigma
+    # Leaving is at the patience instant: never before it, and before the first token.
+    assert result["series"]["abandon_time"]["all"]["max"] <= ttft + 1
+    assert [s["observed"] for s in result["slos"]] == [pytest.approx(left / n)]
+
+
+def test_a_client_that_reads_10_tokens_reads_exactly_10(run: RunWorkload) -> None:
+    result, _ = run(spec({"read_tokens": 10}, {"ttft_ms": 5, "itl_ms": 2}, rate=20,
+                         duration=2, max_tokens=100))
+    c = result["counts"]
+    assert c["completed"] == 0 and c["abandoned"] == {"read_tokens": c["abandoned"]["read_tokens"]}
+    assert c["abandoned"]["read_tokens"] >= 38 and c["tokens_read"] == 10 * c["abandoned"][
+        "read_tokens"]
+    # The server stopped at once: it generated what was read, and a step's worth at most.
+    assert last(result, "loadkit_sim_tokens_after_disconnect_total") <= \
+        c["abandoned"]["read_tokens"]
+    assert result["reclaim"]["zombie_tokens"] <= c["abandoned"]["read_tokens"]
+
+
+@pytest.mark.parametrize("ignores", [False, True])
+def test_zombie_tokens_are_the_server_s_own_count(run: RunWorkload, ignores: bool) -> None:
+    """Each client reads 10 of 60 tokens and leaves: a server that honours the
+    disconnect generates ~nothing more; one that ignores it generates the
+    other 50 for nobody, and `zombie_share < 1%` fails."""
+    faults = [{"kind": "ignore_disconnect", "start": 0}] if ignores else []
+    result, _ = run({**spec({"read_tokens": 10}, {"ttft_ms": 5, "itl_ms": 2, "faults": faults},
+                            rate=20, duration=2, max_tokens=60,
+                            slos=["zombie_share < 1%"]),
+                     "client": {"drain": "2s"}})
+    r, left = result["reclaim"], result["counts"]["abandoned"]["read_tokens"]
+    truth = last(result, "loadkit_sim_tokens_after_disconnect_total")
+    print(f"ignores={ignores}: zombie {r['zombie_tokens']}, simulator's count {truth}")
+    if ignores:
+        assert truth == pytest.approx(50 * left, abs=left)
+        assert r["zombie_tokens"] == pytest.approx(truth, rel=0.05)
+        assert [s["verdict"] for s in result["slos"]] == ["fail"]
+    else:
+        assert truth <= left and r["zombie_tokens"] <= left
+        assert [s["verdict"] for s in result["slos"]] == ["pass"]
+
+
+def test_clients_that_never_leave_change_nothing(run: RunWorkload) -> None:
+    sim = {"ttft_ms": 5, "itl_ms": 1}
+    plain, _ = run(spec(None, sim, rate=50, duration=2))
+    never, _ = run(spec({"share": 0, "patience": "1ms"}, sim, rate=50, duration=2))
+    assert plain["counts"] == never["counts"]
+    assert plain["tokens"] == never["tokens"]
+    assert {m: s["all"]["count"] for m, s in plain["series"].items()} == \
+        {m: s["all"]["count"] for m, s in never["series"].items()}
+    assert never["reclaim"] is None
+
+
+def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -> None:
+    """Patience 5 ms against a TTFT of 40 ms: every try leaves, and each first
+    try comes back once, 50 ms after leaving, with the very bytes it sent
+    (the server sees each prompt exactly twice), counted apart as `chat:retry`."""
+    abandon = {"patience": "5ms", "retry": {"after": "50ms", "max": 1}}
+    with recording_sim(ttft_ms=40, itl_ms=1) as rec:
+        result, _ = run({**spec(abandon, {}, rate=20, duration=2), "target": rec.url})
+        posts = rec.posts()
+    c = result["counts"]
+    left = c["abandoned"]["patience"]
+    assert c["retried"] >= 36 and left - c["retried"] in (c["retried"], c["retried"] + 1)
+    assert result["series"]["abandon_time"]["scenario:chat:retry"]["count"] == c["retried"]
+    bodies = Counter(json.dumps(e.body, sort_keys=True) for e in posts)
+    assert max(bodies.values()) == 2 and sum(n == 2 for n in bodies.values()) == c["retried"]
+    again = sorted(posts, key=lambda e: e.arrived)
+    firsts: dict[str, float] = {}
+    for e in again:
+        key = json.dumps(e.body, sort_keys=True)
+        if key in firsts:  # 5 ms of patience, then 50 ms away (less the few ms the
+            assert e.arrived - firsts[key] >= 0.050  # first try may have taken to arrive)
+        firsts.setdefault(key, e.arrived)
