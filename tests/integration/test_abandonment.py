@@ -82,7 +82,8 @@ def test_zombie_tokens_are_the_server_s_own_count(run: RunWorkload, ignores: boo
     truth = last(result, "loadkit_sim_tokens_after_disconnect_total")
     print(f"ignores={ignores}: zombie {r['zombie_tokens']}, simulator's count {truth}")
     if ignores:
-        assert truth == pytest.approx(50 * left, abs=left)
+        # 50 more tokens each, but for the last requests' tail after the last scrape
+        assert 0.9 * 50 * left <= truth <= 50 * left + left
         assert r["zombie_tokens"] == pytest.approx(truth, rel=0.05)
         assert [s["verdict"] for s in result["slos"]] == ["fail"]
     else:
