@@ -123,3 +123,25 @@ def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -
         if key in firsts:  # 5 ms of patience, then 50 ms away (less the few ms the
             assert e.arrived - firsts[key] >= 0.050  # first try may have taken to arrive)
         firsts.setdefault(key, e.arrived)
+
+
+@pytest.mark.timing
+def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkload) -> None:
+    """The simulator's own log of hang-ups: a 20-ms patience against a 40-ms
+    TTFT closes each connection 20 ms after its arrival (within 2 ms); a
+    client reading 10 tokens of 100 closes after the 10th (one more may be on
+    its way)."""
+    with recording_sim(proxied=False, ttft_ms=40, itl_ms=2) as rec:
+        impatient, _ = run({**spec({"patience": "20ms"}, {}, rate=20, duration=2),
+                            "target": rec.url})
+        assert rec.sim is not None
+        waited = [1000 * (d.noticed - d.arrival) for d in rec.sim.disconnects]
+        rec.sim.disconnects.clear()
+        skim, _ = run({**spec({"read_tokens": 10}, {}, rate=20, duration=2, max_tokens=100),
+                       "target": rec.url})
+        read = [d.sent for d in rec.sim.disconnects]
+    assert len(waited) == impatient["counts"]["abandoned"]["patience"] >= 38
+    print(f"noticed after {min(waited):.2f} to {max(waited):.2f} ms")
+    assert all(abs(w - 20) <= 2 for w in waited), waited
+    assert len(read) == skim["counts"]["abandoned"]["read_tokens"] >= 38
+    assert set(read) <= {10, 11}, read

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from loadkit.sim import SimConfig, serve
+from loadkit.sim.server import SIMULATOR_KEY, Simulator
 
 FORWARDED = ("Authorization", "x-api-key", "anthropic-version", "Content-Type")
 
@@ -35,14 +36,17 @@ class Exchange:
 class Recording:
     url: str
     exchanges: list[Exchange] = field(default_factory=list)
+    sim: Simulator | None = None  # its state, for what only the server knows
 
     def posts(self) -> list[Exchange]:
         return [e for e in self.exchanges if e.method == "POST"]
 
 
 @contextlib.contextmanager
-def recording_sim(**config: Any) -> Iterator[Recording]:
-    """Yield the proxy's URL and its log once both listen; stop both after."""
+def recording_sim(proxied: bool = True, **config: Any) -> Iterator[Recording]:
+    """Yield the proxy's URL and its log once both listen; stop both after.
+    `proxied=False`: the simulator's own URL (a client's hang-up reaches it,
+    which the proxy would not pass on), with no log."""
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -50,7 +54,7 @@ def recording_sim(**config: Any) -> Iterator[Recording]:
         runner, port = await serve(SimConfig.from_mapping(config), "127.0.0.1", 0)
         upstream = f"http://127.0.0.1:{port}"
         session = aiohttp.ClientSession()
-        record = Recording("")
+        record = Recording("", sim=runner.app[SIMULATOR_KEY])
 
         async def forward(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
@@ -80,7 +84,7 @@ def recording_sim(**config: Any) -> Iterator[Recording]:
         await proxy.setup()
         site = web.TCPSite(proxy, "127.0.0.1", 0)
         await site.start()
-        record.url = f"http://127.0.0.1:{proxy.addresses[0][1]}"
+        record.url = f"http://127.0.0.1:{proxy.addresses[0][1]}" if proxied else upstream
         stop = asyncio.Event()
         box.update(record=record, stop=stop, loop=asyncio.get_running_loop())
         ready.set()
