@@ -5,7 +5,8 @@ that speaks chat and text completions, the OpenAI Responses API and the
 Anthropic Messages API (reasoning, tool calls and structured output in all
 three chat-like ones), and behaves like a GPU server: replicas with continuous batching, prefill and
 decode costs, a KV-cache, a waiting queue, cold starts, scheduled faults
-(a gateway's overhead in front of it among them), embeddings, vLLM's and
+(a gateway's overhead in front of it among them, and a server that keeps
+generating for clients that left), embeddings, vLLM's and
 SGLang's prefix cache resets and vLLM-style ``/metrics`` (each request's
 queue, prefill and decode times among them, adding up to its end-to-end).  Its defaults are a fixed
 time-to-first-token and inter-token latency at any load.  Self-contained on
@@ -23,7 +24,8 @@ Or from a shell: ``python -m loadkit.sim --port 8000 --preset fast --itl-ms 8``.
 Modules: ``config`` (SimConfig), ``presets``, ``faults`` (schedule format),
 ``serving`` (replicas, seats, queue, cold start), ``timeline`` and
 ``injector`` (faults in time and per request), ``context`` (what the
-handlers get from the server), ``admission`` (door, replica, counters),
+handlers get from the server), ``disconnects`` (clients that hang up: the
+server's log and counters of them), ``admission`` (door, replica, counters),
 ``responses`` (errors, cuts), ``generate`` (the timing loop of every
 dialect), ``dialect`` (what the dialects share: parsed request, answer, the
 frames interface), ``openai_wire``, ``responses_wire``, ``anthropic_wire``

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import vocab as wire
 from .answer import Draws
 from .config import SimConfig
+from .disconnects import LOG_SIZE, Disconnect
 from .injector import Injector
 from .metrics import Metrics
 from .prefix_cache import PrefixCache
@@ -41,6 +44,10 @@ class SimContext:
     draws: Draws  # per-request choices: reasoning lengths, tool calls, invalid documents
     responses: ResponseStore  # Responses API: ids -> tokens, for previous_response_id
     prefix_caches: list[PrefixCache] | None = None  # one per replica; None: off
+    # Clients that hung up, the last LOG_SIZE, oldest first (disconnects.py).
+    disconnects: deque[Disconnect] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+    # Generations running as tasks of their own (ignore_disconnect), to cancel at stop.
+    detached: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
     def start(cls, config: SimConfig, loop: asyncio.AbstractEventLoop,

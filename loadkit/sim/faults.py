@@ -20,6 +20,8 @@ until it stops).  Times are numbers of seconds or strings such as ``250ms``,
                                                        and comes back, cold, at end
     overhead       ms*                                 every inference request arriving is held `ms`
                                                        before the server sees it (a gateway in front)
+    ignore_disconnect  replica                         a request arriving whose client hangs up keeps
+                                                       decoding to its max tokens (a "zombie")
 
 Engine quirks: what real servers send that the simulator's OpenAI streams do
 not, for that fraction of streamed answers (``rate`` defaults to 1, except
@@ -38,16 +40,27 @@ not, for that fraction of streamed answers (``rate`` defaults to 1, except
 ``rate_limit`` without ``tenant`` limits every tenant separately (the tenant
 is the request's ``tenant_header``, see SimConfig); ``burst`` defaults to
 ``max(1, per_second)``.  ``reset`` cuts after ``after_tokens`` tokens, or at a
-seeded random token when it is omitted.  ``replica`` (stall, degrade, ramp)
-restricts the fault to one replica; omitted, it hits all of them.  ``ramp`` is a
-linear slow degradation of known slope (``ms_per_s``), for trend SLOs.
+seeded random token when it is omitted.  ``replica`` (stall, degrade, ramp,
+ignore_disconnect) restricts the fault to one replica; omitted, it hits all
+of them.  ``ramp`` is a linear slow degradation of known slope
+(``ms_per_s``), for trend SLOs.
 ``overhead`` is time spent outside the inference server, as a proxy, gateway
 or load balancer in front of it adds: a chat, completions, Responses,
 Messages or embeddings request that arrives inside the window waits ``ms``
 milliseconds before its handler takes its arrival time, so the client sees
 the delay and none of the server's own histograms (``/metrics``) do; each
 delayed request counts once in ``loadkit_sim_faults_injected_total{kind=
-"overhead"}`` (per active overhead fault; overlapping ones add up).  A
+"overhead"}`` (per active overhead fault; overlapping ones add up).
+``ignore_disconnect`` is a server that does not abort a request whose client
+went away (``disconnects.py``): a chat, completions, Responses or Messages
+request (streamed or not) that arrives inside the window, on ``replica`` if
+given, and whose client then closes the connection keeps its place in the
+queue or its batch seat and KV-cache and decodes to its max tokens at the
+same pace, writing nothing more; its tokens count in
+``vllm:generation_tokens_total`` as if sent and in
+``loadkit_sim_tokens_after_disconnect_total``, and each such request once in
+``loadkit_sim_faults_injected_total{kind="ignore_disconnect"}``.  Outside
+the window (the default) a hang-up stops the request at once.  A
 config file for ``loadkit sim --config sim.yaml`` (the same mapping works as
 a workload's ``simulator:``)::
 
@@ -58,6 +71,7 @@ a workload's ``simulator:``)::
       - {kind: stall, duration: 2s, every: 30s, replica: 1}
       - {kind: rate_limit, tenant: acme, per_second: 5}
       - {kind: replica_death, replica: 0, start: 3m, end: 4m}
+      - {kind: ignore_disconnect, start: 5m, end: 6m}
 
 Pure data: parsing and validation only.  ``timeline.py`` turns stalls and
 degradation into time, ``injector.py`` makes the per-request decisions.
@@ -86,6 +100,7 @@ KINDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "version_b": (("fraction", "slowdown", "wrong_content"), frozenset()),
     "replica_death": (("replica",), frozenset({"replica"})),
     "overhead": (("ms",), frozenset({"ms"})),
+    "ignore_disconnect": (("replica",), frozenset()),
     "no_done": (("rate",), frozenset()),
     "no_stream_usage": (("rate",), frozenset()),
     "merge_tokens": (("tokens", "rate"), frozenset({"tokens"})),

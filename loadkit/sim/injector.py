@@ -1,6 +1,7 @@
 """Per-request fault decisions: how long a request is held before the server
-sees it (``overhead``), who is turned away at the door, and the fate of each
-answer that is let in (cut, broken chunk, served by version B).
+sees it (``overhead``), who is turned away at the door, the fate of each
+answer that is let in (cut, broken chunk, served by version B), and whether
+it ignores its client's hang-up (``ignore_disconnect``).
 
 Every random draw comes from a generator seeded by (config seed, fault
 index), so a run is reproducible: the n-th request that meets a fault gets
@@ -77,6 +78,7 @@ class Injector:
         self._versions = [(i, f) for i, f in indexed if f.kind == "version_b"]
         self._quirks = [(i, f) for i, f in indexed if f.kind in QUIRKS]
         self._overheads = [f for _, f in indexed if f.kind == "overhead"]
+        self._ignores = [f for _, f in indexed if f.kind == "ignore_disconnect"]
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self.injected: Counter[str] = Counter()  # fault kind -> times applied
         # Fast-path switches: with no such faults the server skips the calls.
@@ -85,6 +87,22 @@ class Injector:
                                  or self._quirks)
         self.versioned = bool(self._versions)
         self.delays = bool(self._overheads)
+
+    def may_ignore_disconnect(self, now: float) -> bool:
+        """Whether a request arriving at ``now`` might ignore its client's
+        hang-up: an ``ignore_disconnect`` fault is on (on some replica)."""
+        if not self._ignores:
+            return False
+        rel = now - self.origin
+        return any(f.active(rel) for f in self._ignores)
+
+    def ignores_disconnect(self, now: float, replica: int) -> bool:
+        """Whether a request that arrived at ``now`` and went to ``replica``
+        keeps generating when its client hangs up (counted in ``injected``
+        only when one does: ``disconnects.py``)."""
+        rel = now - self.origin
+        return any(f.active(rel) and (f.replica is None or f.replica == replica)
+                   for f in self._ignores)
 
     def overhead(self, now: float) -> float:
         """Seconds a request arriving at ``now`` spends in front of the server

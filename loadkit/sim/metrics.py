@@ -40,7 +40,17 @@ of the model by a replica that takes time (``load_ms`` > 0): at start-up, on
 a wake from scale-to-zero, on revival after a ``replica_death``;
 ``loadkit_sim_model_loading`` (gauge) is the replicas loading now.
 ``loadkit_sim_faults_injected_total{kind}`` counts faults applied, ``overhead``
-included (those requests' delay is in no histogram here).  The prefix cache
+included (those requests' delay is in no histogram here; ``ignore_disconnect``
+once per request that kept generating after its client left).
+
+Clients that leave (``disconnects.py``): ``loadkit_sim_disconnects_total``
+(counter) counts the hang-ups of inference requests the server noticed, and
+``loadkit_sim_tokens_after_disconnect_total`` (counter) the tokens generated
+after them: 0 for a request that stops when its client leaves (the default),
+all the rest of its tokens for one that ignores it (``ignore_disconnect``),
+added when it ends.  ``vllm:generation_tokens_total`` counts the tokens sent,
+and all of such a zombie's, as if sent; a zombie that runs to its last token
+is answered in full (``vllm:request_success_total``, every histogram).  The prefix cache
 counters (``vllm:prefix_cache_queries_total``, ``vllm:prefix_cache_hits_total``)
 keep counting across a cache reset (``/reset_prefix_cache``, ``/flush_cache``).
 
@@ -114,6 +124,8 @@ class Metrics:
         self.prefix_hits = 0  # of those, found there
         self.generation_tokens = 0
         self.finished = 0  # answered in full
+        self.disconnects = 0  # clients that hung up on an inference request
+        self.tokens_after_disconnect = 0  # tokens generated after a hang-up
         self.ttft = Histogram(TTFT_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
         self.queue = Histogram(E2E_BUCKETS)
@@ -182,6 +194,12 @@ class Metrics:
                  [({}, dep.loads)])
         w.metric("loadkit_sim_model_loading", "gauge", "Replicas loading the model now.",
                  [({}, sum(r.state == LOADING for r in dep.replicas))])
+        w.metric("loadkit_sim_disconnects_total", "counter",
+                 "Inference requests whose client hung up before its answer was complete.",
+                 [({}, self.disconnects)])
+        w.metric("loadkit_sim_tokens_after_disconnect_total", "counter",
+                 "Tokens generated after the client hung up (ignore_disconnect).",
+                 [({}, self.tokens_after_disconnect)])
         w.metric("loadkit_sim_faults_injected_total", "counter",
                  "Faults applied to requests, by kind.",
                  [({"kind": k}, n) for k, n in sorted(injected.items())])

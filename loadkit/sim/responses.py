@@ -1,8 +1,11 @@
 """HTTP answers shared by the inference handlers: errors in the dialect's
 shape (OpenAI's unless said), a cut connection, and the JSON answer of a
-request that ran its course."""
+request that ran its course; and whether a connection that closed was closed
+by its client (:func:`hung_up`) or by the server (:func:`cut`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
@@ -11,6 +14,11 @@ from .dialect import ErrorShape, RequestError
 from .injector import Fate, Rejection
 
 JSON = "application/json"
+# Marks a request whose connection the server closed itself (a fault, a dead
+# replica): that close is no hang-up.  A RequestKey where aiohttp has one
+# (3.13+: it warns about plain keys), else a plain key.
+_CUT: Any = (web.RequestKey("cut", bool) if hasattr(web, "RequestKey")
+             else "loadkit_sim.cut")
 
 
 def bad_request(exc: RequestError, code: str | None = None,
@@ -35,9 +43,17 @@ def rejected(rej: Rejection, shape: ErrorShape = wire.error_shape) -> web.Respon
 
 def cut(request: web.Request) -> None:
     """Drop the client's connection mid-answer: it sees a reset, not a status."""
+    request[_CUT] = True
     transport = request.transport
     if transport is not None:
         transport.close()
+
+
+def hung_up(request: web.Request) -> bool:
+    """Whether the client closed the connection: it is closed or closing, and
+    not by :func:`cut` (a shutdown cancels handlers with it still open)."""
+    transport = request.transport
+    return (transport is None or transport.is_closing()) and not request.get(_CUT, False)
 
 
 def dropped(request: web.Request,

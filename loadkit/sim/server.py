@@ -17,12 +17,16 @@ The inference handlers get what they need through a ``SimContext``
 (``context.py``): the serving model (``serving.py``), the fault schedule
 (``injector.py``, ``timeline.py``) and the clock origin, fixed when the
 application starts, on its event loop: fault times count from that moment.
+Clients that hang up are noted in ``context.disconnects`` (``disconnects.py``;
+also ``app[SIMULATOR_KEY].disconnects``); the generations that outlive their
+handler (``ignore_disconnect``) are cancelled when the application stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 
 from aiohttp import web
 
@@ -31,6 +35,7 @@ from . import openai_wire as wire
 from .auth import FLUSH_CACHE_PATH, MESSAGES_PATH, RESET_PREFIX_CACHE_PATH, middleware
 from .config import SimConfig
 from .context import SimContext
+from .disconnects import Disconnect
 from .embeddings import embeddings
 from .generate import generate
 from .metrics import CONTENT_TYPE as _PROM
@@ -80,6 +85,16 @@ class Simulator:
     async def stop(self, app: web.Application) -> None:
         for timer in self._timers:
             timer.cancel()
+        # Zombies (ignore_disconnect) outlive their handlers: end them here.
+        detached = list(self.context.detached)
+        for task in detached:
+            task.cancel()
+        await asyncio.gather(*detached, return_exceptions=True)
+
+    @property
+    def disconnects(self) -> deque[Disconnect]:
+        """The clients that hung up, oldest first (``disconnects.py``)."""
+        return self.context.disconnects
 
     def _kill(self, replica: int) -> None:
         self.deployment.kill(replica, self.context.loop.time())
@@ -149,7 +164,10 @@ def build_app(config: SimConfig) -> web.Application:
     """Create the simulator application for ``config``.
 
     The :class:`Simulator` (state and counters) is reachable as
-    ``app[SIMULATOR_KEY]`` for tests and for future extensions.
+    ``app[SIMULATOR_KEY]`` for tests and for future extensions.  Run it as
+    :func:`serve` does, with ``handler_cancellation=True``: without it a
+    non-streamed answer never notices that its client left
+    (``disconnects.py``).
     """
     sim = Simulator(config)
     app = web.Application(client_max_size=_MAX_BODY,
