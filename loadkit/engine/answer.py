@@ -98,6 +98,10 @@ class Answer:
                                         f"4 × max_tokens + 16 (max_tokens {self.asked:,})")
             if (leave := self.leave) is not None:
                 if leave.read_tokens is not None and self.parser.answers >= leave.read_tokens:
+                    # A client reads events one by one: those after the N-th, in
+                    # the same read, it never reads.
+                    if (unread := self.parser.answers - leave.read_tokens) and self.rec.events:
+                        del self.rec.events[-unread:]
                     raise Abandoned("read_tokens")
                 if leave.on_tool_call and self.parser.calling:
                     raise Abandoned("tool_call")

@@ -51,7 +51,7 @@ def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server: S
     assert Counter(len(t) for t in sessions.values()) == Counter(planned)
     n = len(planned)
     assert abs(n - RATE * SECONDS) <= 4 * math.sqrt(RATE * SECONDS) + 1, n  # open-loop arrivals
-    assert result["sessions"] == {"started": n, "completed": n, "failed": 0}
+    assert result["sessions"] == {"started": n, "completed": n, "failed": 0, "abandoned": 0}
     assert sum(result["counts"]["scheduled"].values()) == len(log) == sum(planned)
     lat = result["series"]["latency"]
     assert lat["scenario:chat"]["count"] == n and lat["scenario:chat:later"]["count"] == \
@@ -124,7 +124,7 @@ def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(
                                         "stream": False}]}, probe=False)
         log = sorted(fetch(url + "/log"), key=lambda e: e["t"])
     assert len(log) == len(rows) and result["sessions"] == {"started": 2, "completed": 2,
-                                                            "failed": 0}
+                                                            "failed": 0, "abandoned": 0}
     by_first: dict[str, list[dict]] = defaultdict(list)
     for entry in log:
         first = next(m["content"] for m in entry["body"]["messages"] if m["role"] == "user")
