@@ -106,7 +106,7 @@ def test_clients_that_never_leave_change_nothing(run: RunWorkload) -> None:
 def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -> None:
     """Patience 5 ms against a TTFT of 40 ms: every try leaves, and each first
     try comes back once, 50 ms after leaving, with the very bytes it sent
-    (the server sees each prompt exactly twice), counted apart as `chat:retry`."""
+    (the server sees each prompt at most twice), counted apart as `chat:retry`."""
     abandon = {"patience": "5ms", "retry": {"after": "50ms", "max": 1}}
     with recording_sim(ttft_ms=40, itl_ms=1) as rec:
         result, _ = run({**spec(abandon, {}, rate=20, duration=2), "target": rec.url})
@@ -123,8 +123,10 @@ def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -
     firsts: dict[str, float] = {}
     for e in again:
         key = json.dumps(e.body, sort_keys=True)
-        if key in firsts:  # 5 ms of patience, then 50 ms away (less the few ms the
-            assert e.arrived - firsts[key] >= 0.050  # first try may have taken to arrive)
+        if key in firsts:  # 5 ms of patience, then 50 ms away: a retry at once would
+            # arrive ~5 ms after; the first try's own way to the proxy may have
+            # taken a few ms on a busy machine, so 40 of the 55 ms are asked.
+            assert e.arrived - firsts[key] >= 0.040
         firsts.setdefault(key, e.arrived)
 
 
