@@ -99,9 +99,9 @@ class Answer:
             if (leave := self.leave) is not None:
                 if leave.read_tokens is not None and self.parser.answers >= leave.read_tokens:
                     # A client reads events one by one: those after the N-th, in
-                    # the same read, it never reads.
-                    if (unread := self.parser.answers - leave.read_tokens) and self.rec.events:
-                        del self.rec.events[-unread:]
+                    # the same read, arrived but it never reads them.
+                    received = len(self.rec.events or ())
+                    self.rec.read = received - (self.parser.answers - leave.read_tokens)
                     raise Abandoned("read_tokens")
                 if leave.on_tool_call and self.parser.calling:
                     raise Abandoned("tool_call")

@@ -70,6 +70,7 @@ class RequestRecord:
     tool_done: int | None = None  # when the answer's tool calls were complete
     body: bytes | None = None  # what was sent (its prompt feeds the expected cache hits)
     abandoned: str | None = None  # its client left: patience | read_tokens | tool_call
+    read: int | None = None  # of its token events, those its client read (None: all)
     error: ErrorKind | None = None
     message: str = ""
 
@@ -101,6 +102,7 @@ class Recorder:
     # token events they read first (phase, scenario, tenant).
     abandoned: Counter = field(default_factory=Counter)
     tokens_read: Counter = field(default_factory=Counter)
+    tokens_received: Counter = field(default_factory=Counter)  # read or not: on the wire
     retried: Counter = field(default_factory=Counter)  # retries sent (phase, scenario, tenant)
     # Of the prompts whose server said what it cached: the cached tokens their
     # own run's prompts explain (record/cache_model.py).
@@ -160,7 +162,9 @@ class Recorder:
         if r.abandoned:  # neither completed nor failed: its client left
             scope = (r.phase, r.scenario, r.tenant)
             self.abandoned[(r.abandoned, *scope)] += 1
-            self.tokens_read[scope] += len(r.events or ())
+            received = len(r.events or ())
+            self.tokens_read[scope] += received if r.read is None else r.read
+            self.tokens_received[scope] += received
             self._interval_counts["abandoned"] += 1
             self._value("abandon_time", r, r.end - r.sent)
             return

@@ -77,7 +77,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
                                 facts.interval_s)
     judged = judge.results() if judge is not None else {}
     left = reclaim(telemetry, sum(recorder.output_tokens.values())
-                   + sum(recorder.tokens_read.values()), sum(recorder.abandoned.values()))
+                   + sum(recorder.tokens_received.values()), sum(recorder.abandoned.values()))
     slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
                         facts.strict, lambda scope: {**slo_values(telemetry, scope),
                                                      **(slo_figures(left) if scope == "all"

@@ -5,7 +5,8 @@ answers nobody reads ("zombie" generations). From the server's own
 generated-token counter (vLLM's `vllm:generation_tokens_total`, SGLang's,
 TGI's), scraped before the first request and after the last: the tokens it
 generated beyond those its clients received (completed answers' output
-tokens, and the token events abandoned streams read before leaving). Where
+tokens, and the token events that reached abandoned streams before they
+left, read or not). Where
 the server exports no such counter the figures are absent, and SLOs on them
 inconclusive. Tokens a failed stream received count as zombies (they are
 rare and small), and generation still going on at the last scrape is not
