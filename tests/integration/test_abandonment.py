@@ -116,7 +116,8 @@ def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -
     # Every first try left and came back; every retry left too, but one may
     # have been in flight when the run ended (its schedule's last arrival).
     assert c["retried"] >= 36 and abs((left - c["retried"]) - c["retried"]) <= 1
-    assert result["series"]["abandon_time"]["scenario:chat:retry"]["count"] == c["retried"]
+    assert result["series"]["abandon_time"]["scenario:chat:retry"]["count"] in \
+        (c["retried"], c["retried"] - 1)
     bodies = Counter(json.dumps(e.body, sort_keys=True) for e in posts)
     assert max(bodies.values()) == 2 and sum(n == 2 for n in bodies.values()) == c["retried"]
     again = sorted(posts, key=lambda e: e.arrived)
