@@ -14,8 +14,7 @@ from __future__ import annotations
 import orjson
 
 from loadkit.engine.adapter import ParsedResponse, ProtocolError, ToolCall
-from loadkit.protocols.sse import SSEDecoder, SSEError
-from loadkit.protocols.tally import ANSWER, REASONING, TOOL, Tally, count, whole
+from loadkit.protocols.tally import ANSWER, REASONING, TOOL, TypedEvents, count, whole
 from loadkit.protocols.tools import arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
@@ -26,41 +25,16 @@ _STOPS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
           "tool_use": "tool_calls"}
 
 
-class AnthropicStream:
-    __slots__ = ("_sse", "_tally", "_done", "_stop", "_output", "_prompt", "_id")
+class AnthropicStream(TypedEvents):
+    __slots__ = ("_done", "_stop", "_output", "_prompt", "_id")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
-        self._sse = SSEDecoder()
-        self._tally = Tally(keep_text, counter)
+        super().__init__(keep_text, counter)
         self._done = False
         self._stop: str | None = None
         self._output: int | None = None
         self._prompt: tuple[int | None, int | None] = (None, None)
         self._id: str | None = None
-
-    @property
-    def answers(self) -> int:
-        return self._tally.answers
-
-    @property
-    def calling(self) -> bool:
-        return bool(self._tally.calls)
-
-    def feed(self, data: bytes) -> int:
-        before = self._tally.events
-        try:
-            payloads = self._sse.feed(data)
-        except SSEError as exc:
-            raise ProtocolError(str(exc)) from None
-        for payload in payloads:
-            try:
-                doc = orjson.loads(payload)
-            except ValueError:
-                raise ProtocolError(f"stream event is not JSON: {payload[:80]!r}") from None
-            if not isinstance(doc, dict):
-                raise ProtocolError("stream event is not a JSON object")
-            self._event(doc)
-        return self._tally.events - before
 
     def _event(self, doc: dict) -> None:
         kind = doc.get("type")

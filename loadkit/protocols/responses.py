@@ -13,8 +13,7 @@ from __future__ import annotations
 import orjson
 
 from loadkit.engine.adapter import ParsedResponse, ProtocolError, ToolCall
-from loadkit.protocols.sse import SSEDecoder, SSEError
-from loadkit.protocols.tally import ANSWER, REASONING, TOOL, Tally, count, whole
+from loadkit.protocols.tally import ANSWER, REASONING, TOOL, TypedEvents, count, whole
 from loadkit.protocols.tools import arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
@@ -25,38 +24,13 @@ _DELTAS = {"response.output_text.delta": ANSWER, "response.refusal.delta": ANSWE
 _ENDS = ("response.completed", "response.incomplete")
 
 
-class ResponsesStream:
-    __slots__ = ("_sse", "_tally", "_done", "_response")
+class ResponsesStream(TypedEvents):
+    __slots__ = ("_done", "_response")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
-        self._sse = SSEDecoder()
-        self._tally = Tally(keep_text, counter)
+        super().__init__(keep_text, counter)
         self._done = False
         self._response: dict = {}  # response.created's, then the final one
-
-    @property
-    def answers(self) -> int:
-        return self._tally.answers
-
-    @property
-    def calling(self) -> bool:
-        return bool(self._tally.calls)
-
-    def feed(self, data: bytes) -> int:
-        before = self._tally.events
-        try:
-            payloads = self._sse.feed(data)
-        except SSEError as exc:
-            raise ProtocolError(str(exc)) from None
-        for payload in payloads:
-            try:
-                doc = orjson.loads(payload)
-            except ValueError:
-                raise ProtocolError(f"stream event is not JSON: {payload[:80]!r}") from None
-            if not isinstance(doc, dict):
-                raise ProtocolError("stream event is not a JSON object")
-            self._event(doc)
-        return self._tally.events - before
 
     def _event(self, doc: dict) -> None:
         kind = doc.get("type")

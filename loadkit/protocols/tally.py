@@ -10,12 +10,54 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, ProtocolError, ToolCall
+from loadkit.protocols.sse import SSEDecoder, SSEError
 from loadkit.protocols.tools import ToolCalls
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
 MISSING = "missing"  # the finish_reason of an answer that gave none
 ANSWER, REASONING, TOOL = "answer", "reasoning", "tool"
+
+
+class TypedEvents:
+    """A stream of typed JSON events (`{"type": ...}` per SSE event), as the
+    Responses and Anthropic APIs send: decoding and the Tally once; each
+    dialect reads its events in `_event`."""
+
+    __slots__ = ("_sse", "_tally")
+
+    def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
+        self._sse = SSEDecoder()
+        self._tally = Tally(keep_text, counter)
+
+    @property
+    def answers(self) -> int:
+        return self._tally.answers
+
+    @property
+    def calling(self) -> bool:
+        return bool(self._tally.calls)
+
+    def feed(self, data: bytes) -> int:
+        before = self._tally.events
+        try:
+            payloads = self._sse.feed(data)
+        except SSEError as exc:
+            raise ProtocolError(str(exc)) from None
+        for payload in payloads:
+            try:
+                doc = orjson.loads(payload)
+            except ValueError:
+                raise ProtocolError(f"stream event is not JSON: {payload[:80]!r}") from None
+            if not isinstance(doc, dict):
+                raise ProtocolError("stream event is not a JSON object")
+            self._event(doc)
+        return self._tally.events - before
+
+    def _event(self, doc: dict) -> None:
+        raise NotImplementedError
 
 
 def count(value: object, field: str, strict: bool = False) -> int | None:
