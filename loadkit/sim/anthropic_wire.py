@@ -49,6 +49,7 @@ from .dialect import (
     tool_name,
     words_of,
 )
+from .media import MediaPart, anthropic_block
 from .vocab import text_tokens
 
 MESSAGES = "messages"
@@ -84,6 +85,7 @@ def parse(raw: bytes, default_tokens: int, headers: Mapping[str, str]) -> GenReq
     if system is not None and not isinstance(system, (str, list)):
         raise RequestError("system: must be a string or an array of text blocks", "system")
     parts = [words_of(system)]
+    media: list[MediaPart] = []  # image blocks
     for msg in messages:
         if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
             raise RequestError("messages: each message needs role 'user' or 'assistant'",
@@ -93,6 +95,8 @@ def parse(raw: bytes, default_tokens: int, headers: Mapping[str, str]) -> GenReq
             parts.append(content)
         elif isinstance(content, list):
             parts += [_block_text(b) for b in content if isinstance(b, dict)]
+            media += [m for b in content if isinstance(b, dict)
+                      and (m := anthropic_block(b)) is not None]
         else:
             raise RequestError("messages: content must be a string or an array of blocks",
                                "messages")
@@ -103,7 +107,7 @@ def parse(raw: bytes, default_tokens: int, headers: Mapping[str, str]) -> GenReq
     tool, choice = _tools(body)
     return GenRequest(MESSAGES, n, text_tokens(text), stream_flag(body), False, False, text,
                       tool=tool, tool_choice=choice, tool_result_last=after_tool,
-                      schema=_output_format(body))
+                      schema=_output_format(body), media=tuple(media))
 
 
 def _block_text(block: Mapping[str, Any]) -> str:

@@ -107,6 +107,24 @@ class SimConfig:
     embedding_ms: float = _knob(5.0, "time of an embeddings request, base part (ms)", 0.0)
     embedding_ms_per_token: float = _knob(0.01, "embeddings time per input token (ms)", 0.0)
     embedding_dim: int = _knob(384, "length of the embedding vectors", 1)
+    # Images and audio in prompts (media.py): their tokens are prompt tokens.
+    image_patch_px: int = _knob(28, "an image costs one prompt token per square of this "
+                                "many pixels: ceil(w/p) x ceil(h/p) tokens (Qwen2-VL: 28)", 1)
+    max_image_tokens: int = _knob(16384, "most prompt tokens one image costs (a larger "
+                                  "image is taken as resized down); 0 = no cap", 0)
+    url_image_px: int = _knob(512, "an http(s) image URL is never fetched: it counts as "
+                              "a square image this many pixels a side; 0 = refuse image "
+                              "URLs (400)", 0)
+    audio_tokens_per_s: float = _knob(25.0, "prompt tokens per second of audio: "
+                                      "ceil(seconds x this) (Qwen2-Audio: 25)", 0.0)
+    mp3_kbps: float = _knob(128.0, "an MP3's duration is estimated from its size at this "
+                            "bitrate (kbit/s); 0 = refuse MP3 (400)", 0.0)
+    # Rerank and score (rerank.py): one batch seat per request.
+    rerank_ms: float = _knob(5.0, "time of a rerank or score request, base part (ms)", 0.0)
+    rerank_ms_per_doc: float = _knob(0.2, "rerank or score time per document (query and "
+                                     "document pair) (ms)", 0.0)
+    rerank_ms_per_token: float = _knob(0.01, "rerank or score time per token of every "
+                                       "pair: query + document, a word a token (ms)", 0.0)
     # Identity and determinism.
     seed: int = _knob(0, "seed for generated text, ids, vectors and fault draws", 0)
     model: str = _knob("loadkit-sim", "model name reported by the server")

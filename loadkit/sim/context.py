@@ -10,11 +10,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import media
 from . import vocab as wire
 from .answer import Draws
 from .config import SimConfig
 from .disconnects import LOG_SIZE, Disconnect
 from .injector import Injector
+from .media import LOG_SIZE as MEDIA_LOG_SIZE
+from .media import MediaRecord
 from .metrics import Metrics
 from .prefix_cache import PrefixCache
 from .responses_wire import ResponseStore
@@ -46,6 +49,8 @@ class SimContext:
     prefix_caches: list[PrefixCache] | None = None  # one per replica; None: off
     # Clients that hung up, the last LOG_SIZE, oldest first (disconnects.py).
     disconnects: deque[Disconnect] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+    # What the requests with images or audio carried, the last LOG_SIZE (media.py).
+    media: deque[MediaRecord] = field(default_factory=lambda: deque(maxlen=MEDIA_LOG_SIZE))
     # Generations running as tasks of their own (ignore_disconnect), to cancel at stop.
     detached: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -55,6 +60,7 @@ class SimContext:
         """The context of a server that starts serving now, on ``loop``."""
         vocab = wire.Vocabulary(config.seed)
         wrong = wire.Vocabulary(config.seed, wire.WRONG_WORDS)
+        media.warm()  # the image decoders, loaded before the clock starts
         now = loop.time()  # after the vocabularies: their set-up is not serving time
         return cls(config, loop, now, deployment, metrics,
                    Injector(config.faults, config.seed, now), Timeline(config.faults, now),

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .vocab import Vocabulary, joined
+
+if TYPE_CHECKING:
+    from .media import MediaPart
 
 # Answer kinds: vocabulary words, one tool call, a structured-output document.
 WORDS = "words"
@@ -64,6 +67,8 @@ class GenRequest:
     schema: Mapping[str, Any] | None = None  # structured output: the answer's JSON schema
     previous_response_id: str | None = None  # Responses: earlier context to add
     store: bool = False  # Responses: keep this response for a later previous_response_id
+    media: tuple[MediaPart, ...] = ()  # images and audio, undecoded (media.py prices them)
+    media_tokens: int = 0  # of prompt_tokens, the media's (set by media.priced)
 
     @property
     def generated(self) -> int:

@@ -22,6 +22,8 @@ until it stops).  Times are numbers of seconds or strings such as ``250ms``,
                                                        before the server sees it (a gateway in front)
     ignore_disconnect  replica                         a request arriving whose client hangs up keeps
                                                        decoding to its max tokens (a "zombie")
+    short_rerank   rate=1                              that fraction of rerank and score answers has
+                                                       one score fewer than asked (rerank.py)
 
 Engine quirks: what real servers send that the simulator's OpenAI streams do
 not, for that fraction of streamed answers (``rate`` defaults to 1, except
@@ -101,6 +103,7 @@ KINDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "replica_death": (("replica",), frozenset({"replica"})),
     "overhead": (("ms",), frozenset({"ms"})),
     "ignore_disconnect": (("replica",), frozenset()),
+    "short_rerank": (("rate",), frozenset()),
     "no_done": (("rate",), frozenset()),
     "no_stream_usage": (("rate",), frozenset()),
     "merge_tokens": (("tokens", "rate"), frozenset({"tokens"})),
@@ -220,7 +223,7 @@ def _parse_one(index: int, raw: Any) -> Fault:
     for key, v in raw.items():
         if key != "kind":
             values[key] = _PARAMS[key](v, f"{where}.{key}")
-    if kind in QUIRKS and "rate" not in values:
+    if (kind in QUIRKS or kind == "short_rerank") and "rate" not in values:
         values["rate"] = 1.0
     if kind == "rate_limit" and "burst" not in values:
         values["burst"] = max(1.0, values["per_second"])

@@ -45,6 +45,7 @@ from .context import SimContext, sleep_until
 from .dialect import Answer, Dialect, GenRequest, RequestError
 from .disconnects import Track, forget
 from .injector import Fate
+from .media import priced
 from .responses import bad_request, cut, dropped, hung_up, json_answer, version_headers
 from .responses_wire import not_found
 from .serving import Replica, ReplicaLost, Ticket
@@ -78,6 +79,8 @@ async def generate(ctx: SimContext, request: web.Request,
                                 request.headers)
             priority = _priority(ctx.config, request)
             req = _shaped(ctx, req)
+            if req.media:  # images and audio: decoded, priced, logged (media.py)
+                req = priced(ctx, req, dialect.name, t0)
         except RequestError as exc:
             return bad_request(exc, shape=shape)
         track.stream = req.stream
@@ -164,8 +167,9 @@ async def _serve(ctx: SimContext, request: web.Request, dialect: Dialect, req: G
         try:
             cached = None
             if ctx.prefix_caches is not None:  # looked up when the prefill starts
-                cached = ctx.prefix_caches[rep.index].admit(req.prompt_text, req.prompt_tokens)
-                ctx.metrics.prefix_queries += req.prompt_tokens
+                text = req.prompt_tokens - req.media_tokens  # media are never cached
+                cached = ctx.prefix_caches[rep.index].admit(req.prompt_text, text)
+                ctx.metrics.prefix_queries += text
                 ctx.metrics.prefix_hits += cached
             first = _prefill_end(ctx, rep, fate, req, ticket.admitted_at, cached or 0)
             if resp is not None:

@@ -79,6 +79,7 @@ class Injector:
         self._quirks = [(i, f) for i, f in indexed if f.kind in QUIRKS]
         self._overheads = [f for _, f in indexed if f.kind == "overhead"]
         self._ignores = [f for _, f in indexed if f.kind == "ignore_disconnect"]
+        self._shorts = [(i, f) for i, f in indexed if f.kind == "short_rerank"]
         self._buckets: dict[tuple[int, str], list[float]] = {}
         self.injected: Counter[str] = Counter()  # fault kind -> times applied
         # Fast-path switches: with no such faults the server skips the calls.
@@ -103,6 +104,16 @@ class Injector:
         rel = now - self.origin
         return any(f.active(rel) and (f.replica is None or f.replica == replica)
                    for f in self._ignores)
+
+    def short_scores(self, now: float) -> bool:
+        """Whether a rerank or score answer to a request arriving at ``now``
+        leaves one score out (``short_rerank``)."""
+        rel = now - self.origin
+        for i, f in self._shorts:
+            if f.active(rel) and (f.rate >= 1.0 or self._rng[i].random() < f.rate):
+                self.injected["short_rerank"] += 1
+                return True
+        return False
 
     def overhead(self, now: float) -> float:
         """Seconds a request arriving at ``now`` spends in front of the server

@@ -54,6 +54,13 @@ is answered in full (``vllm:request_success_total``, every histogram).  The pref
 counters (``vllm:prefix_cache_queries_total``, ``vllm:prefix_cache_hits_total``)
 keep counting across a cache reset (``/reset_prefix_cache``, ``/flush_cache``).
 
+Media and rerank (``media.py``, ``rerank.py``): ``loadkit_sim_images_total``,
+``loadkit_sim_image_tokens_total``, ``loadkit_sim_audio_seconds_total`` and
+``loadkit_sim_audio_tokens_total`` count the images and audio of parsed
+requests (their tokens are in ``vllm:prompt_tokens_total`` too, once
+prefilled); ``loadkit_sim_scored_documents_total`` the documents (pairs)
+of answered rerank and score requests.
+
 Writing the format by hand keeps the simulator free of dependencies beyond
 aiohttp; it is small: counters, gauges and cumulative histograms.
 """
@@ -126,6 +133,11 @@ class Metrics:
         self.finished = 0  # answered in full
         self.disconnects = 0  # clients that hung up on an inference request
         self.tokens_after_disconnect = 0  # tokens generated after a hang-up
+        self.images = 0  # images in prompts (media.py)
+        self.image_tokens = 0
+        self.audio_seconds = 0.0
+        self.audio_tokens = 0
+        self.scored_documents = 0  # rerank and score pairs answered (rerank.py)
         self.ttft = Histogram(TTFT_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
         self.queue = Histogram(E2E_BUCKETS)
@@ -200,6 +212,17 @@ class Metrics:
         w.metric("loadkit_sim_tokens_after_disconnect_total", "counter",
                  "Tokens generated after the client hung up (ignore_disconnect).",
                  [({}, self.tokens_after_disconnect)])
+        w.metric("loadkit_sim_images_total", "counter", "Images in prompts (media.py).",
+                 [({}, self.images)])
+        w.metric("loadkit_sim_image_tokens_total", "counter",
+                 "Prompt tokens of those images.", [({}, self.image_tokens)])
+        w.metric("loadkit_sim_audio_seconds_total", "counter",
+                 "Seconds of audio in prompts.", [({}, self.audio_seconds)])
+        w.metric("loadkit_sim_audio_tokens_total", "counter",
+                 "Prompt tokens of that audio.", [({}, self.audio_tokens)])
+        w.metric("loadkit_sim_scored_documents_total", "counter",
+                 "Documents scored by rerank and score requests answered (rerank.py).",
+                 [({}, self.scored_documents)])
         w.metric("loadkit_sim_faults_injected_total", "counter",
                  "Faults applied to requests, by kind.",
                  [({"kind": k}, n) for k, n in sorted(injected.items())])

@@ -36,6 +36,7 @@ from .dialect import (
     stream_flag,
     tool_name,
 )
+from .media import MediaPart, chat_part
 from .vocab import _WORDS, WRONG_WORDS, Vocabulary, approx_tokens, joined, text_tokens
 
 __all__ = ["CHAT", "CHAT_DIALECT", "DONE_EVENT", "PING_COMMENT", "TEXT", "TEXT_DIALECT",
@@ -60,7 +61,8 @@ def error_shape(status: int, message: str, err_type: str, param: str | None,
     return error_body(message, err_type, param, code)
 
 
-def _chat_prompt_text(messages: Any) -> str:
+def _chat_prompt_text(messages: Any, media: list[MediaPart]) -> str:
+    """The prompt's text; its image and audio parts go to ``media``."""
     if not isinstance(messages, list) or not messages:
         raise RequestError("'messages' must be a non-empty array", "messages")
     parts: list[str] = []
@@ -70,8 +72,13 @@ def _chat_prompt_text(messages: Any) -> str:
         content = msg.get("content")
         if isinstance(content, str):
             parts.append(content)
-        elif isinstance(content, list):  # multi-part content: count text parts
-            parts += [p.get("text") or "" for p in content if isinstance(p, dict)]
+        elif isinstance(content, list):  # multi-part content: text parts and media
+            for p in content:
+                if isinstance(p, dict):
+                    if (found := chat_part(p)) is not None:
+                        media.append(found)
+                    else:
+                        parts.append(p.get("text") or "")
         calls = msg.get("tool_calls")  # an assistant's earlier calls: their arguments
         if isinstance(calls, list):
             for call in calls:
@@ -152,10 +159,11 @@ def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
     """Validate a request body; raise :class:`RequestError` on client errors."""
     body = load_object(raw)
     tool, choice, schema, after_tool = None, "none", None, False
+    media: list[MediaPart] = []
     if kind == CHAT:
         if "messages" not in body:
             raise RequestError("missing required parameter: 'messages'", "messages")
-        text = _chat_prompt_text(body["messages"])
+        text = _chat_prompt_text(body["messages"], media)
         prompt_tokens = text_tokens(text)
         tool, choice = _chat_tools(body)
         schema = _response_format(body)
@@ -177,7 +185,7 @@ def parse_request(raw: bytes, kind: str, default_tokens: int) -> GenRequest:
     per_event = bool(opts and opts.get("continuous_usage_stats"))
     return GenRequest(kind, n, prompt_tokens, stream, include_usage, per_event, text,
                       tool=tool, tool_choice=choice, tool_result_last=after_tool,
-                      schema=schema)
+                      schema=schema, media=tuple(media))
 
 
 def _usage(req: GenRequest, cached: int | None) -> dict[str, Any]:

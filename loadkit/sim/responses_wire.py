@@ -49,6 +49,7 @@ from .dialect import (
     tool_name,
     words_of,
 )
+from .media import MediaPart, responses_part
 from .openai_wire import PING_COMMENT, error_shape
 from .vocab import text_tokens
 
@@ -103,6 +104,7 @@ def parse(raw: bytes, default_tokens: int, headers: Mapping[str, str]) -> GenReq
         raise RequestError("'instructions' must be a string", "instructions")
     items = body["input"]
     after_tool = False
+    media: list[MediaPart] = []
     if isinstance(items, str):
         parts.append(items)
     elif isinstance(items, list):
@@ -115,7 +117,11 @@ def parse(raw: bytes, default_tokens: int, headers: Mapping[str, str]) -> GenReq
             elif kind == "function_call_output":
                 parts.append(words_of(item.get("output")))
             elif kind in (None, "message"):
-                parts.append(words_of(item.get("content")))
+                content = item.get("content")
+                parts.append(words_of(content))
+                if isinstance(content, list):  # input_image, input_audio
+                    media += [m for p in content if isinstance(p, dict)
+                              and (m := responses_part(p)) is not None]
             # other items (reasoning, ...) carry nothing counted here
         after_tool = bool(items) and items[-1].get("type") == "function_call_output"
     else:
@@ -131,7 +137,8 @@ def parse(raw: bytes, default_tokens: int, headers: Mapping[str, str]) -> GenReq
     return GenRequest(RESPONSES, max_tokens(body, ("max_output_tokens",), default_tokens),
                       text_tokens(text), stream_flag(body), False, False, text,
                       tool=tool, tool_choice=choice, tool_result_last=after_tool,
-                      schema=_text_format(body), previous_response_id=previous, store=store)
+                      schema=_text_format(body), previous_response_id=previous, store=store,
+                      media=tuple(media))
 
 
 def _tools(body: Mapping[str, Any]) -> tuple[Tool | None, str]:

@@ -4,12 +4,14 @@ Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST
 /v1/responses`` (OpenAI's Responses API), ``POST /v1/messages`` (Anthropic's
 Messages API), all through ``generate.py`` in their own wire format
 (``openai_wire.py``, ``responses_wire.py``, ``anthropic_wire.py``); ``POST
-/v1/embeddings``, ``GET /v1/models``, ``GET /health`` (200 ``{"status":
-"ok"}`` when every replica is ready; otherwise the replicas by state, and 503
-when none can serve: all dead, or loading) and ``GET /metrics`` (see
-``metrics.py``).  ``POST /reset_prefix_cache`` (vLLM's; 200, empty body) and
-``POST``/``GET /flush_cache`` (SGLang's; 200, ``Cache flushed.``) empty
-every replica's prefix cache (``prefix_cache.py``), at once, requests in
+/v1/embeddings``; rerank and score (``rerank.py``: ``POST /v1/rerank``,
+``/rerank``, ``/v2/rerank``, ``/score``, ``/v1/score``); ``GET /v1/models``,
+``GET /health`` (200 ``{"status": "ok"}`` when every replica is ready;
+otherwise the replicas by state, and 503 when none can serve: all dead, or
+loading) and ``GET /metrics`` (see ``metrics.py``).  ``POST
+/reset_prefix_cache`` (vLLM's; 200, empty body) and ``POST``/``GET
+/flush_cache`` (SGLang's; 200, ``Cache flushed.``) empty every replica's
+prefix cache (``prefix_cache.py``), at once, requests in
 flight or not; the prefix cache counters on ``/metrics`` keep counting.  With
 ``api_key`` set, the ``/v1`` endpoints and those two want it (``auth.py``).
 
@@ -32,6 +34,7 @@ from aiohttp import web
 
 from . import anthropic_wire, responses_wire
 from . import openai_wire as wire
+from . import rerank as ranks
 from .auth import FLUSH_CACHE_PATH, MESSAGES_PATH, RESET_PREFIX_CACHE_PATH, middleware
 from .config import SimConfig
 from .context import SimContext
@@ -119,6 +122,16 @@ class Simulator:
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await embeddings(self.context, request)
 
+    async def rerank(self, request: web.Request) -> web.StreamResponse:
+        """vLLM's /v1/rerank and /rerank (TEI's when the body has `texts`)."""
+        return await ranks.rerank(self.context, request, ranks.VLLM)
+
+    async def cohere_rerank(self, request: web.Request) -> web.StreamResponse:
+        return await ranks.rerank(self.context, request, ranks.COHERE)
+
+    async def score(self, request: web.Request) -> web.StreamResponse:
+        return await ranks.score(self.context, request)
+
     # -- auxiliary endpoints -----------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.Response:
@@ -180,6 +193,11 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post("/v1/responses", sim.responses)
     app.router.add_post(MESSAGES_PATH, sim.messages)
     app.router.add_post("/v1/embeddings", sim.embeddings)
+    for path in ("/v1/rerank", "/rerank"):
+        app.router.add_post(path, sim.rerank)
+    app.router.add_post("/v2/rerank", sim.cohere_rerank)
+    for path in ("/score", "/v1/score"):
+        app.router.add_post(path, sim.score)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/health", sim.health)
     app.router.add_get("/metrics", sim.metrics_endpoint)
