@@ -10,6 +10,7 @@ from loadkit.cli.console import Console
 from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
 from loadkit.cli.params import duration, outputs
+from loadkit.cli.ui import ServedUI, ui_options
 from loadkit.run.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Workload
@@ -88,6 +89,7 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
                    "finish, e.g. 30s; then they are cancelled and count as failures "
                    "(client.drain, default 30s).")
 @metrics_options
+@ui_options
 @click.option("--live-report", "live_report", callback=_live_report, metavar="PERIOD|off",
               help="Rewrite report.html in the output folder every PERIOD while the run goes, "
                    "from its journal, in a child process at idle priority (default: every 60s for runs "
@@ -106,7 +108,9 @@ def run_command(workload: Path, target: str | None, duration: float | None,
                 stop_when_decided: bool, insecure: bool | None,
                 ca_bundle: str | None, model: str | None, no_probe: bool, no_fail_fast: bool,
                 drain: float | None, metrics_port: int | None, metrics_host: str,
-                metrics_token: str | None, metrics_linger: float, live_report: float | None,
+                metrics_token: str | None, metrics_linger: float,
+                ui: tuple[str, int] | None, ui_token: str | None, ui_linger: float,
+                live_report: float | None,
                 outputs: frozenset[str], quiet: bool, workers: int | None, master: bool,
                 expect_workers: int | None,
                 master_bind_host: str, master_bind_port: int, worker_timeout: float,
@@ -127,16 +131,19 @@ def run_command(workload: Path, target: str | None, duration: float | None,
     console = Console(quiet=quiet)
     # Off loopback without a token, or a taken port: exit 2 before anything is sent.
     served = ServedMetrics(metrics_port, metrics_host, metrics_token, metrics_linger)
+    live = ServedUI(ui, ui_token, ui_linger)
     options = RunOptions(out_dir=out_dir, allow_saturated=allow_saturated, strict=strict,
                          reports=outputs,
                          handle_signals=True, quiet_gc=True, metrics=served.metrics,
+                         live_view=live.view,
                          live_report_s=_live_period(live_report, loaded.workload),
                          fleet=fleet_from(workers, master, expect_workers, master_bind_host,
                                           master_bind_port, worker_timeout, allow_worker_loss))
-    with served:
+    with served, live:
         result, out = execute(loaded, options, on_interval=console.progress,
                               on_start=console.started)
         code = exit_code(result, inconclusive)
         console.finished(result, out, code)
+        live.finished(out / "report.html" if "html" in outputs else None)
         served.linger()
     return int(code)

@@ -48,7 +48,11 @@ _PERCENTILE_SLO = re.compile(r"^\s*\w+\s+(p[\d.]+|max)\b")
 
 
 def _phases(axes: Sequence[Axes], r: RunResult, div: float) -> None:
-    """Shade phases (alternating; warm-ups grey) and name the wide ones."""
+    """Shade phases (alternating; warm-ups grey) and name the wide ones;
+    notes typed on the live view are dashed lines, as on the live page."""
+    for n in r.notes:
+        for ax in axes:
+            ax.axvline(n.at_s / div, color="#6a3d9a", lw=0.8, ls="--")
     if len(r.phases) < 2:
         return
     total = span(r)

@@ -241,15 +241,21 @@ class CacheState(Part):
 
 
 class Reclaim(Part):
-    """Tokens the server generated for clients that had left (slo/reclaim.py)."""
+    """Whether the server stopped working for clients that had left
+    (slo/reclaim.py): tokens it generated for them, and how soon it aborted."""
 
-    counter: str  # the server's generated-token counter it comes from
-    generated: int  # by the counter, first scrape to last
-    received: int  # by the clients: completed answers and what abandoned streams read
-    zombie_tokens: int  # generated - received
     abandoned: int  # requests whose client left
-    per_abandoned: float
-    share: float  # of generated
+    received: int  # tokens the clients got: completed answers and what abandoned streams read
+    counter: str | None = None  # the server's generated-token counter (None: it exports none)
+    generated: int | None = None  # by the counter, first scrape to last
+    zombie_tokens: int | None = None  # generated - received
+    per_abandoned: float | None = None
+    share: float | None = None  # of generated
+    abort_counter: str | None = None  # its aborted-request counter (None: it exports none)
+    reclaimed: int = 0  # departures matched with an abort: reclaim_time samples
+    unreclaimed: int = 0  # never aborted in 60 s or by the run's end (at their age then)
+    unobserved: int = 0  # left too close to the end to tell
+    missing: list[str] = []  # what could not be measured, and why
 
 
 class Sessions(Part):
@@ -349,6 +355,14 @@ class Incomplete(Part):
     reason: str
 
 
+class Note(Part):
+    """A note an operator typed on the live view (`loadkit run --ui`) while
+    the run went ("deployed v2"), stamped at the run's time."""
+
+    at_s: float  # seconds since the run's start (warm-up included)
+    text: str
+
+
 class WorkerRow(Part):
     """One worker of a distributed run."""
 
@@ -410,6 +424,7 @@ class RunResult(Part):
     why: Why | None = None  # None: not analysed (an older run, or no request completed)
     cache: CacheState | None = None  # None: the server said nothing of its prefix cache
     reclaim: Reclaim | None = None  # None: no client left, or no generated-token counter
+    notes: list[Note] = Field(default_factory=list)  # typed on the live view (--ui)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, by_alias=True) + "\n"

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import signal
 import subprocess
 import time
 import uuid
@@ -40,13 +41,14 @@ from loadkit.record.hlog import HlogWriter
 from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
 from loadkit.record.worker import RecorderThread
-from loadkit.result.model import PhaseInfo, RunResult, Verdict, WorkloadInfo
+from loadkit.result.model import Note, PhaseInfo, RunResult, Verdict, WorkloadInfo
 from loadkit.run.assemble import RunFacts, assemble
 from loadkit.run.live_report import live_report
 from loadkit.served import is_loopback
 from loadkit.sim.embedded import embedded_simulator
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
+from loadkit.telemetry.aborts import AbortFeed
 from loadkit.telemetry.collector import Session as TelemetrySession
 from loadkit.telemetry.collector import telemetry_session
 from loadkit.telemetry.derive import telemetry_section
@@ -57,6 +59,7 @@ from loadkit.workload.scenarios import HttpScenario
 
 if TYPE_CHECKING:
     from loadkit.run.exporter import LiveMetrics
+    from loadkit.run.live_view import LiveView
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class RunOptions:
     metrics: LiveMetrics | None = None
     # Several worker processes or machines carry the load (distributed/).
     fleet: FleetOptions | None = None
+    # The live web view (run/live_view.py), fed at each interval; the caller
+    # serves and closes it (`loadkit run --ui`). Its notes go into run.json.
+    live_view: LiveView | None = None
 
 
 def exit_code(result: RunResult, inconclusive: str = "fail") -> ExitCode:
@@ -200,6 +206,15 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         # The run's services, on the recorder's thread (record/worker.py), in
         # this order: each may read the figures of those before it.
         events = recorder.events
+        # The server's aborts against the clients' departures (telemetry/aborts.py):
+        # the baseline now, then each interval; a fleet's departures are the workers'.
+        aborts = AbortFeed(tele.sources, recorder.reclaim) if fleet is None else None
+        if aborts is not None:
+            aborts.feed()
+            events.interval_closed.add_listener(aborts)
+        else:
+            recorder.reclaim.unmeasured = ("not measured in distributed runs (the departures "
+                                           "are in the workers' clocks)")
         if fleet is None:  # a fleet's intervals carry its busiest worker's CPU
             events.interval_closed.add_listener(HealthProbe.start().mark)
         if judge:
@@ -228,12 +243,27 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                 info={"run_id": run_id, "workload": w.name, "target": target_label,
                       "version": __version__},
                 planned_s=plan.total_s, lateness_bound_s=w.lateness_bound)
+        if options.live_view is not None:  # after the exporter: it reads the same figures
+            options.live_view.attach(
+                recorder, phases=Phases(phases), phase_info=phases, objectives=objectives,
+                judge=judge, strict=options.strict,
+                in_flight=fleet.in_flight if fleet else lambda: len(engine._tasks),
+                info={"run_id": run_id, "workload": w.name, "target": target_label},
+                planned_s=plan.total_s, lateness_bound_ms=w.lateness_bound * 1000.0,
+                interval_s=w.interval, telemetry=tele,
+                workers=(lambda: [r.model_dump(mode="json") for r in fleet.section().workers])
+                if fleet else None,
+                stop=_stopper(interrupts, engine if fleet is None else None))
         if fleet is not None:
             stopped = _drive_fleet(fleet, recorder, plan.total_s, on_interval, interrupts)
         else:
             with recording:
                 stopped = _drive(engine, schedule(w, loaded.traces), interrupts)
         events.run_stopped.fire(stopped)
+    if aborts is not None:  # the telemetry's last scrape is in: match what is left
+        aborts.feed()
+        aborts.end()
+        recorder.settle_late()
     stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
                    "the schedule" if stopped and judge.breach is None and judge.decided is None
                    else None)
@@ -251,8 +281,20 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         result = result.model_copy(update={"distribution": fleet.section()})
     if options.metrics is not None:
         options.metrics.finish(result)  # final verdicts, before the reports' seconds
+    if options.live_view is not None:
+        result = result.model_copy(update={"notes": [Note(**n) for n in
+                                                     options.live_view.run_notes()]})
+        options.live_view.finish(result)
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), options.reports)
     return result
+
+
+def _stopper(interrupts: Interrupts | None, engine: Engine | None) -> Callable[[], None] | None:
+    """The live view's stop button: a Ctrl-C (the same path: partial results,
+    exit 3) where the run handles signals, else the engine's interrupt."""
+    if interrupts is not None:
+        return lambda: os.kill(os.getpid(), signal.SIGINT)
+    return engine.interrupt_threadsafe if engine is not None else None
 
 
 def _facts(loaded: LoadedWorkload, plan: Plan, run_id: str, target_label: str,
