@@ -128,6 +128,19 @@ it is the last: a dataset's conversation has no more user turns)."""
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcCall:
+    """A request carried by gRPC (engine.grpc_client) instead of HTTP: the
+    body is the serialised request message, each answer message is fed to
+    the receiver as one body chunk (a stream parser sees one message per
+    feed; a parser whose `final` turns true ends the stream there)."""
+
+    address: str  # host:port
+    method: str  # /package.Service/Method
+    stream: bool  # a server stream (ModelStreamInfer); else unary
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedRequest:
     """A scenario made ready before the run; the hot path only splices bytes."""
 
@@ -159,3 +172,4 @@ class PreparedRequest:
     # The prompt is exactly the asked prompt_tokens long (generated, no prefix
     # pool, no prompt set): the server's count can be compared with it.
     prompt_is_asked: bool = False
+    grpc: GrpcCall | None = None  # None: HTTP

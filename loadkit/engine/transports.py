@@ -36,9 +36,13 @@ class Transport(Protocol):
 
 def open_transport(base_url: str, requests: list[list[PreparedRequest]],
                    client: Client) -> Transport:
-    if client.transport == "aiohttp":
-        return AiohttpTransport(base_url, requests, client)
-    return LeanTransport(base_url, requests, client)
+    http: Transport = (AiohttpTransport(base_url, requests, client)
+                       if client.transport == "aiohttp"
+                       else LeanTransport(base_url, requests, client))
+    if any(r.grpc is not None for row in requests for r in row):  # KServe v2 over gRPC
+        from loadkit.engine.grpc_client import GrpcTransport
+        return GrpcTransport(requests, client, http)
+    return http
 
 
 class LeanTransport:

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 from loadkit import __version__, envrefs
 from loadkit.engine.adapter import PreparedRequest
-from loadkit.protocols import embeddings, generation, http
+from loadkit.protocols import embeddings, generation, http, kserve
+from loadkit.workload.kserve_spec import KServeScenario
 from loadkit.workload.models import Tenant
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import EmbeddingsScenario, GenerationScenario, HttpScenario
@@ -15,7 +16,10 @@ from loadkit.workload.tokenizer import Counter as TokenCounter
 STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"  # Anthropic's output_format
 
 
-def identity(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+AnyScenario = GenerationScenario | EmbeddingsScenario | HttpScenario | KServeScenario
+
+
+def identity(scenario: AnyScenario, tenant: Tenant,
              env: Mapping[str, str]) -> dict[str, str]:
     """The headers one (scenario, tenant) sends, `${VAR}`s resolved (in memory
     only, never in outputs); InputError when a variable is not set."""
@@ -33,7 +37,7 @@ def identity(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, t
             **{k: envrefs.resolve(v, env, f"headers.{k}") for k, v in declared.items()}}
 
 
-def prepare(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, tenant: Tenant,
+def prepare(scenario: AnyScenario, tenant: Tenant,
             seed: int, env: Mapping[str, str],
             prompt_sets: Mapping[str, list[Prompt]] | None = None,
             counter: TokenCounter | None = None) -> PreparedRequest:
@@ -45,4 +49,6 @@ def prepare(scenario: GenerationScenario | EmbeddingsScenario | HttpScenario, te
         return generation.prepare(scenario, headers, key, prompts, counter)
     if isinstance(scenario, EmbeddingsScenario):
         return embeddings.prepare(scenario, headers, key)
+    if isinstance(scenario, KServeScenario):
+        return kserve.prepare(scenario, headers, key)
     return http.prepare(scenario, headers)

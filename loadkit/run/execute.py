@@ -34,6 +34,7 @@ from loadkit.engine.probe import credentials_source, explain, probe
 from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
 from loadkit.outputs import REPORTS, write_all
+from loadkit.protocols.kserve_first import first_contact, needs_grpc
 from loadkit.protocols.plan import plan_for
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
@@ -53,6 +54,7 @@ from loadkit.telemetry.collector import Session as TelemetrySession
 from loadkit.telemetry.collector import telemetry_session
 from loadkit.telemetry.derive import telemetry_section
 from loadkit.urls import without_credentials
+from loadkit.workload.kserve_spec import KServeScenario
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
 from loadkit.workload.scenarios import HttpScenario
@@ -110,8 +112,10 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
     except OSError as exc:
         raise InputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
     with contextlib.ExitStack() as stack:
+        base_url: str
         if w.target is None:
-            base_url = stack.enter_context(embedded_simulator(w.simulator))
+            base_url = stack.enter_context(embedded_simulator(w.simulator,
+                                                              grpc=needs_grpc(loaded)))
             target_label = f"embedded simulator ({base_url})"
         else:
             base_url = w.target
@@ -150,18 +154,19 @@ def _fleet(options: FleetOptions, w: Workload) -> Fleet:
 
 def _with_models(loaded: LoadedWorkload, base_url: str) -> tuple[LoadedWorkload, list[str]]:
     """Scenarios that name no model get the one the target lists."""
+    loaded, notes = first_contact(loaded, base_url)  # KServe v2: models, readiness, tensors
     w = loaded.workload
     unnamed = [i for i, s in enumerate(w.scenarios)
-               if not isinstance(s, HttpScenario) and s.model is None]
+               if not isinstance(s, (HttpScenario, KServeScenario)) and s.model is None]
     if not unnamed:
-        return loaded, []
+        return loaded, notes
     model = discover_model(base_url, w.client,
                            identity(w.scenarios[unnamed[0]], w.all_tenants[0], os.environ),
                            credentials_source(w, 0, unnamed[0]))
     scenarios = [s.model_copy(update={"model": model}) if i in unnamed else s
                  for i, s in enumerate(w.scenarios)]
     resolved = dataclasses.replace(loaded, workload=w.model_copy(update={"scenarios": scenarios}))
-    return resolved, [f"model {model} (from the target's /v1/models)"]
+    return resolved, [*notes, f"model {model} (from the target's /v1/models)"]
 
 
 def _probe(plan: Plan, w: Workload) -> list[str]:

@@ -2,7 +2,9 @@
 
 Prints exactly one line, ``LOADKIT_SIM_LISTENING http://HOST:PORT``, once the
 socket is bound (so a parent process can read the ephemeral port), then
-serves until SIGTERM or SIGINT and exits 0.
+serves until SIGTERM or SIGINT and exits 0.  With ``--grpc-port`` (KServe v2
+over gRPC, ``kserve_grpc.py``) a line ``LOADKIT_SIM_GRPC HOST:PORT`` comes
+just before it.
 
 Configuration, lowest precedence first: ``--preset NAME`` (or ``preset:`` in
 the file), ``--config FILE`` (a YAML or JSON mapping of SimConfig fields,
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=_port, default=0,
                    help="port to bind; 0 picks a free one (default: %(default)s)")
+    p.add_argument("--grpc-port", type=_port, default=None,
+                   help="also serve KServe v2 over gRPC on this port; 0 picks a free one "
+                        "(needs grpcio and tritonclient; default: no gRPC)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback address")
     p.add_argument("--config", metavar="FILE",
@@ -103,7 +108,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _run(config: SimConfig, host: str, port: int) -> int:
+async def _run(config: SimConfig, host: str, port: int, grpc_port: int | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -115,20 +120,54 @@ async def _run(config: SimConfig, host: str, port: int) -> int:
             pass  # not the main thread / no signal support: caller cancels us
     try:
         try:
+            if grpc_port is not None:
+                _need_grpc()
             runner, actual_port = await serve(config, host, port)
+        except ImportError as exc:
+            print(f"{PROG}: --grpc-port needs grpcio and tritonclient (pip install "
+                  f"'loadkit[grpc]'): {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(f"{PROG}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
             return 1
+        grpc_server = None
         try:
             shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+            if grpc_port is not None:  # before the HTTP line: a parent reads both
+                try:
+                    grpc_server, bound = await _serve_grpc(runner, host, grpc_port)
+                except (OSError, RuntimeError) as exc:
+                    print(f"{PROG}: cannot listen for gRPC on {host}:{grpc_port}: {exc}",
+                          file=sys.stderr)
+                    return 1
+                print(f"{GRPC_LINE} {shown}:{bound}", flush=True)
             print(f"LOADKIT_SIM_LISTENING http://{shown}:{actual_port}", flush=True)
             await stop.wait()
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(0.2)
             await runner.cleanup()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
     return 0
+
+
+GRPC_LINE = "LOADKIT_SIM_GRPC"
+
+
+def _need_grpc() -> None:
+    import grpc  # noqa: F401
+    from tritonclient.grpc import service_pb2_grpc  # noqa: F401
+
+
+async def _serve_grpc(runner: Any, host: str, port: int) -> tuple[Any, int]:
+    """The KServe v2 gRPC front (kserve_grpc.py) on the HTTP server's context."""
+    from .kserve_grpc import serve_grpc
+    from .server import SIMULATOR_KEY
+
+    sim = runner.app[SIMULATOR_KEY]
+    return await serve_grpc(lambda: sim.context, host, port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_run(config, args.host, args.port))
+            return runner.run(_run(config, args.host, args.port, args.grpc_port))
     except KeyboardInterrupt:  # SIGINT before our handler was installed
         return 0
 

@@ -107,6 +107,12 @@ class SimConfig:
     embedding_ms: float = _knob(5.0, "time of an embeddings request, base part (ms)", 0.0)
     embedding_ms_per_token: float = _knob(0.01, "embeddings time per input token (ms)", 0.0)
     embedding_dim: int = _knob(384, "length of the embedding vectors", 1)
+    # KServe v2 (kserve_models.py): the tensor model and its cost.
+    kserve_tensor_model: str = _knob("loadkit-tensor", "name of the KServe v2 tensor model "
+                                     "(INPUT0 FP32 [-1, -1] -> OUTPUT0)")
+    kserve_infer_ms: float = _knob(2.0, "time of a tensor model request, base part (ms)", 0.0)
+    kserve_infer_ms_per_mb: float = _knob(1.0, "tensor model time per MB (10^6 bytes) of "
+                                          "input tensors (ms)", 0.0)
     # Images and audio in prompts (media.py): their tokens are prompt tokens.
     image_patch_px: int = _knob(28, "an image costs one prompt token per square of this "
                                 "many pixels: ceil(w/p) x ceil(h/p) tokens (Qwen2-VL: 28)", 1)

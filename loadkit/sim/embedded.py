@@ -21,6 +21,14 @@ from loadkit.errors import SimulatorError
 from loadkit.processes import die_with_parent, stop
 
 READY = "LOADKIT_SIM_LISTENING "
+GRPC = "LOADKIT_SIM_GRPC "
+
+
+class SimAddress(str):
+    """The simulator's base URL, and its KServe v2 gRPC host:port (`grpc`)
+    when it was asked for one (None otherwise)."""
+
+    grpc: str | None = None
 
 
 def sim_args(config: dict) -> list[str]:
@@ -31,10 +39,11 @@ def sim_args(config: dict) -> list[str]:
 
 
 @contextlib.contextmanager
-def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[str]:
-    """Yield the simulator's base URL while it runs."""
+def embedded_simulator(config: dict, startup_timeout: float = 20.0,
+                       grpc: bool = False) -> Iterator[SimAddress]:
+    """Yield the simulator's base URL while it runs (with a gRPC port: `grpc`)."""
     cmd = [sys.executable, "-m", "loadkit.sim", "--host", "127.0.0.1", "--port", "0",
-           *sim_args(config)]
+           *(["--grpc-port", "0"] if grpc else []), *sim_args(config)]
     # Its own session: a Ctrl-C at the terminal stops loadkit's schedule, and
     # loadkit then stops the simulator, after the in-flight answers are in.
     # stderr goes to a file, not a pipe: a pipe nobody reads fills up and
@@ -50,15 +59,20 @@ def embedded_simulator(config: dict, startup_timeout: float = 20.0) -> Iterator[
             stop(proc)
 
 
-def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> str:
+def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> SimAddress:
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
+    grpc = None
     while time.monotonic() < deadline:
         ready, _, _ = select.select([proc.stdout], [], [], 0.1)
         if ready:
             line = proc.stdout.readline()
-            if line.startswith(READY):
-                return line[len(READY):].strip()
+            if line.startswith(GRPC):
+                grpc = line[len(GRPC):].strip()
+            elif line.startswith(READY):
+                address = SimAddress(line[len(READY):].strip())
+                address.grpc = grpc
+                return address
             if not line and proc.poll() is not None:
                 break
         elif proc.poll() is not None:

@@ -41,6 +41,7 @@ from .context import SimContext
 from .disconnects import Disconnect
 from .embeddings import embeddings
 from .generate import generate
+from .kserve_http import add_routes as add_kserve_routes
 from .metrics import CONTENT_TYPE as _PROM
 from .metrics import Metrics
 from .responses import JSON
@@ -204,6 +205,7 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post(RESET_PREFIX_CACHE_PATH, sim.reset_prefix_cache)
     app.router.add_route("POST", FLUSH_CACHE_PATH, sim.flush_cache)
     app.router.add_route("GET", FLUSH_CACHE_PATH, sim.flush_cache)
+    add_kserve_routes(app, lambda: sim.context)  # KServe v2 (kserve_http.py)
     return app
 
 

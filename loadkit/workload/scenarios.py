@@ -359,6 +359,8 @@ class HttpScenario(_Scenario):
         return self.path
 
 
-Scenario = Annotated[GenerationScenario | EmbeddingsScenario | HttpScenario,
+from loadkit.workload.kserve_spec import KServeScenario  # noqa: E402  (it builds on _Scenario)
+
+Scenario = Annotated[GenerationScenario | EmbeddingsScenario | HttpScenario | KServeScenario,
                      Field(discriminator="kind")]
-SCENARIO_KINDS = (*GENERATION_KINDS, "openai-embeddings", "http")
+SCENARIO_KINDS = (*GENERATION_KINDS, "openai-embeddings", "http", "kserve")

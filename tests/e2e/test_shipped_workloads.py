@@ -15,7 +15,8 @@ SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
            "multi-tenant.yaml": "0.045", "soak.yaml": "0.0015", "cold-start.yaml": "0.05",
            "trace-replay.yaml": "0.025", "mooncake-replay.yaml": "0.06",
            "chat-sessions.yaml": "0.05", "capacity.yaml": "0.25", "reasoning.yaml": "0.1",
-           "agent.yaml": "0.06", "anthropic.yaml": "0.1", "impatient.yaml": "0.06"}
+           "agent.yaml": "0.06", "anthropic.yaml": "0.1", "impatient.yaml": "0.06",
+           "triton-grpc.yaml": "0.6"}
 
 
 def test_every_shipped_workload_is_covered() -> None:
