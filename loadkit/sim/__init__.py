@@ -6,12 +6,13 @@ Anthropic Messages API (reasoning, tool calls and structured output in all
 three chat-like ones), and behaves like a GPU server: replicas with continuous batching, prefill and
 decode costs, a KV-cache, a waiting queue, cold starts, scheduled faults
 (a gateway's overhead in front of it among them, and a server that keeps
-generating for clients that left), embeddings, vLLM's and
+generating for clients that left), images and audio in prompts at a
+declared token cost, embeddings, rerank and score, vLLM's and
 SGLang's prefix cache resets and vLLM-style ``/metrics`` (each request's
 queue, prefill and decode times among them, adding up to its end-to-end).  Its defaults are a fixed
 time-to-first-token and inter-token latency at any load.  Self-contained on
 purpose: the server imports nothing else from loadkit (only the stdlib,
-aiohttp and, optionally, uvloop/PyYAML); ``embedded`` is loadkit's side, the
+aiohttp, Pillow for image sizes and, optionally, uvloop/PyYAML); ``embedded`` is loadkit's side, the
 launcher that runs it as a child process for a run without a target.
 
     from loadkit.sim import SimConfig, serve
@@ -32,6 +33,8 @@ frames interface), ``openai_wire``, ``responses_wire``, ``anthropic_wire``
 (the wire formats), ``vocab`` (words and token counts), ``answer`` (per
 request: reasoning length, words, tool call or document), ``tools`` (JSON
 documents from schemas), ``auth`` (the api_key), ``embeddings``,
+``media`` (images and audio in prompts: their tokens and the server's log of
+them), ``rerank`` (rerank and score in vLLM's, Cohere's and TEI's formats),
 ``metrics``, ``server`` (routes, lifecycle), ``embedded`` (child-process
 launcher).
 """

@@ -144,7 +144,7 @@ def anthropic_block(block: Mapping[str, Any]) -> MediaPart | None:
     if source.get("type") != "base64":
         raise RequestError("messages: image source.type must be 'base64' or 'url'",
                            "messages")
-    declared = _ANTHROPIC_TYPES.get(source.get("media_type"))
+    declared = _ANTHROPIC_TYPES.get(str(source.get("media_type")))
     if declared is None:
         raise RequestError("messages: image source.media_type must be one of "
                            + ", ".join(_ANTHROPIC_TYPES), "messages")
