@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from loadkit.outputs import canvas, charts
 from loadkit.outputs.decimate import DEFAULT_POINTS
+from loadkit.outputs.departures import departure_lines
 from loadkit.outputs.finish_mix import finish_mix, finish_notes
 from loadkit.outputs.format import interval, quantity, samples, seconds
 from loadkit.outputs.why import split_line
@@ -90,6 +91,7 @@ def render_html(result: RunResult, points: int = DEFAULT_POINTS) -> str:
         causes=[(c.title, c.evidence) for c in r.why.causes] if r.why else [],
         split=split_line(r.why.decomposition if r.why else None),
         finish_notes=finish_notes(r),
+        departures=departure_lines(r),
         spec=json.dumps(r.workload.spec, indent=2, sort_keys=True))
 
 

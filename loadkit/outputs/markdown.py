@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loadkit.outputs.departures import departure_lines
 from loadkit.outputs.finish_mix import finish_notes
 from loadkit.outputs.format import error_summary, interval, per_second, quantity, samples, seconds
 from loadkit.outputs.why import cause_line, split_line
@@ -53,6 +54,8 @@ def render_markdown(result: RunResult) -> str:
     lines += ["", f"{c.completed:,} completed · {c.errors:,} errors · "
               f"{c.dropped:,} dropped · {per_second(t.requests_per_s)} · "
               f"{per_second(t.output_tokens_per_s, 'output tokens/s')}", ""]
+    if departures := departure_lines(result):
+        lines += [f"{_cell(line)}  " for line in departures] + [""]
     if sess := result.sessions:
         lines += [f"{sess.started:,} sessions: {sess.completed:,} completed, {sess.failed:,} "
                   "ended by a failed turn", ""]

@@ -27,6 +27,7 @@ from loadkit.record.histogram import (
 )
 from loadkit.record.hlog import HlogWriter, tag_for
 from loadkit.record.intervals import IntervalSeries
+from loadkit.record.reclaim_clock import ReclaimClock, Scope
 from loadkit.result.model import Interval
 from loadkit.workload.slo_spec import OPERATORS
 
@@ -128,6 +129,10 @@ class Recorder:
     # the core (and the GIL) there to the event loop (record/worker.py).
     pause: Callable[[], None] = field(default=lambda: None, repr=False)
     keyed: bool = False  # count per key each interval (only live SLOs need it)
+    # Departures matched with the server's aborts (reclaim_clock.py); its
+    # samples wait in _late for the next interval, or the run's end.
+    reclaim: ReclaimClock = field(init=False)
+    _late: list[tuple[Scope, int]] = field(default_factory=list)
     _interval_start_ns: int = 0
     _interval_counts: Counter = field(default_factory=Counter)
     _interval_keyed: Counter = field(default_factory=Counter)
@@ -135,6 +140,7 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self._interval_start_ns = self.start_ns
+        self.reclaim = ReclaimClock(lambda scope, ns: self._late.append((scope, ns)))
 
     def _value(self, metric: str, r: RequestRecord, ns: int, count: int = 1) -> None:
         key = (metric, r.phase, r.scenario, r.tenant)
@@ -167,6 +173,7 @@ class Recorder:
             self.tokens_received[scope] += received
             self._interval_counts["abandoned"] += 1
             self._value("abandon_time", r, r.end - r.sent)
+            self.reclaim.left(r.end, scope)
             return
         latency, service = r.end - r.intended, r.end - r.sent
         self._value("latency", r, latency)
@@ -339,8 +346,21 @@ class Recorder:
             scope = key[1:] if counter == "errors" else key  # errors: (kind, *scope)
             self._interval_keyed[(what, *scope)] += n
 
+    def settle_late(self, into: dict[SeriesKey, HdrHistogram] | None = None) -> None:
+        """Reclaim times known since the last rotation into `into`: the open
+        interval's histograms (at rotation), else, once the run is over, the
+        cumulative ones."""
+        into = self.cumulative if into is None else into
+        for scope, ns in self._late:
+            h = into.get(key := ("reclaim_time", *scope))
+            if h is None:
+                h = into[key] = new_histogram()
+            record_us(h, ns // 1000)
+        self._late.clear()
+
     def rotate(self, now_ns: int) -> Interval:
         """Close the current interval at `now_ns` and start the next one."""
+        self.settle_late(self.current)
         start_s = (self._interval_start_ns - self.start_ns) / 1e9
         end_s = (now_ns - self.start_ns) / 1e9
         counts = self._interval_counts

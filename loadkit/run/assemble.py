@@ -29,7 +29,7 @@ from loadkit.slo.after_run import judge_after_run
 from loadkit.slo.cache_state import cache_state
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
-from loadkit.slo.reclaim import reclaim, slo_figures
+from loadkit.slo.reclaim import explain_missing, reclaim, slo_figures
 from loadkit.slo.recovery import phase_rates
 from loadkit.slo.scopes import Phases
 from loadkit.slo.why import explain
@@ -77,12 +77,14 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
                                 facts.interval_s)
     judged = judge.results() if judge is not None else {}
     left = reclaim(telemetry, sum(recorder.output_tokens.values())
-                   + sum(recorder.tokens_received.values()), sum(recorder.abandoned.values()))
+                   + sum(recorder.tokens_received.values()), sum(recorder.abandoned.values()),
+                   recorder.reclaim)
     slos = evaluate_all(objectives, measured.histograms, measured.counts, isolation,
                         facts.strict, lambda scope: {**slo_values(telemetry, scope),
                                                      **(slo_figures(left) if scope == "all"
                                                         else {})},
                         {**judged, **after_run}, judge.n_eff() if judge is not None else None)
+    slos = explain_missing(slos, left)
     generator_health = health(generator, measured.lateness_p99_ms(), facts.lateness_bound_ms)
     untrusted = [reason for reason in (
         incomplete.reason if incomplete else None, stop_reason,

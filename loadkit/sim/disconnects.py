@@ -30,6 +30,9 @@ histograms.  It ends early only where any request would (its replica dies, a
 On ``/metrics`` (``metrics.py``)::
 
     loadkit_sim_disconnects_total               counter: hang-ups noticed
+    vllm:request_success_total{finished_reason="abort"}
+                                                counter: hang-ups honoured (as vLLM counts
+                                                aborts), when the seat went back
     loadkit_sim_tokens_after_disconnect_total   counter: tokens generated after the
                                                 notice (0 when honoured; a zombie's
                                                 count is added when it ends)
@@ -147,6 +150,7 @@ class Track:
             self._injector.injected["ignore_disconnect"] += 1
         else:  # honoured: it stops as it is noticed
             rec.ended = rec.noticed
+            self._metrics.aborted += 1
 
 
 def forget(tasks: set[asyncio.Task[Any]], track: Track, task: asyncio.Task[Any]) -> None:

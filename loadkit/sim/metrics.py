@@ -133,6 +133,7 @@ class Metrics:
         self.finished = 0  # answered in full
         self.disconnects = 0  # clients that hung up on an inference request
         self.tokens_after_disconnect = 0  # tokens generated after a hang-up
+        self.aborted = 0  # hang-ups honoured: generation stopped, seat and cache freed
         self.images = 0  # images in prompts (media.py)
         self.image_tokens = 0
         self.audio_seconds = 0.0
@@ -181,8 +182,11 @@ class Metrics:
                  "Prompt tokens found in the prefix cache.", [(model, self.prefix_hits)])
         w.metric("vllm:generation_tokens_total", "counter", "Generated tokens.",
                  [(model, self.generation_tokens)])
-        w.metric("vllm:request_success_total", "counter", "Requests answered in full.",
-                 [({**model, "finished_reason": "length"}, self.finished)])
+        w.metric("vllm:request_success_total", "counter",
+                 "Requests finished: answered in full (length), or aborted when "
+                 "their client left (abort).",
+                 [({**model, "finished_reason": "length"}, self.finished),
+                  ({**model, "finished_reason": "abort"}, self.aborted)])
         w.histogram("vllm:time_to_first_token_seconds",
                     "Time from arrival to the first token (queue + prefill).", model, self.ttft)
         w.histogram("vllm:e2e_request_latency_seconds",

@@ -11,37 +11,67 @@ the server exports no such counter the figures are absent, and SLOs on them
 inconclusive. Tokens a failed stream received count as zombies (they are
 rare and small), and generation still going on at the last scrape is not
 seen.
+
+How soon it stops: each departure's `reclaim_time`, from the client's close
+to the scrape of the server's aborted-request counter that first counted it
+(record/reclaim_clock.py; at most one scrape interval late). Whatever could
+not be measured is said in `missing`, and SLOs on it are inconclusive.
 """
 
 from __future__ import annotations
 
-from loadkit.result.model import Reclaim, Telemetry
+from loadkit.record.reclaim_clock import ReclaimClock
+from loadkit.result.model import Reclaim, SLOResult, Telemetry
 
 COUNTERS = ("vllm:generation_tokens_total", "sglang:generation_tokens_total",
             "tgi_request_generated_tokens_sum")
 
 
-def reclaim(telemetry: Telemetry | None, received: int, abandoned: int) -> Reclaim | None:
+def reclaim(telemetry: Telemetry | None, received: int, abandoned: int,
+            clock: ReclaimClock | None = None) -> Reclaim | None:
     """`received`: tokens the clients read, every phase; `abandoned`: the
-    requests whose client left, every phase. None: no counter, or no client left."""
-    if telemetry is None or not abandoned:
+    requests whose client left, every phase; `clock`: the departures matched
+    with the server's aborts (record/reclaim_clock.py). None: no client left."""
+    if not abandoned:
         return None
+    figures: dict[str, object] = {}
+    missing = []
+    series = telemetry.series.values() if telemetry is not None else ()
     for name in COUNTERS:
-        found = [s.points for s in telemetry.series.values()
-                 if s.metric.removeprefix("prom.") == name and len(s.points) > 1]
+        found = [s.points for s in series
+                 if s.metric.rsplit(".", 1)[-1] == name and len(s.points) > 1]
         if found:
             generated = sum(pts[-1][1] - pts[0][1] for pts in found)
-            zombie = max(generated - received, 0.0)
-            return Reclaim(counter=name, generated=round(generated), received=received,
-                           zombie_tokens=round(zombie), abandoned=abandoned,
-                           per_abandoned=round(zombie / abandoned, 3),
-                           share=round(zombie / generated, 6) if generated > 0 else 0.0)
-    return None
+            left = max(generated - received, 0.0)
+            figures.update(counter=name, generated=round(generated), zombie_tokens=round(left),
+                           per_abandoned=round(left / abandoned, 3),
+                           share=round(left / generated, 6) if generated > 0 else 0.0)
+            break
+    else:
+        missing.append("zombie tokens: the server exports no generated-token counter "
+                       f"({', '.join(COUNTERS)}) on a scraped /metrics")
+    if clock is None or clock.counter is None:
+        missing.append(f"reclaim time: {clock.unmeasured if clock else 'not measured'}")
+    else:
+        figures.update(abort_counter=clock.counter, reclaimed=clock.reclaimed,
+                       unreclaimed=clock.unreclaimed, unobserved=clock.unobserved)
+    return Reclaim(abandoned=abandoned, received=received, missing=missing, **figures)
 
 
 def slo_figures(r: Reclaim | None) -> dict[str, float]:
     """`zombie_tokens` (per abandoned request) and `zombie_share` (% of all
     generated tokens) for the SLOs."""
-    if r is None:
+    if r is None or r.per_abandoned is None or r.share is None:
         return {}
     return {"zombie_tokens": r.per_abandoned, "zombie_share": r.share * 100.0}
+
+
+def explain_missing(results: list[SLOResult], r: Reclaim | None) -> list[SLOResult]:
+    """A `reclaim_time` SLO without samples says why there are none."""
+    def why(s: SLOResult) -> SLOResult:
+        if s.metric != "reclaim_time" or s.samples:
+            return s
+        reason = ("no client left" if r is None else
+                  next((m for m in r.missing if m.startswith("reclaim")), s.reason))
+        return s.model_copy(update={"reason": reason})
+    return [why(s) for s in results]

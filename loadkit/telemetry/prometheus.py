@@ -46,7 +46,7 @@ KNOWN = (
     # SGLang
     "sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage",
     "sglang:queue_time_seconds", "sglang:e2e_request_latency_seconds",
-    "sglang:time_to_first_token_seconds",
+    "sglang:time_to_first_token_seconds", "sglang:num_aborted_requests",
     # TGI
     "tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens",
     "tgi_request_count", "tgi_request_success", "tgi_request_duration",
@@ -63,7 +63,7 @@ KNOWN = (
 )
 # Labels that describe rather than identify a series: dropped, samples summed.
 DESCRIPTIVE = frozenset({
-    "model_name", "model", "version", "engine", "finished_reason", "UUID", "uuid",
+    "model_name", "model", "version", "engine", "UUID", "uuid",
     "Hostname", "hostname", "modelName", "device", "pci_bus_id", "DCGM_FI_DRIVER_VERSION",
     "instance", "job", "namespace", "pod", "container", "err_hostname",
 })

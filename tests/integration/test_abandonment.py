@@ -158,3 +158,60 @@ def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkloa
     assert impatient["series"]["abandon_time"]["all"]["p50"] == pytest.approx(20, abs=1)
     assert len(read) == skim["counts"]["abandoned"]["read_tokens"] >= 38
     assert set(read) <= {10, 11}, read
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("ignores", [False, True])
+def test_reclaim_time_is_when_the_server_counts_the_abort(run: RunWorkload,
+                                                          ignores: bool) -> None:
+    """Clients read 2 tokens of 40 (50-ms decode steps) and leave; the server
+    is scraped every 50 ms. Honoured: each departure is matched with the
+    server's abort within one decode step plus one scrape interval, and
+    `reclaim_time max < 150ms` passes (30 samples cannot decide a p99). Ignored: no abort ever comes, the
+    departures old enough at the run's end count unreclaimed, and it fails."""
+    faults = [{"kind": "ignore_disconnect", "start": 0}] if ignores else []
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=50, faults=faults) as rec:
+        result, out = run({**spec({"read_tokens": 2}, {}, rate=10, duration=3, max_tokens=40,
+                                  slos=["reclaim_time max < 150ms"]),
+                           "target": rec.url,
+                           "telemetry": {"prometheus": [{"url": rec.url + "/metrics",
+                                                         "interval": "50ms"}]}})
+        assert rec.sim is not None
+        server = list(rec.sim.disconnects)
+    summary = (out / "summary.md").read_text()
+    assert f"It aborted {result['reclaim']['reclaimed']:,} of them" in summary
+    r, left = result["reclaim"], result["counts"]["abandoned"]["read_tokens"]
+    print(f"ignores={ignores}: {r}, reclaim_time {result['series'].get('reclaim_time')}")
+    assert left >= 28 and len(server) == left
+    assert r["abort_counter"] == "vllm:request_success_total" and r["missing"] == []
+    assert r["reclaimed"] + r["unreclaimed"] + r["unobserved"] == left
+    verdict = result["slos"][0]["verdict"]
+    if ignores:
+        assert r["reclaimed"] == 0 and r["unreclaimed"] >= left // 2
+        # Counted at their age at the last scrape: older than the 1-s grace.
+        t = result["series"]["reclaim_time"]["all"]
+        assert t["count"] == r["unreclaimed"] and t["p50"] >= 1000
+        assert verdict == "fail"
+    else:
+        assert all(d.ended == d.noticed for d in server)
+        assert r["unreclaimed"] == 0 and r["reclaimed"] >= left - 2
+        t = result["series"]["reclaim_time"]["all"]
+        assert t["count"] == r["reclaimed"]
+        # The abort is counted as the server notices (~1 ms); a scrape sees it
+        # within one 50-ms interval (and the scrape's own few ms).
+        assert t["max"] <= 50 + 50 + 10 and t["mean"] <= 50
+        assert verdict == "pass"
+
+
+def test_reclaim_time_without_an_abort_counter_is_inconclusive(run: RunWorkload) -> None:
+    """A server that exports no aborted-request counter: no reclaim_time,
+    and the SLO on it says why."""
+    with recording_sim(ttft_ms=5, itl_ms=2) as rec:  # the proxy has no /metrics
+        result, out = run({**spec({"read_tokens": 2}, {}, rate=20, duration=1, max_tokens=40,
+                                  slos=["reclaim_time p99 < 150ms"]), "target": rec.url})
+    slo = result["slos"][0]
+    assert result["counts"]["abandoned"]["read_tokens"] >= 18
+    assert slo["verdict"] == "inconclusive" and "aborted-request counter" in slo["reason"]
+    assert result["reclaim"]["reclaimed"] == 0 and result["reclaim"]["abort_counter"] is None
+    assert "Not measured: reclaim time: the server exports no aborted-request counter" in \
+        (out / "summary.md").read_text()

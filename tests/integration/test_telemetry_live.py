@@ -152,7 +152,9 @@ def test_scraping_the_simulators_metrics_over_http() -> None:
                 'loadkit_sim_gpu_power_watts{replica="0"}'):
         assert len(s[key]["v"]) == 2, key
     rate = s["vllm:generation_tokens_total.rate"]["v"][0]
-    success = s["vllm:request_success_total.rate"]["v"][0]
+    # Finished requests by reason (a label kept: aborts are not answers).
+    success = s['vllm:request_success_total.rate{finished_reason="length"}']["v"][0]
+    assert s['vllm:request_success_total{finished_reason="abort"}']["v"][-1] == 0
     assert success > 5 and rate == pytest.approx(8 * success, rel=0.01)  # 8 tokens each
     p50 = s["vllm:time_to_first_token_seconds.p50"]["v"][0]
     assert 0.01 <= p50 <= 0.06  # ~20 ms, within its bucket
