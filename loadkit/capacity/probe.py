@@ -17,6 +17,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loadkit.capacity.model import Percentiles, ProbeRecord, SloPoint
 from loadkit.capacity.scale import at_load, with_warmup
@@ -30,6 +31,9 @@ from loadkit.run.execute import RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.models import Workload
 from loadkit.workload.slo_spec import REQUEST_METRICS
+
+if TYPE_CHECKING:
+    from loadkit.run.live_view import LiveView
 
 MIN_SENT = 0.97  # of the scheduled arrivals: below this the generator could not keep up
 PERCENTILE_METRICS = ("latency", "ttft", "itl", "tpot")
@@ -48,6 +52,7 @@ class ProbeSetup:
     cli: bool = False  # Ctrl-C handling and a quiet collector, as `loadkit run` has
     fleet: FleetOptions | None = None  # --workers: the load from several processes
     until_decided: bool = True  # a probe ends once its SLOs are decided, when they can be
+    live_view: LiveView | None = None  # --ui: every probe's run on the one live page
 
 
 def prepare(setup: ProbeSetup, value: float, duration_s: float) -> tuple[LoadedWorkload, float]:
@@ -81,7 +86,7 @@ def run_probe(setup: ProbeSetup, probe: Probe, index: int) -> ProbeRecord:
         result, _ = execute(loaded, RunOptions(out_dir=folder, strict=setup.strict,
                                                reports=REPORTS - {"html"},
                                                handle_signals=setup.cli, quiet_gc=setup.cli,
-                                               fleet=setup.fleet))
+                                               fleet=setup.fleet, live_view=setup.live_view))
     except RunError as exc:  # unreachable, refused, simulator down: nothing measured
         return ProbeRecord(**base, status=Status.UNTRUSTED, reasons=[str(exc)],
                            elapsed_s=round(time.monotonic() - t0, 3))

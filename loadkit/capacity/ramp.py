@@ -101,7 +101,7 @@ def run_ramp(setup: ProbeSetup, loads: list[float], step_s: float) -> Ramp:
         result, _ = execute(ramped, RunOptions(out_dir=setup.out_dir / FOLDER,
                                                strict=setup.strict, reports=REPORTS - {"html"},
                                                handle_signals=setup.cli, quiet_gc=setup.cli,
-                                               fleet=setup.fleet))
+                                               fleet=setup.fleet, live_view=setup.live_view))
     except RunError as exc:  # unreachable, refused: nothing measured
         return untrusted(str(exc))
     except KeyboardInterrupt:

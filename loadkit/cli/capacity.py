@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -35,6 +36,7 @@ from loadkit.capacity.model import ProbeRecord, Ramp
 from loadkit.capacity.report import facts, headline, slo_cell
 from loadkit.cli.distributed import workers
 from loadkit.cli.params import duration, outputs
+from loadkit.cli.ui import ServedUI, ui_options
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.workload.loader import Overrides
 
@@ -109,6 +111,7 @@ _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
                    "junit, html (default: all; each probe writes run.json, summary.md and "
                    "junit.xml).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per probe, only the answer.")
+@ui_options
 def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load: float | None,
                      max_load: float | None, precision: float, probe_s: float,
                      budget_s: float, expect: str | None, production: float | None,
@@ -116,7 +119,8 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
                      model: str | None, inconclusive: str, strict: bool,
                      full_probes: bool, ramp_s: float | None, workers: int | None,
                      compare: tuple[Path, Path] | None, max_loss: float,
-                     reports: frozenset[str], quiet: bool) -> int:
+                     reports: frozenset[str], quiet: bool, ui: tuple[str, int] | None,
+                     ui_token: str | None, ui_linger: float) -> int:
     """Find the highest load WORKLOAD carries within its SLOs.
 
     Probes grow geometrically until an SLO fails, then bisect; the answer is
@@ -137,7 +141,9 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
     out = out_dir or Path("reports") / ("capacity-" + dt.datetime.now(dt.UTC)
                                         .strftime("%Y%m%dT%H%M%SZ"))
     fleet = FleetOptions(workers=workers, local=True) if workers else None
+    live = ServedUI(ui, ui_token, ui_linger, kind="capacity")  # a refused address: exit 2
     setup = ProbeSetup(path=workload, out_dir=out, strict=strict, cli=True, fleet=fleet,
+                       live_view=live.view,
                        until_decided=not full_probes,
                        overrides=Overrides(target=target, slo_files=slo_files, seed=seed,
                                            model=model))
@@ -149,17 +155,37 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
     # Each probe is a run that would append its summary.md to a GitHub job's
     # summary: the search's one capacity.md goes there instead.
     step_summary = os.environ.pop("GITHUB_STEP_SUMMARY", None)
-    try:
-        result = find_capacity(request, on_probe=None if quiet else _probe_line,
-                               on_ramp=None if quiet else _ramp_line)
-    finally:
-        if step_summary is not None:
-            os.environ["GITHUB_STEP_SUMMARY"] = step_summary
-    page = write_all(result, out, reports)
+    on_probe = _probe_feed(live, None if quiet else _probe_line)
+    with live:
+        try:
+            result = find_capacity(request, on_probe=on_probe,
+                                   on_ramp=None if quiet else _ramp_line)
+        finally:
+            if step_summary is not None:
+                os.environ["GITHUB_STEP_SUMMARY"] = step_summary
+        page = write_all(result, out, reports)
+        live.finished(page)
     if step_summary and "md" in reports:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write((out / "capacity.md").read_text(encoding="utf-8"))
     return _finish(result, page, inconclusive)
+
+
+def _probe_feed(live: ServedUI, line: Callable[[ProbeRecord], None] | None
+                ) -> Callable[[ProbeRecord], None] | None:
+    """Each probe's line, and its point on the live view's curve (--ui)."""
+    if live.view is None:
+        return line
+    view = live.view
+
+    def both(p: ProbeRecord) -> None:
+        latency = p.latency.get("latency")
+        view.add_probe({"index": p.index, "value": p.value, "throughput": p.throughput_rps,
+                        "latency_p99_ms": latency.p99 if latency else None,
+                        "status": str(p.status)})
+        if line is not None:
+            line(p)
+    return both
 
 
 def _probe_line(p: ProbeRecord) -> None:

@@ -88,7 +88,7 @@ class ServedUI:
         """The reports are written: show the final one, and linger if asked."""
         if self.view is None:
             return
-        if report is not None and report.exists():
+        if report is not None and report.suffix == ".html" and report.exists():
             self.view.show_report(report)
         if self.linger_s <= 0:
             return
