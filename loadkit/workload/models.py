@@ -22,7 +22,7 @@ from pydantic import (
 from loadkit import envrefs
 from loadkit.sim.config import SimConfig
 from loadkit.workload.arrival_specs import ArrivalSpec
-from loadkit.workload.scenarios import Scenario
+from loadkit.workload.scenarios import Abandon, GenerationScenario, Scenario
 from loadkit.workload.slo_spec import (
     END_OF_RUN_METRICS,
     Condition,
@@ -153,6 +153,8 @@ class Tenant(Strict):
     headers: dict[str, str] = {}
     api_key: str | None = None  # e.g. ${ACME_KEY}: sent as `Authorization: Bearer ...`
     slos: list[SloItem] = []
+    # Its clients leave so, in each of its scenarios (in place of the scenario's own rule).
+    abandon: Abandon | None = None
 
 
 class Phase(Strict):
@@ -243,6 +245,9 @@ class Workload(Strict):
             for s in t.scenarios or []:
                 if s not in names:
                     raise ValueError(f"tenant {t.name!r} names unknown scenario {s!r}")
+            if t.abandon is not None:
+                _check_abandon(t, [s for s in self.scenarios
+                                   if t.scenarios is None or s.name in t.scenarios])
             for p in t.phases:
                 if p not in phases:
                     raise ValueError(f"tenant {t.name!r} names unknown phase {p!r}")
@@ -328,6 +333,18 @@ class Workload(Strict):
         if self.telemetry is not None and self.telemetry.agent_token:
             texts.append(self.telemetry.agent_token)
         return {name for text in texts for name in envrefs.names(text)}
+
+
+def _check_abandon(t: Tenant, scenarios: list[Scenario]) -> None:
+    """A tenant's `abandon` applies to generation scenarios; its token rules read streams."""
+    a = t.abandon
+    for s in scenarios:
+        if not isinstance(s, GenerationScenario):
+            raise ValueError(f"tenant {t.name!r}: `abandon` applies to text generation, not "
+                             f"scenario {s.name!r} ({s.kind})")
+        if a is not None and (a.read_tokens or a.on_tool_call) and not s.stream:
+            raise ValueError(f"tenant {t.name!r}: abandon.read_tokens and on_tool_call read a "
+                             f"stream: scenario {s.name!r} needs stream: true")
 
 
 def _unique(what: str, names: list[str]) -> None:

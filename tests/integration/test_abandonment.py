@@ -215,3 +215,23 @@ def test_reclaim_time_without_an_abort_counter_is_inconclusive(run: RunWorkload)
     assert result["reclaim"]["reclaimed"] == 0 and result["reclaim"]["abort_counter"] is None
     assert "Not measured: reclaim time: the server exports no aborted-request counter" in \
         (out / "summary.md").read_text()
+
+
+def test_a_tenant_s_clients_leave_by_its_own_rule(run: RunWorkload) -> None:
+    """Two tenants on one scenario: the impatient one's clients (5 ms of
+    patience against a 40-ms TTFT) all leave; the other's never do."""
+    result, _ = run({"name": "tenants", "duration": 2, "warmup": 0,
+                     "simulator": {"ttft_ms": 40, "itl_ms": 1},
+                     "scenarios": [{"name": "chat", "kind": "openai-chat", "prompt_tokens": 8,
+                                    "max_tokens": 4}],
+                     "tenants": [{"name": "rushed", "arrival": {"process": "constant",
+                                                                "rate": 10},
+                                  "abandon": {"patience": "5ms"}},
+                                 {"name": "calm", "arrival": {"process": "constant",
+                                                              "rate": 10}}],
+                     "slos": ["error_rate < 5%"]})
+    left = result["series"]["abandon_time"]
+    assert result["counts"]["abandoned"] == {"patience": left["all"]["count"]}
+    assert left["tenant:rushed"]["count"] >= 19 and "tenant:calm" not in left
+    assert "tenant:rushed" not in result["series"]["latency"]
+    assert result["series"]["latency"]["tenant:calm"]["count"] >= 19

@@ -226,3 +226,22 @@ def test_time_scale_scales_session_think_times() -> None:
     assert (first.session.think_time.min, first.session.think_time.max) == (1.0, 4.0)
     assert isinstance(second, GenerationScenario) and second.session is not None
     assert second.session.think_time == 2.0
+
+
+def test_a_tenant_s_abandon_rule_needs_generation_scenarios_that_stream(tmp_path: Path) -> None:
+    text = """
+duration: 5s
+scenarios:
+  - {name: chat, kind: openai-chat, prompt_tokens: 8, max_tokens: 8, stream: STREAM}
+tenants:
+  - name: skimmers
+    arrival: {process: constant, rate: 1}
+    abandon: {read_tokens: 5}
+"""
+    w = load(tmp_path, text.replace("STREAM", "true")).workload
+    assert w.tenants[0].abandon is not None and w.tenants[0].abandon.read_tokens == 5
+    _, message = problems(tmp_path, text.replace("STREAM", "false"))
+    assert "tenant 'skimmers': abandon.read_tokens and on_tool_call read a stream" in message
+    _, message = problems(tmp_path, text.replace("kind: openai-chat", "kind: http").replace(
+        ", prompt_tokens: 8, max_tokens: 8, stream: STREAM", ", path: /x"))
+    assert "`abandon` applies to text generation" in message
