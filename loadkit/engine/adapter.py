@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ProtocolError(Exception):
@@ -173,3 +173,6 @@ class PreparedRequest:
     # pool, no prompt set): the server's count can be compared with it.
     prompt_is_asked: bool = False
     grpc: GrpcCall | None = None  # None: HTTP
+    # What the requests' images and audio were, as built so far (counts,
+    # sizes, formats, hashes: never the media); None: no media.
+    describe_media: Callable[[], dict[str, Any]] | None = None

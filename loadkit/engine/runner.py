@@ -482,6 +482,7 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
         else:
             body, asked = req.build_body(prompt_tokens, max_tokens, seq, blocks)
         rec.body = body if req.whole_prompt else None
+        rec.sent_bytes = len(body) if body else 0
         leave = req.leave() if req.leave is not None and may_leave else None
         answer = Answer(req, rec, plan.client.max_response_bytes, asked, turn is not None,
                         leave)

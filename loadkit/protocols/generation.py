@@ -32,6 +32,7 @@ from loadkit.errors import InputError
 from loadkit.protocols import anthropic, openai, responses
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.dialects import DIALECTS, Dialect
+from loadkit.protocols.media import MediaParts, text_part
 from loadkit.protocols.text import WORDS, PromptText
 from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.scenarios import GenerationScenario
@@ -55,10 +56,11 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
     new_stream, parse_body = PARSERS[scenario.kind]
     chat = scenario.kind != "openai-completions"
     latency = scenario.tool_latency
+    media = MediaParts(scenario.media, scenario.kind, seed) if scenario.media else None
     return PreparedRequest(
         method="POST", path=scenario.request_path,
         headers={"Content-Type": "application/json", **headers},
-        build_body=_body_builder(scenario, dialect, seed, prompts, counter),
+        build_body=_body_builder(scenario, dialect, seed, prompts, counter, media),
         new_stream_parser=(lambda text: new_stream(keep_text=keep or text, counter=counter))
         if scenario.stream else None,
         parse_body=parse_body,
@@ -73,7 +75,8 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         prompt_is_asked=not prompts and scenario.prefix is None,
         leave=_leave_policy(scenario, seed),
         retry=_retry_policy(scenario, seed),
-        whole_prompt=not scenario.previous_response_id)
+        whole_prompt=not scenario.previous_response_id,
+        describe_media=media.ledger.section if media else None)
 
 
 def _retry_policy(s: GenerationScenario, seed: str
@@ -103,23 +106,25 @@ def _leave_policy(s: GenerationScenario, seed: str) -> Callable[[], Leave | None
     return draw
 
 
-_MAX, _PROMPT = "@@loadkit:max_tokens@@", "@@loadkit:prompt@@"
+_MAX, _PROMPT, _MEDIA = "@@loadkit:max_tokens@@", "@@loadkit:prompt@@", "@@loadkit:media@@"
 
 
 class Template:
-    """A body with its output limit and the user's text left open, serialised
-    once: a request joins a handful of byte strings, no JSON encoding. The
-    text spliced in is JSON-safe (generated words, digits and colons)."""
+    """A body with its output limit, the user's text and (with `media`) its
+    media parts left open, serialised once: a request joins a handful of
+    byte strings, no JSON encoding. The text spliced in is JSON-safe
+    (generated words, digits and colons); media parts come serialised."""
 
     __slots__ = ("_parts",)
 
     def __init__(self, body: dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
-        self._parts = [p.split(_PROMPT.encode()) for p in raw.split(f'"{_MAX}"'.encode())]
+        self._parts = [[p.split(_PROMPT.encode()) for p in half.split(f'"{_MAX}"'.encode())]
+                       for half in raw.split(f', "{_MEDIA}"'.encode())]
 
-    def __call__(self, max_tokens: int | None, text: bytes) -> bytes:
+    def __call__(self, max_tokens: int | None, text: bytes, media: bytes = b"") -> bytes:
         n = b"null" if max_tokens is None else str(max_tokens).encode()
-        return n.join(text.join(p) for p in self._parts)
+        return media.join(n.join(text.join(p) for p in half) for half in self._parts)
 
 
 def _limits(s: GenerationScenario, dialect: Dialect, max_tokens: object) -> dict[str, Any]:
@@ -199,7 +204,8 @@ def _filtered(s: GenerationScenario, prompts: list[Prompt] | None) -> list[Promp
 
 def _body_builder(s: GenerationScenario, dialect: Dialect, seed: str,
                   prompts: list[Prompt] | None,
-                  counter: TokenCounter | None = None) -> BodyBuilder:
+                  counter: TokenCounter | None = None,
+                  media: MediaParts | None = None) -> BodyBuilder:
     fixed = dialect.fixed(s)
     prompts = _filtered(s, prompts)
     if prompts:
@@ -216,18 +222,22 @@ def _body_builder(s: GenerationScenario, dialect: Dialect, seed: str,
 
     text = PromptText(f"{seed}:{s.name}:prompt")
     pick = _prefix_picker(s, seed, counter)
+    # With media the user's content is a list: the text part, then the media parts.
+    content: str | list = _PROMPT if media is None else [text_part(s.kind, _PROMPT), _MEDIA]
     template = Template(dialect.body(fixed, _limits(s, dialect, _MAX),
-                                     [{"role": "user", "content": _PROMPT}]))
+                                     [{"role": "user", "content": content}]))
     unique = s.unique_prompts
+    parts = media or (lambda: b"")
 
     def spliced(prompt_tokens: int | None, max_tokens: int | None,
                 seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, int | None]:
         if blocks:  # a trace's prompt blocks: shared exactly where their ids are
-            return template(max_tokens, blocks_text(blocks, prompt_tokens, counter)), max_tokens
+            return (template(max_tokens, blocks_text(blocks, prompt_tokens, counter), parts()),
+                    max_tokens)
         nonce = b"%d: " % seq if unique else b""
         words = prompt_tokens or 1
-        return (template(max_tokens, pick() + exact(counter, nonce + text.tokens(words), words)),
-                max_tokens)
+        return (template(max_tokens, pick() + exact(counter, nonce + text.tokens(words), words),
+                         parts()), max_tokens)
     return spliced
 
 

@@ -55,7 +55,7 @@ _IV_FIELDS = [f.name for f in dataclasses.fields(Interval)]
 EXTRA_COUNTERS = ("prompt_tokens", "cached_tokens", "prompt_asked", "prompt_matched",
                   "sessions", "finish_reasons", "stream_notes", "reasoning_tokens",
                   "expected_cached", "abandoned", "tokens_read",
-                  "tokens_received", "retried")
+                  "tokens_received", "retried", "sent_bytes")
 
 JOURNAL_NAME = "journal.jsonl"
 HLOG_NAME = "latency.hlog"

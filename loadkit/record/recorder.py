@@ -72,6 +72,7 @@ class RequestRecord:
     body: bytes | None = None  # what was sent (its prompt feeds the expected cache hits)
     abandoned: str | None = None  # its client left: patience | read_tokens | tool_call
     read: int | None = None  # of its token events, those its client read (None: all)
+    sent_bytes: int = 0  # the request body's length (with media: what the upload cost)
     error: ErrorKind | None = None
     message: str = ""
 
@@ -105,6 +106,7 @@ class Recorder:
     tokens_read: Counter = field(default_factory=Counter)
     tokens_received: Counter = field(default_factory=Counter)  # read or not: on the wire
     retried: Counter = field(default_factory=Counter)  # retries sent (phase, scenario, tenant)
+    sent_bytes: Counter = field(default_factory=Counter)  # request bodies (phase, scenario, tenant)
     # Of the prompts whose server said what it cached: the cached tokens their
     # own run's prompts explain (record/cache_model.py).
     expected_cached: Counter = field(default_factory=Counter)
@@ -152,6 +154,8 @@ class Recorder:
     def record(self, r: RequestRecord) -> None:
         """Turn one finished request into samples of every metric it has."""
         self._value("lateness", r, r.sent - r.intended)
+        if r.sent_bytes:
+            self.sent_bytes[(r.phase, r.scenario, r.tenant)] += r.sent_bytes
         if r.scenario.endswith(RETRY):
             self.retried[(r.phase, r.scenario, r.tenant)] += 1
         if r.turn is not None:

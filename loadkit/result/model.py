@@ -189,6 +189,7 @@ class Counts(Part):
     abandoned: dict[str, int] = Field(default_factory=dict)
     tokens_read: int = 0  # the token events they read before leaving
     retried: int = 0  # requests sent again by a client that had left (`<name>:retry`)
+    sent_bytes: int = 0  # request bodies, every request sent (images and audio included)
     scheduled: dict[str, int]  # "phase/tenant": n, warm-ups included
 
 
@@ -256,6 +257,22 @@ class Reclaim(Part):
     unreclaimed: int = 0  # never aborted in 60 s or by the run's end (at their age then)
     unobserved: int = 0  # left too close to the end to tell
     missing: list[str] = []  # what could not be measured, and why
+
+
+class MediaSent(Part):
+    """What one scenario's requests carried: counts, bytes, sizes, formats,
+    distinct images by hash; every request built (probe and warm-up too)."""
+
+    requests: int
+    images: int = 0
+    image_bytes: int = 0
+    image_urls: int = 0  # images sent by URL, for the server to fetch
+    image_formats: dict[str, int] = {}
+    image_sizes: dict[str, int] = {}  # "WxH": images
+    distinct_images: int = 0
+    audio: int = 0
+    audio_seconds: float = 0.0
+    audio_bytes: int = 0
 
 
 class Sessions(Part):
@@ -423,7 +440,9 @@ class RunResult(Part):
     sessions: Sessions | None = None  # None: no scenario has sessions
     why: Why | None = None  # None: not analysed (an older run, or no request completed)
     cache: CacheState | None = None  # None: the server said nothing of its prefix cache
-    reclaim: Reclaim | None = None  # None: no client left, or no generated-token counter
+    reclaim: Reclaim | None = None  # None: no client left
+    # Images and audio the requests carried, per scenario (never the media).
+    media: dict[str, MediaSent] = {}
     notes: list[Note] = Field(default_factory=list)  # typed on the live view (--ui)
 
     def to_json(self) -> str:

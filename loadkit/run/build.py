@@ -90,7 +90,8 @@ class Measured:
                       scheduled={f"{p}/{t}": n for (p, t), n in sorted(scheduled.items())},
                       abandoned=self._measured(self.recorder.abandoned),
                       tokens_read=self._in_measured(self.recorder.tokens_read),
-                      retried=self._in_measured(self.recorder.retried))
+                      retried=self._in_measured(self.recorder.retried),
+                      sent_bytes=self._in_measured(self.recorder.sent_bytes))
 
     def sessions(self) -> Sessions | None:
         if not self.recorder.sessions:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
+from loadkit.workload.media_spec import Media
 from loadkit.workload.units import Seconds, Strict
 
 MAX_TOKENS = 10_000_000
@@ -293,6 +294,7 @@ class GenerationScenario(_Scenario):
     previous_response_id: bool = False
     anthropic_version: str = "2023-06-01"  # the `anthropic-version` header
     abandon: Abandon | None = None  # clients that leave before the answer ends
+    media: Media | None = None  # images and audio in each request (media_spec.py)
     path: str | None = None
 
     @model_validator(mode="after")
@@ -317,6 +319,13 @@ class GenerationScenario(_Scenario):
         if self.abandon and (self.abandon.read_tokens or self.abandon.on_tool_call) \
                 and not self.stream:
             raise ValueError("abandon.read_tokens and on_tool_call read a stream: stream: true")
+        if self.media is not None and (self.kind == "openai-completions" or self.session
+                                       or self.prompts):
+            raise ValueError("media go with generated prompts in a chat dialect: not with "
+                             "openai-completions, sessions or a prompt set")
+        if self.media is not None and self.media.audio is not None \
+                and self.kind == "anthropic-messages":
+            raise ValueError("Anthropic Messages takes no audio: drop media.audio")
         if self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice: required needs `tools`")
         return self

@@ -1,0 +1,229 @@
+"""Images and audio in generation requests: made before the run, spliced per request.
+
+Synthetic images are seeded smooth colour fields (a small random grid scaled
+up, so their encoded size is that of a photograph's, not of noise), made
+with Pillow in each declared size and format, `variants` of each; a folder's
+files are read once; URLs are sent for the server to fetch. Audio is seeded
+noise as mono 16-bit WAV, cut per request to its drawn length. Every part is
+serialised once, before the clock starts (encoding a megapixel PNG takes
+tens of milliseconds, which the load path must never pay); a request joins
+the parts it drew. The ledger counts what was sent, never the bytes
+themselves: results hold counts, sizes, formats and hashes only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import random
+import wave
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadkit.errors import InputError
+from loadkit.workload.media_spec import Audio, Count, Images, Media, PerRequest
+
+IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+MAX_FILES = 256
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One image, serialised as its dialect's content part."""
+
+    part: bytes  # JSON
+    size: str | None  # WxH (None: a URL the server fetches)
+    format: str
+    nbytes: int
+    digest: str  # sha256 of the media, 16 hex digits
+
+
+@dataclass
+class Ledger:
+    """What the requests carried, counted as they were built (probe and
+    warm-up included): no media, only their description."""
+
+    requests: int = 0
+    images: int = 0
+    image_bytes: int = 0
+    image_formats: Counter = field(default_factory=Counter)
+    image_sizes: Counter = field(default_factory=Counter)
+    image_urls: int = 0
+    audio: int = 0
+    audio_seconds: float = 0.0
+    audio_bytes: int = 0
+    digests: set[str] = field(default_factory=set)
+
+    def section(self) -> dict[str, Any]:
+        return {"requests": self.requests, "images": self.images,
+                "image_bytes": self.image_bytes, "image_urls": self.image_urls,
+                "image_formats": dict(sorted(self.image_formats.items())),
+                "image_sizes": dict(sorted(self.image_sizes.items())),
+                "distinct_images": len(self.digests), "audio": self.audio,
+                "audio_seconds": round(self.audio_seconds, 3), "audio_bytes": self.audio_bytes}
+
+
+def add_ledgers(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two ledgers' sections added up (counts, and the counts in their dicts)."""
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            out[key] = dict(Counter(out.get(key, {})) + Counter(value))
+        else:
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+class MediaParts:
+    """Draws a request's media parts (a JSON fragment: `, part, part`)."""
+
+    def __init__(self, spec: Media, kind: str, seed: str) -> None:
+        if kind == "openai-completions":
+            raise InputError("media need a chat dialect, not openai-completions")
+        if kind == "anthropic-messages" and spec.audio is not None:
+            raise InputError("Anthropic Messages takes no audio: drop `media.audio`")
+        self.kind = kind
+        self.ledger = Ledger()
+        self._rng = random.Random(f"{seed}:media")
+        self._images = _images(spec.images, kind, seed) if spec.images else []
+        self._image_count = spec.images.per_request if spec.images else 0
+        self._weights = ([s.weight for s in spec.images.size_list()] if spec.images else [])
+        self._audio = spec.audio
+        self._noise = _noise(spec.audio, seed) if spec.audio else b""
+
+    def __call__(self) -> bytes:
+        rng, ledger, out = self._rng, self.ledger, []
+        ledger.requests += 1
+        for _ in range(_draw(self._image_count, rng)):
+            item = self._pick(rng)
+            out.append(item.part)
+            ledger.images += 1
+            ledger.image_formats[item.format] += 1
+            if item.size is None:
+                ledger.image_urls += 1
+            else:
+                ledger.image_sizes[item.size] += 1
+                ledger.image_bytes += item.nbytes
+                ledger.digests.add(item.digest)
+        if (a := self._audio) is not None:
+            for _ in range(_draw(a.per_request, rng)):
+                seconds = a.seconds if isinstance(a.seconds, float) else \
+                    rng.uniform(a.seconds.min, a.seconds.max)
+                wav = _wav(self._noise, a.rate, seconds)
+                out.append(json.dumps(_audio_part(self.kind, wav)).encode())
+                ledger.audio += 1
+                ledger.audio_seconds += round(seconds * a.rate) / a.rate
+                ledger.audio_bytes += len(wav)
+        return b"".join(b", " + p for p in out)
+
+    def _pick(self, rng: random.Random) -> Item:
+        """An image: a size by weight (synthetic), then one of its items."""
+        groups = self._images
+        group = rng.choices(groups, self._weights)[0] if len(groups) > 1 else groups[0]
+        return group[rng.randrange(len(group))]
+
+
+def text_part(kind: str, text: str) -> dict[str, str]:
+    return {"type": "input_text" if kind == "openai-responses" else "text", "text": text}
+
+
+def _draw(n: PerRequest, rng: random.Random) -> int:
+    return rng.randint(n.min, n.max) if isinstance(n, Count) else n
+
+
+def _images(spec: Images, kind: str, seed: str) -> list[list[Item]]:
+    """Items grouped by size (synthetic: one group per declared size, so
+    `sizes` weights pick a group), or one group (a folder, URLs)."""
+    if spec.urls:
+        return [[Item(json.dumps(_image_part(kind, url=u)).encode(), None, "url", 0,
+                      hashlib.sha256(u.encode()).hexdigest()[:16]) for u in spec.urls]]
+    if spec.folder is not None:
+        return [[_item(kind, data) for data in _folder(spec.folder)]]
+    return [[_item(kind, _synthetic(size.pixels, fmt, f"{seed}:{size.size}:{fmt}:{v}"))
+             for fmt in spec.formats for v in range(spec.variants)]
+            for size in spec.size_list()]
+
+
+def _item(kind: str, data: bytes) -> Item:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        fmt, (w, h) = (im.format or "").lower(), im.size
+    b64 = base64.b64encode(data).decode()
+    return Item(json.dumps(_image_part(kind, mime=_MIME.get(fmt, f"image/{fmt}"),
+                                       b64=b64)).encode(),
+                f"{w}x{h}", fmt, len(data), hashlib.sha256(data).hexdigest()[:16])
+
+
+def _image_part(kind: str, mime: str = "", b64: str = "", url: str = "") -> dict[str, Any]:
+    ref = url or f"data:{mime};base64,{b64}"
+    if kind == "anthropic-messages":
+        return {"type": "image", "source": {"type": "url", "url": url} if url else
+                {"type": "base64", "media_type": mime, "data": b64}}
+    if kind == "openai-responses":
+        return {"type": "input_image", "image_url": ref}
+    return {"type": "image_url", "image_url": {"url": ref}}
+
+
+def _audio_part(kind: str, wav: bytes) -> dict[str, Any]:
+    return {"type": "input_audio",
+            "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}}
+
+
+def _synthetic(pixels: tuple[int, int], fmt: str, seed: str) -> bytes:
+    """A seeded smooth colour field: an 8x8 grid of random colours, scaled up."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    small = Image.frombytes("RGB", (8, 8), bytes(rng.randrange(256) for _ in range(192)))
+    big = small.resize(pixels, Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    big.save(out, format=fmt.upper(), **({"quality": 85} if fmt in ("jpeg", "webp") else {}))
+    return out.getvalue()
+
+
+def _folder(folder: Path) -> list[bytes]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_FILES) \
+        if folder.is_dir() else []
+    if not files:
+        raise InputError(f"media.images.folder {folder}: no image files "
+                         f"({', '.join(IMAGE_FILES)}) there")
+    if len(files) > MAX_FILES:
+        raise InputError(f"media.images.folder {folder}: {len(files)} images; at most "
+                         f"{MAX_FILES} are read into memory before the run")
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for p in files:
+        data = p.read_bytes()
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(f"media.images.folder: {p} is not an image Pillow reads "
+                             f"({exc})") from None
+        out.append(data)
+    return out
+
+
+def _noise(spec: Audio, seed: str) -> bytes:
+    """The longest clip's worth of seeded 16-bit noise."""
+    longest = spec.seconds if isinstance(spec.seconds, float) else spec.seconds.max
+    rng = random.Random(f"{seed}:audio")
+    n = round(longest * spec.rate)
+    return rng.randbytes(2 * n)
+
+
+def _wav(noise: bytes, rate: int, seconds: float) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(noise[:2 * round(seconds * rate)])
+    return out.getvalue()

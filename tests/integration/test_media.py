@@ -1,0 +1,117 @@
+"""Images and audio in chat requests, against the simulator whose prefill
+cost per media token is declared: TTFT grows with image size as modelled,
+the server sees exactly the media the workload declared, and the results
+hold no media (their size does not depend on it)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from support.recording import recording_sim
+from support.run import RunWorkload
+
+pytestmark = [pytest.mark.slow]
+
+PREFILL_MS = 0.05  # per prompt token, media tokens too
+SIDES = {"small": 224, "mid": 896, "big": 1792}  # 64, 1024 and 4096 image tokens at 28 px
+
+
+def chat(name: str, media: dict, kind: str = "openai-chat", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "prompt_tokens": 16, "max_tokens": 2, "media": media,
+            **extra}
+
+
+def workload(scenarios: list[dict], rate: float = 6, duration: float = 3) -> dict[str, Any]:
+    return {"name": "vision", "duration": duration, "warmup": 0,
+            "arrival": {"process": "constant", "rate": rate}, "scenarios": scenarios,
+            "slos": ["error_rate < 1%"]}
+
+
+@pytest.mark.timing
+def test_ttft_grows_with_image_size_at_the_modelled_slope(run: RunWorkload) -> None:
+    """Three scenarios, one image each of 224, 896 and 1792 px a side (JPEG):
+    the median TTFT of each against its image tokens has the simulator's
+    prefill slope within 5%."""
+    scenarios = [chat(n, {"images": {"sizes": [f"{s}x{s}"], "formats": ["jpeg"],
+                                     "variants": 2}}) for n, s in SIDES.items()]
+    with recording_sim(proxied=False, ttft_ms=10, itl_ms=1,
+                       prefill_ms_per_token=PREFILL_MS) as rec:
+        result, _ = run({**workload(scenarios), "target": rec.url})
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    tokens = {n: (-(-s // 28)) ** 2 for n, s in SIDES.items()}
+    assert {i.tokens for r in seen for i in r.images} == set(tokens.values())
+    ttft = {n: result["series"]["ttft"][f"scenario:{n}"]["p50"] for n in SIDES}
+    slope = statistics.linear_regression([tokens[n] for n in SIDES],
+                                         [ttft[n] for n in SIDES]).slope
+    print(f"TTFT p50 {ttft} ms against {tokens} image tokens: slope {slope:.5f} ms/token")
+    assert slope == pytest.approx(PREFILL_MS, rel=0.05)
+
+
+def test_the_server_sees_exactly_the_declared_media(run: RunWorkload) -> None:
+    """0 to 3 images a request in two sizes and three formats, and one WAV
+    clip of 1 to 3 s: the simulator's own log of what each request carried
+    adds up to loadkit's ledger, image for image, and each clip's seconds
+    are within the declared span."""
+    media = {"images": {"per_request": {"min": 0, "max": 3},
+                        "sizes": ["64x48", {"size": "320x200", "weight": 3}],
+                        "formats": ["png", "jpeg", "webp"], "variants": 2},
+             "audio": {"seconds": {"min": "1s", "max": "3s"}}}
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([chat("look", media)], rate=20, duration=2),
+                         "target": rec.url})
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    sent = result["media"]["look"]
+    images = [i for r in seen for i in r.images]
+    assert sent["requests"] == len(seen)  # every request carried its clip, images or not
+    assert sent["images"] == len(images) >= sent["requests"]  # 1.5 a request on average
+    assert Counter(f"{i.width}x{i.height}" for i in images) == Counter(sent["image_sizes"])
+    assert Counter(i.format for i in images) == Counter(sent["image_formats"])
+    assert sent["image_bytes"] == sum(i.bytes for i in images)
+    assert {len(r.images) for r in seen} == {0, 1, 2, 3}
+    clips = [a for r in seen for a in r.audio]
+    assert len(clips) == sent["audio"] == sent["requests"]
+    assert all(1.0 <= a.seconds <= 3.0 and a.format == "wav" for a in clips)
+    assert sum(a.seconds for a in clips) == pytest.approx(sent["audio_seconds"], abs=0.01)
+    # The uploads: what the request bodies weighed, media included.
+    assert result["counts"]["sent_bytes"] > sent["image_bytes"] * 4 / 3 * 0.9
+    assert result["counts"]["errors"] == 0
+
+
+@pytest.mark.parametrize("kind", ["openai-responses", "anthropic-messages"])
+def test_each_dialect_carries_its_images(run: RunWorkload, kind: str) -> None:
+    media = {"images": {"sizes": ["100x50"], "formats": ["png"], "variants": 1}}
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([chat("look", media, kind=kind)], rate=10, duration=1),
+                         "target": rec.url})
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    assert result["counts"]["errors"] == 0 and len(seen) == result["media"]["look"]["requests"]
+    assert all([(i.width, i.height, i.format) for i in r.images] == [(100, 50, "png")]
+               for r in seen)
+
+
+def test_results_hold_no_media(run: RunWorkload) -> None:
+    """The same run with 32-px and 1024-px images: run.json and report.html
+    weigh the same (within 2%), and neither holds a data URL."""
+    sizes = {}
+    for side in (32, 1024):
+        media = {"images": {"sizes": [f"{side}x{side}"], "formats": ["png"], "variants": 1}}
+        with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+            result, out = run({**workload([chat("look", media)], rate=10, duration=1),
+                               "target": rec.url}, html=True)
+        assert result["media"]["look"]["image_sizes"] == {f"{side}x{side}": result[
+            "media"]["look"]["images"]}
+        texts = {f: (out / f).read_text() for f in ("run.json", "report.html", "summary.md")}
+        for text in texts.values():
+            assert "base64" not in text and "data:image" not in text
+        sizes[side] = {f: len(t) for f, t in texts.items()}
+    small, large = sizes[32], sizes[1024]
+    print(f"result sizes, 32 px: {small}; 1024 px: {large}")
+    for f in small:
+        assert large[f] == pytest.approx(small[f], rel=0.02), f
