@@ -53,6 +53,9 @@ class ParsedResponse:
     # served from a prefix cache (usage.prompt_tokens_details.cached_tokens).
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
+    # Rerank and score: the scores answered, and why their order is wrong (None: right).
+    items: int | None = None
+    item_problem: str | None = None
     # Why generation stopped (`length`, `stop`, `tool_calls`, ...; "missing"
     # when the server said none); None where the protocol has no such field.
     finish_reason: str | None = None
@@ -173,6 +176,10 @@ class PreparedRequest:
     # pool, no prompt set): the server's count can be compared with it.
     prompt_is_asked: bool = False
     grpc: GrpcCall | None = None  # None: HTTP
+    # (its own body) -> (the items it sends, the results it asks for): rerank
+    # sends N documents and asks a score for each, or the best top_n; an
+    # answer with another number is a check failure.
+    items_in: Callable[[bytes], tuple[int, int]] | None = None
     # What the requests' images and audio were, as built so far (counts,
     # sizes, formats, hashes: never the media); None: no media.
     describe_media: Callable[[], dict[str, Any]] | None = None

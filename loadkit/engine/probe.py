@@ -22,7 +22,7 @@ from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
 from loadkit.workload.models import Workload
-from loadkit.workload.scenarios import GenerationScenario, HttpScenario
+from loadkit.workload.scenarios import GenerationScenario
 
 REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL,
               ErrorKind.INCOMPLETE)
@@ -51,8 +51,8 @@ async def probe(plan: Plan, workload: Workload) -> list[ProbeFailure]:
     for ti, tenant in enumerate(workload.all_tenants):
         for si in [names.index(n) for n in tenant.scenarios or names]:
             s = workload.scenarios[si]
-            prompt = sample_tokens(s.prompt_tokens, rng) \
-                if not isinstance(s, HttpScenario) else None
+            tokens = getattr(s, "prompt_tokens", None)  # http and rerank draw none here
+            prompt = sample_tokens(tokens, rng) if tokens is not None else None
             output = None
             if isinstance(s, GenerationScenario):
                 # A check of the whole text (a pattern, a JSON Schema) needs the

@@ -6,17 +6,19 @@ from collections.abc import Mapping
 
 from loadkit import __version__, envrefs
 from loadkit.engine.adapter import PreparedRequest
-from loadkit.protocols import embeddings, generation, http, kserve
+from loadkit.protocols import embeddings, generation, http, kserve, rerank
 from loadkit.workload.kserve_spec import KServeScenario
 from loadkit.workload.models import Tenant
 from loadkit.workload.prompt_set import Prompt
+from loadkit.workload.rerank_spec import RerankScenario
 from loadkit.workload.scenarios import EmbeddingsScenario, GenerationScenario, HttpScenario
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
 STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"  # Anthropic's output_format
 
 
-AnyScenario = GenerationScenario | EmbeddingsScenario | HttpScenario | KServeScenario
+AnyScenario = (GenerationScenario | EmbeddingsScenario | HttpScenario | KServeScenario
+               | RerankScenario)
 
 
 def identity(scenario: AnyScenario, tenant: Tenant,
@@ -53,4 +55,6 @@ def prepare(scenario: AnyScenario, tenant: Tenant,
         return embeddings.prepare(scenario, headers, key)
     if isinstance(scenario, KServeScenario):
         return kserve.prepare(scenario, headers, key)
+    if isinstance(scenario, RerankScenario):
+        return rerank.prepare(scenario, headers, key)
     return http.prepare(scenario, headers)

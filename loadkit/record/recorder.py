@@ -73,6 +73,7 @@ class RequestRecord:
     abandoned: str | None = None  # its client left: patience | read_tokens | tool_call
     read: int | None = None  # of its token events, those its client read (None: all)
     sent_bytes: int = 0  # the request body's length (with media: what the upload cost)
+    items: int | None = None  # rerank: the documents it sent to be scored
     error: ErrorKind | None = None
     message: str = ""
 
@@ -182,6 +183,8 @@ class Recorder:
         latency, service = r.end - r.intended, r.end - r.sent
         self._value("latency", r, latency)
         self._value("service_time", r, service)
+        if r.items:
+            self._value("latency_per_doc", r, latency // r.items)
         self._interval_counts["service_ns"] += service
         ttft = ttft_c = stall = tpot = ttfo = ttfo_c = thinking = None
         if r.first is not None:

@@ -369,7 +369,8 @@ class HttpScenario(_Scenario):
 
 
 from loadkit.workload.kserve_spec import KServeScenario  # noqa: E402  (it builds on _Scenario)
+from loadkit.workload.rerank_spec import RerankScenario  # noqa: E402  (the same)
 
-Scenario = Annotated[GenerationScenario | EmbeddingsScenario | HttpScenario | KServeScenario,
-                     Field(discriminator="kind")]
-SCENARIO_KINDS = (*GENERATION_KINDS, "openai-embeddings", "http", "kserve")
+Scenario = Annotated[GenerationScenario | EmbeddingsScenario | HttpScenario | KServeScenario
+                     | RerankScenario, Field(discriminator="kind")]
+SCENARIO_KINDS = (*GENERATION_KINDS, "openai-embeddings", "http", "kserve", "rerank")

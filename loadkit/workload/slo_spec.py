@@ -45,7 +45,7 @@ from loadkit.workload.units import parse_duration
 TIME_METRICS = ("latency", "service_time", "ttft", "ttft_corrected", "itl", "inter_chunk",
                 "tpot", "max_stall", "lateness", "session", "ttfo", "ttfo_corrected",
                 "reasoning_time", "tool_call_time", "reasoning_itl", "answer_itl",
-                "abandon_time", "reclaim_time")
+                "abandon_time", "reclaim_time", "latency_per_doc")
 RATE_METRICS = ("error_rate", "abandon_rate", "throughput", "output_tokens_per_s", "goodput",
                 "isolation_ratio")
 # Telemetry figures (loadkit.telemetry.derive.slo_values): metric -> (unit, stats).

@@ -1,0 +1,80 @@
+"""Rerank and score against the simulator, whose cost per document is
+declared: each API's shape, the latency the model predicts for N documents,
+per-document latency, and a reply with the wrong number of scores failing
+its check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from support.run import RunWorkload
+
+pytestmark = [pytest.mark.slow]
+
+SIM = {"rerank_ms": 5, "rerank_ms_per_doc": 0.5, "rerank_ms_per_token": 0.01}
+
+
+def rerank(api: str = "vllm", docs: int = 20, words: int = 8, **extra: Any) -> dict[str, Any]:
+    return {"name": "rank", "kind": "rerank", "api": api, "query_tokens": 4,
+            "documents": docs, "document_tokens": words, **extra}
+
+
+def workload(scenarios: list[dict], sim: dict | None = None, rate: float = 10,
+             duration: float = 2) -> dict[str, Any]:
+    return {"name": "rerank", "duration": duration, "warmup": 0,
+            "arrival": {"process": "constant", "rate": rate}, "scenarios": scenarios,
+            "simulator": {**SIM, **(sim or {})}, "slos": ["error_rate < 1%"]}
+
+
+def modelled_ms(docs: int, words: int) -> float:
+    """The simulator's cost: per pair, the query's words (the seq prefix and
+    4 words) and the document's (its seq.i prefix and `words` words)."""
+    tokens = docs * ((1 + 4) + (1 + words))
+    return SIM["rerank_ms"] + SIM["rerank_ms_per_doc"] * docs + SIM["rerank_ms_per_token"] * tokens
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("docs", [4, 128])
+def test_latency_is_the_modelled_cost_of_n_documents(run: RunWorkload, docs: int) -> None:
+    """p50 within max(1 ms, 2%) of the declared cost, beyond the machine's own
+    loopback and timer overhead, measured in the same run by an embeddings
+    twin of a known 5-ms cost."""
+    twin = {"name": "twin", "kind": "openai-embeddings", "prompt_tokens": 1}
+    result, _ = run(workload([rerank(docs=docs), twin],
+                             sim={"embedding_ms": SIM["rerank_ms"],
+                                  "embedding_ms_per_token": 0}, rate=20))
+    lat = result["series"]["latency"]
+    overhead = lat["scenario:twin"]["p50"] - SIM["rerank_ms"]
+    measured = lat["scenario:rank"]["p50"] - overhead
+    want = modelled_ms(docs, 8)
+    print(f"{docs} documents: p50 {lat['scenario:rank']['p50']} ms, overhead {overhead:.2f} ms, "
+          f"modelled {want:.2f} ms")
+    assert measured == pytest.approx(want, abs=max(1.0, 0.02 * want))
+    per_doc = result["series"]["latency_per_doc"]["scenario:rank"]["p50"]
+    assert per_doc == pytest.approx(lat["scenario:rank"]["p50"] / docs, rel=0.05)
+
+
+@pytest.mark.parametrize("api", ["vllm", "cohere", "tei", "score"])
+def test_each_api_answers_one_score_a_document_in_its_order(run: RunWorkload, api: str) -> None:
+    spec = rerank(api=api, docs={"dist": "uniform", "min": 2, "max": 12})
+    result, _ = run(workload([spec]))
+    assert result["counts"]["errors"] == 0 and result["counts"]["completed"] >= 19
+    assert result["series"]["latency_per_doc"]["all"]["count"] == result["counts"]["completed"]
+
+
+def test_top_n_asks_for_the_best_few(run: RunWorkload) -> None:
+    """Three scores for ten documents; the latency per document is over the ten."""
+    result, _ = run(workload([rerank(docs=10, top_n=3)]))
+    assert result["counts"]["errors"] == 0 and result["counts"]["completed"] >= 19
+    per_doc = result["series"]["latency_per_doc"]["all"]["p50"]
+    assert per_doc == pytest.approx(result["series"]["latency"]["all"]["p50"] / 10, rel=0.05)
+
+
+def test_a_reply_short_of_a_score_fails_its_check(run: RunWorkload) -> None:
+    result, _ = run(workload([rerank(docs=6)], sim={"faults": [{"kind": "short_rerank",
+                                                                "start": 0}]}), probe=False)
+    c, examples = result["counts"], result["errors"]["examples"]
+    assert c["completed"] == 0 and result["errors"]["by_kind"]["check_failed"] == c["errors"]
+    assert examples["check_failed"][0] == "5 scores for the 6 asked"
