@@ -78,3 +78,21 @@ def test_a_reply_short_of_a_score_fails_its_check(run: RunWorkload) -> None:
     c, examples = result["counts"], result["errors"]["examples"]
     assert c["completed"] == 0 and result["errors"]["by_kind"]["check_failed"] == c["errors"]
     assert examples["check_failed"][0] == "5 scores for the 6 asked"
+
+
+def test_rerank_and_vision_in_a_distributed_run(run: RunWorkload) -> None:
+    """Two local workers build and send rerank and image requests as one
+    process does: every answer passes its checks, per-document latency is
+    recorded for each rerank, and the uploads are counted."""
+    from loadkit.distributed.fleet import FleetOptions
+
+    vision = {"name": "look", "kind": "openai-chat", "prompt_tokens": 8, "max_tokens": 2,
+              "media": {"images": {"sizes": ["64x64"], "formats": ["png"], "variants": 1}}}
+    result, _ = run(workload([rerank(docs=6), vision], rate=20),
+                    fleet=FleetOptions(workers=2, local=True))
+    c = result["counts"]
+    assert c["errors"] == 0 and c["completed"] >= 38
+    assert {w["status"] for w in result["distribution"]["workers"]} == {"done"}
+    assert result["series"]["latency_per_doc"]["all"]["count"] == \
+        result["series"]["latency"]["scenario:rank"]["count"]
+    assert c["sent_bytes"] > 0 and result["media"] == {}  # built in the workers
