@@ -67,9 +67,10 @@ def _wait_ready(proc: subprocess.Popen, timeout: float, errors: IO[str]) -> SimA
         ready, _, _ = select.select([proc.stdout], [], [], 0.1)
         if ready:
             line = proc.stdout.readline()
-            if line.startswith(GRPC):
+            if line.startswith(GRPC):  # the HTTP line follows at once, maybe in this buffer
                 grpc = line[len(GRPC):].strip()
-            elif line.startswith(READY):
+                line = proc.stdout.readline()
+            if line.startswith(READY):
                 address = SimAddress(line[len(READY):].strip())
                 address.grpc = grpc
                 return address
