@@ -16,7 +16,7 @@ SHIPPED = {"steady.yaml": "0.15", "diurnal.yaml": "0.01", "bursty.yaml": "0.05",
            "trace-replay.yaml": "0.025", "mooncake-replay.yaml": "0.06",
            "chat-sessions.yaml": "0.05", "capacity.yaml": "0.25", "reasoning.yaml": "0.1",
            "agent.yaml": "0.06", "anthropic.yaml": "0.1", "impatient.yaml": "0.06",
-           "triton-grpc.yaml": "0.6"}
+           "triton-grpc.yaml": "0.6", "vision-chat.yaml": "0.45", "rag.yaml": "0.45"}
 
 
 def test_every_shipped_workload_is_covered() -> None:
@@ -56,6 +56,11 @@ def test_shipped_workload_runs_and_gives_a_verdict(tmp_path: Path, name: str) ->
     if name == "impatient.yaml":  # clients left, and the simulator stopped for them
         assert sum(result["counts"]["abandoned"].values()) > 0
         assert result["reclaim"]["zombie_tokens"] <= result["reclaim"]["abandoned"]  # a step each
+    if name == "vision-chat.yaml":  # what was sent, described: never the images
+        media = result["media"]["ask-about-photos"]
+        assert media["images"] >= media["requests"] > 20 and media["distinct_images"] > 1
+    if name == "rag.yaml":  # each stage judged apart; per-document latency of the rerank
+        assert result["series"]["latency_per_doc"]["tenant:rerank"]["count"] > 20
     if name == "mooncake-replay.yaml":  # shared prefixes hit the simulator's cache
         assert result["tokens"]["cached_total"] > 0
         assert result["tokens"]["itl_source"].get("usage", 0) > 0
