@@ -93,10 +93,10 @@ class Stamp(pbg.GRPCInferenceServiceServicer):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
 
-    async def ModelReady(self, request: Any, ctx: Any) -> Any:  # noqa: N802 - the rpc's name
+    async def ModelReady(self, request: Any, ctx: Any) -> Any:
         return pb.ModelReadyResponse(ready=request.name == "stamp")
 
-    async def ModelMetadata(self, request: Any, ctx: Any) -> Any:  # noqa: N802
+    async def ModelMetadata(self, request: Any, ctx: Any) -> Any:
         if request.name != "stamp":
             await ctx.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.name}")
         resp = pb.ModelMetadataResponse(name="stamp", versions=["1"], platform="stamp")
@@ -104,7 +104,7 @@ class Stamp(pbg.GRPCInferenceServiceServicer):
         resp.outputs.add(name="OUTPUT0", datatype="FP32", shape=[1])
         return resp
 
-    async def ModelInfer(self, request: Any, ctx: Any) -> Any:  # noqa: N802
+    async def ModelInfer(self, request: Any, ctx: Any) -> Any:
         t_in = time.monotonic()
         await until(t_in + self.args.hold_ms / 1000)
         resp = pb.ModelInferResponse(model_name="stamp", id=request.id)
@@ -113,7 +113,7 @@ class Stamp(pbg.GRPCInferenceServiceServicer):
         LOG["grpc"].append((t_in, time.monotonic()))
         return resp
 
-    async def ModelStreamInfer(self, requests: Any, ctx: Any) -> AsyncIterator[Any]:  # noqa: N802
+    async def ModelStreamInfer(self, requests: Any, ctx: Any) -> AsyncIterator[Any]:
         async for request in requests:
             t_in = time.monotonic()
             stamps = [t_in]
