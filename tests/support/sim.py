@@ -139,6 +139,13 @@ def gauge(metrics: dict[str, float], name: str) -> float:
     return found[0]
 
 
+def finished(metrics: dict[str, float], reason: str) -> float:
+    """`vllm:request_success_total` of one finished_reason (length or abort),
+    summed over models."""
+    return sum(v for k, v in metrics.items() if k.startswith("vllm:request_success_total{")
+               and f'finished_reason="{reason}"' in k)
+
+
 def histogram(metrics: dict[str, float], name: str) -> tuple[float, float]:
     """(count, sum) of a single-series histogram family: the server's own clock."""
     return gauge(metrics, name + "_count"), gauge(metrics, name + "_sum")
