@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.slow]
 SIM = {"rerank_ms": 5, "rerank_ms_per_doc": 0.5, "rerank_ms_per_token": 0.01}
 
 
-def rerank(api: str = "vllm", docs: int = 20, words: int = 8, **extra: Any) -> dict[str, Any]:
+def rerank(api: str = "vllm", docs: int | dict = 20, words: int = 8,
+           **extra: Any) -> dict[str, Any]:
     return {"name": "rank", "kind": "rerank", "api": api, "query_tokens": 4,
             "documents": docs, "document_tokens": words, **extra}
 
