@@ -69,7 +69,7 @@ def test_cut_streams_are_incomplete_failures_and_fail_the_gate(
     share = 0.3
     with embedded_simulator({"ttft_ms": TTFT_MS, "itl_ms": 2,
                              "faults": [{"kind": "cut_stream", "rate": share}]}) as url:
-        path = workload_file(workload([], target=url, slo="error_rate < 1%"))
+        path = workload_file(workload([], target=str(url), slo="error_rate < 1%"))
         code = main(["run", str(path), "--no-probe", "-q", "--out", str(tmp_path / "out"),
                      "--allow-saturated"])  # the exit code of the SLO, on any host
         metrics = parse_metrics(httpx.get(url + "/metrics").text)

@@ -34,6 +34,7 @@ def spec(transport: str, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 def test_the_simulator_is_the_truth_for_ttft_itl_and_tensor_cost(run: RunWorkload,
                                                                 transport: str) -> None:
@@ -49,7 +50,9 @@ def test_the_simulator_is_the_truth_for_ttft_itl_and_tensor_cost(run: RunWorkloa
     assert 7.5 <= itl["p50"] <= 8.8
     assert itl["count"] == 11 * result["series"]["latency"]["scenario:llm"]["count"]
     cost = 4 + 500 * 20_000 / 1e6  # 14 ms
-    assert cost <= tensor["p50"] <= cost + 3.0
+    # What the machine adds: loopback, the loop's millisecond timer, and on gRPC
+    # two more thread hand-offs (test_kserve_timing measures that gap).
+    assert cost <= tensor["p50"] <= cost + 5.0
 
 
 @pytest.mark.slow

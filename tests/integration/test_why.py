@@ -47,8 +47,11 @@ def test_a_full_kv_cache_is_named_before_the_queue_it_makes(run: RunWorkload) ->
     20 words after its number), and is full."""
     result = why_run(run, {"ttft_ms": 10, "itl_ms": 5, "kv_cache_tokens": 82},
                      ["ttft p90 < 50ms"])
-    assert causes(result)[:2] == ["kv_cache", "queueing"], result["why"]
-    evidence = result["why"]["causes"][0]["evidence"]
+    # The server's causes in order; a client slowed by a busy CI neighbour may
+    # also be named (`generator`), which is this machine's truth, not the server's.
+    named = [c for c in result["why"]["causes"] if c["name"] != "generator"]
+    assert [c["name"] for c in named][:2] == ["kv_cache", "queueing"], result["why"]
+    evidence = named[0]["evidence"]
     assert evidence[0] == "KV-cache 100% used at peak" and "waiting at peak" in evidence[1]
 
 

@@ -237,7 +237,7 @@ def test_the_listener_keeps_nothing_per_interval(tmp_path: Path) -> None:
                      "prompt_matched": 0, "sessions": 0, "finish_reasons": 0,
                      "stream_notes": 0, "reasoning_tokens": 0, "expected_cached": 0,
                      "abandoned": 0, "tokens_read": 0, "tokens_received": 0,
-                     "retried": 0}
+                     "retried": 0, "sent_bytes": 0}
     records, _ = read_journal(tmp_path / JOURNAL_NAME)
     last = records[-1]
     assert last["completed"] == [["main.phase", "chat", "acme", 1]] and "errors" not in last
