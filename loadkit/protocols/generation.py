@@ -18,11 +18,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from loadkit.arrivals.schedule import sample_tokens, sample_wait
 from loadkit.engine.adapter import (
     BodyBuilder,
     HistoryBuilder,
-    Leave,
     ParsedResponse,
     PreparedRequest,
     StreamParser,
@@ -32,6 +30,7 @@ from loadkit.errors import InputError
 from loadkit.protocols import anthropic, openai, responses
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.dialects import DIALECTS, Dialect
+from loadkit.protocols.leaving import leave_policy, retry_policy
 from loadkit.protocols.media import MediaParts, text_part
 from loadkit.protocols.text import WORDS, PromptText
 from loadkit.workload.prompt_set import Prompt
@@ -73,37 +72,10 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         tool_latency=(latency, latency) if isinstance(latency, float)
         else (latency.min, latency.max),
         prompt_is_asked=not prompts and scenario.prefix is None,
-        leave=_leave_policy(scenario, seed),
-        retry=_retry_policy(scenario, seed),
+        leave=leave_policy(scenario.abandon, scenario.name, seed),
+        retry=retry_policy(scenario.abandon, scenario.name, seed),
         whole_prompt=not scenario.previous_response_id,
         describe_media=media.ledger.section if media else None)
-
-
-def _retry_policy(s: GenerationScenario, seed: str
-                  ) -> tuple[Callable[[], float], int] | None:
-    retry = s.abandon.retry if s.abandon else None
-    if retry is None:
-        return None
-    rng = random.Random(f"{seed}:{s.name}:retry")
-    return (lambda: sample_wait(retry.after, rng)), retry.max
-
-
-def _leave_policy(s: GenerationScenario, seed: str) -> Callable[[], Leave | None] | None:
-    """Per request, seeded, in the order requests are sent: whether its
-    client may leave (`abandon.share`), and when."""
-    a = s.abandon
-    if a is None:
-        return None
-    rng = random.Random(f"{seed}:{s.name}:abandon")
-
-    def draw() -> Leave | None:
-        if rng.random() >= a.share:
-            return None
-        return Leave(patience_s=sample_wait(a.patience, rng) if a.patience is not None else None,
-                     read_tokens=sample_tokens(a.read_tokens, rng)
-                     if a.read_tokens is not None else None,
-                     on_tool_call=a.on_tool_call)
-    return draw
 
 
 _MAX, _PROMPT, _MEDIA = "@@loadkit:max_tokens@@", "@@loadkit:prompt@@", "@@loadkit:media@@"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -34,6 +35,7 @@ from loadkit.errors import InputError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.kserve_tensors import as_json, as_raw, bytes_elements, bytes_raw, values
 from loadkit.protocols.kserve_tensors import variants as variant_count
+from loadkit.protocols.leaving import leave_policy, retry_policy
 from loadkit.protocols.sse import SSEDecoder, SSEError
 from loadkit.protocols.text import PromptText
 from loadkit.workload.kserve_spec import KServeScenario, PromptData
@@ -61,7 +63,7 @@ def prepare(scenario: KServeScenario, headers: dict[str, str], seed: str) -> Pre
                                new_stream_parser=(lambda keep: GrpcStream(keep))
                                if scenario.mode == "generate" else None,
                                parse_body=_parse_grpc_infer(scenario), check=check,
-                               ok_status=ok, grpc=call)
+                               ok_status=ok, grpc=call, **_leaving(scenario, key))
     json_headers = {"Content-Type": "application/json", **headers}
     if scenario.mode == "generate":
         text = PromptText(f"{key}:prompt")
@@ -79,10 +81,19 @@ def prepare(scenario: KServeScenario, headers: dict[str, str], seed: str) -> Pre
                                build_body=build_generate,
                                new_stream_parser=(lambda keep: SseStream(keep))
                                if scenario.stream else None,
-                               parse_body=_parse_generate, check=check, ok_status=ok)
+                               parse_body=_parse_generate, check=check, ok_status=ok,
+                               **_leaving(scenario, key))
     return PreparedRequest(method="POST", path=scenario.request_path, headers=json_headers,
                            build_body=_http_infer(scenario, key), new_stream_parser=None,
-                           parse_body=_parse_http_infer(scenario), check=check, ok_status=ok)
+                           parse_body=_parse_http_infer(scenario), check=check, ok_status=ok,
+                           **_leaving(scenario, key))
+
+
+def _leaving(scenario: KServeScenario, key: str) -> dict[str, Any]:
+    """Clients that leave (`abandon:`): a gRPC stream is cancelled, an HTTP
+    connection closed, at the instant the rule fires."""
+    return {"leave": leave_policy(scenario.abandon, scenario.name, key),
+            "retry": retry_policy(scenario.abandon, scenario.name, key)}
 
 
 # -- bodies -------------------------------------------------------------------------

@@ -46,9 +46,10 @@ def prepare(scenario: AnyScenario, tenant: Tenant,
     """`counter`: the workload's tokenizer, when it has one."""
     headers = identity(scenario, tenant, env)
     key = f"{seed}:{tenant.name}"  # tenants draw different prompts from a prompt set
+    if tenant.abandon is not None and isinstance(scenario, GenerationScenario | KServeScenario):
+        # The tenant's clients leave by its own rule (checked at load: generation only).
+        scenario = scenario.model_copy(update={"abandon": tenant.abandon})
     if isinstance(scenario, GenerationScenario):
-        if tenant.abandon is not None:  # the tenant's clients leave by its own rule
-            scenario = scenario.model_copy(update={"abandon": tenant.abandon})
         prompts = (prompt_sets or {}).get(scenario.prompts) if scenario.prompts else None
         return generation.prepare(scenario, headers, key, prompts, counter)
     if isinstance(scenario, EmbeddingsScenario):

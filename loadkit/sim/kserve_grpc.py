@@ -18,6 +18,7 @@ fault injector are not played on gRPC; slow-downs and replica deaths are.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from . import kserve_models as km
 from .admission import Admission, admission, arrival
 from .answer import plan
 from .context import SimContext, sleep_until
+from .disconnects import Track
 from .generate import _prefill_end, _stepper
 from .kserve_http import parse_generate
 from .serving import ReplicaLost
@@ -157,11 +159,29 @@ def _fp32(value: float) -> bytes:
 
 async def _stream(sim: SimContext, request: Any, ctx: Any, pb: Any, refuse: Any,
                   turned_away: Any) -> AsyncIterator[Any]:
-    """One decoupled LLM request: its token responses, then the final flag."""
+    """One decoupled LLM request: its token responses, then the final flag. A
+    client that cancels the stream is noted as a hang-up (disconnects.py),
+    honoured: generation stops where it is and the seat goes back (the fault
+    ignore_disconnect is not played on gRPC)."""
+    track = Track(sim.metrics, sim.injector, sim.disconnects, "kserve", sim.loop.time())
+    track.stream = True
+    try:
+        async for msg in _decode(sim, request, ctx, pb, refuse, turned_away, track):
+            yield msg
+    except asyncio.CancelledError:
+        # grpc.aio cancels the handler when its client cancels the stream
+        # (ctx.cancelled() is not yet set then); a server stopping cancels
+        # too, but only after its grace, when no measurement is left to spoil.
+        track.leave(sim.loop.time())
+        raise
+
+
+async def _decode(sim: SimContext, request: Any, ctx: Any, pb: Any, refuse: Any,
+                  turned_away: Any, track: Track) -> AsyncIterator[Any]:
     import grpc
 
     loop, dep = sim.loop, sim.deployment
-    t0 = await arrival(sim)
+    t0 = track.arrival = await arrival(sim)
     try:
         if km.kind_of(sim, request.model_name, request.model_version) != "llm":
             raise km.KServeError("the tensor model is not decoupled: use ModelInfer")
@@ -179,9 +199,11 @@ async def _stream(sim: SimContext, request: Any, ctx: Any, pb: Any, refuse: Any,
     shim = cast(web.Request, _Headers(ctx.invocation_metadata()))
     with admission(sim, shim, t0, req.generated) as admitted:
         if not isinstance(admitted, Admission):
+            track.admitted(None, False)
             await turned_away(ctx, admitted)
             return
         rep, fate = admitted.replica, admitted.fate
+        track.admitted(rep.index, False)
         answer = plan(req, "words", sim.vocab, sim.draws)
         try:
             ticket = await dep.acquire(rep, kv, 0, t0, lambda: None)
@@ -209,7 +231,7 @@ async def _stream(sim: SimContext, request: Any, ctx: Any, pb: Any, refuse: Any,
                 resp.outputs.add(name="text_output", datatype="BYTES", shape=[1])
                 resp.raw_output_contents.append(_bytes_raw([text]))
                 yield pb.ModelStreamInferResponse(infer_response=resp)
-                sent = i + 1
+                track.sent = sent = i + 1
                 if i == 0:
                     admitted.first_token(first, req.prompt_tokens)
             admitted.answered(d)

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from loadkit.workload.scenarios import Tokens, _Scenario
+from loadkit.workload.scenarios import Abandon, Tokens, _Scenario
 from loadkit.workload.units import Strict
 
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
@@ -114,6 +114,7 @@ class KServeScenario(_Scenario):
     # gRPC: host:port; None: the target's host on Triton's port 8001, or the
     # embedded simulator's gRPC port.
     address: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$")
+    abandon: Abandon | None = None  # clients that leave: a stream cancelled, a connection closed
 
     @model_validator(mode="after")
     def _consistent(self) -> KServeScenario:
@@ -130,6 +131,11 @@ class KServeScenario(_Scenario):
         if self.checks.json_path and (self.transport == "grpc" or self.stream
                                       and self.mode == "generate"):
             raise ValueError("checks.json_path reads a JSON answer: HTTP, not streamed")
+        if self.abandon is not None and self.abandon.on_tool_call:
+            raise ValueError("abandon.on_tool_call: KServe answers call no tools")
+        if self.abandon is not None and self.abandon.read_tokens is not None and not (
+                self.mode == "generate" and self.stream):
+            raise ValueError("abandon.read_tokens reads a stream: mode generate, stream: true")
         if self.transport == "http" and self.address is not None:
             raise ValueError("`address` is the gRPC endpoint's: transport: grpc")
         return self

@@ -22,7 +22,7 @@ from pydantic import (
 from loadkit import envrefs
 from loadkit.sim.config import SimConfig
 from loadkit.workload.arrival_specs import ArrivalSpec
-from loadkit.workload.scenarios import Abandon, GenerationScenario, Scenario
+from loadkit.workload.scenarios import Abandon, GenerationScenario, KServeScenario, Scenario
 from loadkit.workload.slo_spec import (
     END_OF_RUN_METRICS,
     Condition,
@@ -336,15 +336,20 @@ class Workload(Strict):
 
 
 def _check_abandon(t: Tenant, scenarios: list[Scenario]) -> None:
-    """A tenant's `abandon` applies to generation scenarios; its token rules read streams."""
+    """A tenant's `abandon` applies to text generation (the dialects, KServe
+    generate); its token rules read streams."""
     a = t.abandon
     for s in scenarios:
-        if not isinstance(s, GenerationScenario):
+        if not (isinstance(s, GenerationScenario)
+                or isinstance(s, KServeScenario) and s.mode == "generate"):
             raise ValueError(f"tenant {t.name!r}: `abandon` applies to text generation, not "
                              f"scenario {s.name!r} ({s.kind})")
         if a is not None and (a.read_tokens or a.on_tool_call) and not s.stream:
             raise ValueError(f"tenant {t.name!r}: abandon.read_tokens and on_tool_call read a "
                              f"stream: scenario {s.name!r} needs stream: true")
+        if a is not None and a.on_tool_call and isinstance(s, KServeScenario):
+            raise ValueError(f"tenant {t.name!r}: abandon.on_tool_call: KServe answers "
+                             f"(scenario {s.name!r}) call no tools")
 
 
 def _unique(what: str, names: list[str]) -> None:

@@ -235,3 +235,45 @@ def test_a_tenant_s_clients_leave_by_its_own_rule(run: RunWorkload) -> None:
     assert left["tenant:rushed"]["count"] >= 19 and "tenant:calm" not in left
     assert "tenant:rushed" not in result["series"]["latency"]
     assert result["series"]["latency"]["tenant:calm"]["count"] >= 19
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_kserve_stream_is_left_at_its_rule(run: RunWorkload, transport: str) -> None:
+    """Triton's decoupled generate, streamed over gRPC (ModelStreamInfer) or
+    HTTP (generate_stream): a client reading 10 tokens of 100 cancels the
+    stream there; the simulator notices every one, aborts it, and generates
+    no more than a token beyond what was read."""
+    scenario = {"name": "llm", "kind": "kserve", "transport": transport, "mode": "generate",
+                "model": "loadkit-sim", "prompt_tokens": 8, "max_tokens": 100,
+                "abandon": {"read_tokens": 10}}
+    result, _ = run({"name": "leave-kserve", "duration": 2, "warmup": 0,
+                     "arrival": {"process": "constant", "rate": 10},
+                     "simulator": {"ttft_ms": 5, "itl_ms": 4}, "scenarios": [scenario],
+                     "slos": ["error_rate < 5%"], "client": {"drain": "2s"}})
+    c, r = result["counts"], result["reclaim"]
+    left = c["abandoned"]["read_tokens"]
+    assert c["completed"] == 0 and c["errors"] == 0 and left >= 19
+    assert c["tokens_read"] == 10 * left
+    # The probe's request stays (it never leaves): the server saw `left` hang-ups.
+    assert last(result, "loadkit_sim_disconnects_total") == left
+    assert last(result, "loadkit_sim_tokens_after_disconnect_total") == 0
+    assert r["zombie_tokens"] <= left and r["abort_counter"] == "vllm:request_success_total"
+    assert r["reclaimed"] + r["unobserved"] == left and r["unreclaimed"] == 0
+
+
+def test_an_impatient_grpc_client_cancels_before_the_first_token(run: RunWorkload) -> None:
+    """20 ms of patience against a 40-ms TTFT over gRPC: every stream is
+    cancelled before its first token, and the simulator notices each."""
+    scenario = {"name": "llm", "kind": "kserve", "transport": "grpc", "mode": "generate",
+                "model": "loadkit-sim", "prompt_tokens": 8, "max_tokens": 20,
+                "abandon": {"patience": "20ms"}}
+    result, _ = run({"name": "impatient-grpc", "duration": 2, "warmup": 0,
+                     "arrival": {"process": "constant", "rate": 10},
+                     "simulator": {"ttft_ms": 40, "itl_ms": 2}, "scenarios": [scenario],
+                     "slos": ["abandon_rate < 5%"]})
+    c = result["counts"]
+    left = c["abandoned"]["patience"]
+    assert c["completed"] == 0 and c["errors"] == 0 and left >= 19 and c["tokens_read"] == 0
+    assert last(result, "loadkit_sim_disconnects_total") == left
+    assert result["series"]["abandon_time"]["all"]["p50"] == pytest.approx(20, abs=2)
+    assert [s["verdict"] for s in result["slos"]] == ["fail"]
