@@ -66,7 +66,8 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         check=make_check(scenario.checks, scenario.tools, scenario.response_format),
         ok_status=ok_statuses(scenario.checks.status),
         # A chat can hold a session: declared (`session:`), or replayed from a trace.
-        build_turn=_turn_builder(scenario, dialect, seed, counter, prompts) if chat else None,
+        build_turn=_turn_builder(scenario, dialect, seed, counter, prompts, media)
+        if chat else None,
         next_history=_history_builder(dialect) if chat else None,
         max_tool_rounds=scenario.max_tool_rounds if scenario.tools else 0,
         tool_latency=(latency, latency) if isinstance(latency, float)
@@ -107,13 +108,16 @@ def _limits(s: GenerationScenario, dialect: Dialect, max_tokens: object) -> dict
 
 
 def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
-                  counter: TokenCounter | None, prompts: list[Prompt] | None) -> TurnBuilder:
+                  counter: TokenCounter | None, prompts: list[Prompt] | None,
+                  media: MediaParts | None = None) -> TurnBuilder:
     """A session's turns: the history as it happened, then a new user message
     (the request's number, then its words: unique like any prompt), or the
     results of the tools the last answer called. With a prefix pool, a
     session opens with one of its prefixes as the system message, kept for
-    all its turns. With `previous_response_id` (Responses API) a turn sends
-    only what is new, and the id of the answer it follows."""
+    all its turns. With media, its first user message carries them, and the
+    history re-sends them each turn (spliced in as bytes, never re-encoded).
+    With `previous_response_id` (Responses API) a turn sends only what is
+    new, and the id of the answer it follows."""
     fixed = dialect.fixed(s)
     text = PromptText(f"{seed}:{s.name}:turns")
     pick = _prefix_picker(s, seed, counter)
@@ -142,14 +146,21 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
                 history = [{"role": "system", "content": prefix.decode().rstrip()}]
             n = prompt_tokens or 1
             words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
-            messages, asked = [*history, {"role": "user", "content": words}], max_tokens
+            content: str | list = words
+            if media is not None and "media" not in state:  # the session's first question
+                state["media"] = media()
+                content = [text_part(s.kind, words), _MEDIA]
+            messages, asked = [*history, {"role": "user", "content": content}], max_tokens
         state["asked"], state["last"] = asked, last
         previous = state.get("response_id") if s.previous_response_id else None
         body = dialect.body(fixed, _limits(s, dialect, asked),
                             messages[len(history):] if previous else messages)
         if previous:
             body["previous_response_id"] = previous
-        return json.dumps(body).encode(), asked, messages, last
+        raw = json.dumps(body).encode()
+        if "media" in state:  # the first question's media, where the history holds them
+            raw = raw.replace(f', "{_MEDIA}"'.encode(), state["media"])
+        return raw, asked, messages, last
     return turn
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadkit.errors import InputError
-from loadkit.workload.media_spec import Audio, Count, Images, Media, PerRequest
+from loadkit.workload.media_spec import Audio, Column, Count, Images, Media, PerRequest
 
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 MAX_FILES = 256
@@ -94,7 +94,9 @@ class MediaParts:
         self._image_count = spec.images.per_request if spec.images else 0
         self._weights = ([s.weight for s in spec.images.size_list()] if spec.images else [])
         self._audio = spec.audio
-        self._noise = _noise(spec.audio, seed) if spec.audio else b""
+        self._noise = _noise(spec.audio, seed) if spec.audio and not spec.audio.dataset else b""
+        # Audio made before the run: a dataset's clips, or MP3 clips of set lengths.
+        self._clips = _clips(spec.audio, kind, self._noise) if spec.audio else []
 
     def __call__(self) -> bytes:
         rng, ledger, out = self._rng, self.ledger, []
@@ -114,11 +116,19 @@ class MediaParts:
             for _ in range(_draw(a.per_request, rng)):
                 seconds = a.seconds if isinstance(a.seconds, float) else \
                     rng.uniform(a.seconds.min, a.seconds.max)
-                wav = _wav(self._noise, a.rate, seconds)
-                out.append(json.dumps(_audio_part(self.kind, wav)).encode())
+                if self._clips:  # made before the run: the dataset's, or MP3 lengths
+                    clip = self._clips[rng.randrange(len(self._clips))] if a.dataset else \
+                        min(self._clips, key=lambda c: abs(c.seconds - seconds))
+                    part, seconds, nbytes = clip.part, clip.seconds, clip.nbytes
+                else:  # WAV: cut from the noise, per request (cheap)
+                    wav = _wav(self._noise, a.rate, seconds)
+                    part, nbytes = json.dumps(_audio_part(self.kind, wav, "wav")).encode(), \
+                        len(wav)
+                    seconds = round(seconds * a.rate) / a.rate
+                out.append(part)
                 ledger.audio += 1
-                ledger.audio_seconds += round(seconds * a.rate) / a.rate
-                ledger.audio_bytes += len(wav)
+                ledger.audio_seconds += seconds
+                ledger.audio_bytes += nbytes
         return b"".join(b", " + p for p in out)
 
     def _pick(self, rng: random.Random) -> Item:
@@ -144,6 +154,8 @@ def _images(spec: Images, kind: str, seed: str) -> list[list[Item]]:
                       hashlib.sha256(u.encode()).hexdigest()[:16]) for u in spec.urls]]
     if spec.folder is not None:
         return [[_item(kind, data) for data in _folder(spec.folder)]]
+    if spec.dataset is not None:
+        return [[_dataset_item(kind, v, spec.dataset.path) for v in _column(spec.dataset)]]
     return [[_item(kind, _synthetic(size.pixels, fmt, f"{seed}:{size.size}:{fmt}:{v}"))
              for fmt in spec.formats for v in range(spec.variants)]
             for size in spec.size_list()]
@@ -160,6 +172,18 @@ def _item(kind: str, data: bytes) -> Item:
                 f"{w}x{h}", fmt, len(data), hashlib.sha256(data).hexdigest()[:16])
 
 
+def _dataset_item(kind: str, value: Any, dataset: Path) -> Item:
+    data = _media_bytes(value, dataset)
+    if isinstance(data, str):  # a URL: the server fetches it
+        return Item(json.dumps(_image_part(kind, url=data)).encode(), None, "url", 0,
+                    hashlib.sha256(data.encode()).hexdigest()[:16])
+    try:
+        return _item(kind, data)
+    except OSError as exc:  # Pillow: not an image
+        raise InputError(f"media dataset {dataset}: a value that is not an image ({exc})") \
+            from None
+
+
 def _image_part(kind: str, mime: str = "", b64: str = "", url: str = "") -> dict[str, Any]:
     ref = url or f"data:{mime};base64,{b64}"
     if kind == "anthropic-messages":
@@ -170,9 +194,124 @@ def _image_part(kind: str, mime: str = "", b64: str = "", url: str = "") -> dict
     return {"type": "image_url", "image_url": {"url": ref}}
 
 
-def _audio_part(kind: str, wav: bytes) -> dict[str, Any]:
+def _audio_part(kind: str, data: bytes, fmt: str) -> dict[str, Any]:
     return {"type": "input_audio",
-            "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}}
+            "input_audio": {"data": base64.b64encode(data).decode(), "format": fmt}}
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    part: bytes  # JSON
+    seconds: float  # 0 where not known (an MP3 from a dataset)
+    nbytes: int
+
+
+def _clips(spec: Audio, kind: str, noise: bytes) -> list[Clip]:
+    """Audio serialised before the run: a dataset's clips, or MP3 clips of
+    `clips` lengths spread over `seconds` (WAV is cut per request: [])."""
+    if spec.dataset is not None:
+        return [Clip(json.dumps(_audio_part(kind, data, fmt)).encode(), secs, len(data))
+                for data, fmt, secs in (_audio_value(v, spec.dataset.path)
+                                        for v in _column(spec.dataset))]
+    if spec.format == "wav":
+        return []
+    lo, hi = (spec.seconds, spec.seconds) if isinstance(spec.seconds, float) \
+        else (spec.seconds.min, spec.seconds.max)
+    n = 1 if lo == hi else spec.clips
+    out = []
+    for i in range(n):
+        seconds = lo + (hi - lo) * i / max(n - 1, 1)
+        samples = noise[:2 * round(seconds * spec.rate)]
+        mp3 = _mp3(samples, spec.rate)
+        out.append(Clip(json.dumps(_audio_part(kind, mp3, "mp3")).encode(),
+                        len(samples) / 2 / spec.rate, len(mp3)))
+    return out
+
+
+def _mp3(pcm16: bytes, rate: int) -> bytes:
+    try:
+        import lameenc
+    except ImportError:
+        raise InputError("media.audio.format mp3 is encoded with lameenc: "
+                         "pip install 'loadkit[media]'") from None
+    enc = lameenc.Encoder()
+    enc.set_bit_rate(128)
+    enc.set_in_sample_rate(rate)
+    enc.set_channels(1)
+    enc.set_quality(7)  # fast: the sound is noise
+    return bytes(enc.encode(pcm16) + enc.flush())
+
+
+def _column(col: Column) -> list[Any]:
+    """The first MAX_FILES values of a JSONL dataset's column."""
+    values = []
+    try:
+        with open(col.path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    raise InputError(f"media dataset {col.path}:{n}: not JSON") from None
+                if isinstance(row, dict) and row.get(col.column) is not None:
+                    values.append(row[col.column])
+                if len(values) == MAX_FILES:
+                    break
+    except OSError as exc:
+        raise InputError(f"media dataset {col.path}: cannot read: {exc.strerror or exc}") \
+            from None
+    if not values:
+        raise InputError(f"media dataset {col.path}: no row has a `{col.column}`")
+    return values
+
+
+def _media_bytes(value: Any, dataset: Path) -> bytes | str:
+    """A column value's bytes, or the URL it names (images only)."""
+    if isinstance(value, dict):  # a Hugging Face Image/Audio value
+        if value.get("bytes"):
+            value = "data:;base64," + value["bytes"]
+        elif value.get("path"):
+            value = value["path"]
+    if not isinstance(value, str):
+        raise InputError(f"media dataset {dataset}: a value is neither a path, a data URL, "
+                         f"a URL nor a {{bytes}} or {{path}} object: {str(value)[:60]}")
+    if value.startswith(("http://", "https://")):
+        return value
+    if value.startswith("data:"):
+        try:
+            return base64.b64decode(value.split(",", 1)[1], validate=True)
+        except (ValueError, IndexError):
+            raise InputError(f"media dataset {dataset}: a data URL that is not base64") \
+                from None
+    path = dataset.parent / value
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"media dataset {dataset}: {path}: {exc.strerror or exc}") from None
+
+
+def _audio_value(value: Any, dataset: Path) -> tuple[bytes, str, float]:
+    """(bytes, wav or mp3, seconds: 0 for MP3) of an audio column's value;
+    a decoded Hugging Face Audio value (`array`, `sampling_rate`) becomes WAV."""
+    if isinstance(value, dict) and "array" in value and "sampling_rate" in value:
+        rate = int(value["sampling_rate"])
+        pcm = b"".join(max(-32768, min(32767, round(float(x) * 32767))).to_bytes(
+            2, "little", signed=True) for x in value["array"])
+        return _wav(pcm, rate, len(pcm) / 2 / rate), "wav", len(pcm) / 2 / rate
+    data = _media_bytes(value, dataset)
+    if isinstance(data, str):
+        raise InputError(f"media dataset {dataset}: audio by URL is not sent; give files")
+    if data[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(data)) as w:
+                return data, "wav", w.getnframes() / w.getframerate()
+        except (wave.Error, EOFError) as exc:
+            raise InputError(f"media dataset {dataset}: a WAV it cannot read ({exc})") \
+                from None
+    if data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return data, "mp3", 0.0
+    raise InputError(f"media dataset {dataset}: audio that is neither WAV nor MP3")
 
 
 def _synthetic(pixels: tuple[int, int], fmt: str, seed: str) -> bytes:

@@ -64,12 +64,23 @@ class Count(Strict):
 PerRequest = Annotated[int, Field(ge=0, le=64)] | Count
 
 
+class Column(Strict):
+    """A JSONL dataset's column of media: each value a file path (relative to
+    the dataset), a data URL, an http(s) URL (images: the server fetches it),
+    or a Hugging Face Image/Audio value (`{bytes}` base64, `{path}`, or audio's
+    `{array, sampling_rate}`)."""
+
+    path: Path
+    column: str = Field(min_length=1)
+
+
 class Images(Strict):
     per_request: PerRequest = 1
     sizes: list[ImageSize | str] = ["512x512"]
     formats: list[Literal["png", "jpeg", "webp"]] = ["png"]
     folder: Path | None = None  # image files instead of synthetic ones
     urls: list[str] = []  # URLs the server fetches, instead of bytes sent
+    dataset: Column | None = None  # a JSONL dataset's image column instead
     variants: int = Field(default=8, ge=1, le=1024)  # distinct synthetic images per size
 
     @field_validator("sizes")
@@ -81,8 +92,8 @@ class Images(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Images:
-        if self.folder is not None and self.urls:
-            raise ValueError("give `folder` or `urls`, not both")
+        if sum((self.folder is not None, bool(self.urls), self.dataset is not None)) > 1:
+            raise ValueError("give one of `folder`, `urls` and `dataset`")
         if any(not u.startswith(("http://", "https://")) for u in self.urls):
             raise ValueError("`urls` are http(s) URLs the server fetches")
         if not self.formats:
@@ -108,7 +119,11 @@ class Audio(Strict):
     per_request: PerRequest = 1
     seconds: Annotated[Seconds, Field(gt=0, le=600)] | Span = 5.0  # or {min, max}: uniform
     rate: int = Field(default=16_000, ge=8_000, le=48_000)  # samples per second (mono PCM16)
-    format: Literal["wav"] = "wav"  # MP3 needs an encoder the machine may not have
+    # mp3: encoded with lameenc (`pip install 'loadkit[media]'`), `clips` lengths
+    # made before the run across `seconds`, each request's length the nearest.
+    format: Literal["wav", "mp3"] = "wav"
+    clips: int = Field(default=8, ge=1, le=256)
+    dataset: Column | None = None  # a JSONL dataset's audio column instead
 
 
 class Media(Strict):

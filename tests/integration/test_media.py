@@ -5,8 +5,13 @@ hold no media (their size does not depend on it)."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import statistics
+import wave
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +123,76 @@ def test_results_hold_no_media(run: RunWorkload) -> None:
     assert image > 20_000
     for f in small:
         assert abs(large[f] - small[f]) < image / 10, f
+
+
+def test_media_from_a_dataset_s_columns(run: RunWorkload, tmp_path: Path) -> None:
+    """A JSONL dataset's image column (a file path, a data URL, a Hugging Face
+    `{bytes}` value) and audio column (a WAV file, a decoded Hugging Face
+    `{array, sampling_rate}`): the server sees those very images and clips."""
+    from PIL import Image
+
+    def png(w: int, h: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (w, h), (200, 30, 30)).save(out, format="PNG")
+        return out.getvalue()
+
+    (tmp_path / "a.png").write_bytes(png(40, 20))
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000 * 2)  # 2 s
+    (tmp_path / "a.wav").write_bytes(wav.getvalue())
+    rows = [{"img": "a.png", "clip": "a.wav"},
+            {"img": "data:image/png;base64," + base64.b64encode(png(60, 30)).decode(),
+             "clip": {"array": [0.0] * 4000, "sampling_rate": 8000}},  # 0.5 s
+            {"img": {"bytes": base64.b64encode(png(80, 40)).decode(), "path": None}}]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    media = {"images": {"dataset": {"path": "d.jsonl", "column": "img"}},
+             "audio": {"dataset": {"path": "d.jsonl", "column": "clip"}}}
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([chat("look", media)], rate=20, duration=1),
+                         "target": rec.url})
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    assert result["counts"]["errors"] == 0 and len(seen) == result["media"]["look"]["requests"]
+    assert {(i.width, i.height) for r in seen for i in r.images} == {(40, 20), (60, 30), (80, 40)}
+    assert {round(a.seconds, 3) for r in seen for a in r.audio} == {2.0, 0.5}
+    assert result["media"]["look"]["distinct_images"] == 3
+
+
+def test_mp3_audio_is_made_before_the_run(run: RunWorkload) -> None:
+    """MP3 clips of 1 to 3 s (lameenc, 128 kb/s): the simulator estimates each
+    clip's seconds from its size at 128 kb/s, within a frame of the truth."""
+    media = {"audio": {"format": "mp3", "seconds": {"min": "1s", "max": "3s"}, "clips": 3}}
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([chat("hear", media)], rate=20, duration=1),
+                         "target": rec.url})
+        assert rec.sim is not None
+        seen = [a for r in rec.sim.context.media for a in r.audio]
+    assert result["counts"]["errors"] == 0 and seen and {a.format for a in seen} == {"mp3"}
+    assert {round(a.seconds) for a in seen} <= {1, 2, 3}
+    assert all(a.seconds == pytest.approx(round(a.seconds), abs=0.1) for a in seen)
+
+
+def test_a_session_re_sends_its_first_question_s_images(run: RunWorkload) -> None:
+    """Three-turn conversations about two images: every turn's request holds
+    the session's two images (the history as it happened), so the server sees
+    each image three times."""
+    media = {"images": {"per_request": 2, "sizes": ["64x64", "128x96"], "variants": 4}}
+    scenario = chat("talk", media, session={"turns": 3})
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([scenario], rate=5, duration=1), "target": rec.url,
+                         "client": {"drain": "5s"}})
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    assert result["counts"]["errors"] == 0 and result["sessions"]["completed"] >= 4
+    assert all(len(r.images) == 2 for r in seen)
+    # Each session's images, by request: the same pair in each of its turns
+    # (and the probe's one request before the clock: one pair seen once).
+    sessions = result["media"]["talk"]["requests"] - 1
+    assert sessions == result["sessions"]["started"] and len(seen) == 3 * sessions + 1
+    pairs = Counter(tuple(sorted((i.width, i.height, i.bytes) for i in r.images))
+                    for r in seen)
+    assert sum(n % 3 for n in pairs.values()) == 1  # two sessions may draw one pair
