@@ -5,11 +5,14 @@ its check."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from support.run import RunWorkload
+from support.run import RunWorkload, cli
 
 pytestmark = [pytest.mark.slow]
 
@@ -97,3 +100,24 @@ def test_rerank_and_vision_in_a_distributed_run(run: RunWorkload) -> None:
     assert result["series"]["latency_per_doc"]["all"]["count"] == \
         result["series"]["latency"]["scenario:rank"]["count"]
     assert c["sent_bytes"] > 0 and result["media"] == {}  # built in the workers
+
+
+def test_capacity_search_finds_the_rerank_seat_s_saturation(tmp_path: Path) -> None:
+    """One batch seat, 40 documents of 8 words a request: 30.6 ms a request,
+    so 32.7 req/s saturate it; `loadkit capacity` finds that within 10%."""
+    docs, words = 40, 8
+    saturation = 1000 / modelled_ms(docs, words)
+    spec = {**workload([rerank(docs=docs, words=words)], sim={"max_num_seqs": 1}, rate=25),
+            "seed": 4,
+            "slos": ["latency p90 < 60ms", "error_rate < 5%"]}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "out"
+    proc = cli("capacity", str(path), "--min", "26", "--max", "40", "--precision", "15%",
+               "--probe", "2s", "--out", str(out), timeout=200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = json.loads((out / "capacity.json").read_text())
+    lo, hi = found["capacity"]["passed"], found["capacity"]["failed"]
+    print(f"rerank: saturation {saturation:.1f} req/s by the model; found [{lo:.1f}, {hi:.1f})"
+          f" in {len(found['probes'])} probes")
+    assert lo <= saturation * 1.10 and hi >= saturation * 0.90
