@@ -34,6 +34,7 @@ from loadkit.distributed.wire import absorb, job, owners, shard
 from loadkit.engine.runner import Progress
 from loadkit.errors import ErrorKind, InputError, RunError
 from loadkit.processes import die_with_parent, stop
+from loadkit.protocols.media import add_ledgers
 from loadkit.record.histogram import HdrHistogram, new_histogram, percentile_us
 from loadkit.record.recorder import Interval, Recorder
 from loadkit.result.model import Distribution, WorkerRow
@@ -344,6 +345,14 @@ class Fleet:
                 recorder.errors[key] += 1
             if slots and len(recorder.error_examples[ErrorKind.UNFINISHED.value]) < 3:
                 recorder.error_examples[ErrorKind.UNFINISHED.value].append(message)
+
+    def media(self) -> dict[str, dict[str, Any]]:
+        """The workers' media ledgers (protocols/media.py), added up."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.members:
+            for name, ledger in ((m.final or {}).get("media") or {}).items():
+                out[name] = add_ledgers(out.get(name, {}), ledger)
+        return out
 
     def section(self) -> Distribution:
         rows, lost_total = [], 0

@@ -33,6 +33,7 @@ from loadkit.distributed.wire import PartWriter, loaded_from, shard
 from loadkit.engine import Engine
 from loadkit.engine.loop import quiet_collector, run_async
 from loadkit.errors import LoadkitError
+from loadkit.protocols.media import plan_ledgers
 from loadkit.protocols.plan import plan_for
 from loadkit.record.health import HealthProbe
 from loadkit.record.recorder import Interval, Recorder
@@ -116,7 +117,8 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
     send({"type": "done", "sent": engine.progress.scheduled, "unfinished": engine.unfinished,
           "slots": engine.slots_sent,
           "scheduled": [[p, t, c] for (p, t), c in (engine.scheduled - seen_scheduled).items()],
-          "stop_cause": engine.stop_cause, **whole_run.finish()})
+          "stop_cause": engine.stop_cause, **whole_run.finish(),
+          "media": plan_ledgers(plan.requests, plan.scenario_names)})
 
 
 def main() -> int:

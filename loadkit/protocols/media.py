@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadkit.engine.adapter import PreparedRequest
 from loadkit.errors import InputError
 from loadkit.workload.media_spec import Audio, Column, Count, Images, Media, PerRequest
 
@@ -76,6 +77,17 @@ def add_ledgers(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             out[key] = dict(Counter(out.get(key, {})) + Counter(value))
         else:
             out[key] = out.get(key, 0) + value
+    return out
+
+
+def plan_ledgers(requests: list[list[PreparedRequest]], names: list[str]
+                 ) -> dict[str, dict[str, Any]]:
+    """Each scenario's media ledger, tenants added up (a run's, or a shard's)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in requests:
+        for name, req in zip(names, row, strict=False):
+            if req.describe_media is not None:
+                out[name] = add_ledgers(out.get(name, {}), req.describe_media())
     return out
 
 

@@ -35,7 +35,7 @@ from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
 from loadkit.outputs import REPORTS, write_all
 from loadkit.protocols.kserve_first import first_contact, needs_grpc
-from loadkit.protocols.media import add_ledgers
+from loadkit.protocols.media import plan_ledgers
 from loadkit.protocols.plan import plan_for
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
@@ -285,8 +285,11 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         stop_reason="; ".join(r for r in (stop_reason, loss) if r) or None)
     if fleet is not None:
         result = result.model_copy(update={"distribution": fleet.section()})
-    elif media := media_sent(plan):  # a fleet's requests are built in its workers
-        result = result.model_copy(update={"media": media})
+    # What the requests carried, as their builders counted (a fleet's: its workers').
+    ledgers = fleet.media() if fleet else plan_ledgers(plan.requests, plan.scenario_names)
+    if ledgers:
+        result = result.model_copy(update={"media": {name: MediaSent(**ledger)
+                                                     for name, ledger in ledgers.items()}})
     if options.metrics is not None:
         options.metrics.finish(result)  # final verdicts, before the reports' seconds
     if options.live_view is not None:
@@ -295,16 +298,6 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         options.live_view.finish(result)
     write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), options.reports)
     return result
-
-
-def media_sent(plan: Plan) -> dict[str, MediaSent]:
-    """The scenarios' media ledgers (protocols/media.py), tenants added up."""
-    out: dict[str, dict] = {}
-    for row in plan.requests:
-        for name, req in zip(plan.scenario_names, row):
-            if req.describe_media is not None:
-                out[name] = add_ledgers(out.get(name, {}), req.describe_media())
-    return {name: MediaSent(**total) for name, total in out.items()}
 
 
 def _stopper(interrupts: Interrupts | None, engine: Engine | None) -> Callable[[], None] | None:

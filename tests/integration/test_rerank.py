@@ -99,7 +99,10 @@ def test_rerank_and_vision_in_a_distributed_run(run: RunWorkload) -> None:
     assert {w["status"] for w in result["distribution"]["workers"]} == {"done"}
     assert result["series"]["latency_per_doc"]["all"]["count"] == \
         result["series"]["latency"]["scenario:rank"]["count"]
-    assert c["sent_bytes"] > 0 and result["media"] == {}  # built in the workers
+    # What the workers' requests carried, added up: every vision request's image.
+    media = result["media"]["look"]
+    assert c["sent_bytes"] > 0 and media["images"] == media["requests"] >= \
+        result["series"]["latency"]["scenario:look"]["count"]
 
 
 def test_capacity_search_finds_the_rerank_seat_s_saturation(tmp_path: Path) -> None:
