@@ -10,14 +10,12 @@ seconds); Ctrl-C or SIGTERM ends the wait, and the run's exit code stands.
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from loadkit.cli.params import duration
+from loadkit.cli.params import duration, linger
 
 if TYPE_CHECKING:
     from loadkit.run.exporter import LiveMetrics
@@ -67,18 +65,8 @@ class ServedMetrics:
 
     def linger(self) -> None:
         """Serve the final figures for `linger_s` more, or until Ctrl-C/SIGTERM."""
-        if self.server is None or self.linger_s <= 0:
-            return
-        done = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: done.set())
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            click.echo(f"loadkit: serving the final metrics at {self.server.url} for "
-                       f"{self.linger_s:g}s (Ctrl-C ends)", err=True)
-            done.wait(self.linger_s)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        if self.server is not None and self.linger_s > 0:
+            linger("the final metrics", self.server.url, self.linger_s)
 
     def __exit__(self, *_: object) -> None:
         if self.metrics is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from collections.abc import Callable
 
 import click
@@ -46,3 +48,18 @@ def outputs(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
+
+
+def linger(what: str, url: str, seconds: float) -> None:
+    """Serve `what` at `url` for `seconds` more after the run, or until
+    Ctrl-C/SIGTERM (`--metrics-linger`, `--ui-linger`)."""
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: done.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        click.echo(f"loadkit: serving {what} at {url} for {seconds:g}s (Ctrl-C ends)",
+                   err=True)
+        done.wait(seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

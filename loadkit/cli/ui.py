@@ -11,15 +11,13 @@ at most).
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from loadkit.cli.params import duration
+from loadkit.cli.params import duration, linger
 
 if TYPE_CHECKING:
     from loadkit.run.live_view import LiveView
@@ -90,18 +88,8 @@ class ServedUI:
             return
         if report is not None and report.suffix == ".html" and report.exists():
             self.view.show_report(report)
-        if self.linger_s <= 0:
-            return
-        done = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: done.set())
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            click.echo(f"loadkit: serving the final report at {self.view.url} for "
-                       f"{self.linger_s:g}s (Ctrl-C ends)", err=True)
-            done.wait(self.linger_s)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        if self.linger_s > 0:
+            linger("the final report", self.view.url, self.linger_s)
 
     def __exit__(self, *_: object) -> None:
         if self.view is not None:
