@@ -75,39 +75,59 @@ def mm1(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
     return u - np.minimum(-w0, np.minimum.accumulate(u)) + service
 
 
-def p99_interval(x: np.ndarray, correlated: bool) -> tuple[float, float]:
-    """loadkit's order-statistic interval of p99, its ranks from n_eff of the
-    indicator beyond the estimate, counted per interval of PER samples and
-    batched as a run's are (at most 2 x BATCHES batch sums)."""
+def p99_intervals(x: np.ndarray) -> list[tuple[float, float]]:
+    """loadkit's order-statistic intervals of p99, with n_eff and taking the
+    samples as independent: the first's ranks from n_eff of the indicator
+    beyond the estimate, counted per interval of PER samples and batched as
+    a run's are (at most 2 x BATCHES batch sums). The estimate is selected
+    once and both intervals' bounds by one more selection: order statistics,
+    the same values as a selection each."""
     n = len(x)
-    est = np.partition(x, math.ceil(0.99 * n) - 1)[math.ceil(0.99 * n) - 1]
-    n_eff = None
-    if correlated:
-        batches = ShareBatches()
-        for k in (x > est).reshape(-1, PER).sum(axis=1):
-            batches.add(int(k), PER)
-        n_eff = batches.n_eff()
-    lo, hi = rank_interval(n, 0.99, 0.95, n_eff)
-    ranks = [lo - 1] + ([hi - 1] if hi <= n else [])
-    s = np.partition(x, ranks)
-    return float(s[lo - 1]), float(s[hi - 1]) if hi <= n else math.inf
+    rank = math.ceil(0.99 * n) - 1
+    s = np.partition(x, rank)
+    est = s[rank]
+    batches = ShareBatches()
+    for k in (x > est).reshape(-1, PER).sum(axis=1):
+        batches.add(int(k), PER)
+    bounds = [rank_interval(n, 0.99, 0.95, n_eff) for n_eff in (batches.n_eff(), None)]
+    s.partition(sorted({r - 1 for lo, hi in bounds for r in (lo, hi) if r <= n}))
+    return [(float(s[lo - 1]), float(s[hi - 1]) if hi <= n else math.inf) for lo, hi in bounds]
 
 
 def mmc(rng: np.random.Generator, reps: int, n: int, c: int, rho: float,
-        burn: int = 5_000) -> np.ndarray:
+        burn: int = 5_000, block: int = 256) -> np.ndarray:
     """Sojourn times of n customers (after `burn`, from empty) of `reps` M/M/c
     FIFO queues with service rate 1, simulated side by side (float32: 300
-    runs of 100,000 hold 120 MB)."""
-    free, rows = np.zeros((reps, c)), np.arange(reps)
+    runs of 100,000 hold 120 MB). Each customer's gaps and then services are
+    drawn for all queues as one `rng.exponential` call each would draw them
+    (the same stream, so the same queues), `block` customers at a time into
+    buffers reused: a fresh array's pages cost here as much as the loop."""
+    free = np.zeros((c, reps))  # each queue's servers' free times, in order (row 0 first)
+    rows = list(free)
     out = np.empty((reps, n), dtype=np.float32)
     now = np.zeros(reps)
-    for i in range(n + burn):
-        now += rng.exponential(1.0 / (rho * c), reps)
-        k = free.argmin(axis=1)  # FIFO: the next customer takes the first server free
-        end = np.maximum(now, free[rows, k]) + rng.exponential(1.0, reps)
-        free[rows, k] = end
-        if i >= burn:
-            out[:, i - burn] = end - now
+    draws, stay = np.empty((block, 2, reps)), np.empty((block, reps))
+    total = n + burn
+    for b0 in range(0, total, block):
+        m = min(block, total - b0)
+        rng.standard_exponential(out=draws[:m])
+        arrive, service = draws[:m, 0], draws[:m, 1]
+        arrive *= 1.0 / (rho * c)
+        arrive[0] += now
+        np.add.accumulate(arrive, axis=0, out=arrive)  # in order: now += gap, one by one
+        for j in range(m):
+            # FIFO: the next customer takes the first server free...
+            end = np.maximum(arrive[j], rows[0])
+            end += service[j]
+            np.subtract(end, arrive[j], out=stay[j])
+            for i in range(1, c):  # ...which is free again at `end`: kept in order
+                np.minimum(end, rows[i], out=rows[i - 1])
+                np.maximum(end, rows[i], out=end)
+            rows[c - 1][:] = end
+        now = arrive[m - 1].copy()
+        if b0 + m > burn:
+            skip = max(0, burn - b0)
+            out[:, b0 + skip - burn:b0 + m - burn] = stay[skip:m].T
     return out
 
 
@@ -131,8 +151,7 @@ def mmc_p99(c: int, rho: float) -> float:
 def coverage(runs: Iterable[np.ndarray], truth: float) -> tuple[float, float]:
     """The share of runs whose interval holds the truth: with n_eff, and
     taking the same runs' samples as independent."""
-    hits = [[lo <= truth <= hi for lo, hi in (p99_interval(x, c) for c in (True, False))]
-            for x in runs]
+    hits = [[lo <= truth <= hi for lo, hi in p99_intervals(x)] for x in runs]
     return sum(h[0] for h in hits) / len(hits), sum(h[1] for h in hits) / len(hits)
 
 
