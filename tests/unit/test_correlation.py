@@ -71,8 +71,17 @@ def mm1(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
     service = rng.exponential(1.0, n)
     gaps = rng.exponential(1.0 / rho, n)
     w0 = rng.exponential(1.0 / (1.0 - rho)) if rng.random() < rho else 0.0
-    u = np.concatenate([[0.0], np.cumsum(service[:-1] - gaps[1:])])
-    return u - np.minimum(-w0, np.minimum.accumulate(u)) + service
+    # In place (the same floats as fresh arrays; a fresh array's pages cost
+    # here as much as the arithmetic): u_0 = 0, u_k = sum_{j<k} S_j - A_{j+1}.
+    u = gaps
+    np.subtract(service[:-1], gaps[1:], out=u[1:])
+    u[0] = 0.0
+    np.cumsum(u[1:], out=u[1:])
+    low = np.minimum.accumulate(u)
+    np.minimum(-w0, low, out=low)
+    np.subtract(u, low, out=low)
+    low += service
+    return low
 
 
 def p99_intervals(x: np.ndarray) -> list[tuple[float, float]]:
