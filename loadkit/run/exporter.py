@@ -49,7 +49,6 @@ SLO shows its final verdict and ``loadkit_run_finished`` is 1.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import Counter, deque
@@ -69,7 +68,8 @@ from prometheus_client.utils import floatToGoString
 
 from loadkit.record.histogram import HdrHistogram, bucket_counts, new_histogram
 from loadkit.record.recorder import Interval, Recorder
-from loadkit.result.model import Scope, Verdict
+from loadkit.result.model import Verdict
+from loadkit.run.so_far import SoFarJudge
 from loadkit.workload.slo_spec import TIME_METRICS
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class LiveMetrics:
         self._recorder: Recorder | None = None
         self._judge: LiveJudge | None = None
         self._in_flight: Callable[[], int] = lambda: 0
-        self._worker: _SoFarJudge | None = None
+        self._worker: SoFarJudge | None = None
         self._update_s = self._update_max_s = 0.0
         # The listener's cost in the last hour of 1-s intervals: wall time on the
         # loop, and its CPU time (without waits for the GIL or a core).
@@ -173,7 +173,10 @@ class LiveMetrics:
         live = [o for o in objectives
                 if o.metric in _LIVE and o.trend is None and o.name not in windowed]
         if live:
-            self._worker = _SoFarJudge(live, phases, strict, self._publish_so_far)
+            self._worker = SoFarJudge(
+                live, phases, strict, lambda _end_s, results: self._publish_so_far(
+                    {r.name: (r.scope, STATE[r.verdict]) for r in results}),
+                every_s=JUDGE_EVERY_S, name="loadkit-metrics-slo")
             self._worker.start()
         recorder.events.interval_closed.add_listener(self.on_interval)
 
@@ -294,97 +297,3 @@ class LiveMetrics:
             info = InfoMetricFamily("loadkit_run", "The run being measured.")
             info.add_metric([], self._info)
             yield info
-
-
-class _SoFarJudge:
-    """SLOs over their scope so far, judged on a worker thread.
-
-    The listener hands over each interval's histograms (by reference: a
-    rotated histogram is never written again) and the counts so far per
-    (phase, scenario, tenant); the worker folds them in at once and judges
-    every JUDGE_EVERY_S of run time."""
-
-    def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
-                 publish: Callable[[dict[str, tuple[str, float]]], None]) -> None:
-        self.objectives, self.phases, self.strict, self.publish = (
-            objectives, phases, strict, publish)
-        self.metrics = {o.metric for o in objectives if o.metric in TIME_METRICS}
-        self.hists: dict[tuple[str, Scope], HdrHistogram] = {
-            (o.metric, Scope(o.scope)): new_histogram()
-            for o in objectives if o.metric in TIME_METRICS}
-        self._scopes: dict[tuple[str, str, str], tuple[Scope, ...]] = {}
-        self._judged_s = -JUDGE_EVERY_S
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="loadkit-metrics-slo",
-                                        daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def put(self, end_s: float, hists: dict, rec: Recorder) -> None:
-        """On the loop: O(keys) copies, no histogram work."""
-        mine = {k: h for k, h in hists.items() if k[0] in self.metrics}
-        counts: dict[tuple[str, str, str], list[int]] = {}
-        for what, counter in enumerate((rec.completed, rec.dropped, rec.good, rec.output_tokens)):
-            for key, n in counter.items():
-                counts.setdefault(key, [0, 0, 0, 0, 0])[what] += n
-        for (_kind, phase, scenario, tenant), n in rec.errors.items():
-            counts.setdefault((phase, scenario, tenant), [0, 0, 0, 0, 0])[4] += n
-        self._queue.put((end_s, mine, counts))
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=30)
-
-    def scopes(self, phase: str, scenario: str, tenant: str) -> tuple[Scope, ...]:
-        key = (phase, scenario, tenant)
-        hit = self._scopes.get(key)
-        if hit is None:
-            hit = self._scopes[key] = tuple(self.phases.scopes(phase, scenario, tenant))
-        return hit
-
-    def _run(self) -> None:
-        while True:
-            items = [self._queue.get()]
-            while not self._queue.empty():  # fold whatever queued up, judge once
-                items.append(self._queue.get())
-            done = None in items
-            latest = None
-            for item in items:
-                if item is None:
-                    continue
-                end_s, hists, counts = latest = item
-                for (metric, phase, scenario, tenant), h in hists.items():
-                    for scope in self.scopes(phase, scenario, tenant):
-                        acc = self.hists.get((metric, scope))
-                        if acc is not None:
-                            acc.add(h)
-            if latest is not None and not done and latest[0] >= self._judged_s + JUDGE_EVERY_S:
-                self._judged_s = latest[0]
-                self.publish(self._judge(latest[0], latest[2]))
-            if done:
-                return
-
-    def _judge(self, end_s: float, counts: dict) -> dict[str, tuple[str, float]]:
-        from loadkit.slo.evaluate import Counts, evaluate  # on the worker: off the import path
-
-        states: dict[str, tuple[str, float]] = {}
-        for o in self.objectives:
-            scope = Scope(o.scope)
-            start, _end = self.phases.span(scope)
-            if end_s <= start:
-                continue  # its scope has not begun
-            c = [0, 0, 0, 0, 0]
-            for (phase, scenario, tenant), figures in counts.items():
-                if scope in self.scopes(phase, scenario, tenant):
-                    c = [a + b for a, b in zip(c, figures)]
-            names = [scope.name] if scope.kind == "phase" else self.phases.measured
-            seconds = sum(min(max(end_s - self.phases.start[n], 0.0), self.phases.duration[n])
-                          for n in names)
-            h = self.hists.get((o.metric, scope))
-            r = evaluate(o, [h] if h is not None else [],
-                         Counts(completed=c[0], errors=c[4], dropped=c[1], duration_s=seconds,
-                                good=c[2], output_tokens=c[3]), strict=self.strict)
-            states[o.name] = (o.scope, STATE[r.verdict])
-        return states

@@ -21,16 +21,14 @@ hundred kilobytes, on the server and in the page.
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from loadkit.record.histogram import HdrHistogram, merged, new_histogram, percentiles_us
-from loadkit.result.model import Scope, SLOResult
+from loadkit.record.histogram import HdrHistogram, merged, percentiles_us
+from loadkit.result.model import SLOResult
+from loadkit.run.so_far import SoFarJudge
 from loadkit.workload.slo_spec import TIME_METRICS
 
 if TYPE_CHECKING:
@@ -133,7 +131,10 @@ class LiveFeed:
         self.objectives = list(objectives)
         live = [o for o in objectives if o.metric in _LIVE_METRICS and o.trend is None
                 and o.name not in tracked]
-        self._worker = _SoFar(live, phases, strict, publish_slos) if live else None
+        self._worker = SoFarJudge(
+            live, phases, strict, lambda end_s, results: publish_slos(
+                [slo_row(r, as_of_s=end_s) for r in results]), name="loadkit-ui-slo") \
+            if live else None
         if self._worker is not None:
             self._worker.start()
         recorder.events.interval_closed.add_listener(self.on_interval)
@@ -226,86 +227,6 @@ def _gauges(session: Any, chosen: dict[str, str]) -> dict[str, float]:
     except Exception:  # noqa: BLE001 - telemetry never stops a run, nor its view
         return {}
     return out
-
-
-class _SoFar:
-    """SLOs over their scope so far, judged on a thread of their own: the
-    listener hands it each interval's histograms (a rotated histogram is
-    never written again) and the run's counts; it folds whatever queued up
-    and judges once, so a slow judgement skips intervals, never delays one."""
-
-    def __init__(self, objectives: list[Objective], phases: Phases, strict: bool,
-                 publish: Callable[[list[dict[str, Any]]], None]) -> None:
-        self.objectives, self.phases, self.strict, self.publish = (
-            objectives, phases, strict, publish)
-        self.metrics = {o.metric for o in objectives if o.metric in TIME_METRICS}
-        self.hists: dict[tuple[str, Scope], HdrHistogram] = {
-            (o.metric, Scope(o.scope)): new_histogram()
-            for o in objectives if o.metric in TIME_METRICS}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="loadkit-ui-slo", daemon=True)
-        self.judge_s = 0.0  # the last judgement's cost
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def put(self, end_s: float, hists: dict, rec: Recorder) -> None:
-        mine = {k: h for k, h in hists.items() if k[0] in self.metrics}
-        counts: dict[tuple[str, str, str], list[int]] = {}
-        for what, counter in enumerate((rec.completed, rec.dropped, rec.good, rec.output_tokens)):
-            for key, n in dict(counter).items():
-                counts.setdefault(key, [0, 0, 0, 0, 0])[what] += n
-        for (_kind, phase, scenario, tenant), n in dict(rec.errors).items():
-            counts.setdefault((phase, scenario, tenant), [0, 0, 0, 0, 0])[4] += n
-        self._queue.put((end_s, mine, counts))
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while True:
-            items = [self._queue.get()]
-            while not self._queue.empty():
-                items.append(self._queue.get())
-            latest = None
-            for item in items:
-                if item is None:
-                    return
-                latest = item
-                for (metric, phase, scenario, tenant), h in item[1].items():
-                    for scope in self.phases.scopes(phase, scenario, tenant):
-                        if (acc := self.hists.get((metric, scope))) is not None:
-                            acc.add(h)
-            if latest is not None:
-                t0 = time.perf_counter()
-                rows = self._judge(latest[0], latest[2])
-                self.judge_s = time.perf_counter() - t0
-                self.publish(rows)
-
-    def _judge(self, end_s: float, counts: dict) -> list[dict[str, Any]]:
-        from loadkit.slo.evaluate import Counts, evaluate  # on the worker: off the import path
-
-        rows = []
-        for o in self.objectives:
-            scope = Scope(o.scope)
-            start, _end = self.phases.span(scope)
-            if end_s <= start:
-                continue  # its scope has not begun
-            c = [0, 0, 0, 0, 0]
-            for (phase, scenario, tenant), figures in counts.items():
-                if scope in self.phases.scopes(phase, scenario, tenant):
-                    c = [a + b for a, b in zip(c, figures)]
-            names = [scope.name] if scope.kind == "phase" else self.phases.measured
-            seconds = sum(min(max(end_s - self.phases.start[n], 0.0), self.phases.duration[n])
-                          for n in names)
-            h = self.hists.get((o.metric, scope))
-            r = evaluate(o, [h] if h is not None else [],
-                         Counts(completed=c[0], errors=c[4], dropped=c[1], duration_s=seconds,
-                                good=c[2], output_tokens=c[3]), strict=self.strict)
-            rows.append(slo_row(r, as_of_s=end_s))
-        return rows
 
 
 def slo_row(r: SLOResult, as_of_s: float | None) -> dict[str, Any]:
