@@ -254,8 +254,9 @@ def test_a_kserve_stream_is_left_at_its_rule(run: RunWorkload, transport: str) -
     left = c["abandoned"]["read_tokens"]
     assert c["completed"] == 0 and c["errors"] == 0 and left >= 19
     assert c["tokens_read"] == 10 * left
-    # The probe's request stays (it never leaves): the server saw `left` hang-ups.
-    assert last(result, "loadkit_sim_disconnects_total") == left
+    # The probe's request stays (it never leaves): the server saw `left` hang-ups,
+    # but for the last, whose cancel may reach it after the last scrape.
+    assert left - 1 <= last(result, "loadkit_sim_disconnects_total") <= left
     assert last(result, "loadkit_sim_tokens_after_disconnect_total") == 0
     assert r["zombie_tokens"] <= left and r["abort_counter"] == "vllm:request_success_total"
     assert r["reclaimed"] + r["unobserved"] == left and r["unreclaimed"] == 0
