@@ -39,8 +39,19 @@ them), ``rerank`` (rerank and score in vLLM's, Cohere's and TEI's formats),
 launcher).
 """
 
+from typing import Any
+
 from .config import SimConfig
 from .presets import PRESETS
-from .server import build_app, serve
 
 __all__ = ["PRESETS", "SimConfig", "build_app", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    """The server (aiohttp and all it serves) loads on first use: a workload
+    only validates its `simulator:` block (SimConfig), and every command of
+    the CLI imports that."""
+    if name in ("build_app", "serve"):
+        from . import server
+        return getattr(server, name)
+    raise AttributeError(name)

@@ -116,7 +116,7 @@ def test_capacity_search_finds_the_rerank_seat_s_saturation(tmp_path: Path) -> N
     path = tmp_path / "w.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     out = tmp_path / "out"
-    proc = cli("capacity", str(path), "--min", "26", "--max", "40", "--precision", "15%",
+    proc = cli("capacity", str(path), "--min", "30", "--max", "36", "--precision", "15%",
                "--probe", "2s", "--out", str(out), timeout=200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = json.loads((out / "capacity.json").read_text())
