@@ -1,13 +1,13 @@
 """Does the server stop generating for a client that left?
 
 A server or proxy that keeps decoding after a disconnect burns GPU time on
-answers nobody reads ("zombie" generations). From the server's own
-generated-token counter (vLLM's `vllm:generation_tokens_total`, SGLang's,
-TGI's), scraped before the first request and after the last: the tokens it
-generated beyond those its clients received (completed answers' output
-tokens, and the token events that reached abandoned streams before they
-left, read or not). Where
-the server exports no such counter the figures are absent, and SLOs on them
+answers nobody reads ("zombie" generations). From the server's own count of
+generated tokens (vLLM's `vllm:generation_tokens_total`, SGLang's, or the
+sum of TGI's `tgi_request_generated_tokens` histogram), scraped before the
+first request and after the last: the tokens it generated beyond those its
+clients received (completed answers' output tokens, and the token events
+that reached abandoned streams before they left, read or not). Where the
+server exports no such count the figures are absent, and SLOs on them
 inconclusive. Tokens a failed stream received count as zombies (they are
 rare and small), and generation still going on at the last scrape is not
 seen.
@@ -23,8 +23,10 @@ from __future__ import annotations
 from loadkit.record.reclaim_clock import ReclaimClock
 from loadkit.result.model import Reclaim, SLOResult, Telemetry
 
-COUNTERS = ("vllm:generation_tokens_total", "sglang:generation_tokens_total",
-            "tgi_request_generated_tokens_sum")
+# The server's generated tokens: cumulative counters (last scrape - first), or
+# a histogram's per-scrape sums (TGI's tokens per request: added up).
+COUNTERS = ("vllm:generation_tokens_total", "sglang:generation_tokens_total")
+SUMS = ("tgi_request_generated_tokens.sum",)
 
 
 def reclaim(telemetry: Telemetry | None, received: int, abandoned: int,
@@ -37,11 +39,13 @@ def reclaim(telemetry: Telemetry | None, received: int, abandoned: int,
     figures: dict[str, object] = {}
     missing = []
     series = telemetry.series.values() if telemetry is not None else ()
-    for name in COUNTERS:
-        found = [s.points for s in series
-                 if s.metric.rsplit(".", 1)[-1] == name and len(s.points) > 1]
+    for name in (*COUNTERS, *SUMS):
+        # Named as scraped, after any source's prefix (`sim.`, `host:port.`).
+        found = [s.points for s in series if s.metric == name or s.metric.endswith("." + name)]
+        found = [pts for pts in found if len(pts) > 1 or name in SUMS and pts]
         if found:
-            generated = sum(pts[-1][1] - pts[0][1] for pts in found)
+            generated = sum(pts[-1][1] - pts[0][1] if name in COUNTERS
+                            else sum(v for _, v in pts) for pts in found)
             left = max(generated - received, 0.0)
             figures.update(counter=name, generated=round(generated), zombie_tokens=round(left),
                            per_abandoned=round(left / abandoned, 3),
@@ -49,7 +53,7 @@ def reclaim(telemetry: Telemetry | None, received: int, abandoned: int,
             break
     else:
         missing.append("zombie tokens: the server exports no generated-token counter "
-                       f"({', '.join(COUNTERS)}) on a scraped /metrics")
+                       f"({', '.join((*COUNTERS, *SUMS))}) on a scraped /metrics")
     if clock is None or clock.counter is None:
         missing.append(f"reclaim time: {clock.unmeasured if clock else 'not measured'}")
     else:

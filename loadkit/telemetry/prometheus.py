@@ -50,6 +50,7 @@ KNOWN = (
     # TGI
     "tgi_queue_size", "tgi_batch_current_size", "tgi_batch_current_max_tokens",
     "tgi_request_count", "tgi_request_success", "tgi_request_duration",
+    "tgi_request_generated_tokens",
     "tgi_request_queue_duration", "tgi_batch_inference_duration",
     # Triton
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",

@@ -1,9 +1,12 @@
 """The reclaim clock: departures matched, oldest first, with the steps of
-the server's abort counter, scrape by scrape."""
+the server's abort counter, scrape by scrape; and the zombie tokens from
+the server's count of generated tokens."""
 
 from __future__ import annotations
 
 from loadkit.record.reclaim_clock import ReclaimClock
+from loadkit.result.telemetry import Telemetry, TelemetrySeries
+from loadkit.slo.reclaim import reclaim
 
 MS = 1_000_000
 A, B = ("measure", "chat", "t1"), ("measure", "chat", "t2")
@@ -69,3 +72,27 @@ def test_until_an_abort_counter_is_scraped_only_the_horizon_is_kept() -> None:
     c.counted("s", 5100 * MS, 1.0)
     # The oldest kept is matched; the next, 1 s old by now, reaches the horizon.
     assert samples == [1100 * MS, 1000 * MS] and len(c.waiting) == 8
+
+
+def series(metric: str, points: list[tuple[float, float]], kind: str) -> TelemetrySeries:
+    return TelemetrySeries(unit="", kind=kind, metric=metric, points=points)
+
+
+def test_zombie_tokens_from_a_counter_or_a_histogram_s_sums() -> None:
+    """vLLM's counter behind a host prefix (last scrape - first), TGI's
+    per-scrape histogram sums (added up), and a server with neither."""
+    vllm = Telemetry(available=False, series={"a": series(
+        "127.0.0.1:8000.vllm:generation_tokens_total", [(0, 100), (1, 400), (2, 700)],
+        "counter")})
+    tgi = Telemetry(available=False, series={"b": series(
+        "prom.tgi_request_generated_tokens.sum", [(1, 250), (2, 350)], "count")})
+    got = {name: reclaim(t, received=500, abandoned=10)
+           for name, t in (("vllm", vllm), ("tgi", tgi), ("none", Telemetry(available=False)))}
+    assert got["vllm"] is not None and got["tgi"] is not None and got["none"] is not None
+    assert (got["vllm"].generated, got["vllm"].zombie_tokens, got["vllm"].per_abandoned) == \
+        (600, 100, 10.0)
+    assert (got["tgi"].counter, got["tgi"].generated, got["tgi"].zombie_tokens) == \
+        ("tgi_request_generated_tokens.sum", 600, 100)
+    assert got["none"].zombie_tokens is None and "generated-token" in got["none"].missing[0]
+    assert all("reclaim time: not measured" in r.missing[-1] for r in got.values() if r)
+    assert reclaim(vllm, received=500, abandoned=0) is None  # nobody left
