@@ -65,19 +65,28 @@ class Ledger:
                 "image_bytes": self.image_bytes, "image_urls": self.image_urls,
                 "image_formats": dict(sorted(self.image_formats.items())),
                 "image_sizes": dict(sorted(self.image_sizes.items())),
-                "distinct_images": len(self.digests), "audio": self.audio,
+                "digests": sorted(self.digests), "audio": self.audio,
                 "audio_seconds": round(self.audio_seconds, 3), "audio_bytes": self.audio_bytes}
 
 
 def add_ledgers(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two ledgers' sections added up (counts, and the counts in their dicts)."""
+    """Two ledgers' sections added up: counts, the counts in their dicts, and
+    the union of the images' hashes (two workers draw from the same images)."""
     out = dict(a)
     for key, value in b.items():
         if isinstance(value, dict):
             out[key] = dict(Counter(out.get(key, {})) + Counter(value))
+        elif isinstance(value, list):
+            out[key] = sorted(set(out.get(key, [])) | set(value))
         else:
             out[key] = out.get(key, 0) + value
     return out
+
+
+def media_sent(ledger: dict[str, Any]) -> dict[str, Any]:
+    """A ledger as run.json keeps it: the distinct images counted, not listed."""
+    out = {k: v for k, v in ledger.items() if k != "digests"}
+    return {**out, "distinct_images": len(ledger.get("digests", ()))}
 
 
 def plan_ledgers(requests: list[list[PreparedRequest]], names: list[str]

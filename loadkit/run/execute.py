@@ -35,7 +35,7 @@ from loadkit.errors import ExitCode, InputError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
 from loadkit.outputs import REPORTS, write_all
 from loadkit.protocols.kserve_first import first_contact, needs_grpc
-from loadkit.protocols.media import plan_ledgers
+from loadkit.protocols.media import media_sent, plan_ledgers
 from loadkit.protocols.plan import plan_for
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
@@ -288,7 +288,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     # What the requests carried, as their builders counted (a fleet's: its workers').
     ledgers = fleet.media() if fleet else plan_ledgers(plan.requests, plan.scenario_names)
     if ledgers:
-        result = result.model_copy(update={"media": {name: MediaSent(**ledger)
+        result = result.model_copy(update={"media": {name: MediaSent(**media_sent(ledger))
                                                      for name, ledger in ledgers.items()}})
     if options.metrics is not None:
         options.metrics.finish(result)  # final verdicts, before the reports' seconds

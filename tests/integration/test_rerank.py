@@ -103,6 +103,7 @@ def test_rerank_and_vision_in_a_distributed_run(run: RunWorkload) -> None:
     media = result["media"]["look"]
     assert c["sent_bytes"] > 0 and media["images"] == media["requests"] >= \
         result["series"]["latency"]["scenario:look"]["count"]
+    assert media["distinct_images"] == 1  # one variant, drawn by both workers
 
 
 def test_capacity_search_finds_the_rerank_seat_s_saturation(tmp_path: Path) -> None:
