@@ -26,7 +26,8 @@ from typing import Any
 
 from loadkit.engine.adapter import PreparedRequest
 from loadkit.errors import InputError
-from loadkit.workload.media_spec import Audio, Column, Count, Images, Media, PerRequest
+from loadkit.workload.media_datasets import column_values
+from loadkit.workload.media_spec import Audio, Count, Images, Media, PerRequest
 
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 MAX_FILES = 256
@@ -176,7 +177,7 @@ def _images(spec: Images, kind: str, seed: str) -> list[list[Item]]:
     if spec.folder is not None:
         return [[_item(kind, data) for data in _folder(spec.folder)]]
     if spec.dataset is not None:
-        return [[_dataset_item(kind, v, spec.dataset.path) for v in _column(spec.dataset)]]
+        return [[_dataset_item(kind, v, spec.dataset.path) for v in column_values(spec.dataset)]]
     return [[_item(kind, _synthetic(size.pixels, fmt, f"{seed}:{size.size}:{fmt}:{v}"))
              for fmt in spec.formats for v in range(spec.variants)]
             for size in spec.size_list()]
@@ -233,7 +234,7 @@ def _clips(spec: Audio, kind: str, noise: bytes) -> list[Clip]:
     if spec.dataset is not None:
         return [Clip(json.dumps(_audio_part(kind, data, fmt)).encode(), secs, len(data))
                 for data, fmt, secs in (_audio_value(v, spec.dataset.path)
-                                        for v in _column(spec.dataset))]
+                                        for v in column_values(spec.dataset))]
     if spec.format == "wav":
         return []
     lo, hi = (spec.seconds, spec.seconds) if isinstance(spec.seconds, float) \
@@ -263,34 +264,12 @@ def _mp3(pcm16: bytes, rate: int) -> bytes:
     return bytes(enc.encode(pcm16) + enc.flush())
 
 
-def _column(col: Column) -> list[Any]:
-    """The first MAX_FILES values of a JSONL dataset's column."""
-    values = []
-    try:
-        with open(col.path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    raise InputError(f"media dataset {col.path}:{n}: not JSON") from None
-                if isinstance(row, dict) and row.get(col.column) is not None:
-                    values.append(row[col.column])
-                if len(values) == MAX_FILES:
-                    break
-    except OSError as exc:
-        raise InputError(f"media dataset {col.path}: cannot read: {exc.strerror or exc}") \
-            from None
-    if not values:
-        raise InputError(f"media dataset {col.path}: no row has a `{col.column}`")
-    return values
-
-
 def _media_bytes(value: Any, dataset: Path) -> bytes | str:
     """A column value's bytes, or the URL it names (images only)."""
     if isinstance(value, dict):  # a Hugging Face Image/Audio value
-        if value.get("bytes"):
+        if isinstance(value.get("bytes"), bytes):  # from Arrow or Parquet
+            return value["bytes"]
+        if value.get("bytes"):  # from JSON: base64
             value = "data:;base64," + value["bytes"]
         elif value.get("path"):
             value = value["path"]

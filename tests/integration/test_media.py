@@ -196,3 +196,42 @@ def test_a_session_re_sends_its_first_question_s_images(run: RunWorkload) -> Non
     pairs = Counter(tuple(sorted((i.width, i.height, i.bytes) for i in r.images))
                     for r in seen)
     assert sum(n % 3 for n in pairs.values()) == 1  # two sessions may draw one pair
+
+
+@pytest.mark.parametrize("layout", ["parquet", "arrow-folder"])
+def test_media_from_a_hugging_face_dataset_on_disk(run: RunWorkload, tmp_path: Path,
+                                                   layout: str) -> None:
+    """Image and audio columns as Hugging Face `datasets` stores them (Image:
+    a struct of bytes and path; Audio decoded: array and sampling rate), in
+    a Parquet file or a `save_to_disk` folder of Arrow streams."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    def png(w: int, h: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (w, h), (30, 30, 200)).save(out, format="PNG")
+        return out.getvalue()
+
+    table = pa.table({
+        "image": [{"bytes": png(48, 16), "path": None}, {"bytes": png(24, 24), "path": None}],
+        "audio": [{"array": [0.0] * 1600, "sampling_rate": 16000},
+                  {"array": [0.25] * 3200, "sampling_rate": 16000}]})
+    if layout == "parquet":
+        data = tmp_path / "d.parquet"
+        pq.write_table(table, data)
+    else:
+        data = tmp_path / "saved"
+        data.mkdir()
+        with pa.ipc.new_stream(str(data / "data-00000-of-00001.arrow"), table.schema) as w:
+            w.write_table(table)
+    media = {"images": {"dataset": {"path": data.name, "column": "image"}},
+             "audio": {"dataset": {"path": data.name, "column": "audio"}}}
+    with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([chat("look", media)], rate=20, duration=1),
+                         "target": rec.url})
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    assert result["counts"]["errors"] == 0 and len(seen) == result["media"]["look"]["requests"]
+    assert {(i.width, i.height) for r in seen for i in r.images} == {(48, 16), (24, 24)}
+    assert {round(a.seconds, 3) for r in seen for a in r.audio} == {0.1, 0.2}
