@@ -19,6 +19,9 @@ One JSON object per line:
   arrivals scheduled by (phase, tenant), token sources, new error examples
   and new telemetry points. Deltas, so a line is O(keys that moved), and
   summing the lines gives the totals.
+- `{"t": "note", "at_s", "text"}` an operator's note from the live view
+  (`--ui`), as it is taken (from the view's server thread: one os.write of
+  one line, which O_APPEND keeps whole beside the recorder's).
 - `{"t": "end", ...}` once the schedule and its drain are over.
 
 Costs on the event loop, per interval: one pass over the recorder's counters

@@ -250,6 +250,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                       "version": __version__},
                 planned_s=plan.total_s, lateness_bound_s=w.lateness_bound)
         if options.live_view is not None:  # after the exporter: it reads the same figures
+            options.live_view.on_note = lambda note: journal.append({"t": "note", **note})
             options.live_view.attach(
                 recorder, phases=Phases(phases), phase_info=phases, objectives=objectives,
                 judge=judge, strict=options.strict,

@@ -79,6 +79,8 @@ class LiveView:
         self._start_ns = 0
         self._stop: Callable[[], None] | None = None
         self._notes_from = 0
+        # Each note as it is taken, to the run's journal (a killed run keeps it).
+        self.on_note: Callable[[dict[str, Any]], None] | None = None
         self._page = render_live_page().encode()
         handler = type("Handler", (_Handler,), {"view": self, "token": token})
         self._served = Served(
@@ -214,6 +216,8 @@ class LiveView:
             note = {"at_s": round((time.monotonic_ns() - self._start_ns) / 1e9, 3), "text": text}
             self.notes.append(note)
             self._bump("notes")
+        if self.on_note is not None:
+            self.on_note(note)
         return 201, note
 
     def snapshot(self) -> dict[str, Any]:

@@ -41,7 +41,15 @@ from loadkit.record.journal import (
     parse_lines,
 )
 from loadkit.record.recorder import MAX_EXAMPLES, Interval, Recorder, SeriesKey
-from loadkit.result.model import Incomplete, PhaseInfo, RunResult, SeriesTag, Telemetry, safe_part
+from loadkit.result.model import (
+    Incomplete,
+    Note,
+    PhaseInfo,
+    RunResult,
+    SeriesTag,
+    Telemetry,
+    safe_part,
+)
 from loadkit.run.assemble import RunFacts, assemble
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
@@ -77,6 +85,7 @@ class Rebuild:
         self.recorder = Recorder(start_ns=0)
         self.scheduled: Counter = Counter()  # (phase, tenant)
         self.ended: dict[str, Any] | None = None  # the journal's end line
+        self.notes: list[Note] = []
         self.damaged: str | None = None  # why reading stopped before the end of the journal
         self.last_wall: float | None = None
         self._records: deque[dict] = deque()  # interval lines waiting for their histograms
@@ -143,6 +152,8 @@ class Rebuild:
                 self._records.append(record)
             elif kind == "end":
                 self.ended = record
+            elif kind == "note":  # an operator's note from the live view
+                self.notes.append(Note(at_s=record["at_s"], text=record["text"]))
 
     def _match(self) -> int:
         """Apply the waiting intervals whose histograms the hlog holds,
@@ -293,7 +304,7 @@ class Rebuild:
             + sum(recorder.dropped.values())
         finished = dt.datetime.fromtimestamp(self.last_wall, dt.UTC) if self.last_wall \
             else dt.datetime.now(dt.UTC)
-        return assemble(
+        result = assemble(
             RunFacts.model_validate(h), finished_at=finished.isoformat(timespec="seconds"),
             recorder=recorder, scheduled=self.scheduled,
             unfinished=max(0, sum(self.scheduled.values()) - settled),
@@ -308,6 +319,7 @@ class Rebuild:
             ended_s=recorded_s,
             incomplete=self._incomplete(in_progress, recorded_s,
                                         sum(p.duration_s for p in phases)))
+        return result.model_copy(update={"notes": list(self.notes)}) if self.notes else result
 
     def _incomplete(self, in_progress: bool, recorded_s: float, planned_s: float) -> Incomplete:
         at = f"{round(recorded_s, 1):g} s of {round(planned_s, 1):g} s"

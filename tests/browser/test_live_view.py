@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from loadkit.run.recover import rebuild
 from support.chromium import ARTIFACTS, browser  # noqa: F401 (fixture)
 
 if TYPE_CHECKING:  # imported where used: without playwright the tests skip
@@ -167,6 +168,11 @@ def test_the_page_follows_the_run_offline_and_keeps_a_note(
     assert run.wait() in (0, 1), "".join(run.stderr)
     result = json.loads((run.out / "run.json").read_text())
     assert [n["text"] for n in result["notes"]] == [PAYLOAD]
+    # Journalled as it was taken: a run killed after it keeps it when rebuilt.
+    journalled = [r for r in map(json.loads, (run.out / "journal.jsonl").read_text()
+                                 .splitlines()) if r["t"] == "note"]
+    assert journalled == [{"t": "note", **result["notes"][0]}]
+    assert [n.text for n in rebuild(run.out).notes] == [PAYLOAD]
     origin = run.url.rstrip("/")
     assert all(u.startswith(origin + "/") for u in seen["requests"]), seen["requests"]
     assert seen["errors"] == [] and seen["dialogs"] == []
