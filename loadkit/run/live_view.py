@@ -14,7 +14,9 @@ Ctrl-C path: partial results, exit 3) and `POST /note` (text stamped at the
 run's time, kept in run.json's `notes`). The token rule is the other served
 endpoints' (served.py): loopback without one; any other address needs it,
 as a bearer token or `?token=` (an EventSource cannot send headers); a
-wrong one gets 401 and nothing else. The POSTs also need the header
+wrong one gets 401 and nothing else. Without a token, a request must name a
+loopback host (`Host`), so a site that rebinds its name to 127.0.0.1 gets
+403, not the run. The POSTs also need the header
 `X-Loadkit-UI` (a cross-site form cannot send it), so another page in the
 same browser cannot stop a run on loopback.
 """
@@ -280,6 +282,12 @@ class _Cursor:
     closed: int = 0
 
 
+def _loopback_name(host: str) -> bool:
+    """A Host header naming loopback: 127.x.y.z, ::1 or localhost (any port)."""
+    name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
 def _event(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -298,6 +306,12 @@ class _Handler(QuietHandler):
     def _route(self) -> tuple[str, dict[str, list[str]]] | None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
+        if not self.token and not _loopback_name(self.headers.get("Host") or ""):
+            # No token (loopback): a page of another site that rebinds its
+            # name to 127.0.0.1 would be same-origin; its Host header says so.
+            self.send(403, b"this page answers to its loopback address only\n",
+                      "text/plain; charset=utf-8")
+            return None
         if not self._allowed(query):
             self.send(401, b"missing or wrong token\n", "text/plain; charset=utf-8",
                       {"WWW-Authenticate": 'Bearer realm="loadkit"'})

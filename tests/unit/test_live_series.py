@@ -128,6 +128,20 @@ def test_a_wrong_token_gets_401_and_no_data() -> None:
         view.close()
 
 
+def test_without_a_token_only_loopback_names_are_answered() -> None:
+    """DNS rebinding: a site's page whose name now points at 127.0.0.1 sends
+    its own name as Host; the view answers loopback names only."""
+    view = LiveView().start()
+    port = view.url.rstrip("/").rsplit(":", 1)[1]
+    try:
+        for host in (f"evil.example:{port}", "evil.example", f"10.0.0.1:{port}"):
+            assert _get(view.url + "state.json", {"Host": host})[0] == 403, host
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+            assert _get(view.url + "state.json", {"Host": host})[0] == 200, host
+    finally:
+        view.close()
+
+
 def test_controls_need_their_header_and_a_running_run() -> None:
     view = LiveView().start()
     stops: list[int] = []
