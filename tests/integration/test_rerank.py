@@ -106,6 +106,7 @@ def test_rerank_and_vision_in_a_distributed_run(run: RunWorkload) -> None:
     assert media["distinct_images"] == 1  # one variant, drawn by both workers
 
 
+@pytest.mark.timing  # a generator behind its schedule would end the search (exit 3)
 def test_capacity_search_finds_the_rerank_seat_s_saturation(tmp_path: Path) -> None:
     """One batch seat, 40 documents of 8 words a request: 30.6 ms a request,
     so 32.7 req/s saturate it; `loadkit capacity` finds that within 10%."""
