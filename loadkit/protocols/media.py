@@ -3,11 +3,12 @@
 Synthetic images are seeded smooth colour fields (a small random grid scaled
 up, so their encoded size is that of a photograph's, not of noise), made
 with Pillow in each declared size and format, `variants` of each; a folder's
-files are read once; URLs are sent for the server to fetch. Audio is seeded
-noise as mono 16-bit WAV, cut per request to its drawn length. Every part is
-serialised once, before the clock starts (encoding a megapixel PNG takes
-tens of milliseconds, which the load path must never pay); a request joins
-the parts it drew. The ledger counts what was sent, never the bytes
+files or a dataset's column are read once; URLs are sent for the server to
+fetch. Audio is seeded mono 16-bit noise, `clips` lengths spread over the
+declared seconds (a request takes the nearest to its draw) as WAV or MP3,
+or a dataset's clips. Every part is serialised once, before the clock starts
+(encoding a megapixel PNG takes tens of milliseconds, which the load path
+must never pay); a request joins the parts it drew. The ledger counts what was sent, never the bytes
 themselves: results hold counts, sizes, formats and hashes only.
 """
 
@@ -116,9 +117,8 @@ class MediaParts:
         self._image_count = spec.images.per_request if spec.images else 0
         self._weights = ([s.weight for s in spec.images.size_list()] if spec.images else [])
         self._audio = spec.audio
-        self._noise = _noise(spec.audio, seed) if spec.audio and not spec.audio.dataset else b""
-        # Audio made before the run: a dataset's clips, or MP3 clips of set lengths.
-        self._clips = _clips(spec.audio, kind, self._noise) if spec.audio else []
+        noise = _noise(spec.audio, seed) if spec.audio and not spec.audio.dataset else b""
+        self._clips = _clips(spec.audio, kind, noise) if spec.audio else []
 
     def __call__(self) -> bytes:
         rng, ledger, out = self._rng, self.ledger, []
@@ -138,19 +138,13 @@ class MediaParts:
             for _ in range(_draw(a.per_request, rng)):
                 seconds = a.seconds if isinstance(a.seconds, float) else \
                     rng.uniform(a.seconds.min, a.seconds.max)
-                if self._clips:  # made before the run: the dataset's, or MP3 lengths
-                    clip = self._clips[rng.randrange(len(self._clips))] if a.dataset else \
-                        min(self._clips, key=lambda c: abs(c.seconds - seconds))
-                    part, seconds, nbytes = clip.part, clip.seconds, clip.nbytes
-                else:  # WAV: cut from the noise, per request (cheap)
-                    wav = _wav(self._noise, a.rate, seconds)
-                    part, nbytes = json.dumps(_audio_part(self.kind, wav, "wav")).encode(), \
-                        len(wav)
-                    seconds = round(seconds * a.rate) / a.rate
-                out.append(part)
+                # Made before the run: the dataset's clips, or the nearest length.
+                clip = self._clips[rng.randrange(len(self._clips))] if a.dataset else \
+                    min(self._clips, key=lambda c: abs(c.seconds - seconds))
+                out.append(clip.part)
                 ledger.audio += 1
-                ledger.audio_seconds += seconds
-                ledger.audio_bytes += nbytes
+                ledger.audio_seconds += clip.seconds
+                ledger.audio_bytes += clip.nbytes
         return b"".join(b", " + p for p in out)
 
     def _pick(self, rng: random.Random) -> Item:
@@ -229,14 +223,12 @@ class Clip:
 
 
 def _clips(spec: Audio, kind: str, noise: bytes) -> list[Clip]:
-    """Audio serialised before the run: a dataset's clips, or MP3 clips of
-    `clips` lengths spread over `seconds` (WAV is cut per request: [])."""
+    """Audio serialised before the run: a dataset's clips, or `clips` clips
+    (WAV or MP3) of lengths spread evenly over `seconds` (one for one length)."""
     if spec.dataset is not None:
         return [Clip(json.dumps(_audio_part(kind, data, fmt)).encode(), secs, len(data))
                 for data, fmt, secs in (_audio_value(v, spec.dataset.path)
                                         for v in column_values(spec.dataset))]
-    if spec.format == "wav":
-        return []
     lo, hi = (spec.seconds, spec.seconds) if isinstance(spec.seconds, float) \
         else (spec.seconds.min, spec.seconds.max)
     n = 1 if lo == hi else spec.clips
@@ -244,9 +236,10 @@ def _clips(spec: Audio, kind: str, noise: bytes) -> list[Clip]:
     for i in range(n):
         seconds = lo + (hi - lo) * i / max(n - 1, 1)
         samples = noise[:2 * round(seconds * spec.rate)]
-        mp3 = _mp3(samples, spec.rate)
-        out.append(Clip(json.dumps(_audio_part(kind, mp3, "mp3")).encode(),
-                        len(samples) / 2 / spec.rate, len(mp3)))
+        data = _mp3(samples, spec.rate) if spec.format == "mp3" else \
+            _wav(samples, spec.rate, len(samples) / 2 / spec.rate)
+        out.append(Clip(json.dumps(_audio_part(kind, data, spec.format)).encode(),
+                        len(samples) / 2 / spec.rate, len(data)))
     return out
 
 

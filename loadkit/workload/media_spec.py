@@ -119,8 +119,8 @@ class Audio(Strict):
     per_request: PerRequest = 1
     seconds: Annotated[Seconds, Field(gt=0, le=600)] | Span = 5.0  # or {min, max}: uniform
     rate: int = Field(default=16_000, ge=8_000, le=48_000)  # samples per second (mono PCM16)
-    # mp3: encoded with lameenc (`pip install 'loadkit[media]'`), `clips` lengths
-    # made before the run across `seconds`, each request's length the nearest.
+    # `clips` lengths made before the run across `seconds`, each request's the
+    # nearest to its draw; mp3 is encoded with lameenc (`pip install 'loadkit[media]'`).
     format: Literal["wav", "mp3"] = "wav"
     clips: int = Field(default=8, ge=1, le=256)
     dataset: Column | None = None  # a JSONL dataset's audio column instead
