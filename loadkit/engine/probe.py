@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from loadkit.arrivals.schedule import sample_tokens
 from loadkit.engine.answer import STREAM_CUT
-from loadkit.engine.runner import Plan, exchange
+from loadkit.engine.exchange import exchange
+from loadkit.engine.runner import Plan
 from loadkit.engine.transports import Transport, open_transport
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
