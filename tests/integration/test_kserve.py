@@ -108,6 +108,7 @@ def test_two_workers_carry_a_kserve_run(run: RunWorkload, transport: str) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # a generator behind its schedule ends a search (exit 3)
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 def test_capacity_search_over_kserve(tmp_path: Path, transport: str) -> None:
     w = {**spec(transport, duration="2s"), "arrival": {"process": "constant", "rate": 10},
