@@ -27,7 +27,7 @@ from .dialect import ErrorShape
 from .injector import HEALTHY, Fate
 from .metrics import ns
 from .responses import rejected, unavailable
-from .serving import Replica
+from .serving import DEAD, LOADING, Replica, ReplicaLost
 
 
 class Admission:
@@ -107,3 +107,30 @@ def admission(ctx: SimContext, request: web.Request, t0: float, output_tokens: i
         yield Admission(ctx, rep, fate, t0)
     finally:
         dep.leave(ctx.loop.time())
+
+
+async def fixed_work(ctx: SimContext, admitted: Admission, seconds: float,
+                     t0: float) -> float | None:
+    """`seconds` of work without a batch seat (embeddings, the KServe tensor
+    model): after any model load, scaled by the request's fate and its
+    replica's timeline, counted among the running sequences while it lasts.
+    The loop time it was done; None when its replica died or a fault cut it."""
+    loop, dep, rep, fate = ctx.loop, ctx.deployment, admitted.replica, admitted.fate
+    loading = rep.state == LOADING
+    try:
+        await dep.until_loaded(rep)  # no batch seat: only a cold start holds it
+    except ReplicaLost:
+        return None
+    start = loop.time() if loading else t0
+    admitted.seated(start)  # a wait for a load is queue time
+    work = seconds * fate.slowdown * ctx.timeline.speed_factor(rep.index, start)
+    work += ctx.timeline.delay(rep.index, start)
+    done = ctx.timeline.advance(rep.index, start, work)
+    dep.extra_running += 1
+    try:
+        await sleep_until(loop, done)
+    finally:
+        dep.extra_running -= 1
+    if fate.cut_at >= 0 or rep.state == DEAD:
+        return None
+    return done

@@ -25,11 +25,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .admission import Admission, admission, arrival
-from .context import SimContext, sleep_until
+from .admission import Admission, admission, arrival, fixed_work
+from .context import SimContext
 from .openai_wire import RequestError, approx_tokens
 from .responses import bad_request, dropped, json_answer, version_headers
-from .serving import DEAD, LOADING, ReplicaLost
 
 _MAX_INPUTS = 2048  # OpenAI's limit on inputs per request
 
@@ -43,7 +42,7 @@ class EmbeddingRequest:
 
 
 async def embeddings(ctx: SimContext, request: web.Request) -> web.StreamResponse:
-    loop, cfg, dep = ctx.loop, ctx.config, ctx.deployment
+    cfg = ctx.config
     t0 = await arrival(ctx)
     try:
         req = parse_embedding_request(await request.read(), cfg.embedding_dim)
@@ -52,24 +51,11 @@ async def embeddings(ctx: SimContext, request: web.Request) -> web.StreamRespons
     with admission(ctx, request, t0, 1) as admitted:
         if not isinstance(admitted, Admission):
             return admitted
-        rep, fate = admitted.replica, admitted.fate
-        loading = rep.state == LOADING
-        try:
-            await dep.until_loaded(rep)  # no batch seat: only a cold start holds it
-        except ReplicaLost:
-            return dropped(request)
-        start = loop.time() if loading else t0
-        admitted.seated(start)  # a wait for a load is queue time
-        work = (cfg.embedding_ms + cfg.embedding_ms_per_token * req.tokens) / 1000.0
-        work *= fate.slowdown * ctx.timeline.speed_factor(rep.index, start)
-        work += ctx.timeline.delay(rep.index, start)
-        done = ctx.timeline.advance(rep.index, start, work)
-        dep.extra_running += 1
-        try:
-            await sleep_until(loop, done)
-        finally:
-            dep.extra_running -= 1
-        if fate.cut_at >= 0 or rep.state == DEAD:
+        fate = admitted.fate
+        done = await fixed_work(
+            ctx, admitted, (cfg.embedding_ms + cfg.embedding_ms_per_token * req.tokens) / 1000.0,
+            t0)
+        if done is None:
             return dropped(request)
         seed = f"{cfg.seed}:b" if fate.wrong_content else str(cfg.seed)
         body = embedding_response(req, seed, cfg.model)

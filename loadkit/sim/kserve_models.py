@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import SimContext, sleep_until
-from .serving import COLD, DEAD, READY, ReplicaLost
+from .admission import Admission, fixed_work
+from .context import SimContext
+from .serving import COLD, READY
 
 LLM_INPUTS = (("text_input", "BYTES", [1]), ("max_tokens", "INT32", [1]),
               ("stream", "BOOL", [1]))
@@ -83,28 +84,15 @@ def check_tensor_inputs(inputs: list[tuple[str, str, list[int]]]) -> None:
         raise KServeError(f"expected one input INPUT0 FP32 of two dimensions, got {got}")
 
 
-async def tensor_work(ctx: SimContext, admitted: Any, nbytes: int, t0: float) -> float | None:
-    """The tensor model's work for an admitted request (``admission.Admission``);
-    the loop time it was done, or None when its replica died or a fault cut it."""
-    loop, cfg, dep = ctx.loop, ctx.config, ctx.deployment
-    rep, fate = admitted.replica, admitted.fate
-    loading = rep.state != READY
-    try:
-        await dep.until_loaded(rep)  # no batch seat: only a cold start holds it
-    except ReplicaLost:
-        return None
-    start = loop.time() if loading else t0
-    admitted.seated(start)  # a wait for a load is queue time
-    work = (cfg.kserve_infer_ms + cfg.kserve_infer_ms_per_mb * nbytes / MB) / 1000.0
-    work *= fate.slowdown * ctx.timeline.speed_factor(rep.index, start)
-    work += ctx.timeline.delay(rep.index, start)
-    done = ctx.timeline.advance(rep.index, start, work)
-    dep.extra_running += 1
-    try:
-        await sleep_until(loop, done)
-    finally:
-        dep.extra_running -= 1
-    if fate.cut_at >= 0 or rep.state == DEAD:
-        return None
-    admitted.answered(done)
+async def tensor_work(ctx: SimContext, admitted: Admission, nbytes: int,
+                      t0: float) -> float | None:
+    """The tensor model's work for an admitted request: `kserve_infer_ms` and
+    `kserve_infer_ms_per_mb` of input; the loop time it was done, or None when
+    its replica died or a fault cut it."""
+    cfg = ctx.config
+    done = await fixed_work(
+        ctx, admitted, (cfg.kserve_infer_ms + cfg.kserve_infer_ms_per_mb * nbytes / MB) / 1000.0,
+        t0)
+    if done is not None:
+        admitted.answered(done)
     return done

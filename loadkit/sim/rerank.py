@@ -52,7 +52,7 @@ from aiohttp import web
 from . import openai_wire as wire
 from .admission import Admission, admission, arrival
 from .context import SimContext, sleep_until
-from .dialect import ErrorShape, RequestError
+from .dialect import ErrorShape, RequestError, load_object
 from .responses import bad_request, cut, dropped, json_answer, version_headers
 from .serving import ReplicaLost
 from .vocab import text_tokens
@@ -143,12 +143,7 @@ async def _serve(ctx: SimContext, request: web.Request, route: str) -> web.Strea
 def parse(raw: bytes, route: str) -> RankRequest:
     """Validate a body for ``route`` (a ``/rerank`` body with ``texts`` is
     TEI's); raise :class:`RequestError` on client errors."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise RequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise RequestError("request body must be a JSON object")
+    body = load_object(raw)
     if route == SCORE:
         return _score_request(body)
     if route == VLLM and "texts" in body and "documents" not in body:

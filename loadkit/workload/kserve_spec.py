@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from loadkit.workload.scenarios import Abandon, Tokens, _Scenario
-from loadkit.workload.units import Strict
+from loadkit.workload.units import Strict, ordered
 
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
              "INT64", "FP16", "FP32", "FP64", "BYTES")
@@ -43,9 +43,7 @@ class RandomData(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> RandomData:
-        if self.dist == "uniform" and self.max < self.min:
-            raise ValueError("max must be >= min")
-        return self
+        return ordered(self) if self.dist == "uniform" else self
 
 
 class PromptData(Strict):

@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from loadkit.workload.units import Seconds, Strict
+from loadkit.workload.units import Seconds, Strict, ordered
 
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 MAX_SIDE = 8192
@@ -56,9 +56,7 @@ class Count(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> Count:
-        if self.max < self.min:
-            raise ValueError("max must be >= min")
-        return self
+        return ordered(self)
 
 
 PerRequest = Annotated[int, Field(ge=0, le=64)] | Count
@@ -110,9 +108,7 @@ class Span(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> Span:
-        if self.max < self.min:
-            raise ValueError("max must be >= min")
-        return self
+        return ordered(self)
 
 
 class Audio(Strict):

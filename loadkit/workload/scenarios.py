@@ -9,12 +9,12 @@ model returning sensible output"; a failed one is a `check_failed` error.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from loadkit.workload.media_spec import Media
-from loadkit.workload.units import Seconds, Strict
+from loadkit.workload.units import Seconds, Strict, ordered
 
 MAX_TOKENS = 10_000_000
 
@@ -31,7 +31,7 @@ class Uniform(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> Uniform:
-        return _ordered(self)
+        return ordered(self)
 
 
 class Normal(Strict):
@@ -43,7 +43,7 @@ class Normal(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> Normal:
-        return _ordered(self)
+        return ordered(self)
 
 
 class LogNormal(Strict):
@@ -57,16 +57,7 @@ class LogNormal(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> LogNormal:
-        return _ordered(self)
-
-
-_T = TypeVar("_T", bound=Any)
-
-
-def _ordered(d: _T) -> _T:
-    if d.max < d.min:
-        raise ValueError("max must be >= min")
-    return d
+        return ordered(self)
 
 
 Distribution = Annotated[Fixed | Uniform | Normal | LogNormal,
@@ -145,9 +136,7 @@ class ThinkTime(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> ThinkTime:
-        if self.max < self.min:
-            raise ValueError("max must be >= min")
-        return self
+        return ordered(self)
 
 
 class ExponentialWait(Strict):

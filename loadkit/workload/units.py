@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -56,3 +56,12 @@ class Strict(BaseModel):
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]
+
+_T = TypeVar("_T", bound=Any)
+
+
+def ordered(spec: _T) -> _T:
+    """A `{min, max}` spec's check (its model validator): max is not below min."""
+    if spec.max < spec.min:
+        raise ValueError("max must be >= min")
+    return spec

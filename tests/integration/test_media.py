@@ -30,6 +30,15 @@ def chat(name: str, media: dict, kind: str = "openai-chat", **extra: Any) -> dic
             **extra}
 
 
+def png(w: int, h: int) -> bytes:
+    """A plain w x h PNG, as a dataset would hold one."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 30, 30)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def workload(scenarios: list[dict], rate: float = 6, duration: float = 3) -> dict[str, Any]:
     return {"name": "vision", "duration": duration, "warmup": 0,
             "arrival": {"process": "constant", "rate": rate}, "scenarios": scenarios,
@@ -129,13 +138,6 @@ def test_media_from_a_dataset_s_columns(run: RunWorkload, tmp_path: Path) -> Non
     """A JSONL dataset's image column (a file path, a data URL, a Hugging Face
     `{bytes}` value) and audio column (a WAV file, a decoded Hugging Face
     `{array, sampling_rate}`): the server sees those very images and clips."""
-    from PIL import Image
-
-    def png(w: int, h: int) -> bytes:
-        out = io.BytesIO()
-        Image.new("RGB", (w, h), (200, 30, 30)).save(out, format="PNG")
-        return out.getvalue()
-
     (tmp_path / "a.png").write_bytes(png(40, 20))
     wav = io.BytesIO()
     with wave.open(wav, "wb") as w:
@@ -206,13 +208,6 @@ def test_media_from_a_hugging_face_dataset_on_disk(run: RunWorkload, tmp_path: P
     a Parquet file or a `save_to_disk` folder of Arrow streams."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from PIL import Image
-
-    def png(w: int, h: int) -> bytes:
-        out = io.BytesIO()
-        Image.new("RGB", (w, h), (30, 30, 200)).save(out, format="PNG")
-        return out.getvalue()
-
     table = pa.table({
         "image": [{"bytes": png(48, 16), "path": None}, {"bytes": png(24, 24), "path": None}],
         "audio": [{"array": [0.0] * 1600, "sampling_rate": 16000},
