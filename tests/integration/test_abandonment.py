@@ -103,6 +103,7 @@ def test_clients_that_never_leave_change_nothing(run: RunWorkload) -> None:
     assert never["reclaim"] is None
 
 
+@pytest.mark.timing  # the gaps between the proxy's arrivals are timings
 def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -> None:
     """Patience 5 ms against a TTFT of 40 ms: every try leaves, and each first
     try comes back once, 50 ms after leaving, with the very bytes it sent
