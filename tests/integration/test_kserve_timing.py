@@ -1,8 +1,9 @@
 """KServe v2 over gRPC against HTTP, on a loopback server that stamps its own
 receive and send times the same way on both (tests/grpc_stamp_server.py):
-what loadkit adds on gRPC is what it adds on HTTP, within 1 ms at p50 and
-p99, and a gRPC ModelStreamInfer stream gives TTFT and ITL as an SSE stream
-does, each against the server's own stamps. One run carries all four
+what loadkit adds on each transport is no more than what the library's own
+plain client adds there (grpcio's stub, http.client), and a gRPC
+ModelStreamInfer stream gives TTFT and ITL as an SSE stream does, each
+against the server's own stamps. One run carries all four
 scenarios, so both transports see the same load at the same moments."""
 
 from __future__ import annotations
@@ -78,7 +79,53 @@ def stamped(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], d
         execute(load_workload(path), RunOptions(out_dir=out, reports=REPORTS - {"html"},
                                                 quiet_gc=True))
         stamps = fetch(url + "/stamps")
+        stamps["reference"] = _reference(url, address, {k: len(v) for k, v in stamps.items()})
     return json.loads((out / "run.json").read_text()), stamps
+
+
+REFERENCE_N, REFERENCE_RATE = 150, 15.0
+
+
+def _reference(url: str, address: str, seen: dict[str, int]) -> dict[str, list[float]]:
+    """The libraries' own plain clients on the same server after the run, the
+    way the HTTP measurement test runs curl: grpcio's synchronous stub and the
+    standard library's http.client, one call each in turn at the scenarios'
+    rate. Returns what each added over the server's own time, in ms."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    req = pb.ModelInferRequest(model_name="stamp")
+    req.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 256])
+    req.raw_input_contents.append(bytes(1024))
+    body = req.SerializeToString()
+    doc = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 256],
+                                  "data": [0.0] * 256}]})
+    parts = urlsplit(url)
+    lat: dict[str, list[float]] = {"grpc": [], "http": []}
+    with grpc.insecure_channel(address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port)
+        due = time.monotonic()
+        for _ in range(REFERENCE_N):
+            for transport in ("grpc", "http"):
+                due += 1 / (2 * REFERENCE_RATE)
+                time.sleep(max(0.0, due - time.monotonic()))
+                t = time.monotonic()
+                if transport == "grpc":
+                    infer(body)
+                else:
+                    conn.request("POST", "/v2/models/stamp/infer", doc,
+                                 {"Content-Type": "application/json"})
+                    conn.getresponse().read()
+                lat[transport].append((time.monotonic() - t) * 1000)
+        conn.close()
+    log = fetch(url + "/stamps")
+    return {t: [x - (b - a) * 1000 for x, (a, b) in zip(lat[t], log[t][seen[t]:], strict=True)]
+            for t in lat}
 
 
 def _measured(stamps: list, result: dict[str, Any], scenario: str) -> list:
@@ -91,12 +138,18 @@ def _measured(stamps: list, result: dict[str, Any], scenario: str) -> list:
 # completion-queue poller thread, then to the event loop (three thread
 # wake-ups against the HTTP path's one), and the stamping server's grpc.aio
 # pays the same on its side; docs/kserve.md gives the measured gap.
+ADDED_BOUND_MS = {0.50: 0.5, 0.99: 1.0}  # loadkit's own, over the library's plain client
+
+
 @pytest.mark.slow
 @pytest.mark.timing
-def test_grpc_adds_little_more_than_http(stamped: tuple[dict, dict]) -> None:
-    """The issue's bar (within 1 ms at p50 and p99) is not met: the bounds
-    asserted are what grpc.aio's hand-offs allow here, 2 ms at p50 and 10 ms
-    at p99 (docs/kserve.md), so a regression beyond them still fails."""
+def test_grpc_adds_no_more_than_grpcio_itself(stamped: tuple[dict, dict]) -> None:
+    """On each transport, loadkit adds no more than the library's own plain
+    client on the same server (grpcio's stub; http.client), within
+    ADDED_BOUND_MS. The issue's bar, gRPC within 1 ms of HTTP, is grpcio's
+    to meet: its plain client is ~1 ms slower than http.client at p50 here,
+    as loadkit's gRPC path is than its HTTP path; the gap asserted is 2 ms at
+    p50 and 10 ms at p99 (docs/kserve.md)."""
     result, stamps = stamped
     assert result["counts"]["errors"] == 0
     added = {}
@@ -106,10 +159,16 @@ def test_grpc_adds_little_more_than_http(stamped: tuple[dict, dict]) -> None:
         own = [(b - a) * 1000 for a, b in log]
         for q, key in ((0.50, "p50"), (0.99, "p99")):
             added[(transport, key)] = series[key] - exact_percentile(own, q)
+            added[(f"{transport} plain", key)] = exact_percentile(
+                stamps["reference"][transport], q)
     print("added latency (ms):", {f"{t} {k}": round(v, 3) for (t, k), v in added.items()})
+    for q, key in ((0.50, "p50"), (0.99, "p99")):
+        for transport in ("http", "grpc"):
+            assert added[(transport, key)] >= 0, (key, added)
+            assert added[(transport, key)] - added[(f"{transport} plain", key)] \
+                <= ADDED_BOUND_MS[q], (transport, key, added)
     for key, bound in (("p50", 2.0), ("p99", 10.0)):
         assert abs(added[("grpc", key)] - added[("http", key)]) <= bound, (key, added)
-        assert added[("grpc", key)] >= 0 and added[("http", key)] >= 0
 
 
 @pytest.mark.slow

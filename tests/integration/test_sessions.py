@@ -137,10 +137,13 @@ def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(
         if len(entries) == 1:
             continue
         t0 = entries[0]["t"]
+        # The first turn reached the server at most its own latency after its
+        # send (a stall of 33 ms once, beside a busy worker): that is the slack.
+        slack = result["series"]["latency"]["all"]["max"] / 1000
         for i, ((_, offset, prompt, output), entry) in enumerate(zip(session, entries)):
             body = entry["body"]
             assert body["max_tokens"] == output
             assert len(body["messages"]) == 2 * i + 1  # the history of the turns before
             assert len(body["messages"][-1]["content"].split()) == prompt + 1  # "N:" + words
             # At its offset (the first turn's own send-to-arrival aside), never before.
-            assert entry["t"] - t0 >= offset - session[0][1] - 0.005, (i, entry["t"] - t0)
+            assert entry["t"] - t0 >= offset - session[0][1] - slack, (i, entry["t"] - t0, slack)
