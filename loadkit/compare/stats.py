@@ -27,7 +27,14 @@ from collections.abc import Iterable, Mapping
 
 from loadkit.compare.model import Decision, Row
 from loadkit.errors import InputError
-from loadkit.record.histogram import DamagedHistogram, HdrHistogram, decode, merged, percentile_us
+from loadkit.record.histogram import (
+    DamagedHistogram,
+    HdrHistogram,
+    decode,
+    merged,
+    percentile_us,
+    recorded_us,
+)
 from loadkit.result.model import ALL, RunResult, Scope, SeriesTag
 from loadkit.slo.confidence import percentile_interval
 from loadkit.slo.evaluate import samples_needed
@@ -99,9 +106,8 @@ def mann_whitney(a: HdrHistogram, b: HdrHistogram) -> tuple[float, float]:
     """(z, two-sided p) of 'b tends to be larger than a'; values in a bucket tie."""
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for i, h in enumerate((a, b)):
-        for item in h.get_recorded_iterator():
-            counts[h.get_lowest_equivalent_value(item.value_iterated_to)][i] += \
-                item.count_at_value_iterated_to
+        for value, count in zip(*recorded_us(h), strict=True):
+            counts[h.get_lowest_equivalent_value(value)][i] += count
     n_a, n_b = a.get_total_count(), b.get_total_count()
     n = n_a + n_b
     rank_sum_b, below, ties = 0.0, 0, 0.0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from loadkit.outputs.decimate import as_array
-from loadkit.record.histogram import decode, new_histogram, percentiles_us
+from loadkit.record.histogram import decode, new_histogram, percentiles_us, recorded_us
 from loadkit.result.model import Figures, RunResult, SeriesTag, TelemetrySeries, safe_part
 
 if TYPE_CHECKING:
@@ -55,10 +55,7 @@ def spectrum(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
 
 def distribution(h: HdrHistogram, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """(bin edges in ms, share of samples %) over log-spaced bins."""
-    values, counts = [], []
-    for item in h.get_recorded_iterator():
-        values.append(item.value_iterated_to)
-        counts.append(item.count_at_value_iterated_to)
+    values, counts = recorded_us(h)
     v = np.array(values, dtype=float) / 1000.0
     lo, hi = max(v.min(), 1e-3), max(v.max(), v.min() * 1.01, 2e-3)
     edges = np.geomspace(lo, hi * 1.0001, bins + 1)

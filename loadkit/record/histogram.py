@@ -17,7 +17,8 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = ["DamagedHistogram", "HdrHistogram", "add_into", "bucket_counts", "count_above", "decode",
            "encode", "merged",
-           "new_histogram", "percentile_us", "percentiles_us", "record_us", "summary_ms"]
+           "new_histogram", "percentile_us", "percentiles_us", "record_us", "recorded_us",
+           "summary_ms"]
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
@@ -122,6 +123,18 @@ def summary_ms(h: HdrHistogram) -> dict[str, float | int]:
     out["max"] = h.get_max_value() / 1000.0
     out["mean"] = round(mean_us(h) / 1000.0, 3)
     return out
+
+
+def recorded_us(h: HdrHistogram) -> tuple[list[int], list[int]]:
+    """(each recorded bucket's highest equivalent value, its count), as
+    hdrh's recorded iterator gives them, from the non-zero counts alone: the
+    iterator walks every bucket up to the maximum in Python (0.1 s for one
+    token-timing histogram)."""
+    counts = np.ctypeslib.as_array(h.counts)[:h.counts_len]
+    nonzero = np.flatnonzero(counts).tolist()
+    highest = h.get_highest_equivalent_value
+    return ([highest(h.get_value_from_index(i)) for i in nonzero],
+            counts[nonzero].astype(np.int64).tolist())
 
 
 def mean_us(h: HdrHistogram) -> float:

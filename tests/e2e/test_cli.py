@@ -99,6 +99,7 @@ def test_pass_writes_every_output(tmp_path: Path) -> None:
     assert step_summary.read_text() == "earlier step\n" + (out / "summary.md").read_text() + "\n"
 
 
+@pytest.mark.slow
 def test_outputs_writes_only_the_reports_asked_for(tmp_path: Path) -> None:
     """CI users skip the HTML: run.json, the journal and the hlog stay (the
     result and its recovery), `loadkit report` renders the rest later."""

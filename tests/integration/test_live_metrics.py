@@ -204,6 +204,7 @@ def test_slo_states_end_as_the_verdicts(live_run: LiveRun) -> None:
     assert "error_rate < 50% [all]" in names
 
 
+@pytest.mark.slow
 def test_listener_cost_is_measured(live_run: LiveRun) -> None:
     costs = live_run["metrics"].update_ns
     assert len(costs) == len(live_run["result"]["timeseries"])

@@ -31,7 +31,8 @@ def test_a_short_run_keeps_every_interval() -> None:
     assert merge_factor(TIMESERIES_POINTS + 1) == 2
 
 
-@pytest.mark.parametrize("n", [3_600, 86_400, 259_200])  # an hour, a day, three days
+# an hour, a day, three days
+@pytest.mark.parametrize("n", [3_600, 86_400, pytest.param(259_200, marks=pytest.mark.slow)])
 def test_a_long_run_fits_and_keeps_its_totals_and_its_spike(n: int) -> None:
     ivs = [interval(i, p99=100.0 + i % 7) for i in range(n)]
     ivs[n // 3] = interval(n // 3, p99=7_654.0)
@@ -67,6 +68,7 @@ def test_a_merged_point_weighs_its_means_by_requests() -> None:
     assert nothing.intervals == 2
 
 
+@pytest.mark.slow
 def test_the_recorders_series_stays_flat_and_keeps_late_figures() -> None:
     """Three days of 1-s intervals in at most 2 x TIMESERIES_POINTS points;
     a figure the run's handlers fill in after the append (the generator's

@@ -19,7 +19,8 @@ from loadkit.workload.slo_spec import parse_objective
     ("lognormal, median 50 ms", lambda r: 50 * math.exp(r.gauss(0, 0.8)),
      50 * math.exp(0.8 * 2.3263478740408408)),
 ])
-@pytest.mark.parametrize("n", [2000, 6000])  # exact binomial sums, normal approximation
+# n: exact binomial sums, normal approximation
+@pytest.mark.parametrize("n", [2000, pytest.param(6000, marks=pytest.mark.slow)])
 def test_p99_interval_covers_the_truth_95_percent_of_the_time(
         name: str, draw: Callable[[random.Random], float], true_p99_ms: float, n: int) -> None:
     rng = random.Random(f"{name}:{n}")

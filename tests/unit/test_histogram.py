@@ -20,6 +20,7 @@ from loadkit.record.histogram import (
     percentile_us,
     percentiles_us,
     record_us,
+    recorded_us,
 )
 from loadkit.record.hlog import HlogWriter, read_hlog
 
@@ -33,6 +34,20 @@ def test_mean_equals_hdrh_mean_exactly() -> None:
         assert mean_us(h) == h.get_mean_value()
         assert mean_us(decode(encode(h))) == h.get_mean_value()
     assert mean_us(new_histogram()) == 0.0
+
+
+
+def test_recorded_buckets_are_hdrhs_recorded_iterator() -> None:
+    rng = random.Random(9)
+    for sigma in (0.1, 1.5, 3.0):
+        h = new_histogram()
+        for _ in range(5000):
+            h.record_value(max(1, min(int(rng.lognormvariate(9, sigma)), 3_600_000_000)),
+                           rng.choice([1, 2]))
+        walked = [(i.value_iterated_to, i.count_at_value_iterated_to)
+                  for i in h.get_recorded_iterator()]
+        assert list(zip(*recorded_us(h), strict=True)) == walked and len(walked) > 100
+    assert recorded_us(new_histogram()) == ([], [])
 
 
 @pytest.mark.slow
