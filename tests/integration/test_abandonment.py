@@ -56,6 +56,8 @@ def test_the_impatient_share_is_what_patience_and_ttft_predict(run: RunWorkload)
     assert [s["observed"] for s in result["slos"]] == [pytest.approx(left / n)]
 
 
+@pytest.mark.timing  # a step's worth of zombie tokens each, if the client reads in pace:
+# beside four busy workers 40 clients left 46
 def test_a_client_that_reads_10_tokens_reads_exactly_10(run: RunWorkload) -> None:
     result, _ = run(spec({"read_tokens": 10}, {"ttft_ms": 5, "itl_ms": 2}, rate=20,
                          duration=2, max_tokens=100))
@@ -69,6 +71,7 @@ def test_a_client_that_reads_10_tokens_reads_exactly_10(run: RunWorkload) -> Non
     assert result["reclaim"]["zombie_tokens"] <= c["abandoned"]["read_tokens"]
 
 
+@pytest.mark.timing  # a step's worth of zombie tokens each, as above
 @pytest.mark.parametrize("ignores", [False, True])
 def test_zombie_tokens_are_the_server_s_own_count(run: RunWorkload, ignores: bool) -> None:
     """Each client reads 10 of 60 tokens and leaves: a server that honours the
@@ -265,6 +268,7 @@ def test_a_kserve_stream_is_left_at_its_rule(run: RunWorkload, transport: str) -
     assert r["reclaimed"] + r["unobserved"] == left and r["unreclaimed"] == 0
 
 
+@pytest.mark.timing  # patience kept to 2 ms; each cancel noticed before the last scrape
 def test_an_impatient_grpc_client_cancels_before_the_first_token(run: RunWorkload) -> None:
     """20 ms of patience against a 40-ms TTFT over gRPC: every stream is
     cancelled before its first token, and the simulator notices each."""
