@@ -55,7 +55,9 @@ def test_shipped_workload_runs_and_gives_a_verdict(tmp_path: Path, name: str) ->
         assert result["series"]["latency"]["scenario:chat:later"]["count"] > 0
     if name == "impatient.yaml":  # clients left, and the simulator stopped for them
         assert sum(result["counts"]["abandoned"].values()) > 0
-        assert result["reclaim"]["zombie_tokens"] <= result["reclaim"]["abandoned"]  # a step each
+        # Tokens generated for nobody: a few steps' worth each where the client
+        # is slow to read (a busy worker), ~200 each if the server ignored them.
+        assert result["reclaim"]["zombie_tokens"] <= 10 * result["reclaim"]["abandoned"]
     if name == "vision-chat.yaml":  # what was sent, described: never the images
         media = result["media"]["ask-about-photos"]
         assert media["images"] >= media["requests"] > 20 and media["distinct_images"] > 1

@@ -25,6 +25,7 @@ def spec(every: int, usage_per_event: bool) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # ITL medians within 0.5 ms of the server's step
 @pytest.mark.parametrize("per_event", [True, False], ids=["usage-in-every-event", "estimated"])
 def test_events_of_four_tokens_give_the_per_token_itl(run: RunWorkload, per_event: bool) -> None:
     result, _ = run(spec(EVERY, per_event), quiet_gc=True)
@@ -40,6 +41,7 @@ def test_events_of_four_tokens_give_the_per_token_itl(run: RunWorkload, per_even
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # ITL medians within 0.5 ms of the server's step
 def test_a_tokenizer_counts_each_events_tokens(run: RunWorkload, tmp_path: Path) -> None:
     """No usage per event: the tokenizer (trained here; each of the simulator's
     words is one token) counts each event's text."""
@@ -51,6 +53,7 @@ def test_a_tokenizer_counts_each_events_tokens(run: RunWorkload, tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # ITL medians within 0.5 ms of the server's step
 def test_one_token_per_event_itl_and_inter_chunk_are_the_same_samples(run: RunWorkload) -> None:
     result, _ = run(spec(1, True), quiet_gc=True)
     itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]

@@ -165,6 +165,7 @@ def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server: Start
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # two runs' latency medians differ by the modelled cost, within 1 ms
 def test_embeddings_against_an_inline_simulator(run: RunWorkload) -> None:
     """The configured 8 ms shows as 8 ms more than the same simulator at 0 ms,
     measured in this test: loopback, the simulator's own work and this

@@ -167,6 +167,7 @@ def test_ignore_disconnect_decodes_to_the_last_token_holding_its_seat() -> None:
     assert m['loadkit_sim_faults_injected_total{kind="ignore_disconnect"}'] == 1
 
 
+@pytest.mark.alone  # the hang-up noticed within three 5-ms steps
 def test_ignore_disconnect_on_one_replica_spares_the_other() -> None:
     async def go() -> list[Disconnect]:
         async with live_sim(ttft_ms=TTFT * 1000, itl_ms=ITL * 1000, replicas=2,

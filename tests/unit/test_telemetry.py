@@ -118,6 +118,7 @@ def _telemetry_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("loadkit-telemetry")]
 
 
+@pytest.mark.timing  # the poller thread's first sample within 20 ms of the start
 def test_session_samples_on_a_thread_and_stops_it(fake_nvml: MakeFake) -> None:
     fake = fake_nvml(gpus=2)
     spec = TelemetrySpec(interval="20ms")
