@@ -49,10 +49,12 @@ def test_the_impatient_share_is_what_patience_and_ttft_predict(run: RunWorkload)
     p = 1 - math.exp(-ttft / 50)
     sigma = math.sqrt(p * (1 - p) / n)
     print(f"{left} of {n} left ({left / n:.3f}); predicted {p:.3f} from TTFT {ttft:.1f} ms")
-    assert c["errors"] == 0 and n >= 280
+    assert c["errors"] == 0 and n >= 280, result["errors"]
     assert abs(left / n - p) <= 4 * sigma
-    # Leaving is at the patience instant: never before it, and before the first token.
-    assert result["series"]["abandon_time"]["all"]["max"] <= ttft + 1
+    # Leaving is at the patience instant: never before it, and before the first
+    # token (the stayers' slowest: one client's TTFT can be 2 ms over the median).
+    assert result["series"]["abandon_time"]["all"]["max"] <= \
+        result["series"]["ttft"]["all"]["max"] + 1
     assert [s["observed"] for s in result["slos"]] == [pytest.approx(left / n)]
 
 
