@@ -18,6 +18,7 @@ def test_docs_schema_is_the_one_the_model_generates() -> None:
         "regenerate: python -m loadkit.result.schema > docs/run.schema.json"
 
 
+@pytest.mark.slow
 def test_a_real_run_validates_and_round_trips(run: RunWorkload) -> None:
     result, out = run({
         "name": "doc", "duration": 2, "simulator": {"preset": "fast"},

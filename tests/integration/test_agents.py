@@ -146,6 +146,7 @@ def test_the_invalid_share_of_structured_answers_is_what_the_server_sent(
     assert all("structured output" in m for m in result["errors"]["examples"]["check_failed"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "words"), [
     ("openai-chat", "Incorrect API key"), ("openai-responses", "Incorrect API key"),
     ("anthropic-messages", "invalid x-api-key")])

@@ -36,6 +36,7 @@ def workload(faults: list[dict], target: str | None = None, slo: str | None = No
     return spec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [
     {"kind": "no_done"},
     {"kind": "no_stream_usage"},
@@ -86,6 +87,7 @@ def test_cut_streams_are_incomplete_failures_and_fail_the_gate(
     assert "incomplete" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_an_error_object_in_a_200_stream_is_a_protocol_failure(run: RunWorkload) -> None:
     result, _ = run(workload([{"kind": "error_in_stream", "rate": 0.5, "after_tokens": 3}]),
                     probe=False)

@@ -105,6 +105,7 @@ def test_in_flight_cap_drops_instead_of_delaying(server: StartServer, run: RunWo
     assert r["health"]["lateness_p99_ms"] < held_ms / 2, r["health"]
 
 
+@pytest.mark.slow
 def test_tls_is_verified_unless_told_otherwise(tmp_path: Path, run: RunWorkload,
                                                transport: str) -> None:
     trustme = pytest.importorskip("trustme")

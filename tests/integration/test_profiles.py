@@ -23,6 +23,7 @@ def get_log(url: str) -> list[dict]:
 TIMED = {"quiet_gc": True}
 
 
+@pytest.mark.slow
 @pytest.mark.timing
 def test_trace_replay_sends_each_request_at_its_offset_with_its_tokens(server: StartServer,
                                                                        run: RunWorkload,
@@ -77,6 +78,7 @@ def test_phases_have_their_own_series_and_verdicts(run: RunWorkload) -> None:
     assert [p["name"] for p in result["phases"]] == ["warm", "calm", "busy"]
 
 
+@pytest.mark.slow
 def test_response_checks_count_check_failed_with_an_example(run: RunWorkload) -> None:
     result, _ = run({
         "name": "checks", "duration": 2, "arrival": {"process": "constant", "rate": 20},

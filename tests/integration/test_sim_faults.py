@@ -75,6 +75,7 @@ def test_timeline_arithmetic_on_a_fake_clock() -> None:
 # -- request-level faults, classified by loadkit ------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault,stream,kind", [
     ({"kind": "error", "rate": 0.2, "status": 503}, False, "http_5xx"),
     ({"kind": "reset", "rate": 0.25}, True, "reset"),

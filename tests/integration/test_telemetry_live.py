@@ -374,6 +374,7 @@ def test_a_run_with_agent_dcgm_and_a_price(run: RunWorkload, agent_server: Start
     assert util["observed"] == pytest.approx(0.45) and util["unit"] == "%"
 
 
+@pytest.mark.slow
 def test_unreachable_sources_fail_without_failing_the_run(run: RunWorkload) -> None:
     doc, _out = run(_workload({"nvml": True, "agent": "http://127.0.0.1:9",
                                "prometheus": [{"url": "http://127.0.0.1:9/metrics"}]}))
