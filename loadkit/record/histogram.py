@@ -128,8 +128,7 @@ def summary_ms(h: HdrHistogram) -> dict[str, float | int]:
 def recorded_us(h: HdrHistogram) -> tuple[list[int], list[int]]:
     """(each recorded bucket's highest equivalent value, its count), as
     hdrh's recorded iterator gives them, from the non-zero counts alone: the
-    iterator walks every bucket up to the maximum in Python (0.1 s for one
-    token-timing histogram)."""
+    iterator walks every bucket up to the maximum in Python."""
     counts = np.ctypeslib.as_array(h.counts)[:h.counts_len]
     nonzero = np.flatnonzero(counts).tolist()
     highest = h.get_highest_equivalent_value
