@@ -89,8 +89,11 @@ class Answer:
                 rec = self.rec
                 if rec.first is None:
                     rec.first = t
-                    if self.patience is not None:
-                        self.patience.reschedule(None)  # it came in time: it stays
+                    # In time, the client stays. A timer that has just fired
+                    # (its cancel not yet delivered) cannot be changed: the
+                    # client has left, and its cut ends this exchange.
+                    if self.patience is not None and not self.patience.expired():
+                        self.patience.reschedule(None)
                 events: list[int] = rec.events  # type: ignore[assignment]  # set with the parser
                 events.extend((t,) * n)
                 if self.token_cap is not None and len(events) > self.token_cap:

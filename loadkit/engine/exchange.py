@@ -99,17 +99,15 @@ async def exchange(plan: Plan, transport: Transport, tenant: int, scenario: int,
             turn.answer = answer.parsed
     except Abandoned as exc:
         rec.abandoned = exc.rule
-    except TimeoutError as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is a measurement
         if answer is not None and answer.patience is not None and answer.patience.expired():
-            rec.abandoned = "patience"
+            rec.abandoned = "patience"  # whatever the cut raised, its client had left
+        elif isinstance(exc, IncompleteAnswer):
+            rec.error, rec.message = ErrorKind.INCOMPLETE, str(exc)[:300]
+        elif isinstance(exc, ProtocolError):
+            rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
         else:
             rec.error, rec.message = classify(exc)
-    except IncompleteAnswer as exc:
-        rec.error, rec.message = ErrorKind.INCOMPLETE, str(exc)[:300]
-    except ProtocolError as exc:
-        rec.error, rec.message = ErrorKind.PROTOCOL, str(exc)[:300]
-    except Exception as exc:  # noqa: BLE001 - every failure is a measurement
-        rec.error, rec.message = classify(exc)
     rec.end = rec.end or now_ns()
     for secret in plan.secrets if rec.message else ():  # a server may echo a key back
         rec.message = rec.message.replace(secret, "***")
