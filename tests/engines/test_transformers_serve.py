@@ -108,9 +108,11 @@ def test_timings_agree_with_a_bare_sse_client(engines: Callable[[str], str], tmp
     client's TTFT by several ms from one request to the next: 8.1 against
     12.0 ms once, either way round), one request at a time (2 req/s, each
     ~0.3 s, 16 of them): loadkit's TTFT and ITL
-    p50 within max(2 ms, 10%) of the reference client's, measured before and
-    after loadkit's run on the same server; e2e p50 within max(5 ms, 15%): the
-    whole answer's decode, on two cores the engine shares with both clients."""
+    p50 within max(2 ms, 10%) of the reference client's (TTFT 20%: the CPU
+    engine's prefill of 128 tokens moved by 4 ms between the clients' phases
+    once, loadkit's the faster), measured before and after loadkit's run on
+    the same server; e2e p50 within max(5 ms, 15%): the whole answer's
+    decode, on two cores the engine shares with both clients."""
     engine = engines("no-continuous-batching")
     spec = {"name": "engine-timing", "target": engine, "duration": "8s", "warmup": 0,
             "seed": 3, "arrival": {"process": "constant", "rate": 2},
@@ -126,5 +128,5 @@ def test_timings_agree_with_a_bare_sse_client(engines: Callable[[str], str], tmp
           f"ITL {ours[1]:.3f} vs {ref[1]:.3f}, e2e {ours[2]:.1f} vs {ref[2]:.1f}")
     assert result["counts"]["errors"] == 0 and result["counts"]["completed"] == 16
     for name, mine, theirs, floor, share in zip(("TTFT", "ITL", "e2e"), ours, ref,
-                                                (2.0, 2.0, 5.0), (0.10, 0.10, 0.15)):
+                                                (2.0, 2.0, 5.0), (0.20, 0.10, 0.15)):
         assert abs(mine - theirs) <= max(floor, share * theirs), (name, mine, theirs)

@@ -57,18 +57,25 @@ def test_latency_adds_no_more_than_a_reference_client(server: StartServer,
         reference = [float(s) * 1000.0 for s in proc.stdout.split()]
         reference_truth = fetch(url + "/truth")
     lat = result["series"]["latency"]["all"]
-    # (Not `trusted`, whose 10-ms lateness bound is a wall-clock bound: latency
-    # counts from the intended time, so any lateness is in the margin below.)
+    service = result["series"]["service_time"]["all"]
     assert result["counts"]["errors"] == 0, result["errors"]
     assert lat["count"] == len(truth) == N and len(reference) == len(reference_truth) == N
     for q, key in ((0.50, "p50"), (0.99, "p99")):
         server_ms = exact_percentile(truth, q)
         # Nothing can answer faster than the server took (HDR rounds up by <0.1%).
         assert lat[key] >= server_ms * 0.999, (key, lat[key], server_ms)
-        added = lat[key] - server_ms
+        # curl's time counts from its own send, as loadkit's service time does:
+        # what loadkit adds on the wire beyond curl is its own error.
+        added = service[key] - server_ms
         reference_added = exact_percentile(reference, q) - exact_percentile(reference_truth, q)
+        print(f"{key}: loadkit adds {added:.3f} ms on the wire, curl {reference_added:.3f} ms; "
+              f"{lat[key] - service[key]:.3f} ms more from the intended instant")
         assert added - reference_added <= ADDED_BOUND_MS[q], (
             key, added, reference_added, result["health"])
+    # Latency counts from the intended instant: the send's own lateness is in it.
+    # At p50 it stays under a millisecond (0.2-0.6 ms on this VM; a late timer
+    # every send would put it at 1 ms and more).
+    assert lat["p50"] - service["p50"] <= 1.0, (lat, service, result["health"])
 
 
 @pytest.mark.slow
