@@ -396,7 +396,10 @@ def test_many_concurrent_streams_keep_their_schedule() -> None:
     # never fewer, from each stream's first token to its last.
     assert wall_ms >= 209.0, wall_ms
     assert abs(median_gap - 10.0) <= 1.0, median_gap
-    assert median_span >= 189.0, median_span
+    # 190 ms from first to last, less what the client's loop lags at the burst
+    # of 200 first tokens (188 ms once, beside another timing file); a step
+    # skipped would be 180.
+    assert median_span >= 185.0, median_span
     # All at once, not one after the other: every stream had its first token
     # before any stream had its last.
     assert max(ev[0][0] for ev in results) < min(ev[n - 1][0] for ev in results)
