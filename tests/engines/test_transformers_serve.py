@@ -100,7 +100,6 @@ def model_of(url: str) -> str:
     return json.loads(conn.getresponse().read())["data"][0]["id"]
 
 
-@pytest.mark.alone
 @pytest.mark.timing
 def test_timings_agree_with_a_bare_sse_client(engines: Callable[[str], str], tmp_path: Path,
                                               workload_file: WriteWorkload) -> None:

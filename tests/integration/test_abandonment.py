@@ -143,7 +143,7 @@ def test_a_client_that_left_comes_back_with_the_same_request(run: RunWorkload) -
 @pytest.mark.timing
 def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkload) -> None:
     """The simulator's own log of hang-ups: a 20-ms patience against a 40-ms
-    TTFT closes each connection 20 ms after its arrival (within 2 ms); a
+    TTFT closes each connection 20 ms after it was due (within 2 ms); a
     client reading 10 tokens of 100 closes after the 10th (one more may be on
     its way)."""
     with recording_sim(proxied=False, ttft_ms=40, itl_ms=2) as rec:
@@ -157,10 +157,13 @@ def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkloa
         read = [d.sent for d in rec.sim.disconnects]
     assert len(waited) == impatient["counts"]["abandoned"]["patience"] >= 38
     print(f"noticed after {min(waited):.2f} to {max(waited):.2f} ms")
-    # The client's clock and the server's loop share this machine with other
-    # tests: the median at the instant, nearly all within 2 ms of it.
-    assert statistics.median(waited) == pytest.approx(20, abs=1), waited
-    assert sum(abs(w - 20) <= 2 for w in waited) >= 0.9 * len(waited), waited
+    # The patience runs from the request's intended instant, the server's count
+    # from its arrival: a send released late (the generator's own lateness,
+    # which its health reports) arrives that much nearer the leaving. Never
+    # later than the instant: the median within 1 ms of it, nearly all within 2.
+    early = impatient["health"]["lateness_p99_ms"]
+    assert 20 - early - 1 <= statistics.median(waited) <= 21, (early, waited)
+    assert sum(20 - early - 2 <= w <= 22 for w in waited) >= 0.9 * len(waited), (early, waited)
     assert impatient["series"]["abandon_time"]["all"]["p50"] == pytest.approx(20, abs=1)
     assert len(read) == skim["counts"]["abandoned"]["read_tokens"] >= 38
     assert set(read) <= {10, 11}, read

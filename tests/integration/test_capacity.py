@@ -83,7 +83,7 @@ def knee_search(knee_url: str, tmp_path_factory: pytest.TempPathFactory
     return proc, out, LIMIT / (held_ms / 1000.0)
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 def test_knee_server_capacity_within_5_percent_of_littles_law(
         knee_search: tuple[subprocess.CompletedProcess[str], Path, float]) -> None:
     proc, out, expected = knee_search
@@ -108,7 +108,7 @@ def test_knee_server_capacity_within_5_percent_of_littles_law(
     assert page.count("<svg") == 2 and "knee:" in page and "could not be drawn" not in page
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(
         knee_url: str, tmp_path: Path) -> None:
     """--ramp from below the knee: the ramp stops at the first step that
@@ -146,7 +146,7 @@ def test_a_ramp_first_finds_the_knee_with_probes_only_inside_its_failing_step(
     assert "ramp step 1:" in proc.stderr
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 @pytest.mark.parametrize("threshold,code,verdict", [
     ("low", 0, "PASS"), ("inside", 1, "INCONCLUSIVE"), ("high", 1, "FAIL")])
 def test_gate_exit_codes_around_the_found_interval(
@@ -162,7 +162,7 @@ def test_gate_exit_codes_around_the_found_interval(
         assert main([*args, "--inconclusive", "pass"]) == 0
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 def test_compare_flags_a_release_that_lost_capacity(
         knee_search: tuple[subprocess.CompletedProcess[str], Path, float], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

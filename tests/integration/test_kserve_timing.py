@@ -134,6 +134,15 @@ def _measured(stamps: list, result: dict[str, Any], scenario: str) -> list:
     return stamps[-n:]
 
 
+def _added(result: dict[str, Any], stamps: dict[str, Any], transport: str, q: float) -> float:
+    """What loadkit's unary calls on `transport` measured over the server's own
+    time at quantile q, in ms."""
+    key = {0.50: "p50", 0.99: "p99"}[q]
+    series = result["series"]["latency"][f"scenario:{transport}-infer"]
+    log = _measured(stamps[transport], result, f"{transport}-infer")
+    return float(series[key] - exact_percentile([(b - a) * 1000 for a, b in log], q))
+
+
 # grpc.aio hands every answer from grpc's event-engine thread to its
 # completion-queue poller thread, then to the event loop (three thread
 # wake-ups against the HTTP path's one), and the stamping server's grpc.aio
@@ -154,11 +163,8 @@ def test_grpc_adds_no_more_than_grpcio_itself(stamped: tuple[dict, dict]) -> Non
     assert result["counts"]["errors"] == 0
     added = {}
     for transport in ("http", "grpc"):
-        series = result["series"]["latency"][f"scenario:{transport}-infer"]
-        log = _measured(stamps[transport], result, f"{transport}-infer")
-        own = [(b - a) * 1000 for a, b in log]
         for q, key in ((0.50, "p50"), (0.99, "p99")):
-            added[(transport, key)] = series[key] - exact_percentile(own, q)
+            added[(transport, key)] = _added(result, stamps, transport, q)
             added[(f"{transport} plain", key)] = exact_percentile(
                 stamps["reference"][transport], q)
     print("added latency (ms):", {f"{t} {k}": round(v, 3) for (t, k), v in added.items()})
@@ -188,10 +194,12 @@ def test_grpc_stream_gives_ttft_and_itl_as_sse_does(stamped: tuple[dict, dict]) 
         found[transport] = (ttft["p50"] - exact_percentile(first, 0.5),
                             itl["p50"] - exact_percentile(gaps, 0.5),
                             itl["p90"] - exact_percentile(gaps, 0.9))
-        # TTFT: the server's first token plus what the client adds (the
-        # request's way in and the first message's way out: 2.5 ms at most at
-        # the median on this VM); ITL: the server's own gaps, within 0.5 ms.
-        assert 0 <= found[transport][0] <= 2.5, (transport, found[transport])
+        # TTFT: the server's first token plus the request's way in and the
+        # first message's way out, which is what a unary call on the same
+        # transport adds in the same run (within 1 ms at the median: the busier
+        # the host, the more both add); ITL: the server's own gaps, within 0.5 ms.
+        unary = _added(result, stamps, transport, 0.50)
+        assert 0 <= found[transport][0] <= unary + 1.0, (transport, found[transport], unary)
         assert abs(found[transport][1]) <= 0.5, (transport, found[transport])
     print("ttft p50 / itl p50 / itl p90 over the server's (ms):", found)
     assert abs(found["grpc"][0] - found["http"][0]) <= 1.5, found  # one more hand-off each way

@@ -28,7 +28,7 @@ TIMED = {"quiet_gc": True}
 
 
 @pytest.mark.slow
-@pytest.mark.alone  # loadkit, then curl: a neighbour busy in one phase only shows as
+@pytest.mark.timing  # loadkit, then curl: a neighbour busy in one phase only shows as
 # loadkit's (1.0 ms over curl's 0.24 at p50 once, beside another timing file)
 def test_latency_adds_no_more_than_a_reference_client(server: StartServer,
                                                       run: RunWorkload) -> None:

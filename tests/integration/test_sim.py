@@ -378,9 +378,10 @@ def test_many_concurrent_streams_keep_their_schedule() -> None:
                 gc.collect()
                 t0 = time.perf_counter()
                 results = await asyncio.gather(*(one(s, url) for _ in range(streams)))
-                return results, (time.perf_counter() - t0) * 1000
+                return results, t0
 
-    results, wall_ms = _run(go(), timeout=30)
+    results, t0 = _run(go(), timeout=30)
+    wall_ms = (max(ev[-1][0] for ev in results) - t0) * 1000
     gaps, spans = [], []
     for events in results:
         assert len(events) == n + 1 and events[-1][1] == b"[DONE]"
@@ -390,16 +391,18 @@ def test_many_concurrent_streams_keep_their_schedule() -> None:
     median_gap, median_span = statistics.median(gaps), statistics.median(spans)
     print(f"{streams} streams: wall={wall_ms:.0f}ms itl_median={median_gap:.3f}ms "
           f"first-to-last median={median_span:.1f}ms")
-    # Ideal is 20 + 19 * 10 = 210 ms, never less.  How much longer the round
-    # takes depends on this machine (client and server share one core here),
-    # so the schedule is checked token by token: gaps of 10 ms, and 19 steps,
-    # never fewer, from each stream's first token to its last.
-    assert wall_ms >= 209.0, wall_ms
+    # How much longer than the ideal 20 + 19 * 10 = 210 ms the round takes
+    # depends on this machine (client and server share one loop), so the
+    # schedule is checked token by token: gaps of 10 ms at the median, and for
+    # each stream 19 steps, never fewer: its last token is due 210 ms after its
+    # arrival, so none is read sooner than 210 ms after the round began (a step
+    # skipped would show as 200). Each stream's own first-to-last span is not
+    # held to 190: the server keeps its tokens' due instants, so a first token
+    # sent late (the burst of 200 arrivals and 200 first tokens on one loop: up
+    # to 9 ms on a busy host) leaves a shorter span to the last.
     assert abs(median_gap - 10.0) <= 1.0, median_gap
-    # 190 ms from first to last, less what the client's loop lags at the burst
-    # of 200 first tokens (188 ms once, beside another timing file); a step
-    # skipped would be 180.
-    assert median_span >= 185.0, median_span
+    soonest = min((ev[n - 1][0] - t0) * 1000 for ev in results)
+    assert soonest >= 209.0, (soonest, median_span)
     # All at once, not one after the other: every stream had its first token
     # before any stream had its last.
     assert max(ev[0][0] for ev in results) < min(ev[n - 1][0] for ev in results)

@@ -114,7 +114,7 @@ def chat(max_tokens: int, stream: bool = True) -> dict[str, Any]:
 # -- streams left mid-answer ---------------------------------------------------------
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 def test_a_stream_left_after_10_tokens_stops_and_frees_its_seat() -> None:
     async def go() -> tuple[Live, float, float, float, list[Disconnect], dict[str, float]]:
         async with live_sim(ttft_ms=TTFT * 1000, itl_ms=ITL * 1000) as live:
@@ -141,7 +141,7 @@ def test_a_stream_left_after_10_tokens_stops_and_frees_its_seat() -> None:
     assert finished(m, "length") == 0 and finished(m, "abort") == 1  # aborted as noticed
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 def test_ignore_disconnect_decodes_to_the_last_token_holding_its_seat() -> None:
     async def go() -> tuple[Live, float, list[float], list[Disconnect], dict[str, float]]:
         async with live_sim(ttft_ms=TTFT * 1000, itl_ms=ITL * 1000, faults=IGNORE) as live:
@@ -177,7 +177,7 @@ def test_ignore_disconnect_decodes_to_the_last_token_holding_its_seat() -> None:
     assert m['loadkit_sim_faults_injected_total{kind="ignore_disconnect"}'] == 1
 
 
-@pytest.mark.alone  # the hang-up noticed within three 5-ms steps
+@pytest.mark.timing  # the hang-up noticed within three 5-ms steps
 def test_ignore_disconnect_on_one_replica_spares_the_other() -> None:
     async def go() -> list[Disconnect]:
         async with live_sim(ttft_ms=TTFT * 1000, itl_ms=ITL * 1000, replicas=2,
@@ -205,7 +205,7 @@ def test_ignore_disconnect_on_one_replica_spares_the_other() -> None:
 PLAIN: dict[str, dict[str, Any]] = {"one sleep": {}, "16-step sleeps": {"itl_ms_per_seq": 0.001}}
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 @pytest.mark.parametrize("shape", PLAIN)
 @pytest.mark.parametrize("ignore", [False, True], ids=["honoured", "ignored"])
 def test_a_non_streamed_answer_left_halfway_is_noticed_within_a_step(
@@ -250,7 +250,7 @@ DIALECTS: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
 }
 
 
-@pytest.mark.alone
+@pytest.mark.timing
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_a_client_out_of_patience_is_noticed_at_that_instant(dialect: str,

@@ -98,7 +98,7 @@ def test_decode_step_grows_with_the_batch() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.alone  # client and simulator share one process: a neighbour slows its 80 req/s
+@pytest.mark.timing  # client and simulator share one process: a neighbour slows its 80 req/s
 def test_queue_grows_past_capacity_as_queueing_predicts() -> None:
     """Two seats, 45 ms per request: capacity 44.4 req/s.  At 30 req/s nobody
     waits; at 80 req/s the queue grows by (80 - 44.4)/s and request k waits

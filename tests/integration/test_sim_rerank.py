@@ -243,8 +243,7 @@ async def _latency_ms(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     return 1000 * (time.perf_counter() - sent)
 
 
-@pytest.mark.timing
-@pytest.mark.alone  # a p50 to the millisecond: beside a timing neighbour it moves by 2 ms
+@pytest.mark.timing  # a p50 to the millisecond: beside a timing neighbour it moves by 2 ms
 @pytest.mark.slow
 def test_latency_is_the_modelled_cost_at_p50() -> None:
     """Each route, 4 and 64 documents, on an idle simulator, by a plain httpx
