@@ -27,7 +27,7 @@ from typing import Any
 
 from loadkit.engine.adapter import PreparedRequest
 from loadkit.errors import InputError
-from loadkit.workload.media_datasets import column_values
+from loadkit.workload.dataset_columns import column_values
 from loadkit.workload.media_spec import Audio, Count, Images, Media, PerRequest
 
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp", ".gif")

@@ -6,9 +6,12 @@ first; Hugging Face TEI's `/rerank` takes `{query, texts}` and answers a
 bare list `[{index, score}]`, best first; vLLM's `/v1/score` takes `{model,
 text_1, text_2: [...]}` and answers `data: [{index, score}]` in the
 documents' order. The number of documents and their lengths are drawn per
-request (seeded); the answer must hold one score per document (or the best
-`top_n`), each index once, in the order its API promises: otherwise a
-`check_failed`. Latency is also recorded per document (`latency_per_doc`).
+request (seeded); the texts are made to those lengths, or drawn from a
+dataset's column (`queries`, `corpus`: read before the clock starts, a
+request's documents distinct while the corpus has enough). The answer must
+hold one score per document (or the best `top_n`), each index once, in the
+order its API promises: otherwise a `check_failed`. Latency is also recorded
+per document (`latency_per_doc`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from loadkit.arrivals.schedule import sample_tokens
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.text import PromptText
+from loadkit.workload.dataset_columns import column_texts
 from loadkit.workload.rerank_spec import RerankScenario
+
+CORPUS_ROWS = 100_000  # a corpus larger than this is drawn from its first rows
 
 
 def prepare(scenario: RerankScenario, headers: dict[str, str], seed: str) -> PreparedRequest:
@@ -31,12 +37,25 @@ def prepare(scenario: RerankScenario, headers: dict[str, str], seed: str) -> Pre
     rng = random.Random(f"{seed}:{scenario.name}:documents")
     api, top_n = scenario.api, scenario.top_n
 
+    queries = None if scenario.queries is None else column_texts(
+        scenario.queries, CORPUS_ROWS, "rerank queries")
+    corpus = None if scenario.corpus is None else column_texts(
+        scenario.corpus, CORPUS_ROWS, "rerank corpus")
+
+    def documents(seq: int, n: int) -> list[str]:
+        if corpus is None:
+            return [f"{seq}.{i}: " + text.tokens(sample_tokens(scenario.document_tokens,
+                                                               rng)).decode()
+                    for i in range(n)]
+        if n <= len(corpus):
+            return rng.sample(corpus, n)
+        return [rng.choice(corpus) for _ in range(n)]
+
     def build(prompt_tokens: int | None, max_tokens: int | None,
               seq: int, blocks: tuple[int, ...] = ()) -> tuple[bytes, None]:
-        query = f"{seq}: " + text.tokens(sample_tokens(scenario.query_tokens, rng)).decode()
-        docs = [f"{seq}.{i}: " + text.tokens(sample_tokens(scenario.document_tokens,
-                                                            rng)).decode()
-                for i in range(sample_tokens(scenario.documents, rng))]
+        query = rng.choice(queries) if queries is not None else \
+            f"{seq}: " + text.tokens(sample_tokens(scenario.query_tokens, rng)).decode()
+        docs = documents(seq, sample_tokens(scenario.documents, rng))
         body: dict[str, Any]
         if api == "tei":
             body = {"query": query, "texts": docs}

@@ -76,27 +76,32 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
     if missing:
         raise WorkloadError(str(path), [(None, "headers", envrefs.not_set(v)) for v in missing])
     base = Path(path).parent
-    workload = _media_paths(workload, base)
+    workload = _data_paths(workload, base)
     return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
                           traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base),
                           tokenizer=_tokenizer(workload, base))
 
 
-def _media_paths(w: Workload, base: Path) -> Workload:
-    """Media folders and datasets named relative to the workload file, made absolute."""
+def _data_paths(w: Workload, base: Path) -> Workload:
+    """Media folders and datasets, and a rerank's query and document datasets,
+    named relative to the workload file, made absolute."""
+    def column(col: Any) -> Any:
+        return None if col is None else col.model_copy(update={"path": base / col.path})
+
     def fixed(s: Any) -> Any:
+        if getattr(s, "kind", None) == "rerank":
+            return s.model_copy(update={"queries": column(s.queries),
+                                        "corpus": column(s.corpus)})
         media = getattr(s, "media", None)
         if media is None:
             return s
         images, audio = media.images, media.audio
         if images is not None and images.folder is not None:
             images = images.model_copy(update={"folder": base / images.folder})
-        if images is not None and images.dataset is not None:
-            images = images.model_copy(update={"dataset": images.dataset.model_copy(
-                update={"path": base / images.dataset.path})})
-        if audio is not None and audio.dataset is not None:
-            audio = audio.model_copy(update={"dataset": audio.dataset.model_copy(
-                update={"path": base / audio.dataset.path})})
+        if images is not None:
+            images = images.model_copy(update={"dataset": column(images.dataset)})
+        if audio is not None:
+            audio = audio.model_copy(update={"dataset": column(audio.dataset)})
         return s.model_copy(update={"media": media.model_copy(
             update={"images": images, "audio": audio})})
     return w.model_copy(update={"scenarios": [fixed(s) for s in w.scenarios]})

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from loadkit.workload.dataset_columns import Column
 from loadkit.workload.units import Seconds, Strict, ordered
 
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
@@ -60,16 +61,6 @@ class Count(Strict):
 
 
 PerRequest = Annotated[int, Field(ge=0, le=64)] | Count
-
-
-class Column(Strict):
-    """A JSONL dataset's column of media: each value a file path (relative to
-    the dataset), a data URL, an http(s) URL (images: the server fetches it),
-    or a Hugging Face Image/Audio value (`{bytes}` base64, `{path}`, or audio's
-    `{array, sampling_rate}`)."""
-
-    path: Path
-    column: str = Field(min_length=1)
 
 
 class Images(Strict):

@@ -7,6 +7,8 @@
       documents: {dist: uniform, min: 8, max: 64}   # per request
       document_tokens: {dist: lognormal, median: 120, sigma: 0.5}
       top_n: 5             # vLLM and Cohere: answer the best 5 only
+      # queries: {path: questions.jsonl, column: question}   # texts instead of query_tokens
+      # corpus: {path: passages.parquet, column: text}       # texts instead of document_tokens
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from loadkit.workload.dataset_columns import Column
 from loadkit.workload.scenarios import Tokens, _Scenario
 
 RERANK_PATHS = {"vllm": "/v1/rerank", "cohere": "/v2/rerank", "tei": "/rerank",
@@ -33,6 +36,8 @@ class RerankScenario(_Scenario):
     document_tokens: Tokens = 64
     top_n: int | None = Field(default=None, gt=0)
     path: str | None = None  # default: the api's
+    queries: Column | None = None  # a dataset's column of queries, instead of query_tokens
+    corpus: Column | None = None  # a dataset's column of documents, instead of document_tokens
 
     @model_validator(mode="after")
     def _consistent(self) -> RerankScenario:

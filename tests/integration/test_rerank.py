@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from support.run import RunWorkload, cli
+from support.recording import recording_sim
+from support.run import RunWorkload, WriteWorkload, cli
 
 pytestmark = [pytest.mark.slow]
 
@@ -82,6 +83,54 @@ def test_a_reply_short_of_a_score_fails_its_check(run: RunWorkload) -> None:
     c, examples = result["counts"], result["errors"]["examples"]
     assert c["completed"] == 0 and result["errors"]["by_kind"]["check_failed"] == c["errors"]
     assert examples["check_failed"][0] == "5 scores for the 6 asked"
+
+
+def test_queries_and_documents_from_datasets(run: RunWorkload, tmp_path: Path) -> None:
+    """A JSONL column of questions and a Parquet column of passages, as a
+    retrieval benchmark's files hold them: the server is sent each request's
+    query from the questions and 2-6 distinct passages from the corpus, the
+    draws seeded (a second run sends the same bodies)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    questions = [f"which bridge crosses river {i}" for i in range(5)]
+    passages = [f"passage {i} tells of " + "bridges " * (i % 7 + 1) for i in range(40)]
+    rows = [{"question": q, "id": i} for i, q in enumerate(questions)] + [{"id": 9}]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pq.write_table(pa.table({"n": list(range(40)), "text": passages}), tmp_path / "p.parquet")
+    spec = {**workload([rerank(docs={"dist": "uniform", "min": 2, "max": 6},
+                               queries={"path": "q.jsonl", "column": "question"},
+                               corpus={"path": "p.parquet", "column": "text"})])}
+    del spec["simulator"]
+    sent = []
+    for _ in range(2):
+        with recording_sim(**SIM) as rec:
+            result, _ = run({**spec, "target": rec.url})
+            sent.append([e.body for e in rec.posts() if e.path == "/v1/rerank"])
+        assert result["counts"]["errors"] == 0 and result["counts"]["completed"] >= 19
+    bodies = sent[0]
+    assert len(bodies) >= 20 and sent[1] == bodies
+    assert {b["query"] for b in bodies} <= set(questions) and len({b["query"] for b in bodies}) > 1
+    for b in bodies:
+        assert 2 <= len(b["documents"]) <= 6 and set(b["documents"]) <= set(passages)
+        assert len(set(b["documents"])) == len(b["documents"])  # no passage twice in one
+    assert {len(b["documents"]) for b in bodies} == {2, 3, 4, 5, 6}
+
+
+@pytest.mark.parametrize(("row", "said"), [
+    ({"text": 7}, "rerank corpus {path}: value 2 of `text` is not a text (int: '7')"),
+    ({"passage": "x"}, "rerank corpus {path}: no row has a `text`"),
+], ids=["a number", "no such column"])
+def test_a_corpus_that_is_not_texts_exits_2_before_the_run(tmp_path: Path,
+                                                           workload_file: WriteWorkload,
+                                                           row: dict, said: str) -> None:
+    rows = [{"text": "a passage"}, row] if "text" in row else [row]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = workload_file(workload([rerank(corpus={"path": "c.jsonl", "column": "text"})]))
+    proc = cli("run", str(path), "--out", str(tmp_path / "out"), "-q")
+    assert proc.returncode == 2, proc.stderr
+    assert said.format(path=tmp_path / "c.jsonl") in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "run.json").exists()
 
 
 def test_rerank_and_vision_in_a_distributed_run(run: RunWorkload) -> None:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadkit.errors import InputError
-from loadkit.workload.media_datasets import MAX_ROWS, column_values
+from loadkit.workload.dataset_columns import MAX_ROWS, column_values
 from loadkit.workload.media_spec import Column
 
 
