@@ -67,11 +67,13 @@ class Agent:
         self.nvml.close()
 
     def sample(self) -> None:
-        for i in range(len(self.gpus)):
-            t = time.monotonic()
-            values = self.nvml.read(i)
-            if values:
-                with self._lock:
+        # One instant for the tick's GPUs, as the local sampler, added under one
+        # lock: a client asking `since` that instant has all of them or none.
+        t = time.monotonic()
+        read = [(i, self.nvml.read(i)) for i in range(len(self.gpus))]
+        with self._lock:
+            for i, values in read:
+                if values:
                     self.buffer.append({"t": t, "gpu": i, "values": values})
                     self.latest[i] = (t, values)
 

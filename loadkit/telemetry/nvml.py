@@ -131,8 +131,11 @@ class NvmlSource(Source):
         return True
 
     def poll(self) -> None:
+        # One instant for the tick's GPUs: a window then holds every GPU's
+        # sample of a tick or none (were each GPU stamped as read, a window's
+        # edge could fall between two, and a mean over GPUs tilt to one).
+        t_ns = time.monotonic_ns()
         for i in range(len(self.gpus)):
-            t_ns = time.monotonic_ns()
             values = self.nvml.read(i)
             for field, value in values.items():
                 self.store.add(f"gpu{i}.{field}", value, t_ns, metric=f"gpu.{field}",
