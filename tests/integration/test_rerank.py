@@ -17,7 +17,7 @@ from support.run import RunWorkload, WriteWorkload, cli
 
 pytestmark = [pytest.mark.slow]
 
-SIM = {"rerank_ms": 5, "rerank_ms_per_doc": 0.5, "rerank_ms_per_token": 0.01}
+SIM: dict[str, Any] = {"rerank_ms": 5, "rerank_ms_per_doc": 0.5, "rerank_ms_per_token": 0.01}
 
 
 def rerank(api: str = "vllm", docs: int | dict = 20, words: int = 8,
