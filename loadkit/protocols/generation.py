@@ -80,6 +80,28 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
 
 
 _MAX, _PROMPT, _MEDIA = "@@loadkit:max_tokens@@", "@@loadkit:prompt@@", "@@loadkit:media@@"
+_MEDIA_SLOT = f', "{_MEDIA}"'.encode()  # where serialised media parts are spliced in
+
+
+def _question(m: dict) -> bool:
+    """A user's question (its text, or the first one's parts with the media
+    slot), not a tool result."""
+    c = m.get("content")
+    return m.get("role") == "user" and (isinstance(c, str) or
+                                        isinstance(c, list) and _MEDIA in c)
+
+
+def _with_media(messages: list[dict], kind: str) -> tuple[list[dict], bool]:
+    """The messages with a media slot after the last user message's content
+    (its text made a text part; a list keeps its own parts), and whether
+    there was a user message to carry them."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.get("role") == "user":
+            c = m.get("content")
+            parts = list(c) if isinstance(c, list) and c else [text_part(kind, str(c or ""))]
+            return [*messages[:i], {**m, "content": [*parts, _MEDIA]}, *messages[i + 1:]], True
+    return messages, False
 
 
 class Template:
@@ -93,7 +115,7 @@ class Template:
     def __init__(self, body: dict[str, Any]) -> None:
         raw = json.dumps(body).encode()
         self._parts = [[p.split(_PROMPT.encode()) for p in half.split(f'"{_MAX}"'.encode())]
-                       for half in raw.split(f', "{_MEDIA}"'.encode())]
+                       for half in raw.split(_MEDIA_SLOT)]
 
     def __call__(self, max_tokens: int | None, text: bytes, media: bytes = b"") -> bytes:
         n = b"null" if max_tokens is None else str(max_tokens).encode()
@@ -134,10 +156,13 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
         elif sets and not history:  # a dataset's conversation opens the session
             p = state["conversation"] = sets[rng.randrange(len(sets))]
             messages = list(p.messages or [{"role": "user", "content": p.text}])
+            if media is not None:  # its first question carries them
+                messages, placed = _with_media(messages, s.kind)
+                if placed:
+                    state["media"] = media()
             asked, last = p.max_tokens or max_tokens, p.turns == ()  # a one-turn conversation
         elif (conv := state.get("conversation")) is not None and conv.turns:
-            i = sum(m.get("role") == "user" and isinstance(m.get("content"), str)
-                    for m in history) - 1  # its later turns, in order
+            i = sum(map(_question, history)) - 1  # its later turns, in order
             said, reply = conv.turns[min(i, len(conv.turns) - 1)]
             messages, asked = [*history, {"role": "user", "content": said}], reply or max_tokens
             last = i >= len(conv.turns) - 1
@@ -159,7 +184,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             body["previous_response_id"] = previous
         raw = json.dumps(body).encode()
         if "media" in state:  # the first question's media, where the history holds them
-            raw = raw.replace(f', "{_MEDIA}"'.encode(), state["media"])
+            raw = raw.replace(_MEDIA_SLOT, state["media"])
         return raw, asked, messages, last
     return turn
 
@@ -199,8 +224,12 @@ def _body_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             p = prompts[rng.randrange(len(prompts))]
             asked = p.max_tokens or max_tokens  # a line's own max_tokens wins
             messages = p.messages or [{"role": "user", "content": p.text}]
-            return json.dumps(dialect.body(fixed, _limits(s, dialect, asked),
-                                           messages)).encode(), asked
+            placed = False
+            if media is not None:  # after the prompt's last user message
+                messages, placed = _with_media(messages, s.kind)
+            raw = json.dumps(dialect.body(fixed, _limits(s, dialect, asked), messages)).encode()
+            return (raw.replace(_MEDIA_SLOT, media()) if media is not None and placed
+                    else raw), asked
         return from_set
 
     text = PromptText(f"{seed}:{s.name}:prompt")

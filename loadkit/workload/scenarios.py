@@ -308,9 +308,9 @@ class GenerationScenario(_Scenario):
         if self.abandon and (self.abandon.read_tokens or self.abandon.on_tool_call) \
                 and not self.stream:
             raise ValueError("abandon.read_tokens and on_tool_call read a stream: stream: true")
-        if self.media is not None and (self.kind == "openai-completions" or self.prompts):
-            raise ValueError("media go with generated prompts in a chat dialect: not with "
-                             "openai-completions or a prompt set")
+        if self.media is not None and self.kind == "openai-completions":
+            raise ValueError("media go in a chat dialect's messages: not with "
+                             "openai-completions")
         if self.media is not None and self.media.audio is not None \
                 and self.kind == "anthropic-messages":
             raise ValueError("Anthropic Messages takes no audio: drop media.audio")

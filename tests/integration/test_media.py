@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from support.recording import recording_sim
-from support.run import RunWorkload
+from support.run import ROOT, RunWorkload
 
 pytestmark = [pytest.mark.slow]
 
@@ -110,7 +110,63 @@ def test_each_dialect_carries_its_images(run: RunWorkload, kind: str) -> None:
                for r in seen)
 
 
-def test_results_hold_no_media(run: RunWorkload) -> None:
+def test_a_prompt_set_s_prompts_carry_the_media(run: RunWorkload, tmp_path: Path) -> None:
+    """A prompt set's prompts (a text, and messages with a system prompt) carry
+    1-2 images after their last user message's text; the simulator's own log
+    adds up to loadkit's ledger."""
+    rows = [{"prompt": "describe the picture please"},
+            {"messages": [{"role": "system", "content": "be brief"},
+                          {"role": "user", "content": "what is in it"}]}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    media = {"images": {"per_request": {"min": 1, "max": 2}, "sizes": ["64x64"],
+                        "formats": ["png"], "variants": 2}}
+    with recording_sim(ttft_ms=5, itl_ms=1) as rec:
+        result, _ = run({**workload([chat("look", media, prompts="p.jsonl")], rate=10,
+                                    duration=2), "target": rec.url})
+        bodies = [e.body for e in rec.posts() if e.path == "/v1/chat/completions"]
+        assert rec.sim is not None
+        seen = list(rec.sim.context.media)
+    sent = result["media"]["look"]
+    assert result["counts"]["errors"] == 0 and sent["requests"] == len(seen) == len(bodies)
+    for b in bodies:
+        last = b["messages"][-1]
+        text, *images = last["content"]
+        assert last["role"] == "user" and text == {"type": "text", "text": text["text"]}
+        assert text["text"] in ("describe the picture please", "what is in it")
+        assert 1 <= len(images) <= 2 and {p["type"] for p in images} == {"image_url"}
+    assert {len(b["messages"]) for b in bodies} == {1, 2}  # both prompts drawn
+    assert sent["images"] == sum(len(r.images) for r in seen) == \
+        sum(len(b["messages"][-1]["content"]) - 1 for b in bodies)
+
+
+def test_a_dataset_s_conversations_carry_the_media_in_their_first_question(
+        run: RunWorkload) -> None:
+    """Sessions replaying ShareGPT conversations: the first question carries
+    the images, the history re-sends them with it every turn, and the later
+    questions are the conversation's, in order."""
+    sharegpt = ROOT / "workloads" / "data" / "sharegpt-sample.json"
+    conversations = {}
+    for conv in json.loads(sharegpt.read_text()):
+        humans = [t["value"] for t in conv["conversations"] if t["from"] == "human"]
+        conversations[humans[0]] = humans
+    media = {"images": {"sizes": ["64x64"], "formats": ["png"], "variants": 3}}
+    scenario = chat("talk", media, prompts=str(sharegpt), stream=False,
+                    session={"turns": 100, "think_time": "20ms"})
+    with recording_sim(ttft_ms=2, itl_ms=0) as rec:
+        result, _ = run({**workload([scenario], rate=6, duration=2), "target": rec.url},
+                        probe=False)
+        bodies = [e.body for e in rec.posts() if e.path == "/v1/chat/completions"]
+    assert result["counts"]["errors"] == 0 and result["sessions"]["started"] >= 10
+    later = 0
+    for b in bodies:
+        users = [m["content"] for m in b["messages"] if m["role"] == "user"]
+        (first, image), rest = users[0], users[1:]
+        assert image["type"] == "image_url" and image["image_url"]["url"].startswith(
+            "data:image/png;base64,")
+        assert users and [first["text"], *rest] == conversations[first["text"]][:len(users)]
+        later += bool(rest)
+    assert later > 0  # later turns came, the first question's image still with them
+
     """The same run with 32-px and 1024-px images: run.json, report.html and
     summary.md differ by far less than one large image would add (a tenth of
     it: their charts differ with the latencies), and none holds a data URL."""
