@@ -163,6 +163,10 @@ def test_units() -> None:
      "scenarios: [{name: c, kind: http}]\n", "window end must be after its start"),
     ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: openai-chat,"
      " max_tokens: {dist: normal, mean: 10, std: 1, min: 20, max: 5}}]\n", "max must be >= min"),
+    ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: openai-completions,"
+     " media: {images: {sizes: [64x64]}}}]\n", "not with openai-completions"),
+    ("duration: 1s\narrival: {rate: 1}\nscenarios: [{name: c, kind: anthropic-messages,"
+     " media: {audio: {seconds: 2s}}}]\n", "takes no audio"),
 ])
 def test_hostile_values_are_bad_input(tmp_path: Path, text: str, fragment: str) -> None:
     _, message = problems(tmp_path, text)
