@@ -157,14 +157,18 @@ def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkloa
         read = [d.sent for d in rec.sim.disconnects]
     assert len(waited) == impatient["counts"]["abandoned"]["patience"] >= 38
     print(f"noticed after {min(waited):.2f} to {max(waited):.2f} ms")
-    # The patience runs from the request's intended instant, the server's count
-    # from its arrival: a send released late (the generator's own lateness,
-    # which its health reports) arrives that much nearer the leaving. Never
-    # later than the instant: the median within 1 ms of it, nearly all within 2.
+    # The client leaves at its rule's instant (its own clock: the median
+    # within 1 ms of 20). The patience runs from the request's intended
+    # instant, the server's count from its arrival: a send released late (the
+    # generator's own lateness, which its health reports) arrives that much
+    # nearer the leaving; and the server notices the close within 1 ms of the
+    # client's leaving at the median, nearly always within 2.
+    left = impatient["series"]["abandon_time"]["all"]["p50"]
+    assert left == pytest.approx(20, abs=1)
     early = impatient["health"]["lateness_p99_ms"]
-    assert 20 - early - 1 <= statistics.median(waited) <= 21, (early, waited)
-    assert sum(20 - early - 2 <= w <= 22 for w in waited) >= 0.9 * len(waited), (early, waited)
-    assert impatient["series"]["abandon_time"]["all"]["p50"] == pytest.approx(20, abs=1)
+    assert left - early - 1 <= statistics.median(waited) <= left + 1, (left, early, waited)
+    assert sum(left - early - 2 <= w <= left + 2 for w in waited) >= 0.9 * len(waited), \
+        (left, early, waited)
     assert len(read) == skim["counts"]["abandoned"]["read_tokens"] >= 38
     assert set(read) <= {10, 11}, read
 
