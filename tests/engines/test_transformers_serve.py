@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from loadkit.cli import main
+from support.recording import recording_proxy
 from support.run import WriteWorkload
-from support.wire_proxy import wire_proxy
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,14 +70,14 @@ def test_timings_agree_with_the_wire(engines: Callable[[str], str], tmp_path: Pa
     reference once; the engine's speed on two shared cores moved between the
     phases (e2e 123 against 101 ms once, TTFT 18.3 against 22.5 another time)."""
     engine = engines("no-continuous-batching")
-    with wire_proxy(engine) as (url, log):
-        spec = {"name": "engine-timing", "target": url, "duration": "8s", "warmup": 0,
+    with recording_proxy(engine) as rec:
+        spec = {"name": "engine-timing", "target": rec.url, "duration": "8s", "warmup": 0,
                 "seed": 3, "arrival": {"process": "constant", "rate": 2},
                 "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
                                "prompt_tokens": 128, "max_tokens": 64}]}
         _, result = run(tmp_path, str(workload_file(yaml.safe_dump(spec))))
     assert result["counts"]["errors"] == 0 and result["counts"]["completed"] == 16
-    measured = log[-16:]  # the probe's first
+    measured = rec.posts()[-16:]  # the probe's first
     assert all(0 < len(p.events) <= 64 for p in measured)  # an empty token rides on
     wire = [statistics.median(1000 * (p.events[0] - p.arrived) for p in measured),
             statistics.median(1000 * (b - a) for p in measured
