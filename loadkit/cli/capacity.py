@@ -35,7 +35,7 @@ from loadkit.capacity import compare as capacity_compare
 from loadkit.capacity.model import ProbeRecord, Ramp
 from loadkit.capacity.report import facts, headline, slo_cell
 from loadkit.cli.distributed import workers
-from loadkit.cli.params import duration, outputs
+from loadkit.cli.params import LOAD, duration, outputs
 from loadkit.cli.ui import ServedUI, ui_options
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.workload.loader import Overrides
@@ -55,17 +55,16 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     return share
 
 
-_LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
 
 
 @click.command("capacity")
 @click.argument("workload", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),
               help="SLO file whose objectives join the workload's (repeatable).")
-@click.option("--min", "min_load", type=_LOAD,
+@click.option("--min", "min_load", type=LOAD,
               help="First and lowest load probed, req/s (users for closed loops); default: "
                    "the workload's own, and the search may fall below it.")
-@click.option("--max", "max_load", type=_LOAD, help="Highest load probed.")
+@click.option("--max", "max_load", type=LOAD, help="Highest load probed.")
 @click.option("--precision", callback=_fraction, default="5%", show_default=True,
               help="Stop when (lowest failing - highest passing) / highest passing is this "
                    "small.")
@@ -77,7 +76,7 @@ _LOAD = click.FloatRange(min=0, min_open=True, max=1e6)
               metavar="DURATION", help="Wall time for all probes (default 30m).")
 @click.option("--expect", help="Gate on the answer: 'capacity >= 120 req/s', "
                                "'capacity >= 64 users', 'headroom >= 1.5x'.")
-@click.option("--production-rate", "production", type=_LOAD,
+@click.option("--production-rate", "production", type=LOAD,
               help="Today's load: the report states headroom = capacity / this, as an "
                    "interval.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),

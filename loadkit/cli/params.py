@@ -6,13 +6,14 @@ import math
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from loadkit.outputs.files import REPORTS, parse_outputs
 from loadkit.workload.units import parse_duration
 
-__all__ = ["duration"]
+__all__ = ["LOAD", "duration"]
 
 
 def duration(low: float = 0.0, high: float = math.inf, *, zero: bool = False,
@@ -36,6 +37,22 @@ def duration(low: float = 0.0, high: float = math.inf, *, zero: bool = False,
             raise click.BadParameter(f"must be at most {high:g} s{where}")
         return seconds
     return check
+
+
+class _Load(click.FloatRange):
+    """A load (req/s, users): a number in (0, 1e6]. NaN compares false with
+    every bound, so click's FloatRange alone lets `nan` through (to fail
+    later, blamed on the workload file, or to run a search over nothing)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail("a number, not nan", param, ctx)
+        return number
+
+
+LOAD = _Load(min=0, min_open=True, max=1e6)
 
 
 def outputs(_ctx: click.Context, _param: click.Parameter, value: str | None) -> frozenset[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from loadkit.arrivals.summary import sparkline, summarize
-from loadkit.cli.params import duration
+from loadkit.cli.params import LOAD, duration
 from loadkit.cli.run import _scale
 from loadkit.workload.loader import Overrides, load_workload
 
@@ -16,7 +16,7 @@ from loadkit.workload.loader import Overrides, load_workload
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--duration", callback=duration(), help="Measured duration, e.g. 30s or 5m.")
 @click.option("--time-scale", callback=_scale, help="Multiply every time in the file.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1e6))
+@click.option("--rate", type=LOAD)
 @click.option("--seed", type=int)
 def plan_command(workload: Path, duration: float | None, time_scale: float | None,
                  rate: float | None, seed: int | None) -> int:

@@ -9,7 +9,7 @@ import click
 from loadkit.cli.console import Console
 from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
-from loadkit.cli.params import duration, outputs
+from loadkit.cli.params import LOAD, duration, outputs
 from loadkit.cli.ui import ServedUI, ui_options
 from loadkit.run.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
@@ -54,7 +54,7 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Measured duration, e.g. 30s or 5m (phases keep their proportions).")
 @click.option("--time-scale", callback=_scale,
               help="Multiply every time in the file, shapes included (0.01 = 100x faster).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1e6),
+@click.option("--rate", type=LOAD,
               help="Total arrival rate in req/s (tenants keep their shares).")
 @click.option("--seed", type=int, help="Seed of the schedule and prompts.")
 @click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),

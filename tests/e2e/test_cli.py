@@ -67,6 +67,21 @@ def test_bad_flag_exits_2(tmp_path: Path) -> None:
     no_traceback(proc)
 
 
+@pytest.mark.parametrize("args", [
+    ("run", "--rate", "nan"), ("plan", "--rate", "nan"),
+    ("capacity", "--min", "nan"), ("capacity", "--production-rate", "NaN")])
+def test_a_load_of_nan_is_a_bad_flag(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """NaN passes every bound of a range: it is refused as the flag it is,
+    not blamed on the workload file nor searched over."""
+    command, *flag = args
+    out = [] if command == "plan" else ["--out", str(tmp_path / "out")]  # plan writes nothing
+    proc = cli(command, write(tmp_path, FAST_CHAT), *flag, *out)
+    assert proc.returncode == 2, proc.stderr
+    assert f"Invalid value for '{flag[0]}': a number, not nan" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    no_traceback(proc)
+
+
 def test_unreachable_target_exits_3(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
