@@ -27,10 +27,29 @@ import base64
 import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["authority", "basic_authorization", "without_credentials"]
+__all__ = ["authority", "basic_authorization", "http_url", "without_credentials"]
 
 MASK = "***"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def http_url(url: str, example: str = "http://127.0.0.1:8000") -> str:
+    """`url` without a trailing `/`, or ValueError saying why it cannot be
+    requested: not http(s), no host, whitespace in it, a host that does not
+    parse (`http://[::1`) or a port that is no number from 1 to 65535."""
+    bad = f"must be an http:// or https:// URL such as {example}"
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(bad)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # `[::1`, `:99999`, `:abc`; its words may quote a password
+        raise ValueError(f"{bad}: its host or port does not parse (a port is 1 to "
+                         "65535; a `/`, `?` or `#` in a password is written %2F, %3F, "
+                         "%23)") from None
+    if not parts.hostname or any(c.isspace() for c in url) or port == 0:
+        raise ValueError(f"{bad}: no host and port to connect to in it")
+    return url.rstrip("/")
 
 
 def authority(url: str) -> str:

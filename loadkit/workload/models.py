@@ -7,7 +7,6 @@ only when a request is built, so secrets never reach any output.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +20,7 @@ from pydantic import (
 
 from loadkit import envrefs
 from loadkit.sim.config import SimConfig
+from loadkit.urls import http_url
 from loadkit.workload.arrival_specs import ArrivalSpec
 from loadkit.workload.scenarios import Abandon, GenerationScenario, KServeScenario, Scenario
 from loadkit.workload.slo_spec import (
@@ -218,9 +218,7 @@ class Workload(Strict):
     @field_validator("target")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must be an http:// or https:// URL such as http://127.0.0.1:8000")
-        return v.rstrip("/") if v else v
+        return http_url(v) if v is not None else v
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

@@ -16,22 +16,17 @@ JSON dumps (run.json) show URLs without credentials and a literal token as `***`
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_serializer, field_validator
 
 from loadkit import envrefs
-from loadkit.urls import without_credentials
+from loadkit.urls import http_url, without_credentials
 from loadkit.workload.units import Seconds, Strict
-
-_URL = re.compile(r"^https?://[^/\s]+")
 
 
 def _check_url(v: str) -> str:
-    if not _URL.match(v):
-        raise ValueError("must be an http:// or https:// URL such as http://127.0.0.1:9400")
-    return v.rstrip("/")
+    return http_url(v, "http://127.0.0.1:9400")
 
 
 class PrometheusTarget(Strict):

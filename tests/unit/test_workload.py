@@ -95,6 +95,29 @@ def test_target_must_be_a_url(tmp_path: Path) -> None:
     assert "target" in message and "http://" in message
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999",
+                                 "http://127.0.0.1:0", "http://h:no-port",
+                                 "http://u:s3cr/QXZ@host:8000", "http://:8000",
+                                 "http://127.0.0.1 :8000"])
+@pytest.mark.parametrize("key", ["target", "telemetry.agent", "telemetry.prometheus"])
+def test_a_url_that_cannot_be_requested_is_bad_input(tmp_path: Path, url: str,
+                                                     key: str) -> None:
+    """Its host or port does not parse: exit 2 at load, never an internal
+    error (exit 3) when the run first connects, nor a password's fragment in
+    the message."""
+    line = {"target": f"target: '{url}'",
+            "telemetry.agent": f"telemetry: {{agent: '{url}'}}",
+            "telemetry.prometheus": f"telemetry: {{prometheus: [{{url: '{url}'}}]}}"}[key]
+    _, message = problems(tmp_path, BASE + line + "\n")
+    assert key.split(".")[0] in message and "must be an http:// or https:// URL" in message
+    assert "QXZ" not in message
+
+
+def test_a_good_url_keeps_its_credentials_path_and_port(tmp_path: Path) -> None:
+    w = load(tmp_path, BASE + "target: 'http://u:p%2Fw@[::1]:8000/v1/'\n").workload
+    assert w.target == "http://u:p%2Fw@[::1]:8000/v1"
+
+
 def test_simulator_settings_are_checked(tmp_path: Path) -> None:
     _, message = problems(tmp_path, BASE + "simulator: {itl: 5}\n")
     assert "simulator" in message and "itl" in message
