@@ -290,6 +290,17 @@ def faults_app() -> web.Application:
         return web.Response(body=gzip.compress(b'{"ok": true}'),
                             headers={"Content-Encoding": "gzip"})
 
+    async def endless_header(request: web.Request) -> web.Response:
+        # A header that never ends (8 MiB here, then the connection closes).
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        for _ in range(128):
+            transport.write(b"a" * 65536)
+            await asyncio.sleep(0)
+        transport.close()
+        return web.Response()
+
     async def close_delimited(request: web.Request) -> web.Response:
         # HTTP/1.0 style: no length, the body ends when the connection closes.
         transport = request.transport
@@ -310,6 +321,7 @@ def faults_app() -> web.Application:
     app.router.add_route("*", "/big", big)
     app.router.add_route("*", "/redirect", redirect)
     app.router.add_route("*", "/garbage", garbage)
+    app.router.add_route("*", "/endless-header", endless_header)
     app.router.add_route("*", "/slow-stream", slow_stream)
     return app
 

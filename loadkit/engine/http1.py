@@ -33,6 +33,10 @@ now_ns = time.monotonic_ns
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 INFLATE_STEP = 1 << 20  # inflate in pieces, so the size cap stops a gzip bomb early
+# The status line and headers of one answer, at most (aiohttp: 8 KiB a line,
+# h11: 16 KiB): httptools joins a header's pieces by concatenation, so an
+# endless header would stall the loop that releases requests, quadratically.
+MAX_HEAD_BYTES = 256 * 1024
 
 
 class ConnectFailed(OSError):
@@ -179,7 +183,8 @@ class _Exchange:
     """One request's answer in progress on a connection."""
 
     __slots__ = ("method", "receiver", "follow", "code", "location", "headers_done",
-                 "length_known", "chunks", "inflate", "done", "keep_alive", "interim")
+                 "length_known", "chunks", "inflate", "done", "keep_alive", "interim",
+                 "head_bytes")
 
     def __init__(self, method: str, receiver: Receiver, follow: bool) -> None:
         self.method, self.receiver, self.follow = method, receiver, follow
@@ -187,6 +192,7 @@ class _Exchange:
         self.location: str | None = None
         self.headers_done = self.length_known = self.done = self.interim = False
         self.keep_alive = True
+        self.head_bytes = 0  # read before the headers were complete
         self.chunks: list[bytes] = []
         self.inflate: zlib._Decompress | None = None
 
@@ -216,7 +222,13 @@ class _Conn(asyncio.Protocol):
             return
         self.t = t
         try:
+            head = not ex.headers_done
             self.parser.feed_data(data)
+            if head and not ex.headers_done:
+                ex.head_bytes += len(data)
+                if ex.head_bytes > MAX_HEAD_BYTES:
+                    raise MalformedResponse(f"response headers longer than "
+                                            f"{MAX_HEAD_BYTES // 1024} KiB")
             if ex.chunks:
                 if ex.location:  # a redirect's own body: not the answer
                     ex.chunks.clear()
