@@ -18,7 +18,7 @@ from rich.text import Text
 
 from loadkit.engine import Progress
 from loadkit.outputs.format import error_summary, interval, quantity, samples, seconds
-from loadkit.result.model import RunResult, Verdict
+from loadkit.result.model import NOTHING_JUDGED, RunResult, Verdict
 
 PLAIN_EVERY_S = 5.0
 _STYLE = {Verdict.PASS: "bold green", Verdict.FAIL: "bold red",
@@ -88,6 +88,8 @@ class Console:
                                 style="bold red"))
         if d := result.decided:
             self.out.print(f"ended early at {seconds(d.at_s)}: {d.reason}")
+        if c.none_answered and result.verdict == Verdict.INCONCLUSIVE:
+            self.out.print(Text(NOTHING_JUDGED, style=_STYLE[result.verdict]))
         self.out.print(Text(f"verdict: {result.verdict.upper()} (exit {code})",
                             style=_STYLE[result.verdict]))
         self.out.print(f"report: {out_dir / 'report.html'}")

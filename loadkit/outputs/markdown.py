@@ -6,7 +6,7 @@ from loadkit.outputs.departures import departure_lines
 from loadkit.outputs.finish_mix import finish_notes
 from loadkit.outputs.format import error_summary, interval, per_second, quantity, samples, seconds
 from loadkit.outputs.why import cause_line, split_line
-from loadkit.result.model import Distribution, RunResult, Verdict
+from loadkit.result.model import NOTHING_JUDGED, Distribution, RunResult, Verdict
 from loadkit.telemetry.derive import describe
 
 _VERDICT = {Verdict.PASS: "✅ PASS", Verdict.FAIL: "❌ FAIL",
@@ -54,6 +54,8 @@ def render_markdown(result: RunResult) -> str:
     lines += ["", f"{c.completed:,} completed · {c.errors:,} errors · "
               f"{c.dropped:,} dropped · {per_second(t.requests_per_s)} · "
               f"{per_second(t.output_tokens_per_s, 'output tokens/s')}", ""]
+    if c.none_answered and result.verdict == Verdict.INCONCLUSIVE:
+        lines += [f"**{NOTHING_JUDGED[0].upper()}{NOTHING_JUDGED[1:]}.**", ""]
     if departures := departure_lines(result):
         lines += [f"{_cell(line)}  " for line in departures] + [""]
     if sess := result.sessions:

@@ -24,6 +24,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 # The vocabulary and the telemetry part live in their own modules; their
 # names are this module's too, as run.json's model is one.
 from loadkit.result.parts import ALL as ALL
+from loadkit.result.parts import NOTHING_JUDGED as NOTHING_JUDGED
 from loadkit.result.parts import Part, Scope, Verdict
 from loadkit.result.parts import SeriesTag as SeriesTag
 from loadkit.result.parts import safe_part as safe_part
@@ -83,6 +84,12 @@ class Counts(Part):
     retried: int = 0  # requests sent again by a client that had left (`<name>:retry`)
     sent_bytes: int = 0  # request bodies, every request sent (images and audio included)
     scheduled: dict[str, int]  # "phase/tenant": n, warm-ups included
+
+    @property
+    def none_answered(self) -> bool:
+        """No request of the measured phases completed, nor was left by its
+        client: a verdict on them has no sample, and can never be a pass."""
+        return self.completed == 0 and not any(self.abandoned.values())
 
 
 class Throughput(Part):

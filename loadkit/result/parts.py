@@ -26,6 +26,10 @@ class Verdict(enum.StrEnum):
         return cls.PASS
 
 
+NOTHING_JUDGED = ("no request completed in the measured phases: nothing to judge, so the "
+                  "verdict is inconclusive, never a pass")
+
+
 class Scope(str):
     """Where a figure applies: `all`, `tenant:<name>`, `scenario:<name>` or
     `phase:<name>`. A string (dict keys, JSON, SLO text), parsed once."""

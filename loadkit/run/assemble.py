@@ -96,7 +96,10 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
                           reason="a clear breach of an `abort: true` SLO")
     tokens = measured.tokens()
     cache = cache_state(tokens, facts.cache_reset)
+    counts = measured.request_counts(scheduled, unfinished)
     verdict = Verdict.overall([s.verdict for s in slos])
+    if counts.none_answered and verdict == Verdict.PASS:
+        verdict = Verdict.INCONCLUSIVE  # no sample: nothing passed (result.NOTHING_JUDGED)
     if cache is not None and cache.state == "warm" and verdict == Verdict.PASS:
         verdict = Verdict.INCONCLUSIVE  # the cache, not the release, may have passed it
     decided = None
@@ -109,7 +112,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         target=facts.target, closed_loop=facts.closed_loop, workload=facts.workload,
         phases=phases, aborted=aborted, decided=decided, verdict=verdict,
         trusted=not untrusted, untrusted_reasons=untrusted, slos=slos,
-        counts=measured.request_counts(scheduled, unfinished),
+        counts=counts,
         throughput=measured.throughput(), errors=measured.errors(), tokens=tokens,
         sessions=measured.sessions(),
         health=generator_health, isolation=isolation, series=measured.series(),

@@ -253,6 +253,11 @@ class Workload(Strict):
                 if self.arrival_for(t, phase) is None and phase.name not in t.phases:
                     raise ValueError(f"tenant {t.name!r} has no arrival process in phase "
                                      f"{phase.name!r}: give the tenant an `arrival`, or the phase one")
+        measured = [p for p in self.phase_list if not p.warmup]
+        if not any(self.arrival_for(t, p) is not None for t in self.all_tenants for p in measured):
+            raise ValueError("every tenant is silent (null) in every measured phase ("
+                             + ", ".join(p.name for p in measured)
+                             + "): no request would be sent, nothing measured")
         return self
 
     @property

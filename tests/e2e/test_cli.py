@@ -148,6 +148,28 @@ def test_failed_slo_exits_1_and_inconclusive_follows_the_flag(tmp_path: Path) ->
     assert "<skipped" in junit and "inconclusive" in junit
 
 
+def test_a_run_that_completes_no_request_is_never_a_pass(tmp_path: Path) -> None:
+    """No SLO, and no request in the measured phase (seed 1 draws no Poisson
+    arrival at 0.01/s in 1 s): no sample, so no pass, but inconclusive."""
+    idle = dict(FAST_CHAT, duration="1s", warmup="0s", seed=1,
+                arrival={"process": "poisson", "rate": 0.01})
+    proc = cli("run", write(tmp_path, idle), "--out", str(tmp_path / "a"), ANY_HOST)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert result["verdict"] == "inconclusive" and result["counts"]["completed"] == 0
+    assert "no request completed in the measured phases" in proc.stderr
+    assert "No request completed" in (tmp_path / "a" / "summary.md").read_text()
+    # a workload that would send nothing at all is refused, by plan as by run
+    silent = dict(FAST_CHAT, tenants=[{"name": "t", "arrival": {"rate": 3},
+                                       "phases": {"measure": None}}])
+    del silent["arrival"]
+    for command, out in (("plan", []), ("run", ["--out", str(tmp_path / "b")])):
+        proc = cli(command, write(tmp_path, silent, "s.yaml"), *out)
+        assert proc.returncode == 2, proc.stderr
+        assert "every tenant is silent (null) in every measured phase" in proc.stderr
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.slow
 def test_secrets_never_reach_outputs(tmp_path: Path) -> None:
     secret = "sk-test-5ecret-value-0123456789"

@@ -73,6 +73,18 @@ def test_unknown_scenario_reference_and_missing_arrival(tmp_path: Path) -> None:
     assert "give `arrival` (one tenant), `tenants`" in message
 
 
+def test_a_workload_that_sends_nothing_measured_is_refused(tmp_path: Path) -> None:
+    """Silent (null) in every measured phase, whatever the warm-up sends:
+    nothing would be measured, so nothing could be judged (exit 2, at load)."""
+    silent = BASE.replace("arrival: {process: constant, rate: 5}",
+                          "arrival: {process: constant, rate: 5}\n    phases: {measure: null}")
+    silent = silent.replace("scenarios: [ping]", "scenarios: [ping]\n    phases: {measure: null}")
+    _, message = problems(tmp_path, silent.replace("duration: 10s", "duration: 10s\nwarmup: 2s"))
+    assert "every tenant is silent (null) in every measured phase (measure)" in message
+    # one tenant sending in one measured phase is enough
+    assert load(tmp_path, silent.replace("    phases: {measure: null}\n", "", 1)).workload
+
+
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
     _, message = problems(tmp_path, "- just\n- a list\n")
     assert "must be a YAML mapping" in message
