@@ -189,12 +189,24 @@ async def truth_server(seed: int) -> asyncio.Server:
 
 
 def openai_app(models: list[str], key: str | None, refuse_after: float | None,
-               protect_models: bool = False) -> web.Application:
+               protect_models: bool = False, close_on_refusal: bool = False
+               ) -> web.Application:
     state: dict = {"first": None, "asked": []}
 
     def refuse(status: int, message: str) -> web.Response:
         return web.json_response({"error": {"message": message, "type": "invalid_request_error"}},
                                  status=status)
+
+    def refuse_and_close(request: web.Request, status: int, message: str) -> web.Response:
+        """A proxy's way: the refusal, then the connection closed, with no
+        `Connection: close` to warn the client that it will be."""
+        body = json.dumps({"error": {"message": message}}).encode()
+        transport = request.transport
+        assert transport is not None
+        transport.write(b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
+        transport.close()
+        return web.Response()
 
     async def list_models(request: web.Request) -> web.Response:
         if protect_models and request.headers.get("Authorization") != f"Bearer {key}":
@@ -208,6 +220,8 @@ def openai_app(models: list[str], key: str | None, refuse_after: float | None,
         body = await request.json()
         state["asked"].append(body.get("model"))
         if key and request.headers.get("Authorization") != f"Bearer {key}":
+            if close_on_refusal:
+                return refuse_and_close(request, 401, "Invalid API key provided.")
             return refuse(401, "Invalid API key provided.")
         if refuse_after is not None and now - state["first"] >= refuse_after:
             return refuse(403, "You exceeded your current quota.")
@@ -339,7 +353,7 @@ async def main(args: argparse.Namespace) -> None:
         app = record_app()
     elif args.mode == "openai":
         app = openai_app(args.models.split(","), args.key, args.refuse_after,
-                         args.protect_models)
+                         args.protect_models, args.close_on_refusal)
     else:
         app = faults_app()
     await serve_app(app)
@@ -367,6 +381,7 @@ if __name__ == "__main__":
     p.add_argument("--key")
     p.add_argument("--refuse-after", type=float)
     p.add_argument("--protect-models", action="store_true")
+    p.add_argument("--close-on-refusal", action="store_true")
     try:
         import uvloop
         uvloop.run(main(p.parse_args()))

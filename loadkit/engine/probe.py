@@ -19,7 +19,7 @@ from loadkit.arrivals.schedule import sample_tokens
 from loadkit.engine.answer import STREAM_CUT
 from loadkit.engine.exchange import exchange
 from loadkit.engine.runner import Plan
-from loadkit.engine.transports import Transport, open_transport
+from loadkit.engine.transports import open_transport
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
 from loadkit.workload.models import Workload
@@ -63,23 +63,25 @@ async def probe(plan: Plan, workload: Workload) -> list[ProbeFailure]:
                 output = sample_tokens(s.max_tokens, rng)
                 output = output if whole else min(output, floor)
             pairs.append((ti, si, prompt, output))
-    transport = open_transport(plan.base_url, plan.requests, plan.client)
-    try:
-        return [f for f in await asyncio.gather(*(_one(plan, transport, *p) for p in pairs))
-                if f is not None]
-    finally:
-        await transport.close()
+    return [f for f in await asyncio.gather(*(_one(plan, *p) for p in pairs)) if f is not None]
 
 
-async def _one(plan: Plan, transport: Transport, tenant: int, scenario: int, prompt: int | None,
+async def _one(plan: Plan, tenant: int, scenario: int, prompt: int | None,
                output: int | None) -> ProbeFailure | None:
     failure = None
     for _ in range(TRIES):
         t = time.monotonic_ns()
         rec = RequestRecord(plan.tenant_names[tenant], plan.scenario_names[scenario], "probe",
                             t, t)
-        status = await exchange(plan, transport, tenant, scenario, prompt, output, 0, rec,
-                                may_leave=False)
+        # Each try on a connection of its own: a server (or proxy) may close the
+        # connection after a refusal without saying so (no `Connection: close`),
+        # and the next try would then fail as a `reset` on it, hiding the refusal.
+        transport = open_transport(plan.base_url, plan.requests, plan.client)
+        try:
+            status = await exchange(plan, transport, tenant, scenario, prompt, output, 0, rec,
+                                    may_leave=False)
+        finally:
+            await transport.close()
         if rec.error is None:
             return None
         failure = ProbeFailure(tenant, scenario, status, rec.error, rec.message)

@@ -88,6 +88,25 @@ def test_several_served_models_exit_2_naming_them(server: StartServer, tmp_path:
     assert "--model NAME" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("transport", ["lean", "aiohttp"])
+def test_a_refusal_followed_by_a_closed_connection_still_stops_the_run(
+        server: StartServer, tmp_path: Path, transport: str) -> None:
+    """A server (or proxy) that closes the connection after its 401, without
+    `Connection: close`: the probe's next try must not land on that dead
+    connection and read the refusal as a mere reset (exit 1, every request
+    http_4xx); it is still a refusal, before the clock (exit 3)."""
+    with server("openai", "--key", "right", "--close-on-refusal") as url:
+        path = chat_workload(tmp_path, url, client={"transport": transport}, tenants=[
+            {"name": "acme", "arrival": {"process": "constant", "rate": 40},
+             "api_key": "${CONTACT_KEY}"}])
+        proc = cli("run", path, "--out", str(tmp_path / "out"),
+                   env={**os.environ, "CONTACT_KEY": "wrong"})
+        assert len(asked_models(url)) == TRIES  # every try reached the server
+    assert proc.returncode == 3, proc.stderr
+    assert "Invalid API key provided." in proc.stderr and "tenants[0].api_key" in proc.stderr
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
 @pytest.mark.slow
 def test_a_refused_key_stops_before_the_clock_starts(server: StartServer, tmp_path: Path) -> None:
     """Every request would be a 401: the probe says so (with the server's words and
