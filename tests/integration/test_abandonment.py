@@ -154,7 +154,9 @@ def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkloa
         rec.sim.disconnects.clear()
         skim, _ = run({**spec({"read_tokens": 10}, {}, rate=20, duration=2, max_tokens=100),
                        "target": rec.url})
-        read = [d.sent for d in rec.sim.disconnects]
+        # (tokens sent, tokens due by the instant the server noticed the close)
+        read = [(d.sent, 1 + int((d.noticed - d.arrival - 0.040) / 0.002))
+                for d in rec.sim.disconnects]
     assert len(waited) == impatient["counts"]["abandoned"]["patience"] >= 38
     print(f"noticed after {min(waited):.2f} to {max(waited):.2f} ms")
     # The client leaves at its rule's instant (its own clock: the median
@@ -170,7 +172,13 @@ def test_the_server_sees_each_client_leave_at_its_rule_s_instant(run: RunWorkloa
     assert sum(left - early - 2 <= w <= left + 2 for w in waited) >= 0.9 * len(waited), \
         (left, early, waited)
     assert len(read) == skim["counts"]["abandoned"]["read_tokens"] >= 38
-    assert set(read) <= {10, 11}, read
+    # The client read its 10 tokens and no more, each time; the server sent
+    # what was due by the instant it noticed (its own clock: a host slow to
+    # deliver the close lets a 12th go out, never one not yet due), and
+    # nearly always noticed before the 12th was due.
+    assert skim["counts"]["tokens_read"] == 10 * len(read), skim["counts"]
+    assert all(10 <= sent <= due for sent, due in read), read
+    assert sum(sent in (10, 11) for sent, _ in read) >= 0.9 * len(read), read
 
 
 @pytest.mark.timing
