@@ -101,3 +101,14 @@ class TargetRejected(RunError):
 
 class SimulatorError(RunError):
     """The embedded simulator failed to start."""
+
+
+class AnswerTooLarge(LoadkitError):
+    """An answer loadkit reads whole (a telemetry scrape) grew past its limit:
+    reading stopped there."""
+
+    def __init__(self, limit: int, declared: int | None = None):
+        self.limit = limit
+        size = f"{declared:,} bytes" if declared is not None else f"more than {limit >> 20} MiB"
+        super().__init__(f"answered {size}; loadkit reads at most {limit >> 20} MiB of it, "
+                         "and read no further")

@@ -8,10 +8,13 @@ measured at each poll, half the round trip) and stores series
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 
+from loadkit.errors import AnswerTooLarge
+from loadkit.telemetry.bounded import get_bounded
 from loadkit.telemetry.nvml import FIELDS
 from loadkit.telemetry.store import Source
 from loadkit.urls import without_credentials
@@ -43,18 +46,21 @@ class AgentSource(Source):
         assert self.client is not None
         sent = time.monotonic_ns()
         try:
-            resp = self.client.get(self.url, params={"since": repr(self.since)},
-                                   headers=self.headers)
+            body, _charset = get_bounded(self.client, self.url, params={"since": repr(self.since)},
+                                         headers=self.headers)
             received = time.monotonic_ns()
-            if resp.status_code == 401:
-                self.failed(f"the agent at {self.target} refused the token (HTTP 401): "
-                            "set telemetry.agent_token to the agent's token")
-                return
-            resp.raise_for_status()
-            doc = resp.json()
+            doc = json.loads(body)
             agent_now, samples = float(doc["now"]), doc["samples"]
         except httpx.HTTPStatusError as exc:
-            self.failed(f"the agent at {self.target} answered HTTP {exc.response.status_code}")
+            if exc.response.status_code == 401:
+                self.failed(f"the agent at {self.target} refused the token (HTTP 401): "
+                            "set telemetry.agent_token to the agent's token")
+            else:
+                self.failed(f"the agent at {self.target} answered HTTP "
+                            f"{exc.response.status_code}")
+            return
+        except AnswerTooLarge as exc:
+            self.failed(f"the agent at {self.target} {exc}: not an agent's samples")
             return
         except httpx.HTTPError as exc:
             self.failed(f"cannot reach the agent at {self.target}: {type(exc).__name__}: {exc}")

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import httpx
 
+from loadkit.errors import AnswerTooLarge
+from loadkit.telemetry.bounded import get_bounded
 from loadkit.telemetry.store import Source
 from loadkit.urls import without_credentials
 
@@ -182,11 +184,16 @@ class PrometheusSource(Source):
         assert self.client is not None
         t0 = time.monotonic_ns()
         try:
-            resp = self.client.get(self.url)
-            resp.raise_for_status()
-            text = resp.text
+            body, charset = get_bounded(self.client, self.url)
+            text = body.decode(charset, errors="replace")
         except httpx.HTTPStatusError as exc:
             self.failed(f"{self.target} answered HTTP {exc.response.status_code}")
+            return
+        except AnswerTooLarge as exc:
+            self.failed(f"{self.target} {exc}: not a metrics page")
+            return
+        except LookupError:  # a charset Python does not know
+            self.failed(f"{self.target}: not Prometheus text: unknown charset")
             return
         except httpx.HTTPError as exc:
             self.failed(f"cannot scrape {self.target}: {type(exc).__name__}: {exc}")
