@@ -31,7 +31,9 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
         raise TargetUnreachable(f"{shown} did not answer within "
                                 f"{client.timeouts.first_byte:g} s") from None
     except httpx.HTTPError as exc:
-        raise TargetUnreachable(f"{shown}: {type(exc).__name__}") from None
+        said = str(exc).replace(base_url, shown)  # httpx may name the URL, credentials and all
+        raise TargetUnreachable(f"{shown}: {type(exc).__name__}" + (f": {said}" if said else "")
+                                + ". Is it an HTTP server, and is the URL right?") from None
 
 
 RESETS = ("/reset_prefix_cache", "/flush_cache")  # vLLM's, SGLang's

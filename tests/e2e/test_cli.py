@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,32 @@ def test_unreachable_target_exits_3(tmp_path: Path) -> None:
                "--out", str(tmp_path / "out"))
     assert proc.returncode == 3
     assert f"cannot connect to http://127.0.0.1:{port}" in proc.stderr
+    no_traceback(proc)
+
+
+def test_a_target_that_hangs_up_at_once_is_unreachable_with_the_reason(tmp_path: Path) -> None:
+    """A server that accepts the connection and closes it unanswered: the
+    pre-flight says what happened, not only the exception's name."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+
+        def hang_up() -> None:  # reads the request, answers nothing
+            with contextlib.suppress(OSError):  # the listening socket closed: done
+                while True:
+                    conn, _ = server.accept()
+                    with conn:
+                        while b"\r\n\r\n" not in (got := conn.recv(65536)) and got:
+                            pass
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        proc = cli("run", write(tmp_path, FAST_CHAT), "--target",
+                   f"http://user:s3cret@127.0.0.1:{port}", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 3, proc.stderr
+    assert (f"http://127.0.0.1:{port}: RemoteProtocolError: Server disconnected without "
+            "sending a response") in proc.stderr, proc.stderr
+    assert "s3cret" not in proc.stderr
     no_traceback(proc)
 
 
