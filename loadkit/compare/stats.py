@@ -49,8 +49,11 @@ ALPHA = 0.05
 Series = tuple[str, Scope]  # (metric, scope)
 
 
-def parse_tolerances(items: Iterable[str]) -> dict[str, float]:
-    """`p99=10%`, `ttft.p99=20%`, `error_rate=1%` -> {key: percent}."""
+def parse_tolerances(items: Iterable[str],
+                     stats: tuple[str, ...] = DEFAULT_STATS) -> dict[str, float]:
+    """`p99=10%`, `ttft.p99=20%`, `error_rate=1%` -> {key: percent}. A key
+    that names no compared metric or statistic is a ValueError naming the
+    known ones: a typo must not leave a regression untolerated in silence."""
     out: dict[str, float] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -62,8 +65,23 @@ def parse_tolerances(items: Iterable[str]) -> dict[str, float]:
         if not sep or not key.strip() or not math.isfinite(number) or number < 0:
             raise ValueError(f"--max-regression takes STAT=PCT such as p99=10% or "
                              f"ttft.p99=20% or error_rate=1%, got {item!r}")
-        out[key.strip()] = number
+        key = key.strip()
+        _check_key(key, item, stats)
+        out[key] = number
     return out
+
+
+def _check_key(key: str, item: str, stats: tuple[str, ...]) -> None:
+    if key == "error_rate":
+        return
+    metric, dot, stat = key.rpartition(".")
+    if dot and metric not in COMPARED_METRICS:
+        raise ValueError(f"unknown metric {metric!r} in {item!r}: the metrics compared are "
+                         f"{', '.join(COMPARED_METRICS)} (and error_rate)")
+    if stat not in stats:
+        raise ValueError(f"unknown statistic {stat!r} in {item!r}: the statistics compared "
+                         f"are {', '.join(stats)} (METRIC.STAT for one metric: "
+                         f"{', '.join(COMPARED_METRICS)}; or error_rate)")
 
 
 def scoped(run: RunResult) -> dict[Series, HdrHistogram]:

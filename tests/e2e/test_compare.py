@@ -80,5 +80,15 @@ def test_compare_bad_input_exits_2(tmp_path: Path) -> None:
     bad_tol = cli("compare", str(tmp_path / "junk"), str(tmp_path / "junk"),
                   "--max-regression", "p99=lots")
     assert bad_tol.returncode == 2 and "STAT=PCT" in bad_tol.stderr
-    for out in (missing, junk, bad_tol):
+    # a name compare does not know would tolerate nothing, silently: refused, naming the known
+    typo = cli("compare", str(tmp_path / "junk"), str(tmp_path / "junk"),
+               "--max-regression", "nosuch.p99=5%")
+    assert typo.returncode == 2, typo.stderr
+    assert "unknown metric 'nosuch' in 'nosuch.p99=5%'" in typo.stderr
+    assert "latency, service_time, ttft, ttfo, itl, tpot (and error_rate)" in typo.stderr
+    p95 = cli("compare", str(tmp_path / "junk"), str(tmp_path / "junk"),
+              "--max-regression", "ttft.p95=5%")
+    assert p95.returncode == 2 and "unknown statistic 'p95'" in p95.stderr
+    assert "p50, p90, p99" in p95.stderr
+    for out in (missing, junk, bad_tol, typo, p95):
         assert "Traceback" not in out.stderr
