@@ -204,7 +204,7 @@ def _filtered(s: GenerationScenario, prompts: list[Prompt] | None) -> list[Promp
     if not prompts:
         return []
     f = s.prompts_filter
-    kept = [p for p in prompts if f is None or f.min_tokens <= p.length <= f.max_tokens]
+    kept = [p for p in prompts if f is None or f.keeps(p.length)]
     if not kept:
         raise InputError(f"scenario {s.name}: `prompts_filter` keeps none of {s.prompts}")
     return kept

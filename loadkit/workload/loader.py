@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from loadkit import envrefs
 from loadkit.errors import InputError, WorkloadError
+from loadkit.urls import http_url
 from loadkit.workload import tokenizer as tokens
 from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
 from loadkit.workload.models import Workload
@@ -64,6 +65,11 @@ class LoadedWorkload:
 def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides(),
                   env: Mapping[str, str] | None = None) -> LoadedWorkload:
     """Read, validate and apply overrides; raise WorkloadError on any problem."""
+    if overrides.target is not None:  # the flag's fault, not the file's: said so
+        try:
+            http_url(overrides.target)
+        except ValueError as exc:
+            raise InputError(f"--target: {exc}") from None
     raw, node, data = _read_yaml(path)
     data = _apply_overrides(data, overrides)
     workload = _validate(Workload, node, data, str(path))
@@ -72,14 +78,39 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
         workload = with_slo_file(workload, _validate(SloFile, s_node, s_data, str(slo_path)),
                                  str(slo_path))
     workload = _rescale(workload, overrides, str(path))
-    missing = envrefs.missing(workload.env_refs(), os.environ if env is None else env)
+    missing = set(envrefs.missing(workload.env_refs(), os.environ if env is None else env))
     if missing:
-        raise WorkloadError(str(path), [(None, "headers", envrefs.not_set(v)) for v in missing])
+        raise WorkloadError(str(path), [
+            _locate(node, {"loc": where, "type": "env", "msg": envrefs.not_set(name)})
+            for name, where in workload.env_ref_places() if name in missing])
     base = Path(path).parent
     workload = _data_paths(workload, base)
+    prompt_sets = _prompt_sets(workload, base)
+    _check_prompt_filters(workload, prompt_sets, node, str(path))
     return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
-                          traces=_traces(workload, base), prompt_sets=_prompt_sets(workload, base),
+                          traces=_traces(workload, base), prompt_sets=prompt_sets,
                           tokenizer=_tokenizer(workload, base))
+
+
+def _check_prompt_filters(w: Workload, prompt_sets: dict[str, list[Prompt]], node: yaml.Node,
+                          name: str) -> None:
+    """A `prompts_filter` that keeps none of its prompt set is refused now, so
+    that `plan` refuses it as `run` does (not a schedule of requests that
+    cannot be built)."""
+    problems = []
+    for i, s in enumerate(w.scenarios):
+        f, prompts = getattr(s, "prompts_filter", None), getattr(s, "prompts", None)
+        if f is None or not prompts or not prompt_sets.get(prompts):
+            continue
+        lengths = [p.length for p in prompt_sets[prompts]]
+        if not any(f.keeps(n) for n in lengths):
+            problems.append(_locate(node, {
+                "loc": ("scenarios", i, "prompts_filter"), "type": "filter",
+                "msg": f"keeps none of the {len(lengths):,} prompts of {prompts} (their "
+                       f"lengths run from {min(lengths):,} to {max(lengths):,} words; the "
+                       f"filter keeps {f.min_tokens:,} to {f.max_tokens:,})"}))
+    if problems:
+        raise WorkloadError(name, problems)
 
 
 def _data_paths(w: Workload, base: Path) -> Workload:

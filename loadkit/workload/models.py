@@ -330,12 +330,21 @@ class Workload(Strict):
 
     def env_refs(self) -> set[str]:
         """Names of every `${ENV_VAR}` the run will need (requests, agent token)."""
-        texts = [v for s in self.scenarios for v in s.headers.values()]
-        texts += [v for t in self.tenants for v in t.headers.values()]
-        texts += [t.api_key for t in self.tenants if t.api_key]
+        return {name for name, _where in self.env_ref_places()}
+
+    def env_ref_places(self) -> list[tuple[str, tuple[str | int, ...]]]:
+        """Each `${ENV_VAR}` the run will need, with where the file names it
+        (its key path, as pydantic locates errors)."""
+        texts: list[tuple[str, tuple[str | int, ...]]] = [
+            (v, ("scenarios", i, "headers", k)) for i, s in enumerate(self.scenarios)
+            for k, v in s.headers.items()]
+        for i, t in enumerate(self.tenants):
+            texts += [(v, ("tenants", i, "headers", k)) for k, v in t.headers.items()]
+            if t.api_key:
+                texts.append((t.api_key, ("tenants", i, "api_key")))
         if self.telemetry is not None and self.telemetry.agent_token:
-            texts.append(self.telemetry.agent_token)
-        return {name for text in texts for name in envrefs.names(text)}
+            texts.append((self.telemetry.agent_token, ("telemetry", "agent_token")))
+        return [(name, where) for text, where in texts for name in sorted(envrefs.names(text))]
 
 
 def _check_abandon(t: Tenant, scenarios: list[Scenario]) -> None:

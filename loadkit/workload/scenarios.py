@@ -127,6 +127,10 @@ class PromptsFilter(Strict):
     min_tokens: int = Field(default=1, gt=0)
     max_tokens: int = Field(default=MAX_TOKENS, gt=0, le=MAX_TOKENS)
 
+    def keeps(self, length: int) -> bool:
+        """Whether a prompt of `length` (in words) is kept."""
+        return self.min_tokens <= length <= self.max_tokens
+
 
 class ThinkTime(Strict):
     """Uniform between `min` and `max` (durations)."""

@@ -198,6 +198,21 @@ def test_a_run_that_completes_no_request_is_never_a_pass(tmp_path: Path) -> None
     assert not (tmp_path / "b").exists()
 
 
+def test_a_prompts_filter_that_keeps_nothing_is_refused_by_plan_as_by_run(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text('{"prompt": "three words here"}\n'
+                                      '{"prompt": "and five words in this"}\n')
+    spec = dict(FAST_CHAT, scenarios=[dict(FAST_CHAT["scenarios"][0], prompts="p.jsonl",
+                                           prompts_filter={"min_tokens": 100})])
+    path = write(tmp_path, spec)
+    for command, out in (("plan", []), ("run", ["--out", str(tmp_path / "out")])):
+        proc = cli(command, path, *out)
+        assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
+        assert ("w.yaml:16: scenarios[0].prompts_filter: keeps none of the 2 prompts of "
+                "p.jsonl (their lengths run from 3 to 5 words") in proc.stderr, proc.stderr
+        assert "request" not in proc.stdout  # no schedule shown for it
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_secrets_never_reach_outputs(tmp_path: Path) -> None:
     secret = "sk-test-5ecret-value-0123456789"

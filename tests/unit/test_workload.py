@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loadkit.errors import ExitCode, WorkloadError
+from loadkit.errors import ExitCode, InputError, WorkloadError
 from loadkit.workload.arrival_specs import Constant, Poisson
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.slo_spec import parse_objective
@@ -105,6 +105,16 @@ def test_rate_override_keeps_tenant_shares(tmp_path: Path) -> None:
 def test_target_must_be_a_url(tmp_path: Path) -> None:
     _, message = problems(tmp_path, BASE + "target: localhost:8000\n")
     assert "target" in message and "http://" in message
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "http://u:s3cr/QXZ@host:8000", "http://"])
+def test_a_bad_target_flag_is_the_flag_s_fault_not_the_file_s(tmp_path: Path, url: str) -> None:
+    with pytest.raises(InputError) as info:
+        load(tmp_path, BASE, overrides=Overrides(target=url))
+    message = str(info.value)
+    assert info.value.exit_code == ExitCode.BAD_INPUT and not isinstance(info.value, WorkloadError)
+    assert message.startswith("--target: must be an http:// or https:// URL"), message
+    assert "w.yaml" not in message and "QXZ" not in message
 
 
 @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999",
@@ -217,8 +227,11 @@ def test_env_references_are_checked_at_load_and_resolved_in_memory(tmp_path: Pat
                         "    headers: {X-Org: '${A_ORG}-${B_KEY}'}\n", 1)
     with pytest.raises(WorkloadError) as info:
         load(tmp_path, text, env={})
-    assert [p[2] for p in info.value.problems] == [
-        "environment variable ${A_ORG} is not set", "environment variable ${B_KEY} is not set"]
+    # each where the file names it (not all under `headers:`), line and key
+    assert info.value.problems == [
+        (14, "tenants[0].headers.X-Org", "environment variable ${A_ORG} is not set"),
+        (14, "tenants[0].headers.X-Org", "environment variable ${B_KEY} is not set"),
+        (13, "tenants[0].api_key", "environment variable ${B_KEY} is not set")]
     w = load(tmp_path, text, env={"A_ORG": "acme", "B_KEY": "k"}).workload
     assert w.env_refs() == {"A_ORG", "B_KEY"} and w.tenants[0].api_key == "${B_KEY}"
     assert envrefs.resolve("${A_ORG}-${B_KEY}", {"A_ORG": "acme", "B_KEY": "k"}, "h") == "acme-k"
