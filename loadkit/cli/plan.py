@@ -25,7 +25,7 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
     loaded = load_workload(workload, Overrides(duration=duration, time_scale=time_scale,
                                                rate=rate, seed=seed))
     w = loaded.workload
-    s = summarize(w, loaded.traces)
+    s = summarize(w, loaded.traces, loaded.prompt_sets)
     click.echo(f"workload {w.name} (seed {w.seed}): {len(w.phase_list)} phases, "
                f"{len(w.all_tenants)} tenant(s), {s.total_s:g} s, measured {w.measured_s:g} s")
     header = f"{'phase':<22}{'tenant':<14}{'requests':>10}{'req/s':>9}{'prompt tok':>13}{'output tok':>13}"
@@ -36,11 +36,15 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
             n = s.requests[key]
             label = p.name + (" (warm-up)" if p.warmup else "")
             click.echo(f"{label:<22}{t.name:<14}{n:>10,}{n / p.duration:>9.2f}"
-                       f"{s.prompt_tokens[key]:>13,}{s.output_tokens[key]:>13,}")
+                       f"{round(s.prompt_tokens[key]):>13,}{round(s.output_tokens[key]):>13,}")
     click.echo(f"{'total':<36}{sum(s.requests.values()):>10,}{'':>9}"
-               f"{sum(s.prompt_tokens.values()):>13,}{sum(s.output_tokens.values()):>13,}")
+               f"{round(sum(s.prompt_tokens.values())):>13,}"
+               f"{round(sum(s.output_tokens.values())):>13,}")
     for line in s.closed:
         click.echo(line)
+    if s.from_sets:
+        click.echo(f"tokens of {', '.join(s.from_sets)}: each request at its prompt set's mean "
+                   "(kept prompts, in words); the run draws the prompts at random")
     peak = max(s.per_second, default=0)
     click.echo(f"rate per second, all tenants (peak {peak}/s):")
     click.echo(sparkline(s.per_second))

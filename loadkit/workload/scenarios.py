@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from loadkit.workload.media_spec import Media
+from loadkit.workload.prompt_set import Prompt
 from loadkit.workload.units import Seconds, Strict, ordered
 
 MAX_TOKENS = 10_000_000
@@ -130,6 +131,9 @@ class PromptsFilter(Strict):
     def keeps(self, length: int) -> bool:
         """Whether a prompt of `length` (in words) is kept."""
         return self.min_tokens <= length <= self.max_tokens
+
+    def kept(self, prompts: list[Prompt]) -> list[Prompt]:
+        return [p for p in prompts if self.keeps(p.length)]
 
 
 class ThinkTime(Strict):

@@ -198,6 +198,19 @@ def test_a_run_that_completes_no_request_is_never_a_pass(tmp_path: Path) -> None
     assert not (tmp_path / "b").exists()
 
 
+def test_plan_counts_a_prompt_set_s_own_lengths(tmp_path: Path) -> None:
+    """Not the scenario's default prompt length: the set's (kept) prompts."""
+    (tmp_path / "p.jsonl").write_text('{"prompt": "three words here"}\n'
+                                      '{"prompt": "and five words in this"}\n')
+    spec = dict(FAST_CHAT, scenarios=[dict(FAST_CHAT["scenarios"][0], prompts="p.jsonl",
+                                           prompts_filter={"min_tokens": 4})])
+    proc = cli("plan", write(tmp_path, spec))
+    assert proc.returncode == 0, proc.stderr
+    total = next(line.split() for line in proc.stdout.splitlines() if line.startswith("total"))
+    assert int(total[2].replace(",", "")) == 5 * int(total[1].replace(",", "")), proc.stdout
+    assert "each request at its prompt set's mean" in proc.stdout
+
+
 def test_a_prompts_filter_that_keeps_nothing_is_refused_by_plan_as_by_run(tmp_path: Path) -> None:
     (tmp_path / "p.jsonl").write_text('{"prompt": "three words here"}\n'
                                       '{"prompt": "and five words in this"}\n')

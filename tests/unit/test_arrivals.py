@@ -249,6 +249,28 @@ def test_plan_summary_and_sparkline() -> None:
     assert sparkline([0, 5, 10]) == " ▄█"
 
 
+def test_plan_counts_a_prompt_set_s_tokens_not_the_scenario_s_defaults() -> None:
+    """A prompt set's requests are counted at the kept prompts' mean length;
+    their output at the prompts' own max_tokens, else the scenario's."""
+    from loadkit.workload.prompt_set import Prompt
+    short, long = " ".join(["w"] * 10), " ".join(["w"] * 1000)
+    prompts = [Prompt(None, short, 7), Prompt(None, long, None)]
+    w = Workload.model_validate({
+        "duration": 10, "arrival": {"process": "constant", "rate": 2},
+        "scenarios": [
+            {"name": "all", "kind": "openai-chat", "prompts": "p.jsonl", "max_tokens": 16},
+            {"name": "short", "kind": "openai-chat", "prompts": "p.jsonl", "max_tokens": 16,
+             "prompts_filter": {"max_tokens": 100}},
+            {"name": "drawn", "kind": "openai-chat", "prompt_tokens": 40, "max_tokens": 16}]})
+    by_scenario = Counter(w.scenarios[slot.scenario].name for slot in schedule(w))
+    s = summarize(w, prompt_sets={"p.jsonl": prompts})
+    assert sum(s.prompt_tokens.values()) == pytest.approx(
+        by_scenario["all"] * 505 + by_scenario["short"] * 10 + by_scenario["drawn"] * 40)
+    assert sum(s.output_tokens.values()) == pytest.approx(
+        by_scenario["all"] * (7 + 16) / 2 + by_scenario["short"] * 7 + by_scenario["drawn"] * 16)
+    assert s.from_sets == ["all", "short"] and min(by_scenario.values()) > 0
+
+
 def test_mean_rate_is_exact_for_long_phases() -> None:
     from loadkit.arrivals.processes import mean_rate
     onoff = spec({"process": "onoff", "base_rate": 1, "spike_rate": 100, "spike_length": 1,
