@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from loadkit.arrivals.schedule import closed_loops, schedule
 from loadkit.workload.models import Workload
 from loadkit.workload.prompt_set import Prompt
+from loadkit.workload.scenarios import GenerationScenario
 from loadkit.workload.traces import TraceRow
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -57,13 +58,12 @@ def summarize(w: Workload, traces: Mapping[str, list[TraceRow]] | None = None,
     out = PlanSummary(total, per_second=[0] * max(1, math.ceil(total)))
     means: dict[int, _SetMeans] = {}
     for i, s in enumerate(w.scenarios):
-        prompts = (prompt_sets or {}).get(getattr(s, "prompts", None) or "")
-        if prompts:
-            f = getattr(s, "prompts_filter", None)
-            kept = f.kept(prompts) if f else prompts
-            if kept:  # none kept is refused at load
-                means[i] = _SetMeans.of(kept)
-                out.from_sets.append(s.name)
+        if not isinstance(s, GenerationScenario):
+            continue
+        prompts = (prompt_sets or {}).get(s.prompts or "")
+        if prompts and (kept := s.kept_prompts(prompts)):  # none kept is refused at load
+            means[i] = _SetMeans.of(kept)
+            out.from_sets.append(s.name)
     for slot in schedule(w, traces):
         key = (phases[slot.phase], tenants[slot.tenant])
         out.requests[key] += 1

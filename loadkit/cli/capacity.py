@@ -55,8 +55,6 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     return share
 
 
-
-
 @click.command("capacity")
 @click.argument("workload", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),

@@ -203,7 +203,7 @@ def _filtered(s: GenerationScenario, prompts: list[Prompt] | None) -> list[Promp
     """The prompt set's prompts the scenario keeps (`prompts_filter`, in words)."""
     if not prompts:
         return []
-    kept = s.prompts_filter.kept(prompts) if s.prompts_filter else prompts
+    kept = s.kept_prompts(prompts)
     if not kept:
         raise InputError(f"scenario {s.name}: `prompts_filter` keeps none of {s.prompts}")
     return kept

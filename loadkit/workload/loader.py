@@ -25,7 +25,7 @@ from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
 from loadkit.workload.models import Workload
 from loadkit.workload.prompt_set import Prompt, PromptSetError, load_prompt_set
 from loadkit.workload.scaling import time_scaled, with_measured_duration
-from loadkit.workload.scenarios import SCENARIO_KINDS
+from loadkit.workload.scenarios import SCENARIO_KINDS, GenerationScenario
 from loadkit.workload.slo_file import SloFile, with_slo_file
 from loadkit.workload.traces import TraceError, TraceRow, load_trace
 
@@ -99,14 +99,14 @@ def _check_prompt_filters(w: Workload, prompt_sets: dict[str, list[Prompt]], nod
     cannot be built)."""
     problems = []
     for i, s in enumerate(w.scenarios):
-        f, prompts = getattr(s, "prompts_filter", None), getattr(s, "prompts", None)
-        if f is None or not prompts or not prompt_sets.get(prompts):
+        if not isinstance(s, GenerationScenario) or (f := s.prompts_filter) is None:
             continue
-        lengths = [p.length for p in prompt_sets[prompts]]
-        if not any(f.keeps(n) for n in lengths):
+        prompts = prompt_sets.get(s.prompts or "")
+        if prompts and not s.kept_prompts(prompts):
+            lengths = [p.length for p in prompts]
             problems.append(_locate(node, {
                 "loc": ("scenarios", i, "prompts_filter"), "type": "filter",
-                "msg": f"keeps none of the {len(lengths):,} prompts of {prompts} (their "
+                "msg": f"keeps none of the {len(lengths):,} prompts of {s.prompts} (their "
                        f"lengths run from {min(lengths):,} to {max(lengths):,} words; the "
                        f"filter keeps {f.min_tokens:,} to {f.max_tokens:,})"}))
     if problems:

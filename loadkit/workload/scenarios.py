@@ -132,9 +132,6 @@ class PromptsFilter(Strict):
         """Whether a prompt of `length` (in words) is kept."""
         return self.min_tokens <= length <= self.max_tokens
 
-    def kept(self, prompts: list[Prompt]) -> list[Prompt]:
-        return [p for p in prompts if self.keeps(p.length)]
-
 
 class ThinkTime(Strict):
     """Uniform between `min` and `max` (durations)."""
@@ -293,6 +290,11 @@ class GenerationScenario(_Scenario):
     abandon: Abandon | None = None  # clients that leave before the answer ends
     media: Media | None = None  # images and audio in each request (media_spec.py)
     path: str | None = None
+
+    def kept_prompts(self, prompts: list[Prompt]) -> list[Prompt]:
+        """The prompt set's prompts this scenario sends (`prompts_filter`)."""
+        f = self.prompts_filter
+        return [p for p in prompts if f.keeps(p.length)] if f else prompts
 
     @model_validator(mode="after")
     def _checks_can_pass(self) -> GenerationScenario:
