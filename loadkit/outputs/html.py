@@ -201,7 +201,9 @@ def metadata(r: RunResult) -> list[tuple[str, str]]:
         ("seed", w.seed), ("target", r.target), ("loadkit version", r.loadkit_version),
         ("host", r.host), ("git commit", r.git_commit or "not run inside a git repository"),
         ("started", r.started_at), ("finished", r.finished_at),
-        ("measured", f"{seconds(w.duration_s)} after {seconds(w.warmup_s)} warm-up"),
+        ("measured", f"{seconds(r.measured_s)}"
+                     + (f" of {seconds(w.duration_s)} planned" if r.cut_short else "")
+                     + f" after {seconds(w.warmup_s)} warm-up"),
         ("interval", seconds(w.interval_s) if w.interval_s else None),
         ("schema version", r.schema_version)]
     return [(k, str(v)) for k, v in rows if v is not None]

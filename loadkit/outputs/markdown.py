@@ -30,8 +30,7 @@ def render_markdown(result: RunResult) -> str:
                   "the figures below cover the run until then.", ""]
     if early := result.decided:
         lines += [f"**Ended early at {seconds(early.at_s)}:** {_cell(early.reason)}.", ""]
-    planned = f" (of {seconds(w.duration_s)} planned)" \
-        if result.measured_s < w.duration_s else ""
+    planned = f" (of {seconds(w.duration_s)} planned)" if result.cut_short else ""
     lines += [f"Target `{_cell(result.target)}` · {seconds(result.measured_s)} measured{planned} after "
               f"{seconds(w.warmup_s)} warm-up · seed {w.seed}", ""]
     if result.slos:

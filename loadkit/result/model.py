@@ -358,8 +358,19 @@ class RunResult(Part):
     @property
     def measured_s(self) -> float:
         """Seconds measured (warm-up excluded): the measured phases, cut where a
-        run that ended early (an abort, the verdict decided) stopped."""
-        end = self.timeseries[-1].end_s if (self.aborted or self.decided) \
-            and self.timeseries else float("inf")
+        run that ended early (an abort, the verdict decided) stopped, or where
+        the journal of a rebuilt one (killed, or still going) ends: the time
+        its throughput is over."""
+        end = float("inf")
+        if self.incomplete is not None:
+            end = self.incomplete.recorded_s
+        elif (self.aborted or self.decided) and self.timeseries:
+            end = self.timeseries[-1].end_s
         return sum(max(0.0, min(p.start_s + p.duration_s, end) - p.start_s)
                    for p in self.phases if not p.warmup)
+
+    @property
+    def cut_short(self) -> bool:
+        """Measured less than planned; phases rescaled by `--duration` may sum
+        a float's last digit over it, which is not a cut."""
+        return self.measured_s < self.workload.duration_s - 1e-6

@@ -22,6 +22,7 @@ from typing import TypeVar
 import pytest
 import yaml
 
+from loadkit.outputs.format import seconds
 from loadkit.result import load_run
 from loadkit.run.recover import rebuild
 from support.run import ROOT, RUN_VALIDATOR, RunWorkload, StartServer, cli
@@ -115,6 +116,18 @@ def test_kill_9_mid_run_then_report_rebuilds_what_the_server_answered(tmp_path: 
     assert 0 <= logged - rebuilt <= rate * interval + 2, (logged, rebuilt)
     assert document["incomplete"]["intervals"] >= 8
     assert sum(iv["completed"] for iv in document["timeseries"]) == rebuilt
+    # Measured is what the journal holds, not the 60 s planned: the time the
+    # throughput is over, in every output.
+    measured = document["incomplete"]["recorded_s"]  # no warm-up here
+    result = load_run(out)
+    assert result.measured_s == measured < 60 and result.cut_short
+    assert document["throughput"]["requests_per_s"] == pytest.approx(
+        counts["completed"] / measured, rel=1e-3)
+    said = f"{seconds(measured)} measured (of 60 s planned)"
+    assert said in (out / "summary.md").read_text()
+    html = (out / "report.html").read_text()
+    assert f"{measured:.4g} s measured (of 60 s planned)" in html
+    assert f"{seconds(measured)} of 60 s planned after" in html  # the metadata row
     print(f"\nkill -9 after {document['incomplete']['recorded_s']} s: server logged "
           f"{logged}, rebuilt {rebuilt} ({document['incomplete']['intervals']} intervals)")
 

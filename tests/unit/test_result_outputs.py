@@ -12,7 +12,7 @@ from loadkit.outputs import render_junit, render_markdown
 from loadkit.outputs.html import render_html
 from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.result import RunResult, Verdict
-from loadkit.result.model import PhaseInfo, WorkloadInfo
+from loadkit.result.model import Incomplete, PhaseInfo, WorkloadInfo
 from loadkit.run.build import Measured, health
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.scopes import Phases
@@ -77,3 +77,19 @@ def test_markdown_and_html_escape_what_the_server_sent() -> None:
     assert "<script>alert" not in html and 'onerror="alert' not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "FAIL" in html and "latency p50 &lt; 1ms" in html
+
+
+def test_measured_time_is_what_ran_and_says_planned_only_when_cut() -> None:
+    """Phases that `--duration` rescaled may sum a float's last digit over the
+    planned time: not a cut. A rebuilt run is measured to its journal's end."""
+    r = sample_result()
+    rescaled = r.model_copy(update={"workload": r.workload.model_copy(
+        update={"duration_s": 2.0000000000000004})})
+    assert not rescaled.cut_short and "planned" not in render_markdown(rescaled)
+    assert "planned" not in render_html(rescaled)
+    killed = r.model_copy(update={"incomplete": Incomplete(
+        in_progress=False, recorded_s=1.25, planned_s=2.0, intervals=1, reason="killed")})
+    assert killed.measured_s == 1.25 and killed.cut_short
+    assert "1.2 s measured (of 2 s planned)" in render_markdown(killed)
+    html = render_html(killed)
+    assert "1.25 s measured (of 2 s planned)" in html and "1.2 s of 2 s planned after" in html
