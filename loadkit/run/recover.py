@@ -178,9 +178,13 @@ class Rebuild:
         names = header["names"]
         for name in [*names["phases"], *names["scenarios"], *names["tenants"]]:
             self._names.setdefault(safe_part(name), name)
+        # Replayed, the judge decides what the run decided, at the same interval:
+        # a breach of an abort SLO, and the verdict of a stop_when_decided run.
         self.judge = LiveJudge(self.objectives, Phases(self.phases), header["strict"],
                                on_breach=lambda _slo, _at: None,
-                               interval_s=header["workload"]["interval_s"])
+                               interval_s=header["workload"]["interval_s"],
+                               on_decided=(lambda _d: None)
+                               if header["workload"]["spec"].get("stop_when_decided") else None)
         tele = header.get("telemetry") or {}
         self._telemetry.update(interval_s=tele.get("interval_s"),
                                price_per_gpu_hour=tele.get("price_per_gpu_hour"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from loadkit.errors import InputError
+from loadkit.run.recover import rebuild
 from loadkit.slo.confidence import always_valid_decides
 from loadkit.slo.live import DECIDE_AFTER_INTERVALS
 from loadkit.workload.loader import load_workload
@@ -33,7 +34,8 @@ def workload(url: str, duration: float, slos: list[str]) -> dict:
 def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server: StartServer,
                                                                      run: RunWorkload) -> None:
     with server("delay") as url:
-        under, _ = run(workload(url, 30, ["latency p99 < 1s", "error_rate < 5%"]), **LOOSE)
+        under, under_out = run(workload(url, 30, ["latency p99 < 1s", "error_rate < 5%"]),
+                               **LOOSE)
         # One SLO clearly failing beside one on its bound: the failure decides.
         over, _ = run(workload(url, 30, ["latency p90 < 30ms", "latency p97 < 150ms"]),
                       **LOOSE)
@@ -57,6 +59,13 @@ def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server: Sta
     assert series[-1]["end_s"] <= first + 3 * INTERVAL, series[-1]
     assert under["verdict"] == "pass" and under["trusted"], under["untrusted_reasons"]
     assert under["counts"]["unfinished"] == 0  # what was in flight drained, not cut
+    # Rebuilt from its journal (run.json lost), it decides the same, at the same
+    # interval, and is measured to that point.
+    (under_out / "run.json").unlink()
+    rebuilt = rebuild(under_out)
+    assert rebuilt.decided is not None
+    assert rebuilt.decided.model_dump() == under["decided"]
+    assert rebuilt.throughput.model_dump() == under["throughput"]
 
     # Clearly over: ~57% of requests above 30 ms against the 10% allowed,
     # decided at the first interval the test may look, though the other SLO
