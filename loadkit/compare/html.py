@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loadkit.compare.model import Comparison, Decision
+from loadkit.compare.render import change_text, p_text, tolerance_text, value_text
 from loadkit.outputs import canvas, chartdata, charts
 from loadkit.outputs.decimate import DEFAULT_POINTS, decimate
-from loadkit.outputs.format import quantity
 from loadkit.outputs.html import (
     _ENV,
     VERDICT_MARK,
@@ -44,22 +44,13 @@ def render_compare_html(comparison: Comparison, base: RunResult, cand: RunResult
         verdict=comparison.verdict, rows=comparison.rows,
         runs=[_run_card("base", base), _run_card("candidate", cand)],
         charts=_charts(base, cand, points), word=COMPARE_WORD, mark=COMPARE_MARK,
-        decision_class=DECISION_CLASS, pct=_pct, value=_value)
+        decision_class=DECISION_CLASS, value=value_text, change=change_text,
+        tolerance=tolerance_text, p=p_text)
 
 
 def _run_card(label: str, r: RunResult) -> dict[str, Any]:
     return {"label": label, "name": r.workload.name, "verdict": r.verdict,
             "trusted": r.trusted, "slos": r.slos, "meta": metadata(r)}
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{v:+.2f}%"
-
-
-def _value(v: float | None, stat: str | None = None) -> str:
-    if v is None:
-        return "—"
-    return quantity(v, "ms") if stat and stat[:1] in "pm" else f"{v:.4g}"
 
 
 def _charts(base: RunResult, cand: RunResult, points: int) -> list[Chart]:

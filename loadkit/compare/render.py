@@ -24,10 +24,21 @@ def render_compare_json(c: Comparison) -> str:
     return json.dumps(c.document(), indent=2, allow_nan=False) + "\n"
 
 
-def _value(v: float | None, unit: str) -> str:
+def value_text(v: float | None, unit: str) -> str:
+    """A row's base or candidate value in its unit: '212 ms', '13.6%'."""
     if v is None:
         return "n/a"
     return f"{v * 100:.3g}%" if unit == "%" else f"{v:.4g} {unit}"
+
+
+def change_text(v: float | None, r: Row) -> str:
+    """A change or a bound of its interval: relative ('+20.7%'), or in
+    percentage points for a share ('+13.6pp'), never one labelled the other."""
+    return "n/a" if v is None else f"{v:+.3g}{_change_unit(r)}"
+
+
+def tolerance_text(r: Row) -> str:
+    return f"{r.tolerance_pct:g}{_change_unit(r)}"
 
 
 def _change_unit(r: Row) -> str:
@@ -36,18 +47,17 @@ def _change_unit(r: Row) -> str:
 
 def row_line(r: Row) -> str:
     """'p99 12.1 ms -> 14.6 ms (+20.7%, 95% CI [+12.3%, +29.9%], p=1e-9; tolerance 10%)'."""
-    unit = _change_unit(r)
     if r.change_pct is None:
         return (f"{r.stat}: {r.decision.replace('_', ' ')} "
                 f"({r.samples_base:,} vs {r.samples_cand:,} samples)")
     ci = ""
     if r.ci_low_pct is not None or r.ci_high_pct is not None:
-        low = f"{r.ci_low_pct:+.3g}{unit}" if r.ci_low_pct is not None else "-∞"
-        high = f"{r.ci_high_pct:+.3g}{unit}" if r.ci_high_pct is not None else "+∞"
+        low = change_text(r.ci_low_pct, r) if r.ci_low_pct is not None else "-∞"
+        high = change_text(r.ci_high_pct, r) if r.ci_high_pct is not None else "+∞"
         ci = f", 95% CI [{low}, {high}]"
-    return (f"{r.stat} {_value(r.base, r.unit)} -> {_value(r.cand, r.unit)} "
-            f"({r.change_pct:+.3g}{unit}{ci}, p{_p(r.p_value)}; "
-            f"tolerance {r.tolerance_pct:g}{unit})")
+    return (f"{r.stat} {value_text(r.base, r.unit)} -> {value_text(r.cand, r.unit)} "
+            f"({change_text(r.change_pct, r)}{ci}, p{_p(r.p_value)}; "
+            f"tolerance {tolerance_text(r)})")
 
 
 def console_lines(c: Comparison) -> list[str]:
@@ -60,6 +70,10 @@ def _p(p: float | None) -> str:
     return "" if p is None else "<1e-15" if p < 1e-15 else f"={p:.2g}"
 
 
+def p_text(p: float | None) -> str:
+    return _p(p).lstrip("=") or "n/a"
+
+
 def render_compare_markdown(c: Comparison) -> str:
     lines = [f"# loadkit compare — {_WORD[c.verdict]}", "",
              (f"Base `{c.base.run_id}` ({c.base.workload}) · candidate "
@@ -67,14 +81,12 @@ def render_compare_markdown(c: Comparison) -> str:
     lines += [f"> ⚠️ {w}" for w in c.warnings] + ([""] if c.warnings else [])
     lines += [_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in c.rows:
-        unit = _change_unit(r)
-        change = f"{r.change_pct:+.3g}{unit}" if r.change_pct is not None else "n/a"
         ci = (f"[{r.ci_low_pct:+.3g}, {r.ci_high_pct:+.3g}]"
               if r.ci_low_pct is not None and r.ci_high_pct is not None else "")
         p = _p(r.p_value).lstrip("=")
         lines.append(f"| {r.metric} | {r.scope} | {r.stat} | "
-                     f"{_value(r.base, r.unit)} | {_value(r.cand, r.unit)} | "
-                     f"{change} | {ci} | {p} | {r.tolerance_pct:g}{unit} | "
+                     f"{value_text(r.base, r.unit)} | {value_text(r.cand, r.unit)} | "
+                     f"{change_text(r.change_pct, r)} | {ci} | {p} | {tolerance_text(r)} | "
                      f"{_WORD[r.decision]} |")
     return "\n".join(lines) + "\n"
 

@@ -158,9 +158,16 @@ def test_compare_page_rows_charts_and_escaping(small: dict[str, Any]) -> None:
              "tolerance_pct": 5.0, "decision": "regression"},
             {**row, "metric": PAYLOADS[0], "stat": "p50", "base": 60.0, "cand": 60.1,
              "change_pct": 0.2, "ci_low_pct": None, "ci_high_pct": None, "p_value": None,
-             "tolerance_pct": 10.0, "decision": "no_change"}]})
+             "tolerance_pct": 10.0, "decision": "no_change"},
+            # A share: its values in %, its change and tolerance in percentage points.
+            {**row, "metric": "error_rate", "stat": "rate", "base": 0.0, "cand": 0.1364,
+             "change_pct": 13.64, "ci_low_pct": 12.0, "ci_high_pct": None, "p_value": 1e-20,
+             "tolerance_pct": 0.5, "decision": "regression", "unit": "%"}]})
     html = render_compare_html(comparison, base, cand)
-    assert "✗ REGRESSION" in html and "+30.00%" in html and "[+25.00%, +35.00%]" in html
+    assert "✗ REGRESSION" in html and "+30%" in html and "[+25%, +35%]" in html
+    assert "<td>212 ms</td><td>275.6 ms</td>" in html and "<td>±5%</td>" in html
+    assert "<td>0%</td><td>13.6%</td><td>+13.6pp</td>" in html
+    assert "[+12pp, +∞]" in html and "<td>&lt;1e-15</td><td>±0.5pp</td>" in html
     assert 'id="chart-compare-spectrum"' in html and 'id="chart-compare-p99"' in html
     assert "✗ regression" in html and "= no change" in html
     assert not TAGS.search(html) and "could not be drawn" not in html
