@@ -61,7 +61,8 @@ class Console:
             self._last_plain = time.monotonic()
             print(line, file=sys.stderr, flush=True)
 
-    def finished(self, result: RunResult, out_dir: Path, code: int) -> None:
+    def finished(self, result: RunResult, page: Path, code: int) -> None:
+        """The verdict, and `page`: the file of the run a person should open."""
         if self.live is not None:
             self.live.stop()
         table = Table(title=f"SLOs of {result.workload.name}", title_justify="left")
@@ -92,4 +93,4 @@ class Console:
             self.out.print(Text(NOTHING_JUDGED, style=_STYLE[result.verdict]))
         self.out.print(Text(f"verdict: {result.verdict.upper()} (exit {code})",
                             style=_STYLE[result.verdict]))
-        self.out.print(f"report: {out_dir / 'report.html'}")
+        self.out.print(f"report: {page}")

@@ -24,7 +24,7 @@ from rich.progress import Progress
 from loadkit.cli.console import Console
 from loadkit.cli.params import duration
 from loadkit.errors import ExitCode
-from loadkit.outputs import write_all
+from loadkit.outputs import run_page, write_all
 from loadkit.record.journal import JOURNAL_NAME, read_journal
 from loadkit.result import load_run
 from loadkit.run.live_report import watch, write_report, writer_alive
@@ -64,8 +64,9 @@ def report_command(run_dir: Path, live: bool, every: float) -> int:
     if _needs_rebuild(run_dir):
         return _rebuilt(run_dir)
     result = load_run(run_dir)
-    write_all(result, run_dir if run_dir.is_dir() else run_dir.parent)
-    click.echo(f"report: {run_dir / 'report.html'}")
+    folder = run_dir if run_dir.is_dir() else run_dir.parent  # RUN_DIR/run.json is taken too
+    write_all(result, folder)
+    click.echo(f"report: {run_page(folder)}")
     return ExitCode.UNTRUSTED if result.incomplete else 0
 
 
@@ -92,5 +93,5 @@ def _rebuilt(run_dir: Path) -> int:
         return 0
     result = state.result()
     write_all(result, run_dir)
-    Console().finished(result, run_dir, ExitCode.UNTRUSTED)
+    Console().finished(result, run_page(run_dir), ExitCode.UNTRUSTED)
     return ExitCode.UNTRUSTED

@@ -11,6 +11,7 @@ from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
 from loadkit.cli.params import LOAD, duration, outputs
 from loadkit.cli.ui import ServedUI, ui_options
+from loadkit.outputs import run_page
 from loadkit.run.execute import RunOptions, execute, exit_code
 from loadkit.workload.loader import Overrides, load_workload
 from loadkit.workload.models import Workload
@@ -143,7 +144,7 @@ def run_command(workload: Path, target: str | None, duration: float | None,
         result, out = execute(loaded, options, on_interval=console.progress,
                               on_start=console.started)
         code = exit_code(result, inconclusive)
-        console.finished(result, out, code)
+        console.finished(result, run_page(out, outputs), code)
         live.finished(out / "report.html" if "html" in outputs else None)
         served.linger()
     return int(code)

@@ -21,16 +21,25 @@ def render_json(result: RunResult) -> str:
     return result.to_json()
 
 
+RUN_FILES = {"json": "run.json", "md": "summary.md", "junit": "junit.xml",
+             "html": "report.html"}
+
+
+def run_page(out_dir: Path, reports: frozenset[str] = REPORTS) -> Path:
+    """The file of a run's folder a person should open, of those written."""
+    return page({kind: out_dir / RUN_FILES[kind] for kind in reports | {"json"}})
+
+
 def write_all(result: RunResult, out_dir: Path, step_summary: str | None = None,
               reports: frozenset[str] = REPORTS) -> None:
     """run.json and the `reports` asked for (summary.md, junit.xml,
     report.html); the Markdown is also appended to `step_summary` (GitHub
     Actions' $GITHUB_STEP_SUMMARY) when given and asked for. Leaving out
     report.html saves its charts (~1 s); `loadkit report` renders it later."""
-    files = {"json": ("run.json", lambda: render_json(result)),
-             "md": ("summary.md", lambda: render_markdown(result)),
-             "junit": ("junit.xml", lambda: render_junit(result)),
-             "html": ("report.html", lambda: render_html(result))}
+    files = {"json": (RUN_FILES["json"], lambda: render_json(result)),
+             "md": (RUN_FILES["md"], lambda: render_markdown(result)),
+             "junit": (RUN_FILES["junit"], lambda: render_junit(result)),
+             "html": (RUN_FILES["html"], lambda: render_html(result))}
     if result.telemetry and result.telemetry.per_interval:
         files["csv"] = ("telemetry.csv", lambda: render_telemetry_csv(result))
     written = write_files(out_dir, files, reports)
@@ -51,5 +60,5 @@ def render_telemetry_csv(result: RunResult) -> str:
     return out.getvalue()
 
 
-__all__ = ["REPORTS", "page", "parse_outputs", "render_html", "render_json", "render_junit",
-           "render_markdown", "render_telemetry_csv", "write_all"]
+__all__ = ["REPORTS", "RUN_FILES", "page", "parse_outputs", "render_html", "render_json",
+           "render_junit", "render_markdown", "render_telemetry_csv", "run_page", "write_all"]

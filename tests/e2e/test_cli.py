@@ -153,7 +153,12 @@ def test_outputs_writes_only_the_reports_asked_for(tmp_path: Path) -> None:
     written = {p.name for p in out.iterdir()}
     assert {"run.json", "junit.xml", "journal.jsonl", "latency.hlog"} <= written
     assert not written & {"report.html", "summary.md"}
-    assert cli("report", str(out)).returncode == 0 and (out / "report.html").exists()
+    # The console points at a file that is there: run.json, the only page written.
+    assert f"report: {out / 'run.json'}" in proc.stderr + proc.stdout
+    assert "report.html" not in proc.stderr + proc.stdout
+    rendered = cli("report", str(out / "run.json"))  # the file, or its folder
+    assert rendered.returncode == 0 and (out / "report.html").exists()
+    assert f"report: {out / 'report.html'}" in rendered.stdout
     bad = cli("run", write(tmp_path, FAST_CHAT), "--outputs", "json,pdf")
     assert bad.returncode == 2 and "unknown output(s) pdf" in bad.stderr
     no_traceback(bad)
