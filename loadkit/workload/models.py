@@ -285,12 +285,14 @@ class Workload(Strict):
         return phase.arrival or tenant.arrival
 
     def objectives(self) -> list[Objective]:
+        """Each SLO once: one given twice (in the workload and again in an
+        `--slo` file) is one objective, judged once."""
         out = [objective_of(s, "all") for s in self.slos]
         for t in self.tenants:
             out += [objective_of(s, f"tenant:{t.name}") for s in t.slos]
         for p in self.phase_list:
             out += [objective_of(s, f"phase:{p.name}") for s in p.slos]
-        return out
+        return list(dict.fromkeys(out))
 
     def goodput_rule(self) -> list[Condition]:
         return [parse_condition(c) for c in self.goodput]
@@ -311,6 +313,10 @@ class Workload(Strict):
             if isinstance(s, SloEntry) and s.scenario and s.scenario not in scenarios:
                 raise ValueError(f"SLO {s.slo!r} names unknown scenario {s.scenario!r}")
         objectives = self.objectives()  # raises for entries that cannot abort
+        names = [o.name for o in objectives]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"SLO {twice[0]} is given twice with different settings "
+                             "(abort, after): give it once")
         if any(o.metric == "goodput" for o in objectives) and not self.goodput:
             raise ValueError("a goodput SLO needs `goodput:` rules, e.g. "
                              "goodput: ['ttft <= 200ms', 'tpot <= 50ms']")

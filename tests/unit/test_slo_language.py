@@ -287,3 +287,22 @@ def test_slow_seconds_together_are_worth_fewer_samples_than_slow_requests_apart(
     burst_n, spread_n = burst.n_eff()[o.name], spread.n_eff()[o.name]
     assert burst_n is not None and spread_n is not None
     assert burst_n < 0.05 * n and spread_n >= 0.9 * n, (burst_n, spread_n)
+
+
+def test_an_slo_given_twice_is_judged_once_unless_its_settings_differ(tmp_path: Path) -> None:
+    """Repeated in an `--slo` file (or in the workload), the same SLO is one
+    objective; the same SLO with another `abort` is ambiguous: exit 2."""
+    (tmp_path / "w.yaml").write_text(
+        "name: w\nduration: 1s\narrival: {rate: 1}\n"
+        "scenarios: [{name: c, kind: openai-chat}]\n"
+        "slos: ['latency p99 < 1s', 'ttft p99 trend < 1 ms/s', 'ttft p99 trend < 1 ms/s']\n")
+    (tmp_path / "slo.yaml").write_text("slos: ['latency p99 < 1s', 'error_rate < 1%']\n")
+    w = load_workload(tmp_path / "w.yaml",
+                      Overrides(slo_files=(str(tmp_path / "slo.yaml"),))).workload
+    assert [o.name for o in w.objectives()] == [
+        "latency p99 < 1s [all]", "ttft p99 trend < 1 ms/s [all]", "error_rate < 1% [all]"]
+    (tmp_path / "slo.yaml").write_text("slos: [{slo: 'latency p99 < 1s', abort: true}]\n")
+    with pytest.raises(WorkloadError) as err:
+        load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "slo.yaml"),)))
+    assert err.value.exit_code == ExitCode.BAD_INPUT
+    assert "latency p99 < 1s [all] is given twice with different settings" in str(err.value)
