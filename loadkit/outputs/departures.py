@@ -26,7 +26,11 @@ def departure_lines(result: RunResult) -> list[str]:
         t = result.summary("reclaim_time")
         timed = (f"reclaim time p50 {t.p50:.4g} ms, p99 {t.p99:.4g} ms" if t and t.count
                  else "no reclaim time")
-        lines.append(f"It aborted {r.reclaimed:,} of them ({timed}, by `{r.abort_counter}`); "
+        # The server's counters span the whole run: warm-up departures too,
+        # which the counts above (the measured phases') leave out.
+        of = "them" if r.abandoned == sum(c.abandoned.values()) else \
+            f"the {r.abandoned:,} that left over the whole run, warm-up included"
+        lines.append(f"It aborted {r.reclaimed:,} of {of} ({timed}, by `{r.abort_counter}`); "
                      f"{r.unreclaimed:,} never aborted, {r.unobserved:,} too late to tell")
     lines += [f"Not measured: {m}" for m in r.missing]
     return lines

@@ -9,10 +9,11 @@ from collections import Counter
 
 from loadkit.errors import ErrorKind
 from loadkit.outputs import render_junit, render_markdown
+from loadkit.outputs.departures import departure_lines
 from loadkit.outputs.html import render_html
 from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.result import RunResult, Verdict
-from loadkit.result.model import Incomplete, PhaseInfo, WorkloadInfo
+from loadkit.result.model import Incomplete, PhaseInfo, Reclaim, WorkloadInfo
 from loadkit.run.build import Measured, health
 from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.scopes import Phases
@@ -93,3 +94,20 @@ def test_measured_time_is_what_ran_and_says_planned_only_when_cut() -> None:
     assert "1.2 s measured (of 2 s planned)" in render_markdown(killed)
     html = render_html(killed)
     assert "1.25 s measured (of 2 s planned)" in html and "1.2 s of 2 s planned after" in html
+
+
+def test_departures_over_the_whole_run_say_so_beside_the_measured_ones() -> None:
+    """counts.abandoned covers the measured phases; the server's abort counter
+    (reclaim) the whole run: 125 left in the measured phases, 130 in all."""
+    r = sample_result()
+    left = r.model_copy(update={"counts": r.counts.model_copy(
+        update={"abandoned": {"patience": 125}})})
+    reclaim = Reclaim(abandoned=130, received=0, abort_counter="vllm:request_success_total",
+                      reclaimed=130)
+    lines = departure_lines(left.model_copy(update={"reclaim": reclaim}))
+    assert lines[0].startswith("125 clients left (patience 125)")
+    assert lines[1].startswith("It aborted 130 of the 130 that left over the whole run, "
+                               "warm-up included (no reclaim time")
+    same = left.model_copy(update={"reclaim": reclaim.model_copy(
+        update={"abandoned": 125, "reclaimed": 125})})
+    assert departure_lines(same)[1].startswith("It aborted 125 of them (")
