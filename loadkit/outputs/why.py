@@ -26,5 +26,10 @@ def split_line(d: Decomposition | None) -> str | None:
     if len(parts) < 3:
         parts = [("the server", d.server_ms)]
     said = " + ".join(f"{name} {v:,.1f}" for name, v in parts)
+    # The server's scrapes and loadkit's intervals end at different instants,
+    # so each side's mean covers slightly different requests.
+    below = " (below zero: the server's scrapes and loadkit's intervals cover slightly " \
+        "different requests)" if (d.remainder_ms or 0.0) < 0 else ""
     return (f"mean request {d.client_ms:,.1f} ms = {said} + outside the server "
-            f"{d.remainder_ms:,.1f} ms ({d.requests:,} requests, the server's own timers)")
+            f"{d.remainder_ms:,.1f} ms{below} ({d.requests:,} requests timed by loadkit, "
+            "split by the server's own timers)")

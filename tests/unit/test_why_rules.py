@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from loadkit.outputs.why import split_line
 from loadkit.result.model import (
     Health,
     Interval,
@@ -76,6 +77,14 @@ def test_the_split_adds_up_and_the_remainder_is_outside_the_server() -> None:
                                                 "or the like)", "its KV-cache usage "
                                                 "(vllm:gpu_cache_usage_perc or the like)"]
     assert [p.remainder_ms for p in why.over_time[2:]] == pytest.approx([11.0] * 10)
+    assert split_line(d) == ("mean request 161.0 ms = queue 10.0 + prefill 40.0 + decode 100.0"
+                             " + outside the server 11.0 ms (200 requests timed by loadkit, "
+                             "split by the server's own timers)")
+    # Below zero only where the two sides' requests differ: said so, not hidden.
+    under = split_line(explain(intervals(148.0), PHASES, telemetry(timers(0.010, 0.040, 0.100)),
+                               [slo(Verdict.PASS)], OK).decomposition)
+    assert under is not None and "outside the server -2.0 ms (below zero: the server's " \
+        "scrapes and loadkit's intervals cover slightly different requests)" in under
 
 
 def test_queueing_is_named_with_its_evidence() -> None:
