@@ -49,6 +49,9 @@ class ParsedResponse:
     # in every event); None: not known event by event.
     event_tokens: list[int] | None = None
     event_source: str = "usage"  # where event_tokens came from: usage | tokenizer
+    # The first token event's share of the stream's output text: where only
+    # the total is known, how many tokens it carried (the rest are spread).
+    first_share: float | None = None
     # The server's count of the prompt (usage.prompt_tokens) and of its part
     # served from a prefix cache (usage.prompt_tokens_details.cached_tokens).
     prompt_tokens: int | None = None

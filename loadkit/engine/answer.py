@@ -124,6 +124,7 @@ class Answer:
         rec.output_tokens = parsed.output_tokens
         rec.token_source = parsed.token_source
         rec.event_tokens, rec.event_source = parsed.event_tokens, parsed.event_source
+        rec.first_share = parsed.first_share
         rec.text = parsed.text  # kept only where asked (checks, sessions' history)
         rec.prompt_tokens, rec.cached_tokens = parsed.prompt_tokens, parsed.cached_tokens
         rec.finish_reason, rec.no_done = parsed.finish_reason, parsed.no_done

@@ -72,7 +72,7 @@ class OpenAIStream:
 
     __slots__ = ("_sse", "_chunks", "_usage", "_done", "_text", "_per_event", "_prompt",
                  "_counter", "_counted", "_finish", "_answer_at", "_reasoning", "_reasoning_said",
-                 "_calls", "_tool_event", "_answers")
+                 "_calls", "_tool_event", "_answers", "_first_chars", "_chars")
 
     def __init__(self, keep_text: bool = False, counter: TokenCounter | None = None) -> None:
         self._sse = SSEDecoder()
@@ -94,6 +94,7 @@ class OpenAIStream:
         self._calls = ToolCalls()  # tool calls, assembled from their fragments
         self._tool_event: int | None = None  # the last fragment's event index
         self._answers = 0  # answer-text events so far
+        self._first_chars = self._chars = 0  # the first event's output, and all of it
 
     def feed(self, data: bytes) -> int:
         events = 0
@@ -126,6 +127,9 @@ class OpenAIStream:
             if output:
                 index = self._chunks + events
                 events += 1
+                if not self._chars:
+                    self._first_chars = len(output)
+                self._chars += len(output)
                 if called:
                     self._tool_event = index
                 if answer is None:
@@ -171,6 +175,7 @@ class OpenAIStream:
             reasoning = sum(per_event[i] for i in self._reasoning) if per_event \
                 else len(self._reasoning)
         common: dict[str, Any] = {"finish_reason": reason, "no_done": no_done,
+                                  "first_share": self._first_chars / self._chars,
                                   "answer_event": self._answer_at,
                                   "reasoning_tokens": reasoning,
                                   "tool_calls": self._calls.done(),

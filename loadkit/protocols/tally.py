@@ -72,7 +72,7 @@ def count(value: object, field: str, strict: bool = False) -> int | None:
 
 class Tally:
     __slots__ = ("events", "answers", "_text", "_counter", "_counted", "_answer_at",
-                 "_reasoning", "calls", "_tool_event")
+                 "_reasoning", "calls", "_tool_event", "_first_chars", "_chars")
 
     def __init__(self, keep_text: bool, counter: TokenCounter | None) -> None:
         self.events = 0
@@ -84,11 +84,15 @@ class Tally:
         self._reasoning: list[int] = []  # indexes of reasoning events
         self.calls = ToolCalls()
         self._tool_event: int | None = None  # the last tool fragment's index
+        self._first_chars = self._chars = 0  # the first event's output, and all of it
 
     def event(self, kind: str, output: str) -> None:
         """One token event carrying `output` (non-empty)."""
         index = self.events
         self.events += 1
+        if not self._chars:
+            self._first_chars = len(output)
+        self._chars += len(output)
         if kind == ANSWER:
             self.answers += 1
             if self._answer_at is None:
@@ -126,7 +130,8 @@ class Tally:
             "answer_event": self._answer_at, "reasoning_tokens": reasoning,
             "tool_calls": self.calls.done(empty_call), "tool_event": self._tool_event,
             "response_id": response_id, "prompt_tokens": prompt, "cached_tokens": cached,
-            "event_tokens": counted, "event_source": "tokenizer"}
+            "event_tokens": counted, "event_source": "tokenizer",
+            "first_share": self._first_chars / self._chars if self._chars else None}
         if output_tokens is not None:
             return ParsedResponse(output_tokens, "usage", **common)
         if counted is not None:

@@ -56,6 +56,7 @@ class RequestRecord:
     events: list[int] | None = None  # token event times (streaming)
     event_tokens: list[int] | None = None  # tokens in each event, when known
     event_source: str = "usage"  # how: the server's usage, or the tokenizer
+    first_share: float | None = None  # the first event's share of the output text
     prompt_tokens: int | None = None  # as the server counted them (usage)
     cached_tokens: int | None = None  # of those, from its prefix cache (usage)
     text: str | None = None  # the answer's text, where kept (a session's history)
@@ -296,10 +297,13 @@ class Recorder:
                 self._value("itl", r, gap // k, k)
         elif per is None and n > events:
             how = "estimated"  # k = the mean tokens per event after the first
-            mean = (n - 1) / (events - 1)
-            weight = max(1, round(mean))
-            for gap in gaps:
-                self._value("itl", r, int(gap / mean), weight)
+            rest = n - _first_tokens(r, n, events)
+            mean = rest / len(gaps)
+            # Whole weights that add up to the tokens after the first: one
+            # sample per token, each the gap over the mean.
+            base, extra = divmod(rest, len(gaps))
+            for i, gap in enumerate(gaps):
+                self._value("itl", r, int(gap / mean), base + (i < extra))
         else:
             self.itl_sources[r.event_source if per is not None else "one"] += 1
             for gap in gaps:
@@ -317,7 +321,8 @@ class Recorder:
         n, events = r.output_tokens or 0, len(gaps) + 1
         per: list[float] | list[int] | None = r.event_tokens
         if per is None or len(per) != events:
-            per = [1.0] + [(n - 1) / len(gaps) if n > events else 1.0] * len(gaps)
+            per = [1.0] + [(n - _first_tokens(r, n, events)) / len(gaps) if n > events
+                           else 1.0] * len(gaps)
         for metric, lo, hi in (("reasoning_itl", 0, k - 1), ("answer_itl", k - 1, len(gaps))):
             for gap, tokens in zip(gaps[lo:hi], per[lo + 1:hi + 1]):
                 self._value(metric, r, int(gap / tokens), max(1, round(tokens)))
@@ -422,3 +427,13 @@ class Recorder:
         self._interval_finish.clear()
         self._interval_keyed = Counter()
         return iv
+
+
+def _first_tokens(r: RequestRecord, n: int, events: int) -> int:
+    """The tokens of a stream's first event where only its total n is known:
+    its share of the output text (a server that sends 4 tokens an event
+    sends 4 in the first too; vLLM's stream interval sends the first alone),
+    leaving at least one for each later event; 1 where the text was not seen."""
+    if r.first_share is None:
+        return 1
+    return max(1, min(round(n * r.first_share), n - (events - 1)))

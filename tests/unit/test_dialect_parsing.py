@@ -67,6 +67,7 @@ def test_a_responses_stream_classes_reasoning_and_answer_events() -> None:
     assert (p.output_tokens, p.token_source, p.text) == (8, "usage", " word word word")
     assert (p.prompt_tokens, p.cached_tokens, p.response_id) == (12, 4, "resp_1")
     assert p.finish_reason == "stop" and not p.no_done
+    assert p.first_share == pytest.approx(6 / 45)  # " think" of 5 x " think", 3 x " word"
 
 
 def test_a_responses_stream_cut_at_the_limit_says_length() -> None:
@@ -143,6 +144,7 @@ def test_an_anthropic_stream_counts_thinking_from_its_events() -> None:
     n, p = feed_all(anthropic.AnthropicStream(keep_text=True), anthropic_stream(6, 2))
     assert n == 8 and p.answer_event == 6 and p.reasoning_tokens == 6  # no usage split
     assert (p.output_tokens, p.text, p.finish_reason) == (8, " yes yes", "length")
+    assert p.first_share == pytest.approx(1 / 8)  # " hmm" of 8 four-character events
     assert (p.prompt_tokens, p.cached_tokens, p.response_id) == (16, 6, "msg_1")
 
 

@@ -198,3 +198,12 @@ def test_a_non_streaming_reasoning_answer_reports_its_reasoning_tokens() -> None
                       {"reasoning_tokens": 7}}}
     parsed = parse_body(json.dumps(body).encode())
     assert (parsed.text, parsed.output_tokens, parsed.reasoning_tokens) == ("yes", 9, 7)
+
+
+def test_a_stream_gives_its_first_events_share_of_the_output() -> None:
+    """Where usage gives only the total, the first token event's share of the
+    output text tells how many tokens it carried (the recorder's ITL)."""
+    s = OpenAIStream()
+    s.feed(chunk("") + chunk("one two ") + chunk("three four five six ") + chunk(usage=6))
+    s.feed(b"data: [DONE]\n\n")
+    assert s.finish().first_share == pytest.approx(8 / 28)

@@ -72,3 +72,27 @@ def test_a_reasoned_stream_has_each_phase_s_itl_and_a_tool_call_its_time() -> No
     assert samples("answer_itl") == [(5, 2), (10, 4)]
     assert samples("tool_call_time") == [(78, 1)]
     assert samples("ttfo") == [(28, 1)] and samples("reasoning_time") == [(20, 1)]
+
+
+def test_only_a_total_known_the_first_event_takes_its_share_of_the_text() -> None:
+    """8 events, 32 tokens, no count per event, 40-ms gaps. A server that sends
+    4 tokens in every event (the first included: its text is 1/8 of the
+    answer's) has a per-token ITL of 10 ms; one that sends the first token
+    alone (vLLM's stream interval) has 31 tokens over the 7 later events. Read
+    as the latter, the former's ITL came out 9.0 ms; unseen text stays 1."""
+    ms = 1_000_000
+
+    def itl(first_share: float | None) -> list[tuple[int, int]]:
+        rec = Recorder(0)
+        rec.record(RequestRecord("t", "s", "p", 0, 0, end=300 * ms, first=20 * ms,
+                                 events=[20 * ms + 40 * ms * i for i in range(8)],
+                                 output_tokens=32, token_source="usage",
+                                 first_share=first_share))
+        rec.rotate(400 * ms)
+        assert rec.itl_sources == {"estimated": 1}
+        h = rec.cumulative[("itl", "p", "s", "t")]
+        return [(v.value_iterated_to // 1000, v.count_at_value_iterated_to)
+                for v in h.get_recorded_iterator()]
+
+    assert itl(4 / 32) == [(10, 28)]  # 7 gaps x 4 tokens of 10 ms
+    assert itl(1 / 29) == itl(None) == [(9, 31)]  # 40 / (31 / 7) = 9.03 ms, one a token
