@@ -31,7 +31,9 @@ not, for that fraction of streamed answers (``rate`` defaults to 1, except
 
     no_done        rate                                no `data: [DONE]` at the end (transformers serve)
     no_stream_usage  rate                              no usage event, even when include_usage asks
-    merge_tokens   tokens*, rate                       `tokens` tokens in each event after the first
+    merge_tokens   tokens*, rate, first                `tokens` tokens in each event after the first
+                                                       (`first: true`: in the first too, as hosted
+                                                       APIs send them)
     role_event     rate                                a role-only event before the first token
     ping_comments  rate                                a `: ping` comment line before every event
     cut_stream     rate*                               at the first token: a role-only event, then
@@ -106,7 +108,7 @@ KINDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "short_rerank": (("rate",), frozenset()),
     "no_done": (("rate",), frozenset()),
     "no_stream_usage": (("rate",), frozenset()),
-    "merge_tokens": (("tokens", "rate"), frozenset({"tokens"})),
+    "merge_tokens": (("tokens", "rate", "first"), frozenset({"tokens"})),
     "role_event": (("rate",), frozenset()),
     "ping_comments": (("rate",), frozenset()),
     "cut_stream": (("rate",), frozenset({"rate"})),
@@ -139,6 +141,7 @@ class Fault:
     slowdown: float = 1.0
     wrong_content: bool = False
     tokens: int = 0
+    first: bool = False
     ms: float = 0.0
 
     def active(self, t: float) -> bool:
@@ -321,5 +324,6 @@ _PARAMS: dict[str, Callable[[Any, str], Any]] = {
     "slowdown": _slowdown,
     "wrong_content": _flag,
     "tokens": lambda v, w: _positive_count(v, w),
+    "first": _flag,
     "ms": _positive,
 }

@@ -256,6 +256,7 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
     last, cut_at, broken_at = n - 1, fate.cut_at, fate.malformed_at
     error_at = quirks.error_in_stream
     every = quirks.merge_tokens or ctx.config.stream_interval  # tokens per event after the first
+    lead = 1 if quirks.merge_first else 0  # 1: the first event waits for its `every` tokens too
     ping = frames.ping if quirks.ping_comments else b""
     step = _stepper(ctx, rep, fate)
     base, per_seq = ctx.itl_s, ctx.itl_s_per_seq
@@ -283,10 +284,11 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
             if deadlines is not None:
                 deadlines.append(d)
             # Token i is decoded at d; it goes out with the tokens since the last
-            # event when the interval is full (the first token goes alone).
-            # An event never mixes reasoning and answer: the last reasoning
-            # token closes one.
-            if i and i % every and i not in (last, cut_at, broken_at, error_at, thinking - 1):
+            # event when the interval is full (the first token goes alone, as
+            # vLLM sends it, unless merge_tokens' `first`). An event never
+            # mixes reasoning and answer: the last reasoning token closes one.
+            if (i + lead) % every and i not in (last, cut_at, broken_at, error_at,
+                                                thinking - 1):
                 continue
             await sleep_until(loop, d)
             if deadlines is not None and ticket.state != "running":
@@ -301,10 +303,11 @@ async def _stream(ctx: SimContext, admitted: Admission, request: web.Request,
             if i == broken_at:
                 await out.write(frames.broken)
             else:
-                await out.write(ping + frames.content(i == 0, i == last, chunk(sent, i + 1),
+                await out.write(ping + frames.content(sent == 0, i == last, chunk(sent, i + 1),
                                                   i + 1, req.prompt_tokens, i < thinking))
+            opening = sent == 0
             track.sent = sent = i + 1
-            if i == 0:  # at the model's time, not the loop's, as a plain answer's
+            if opening:  # at the model's time, not the loop's, as a plain answer's
                 admitted.first_token(first, req.prompt_tokens)
         if cut_at == n:
             cut(request)

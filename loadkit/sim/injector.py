@@ -28,6 +28,7 @@ class Quirks:
     no_done: bool = False
     no_stream_usage: bool = False
     merge_tokens: int = 0  # tokens per event after the first; 0: the server's stream_interval
+    merge_first: bool = False  # the first event carries merge_tokens tokens too
     role_event: bool = False
     ping_comments: bool = False
     cut_stream: bool = False
@@ -176,7 +177,7 @@ class Injector:
             if f.active(rel) and (f.rate >= 1.0 or self._rng[i].random() < f.rate):
                 self.injected[f.kind] += 1
                 if f.kind == "merge_tokens":
-                    on[f.kind] = f.tokens
+                    on[f.kind], on["merge_first"] = f.tokens, f.first
                 elif f.kind == "error_in_stream":  # before the last token at the latest
                     on[f.kind] = (min(f.after_tokens, n_tokens - 1) if f.after_tokens is not None
                                   else self._rng[i].randrange(n_tokens))

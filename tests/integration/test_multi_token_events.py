@@ -42,6 +42,29 @@ def test_events_of_four_tokens_give_the_per_token_itl(run: RunWorkload, per_even
 
 @pytest.mark.slow
 @pytest.mark.timing  # ITL medians within 0.5 ms of the server's step
+def test_four_tokens_in_every_event_the_first_too_give_the_per_token_itl(
+        run: RunWorkload) -> None:
+    """As hosted APIs stream: 4 tokens in each of 8 events, the first
+    included, and only the total in usage. The first event's share of the
+    text says it held 4 tokens; read as one (vLLM's stream interval), each
+    later event would hold 31/7 and the ITL read 7.2 ms."""
+    w = spec(1, False)
+    w["simulator"] = {**w["simulator"], "faults": [{"kind": "merge_tokens", "tokens": EVERY,
+                                                     "first": True}]}
+    w["scenarios"][0]["max_tokens"] = 8 * EVERY
+    result, _ = run(w, quiet_gc=True)
+    itl, chunk = result["series"]["itl"]["all"], result["series"]["inter_chunk"]["all"]
+    n = result["counts"]["completed"]
+    assert n >= 30 and result["counts"]["errors"] == 0
+    assert result["tokens"]["itl_source"] == {"estimated": n}
+    assert chunk["count"] == n * 7 and abs(chunk["p50"] - EVERY * DECODE_MS) <= 1.0, chunk
+    # One sample a token after the first event, whatever it was estimated to hold.
+    assert n * (8 * EVERY - EVERY - 1) <= itl["count"] <= n * (8 * EVERY - EVERY + 1)
+    assert abs(itl["p50"] - DECODE_MS) <= 0.5, itl
+
+
+@pytest.mark.slow
+@pytest.mark.timing  # ITL medians within 0.5 ms of the server's step
 def test_a_tokenizer_counts_each_events_tokens(run: RunWorkload, tmp_path: Path) -> None:
     """No usage per event: the tokenizer (trained here; each of the simulator's
     words is one token) counts each event's text."""
