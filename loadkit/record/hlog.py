@@ -34,7 +34,9 @@ class HlogWriter:
     def write(self, tag: str, h: HdrHistogram, start_s: float, end_s: float) -> None:
         """One interval of one series; times relative to the run's start."""
         self._out.write(f"Tag={tag},")
-        self._writer.output_interval_histogram(h, start_s, end_s, max_value_unit_ratio=1000.0)
+        # Interval_Max in µs, as the histograms: hdrh floors it to the ratio's
+        # unit (a ratio of 1000 wrote whole ms, up to 0.99 ms under the max).
+        self._writer.output_interval_histogram(h, start_s, end_s, max_value_unit_ratio=1.0)
 
     def flush(self) -> None:
         self._out.flush()

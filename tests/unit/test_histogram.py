@@ -112,3 +112,18 @@ def test_add_into_is_hdrhs_add_without_its_checks() -> None:
     assert by_arrays.get_mean_value() == by_hdrh.get_mean_value()
     for q in (50.0, 99.0, 99.9):
         assert percentile_us(by_arrays, q) == percentile_us(by_hdrh, q)
+
+
+def test_each_hlog_line_gives_its_interval_max_in_us_as_its_histogram(tmp_path: Path) -> None:
+    h = new_histogram()
+    for us in (120, 1999, 4567):
+        h.record_value(us)
+    log = tmp_path / "x.hlog"
+    with open(log, "w", encoding="ascii") as f:
+        writer = HlogWriter(f, 0.0)
+        writer.write("latency.measure.s.t", h, 0.0, 1.0)
+        writer.flush()
+    line = log.read_text().splitlines()[-1]
+    assert line.startswith("Tag=latency.measure.s.t,")
+    assert float(line.split(",")[3]) == h.get_max_value() == next(
+        read_hlog(str(log))).get_max_value()
