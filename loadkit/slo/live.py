@@ -148,6 +148,9 @@ class LiveJudge:
         # Decisions wait for this many whole intervals of the earliest scope.
         self._decide_from_s = min((t.scope_start_s for t in self.tracked), default=0.0) \
             + DECIDE_AFTER_INTERVALS * interval_s
+        # ...and are early only before the last scope ends: a verdict reached
+        # in the drain ended nothing (the run stops there anyway).
+        self._decide_until_s = max((t.end_s for t in self.tracked), default=0.0)
         self._scope_cache: dict[tuple[str, str, str, str], bool] = {}
 
     def __bool__(self) -> bool:
@@ -190,7 +193,8 @@ class LiveJudge:
                 if r.verdict == Verdict.FAIL and not r.marginal:
                     self._breach(r, interval.end_s, t)
         if self.on_decided is not None and self.decided is None and self.breach is None \
-                and interval.end_s + self.slack >= self._decide_from_s:
+                and self._decide_from_s <= interval.end_s + self.slack \
+                and interval.end_s < self._decide_until_s - self.slack:
             self._decide(interval.end_s)
 
     def _decide(self, at_s: float) -> None:

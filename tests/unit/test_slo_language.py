@@ -13,6 +13,7 @@ from loadkit.errors import ExitCode, WorkloadError
 from loadkit.record.histogram import new_histogram, record_us
 from loadkit.record.recorder import Interval
 from loadkit.result.model import PhaseInfo, SLOResult
+from loadkit.slo.confidence import samples_to_decide
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
@@ -306,3 +307,23 @@ def test_an_slo_given_twice_is_judged_once_unless_its_settings_differ(tmp_path: 
         load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "slo.yaml"),)))
     assert err.value.exit_code == ExitCode.BAD_INPUT
     assert "latency p99 < 1s [all] is given twice with different settings" in str(err.value)
+
+
+def test_a_verdict_reached_only_after_the_measured_phases_ended_nothing_early() -> None:
+    """stop_when_decided: at 2 req/s, all clear, the always-valid test decides
+    `latency p99 < 300ms` at its 436th request, 218 s in. Within a 229-s
+    phase that ends the run early; after a 210-s phase it comes in the
+    drain, which ends anyway: not 'decided early'."""
+    def decided(phase_s: float) -> float | None:
+        phases = [PhaseInfo(name="measure", start_s=0.0, duration_s=phase_s, warmup=False)]
+        seen: list[float] = []
+        judge = LiveJudge([parse_objective("latency p99 < 300ms")], Phases(phases),
+                          strict=False, on_breach=lambda *_: None,
+                          on_decided=lambda d: seen.append(d.at_s))
+        feed(judge, 230, 2, 0, 0)
+        assert len(seen) <= 1
+        return seen[0] if seen else None
+
+    assert samples_to_decide(0.01) == 436
+    assert decided(229) == pytest.approx(218, abs=0.01)
+    assert decided(210) is None
