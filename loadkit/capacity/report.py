@@ -81,11 +81,10 @@ def render_markdown(r: CapacityResult) -> str:
     if r.untrusted_reasons or r.advice:
         lines.append("")
     names = slo_names(r)
-    lines += ["## Probes", "",
-              "| # | load | sent | throughput | goodput | status | " + " | ".join(
-                  f"`{n}`" for n in names) + " | latency p50 / p99 | ttft p99 | itl p99 | "
-              "GPU util | cost / 1M tokens | folder |",
-              "|" + "---|" * (11 + len(names))]
+    lines += ["## Probes", "", *_head(["#", "load", "sent", "throughput", "goodput", "status",
+                                       *(f"`{n}`" for n in names), "latency p50 / p99",
+                                       "ttft p99", "itl p99", "GPU util", "cost / 1M tokens",
+                                       "folder"])]
     for p in r.probes:
         slos = {s.name: s for s in p.slos}
         cells = [str(p.index), f"{p.value:.4g} {r.unit}" + (f" (×{p.attempt + 1} long)"
@@ -106,8 +105,8 @@ def render_markdown(r: CapacityResult) -> str:
         lines += ["", *notes]
     if r.ramp is not None and r.ramp.steps:
         lines += ["", "## Ramp", "", f"One run, `{r.ramp.folder}/`; each step judged on its own "
-                  "requests.", "", "| step | load | from | samples | status | " + " | ".join(
-                      f"`{n}`" for n in names) + " |", "|" + "---|" * (5 + len(names))]
+                  "requests.", "", *_head(["step", "load", "from", "samples", "status",
+                                            *(f"`{n}`" for n in names)])]
         for i, step in enumerate(r.ramp.steps, 1):
             slos = {s.name: s for s in step.slos}
             lines.append("| " + " | ".join(
@@ -168,3 +167,8 @@ def render_junit(r: CapacityResult) -> str:
         elif e.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {e.reason}")
     return junit_document(suite)
+
+
+def _head(cells: list[str]) -> list[str]:
+    """A Markdown table's header and its separator, cell for cell."""
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]

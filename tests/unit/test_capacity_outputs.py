@@ -173,6 +173,15 @@ def test_outputs_round_trip_and_render(tmp_path: Path, found: CapacityResult) ->
     md = (tmp_path / "capacity.md").read_text()
     assert "40.9–41.8 req/s" in md and TTFT in md and "headroom" in md
     assert md.count("| probe-") == 0 and md.count("`probe-0") == 9
+    # Every table's rows have as many cells as its header and separator
+    # (GitHub renders nothing of a table whose separator is a cell short).
+    tables: list[list[int]] = []
+    for line in md.splitlines():
+        if not line.startswith("|"):
+            tables.append([])
+        elif tables:
+            tables[-1].append(line.replace("\\|", "").count("|"))
+    assert [t for t in tables if len(set(t)) > 1] == [] and any(len(t) > 3 for t in tables)
     suite = ET.parse(tmp_path / "capacity-junit.xml").getroot()[0]
     assert suite.get("tests") == "3" and suite.get("skipped") == "1"
     html = page.read_text()
