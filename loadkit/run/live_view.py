@@ -332,7 +332,9 @@ class _Handler(QuietHandler):
             self.send(200, json.dumps(view.snapshot()).encode(), "application/json", _NO_STORE)
         elif path == "/report":
             if view.report is None:
-                self.send(404, b"no report yet: the run is going\n", "text/plain; charset=utf-8")
+                said = b"no report yet: the run is over, its report is being written\n" \
+                    if view.state.get("finished") else b"no report yet: the run is going\n"
+                self.send(404, said, "text/plain; charset=utf-8")
                 return
             try:
                 body = view.report.read_bytes()

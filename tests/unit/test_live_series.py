@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,5 +160,21 @@ def test_controls_need_their_header_and_a_running_run() -> None:
         assert _post(view.url + "stop", {})[0] == 202
         assert _post(view.url + "stop", {})[1]["message"] == "already stopping"
         assert stops == [1]  # one Ctrl-C, never the second that exits at once
+    finally:
+        view.close()
+
+
+def test_the_report_route_says_whether_the_run_goes_or_its_report_is_being_written(
+        tmp_path: Path) -> None:
+    view = LiveView().start()
+    try:
+        view.state = {"running": True, "finished": False}
+        assert _get(view.url + "report") == (404, b"no report yet: the run is going\n")
+        view.state = {"running": False, "finished": True}  # judged, report not yet written
+        assert _get(view.url + "report") == (
+            404, b"no report yet: the run is over, its report is being written\n")
+        (tmp_path / "report.html").write_text("<p>done</p>")
+        view.show_report(tmp_path / "report.html")
+        assert _get(view.url + "report") == (200, b"<p>done</p>")
     finally:
         view.close()
