@@ -95,7 +95,9 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         # Request numbers (a prompt's unique start): shard k of n numbers its
         # requests k+1, k+1+n, ..., so no two workers send the same prompt.
-        self._seq, self._seq_step = self.seq_first - 1, self.seq_step
+        # Each request's number is taken by adding the step first: a shard
+        # k of n numbers k + 1, k + 1 + n, ... as the one process numbers them.
+        self._seq, self._seq_step = self.seq_first - self.seq_step, self.seq_step
         self.slots_sent = 0  # schedule slots dispatched (a session is one)
         self._cut: str | None = None  # why requests are being cancelled, when they count
         self._overdue = False  # the drain deadline passed with requests in flight

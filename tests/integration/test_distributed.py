@@ -185,3 +185,25 @@ def test_an_abort_slo_stops_every_worker(run: RunWorkload) -> None:
     assert len(workers) == 2
     for r in workers:  # each stopped long before its 30-s shard was sent
         assert r["status"] == "done" and r["sent"] < r["shard"] / 2, r
+
+
+@pytest.mark.slow
+def test_two_workers_number_the_requests_as_one_process_does(server: StartServer,
+                                                               run: RunWorkload) -> None:
+    """Each prompt starts with its request's number (unique prompts). Sharded
+    over 2 workers, one tenant, the numbers are the one process's, 1 to N:
+    they were 2 to N + 1 (a shard took its step before its first number)."""
+    spec = {"name": "numbers", "seed": 4, "duration": "2s",
+            "arrival": {"process": "poisson", "rate": 20},
+            "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": False,
+                           "model": "recorded-model", "prompt_tokens": 6, "max_tokens": 1}]}
+    numbers = []
+    for fleet in (None, FleetOptions(workers=2, local=True)):
+        with server("record") as url:
+            run({**spec, "target": url}, probe=False,
+                **({"fleet": fleet} if fleet else {}))
+            log = fetch(url + "/log")
+        numbers.append(sorted(int(e["body"]["messages"][-1]["content"].split(":")[0])
+                              for e in log))
+    assert numbers[0] == list(range(1, len(numbers[0]) + 1)) and len(numbers[0]) > 20
+    assert numbers[1] == numbers[0]
