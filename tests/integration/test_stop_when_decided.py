@@ -45,7 +45,8 @@ def test_a_run_stops_once_decided_and_a_marginal_one_runs_its_length(server: Sta
     # Clearly under: no latency near 1 s, so the first decisive point is the
     # first interval (from the 5th) whose cumulative count passes the test.
     series = under["timeseries"]
-    assert max(iv["latency_max_ms"] for iv in series) < 1000
+    # (An interval in which nothing completed, as the drain's last can be, has no max.)
+    assert max(m for iv in series if (m := iv["latency_max_ms"]) is not None) < 1000
     n, first = 0, None
     for iv in series:
         n += iv["completed"] + iv["errors"]
