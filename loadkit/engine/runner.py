@@ -399,15 +399,17 @@ class Engine:
             rec = await self._send(transport, slot.tenant, slot.scenario, phase, prompt, output,
                                    seq, at, turn=turn)
             index += 1
-            if rec.error is not None or rec.abandoned or turn.closes or self.stop.is_set():
+            if rec.error is not None or rec.abandoned or turn.closes:
                 return
+            if self.stop.is_set():
+                return self._session_cut(slot, phase)
             assert turn.answer is not None and req.next_history is not None
             history = req.next_history(turn.sent, turn.answer, state)
             if turn.calls_tools:  # the client runs the tools, then answers with their results
                 rounds += 1
                 low, high = req.tool_latency
                 at = rec.end + int((low if low == high else rng.uniform(low, high)) * 1e9)
-                await sleep_until(at)
+                await self._until_turn(at, slot, phase)
                 continue
             rounds, asked = 0, asked + 1
             if slot.script:  # a traced session: its next row's offset and lengths
@@ -422,4 +424,17 @@ class Engine:
                 at = rec.end + int(wait * 1e9)
                 prompt = sample_tokens(spec.prompt_tokens, rng)
                 output = sample_tokens(spec.max_tokens, rng)
+            await self._until_turn(at, slot, phase)
+
+    async def _until_turn(self, at: int, slot: Slot, phase: str) -> None:
+        """A session's wait for its next turn; cut there by the run's end (the
+        drain's deadline), the session is counted as cut, not lost."""
+        try:
             await sleep_until(at)
+        except asyncio.CancelledError:
+            self._session_cut(slot, phase)
+            raise
+
+    def _session_cut(self, slot: Slot, phase: str) -> None:
+        self.recorder.session_cut(phase, self.plan.scenario_names[slot.scenario],
+                                  self.plan.tenant_names[slot.tenant])

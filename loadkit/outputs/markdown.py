@@ -58,8 +58,9 @@ def render_markdown(result: RunResult) -> str:
     if departures := departure_lines(result):
         lines += [f"{_cell(line)}  " for line in departures] + [""]
     if sess := result.sessions:
+        cut = f", {sess.cut:,} cut between turns by the run's end" if sess.cut else ""
         lines += [f"{sess.started:,} sessions: {sess.completed:,} completed, {sess.failed:,} "
-                  "ended by a failed turn", ""]
+                  f"ended by a failed turn{cut}", ""]
     if (drift := result.tokens.prompt_drift) is not None and abs(drift) > DRIFT_WARNING:
         lines += [f"**Prompt lengths drift:** the server counted {abs(drift):.1%} "
                   f"{'more' if drift > 0 else 'fewer'} prompt tokens than the workload asked "

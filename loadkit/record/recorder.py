@@ -327,6 +327,10 @@ class Recorder:
             for gap, tokens in zip(gaps[lo:hi], per[lo + 1:hi + 1]):
                 self._value(metric, r, int(gap / tokens), max(1, round(tokens)))
 
+    def session_cut(self, phase: str, scenario: str, tenant: str) -> None:
+        """A session the run's end (or its stop) cut between two turns."""
+        self.sessions[("cut", phase, scenario, tenant)] += 1
+
     def drop(self, phase: str, scenario: str, tenant: str) -> None:
         """An arrival the in-flight cap turned away: never sent, never timed."""
         self.dropped[(phase, scenario, tenant)] += 1

@@ -30,6 +30,7 @@ from loadkit.record.recorder import Recorder, RequestRecord
 __all__ = ["RecorderThread", "responsive_gil"]
 
 POLL_S = 0.002  # how often the thread looks for work: requests wait at most this long
+CUT = "cut"  # a session_cut item's mark (the one object, compared by identity)
 
 
 class RecorderThread:
@@ -38,7 +39,7 @@ class RecorderThread:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.start_ns = recorder.start_ns
-        self._items: deque[RequestRecord | tuple[str, str, str] | int] = deque()
+        self._items: deque[RequestRecord | tuple[str, ...] | int] = deque()
         self._closing = threading.Event()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="loadkit-recorder",
@@ -50,6 +51,9 @@ class RecorderThread:
 
     def drop(self, phase: str, scenario: str, tenant: str) -> None:
         self._items.append((phase, scenario, tenant))
+
+    def session_cut(self, phase: str, scenario: str, tenant: str) -> None:
+        self._items.append((CUT, phase, scenario, tenant))
 
     def rotate(self, now_ns: int) -> None:
         self._items.append(now_ns)
@@ -80,6 +84,8 @@ class RecorderThread:
                         rec.record(item)
                     elif isinstance(item, int):
                         rec.rotate(item)
+                    elif item[0] is CUT:
+                        rec.session_cut(*item[1:])
                     else:
                         rec.drop(*item)
                 except Exception as exc:  # noqa: BLE001 - kept and raised on the loop's side

@@ -181,6 +181,7 @@ class Sessions(Part):
     completed: int
     failed: int  # ended by a failed turn
     abandoned: int = 0  # ended by a client that left a turn
+    cut: int = 0  # cut between two turns by the run's end (the drain's deadline) or its stop
 
 
 class Health(Part):

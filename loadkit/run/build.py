@@ -98,7 +98,8 @@ class Measured:
             return None
         by = self._measured(self.recorder.sessions)
         return Sessions(started=by.get("started", 0), completed=by.get("completed", 0),
-                        failed=by.get("failed", 0), abandoned=by.get("abandoned", 0))
+                        failed=by.get("failed", 0), abandoned=by.get("abandoned", 0),
+                        cut=by.get("cut", 0))
 
     def output_tokens(self) -> int:
         return self._in_measured(self.recorder.output_tokens)

@@ -51,7 +51,8 @@ def test_turns_carry_the_history_and_follow_the_answer_plus_think_time(server: S
     assert Counter(len(t) for t in sessions.values()) == Counter(planned)
     n = len(planned)
     assert abs(n - RATE * SECONDS) <= 4 * math.sqrt(RATE * SECONDS) + 1, n  # open-loop arrivals
-    assert result["sessions"] == {"started": n, "completed": n, "failed": 0, "abandoned": 0}
+    assert result["sessions"] == {"started": n, "completed": n, "failed": 0, "abandoned": 0,
+                                  "cut": 0}
     assert sum(result["counts"]["scheduled"].values()) == len(log) == sum(planned)
     lat = result["series"]["latency"]
     assert lat["scenario:chat"]["count"] == n and lat["scenario:chat:later"]["count"] == \
@@ -124,7 +125,8 @@ def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(
                                         "stream": False}]}, probe=False)
         log = sorted(fetch(url + "/log"), key=lambda e: e["t"])
     assert len(log) == len(rows) and result["sessions"] == {"started": 2, "completed": 2,
-                                                            "failed": 0, "abandoned": 0}
+                                                            "failed": 0, "abandoned": 0,
+                                                            "cut": 0}
     by_first: dict[str, list[dict]] = defaultdict(list)
     for entry in log:
         first = next(m["content"] for m in entry["body"]["messages"] if m["role"] == "user")
@@ -147,3 +149,24 @@ def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(
             assert len(body["messages"][-1]["content"].split()) == prompt + 1  # "N:" + words
             # At its offset (the first turn's own send-to-arrival aside), never before.
             assert entry["t"] - t0 >= offset - session[0][1] - slack, (i, entry["t"] - t0, slack)
+
+
+@pytest.mark.slow
+def test_sessions_the_drain_cuts_between_turns_are_counted_as_cut(server: StartServer,
+                                                                   run: RunWorkload) -> None:
+    """3 turns 20 s of think time apart, a 1-s drain: every session is cut
+    after its first turn by the drain's deadline. Each is counted as cut (they
+    vanished: started 2, completed 0, nothing else), and the reports say so."""
+    spec = {"name": "cut", "duration": 2, "warmup": 0, "seed": 4,
+            "arrival": {"process": "constant", "rate": 2}, "client": {"drain": "1s"},
+            "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": False,
+                           "prompt_tokens": 5, "max_tokens": 3,
+                           "session": {"turns": 3, "think_time": "20s"}}]}
+    with server("record") as url:
+        result, out = run({**spec, "target": url}, probe=False)
+        sent = len(fetch(url + "/log"))
+    s = result["sessions"]
+    assert s["started"] == sent == 4 and s["completed"] == s["failed"] == s["abandoned"] == 0
+    assert s["cut"] == 4
+    assert "4 sessions: 0 completed, 0 ended by a failed turn, 4 cut between turns by the " \
+        "run's end" in (out / "summary.md").read_text()
