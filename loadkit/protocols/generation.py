@@ -72,7 +72,9 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         max_tool_rounds=scenario.max_tool_rounds if scenario.tools else 0,
         tool_latency=(latency, latency) if isinstance(latency, float)
         else (latency.min, latency.max),
-        prompt_is_asked=not prompts and scenario.prefix is None,
+        # With media the server's prompt count holds the images' and clips'
+        # tokens too: no drift can be read from it.
+        prompt_is_asked=not prompts and scenario.prefix is None and not scenario.media,
         leave=leave_policy(scenario.abandon, scenario.name, seed),
         retry=retry_policy(scenario.abandon, scenario.name, seed),
         whole_prompt=not scenario.previous_response_id,
