@@ -35,7 +35,7 @@ def test_three_workers_measure_the_single_process_schedule_exactly(server: Start
                                                                    tmp_path: Path) -> None:
     """Master + 3 workers against the truth server: every slot of the one-process
     schedule is sent once (per phase and tenant), and the merged p50/p99 are
-    the server's own within max(1 ms, 2%)."""
+    the server's own within max(1 ms + the workers' lateness p99, 2%)."""
     spec = {"name": "fleet", "seed": 11,
             "phases": [{"name": "low", "duration": "3s"}, {"name": "high", "duration": "3s"}],
             "tenants": [{"name": "a", "arrival": {"process": "poisson", "rate": 30},
@@ -55,13 +55,18 @@ def test_three_workers_measure_the_single_process_schedule_exactly(server: Start
     n = sum(expected.values())
     assert result["counts"]["completed"] == len(truth) == n and result["counts"]["errors"] == 0
     lat = result["series"]["latency"]["all"]
+    workers = result["distribution"]["workers"]
+    # A latency is the server's time + the wire (0.2-0.4 ms) + its send's
+    # lateness, which the workers measure themselves: on two cores shared with
+    # a master, a server and other tests it was 1.57 ms at p99 once (ci38), so
+    # the bound is the slowest worker's own lateness p99 (the run must still be
+    # trusted, below), not a figure fixed for every host.
+    late_ms = max(r["lateness_p99_ms"] or 0.0 for r in workers)
     for q, key in ((0.50, "p50"), (0.99, "p99")):
         server_ms = exact_percentile(truth, q)
         assert lat[key] >= server_ms * 0.999, (key, lat[key], server_ms)
-        # The wire's 0.2-0.4 ms and each send's lateness (0.2-0.6 ms at p50 on
-        # this VM, three workers and a master on two cores): 1.16 ms once.
-        assert lat[key] - server_ms <= max(1.5, 0.02 * server_ms), (key, lat[key], server_ms)
-    workers = result["distribution"]["workers"]
+        assert lat[key] - server_ms <= max(1.0 + late_ms, 0.02 * server_ms), (
+            key, lat[key], server_ms, late_ms)
     assert len(workers) == 3 and {r["status"] for r in workers} == {"done"}
     assert sorted(r["shard"] for r in workers) == sorted(
         len(list(shard(schedule(w), k, 3))) for k in range(3))
