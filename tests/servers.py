@@ -28,6 +28,9 @@ off the generator's event loop, like a real target. Prints
             a 404, one without `Authorization: Bearer --key` (when given) a 401,
             and every one after `--refuse-after` seconds (from the first) a 403.
             GET /log returns the models asked for.
+- serial:   one request at a time (a server of one seat): each POST waits its
+            turn, then holds the seat `--hold` seconds; GET /served returns
+            the wall-clock time (time.time()) each one finished, in order.
 - faults:   one path per failure: /ok, /status/NNN, /reset (closes the socket
             mid-response), /hang, /garbage (not HTTP), /big (a huge body),
             /redirect, /slow-stream (SSE that stops sending), /gzip-bomb (5 MB
@@ -68,6 +71,28 @@ def delay_app(seed: int) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/truth", get_truth)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def serial_app(hold_s: float) -> web.Application:
+    seat = asyncio.Lock()
+    served: list[float] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        if request.method != "POST":  # loadkit's pre-flight
+            return web.json_response({"ok": True})
+        async with seat:
+            await asyncio.sleep(hold_s)
+            served.append(time.time())
+        return web.json_response({"ok": True})
+
+    async def get_served(request: web.Request) -> web.Response:
+        return web.json_response(served)
+
+    app = web.Application()
+    app.router.add_get("/served", get_served)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -351,6 +376,8 @@ async def main(args: argparse.Namespace) -> None:
         app = stall_app(args.stall_at, args.stall)
     elif args.mode == "record":
         app = record_app()
+    elif args.mode == "serial":
+        app = serial_app(args.hold)
     elif args.mode == "openai":
         app = openai_app(args.models.split(","), args.key, args.refuse_after,
                          args.protect_models, args.close_on_refusal)
@@ -373,7 +400,9 @@ async def serve_app(app: web.Application) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["delay", "truth", "stall", "record", "openai", "faults"])
+    p.add_argument("mode", choices=["delay", "truth", "stall", "record", "openai", "serial",
+                                    "faults"])
+    p.add_argument("--hold", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stall-at", type=float, default=3.0)
     p.add_argument("--stall", type=float, default=1.0)

@@ -143,15 +143,17 @@ def offered_rps(result: RunResult) -> float | None:
 
 
 def good_requests(journal: Path, result: RunResult) -> int | None:
-    """Requests of the measured phases that met the goodput rules, summed
-    from the run's journal (run.json keeps only the goodput SLOs' shares)."""
+    """Requests that met the goodput rules and ended in the measured time
+    (a rate's numerator, as throughput's), summed from the run's journal
+    (run.json keeps only the goodput SLOs' shares). None: no rules (no
+    request was judged good or not)."""
     records, _damaged = read_journal(journal)
     measured = {p.name for p in result.phases if not p.warmup}
     good, seen = 0, False
     for rec in records:
-        for phase, *_key, n in rec.get("good", []):
-            seen = True
-            good += n if phase in measured else 0
+        seen = seen or bool(rec.get("good"))
+        for what, phase, *_key, n in rec.get("served", []):
+            good += n if what == "good" and phase in measured else 0
     return good if seen or result.counts.completed == 0 else None
 
 

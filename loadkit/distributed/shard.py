@@ -77,7 +77,8 @@ def run_shard(order: dict[str, Any], out: IO[str], commands: IO[str]) -> None:
         # measured the offset), on this process's monotonic clock.
         start_ns = time.monotonic_ns() + int((go["start_at"] - time.time()) * 1e9)
         recorder = Recorder(start_ns, goodput=tuple((c.metric, c.op, c.threshold_ns)
-                                                    for c in w.goodput_rule()))
+                                                    for c in w.goodput_rule()),
+                            phases=tuple((p.name, p.duration) for p in w.phase_list))
         writer = PartWriter(recorder)
         recorder.events.interval_closed.add_listener(HealthProbe.start().mark)
         whole_run = HealthProbe.start()

@@ -15,7 +15,8 @@ One JSON object per line:
 - `{"t": "interval", ...}` at every rotation of the recorder: the interval's
   summary (`iv`: the recorder's Interval), how many series it wrote to the
   hlog (`series`), the counters that moved in it by (phase, scenario,
-  tenant) (`completed`, `errors` by kind, `dropped`, `good`, `tokens`),
+  tenant) (`completed`, `errors` by kind, `dropped`, `good`, `tokens`; and
+  `served`, by the phase each request ended in),
   arrivals scheduled by (phase, tenant), token sources, new error examples
   and new telemetry points. Deltas, so a line is O(keys that moved), and
   summing the lines gives the totals.
@@ -58,7 +59,7 @@ _IV_FIELDS = [f.name for f in dataclasses.fields(Interval)]
 EXTRA_COUNTERS = ("prompt_tokens", "cached_tokens", "prompt_asked", "prompt_matched",
                   "sessions", "finish_reasons", "stream_notes", "reasoning_tokens",
                   "expected_cached", "abandoned", "tokens_read",
-                  "tokens_received", "retried", "sent_bytes")
+                  "tokens_received", "retried", "sent_bytes", "served")
 
 JOURNAL_NAME = "journal.jsonl"
 HLOG_NAME = "latency.hlog"

@@ -10,6 +10,7 @@ do); phases follow intended time (a request belongs to its schedule slot).
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,13 @@ class Recorder:
     error_examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     completed: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
     output_tokens: Counter = field(default_factory=Counter)  # (phase, scenario, tenant)
+    # The run's phases in order, (name, seconds), from the start: `served`
+    # needs them. Completed requests by (completed | good | tokens, phase,
+    # scenario, tenant) where `phase` is the one they *ended* in (not the one
+    # they were sent for, as above): a rate's numerators, what the server
+    # delivered in a stretch of time. Those that ended in the drain are in none.
+    phases: tuple[tuple[str, float], ...] = ()
+    served: Counter = field(default_factory=Counter)
     token_sources: Counter = field(default_factory=Counter)
     # How ITL knew each stream's tokens per event: "usage" (per event),
     # "estimated" (the total over the events), "one" (one token per event).
@@ -141,9 +149,14 @@ class Recorder:
     _interval_counts: Counter = field(default_factory=Counter)
     _interval_keyed: Counter = field(default_factory=Counter)
     _interval_finish: Counter = field(default_factory=Counter)
+    _phase_ends_ns: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._interval_start_ns = self.start_ns
+        end_s = 0.0
+        for _name, seconds in self.phases:
+            end_s += seconds
+            self._phase_ends_ns.append(self.start_ns + round(end_s * 1e9))
         self.reclaim = ReclaimClock(lambda scope, ns: self._late.append((scope, ns)))
 
     def _value(self, metric: str, r: RequestRecord, ns: int, count: int = 1) -> None:
@@ -257,6 +270,13 @@ class Recorder:
                        for m, op, limit in self.goodput)
         if good:
             self.good[scope] += 1
+        if (i := bisect.bisect_right(self._phase_ends_ns, r.end)) < len(self.phases):
+            served, ended = self.served, self.phases[i][0]
+            served[("completed", ended, r.scenario, r.tenant)] += 1
+            if r.output_tokens:
+                served[("tokens", ended, r.scenario, r.tenant)] += r.output_tokens
+            if good:
+                served[("good", ended, r.scenario, r.tenant)] += 1
         if self.keyed:
             keyed = self._interval_keyed
             keyed[("completed", *scope)] += 1

@@ -29,6 +29,7 @@ from loadkit.result.model import (
     Tokens,
 )
 from loadkit.slo.evaluate import Counts as ScopeCounts
+from loadkit.slo.evaluate import Served
 from loadkit.slo.isolation import isolation
 from loadkit.slo.scopes import Phases
 
@@ -63,11 +64,18 @@ class Measured:
             for (phase, scenario, tenant), n in source.items():
                 for scope in phases.scopes(phase, scenario, tenant):
                     totals[name][scope] += n
-        scopes = set().union(*totals.values()) | {ALL}
+        served: dict[str, Counter] = {"completed": Counter(), "good": Counter(),
+                                      "tokens": Counter()}
+        for (what, phase, scenario, tenant), n in r.served.items():
+            for scope in phases.scopes(phase, scenario, tenant):
+                served[what][scope] += n
+        scopes = set().union(*totals.values(), *served.values()) | {ALL}
         return {s: ScopeCounts(totals["completed"][s], totals["errors"][s],
                                    totals["dropped"][s], phases.seconds(s),
                                    totals["good"][s], totals["output_tokens"][s],
-                                   totals["abandoned"][s], totals["impatient"][s])
+                                   totals["abandoned"][s], totals["impatient"][s],
+                                   Served(served["completed"][s], served["good"][s],
+                                          served["tokens"][s]))
                 for s in scopes}
 
     def series(self) -> dict[str, dict[Scope, Summary]]:
@@ -109,9 +117,12 @@ class Measured:
         return sum(n for (phase, _s, _t), n in counter.items() if phase in self.phases.measured)
 
     def throughput(self) -> Throughput:
+        """What the server delivered in the measured time: the requests that
+        ended in it (Served), whichever phase they were sent for."""
         duration = max(self.phases.measured_s, 1e-9)
-        return Throughput(requests_per_s=round(self.counts[ALL].completed / duration, 3),
-                          output_tokens_per_s=round(self.output_tokens() / duration, 3))
+        served = self.counts[ALL].served or Served()
+        return Throughput(requests_per_s=round(served.completed / duration, 3),
+                          output_tokens_per_s=round(served.output_tokens / duration, 3))
 
     def errors(self) -> Errors:
         by_kind = self._measured(self.recorder.errors)

@@ -208,7 +208,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         start_ns = time.monotonic_ns() + int((start_at - time.time()) * 1e9)
         recorder = Recorder(start_ns, HlogWriter(hlog_file, start_at),
                             goodput=tuple((c.metric, c.op, c.threshold_ns)
-                                          for c in w.goodput_rule()))
+                                          for c in w.goodput_rule()),
+                            phases=tuple((p.name, p.duration) for p in w.phase_list))
         # The run's services, on the recorder's thread (record/worker.py), in
         # this order: each may read the figures of those before it.
         events = recorder.events

@@ -21,7 +21,10 @@ from loadkit.result.model import Scope, SLOResult
 from loadkit.slo.scopes import Phases
 from loadkit.workload.slo_spec import TIME_METRICS, Objective
 
-Counts = dict[tuple[str, str, str], list[int]]  # completed, dropped, good, tokens, errors
+# completed, dropped, good, tokens, errors (by the phase sent for); then the
+# served completed, good, tokens (by the phase ended in: the rates').
+Counts = dict[tuple[str, str, str], list[int]]
+_SERVED = {"completed": 5, "good": 6, "tokens": 7}
 
 
 class SoFarJudge:
@@ -52,9 +55,11 @@ class SoFarJudge:
         counts: Counts = {}
         for what, counter in enumerate((rec.completed, rec.dropped, rec.good, rec.output_tokens)):
             for key, n in dict(counter).items():
-                counts.setdefault(key, [0, 0, 0, 0, 0])[what] += n
+                counts.setdefault(key, [0] * 8)[what] += n
         for (_kind, phase, scenario, tenant), n in dict(rec.errors).items():
-            counts.setdefault((phase, scenario, tenant), [0, 0, 0, 0, 0])[4] += n
+            counts.setdefault((phase, scenario, tenant), [0] * 8)[4] += n
+        for (served, phase, scenario, tenant), n in dict(rec.served).items():
+            counts.setdefault((phase, scenario, tenant), [0] * 8)[_SERVED[served]] += n
         self._queue.put((end_s, mine, counts))
 
     def stop(self) -> None:
@@ -92,7 +97,7 @@ class SoFarJudge:
 
     def _judge(self, end_s: float, counts: Counts) -> list[SLOResult]:
         from loadkit.slo.evaluate import Counts as Judged
-        from loadkit.slo.evaluate import evaluate  # on the worker: off the import path
+        from loadkit.slo.evaluate import Served, evaluate  # on the worker: off the import path
 
         results = []
         for o in self.objectives:
@@ -100,7 +105,7 @@ class SoFarJudge:
             start, _end = self.phases.span(scope)
             if end_s <= start:
                 continue  # its scope has not begun
-            c = [0, 0, 0, 0, 0]
+            c = [0] * 8
             for (phase, scenario, tenant), figures in counts.items():
                 if scope in self.scopes(phase, scenario, tenant):
                     c = [a + b for a, b in zip(c, figures, strict=True)]
@@ -110,6 +115,7 @@ class SoFarJudge:
             h = self.hists.get((o.metric, scope))
             results.append(evaluate(o, [h] if h is not None else [],
                                     Judged(completed=c[0], errors=c[4], dropped=c[1],
-                                           duration_s=seconds, good=c[2], output_tokens=c[3]),
+                                           duration_s=seconds, good=c[2], output_tokens=c[3],
+                                           served=Served(c[5], c[6], c[7])),
                                     strict=self.strict))
         return results

@@ -37,6 +37,18 @@ FAILURE_AWARE = ("latency", "service_time")  # every request has them, or failed
 
 
 @dataclass(frozen=True)
+class Served:
+    """Requests that completed inside a scope's time, by when they ended: a
+    rate's numerators. So a rate is what the server delivered in that time;
+    those it finished in the drain, or a session's turns after the scope, are
+    not in it, and an overloaded server's rate is its capacity, not the load."""
+
+    completed: int = 0
+    good: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class Counts:
     """Request outcomes in one scope of the measured phase."""
 
@@ -50,6 +62,9 @@ class Counts:
     # and of them those that left for want of a first token.
     abandoned: int = 0
     impatient: int = 0
+    # By when they ended; None where the counts above are already (a live
+    # window's, counted as its intervals closed).
+    served: Served | None = None
 
     @property
     def attempts(self) -> int:
@@ -153,11 +168,12 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
             if decide and (tail := tail_counts(o, [], counts)):
                 holds = exceedance_decides(*tail, level, n_eff)
     elif o.metric in ("throughput", "goodput", "output_tokens_per_s"):  # per second
-        samples = counts.completed
+        served = counts.served or Served(counts.completed, counts.good, counts.output_tokens)
+        samples = served.completed
         if counts.duration_s <= 0:
             return _result(o, None, samples, INCONCLUSIVE, "no measured time in scope")
-        done = {"throughput": counts.completed, "goodput": counts.good,
-                "output_tokens_per_s": counts.output_tokens}[o.metric]
+        done = {"throughput": served.completed, "goodput": served.good,
+                "output_tokens_per_s": served.output_tokens}[o.metric]
         observed = done / max(counts.duration_s, 1e-9)
     else:  # a telemetry figure (loadkit.telemetry.derive.slo_values)
         key = o.metric if o.stat is None else f"{o.metric}.{o.stat}"

@@ -97,13 +97,16 @@ class Points:
 
 def telemetry_section(data: dict | None, phases: list[PhaseInfo], recorder: Recorder,
                       stopped_early: bool = False) -> Telemetry:
-    """run.json's "telemetry" from the collector's data and the recorder's counts."""
+    """run.json's "telemetry" from the collector's data and the recorder's
+    counts: the requests (and tokens) that ended in each phase, as the
+    energy and cost of its time were spent on them (Recorder.served)."""
     completed: dict[str, int] = defaultdict(int)
     tokens: dict[str, int] = defaultdict(int)
-    for (phase, _s, _t), n in recorder.completed.items():
-        completed[phase] += n
-    for (phase, _s, _t), n in recorder.output_tokens.items():
-        tokens[phase] += n
+    for (what, phase, _s, _t), n in recorder.served.items():
+        if what == "completed":
+            completed[phase] += n
+        elif what == "tokens":
+            tokens[phase] += n
     # One row per point of run.json's bounded time series, not per interval.
     intervals = [dataclasses.asdict(iv) for iv in bounded(recorder.intervals)]
     # A run stopped early (abort, Ctrl-C) is costed over the time it ran.

@@ -220,7 +220,7 @@ def test_a_folder_without_a_journal_is_bad_input(tmp_path: Path) -> None:
 def test_the_listener_keeps_nothing_per_interval(tmp_path: Path) -> None:
     """Memory flat in run length: the journal writes deltas and keeps only the
     last value of each counter; a line holds only the keys that moved."""
-    recorder = Recorder(0)
+    recorder = Recorder(0, phases=(("main.phase", 400.0),))
     scheduled: Counter[tuple[str, str]] = Counter()
     with Journal(tmp_path / JOURNAL_NAME, header()) as journal:
         listener = IntervalJournal(journal, recorder, scheduled)
@@ -237,7 +237,7 @@ def test_the_listener_keeps_nothing_per_interval(tmp_path: Path) -> None:
                      "prompt_matched": 0, "sessions": 0, "finish_reasons": 0,
                      "stream_notes": 0, "reasoning_tokens": 0, "expected_cached": 0,
                      "abandoned": 0, "tokens_read": 0, "tokens_received": 0,
-                     "retried": 0, "sent_bytes": 0}
+                     "retried": 0, "sent_bytes": 0, "served": 1}
     records, _ = read_journal(tmp_path / JOURNAL_NAME)
     last = records[-1]
     assert last["completed"] == [["main.phase", "chat", "acme", 1]] and "errors" not in last

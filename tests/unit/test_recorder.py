@@ -96,3 +96,26 @@ def test_only_a_total_known_the_first_event_takes_its_share_of_the_text() -> Non
 
     assert itl(4 / 32) == [(10, 28)]  # 7 gaps x 4 tokens of 10 ms
     assert itl(1 / 29) == itl(None) == [(9, 31)]  # 40 / (31 / 7) = 9.03 ms, one a token
+
+
+def test_served_counts_each_request_in_the_phase_it_ended_in() -> None:
+    """Phases warm (1 s) then main (2 s), run zero at 5 s on the clock: a
+    request sent for warm that ends in main is served in main; one sent for
+    main that ends in the drain (after 3 s), as a session's later turn after
+    a long think does, is served in none; an error is served nowhere. Tokens
+    and good requests follow."""
+    s = 1_000_000_000
+    rec = Recorder(5 * s, goodput=(("latency", "<", s),), phases=(("warm", 1.0), ("main", 2.0)))
+    rec.record(RequestRecord("t", "c", "warm", intended=5 * s + 8 * s // 10,
+                             sent=5 * s + 8 * s // 10, end=6 * s + s // 2,
+                             output_tokens=3))  # sent 0.8 s in, ends 1.5 s in: main, good
+    rec.record(RequestRecord("t", "c", "warm", intended=5 * s, sent=5 * s, end=5 * s + s // 2,
+                             output_tokens=2))  # 0.5 s in: warm
+    rec.record(RequestRecord("t", "c", "main", intended=7 * s, sent=7 * s, end=8 * s + s // 10,
+                             output_tokens=7))  # 3.1 s in: the drain; 1.1 s: not good
+    rec.record(RequestRecord("t", "c", "main", intended=7 * s, sent=7 * s, end=7 * s + 1,
+                             error=ErrorKind.TIMEOUT))
+    assert rec.served == {("completed", "main", "c", "t"): 1, ("tokens", "main", "c", "t"): 3,
+                          ("good", "main", "c", "t"): 1, ("completed", "warm", "c", "t"): 1,
+                          ("tokens", "warm", "c", "t"): 2, ("good", "warm", "c", "t"): 1}
+    assert rec.completed == {("warm", "c", "t"): 2, ("main", "c", "t"): 1}  # by the phase sent for

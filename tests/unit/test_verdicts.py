@@ -12,7 +12,7 @@ import pytest
 from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
 from loadkit.result import SLOResult, Verdict, parse_run
 from loadkit.run.execute import exit_code
-from loadkit.slo.evaluate import Counts, evaluate, samples_needed
+from loadkit.slo.evaluate import Counts, Served, evaluate, samples_needed
 from loadkit.workload.slo_spec import parse_objective
 from support.synthetic_run import synthetic_day
 
@@ -78,6 +78,17 @@ def test_rate_verdicts_count_drops_as_failures() -> None:
     assert (t.verdict, t.observed) == ("pass", 100.0)
     assert overall([t, low]) == "pass" and overall([t, high]) == "fail"
     assert overall([t, evaluate(o, [], Counts(0, 0, 0, 10))]) == "inconclusive"
+
+
+def test_rates_count_the_requests_that_ended_in_the_scope_s_time() -> None:
+    """1,000 requests sent in 10 s, 500 of them (150 good, 20,000 tokens)
+    answered inside it: the rates are 50 req/s, 15 req/s and 2,000 tokens/s."""
+    c = Counts(1000, 0, 0, 10, good=900, output_tokens=64_000, served=Served(500, 150, 20_000))
+    for slo, observed in (("throughput >= 99 req/s", 50.0), ("goodput >= 10 req/s", 15.0),
+                          ("output_tokens_per_s >= 1000", 2000.0)):
+        r = evaluate(parse_objective(slo), [], c)
+        assert r.observed == observed and r.samples == 500, slo
+    assert evaluate(parse_objective("goodput >= 85%"), [], c).observed == 0.9  # a share: as sent
 
 
 @pytest.mark.parametrize("slo,counts,verdict,marginal", [
