@@ -150,7 +150,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
 
     def turn(history: list[dict], prompt_tokens: int | None, max_tokens: int | None,
              seq: int, state: dict) -> tuple[bytes, int | None, list[dict], bool]:
-        last = False
+        last, resent = False, "media" in state  # drawn by an earlier turn
         if calls := state.pop("tool_calls", None):  # the client ran the tools
             messages = [*history, *dialect.tool_results(calls, s.tool_result)]
             asked = state.get("asked", max_tokens)
@@ -161,7 +161,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             if media is not None:  # its first question carries them
                 messages, placed = _with_media(messages, s.kind)
                 if placed:
-                    state["media"] = media()
+                    state["media"], state["drawn"] = media(), media.last
             asked, last = p.max_tokens or max_tokens, p.turns == ()  # a one-turn conversation
         elif (conv := state.get("conversation")) is not None and conv.turns:
             i = sum(map(_question, history)) - 1  # its later turns, in order
@@ -175,7 +175,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
             content: str | list = words
             if media is not None and "media" not in state:  # the session's first question
-                state["media"] = media()
+                state["media"], state["drawn"] = media(), media.last
                 content = [text_part(s.kind, words), _MEDIA]
             messages, asked = [*history, {"role": "user", "content": content}], max_tokens
         state["asked"], state["last"] = asked, last
@@ -185,8 +185,10 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
         if previous:
             body["previous_response_id"] = previous
         raw = json.dumps(body).encode()
-        if "media" in state:  # the first question's media, where the history holds them
+        if "media" in state and _MEDIA_SLOT in raw:  # the first question's, sent or re-sent
             raw = raw.replace(_MEDIA_SLOT, state["media"])
+            if resent and media is not None:  # a later turn: they travel again
+                media.ledger.add(state["drawn"])
         return raw, asked, messages, last
     return turn
 

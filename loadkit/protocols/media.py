@@ -62,6 +62,16 @@ class Ledger:
     audio_bytes: int = 0
     digests: set[str] = field(default_factory=set)
 
+    def add(self, other: Ledger) -> None:
+        """Count `other`'s requests as these requests too (a session's turns
+        re-send its first question's media)."""
+        for name in ("requests", "images", "image_bytes", "image_urls", "audio",
+                     "audio_seconds", "audio_bytes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.image_formats.update(other.image_formats)
+        self.image_sizes.update(other.image_sizes)
+        self.digests |= other.digests
+
     def section(self) -> dict[str, Any]:
         return {"requests": self.requests, "images": self.images,
                 "image_bytes": self.image_bytes, "image_urls": self.image_urls,
@@ -112,6 +122,7 @@ class MediaParts:
             raise InputError("Anthropic Messages takes no audio: drop `media.audio`")
         self.kind = kind
         self.ledger = Ledger()
+        self.last = Ledger()
         self._rng = random.Random(f"{seed}:media")
         self._images = _images(spec.images, kind, seed) if spec.images else []
         self._image_count = spec.images.per_request if spec.images else 0
@@ -121,7 +132,9 @@ class MediaParts:
         self._clips = _clips(spec.audio, kind, noise) if spec.audio else []
 
     def __call__(self) -> bytes:
-        rng, ledger, out = self._rng, self.ledger, []
+        """One request's parts, drawn; `last` describes them, and the run's
+        `ledger` counts them."""
+        rng, ledger, out = self._rng, Ledger(), []
         ledger.requests += 1
         for _ in range(_draw(self._image_count, rng)):
             item = self._pick(rng)
@@ -145,6 +158,8 @@ class MediaParts:
                 ledger.audio += 1
                 ledger.audio_seconds += clip.seconds
                 ledger.audio_bytes += clip.nbytes
+        self.last = ledger
+        self.ledger.add(ledger)
         return b"".join(b", " + p for p in out)
 
     def _pick(self, rng: random.Random) -> Item:

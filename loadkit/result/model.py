@@ -160,7 +160,8 @@ class Reclaim(Part):
 
 class MediaSent(Part):
     """What one scenario's requests carried: counts, bytes, sizes, formats,
-    distinct images by hash; every request built (probe and warm-up too)."""
+    distinct images by hash; every request built (probe and warm-up too, a
+    session's later turns that re-send its media each again)."""
 
     requests: int
     images: int = 0

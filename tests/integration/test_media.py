@@ -240,7 +240,8 @@ def test_mp3_audio_is_made_before_the_run(run: RunWorkload) -> None:
 def test_a_session_re_sends_its_first_question_s_images(run: RunWorkload) -> None:
     """Three-turn conversations about two images: every turn's request holds
     the session's two images (the history as it happened), so the server sees
-    each image three times."""
+    each image three times, and run.json's media counts every request that
+    carried them, as the server saw them."""
     media = {"images": {"per_request": 2, "sizes": ["64x64", "128x96"], "variants": 4}}
     scenario = chat("talk", media, session={"turns": 3})
     with recording_sim(proxied=False, ttft_ms=5, itl_ms=1) as rec:
@@ -252,8 +253,10 @@ def test_a_session_re_sends_its_first_question_s_images(run: RunWorkload) -> Non
     assert all(len(r.images) == 2 for r in seen)
     # Each session's images, by request: the same pair in each of its turns
     # (and the probe's one request before the clock: one pair seen once).
-    sessions = result["media"]["talk"]["requests"] - 1
-    assert sessions == result["sessions"]["started"] and len(seen) == 3 * sessions + 1
+    assert len(seen) == 3 * result["sessions"]["started"] + 1
+    sent = result["media"]["talk"]
+    assert (sent["requests"], sent["images"]) == (len(seen), 2 * len(seen))
+    assert sent["image_bytes"] == sum(i.bytes for r in seen for i in r.images)
     pairs = Counter(tuple(sorted((i.width, i.height, i.bytes) for i in r.images))
                     for r in seen)
     assert sum(n % 3 for n in pairs.values()) == 1  # two sessions may draw one pair
