@@ -5,7 +5,8 @@ interval's histogram; `rotate()` closes the interval: it writes each series to
 the .hlog, adds it into that series' cumulative histogram and keeps a small
 per-interval summary for time series. So the .hlog and the cumulative numbers
 agree by construction. Intervals follow completion time (as HdrHistogram logs
-do); phases follow intended time (a request belongs to its schedule slot).
+do); phases follow intended time (a request belongs to its schedule slot),
+except in `served`, the rates' counts, which follow completion time too.
 """
 
 from __future__ import annotations
