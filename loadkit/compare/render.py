@@ -83,7 +83,7 @@ def render_compare_markdown(c: Comparison) -> str:
     for r in c.rows:
         ci = (f"[{r.ci_low_pct:+.3g}, {r.ci_high_pct:+.3g}]"
               if r.ci_low_pct is not None and r.ci_high_pct is not None else "")
-        p = _p(r.p_value).lstrip("=")
+        p = p_text(r.p_value)
         lines.append(f"| {r.metric} | {r.scope} | {r.stat} | "
                      f"{value_text(r.base, r.unit)} | {value_text(r.cand, r.unit)} | "
                      f"{change_text(r.change_pct, r)} | {ci} | {p} | {tolerance_text(r)} | "
