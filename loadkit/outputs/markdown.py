@@ -52,7 +52,7 @@ def render_markdown(result: RunResult) -> str:
     c, t = result.counts, result.throughput
     lines += ["", f"{c.completed:,} completed · {c.errors:,} errors · "
               f"{c.dropped:,} dropped · {per_second(t.requests_per_s)} · "
-              f"{per_second(t.output_tokens_per_s, 'output tokens/s')}", ""]
+              f"{per_second(t.output_tokens_per_s, 'output tokens/s')} delivered", ""]
     if c.none_answered and result.verdict == Verdict.INCONCLUSIVE:
         lines += [f"**{NOTHING_JUDGED[0].upper()}{NOTHING_JUDGED[1:]}.**", ""]
     if departures := departure_lines(result):
