@@ -172,7 +172,7 @@ def _turn_builder(s: GenerationScenario, dialect: Dialect, seed: str,
             if not history and (prefix := pick()):
                 history = [{"role": "system", "content": prefix.decode().rstrip()}]
             n = prompt_tokens or 1
-            words = exact(counter, b"%d: " % seq + text.tokens(n), n).decode()
+            words = numbered(counter, seq, text, n).decode()
             content: str | list = words
             if media is not None and "media" not in state:  # the session's first question
                 state["media"], state["drawn"] = media(), media.last
@@ -249,11 +249,20 @@ def _body_builder(s: GenerationScenario, dialect: Dialect, seed: str,
         if blocks:  # a trace's prompt blocks: shared exactly where their ids are
             return (template(max_tokens, blocks_text(blocks, prompt_tokens, counter), parts()),
                     max_tokens)
-        nonce = b"%d: " % seq if unique else b""
         words = prompt_tokens or 1
-        return (template(max_tokens, pick() + exact(counter, nonce + text.tokens(words), words),
-                         parts()), max_tokens)
+        own = numbered(counter, seq, text, words) if unique else \
+            exact(counter, text.tokens(words), words)
+        return template(max_tokens, pick() + own, parts()), max_tokens
     return spliced
+
+
+def numbered(counter: TokenCounter | None, seq: int, text: PromptText, n: int) -> bytes:
+    """n tokens that open with the request's number (`12: ...`: no two
+    prompts alike), cut by the tokenizer; without one, the number is one of
+    the n words (a 10-token prompt sent 11 words, and read 10% long)."""
+    if counter is not None:
+        return exact(counter, b"%d: " % seq + text.tokens(n), n)
+    return (b"%d: " % seq + text.tokens(n - 1)).rstrip() if n > 1 else b"%d" % seq
 
 
 def exact(counter: TokenCounter | None, text: bytes, n: int) -> bytes:

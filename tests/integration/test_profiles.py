@@ -78,6 +78,18 @@ def test_phases_have_their_own_series_and_verdicts(run: RunWorkload) -> None:
     assert [p["name"] for p in result["phases"]] == ["warm", "calm", "busy"]
 
 
+def test_short_generated_prompts_are_as_long_as_asked(run: RunWorkload) -> None:
+    """10-token prompts, each opening with its request's number: the simulator
+    (a word a token) counts 10 in every one, so prompt_drift is 0 and
+    summary.md warns of nothing (the number as an 11th word read 10% long)."""
+    result, out = run({"name": "short", "seed": 2, "duration": 1,
+                       "arrival": {"process": "constant", "rate": 10},
+                       "scenarios": [{"name": "c", "kind": "openai-chat", "prompt_tokens": 10,
+                                      "max_tokens": 2}]})
+    assert result["counts"]["completed"] == 10 and result["tokens"]["prompt_drift"] == 0.0
+    assert "drift" not in (out / "summary.md").read_text().lower()
+
+
 @pytest.mark.slow
 def test_response_checks_count_check_failed_with_an_example(run: RunWorkload) -> None:
     result, _ = run({
@@ -163,7 +175,7 @@ def test_prompt_sets_exact_output_and_completions_shape_the_bodies(server: Start
         assert b["max_tokens"] == (7 if first == "be brief" else 30)
     for b in completions:
         assert b["max_tokens"] == b["min_tokens"] == 12 and b["ignore_eos"] is True
-        assert len(b["prompt"].split()) == 9 + 1  # the request number, then 9 words
+        assert len(b["prompt"].split()) == 9  # the request number, then 8 words
 
 
 @pytest.mark.slow

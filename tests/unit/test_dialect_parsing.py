@@ -223,7 +223,7 @@ def test_each_dialect_puts_limit_messages_tools_and_format_where_it_belongs() ->
     assert msgs["max_tokens"] == 20 and msgs["tools"][0]["input_schema"]["required"] == ["city"]
     assert msgs["tool_choice"] == {"type": "any"} and msgs["output_format"]["type"] == "json_schema"
     assert msgs["messages"][0]["content"].split()[0] == "7:"  # the request's number
-    assert len(msgs["messages"][0]["content"].split()) == 6  # then five words
+    assert len(msgs["messages"][0]["content"].split()) == 5  # then four words: five in all
 
 
 def test_anthropic_requests_carry_version_and_key_headers() -> None:
