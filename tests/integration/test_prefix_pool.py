@@ -49,7 +49,7 @@ def test_the_server_sees_exactly_the_pool_at_the_declared_frequencies(
         assert nonce is not None, content
         prefix, _, rest = content.partition(nonce.group(0))
         prefixes[prefix] += 1
-        assert len(rest.split()) == 6  # the unique part: its own prompt_tokens
+        assert 1 + len(rest.split()) == 6  # the unique part, its number one: prompt_tokens
     assert len(prefixes) == pool and all(len(p.split()) == length for p in prefixes)
     weights = [1.0] * pool if pick == "uniform" else [1 / (i + 1) ** 1.2 for i in range(pool)]
     expected = sorted((w / sum(weights) for w in weights), reverse=True)

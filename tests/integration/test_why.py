@@ -50,9 +50,9 @@ def test_overload_is_queueing_and_the_server_s_parts_add_up(run: RunWorkload) ->
 
 
 def test_a_full_kv_cache_is_named_before_the_queue_it_makes(run: RunWorkload) -> None:
-    """A cache of 82 tokens holds two requests of 21 + 20 tokens (the prompt's
-    20 words after its number), and is full."""
-    result = why_run(run, {"ttft_ms": 10, "itl_ms": 5, "kv_cache_tokens": 82},
+    """A cache of 80 tokens holds two requests of 20 + 20 tokens (the prompt's
+    20 words, its number one of them), and is full."""
+    result = why_run(run, {"ttft_ms": 10, "itl_ms": 5, "kv_cache_tokens": 80},
                      ["ttft p90 < 50ms"])
     assert causes(result)[:2] == ["kv_cache", "queueing"], result["why"]
     evidence = server_causes(result)[0]["evidence"]
