@@ -146,7 +146,7 @@ def test_a_trace_with_session_ids_replays_each_session_as_one_conversation(
             body = entry["body"]
             assert body["max_tokens"] == output
             assert len(body["messages"]) == 2 * i + 1  # the history of the turns before
-            assert len(body["messages"][-1]["content"].split()) == prompt + 1  # "N:" + words
+            assert len(body["messages"][-1]["content"].split()) == prompt  # "N:", then words
             # At its offset (the first turn's own send-to-arrival aside), never before.
             assert entry["t"] - t0 >= offset - session[0][1] - slack, (i, entry["t"] - t0, slack)
 
