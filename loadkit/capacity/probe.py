@@ -93,7 +93,8 @@ def run_probe(setup: ProbeSetup, probe: Probe, index: int) -> ProbeRecord:
     except KeyboardInterrupt:
         return ProbeRecord(**base, status=Status.UNTRUSTED, reasons=["interrupted"],
                            elapsed_s=round(time.monotonic() - t0, 3))
-    good = good_requests(folder / JOURNAL_NAME, result)
+    good = (good_requests(folder / JOURNAL_NAME, result)
+            if loaded.workload.goodput_rule() else None)
     return record_of(result, base, round(time.monotonic() - t0, 3), good)
 
 
@@ -142,19 +143,14 @@ def offered_rps(result: RunResult) -> float | None:
     return n / result.measured_s if result.measured_s else None
 
 
-def good_requests(journal: Path, result: RunResult) -> int | None:
+def good_requests(journal: Path, result: RunResult) -> int:
     """Requests that met the goodput rules and ended in the measured time
     (a rate's numerator, as throughput's), summed from the run's journal
-    (run.json keeps only the goodput SLOs' shares). None: no rules (no
-    request was judged good or not)."""
+    (run.json keeps only the goodput SLOs' shares)."""
     records, _damaged = read_journal(journal)
     measured = {p.name for p in result.phases if not p.warmup}
-    good, seen = 0, False
-    for rec in records:
-        seen = seen or bool(rec.get("good"))
-        for what, phase, *_key, n in rec.get("served", []):
-            good += n if what == "good" and phase in measured else 0
-    return good if seen or result.counts.completed == 0 else None
+    return sum(n for rec in records for what, phase, *_key, n in rec.get("served", [])
+               if what == "good" and phase in measured)
 
 
 def record_of(result: RunResult, base: dict, elapsed_s: float, good: int | None

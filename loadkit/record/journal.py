@@ -63,7 +63,9 @@ EXTRA_COUNTERS = ("prompt_tokens", "cached_tokens", "prompt_asked", "prompt_matc
 
 JOURNAL_NAME = "journal.jsonl"
 HLOG_NAME = "latency.hlog"
-FORMAT = 1
+# 2: `served` (requests by the phase they ended in). A format-1 journal is
+# read with them counted in the phase they were sent for, as that loadkit did.
+FORMAT = 2
 SYNC_EVERY_S = 1.0
 
 

@@ -271,18 +271,32 @@ class Recorder:
                        for m, op, limit in self.goodput)
         if good:
             self.good[scope] += 1
-        if (i := bisect.bisect_right(self._phase_ends_ns, r.end)) < len(self.phases):
-            served, ended = self.served, self.phases[i][0]
+        if (ended := self._ended_in(r.end, r.phase)) is not None:
+            served, tokens = self.served, r.output_tokens or 0
             served[("completed", ended, r.scenario, r.tenant)] += 1
-            if r.output_tokens:
-                served[("tokens", ended, r.scenario, r.tenant)] += r.output_tokens
+            if tokens:
+                served[("tokens", ended, r.scenario, r.tenant)] += tokens
             if good:
                 served[("good", ended, r.scenario, r.tenant)] += 1
+            if self.keyed:  # live windows' rates, by the same counting
+                keyed = self._interval_keyed
+                keyed[("served_completed", ended, r.scenario, r.tenant)] += 1
+                keyed[("served_tokens", ended, r.scenario, r.tenant)] += tokens
+                keyed[("served_good", ended, r.scenario, r.tenant)] += good
         if self.keyed:
             keyed = self._interval_keyed
             keyed[("completed", *scope)] += 1
             keyed[("tokens", *scope)] += r.output_tokens or 0
             keyed[("good", *scope)] += good
+
+    def _ended_in(self, end: int, sent_for: str) -> str | None:
+        """The phase a request that ended at `end` ended in (None: after the
+        last, in the drain); a recorder given no phases takes the one it was
+        sent for."""
+        if not self.phases:
+            return sent_for
+        i = bisect.bisect_right(self._phase_ends_ns, end)
+        return self.phases[i][0] if i < len(self.phases) else None
 
     def _session(self, r: RequestRecord) -> None:
         """A session turn: counted under its first turn's scenario; its last
@@ -377,6 +391,8 @@ class Recorder:
             self._interval_counts[name] += n
         elif counter == "finish_reasons" and isinstance(key, tuple):
             self._interval_finish[key[0]] += n
+        if self.keyed and counter == "served" and isinstance(key, tuple):
+            self._interval_keyed[(f"served_{key[0]}", *key[1:])] += n
         if self.keyed and isinstance(key, tuple) and counter in (
                 "completed", "errors", "output_tokens", "good", "dropped"):
             what = {"output_tokens": "tokens"}.get(counter, counter)

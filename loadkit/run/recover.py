@@ -98,6 +98,7 @@ class Rebuild:
         self.judge: LiveJudge | None = None
         self.objectives: list[Objective] = []
         self.phases: list[PhaseInfo] = []
+        self._unserved = False
         self._cpu = [0.0, 0.0]  # cpu-seconds and seconds over intervals that have a figure
         self._steal = [0.0, 0.0]
 
@@ -140,7 +141,8 @@ class Rebuild:
                 if kind != "header":
                     raise InputError(f"{self._journal.path} is not a loadkit journal "
                                      "(no header line)")
-                if record.get("journal") != FORMAT:
+                self._unserved = record.get("journal") == 1  # before `served` (journal.py)
+                if record.get("journal") not in (1, FORMAT):
                     raise InputError(f"{self._journal.path} has journal format "
                                      f"{record.get('journal')!r}; this loadkit reads {FORMAT}")
                 try:
@@ -249,6 +251,9 @@ class Rebuild:
             for *key, n in record.get(name, ()):
                 counter[tuple(key)] += n
                 keyed[(what, *key)] += n
+                if self._unserved and what != "dropped":  # as the loadkit that wrote it
+                    r.served[(what, *key)] += n
+                    keyed[(f"served_{what}", *key)] += n
         for kind, *key, n in record.get("errors", ()):
             r.errors[(kind, *key)] += n
             keyed[("errors", *key)] += n
@@ -256,6 +261,8 @@ class Rebuild:
             extra: Counter = getattr(r, name)
             for *key, n in record.get(name, ()):
                 extra[tuple(key)] += n
+        for what, *key, n in record.get("served", ()):
+            keyed[(f"served_{what}", *key)] += n
         for phase, tenant, n in record.get("scheduled", ()):
             self.scheduled[(phase, tenant)] += n
         r.token_sources.update(record.get("sources", {}))

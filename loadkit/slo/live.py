@@ -27,7 +27,7 @@ from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
 from loadkit.slo.confidence import always_valid_decides
 from loadkit.slo.correlation import ShareBatches
-from loadkit.slo.evaluate import Counts, evaluate, tail_counts
+from loadkit.slo.evaluate import Counts, Served, evaluate, tail_counts
 from loadkit.slo.scopes import Phases
 from loadkit.slo.trend import default_window, trend_result
 from loadkit.workload.slo_spec import TIME_METRICS, Objective
@@ -43,7 +43,8 @@ DECIDE_AFTER_INTERVALS = 5
 
 
 def _counts(c: Counter, duration_s: float) -> Counts:
-    return Counts(c["completed"], c["errors"], c["dropped"], duration_s, c["good"], c["tokens"])
+    return Counts(c["completed"], c["errors"], c["dropped"], duration_s, c["good"], c["tokens"],
+                  served=Served(c["served_completed"], c["served_good"], c["served_tokens"]))
 
 
 @dataclass
@@ -79,7 +80,9 @@ class _Tracked:
             self.batches.add(tail[0], tail[2])
 
     def totals(self) -> Counts:
-        return _counts(self.counts, max(self.last_s - self.start_s, 0.0))
+        # Stragglers after the scope's end add to its shares, not to its time:
+        # a rate counts what ended inside the scope (Served).
+        return _counts(self.counts, max(min(self.last_s, self.end_s) - self.start_s, 0.0))
 
     def n_eff(self) -> float | None:
         return self.batches.n_eff() if self.batches is not None else None

@@ -135,7 +135,8 @@ def test_a_journal_reads_back_into_the_same_counters_and_histograms(tmp_path: Pa
     assert state.update() == 12 and state.ended is not None
     assert state.ended == {"t": "end", "wall": state.ended["wall"], "stopped": False}
     r = state.recorder
-    for name in ("completed", "errors", "dropped", "good", "output_tokens", "token_sources"):
+    for name in ("completed", "errors", "dropped", "good", "output_tokens", "token_sources",
+                 "served"):
         assert getattr(r, name) == getattr(recorder, name), name
     assert state.scheduled == scheduled
     assert dict(r.error_examples) == dict(recorder.error_examples)
@@ -161,6 +162,25 @@ def test_a_journal_reads_back_into_the_same_counters_and_histograms(tmp_path: Pa
     assert windowed.windows is not None and windowed.windows.total == 5
     assert "ended" in result.incomplete.reason
     assert result.telemetry is not None and "vllm:num_requests_waiting" in result.telemetry.series
+
+
+def test_a_journal_from_before_served_counts_the_rates_by_the_phase_sent_for(
+        tmp_path: Path) -> None:
+    """A format-1 journal has no `served` (the rates' counts by the phase a
+    request ended in): it is read as the loadkit that wrote it counted, by
+    the phase each was sent for, which is what a recorder given no phases
+    counts, so the rates come back as they were, not as zero."""
+    recorder, _scheduled, _judge = write_run(tmp_path)
+    path = tmp_path / JOURNAL_NAME
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[0]["journal"] = 1
+    path.write_text("".join(json.dumps({k: v for k, v in line.items() if k != "served"}) + "\n"
+                            for line in lines))
+    assert '"served"' not in path.read_text()
+    state = Rebuild(tmp_path)
+    state.update()
+    assert state.recorder.served == recorder.served and recorder.served
+    assert state.result().throughput.requests_per_s > 0
 
 
 def test_a_partial_last_line_is_left_out_and_read_once_it_is_whole(tmp_path: Path) -> None:

@@ -327,3 +327,23 @@ def test_a_verdict_reached_only_after_the_measured_phases_ended_nothing_early() 
     assert samples_to_decide(0.01) == 436
     assert decided(229) == pytest.approx(218, abs=0.01)
     assert decided(210) is None
+
+
+def test_a_windowed_rate_counts_what_ended_in_its_phase_over_its_own_time() -> None:
+    """Phases a (0-10 s) then b (10-20 s), 10 req/s ending in each second: a's
+    5-s windows deliver 10 req/s. Its stragglers (sent for a, ended in b's
+    first second) join a's counts but not its rate, and b's later intervals
+    do not stretch a's last window to the end of the run (50 requests over
+    15 s read 3.3 req/s)."""
+    phases = Phases([PhaseInfo(name="a", start_s=0.0, duration_s=10.0, warmup=False),
+                     PhaseInfo(name="b", start_s=10.0, duration_s=10.0, warmup=False)])
+    rate = parse_objective("throughput >= 9 req/s in every 5s window", scope="phase:a")
+    judge = LiveJudge([rate], phases, strict=False, on_breach=lambda *_: None)
+    for i in range(20):
+        ended, sent_for = ("a", "a") if i < 10 else ("b", "a" if i == 10 else "b")
+        judge.on_interval(Interval(i, i + 1, completed=10), {},
+                          Counter({("completed", sent_for, "chat", "default"): 10,
+                                   ("served_completed", ended, "chat", "default"): 10}))
+    r = judge.results()[rate.name]
+    assert r.windows is not None and [w.observed for w in r.windows.series] == [10.0, 10.0]
+    assert r.verdict == "pass"
