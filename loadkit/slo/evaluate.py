@@ -62,8 +62,8 @@ class Counts:
     # and of them those that left for want of a first token.
     abandoned: int = 0
     impatient: int = 0
-    # By when they ended; None where the counts above are already (a live
-    # window's, counted as its intervals closed).
+    # The rates' counts, by when the requests ended (the run, its live
+    # windows and the so-far judge give them); None: the counts above stand in.
     served: Served | None = None
 
     @property
