@@ -30,12 +30,12 @@ from loadkit.record.histogram import (
 from loadkit.record.hlog import HlogWriter, tag_for
 from loadkit.record.intervals import IntervalSeries
 from loadkit.record.reclaim_clock import ReclaimClock, Scope
+from loadkit.record.token_gaps import ONE_TOKEN, phase_gaps, token_gaps
 from loadkit.result.model import Interval
 from loadkit.workload.slo_spec import OPERATORS
 
 SeriesKey = tuple[str, str, str, str]  # metric, phase, scenario, tenant
 MAX_EXAMPLES = 3
-ONE_TOKEN = "_one_token_gap"  # internal: split into itl and inter_chunk at rotation
 LATER = ":later"  # a session's turns after the first: scenario "<name>:later"
 RETRY = ":retry"  # a request sent again by a client that had left: "<name>:retry"
 # A recorder counter -> the interval count record() keeps of it.
@@ -219,9 +219,9 @@ class Recorder:
                     self._value("reasoning_time", r, thinking)
             if len(events) > 1:
                 gaps = [b - a for a, b in zip(events, events[1:])]
-                self._gaps(r, gaps)
+                self.itl_sources[token_gaps(self._value, r, gaps)] += 1
                 if r.answer_event:
-                    self._phase_gaps(r, gaps, r.answer_event)
+                    phase_gaps(self._value, r, gaps, r.answer_event)
                 stall = max(gaps)
                 self._value("max_stall", r, stall)
             n = r.output_tokens or len(events)
@@ -318,49 +318,6 @@ class Recorder:
         if (h := self.current.get(key)) is None:
             h = self.current[key] = new_histogram()
         record_us(h, (r.end - r.session_start) // 1000)
-
-    def _gaps(self, r: RequestRecord, gaps: list[int]) -> None:
-        """`inter_chunk` is every gap between events; `itl` is per token: an
-        event of k tokens after a gap g gives k samples of g / k. Where each
-        event holds one token the two are the same samples, recorded once
-        (ONE_TOKEN) and added to both at rotation: a stream's hot path
-        records each gap once."""
-        per, n, events = r.event_tokens, r.output_tokens or 0, len(gaps) + 1
-        if per is not None and len(per) == events and any(k > 1 for k in per):
-            how = r.event_source
-            for gap, k in zip(gaps, per[1:]):
-                self._value("itl", r, gap // k, k)
-        elif per is None and n > events:
-            how = "estimated"  # k = the mean tokens per event after the first
-            rest = n - _first_tokens(r, n, events)
-            mean = rest / len(gaps)
-            # Whole weights that add up to the tokens after the first: one
-            # sample per token, each the gap over the mean.
-            base, extra = divmod(rest, len(gaps))
-            for i, gap in enumerate(gaps):
-                self._value("itl", r, int(gap / mean), base + (i < extra))
-        else:
-            self.itl_sources[r.event_source if per is not None else "one"] += 1
-            for gap in gaps:
-                self._value(ONE_TOKEN, r, gap)
-            return
-        self.itl_sources[how] += 1
-        for gap in gaps:
-            self._value("inter_chunk", r, gap)
-
-    def _phase_gaps(self, r: RequestRecord, gaps: list[int], k: int) -> None:
-        """A stream that reasoned first: ITL per token of each phase apart,
-        `reasoning_itl` between reasoning events and `answer_itl` into each
-        answer event (the first's gap is from the last reasoning token).
-        Tokens per event as `itl` counts them: said, else the mean, else one."""
-        n, events = r.output_tokens or 0, len(gaps) + 1
-        per: list[float] | list[int] | None = r.event_tokens
-        if per is None or len(per) != events:
-            per = [1.0] + [(n - _first_tokens(r, n, events)) / len(gaps) if n > events
-                           else 1.0] * len(gaps)
-        for metric, lo, hi in (("reasoning_itl", 0, k - 1), ("answer_itl", k - 1, len(gaps))):
-            for gap, tokens in zip(gaps[lo:hi], per[lo + 1:hi + 1]):
-                self._value(metric, r, int(gap / tokens), max(1, round(tokens)))
 
     def session_cut(self, phase: str, scenario: str, tenant: str) -> None:
         """A session the run's end (or its stop) cut between two turns."""
@@ -469,12 +426,3 @@ class Recorder:
         self._interval_keyed = Counter()
         return iv
 
-
-def _first_tokens(r: RequestRecord, n: int, events: int) -> int:
-    """The tokens of a stream's first event where only its total n is known:
-    its share of the output text (a server that sends 4 tokens an event
-    sends 4 in the first too; vLLM's stream interval sends the first alone),
-    leaving at least one for each later event; 1 where the text was not seen."""
-    if r.first_share is None:
-        return 1
-    return max(1, min(round(n * r.first_share), n - (events - 1)))
