@@ -321,9 +321,12 @@ def faults_app() -> web.Application:
         await asyncio.sleep(3600)
         return resp
 
+    # Compressed once: 5 MB compressed per request on this loop delayed the
+    # later of ten past a 300 ms first-byte timeout on a busy host (ci49).
+    bomb = gzip.compress(b"0" * 5_000_000)  # ~5 KB on the wire
+
     async def gzip_bomb(request: web.Request) -> web.Response:
-        body = gzip.compress(b"0" * 5_000_000)  # ~5 KB on the wire
-        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
 
     async def gzipped(request: web.Request) -> web.Response:
         return web.Response(body=gzip.compress(b'{"ok": true}'),
