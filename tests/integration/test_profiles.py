@@ -186,17 +186,25 @@ def test_embeddings_against_an_inline_simulator(run: RunWorkload) -> None:
     machine's wake-ups are in both and cancel."""
     def p50(embedding_ms: float) -> float:
         result, _ = run({
-            "name": "embed", "duration": 2, "arrival": {"process": "constant", "rate": 20},
+            "name": "embed", "duration": 2, "warmup": 0.5,
+            "arrival": {"process": "constant", "rate": 40},
             "target": {"simulator": {"embedding_ms": embedding_ms,
                                      "embedding_ms_per_token": 0.0}},
             "scenarios": [{"name": "e", "kind": "openai-embeddings", "inputs": 3,
                            "prompt_tokens": 16}]}, **TIMED)
         lat = result["series"]["latency"]["scenario:e"]
-        assert result["counts"]["errors"] == 0 and lat["count"] == 40
+        assert result["counts"]["errors"] == 0 and lat["count"] == 80
         return lat["p50"]
 
-    reference = p50(0.0)
+    # The 0-ms reference before and after, warmed as the run is, and averaged:
+    # a busy spell over one short cold reference moved its p50 by 2.8 ms (ci38,
+    # in the streaming test of the same shape).
+    before = p50(0.0)
+    slow = p50(8.0)
+    reference = (before + p50(0.0)) / 2
+    print(f"8-ms embeddings added {slow - reference:.2f} ms (references {before:.2f}, "
+          f"{2 * reference - before:.2f} ms)")
     # +-1 ms: libuv timers count whole milliseconds from a loop clock cached at
     # the start of each iteration, so the simulator's 8-ms sleep ends up to 1 ms
-    # early or late (CI saw 7.88 ms); +0.5 ms for the noise of two medians.
-    assert 8.0 - 1.0 <= p50(8.0) - reference <= 8.0 + 1.0 + 0.5
+    # early or late (CI saw 7.88 ms); +0.5 ms for the noise of the medians.
+    assert 8.0 - 1.0 <= slow - reference <= 8.0 + 1.0 + 0.5

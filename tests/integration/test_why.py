@@ -76,12 +76,18 @@ def test_a_delay_in_front_of_the_server_is_overhead_of_its_size(run: RunWorkload
     machine adds is in both and cancels), and only the second names a cause."""
     sim = {"ttft_ms": 10, "itl_ms": 1}
     slos = ["latency p50 < 45ms"]
-    base = why_run(run, sim, slos, rate=10)
-    slow = why_run(run, {**sim, "faults": [{"kind": "overhead", "start": 0, "ms": 50}]},
-                   slos, rate=10)
-    assert causes(base) == [] and [s["verdict"] for s in base["slos"]] == ["pass"]
+    # The base before and after, averaged, at 80 requests a run: the remainder
+    # is a mean, and one stall outside the server's timers in a single short
+    # base run moves it as much as the bound (a busy CI host).
+    before = why_run(run, sim, slos)
+    slow = why_run(run, {**sim, "faults": [{"kind": "overhead", "start": 0, "ms": 50}]}, slos)
+    after = why_run(run, sim, slos)
+    for base in (before, after):
+        assert causes(base) == [] and [s["verdict"] for s in base["slos"]] == ["pass"]
     assert causes(slow)[0] == "overhead", slow["why"]
-    grown = slow["why"]["decomposition"]["remainder_ms"] - \
-        base["why"]["decomposition"]["remainder_ms"]
-    print(f"remainder grew by {grown:.2f} ms")
+    remainders = [r["why"]["decomposition"]["remainder_ms"] for r in (before, slow, after)]
+    grown = remainders[1] - (remainders[0] + remainders[2]) / 2
+    print(f"remainder grew by {grown:.2f} ms (remainders {remainders} ms)")
+    # +-1 ms: the simulator's stamps and timers count whole milliseconds of a
+    # loop clock cached at each iteration's start (50.3-50.8 ms seen).
     assert grown == pytest.approx(50, abs=1.0)
