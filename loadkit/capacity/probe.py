@@ -27,7 +27,7 @@ from loadkit.errors import RunError
 from loadkit.outputs import REPORTS
 from loadkit.record.journal import JOURNAL_NAME, read_journal
 from loadkit.result.model import RunResult, SLOResult, Verdict
-from loadkit.run.execute import RunOptions, execute
+from loadkit.run.execute import INTERRUPTED, RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.models import Workload
 from loadkit.workload.slo_spec import REQUEST_METRICS
@@ -113,6 +113,8 @@ def with_goodput(w: Workload) -> Workload:
 def classify(result: RunResult) -> tuple[Status, list[str]]:
     """What the probe says about the server, and why when it says nothing."""
     c, h, measured_s = result.counts, result.health, max(result.measured_s, 1e-9)
+    if cut := [r for r in result.untrusted_reasons if r.startswith(INTERRUPTED)]:
+        return Status.UNTRUSTED, cut  # sent part of its schedule: says nothing of either side
     limited = []
     if h.saturated:
         limited.append(f"the generator fell behind its schedule: lateness p99 "

@@ -35,7 +35,7 @@ from loadkit.capacity import compare as capacity_compare
 from loadkit.capacity.model import ProbeRecord, Ramp
 from loadkit.capacity.report import facts, headline, slo_cell
 from loadkit.cli.distributed import workers
-from loadkit.cli.params import LOAD, duration, outputs
+from loadkit.cli.params import LOAD, duration, fresh_out, outputs
 from loadkit.cli.ui import ServedUI, ui_options
 from loadkit.distributed.fleet import FleetOptions
 from loadkit.workload.loader import Overrides
@@ -78,7 +78,9 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
               help="Today's load: the report states headroom = capacity / this, as an "
                    "interval.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default: reports/capacity-<time>/); probes in probe-NN/.")
+              callback=fresh_out,
+              help="Output folder, new or without an earlier result (default: "
+                   "reports/capacity-<time>/); probes in probe-NN/.")
 @click.option("--target", help="Base URL of the endpoint (default: the workload's, or the "
                                 "embedded simulator, one per probe).")
 @click.option("--seed", type=int, help="Seed of the schedules and prompts.")

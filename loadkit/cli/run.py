@@ -9,7 +9,7 @@ import click
 from loadkit.cli.console import Console
 from loadkit.cli.distributed import fleet_from, fleet_options
 from loadkit.cli.metrics import ServedMetrics, metrics_options
-from loadkit.cli.params import LOAD, duration, outputs
+from loadkit.cli.params import LOAD, duration, fresh_out, outputs
 from loadkit.cli.ui import ServedUI, ui_options
 from loadkit.outputs import run_page
 from loadkit.run.execute import RunOptions, execute, exit_code
@@ -61,7 +61,9 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),
               help="SLO file whose objectives join the workload's (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder (default: reports/<run-id>/).")
+              callback=fresh_out,
+              help="Output folder, new or without an earlier result "
+                   "(default: reports/<run-id>/).")
 @click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",
               show_default=True, help="How an inconclusive verdict exits.")
 @click.option("--strict", is_flag=True,

@@ -1,11 +1,11 @@
 """The probe: one request per (tenant, scenario) before the clock starts.
 
 Not measured and not counted. It answers one question, cheaply: does the
-target accept what this run will send? A rejection (an HTTP 4xx, a failed
-response check, an answer that breaks the protocol) stops the run before it
-starts (exit 3) with the server's own words and what to check, instead of an
-hour of `http_4xx`. Other failures (5xx, timeouts, resets: a server still
-warming up) are only reported: the run is there to measure them.
+target accept what this run will send? A rejection (an HTTP 4xx or 501/505, a
+failed response check, an answer that breaks the protocol) stops the run
+before it starts (exit 3) with the server's own words and what to check,
+instead of an hour of `http_4xx`. Other failures (5xx, timeouts, resets: a
+server still warming up) are only reported: the run is there to measure them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from loadkit.workload.scenarios import GenerationScenario
 
 REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL,
               ErrorKind.INCOMPLETE)
+# 5xx that say the server does not do this request at all (a static file
+# server answers a POST with 501), as lasting as a 4xx: never a warm-up.
+NOT_SERVED = frozenset({501, 505})
 PROBE_MAX_TOKENS = 16  # enough to show a stream works; cheap on any server
 TRIES = 3  # a refusal must repeat: one bad answer in five is a server to measure
 
@@ -41,7 +44,7 @@ class ProbeFailure:
 
     @property
     def rejected(self) -> bool:
-        return self.kind in REJECTIONS
+        return self.kind in REJECTIONS or self.status in NOT_SERVED
 
 
 async def probe(plan: Plan, workload: Workload) -> list[ProbeFailure]:
@@ -111,6 +114,9 @@ def explain(f: ProbeFailure, workload: Workload) -> str:
     elif f.kind is ErrorKind.HTTP_4XX:
         hint = f"the server refused the request: check scenarios[{f.scenario}]" + (
             f" (model {model!r}, max_tokens, prompt)" if model else "")
+    elif f.status in NOT_SERVED:
+        hint = (f"the server does not serve this request at all: is the target an inference "
+                f"endpoint, and {s.request_path} its path?")
     elif f.kind is ErrorKind.CHECK_FAILED:
         hint = f"the answer failed scenarios[{f.scenario}].checks"
     elif f.kind is ErrorKind.PROTOCOL and f.message.startswith(STREAM_CUT):

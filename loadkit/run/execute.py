@@ -40,7 +40,7 @@ from loadkit.protocols.plan import plan_for
 from loadkit.protocols.registry import identity
 from loadkit.record.health import HealthProbe
 from loadkit.record.hlog import HlogWriter
-from loadkit.record.journal import JOURNAL_NAME, IntervalJournal, Journal
+from loadkit.record.journal import HLOG_NAME, JOURNAL_NAME, IntervalJournal, Journal
 from loadkit.record.recorder import Recorder
 from loadkit.record.worker import RecorderThread
 from loadkit.result.model import MediaSent, Note, PhaseInfo, RunResult, Verdict, WorkloadInfo
@@ -63,6 +63,9 @@ from loadkit.workload.scenarios import HttpScenario
 if TYPE_CHECKING:
     from loadkit.run.exporter import LiveMetrics
     from loadkit.run.live_view import LiveView
+
+
+INTERRUPTED = "interrupted"  # how an untrusted reason says the run was cut short
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
-    with open(out_dir / "latency.hlog", "w", encoding="ascii") as hlog_file, \
+    with open(out_dir / HLOG_NAME, "w", encoding="ascii") as hlog_file, \
             telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
             Journal(out_dir / JOURNAL_NAME, _journal_header(facts, plan, objectives, tele),
                     sync=[hlog_file]) as journal, \
@@ -272,8 +275,8 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         aborts.feed()
         aborts.end()
         recorder.settle_late()
-    stop_reason = (watch.reason if watch and watch.reason else "interrupted before the end of "
-                   "the schedule" if stopped and judge.breach is None and judge.decided is None
+    stop_reason = (watch.reason if watch and watch.reason else f"{INTERRUPTED} before the end "
+                   "of the schedule" if stopped and judge.breach is None and judge.decided is None
                    else None)
     loss = fleet.loss_reason() if fleet else None
     result = assemble(

@@ -162,6 +162,17 @@ def test_outputs_writes_only_the_reports_asked_for(tmp_path: Path) -> None:
     bad = cli("run", write(tmp_path, FAST_CHAT), "--outputs", "json,pdf")
     assert bad.returncode == 2 and "unknown output(s) pdf" in bad.stderr
     no_traceback(bad)
+    # Another run or search into that folder is refused before anything is
+    # sent: it would overwrite these measurements and leave this junit.xml
+    # beside its own results (an audit found both).
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for command in ("run", "capacity"):
+        again = cli(command, write(tmp_path, FAST_CHAT), "--out", str(out))
+        assert again.returncode == 2, again.stderr
+        assert f"{out} already holds a result (journal.jsonl, latency.hlog, run.json)" \
+            in again.stderr
+        no_traceback(again)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @pytest.mark.slow  # three 1-s runs through the CLI
@@ -247,7 +258,7 @@ def test_secrets_never_reach_outputs(tmp_path: Path) -> None:
     assert secret not in proc.stdout + proc.stderr
     # and a missing variable is bad input, named
     env.pop("LOADKIT_TEST_KEY")
-    proc = cli("run", write(tmp_path, spec), "--out", str(out), env=env)
+    proc = cli("run", write(tmp_path, spec), "--out", str(tmp_path / "o2"), env=env)
     assert proc.returncode == 2 and "LOADKIT_TEST_KEY" in proc.stderr
 
 

@@ -107,6 +107,30 @@ def test_a_refusal_followed_by_a_closed_connection_still_stops_the_run(
     assert not (tmp_path / "out" / "run.json").exists()
 
 
+def test_a_server_that_does_not_serve_the_request_at_all_is_a_refusal(
+        server: StartServer, tmp_path: Path) -> None:
+    """A 501 (a static file server's answer to a POST) is as lasting as a
+    4xx: the probe stops the run (exit 3), where a 503 (a server warming up)
+    is measured. An audit saw a plain `python -m http.server` run to exit 0."""
+    def spec(path: str) -> str:
+        doc = {"name": "plain", "target": url, "duration": "1s", "warmup": 0,
+               "arrival": {"process": "constant", "rate": 5},
+               "scenarios": [{"name": "s", "kind": "http", "method": "POST", "path": path}],
+               "client": {"fail_fast": False}}
+        (tmp_path / "w.yaml").write_text(yaml.safe_dump(doc))
+        return str(tmp_path / "w.yaml")
+
+    with server("faults") as url:
+        refused = cli("run", spec("/status/501"), "--out", str(tmp_path / "a"), ANY_HOST)
+        measured = cli("run", spec("/status/503"), "--out", str(tmp_path / "b"), ANY_HOST)
+    assert refused.returncode == 3, refused.stderr
+    assert "HTTP 501" in refused.stderr and "does not serve this request at all" in refused.stderr
+    assert not (tmp_path / "a" / "run.json").exists()
+    assert measured.returncode != 2 and "Traceback" not in measured.stderr
+    errors = json.loads((tmp_path / "b" / "run.json").read_text())["errors"]["by_kind"]
+    assert errors["http_5xx"] == 5, errors
+
+
 @pytest.mark.slow
 def test_a_refused_key_stops_before_the_clock_starts(server: StartServer, tmp_path: Path) -> None:
     """Every request would be a 401: the probe says so (with the server's words and

@@ -221,3 +221,11 @@ def test_classify_calls_a_late_or_dropping_generator_the_limit_whatever_the_slos
     assert classify(short)[0] == Status.GENERATOR_LIMITED
     failed = _run().model_copy(update={"verdict": Verdict.FAIL})
     assert classify(failed) == (Status.FAIL, [])
+
+
+def test_classify_calls_an_interrupted_probe_untrusted_not_the_generator_s_limit() -> None:
+    """Ctrl-C in a probe: it sent part of its schedule, as a slow generator
+    would, but the generator kept up (an audit saw "GENERATOR LIMITED")."""
+    cut = _run(counts__scheduled={"soak/default": 864_024 * 2}).model_copy(
+        update={"untrusted_reasons": ["interrupted before the end of the schedule"]})
+    assert classify(cut) == (Status.UNTRUSTED, ["interrupted before the end of the schedule"])
