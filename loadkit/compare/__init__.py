@@ -34,7 +34,7 @@ from loadkit.compare.stats import (
     scoped,
     verdict,
 )
-from loadkit.errors import ExitCode, gate
+from loadkit.errors import ExitCode, InputError, gate
 from loadkit.outputs.files import REPORTS, page, write_files
 from loadkit.result.model import RunResult
 
@@ -46,7 +46,15 @@ __all__ = ["Comparison", "Decision", "Row", "RunIdentity", "compare_runs", "cons
 def compare_runs(base: RunResult, cand: RunResult,
                  tolerances: Mapping[str, float] | None = None,
                  stats: tuple[str, ...] = DEFAULT_STATS) -> Comparison:
-    """Every series the two runs share, statistic by statistic, and the error rate."""
+    """Every series the two runs share, statistic by statistic, and the error
+    rate. InputError (exit 2) for runs of no scenario in common: their
+    latencies are of different requests (an embeddings run read as a chat
+    run's "improvement")."""
+    mine, theirs = _scenarios(base), _scenarios(cand)
+    if mine and theirs and not mine & theirs:
+        raise InputError("the two runs share no scenario (base: " + _names(mine)
+                         + "; candidate: " + _names(theirs) + "): their latencies are of "
+                         "different requests, so there is nothing to compare")
     tolerances = tolerances or {}
     hb, hc = scoped(base), scoped(cand)
     rows: list[Row] = []
@@ -65,6 +73,17 @@ def compare_runs(base: RunResult, cand: RunResult,
     return Comparison(verdict=verdict(rows), alpha=ALPHA,
                       trusted=base.trusted and cand.trusted, warnings=warnings,
                       base=RunIdentity.of(base), cand=RunIdentity.of(cand), rows=rows)
+
+
+def _scenarios(run: RunResult) -> set[tuple[str, str]]:
+    """The run's scenarios as (name, kind), from its workload as written (an
+    older run.json without it: none, and nothing is refused)."""
+    return {(str(s.get("name")), str(s.get("kind")))
+            for s in run.workload.spec.get("scenarios", []) if isinstance(s, dict)}
+
+
+def _names(scenarios: set[tuple[str, str]]) -> str:
+    return ", ".join(f"{name} ({kind})" for name, kind in sorted(scenarios))
 
 
 def write(comparison: Comparison, base: RunResult, cand: RunResult, out_dir: Path,

@@ -7,8 +7,12 @@ import random
 import pytest
 from scipy import stats
 
+from loadkit.compare import compare_runs
 from loadkit.compare.stats import compare_series, mann_whitney, parse_tolerances
+from loadkit.errors import InputError
 from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
+from loadkit.result.model import RunResult
+from support.synthetic_run import synthetic_day
 
 
 def sample(rng: random.Random, n: int, scale: float = 1.0) -> tuple[HdrHistogram, list[int]]:
@@ -79,3 +83,19 @@ def test_tolerances_parse_and_reject_nonsense() -> None:
     for bad in ["p99", "=5%", "p99=-1%", "p99=inf", "p99=lots"]:
         with pytest.raises(ValueError, match="STAT=PCT"):
             parse_tolerances([bad])
+
+
+def test_runs_of_no_scenario_in_common_are_not_compared() -> None:
+    """A chat run against an embeddings run: their latencies are of different
+    requests (an audit saw an "IMPROVEMENT", exit 0). One scenario in common
+    is enough to compare."""
+    def run(*scenarios: tuple[str, str]) -> RunResult:
+        doc = synthetic_day(intervals=10)
+        doc["workload"]["spec"] = {"scenarios": [{"name": n, "kind": k} for n, k in scenarios]}
+        return RunResult.model_validate(doc)
+
+    chat, embed = ("chat", "openai-chat"), ("chat", "openai-embeddings")
+    with pytest.raises(InputError, match=r"share no scenario \(base: chat \(openai-chat\); "
+                                         r"candidate: chat \(openai-embeddings\)\)"):
+        compare_runs(run(chat), run(embed))
+    assert compare_runs(run(chat), run(chat, embed)).rows
