@@ -75,6 +75,13 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
     settings = _settings(req, load_of(loaded), unit)
     if req.setup.until_decided and all(o.counted for o in w.objectives()):
         settings = dataclasses.replace(settings, evidence=evidence(w.objectives()))
+        first = settings.first_attempt_s(settings.start)
+        if req.ramp_s is None and first * settings.cost_ratio > settings.budget_s:
+            raise InputError(
+                f"--budget {settings.budget_s:g}s cannot hold the first probe: its SLOs need "
+                f"{settings.evidence:,.0f} requests to be decided, {first:.0f}s at "
+                f"{settings.start:g} {unit} (about {first * settings.cost_ratio:.0f}s with its "
+                "warm-up and start-up)")
     ramp, known = None, Known()
     if req.ramp_s is not None:  # ramp_workload refuses closed loops (users)
         top = settings.high if settings.high is not None else settings.start * FLOOR_FACTOR

@@ -101,6 +101,12 @@ class Settings:
         if self.precision <= 0 or self.growth <= 1 or self.extensions < 0:
             raise ValueError("need precision > 0, growth > 1, extensions >= 0")
 
+    def first_attempt_s(self, value: float) -> float:
+        """Measured seconds of a first attempt at `value`: probe_s, or long
+        enough to send the evidence."""
+        return self.probe_s if self.integer or not self.evidence \
+            else max(self.probe_s, self.evidence / value)
+
 
 @dataclass(frozen=True)
 class Known:
@@ -175,8 +181,7 @@ class _State:
     def probe(self, run: Callable[[Probe], Outcome], value: float) -> Status | None:
         """Run `value`, extending an inconclusive probe; None when the budget
         cannot hold the next attempt."""
-        first = self.s.probe_s if self.s.integer or not self.s.evidence \
-            else max(self.s.probe_s, self.s.evidence / value)
+        first = self.s.first_attempt_s(value)
         for attempt in range(self.s.extensions + 1):
             probe = Probe(value, first * 2 ** attempt, attempt)
             if self.spent + probe.duration_s * self.ratio > self.s.budget_s:

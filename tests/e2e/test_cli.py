@@ -242,6 +242,20 @@ def test_a_prompts_filter_that_keeps_nothing_is_refused_by_plan_as_by_run(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_capacity_budget_that_cannot_hold_the_first_probe_exits_2(tmp_path: Path) -> None:
+    """Before any probe: a first probe stretched to send what its SLOs need
+    to be decided is held to the budget as a plain one is (an audit saw 0
+    probes in 0 s, exit 1)."""
+    capacity = str(ROOT / "workloads" / "capacity.yaml")
+    for budget, words in (("3s", "cannot hold one probe of 2s"),
+                          ("25s", "cannot hold the first probe: its SLOs need")):
+        out = tmp_path / budget
+        proc = cli("capacity", capacity, "--probe", "2s", "--budget", budget, "--out", str(out))
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert not out.exists()
+        no_traceback(proc)
+
+
 @pytest.mark.slow
 def test_secrets_never_reach_outputs(tmp_path: Path) -> None:
     secret = "sk-test-5ecret-value-0123456789"
