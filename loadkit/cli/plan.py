@@ -28,18 +28,19 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
     s = summarize(w, loaded.traces, loaded.prompt_sets)
     click.echo(f"workload {w.name} (seed {w.seed}): {len(w.phase_list)} phases, "
                f"{len(w.all_tenants)} tenant(s), {s.total_s:g} s, measured {w.measured_s:g} s")
-    header = f"{'phase':<22}{'tenant':<14}{'requests':>10}{'req/s':>9}{'prompt tok':>13}{'output tok':>13}"
-    click.echo(header)
+    rows = [("phase", "tenant", "requests", "req/s", "prompt tok", "output tok")]
     for p in w.phase_list:
         for t in w.all_tenants:
             key = (p.name, t.name)
             n = s.requests[key]
-            label = p.name + (" (warm-up)" if p.warmup else "")
-            click.echo(f"{label:<22}{t.name:<14}{n:>10,}{n / p.duration:>9.2f}"
-                       f"{round(s.prompt_tokens[key]):>13,}{round(s.output_tokens[key]):>13,}")
-    click.echo(f"{'total':<36}{sum(s.requests.values()):>10,}{'':>9}"
-               f"{round(sum(s.prompt_tokens.values())):>13,}"
-               f"{round(sum(s.output_tokens.values())):>13,}")
+            rows.append((p.name + (" (warm-up)" if p.warmup else ""), t.name, f"{n:,}",
+                         f"{n / p.duration:.2f}", f"{round(s.prompt_tokens[key]):,}",
+                         f"{round(s.output_tokens[key]):,}"))
+    rows.append(("total", "", f"{sum(s.requests.values()):,}", "",
+                 f"{round(sum(s.prompt_tokens.values())):,}",
+                 f"{round(sum(s.output_tokens.values())):,}"))
+    for line in _table(rows):
+        click.echo(line)
     for line in s.closed:
         click.echo(line)
     if s.from_sets:
@@ -49,3 +50,12 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
     click.echo(f"rate per second, all tenants (peak {peak}/s):")
     click.echo(sparkline(s.per_second))
     return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Two text columns, then numbers right-aligned, each column as wide as
+    its widest cell (a day-long plan's counts run to 13 digits)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(n) if i < 2 else c.rjust(n)
+                      for i, (c, n) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in rows]

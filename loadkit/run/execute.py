@@ -111,11 +111,14 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
     w = loaded.workload
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     out_dir = options.out_dir or Path("reports") / run_id
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
     with contextlib.ExitStack() as stack:
+        if created:  # a run that fails before writing anything leaves no empty folder
+            stack.callback(_remove_if_empty, out_dir)
         base_url: str
         if w.target is None:
             base_url = stack.enter_context(embedded_simulator(w.simulator,
@@ -145,6 +148,11 @@ def execute(loaded: LoadedWorkload, options: RunOptions = RunOptions(),
             if options.handle_signals else None
         return _run(loaded, plan, target_label, run_id, out_dir, options, on_interval,
                     interrupts, fleet), out_dir
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty: it holds what was measured
+        folder.rmdir()
 
 
 def _fleet(options: FleetOptions, w: Workload) -> Fleet:

@@ -92,6 +92,7 @@ def test_unreachable_target_exits_3(tmp_path: Path) -> None:
                "--out", str(tmp_path / "out"))
     assert proc.returncode == 3
     assert f"cannot connect to http://127.0.0.1:{port}" in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing measured: no empty folder left
     no_traceback(proc)
 
 
