@@ -181,7 +181,34 @@ def _validate(model: type[_M], node: yaml.Node, data: dict, name: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise WorkloadError(name, [_locate(node, err) for err in exc.errors()]) from None
+        raise WorkloadError(name, [_locate(node, err) for err in _branch_errors(exc)]) from None
+
+
+# A value given to a field of several forms (a number or a distribution) fails
+# each form: the form of another type says nothing of it ("should be a valid
+# dictionary" for `max_tokens: "four"`), when a form of its own type spoke.
+_SCALAR_TYPES = frozenset({"int_type", "int_parsing", "float_type", "float_parsing",
+                           "string_type", "bool_type", "bool_parsing"})
+_MAPPING_TYPES = frozenset({"dict_type", "model_type", "model_attributes_type"})
+
+
+def _branch_errors(exc: ValidationError) -> list[Any]:
+    errors = list(exc.errors())
+    by_field: dict[tuple, list[Any]] = {}
+    for err in errors:
+        by_field.setdefault(tuple(p for p in err["loc"] if not _is_branch(p)), []).append(err)
+    kept = []
+    for group in by_field.values():
+        other_form = _SCALAR_TYPES if isinstance(group[0]["input"], dict) else _MAPPING_TYPES
+        own = [e for e in group if e["type"] not in other_form]
+        kept += own or group
+    return [e for e in errors if any(e is k for k in kept)]
+
+
+def _is_branch(part: Any) -> bool:
+    """A pydantic union member's label in an error's location ("constrained-
+    int", "tagged-union[...]", "function-after[...]"), not a key or index."""
+    return isinstance(part, str) and (part in _TAGS or "[" in part or "-" in part)
 
 
 class _UniqueKeys(yaml.SafeLoader):
@@ -298,14 +325,14 @@ def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
         elif isinstance(node, yaml.MappingNode):
             child = next(((k, v) for k, v in node.value if k.value == part), None)
             if child is None:
-                if part in _TAGS or str(part).startswith("tagged-union["):
-                    continue  # a discriminator tag, not a key in the file
+                if _is_branch(part):
+                    continue  # a union member's label, not a key in the file
                 keys.append(f".{part}")
                 continue
             keys.append(f".{part}")
             line, node = child[0].start_mark.line + 1, child[1]
             continue
-        else:
+        elif not _is_branch(part):
             keys.append(f"[{part}]" if isinstance(part, int) else f".{part}")
         if node is not None:
             line = node.start_mark.line + 1

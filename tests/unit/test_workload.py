@@ -66,6 +66,23 @@ def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, line: int,
     assert f"w.yaml:{line}: {key}:" in message
 
 
+@pytest.mark.parametrize("value,said", [
+    ('"four"', "Input should be a valid integer, unable to parse string as an integer"),
+    ("-3", "must be > 0"),
+    ("{dist: uniform, min: 50, max: 10}", "max must be >= min"),
+])
+def test_a_field_of_several_forms_says_what_is_wrong_with_the_one_given(
+        tmp_path: Path, value: str, said: str) -> None:
+    """`prompt_tokens` is a number or a distribution: an error names the key
+    as written and speaks of the form given, not of pydantic's union members
+    ("prompt_tokens.constrained-int", "tagged-union[...]") nor of the other
+    form ("should be a valid dictionary" for a string; an audit)."""
+    found, message = problems(tmp_path, BASE.replace(
+        "    kind: openai-chat\n", f"    kind: openai-chat\n    prompt_tokens: {value}\n"))
+    assert found == [(6, "scenarios[0].prompt_tokens")], message
+    assert message.endswith(f"w.yaml:6: scenarios[0].prompt_tokens: {said}"), message
+
+
 def test_unknown_scenario_reference_and_missing_arrival(tmp_path: Path) -> None:
     _, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
     assert "unknown scenario 'pong'" in message
