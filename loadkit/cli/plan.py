@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -52,7 +53,7 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
     return 0
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Two text columns, then numbers right-aligned, each column as wide as
     its widest cell (a day-long plan's counts run to 13 digits)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
