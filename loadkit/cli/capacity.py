@@ -78,9 +78,8 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
               help="Today's load: the report states headroom = capacity / this, as an "
                    "interval.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              callback=fresh_out,
-              help="Output folder, new or without an earlier result (default: "
-                   "reports/capacity-<time>/); probes in probe-NN/.")
+              help="Output folder (default: reports/capacity-<time>/); a search's is new "
+                   "or without an earlier result, its probes in probe-NN/.")
 @click.option("--target", help="Base URL of the endpoint (default: the workload's, or the "
                                 "embedded simulator, one per probe).")
 @click.option("--seed", type=int, help="Seed of the schedules and prompts.")
@@ -137,7 +136,7 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
         result = regate(load_capacity(workload), expect, production)
         page = write_all(result, out_dir, reports) if out_dir is not None else None
         return _finish(result, page, inconclusive)
-    out = out_dir or Path("reports") / ("capacity-" + dt.datetime.now(dt.UTC)
+    out = fresh_out(out_dir) or Path("reports") / ("capacity-" + dt.datetime.now(dt.UTC)
                                         .strftime("%Y%m%dT%H%M%SZ"))
     fleet = FleetOptions(workers=workers, local=True) if workers else None
     live = ServedUI(ui, ui_token, ui_linger, kind="capacity")  # a refused address: exit 2

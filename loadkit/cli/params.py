@@ -74,16 +74,16 @@ def outputs(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 RESULT_DATA = frozenset({RUN_FILES["json"], JOURNAL_NAME, HLOG_NAME, "capacity.json"})
 
 
-def fresh_out(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
-    """`--out`: a new folder, or one without an earlier result: that result's
-    measurements would be overwritten, and its reports left beside the new
-    ones (a stale junit.xml read as this run's)."""
+def fresh_out(value: Path | None) -> Path | None:
+    """`--out` of a run or a search: a new folder, or one without an earlier
+    result, whose measurements would be overwritten and its reports left
+    beside the new ones (a stale junit.xml read as this run's)."""
     held = sorted(p.name for p in value.iterdir()
                   if p.name in RESULT_DATA or p.name.startswith("probe-")) \
         if value is not None and value.is_dir() else []
     if held:
         raise click.BadParameter(f"{value} already holds a result ({', '.join(held)}): "
-                                 "give another folder, or remove that one")
+                                 "give another folder, or remove that one", param_hint="'--out'")
     return value
 
 

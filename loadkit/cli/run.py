@@ -61,7 +61,7 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),
               help="SLO file whose objectives join the workload's (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              callback=fresh_out,
+              callback=lambda _ctx, _param, value: fresh_out(value),
               help="Output folder, new or without an earlier result "
                    "(default: reports/<run-id>/).")
 @click.option("--inconclusive", type=click.Choice(["fail", "pass"]), default="fail",

@@ -135,10 +135,13 @@ def _measured(stamps: list, result: dict[str, Any], scenario: str) -> list:
 
 
 def _added(result: dict[str, Any], stamps: dict[str, Any], transport: str, q: float) -> float:
-    """What loadkit's unary calls on `transport` measured over the server's own
-    time at quantile q, in ms."""
+    """What loadkit's unary calls on `transport` measured from their send over
+    the server's own time at quantile q, in ms: service time, as the plain
+    clients time theirs from their send (latency, from the intended time, also
+    holds the generator's lateness: one send 3.4 ms late made the HTTP p99,
+    the second-largest of 146, 2.4 ms more than the service time's; ci51)."""
     key = {0.50: "p50", 0.99: "p99"}[q]
-    series = result["series"]["latency"][f"scenario:{transport}-infer"]
+    series = result["series"]["service_time"][f"scenario:{transport}-infer"]
     log = _measured(stamps[transport], result, f"{transport}-infer")
     return float(series[key] - exact_percentile([(b - a) * 1000 for a, b in log], q))
 
