@@ -345,6 +345,12 @@ class Rebuild:
                       "(the last interval may be lost)")
         if self.damaged:
             reason += f"; {self.damaged}, read up to there"
+        if self._records and not in_progress:  # journaled, but their histograms are not there
+            n, hlog = len(self._records), self.dir / HLOG_NAME
+            which = "interval of the journal is" if n == 1 else "intervals of the journal are"
+            reason += (f"; the last {n:,} {which} not counted: {HLOG_NAME} "
+                       + ("holds none of their histograms (cut short)" if hlog.exists()
+                          else "is missing"))
         return Incomplete(in_progress=in_progress, recorded_s=round(recorded_s, 3),
                           planned_s=round(planned_s, 3), intervals=self.intervals,
                           reason=reason)

@@ -215,6 +215,18 @@ def test_a_killed_run_loses_only_the_interval_whose_histograms_are_missing(tmp_p
     result = state.result()
     assert result.incomplete is not None and result.incomplete.intervals == 5
     assert result.incomplete.recorded_s == 2.5
+    assert "the last 1 interval of the journal is not counted: latency.hlog holds none " \
+        "of their histograms (cut short)" in result.incomplete.reason
+
+
+def test_a_rebuild_without_its_hlog_says_so(tmp_path: Path) -> None:
+    """A folder whose latency.hlog is gone rebuilt as "0 completed" in 0 s,
+    without a word of the hlog (an audit): the reason names it."""
+    write_run(tmp_path, intervals=6)
+    (tmp_path / "latency.hlog").unlink()
+    reason = rebuild(tmp_path).incomplete.reason  # type: ignore[union-attr]
+    assert reason.endswith("; the last 6 intervals of the journal are not counted: "
+                           "latency.hlog is missing"), reason
 
 
 def test_a_damaged_line_stops_reading_there(tmp_path: Path) -> None:
