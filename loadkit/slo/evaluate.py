@@ -172,6 +172,10 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
         samples = served.completed
         if counts.duration_s <= 0:
             return _result(o, None, samples, INCONCLUSIVE, "no measured time in scope")
+        if samples == 0 and counts.attempts + counts.abandoned == 0:
+            # Nothing asked of the server here: no rate to judge (a rebuilt run
+            # cut 60 µs into its measured phase read 0 req/s, a FAIL).
+            return _result(o, None, 0, INCONCLUSIVE, "no requests in scope")
         done = {"throughput": served.completed, "goodput": served.good,
                 "output_tokens_per_s": served.output_tokens}[o.metric]
         observed = done / max(counts.duration_s, 1e-9)

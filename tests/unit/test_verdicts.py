@@ -91,6 +91,21 @@ def test_rates_count_the_requests_that_ended_in_the_scope_s_time() -> None:
     assert evaluate(parse_objective("goodput >= 85%"), [], c).observed == 0.9  # a share: as sent
 
 
+def test_a_rate_needs_requests_asked_of_the_server_in_its_scope() -> None:
+    """Nothing sent, nothing ended: no rate to judge (a rebuilt run cut 60 µs
+    into its measured phase read 0 req/s, a FAIL; an audit). Asked and not
+    answered is a rate of 0, and fails."""
+    o = parse_objective("throughput >= 10 req/s")
+    idle = evaluate(o, [], Counts(0, 0, 0, 6e-5, served=Served(0, 0, 0)))
+    assert (idle.verdict, idle.observed, idle.reason) == ("inconclusive", None,
+                                                          "no requests in scope")
+    for asked in (Counts(0, 30, 0, 3, served=Served(0, 0, 0)),  # every one failed
+                  Counts(0, 0, 30, 3, served=Served(0, 0, 0)),  # every one dropped
+                  Counts(0, 0, 0, 3, abandoned=30, served=Served(0, 0, 0))):  # all left
+        dead = evaluate(o, [], asked)
+        assert (dead.verdict, dead.observed) == ("fail", 0.0), asked
+
+
 @pytest.mark.parametrize("slo,counts,verdict,marginal", [
     # 0 of 300 failed: P(none | 1%) = 0.99^300 = 4.9%, decided
     ("error_rate < 1%", Counts(300, 0, 0, 10), "pass", False),
