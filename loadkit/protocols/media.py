@@ -21,7 +21,7 @@ import json
 import random
 import wave
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,9 @@ class Ledger:
     def add(self, other: Ledger) -> None:
         """Count `other`'s requests as these requests too (a session's turns
         re-send its first question's media)."""
-        for name in ("requests", "images", "image_bytes", "image_urls", "audio",
-                     "audio_seconds", "audio_bytes"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.image_formats.update(other.image_formats)
-        self.image_sizes.update(other.image_sizes)
-        self.digests |= other.digests
+        for f in fields(self):  # every field: a count, a Counter or the digests' set
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, mine | theirs if isinstance(mine, set) else mine + theirs)
 
     def section(self) -> dict[str, Any]:
         return {"requests": self.requests, "images": self.images,

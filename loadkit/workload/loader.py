@@ -193,16 +193,14 @@ _MAPPING_TYPES = frozenset({"dict_type", "model_type", "model_attributes_type"})
 
 
 def _branch_errors(exc: ValidationError) -> list[Any]:
-    errors = list(exc.errors())
     by_field: dict[tuple, list[Any]] = {}
-    for err in errors:
+    for err in exc.errors():
         by_field.setdefault(tuple(p for p in err["loc"] if not _is_branch(p)), []).append(err)
     kept = []
     for group in by_field.values():
         other_form = _SCALAR_TYPES if isinstance(group[0]["input"], dict) else _MAPPING_TYPES
-        own = [e for e in group if e["type"] not in other_form]
-        kept += own or group
-    return [e for e in errors if any(e is k for k in kept)]
+        kept += [e for e in group if e["type"] not in other_form] or group
+    return kept
 
 
 def _is_branch(part: Any) -> bool:
