@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 import bench  # noqa: E402 - bench/bench.py: pinning and the simulator's start
-from loadkit.sim.embedded import sim_args  # noqa: E402
+from loadkit.run.embedded_sim import sim_args  # noqa: E402
 
 RUN_TIMEOUT_S = 600
 # The floor: a bare interpreter waking at Poisson instants on the generator's core.

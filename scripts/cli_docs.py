@@ -30,7 +30,8 @@ HEADER = """\
 
 Each command's `--help`, as `loadkit` prints it. Every option can also come
 from the environment as `LOADKIT_<COMMAND>_<OPTION>` (`LOADKIT_RUN_STRICT=1`,
-`LOADKIT_RUN_TARGET=http://...`). What the options of `loadkit run` mean in
+`LOADKIT_RUN_TARGET=http://...`), except `loadkit sim`'s, which go to the simulator
+as given. What the options of `loadkit run` mean in
 more detail: [run-options.md](run-options.md); exit codes: [ci.md](ci.md).
 """
 

@@ -45,9 +45,9 @@ from loadkit.record.recorder import Recorder
 from loadkit.record.worker import RecorderThread
 from loadkit.result.model import MediaSent, Note, PhaseInfo, RunResult, Verdict, WorkloadInfo
 from loadkit.run.assemble import RunFacts, assemble
+from loadkit.run.embedded_sim import embedded_simulator
 from loadkit.run.live_report import live_report
 from loadkit.served import is_loopback
-from loadkit.sim.embedded import embedded_simulator
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.telemetry.aborts import AbortFeed

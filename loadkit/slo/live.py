@@ -6,9 +6,10 @@ every 60-s window") is evaluated on each window's own merged histogram, so a
 bad hour cannot hide inside a good day. An `abort: true` objective is
 evaluated on what its scope has measured so far (or on each window, when it
 has one), from `after` seconds into the run; a *clear* breach (a failing
-verdict whose 95% interval excludes the threshold) stops the run. A trend
-objective over a time metric ("ttft p99 trend < 10%/h") keeps one value per
-window the same way, and is fitted when the run ends (loadkit.slo.trend).
+verdict whose 99.9% interval excludes the threshold; see ABORT_LEVEL) stops
+the run. A trend objective over a time metric ("ttft p99 trend < 10%/h")
+keeps one value per window the same way, and is fitted when the run ends
+(loadkit.slo.trend).
 Every SLO decided by counts is tracked over its whole scope, each
 interval's requests beyond its threshold kept in batches for its effective
 sample size (slo/correlation.py); with stop_when_decided, once the

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from loadkit.cli import main
-from loadkit.sim.embedded import embedded_simulator
+from loadkit.run.embedded_sim import embedded_simulator
 from support.run import RunWorkload, WriteWorkload
 from support.sim import parse_metrics
 

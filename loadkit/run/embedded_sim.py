@@ -1,4 +1,5 @@
-"""Start the embedded simulator as a separate process on an ephemeral port.
+"""Start the embedded simulator (loadkit.sim) as a separate process on an
+ephemeral port. It lives here, not in sim/, which imports nothing of loadkit.
 
 A separate process keeps the simulator's CPU off the generator's event loop,
 so it cannot distort the measurement. It is stopped when the run ends.
