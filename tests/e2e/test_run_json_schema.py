@@ -18,6 +18,24 @@ def test_docs_schema_is_the_one_the_model_generates() -> None:
         "regenerate: python -m loadkit.result.schema > docs/run.schema.json"
 
 
+def test_docs_name_every_key_of_run_json() -> None:
+    """docs/run-json.md says it lists every key: each field of run.json's
+    top level and of its tables' sections is named there, in backticks."""
+    import dataclasses
+
+    from loadkit.result.model import Counts, Interval, Tokens
+    from loadkit.result.telemetry import Telemetry
+
+    text = (ROOT / "docs" / "run-json.md").read_text()
+    fields = {"top level": list(RunResult.model_fields), "counts": list(Counts.model_fields),
+              "tokens": list(Tokens.model_fields),
+              "timeseries": [f.name for f in dataclasses.fields(Interval)],
+              "telemetry": list(Telemetry.model_fields)}
+    missing = {part: [f for f in names if f"`{f}`" not in text]
+               for part, names in fields.items()}
+    assert not any(missing.values()), f"not in docs/run-json.md: {missing}"
+
+
 @pytest.mark.slow
 def test_a_real_run_validates_and_round_trips(run: RunWorkload) -> None:
     result, out = run({
