@@ -1,3 +1,3 @@
-from loadkit.cli import entry
+from loadkit.launch import entry
 
 entry()

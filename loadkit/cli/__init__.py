@@ -8,7 +8,6 @@ with the traceback only when LOADKIT_DEBUG=1.
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 
 import click
@@ -67,8 +66,4 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
-def entry() -> None:
-    sys.exit(main())
-
-
-__all__ = ["cli", "entry", "main"]
+__all__ = ["cli", "main"]

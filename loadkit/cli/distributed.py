@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from loadkit.cli.params import duration
-from loadkit.distributed.fleet import FleetOptions
+from loadkit.distributed.fleet import FleetOptions, require_locust
 from loadkit.errors import ExitCode, InputError
 
 LOCUST_PORT = 5557  # Locust's own default master port
@@ -103,12 +103,13 @@ def worker_command(master: tuple[str, int]) -> int:
 
     The token the master asks for comes from LOADKIT_TOKEN; the workload's
     ${VAR} secrets come from this machine's environment (they never cross the
-    channel). Exits 0 when the run ends, 2 when the master refuses this worker,
-    3 when the master cannot be reached.
+    channel). Exits 0 when the run ends, 2 when the master refuses this worker
+    (or Locust is not installed), 3 when the master cannot be reached.
     """
     # A fresh interpreter: Locust must patch the standard library with gevent
     # before anything imports it, and this process has imported plenty.
     host, port = master
+    require_locust()
     os.execv(sys.executable, [sys.executable, "-m", "loadkit.distributed.relay", "worker",
                               host, str(port)])
     return int(ExitCode.UNTRUSTED)  # not reached: execv replaces this process

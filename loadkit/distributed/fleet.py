@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -41,13 +42,24 @@ from loadkit.result.model import Distribution, WorkerRow
 from loadkit.served import is_loopback
 from loadkit.workload.loader import LoadedWorkload
 
-__all__ = ["Fleet", "FleetOptions", "WorkersMissing"]
+__all__ = ["Fleet", "FleetOptions", "WorkersMissing", "require_locust"]
 
 LEAD_S = 0.5  # the common start is this far ahead of the last "go" sent
 
 
 class WorkersMissing(RunError):
     """The expected workers did not all join in time."""
+
+
+LOCUST_HINT = "a distributed run needs Locust: pip install 'loadkit[distributed]'"
+
+
+def require_locust() -> None:
+    """Locust and gevent are an extra; look for them without importing them
+    (Locust patches the standard library on import: only the relay may)."""
+    for name in ("locust", "gevent"):
+        if importlib.util.find_spec(name) is None:
+            raise InputError(f"{LOCUST_HINT} (no module named {name!r})")
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,7 @@ class Fleet:
 
     # -- life cycle ---------------------------------------------------------
     def __enter__(self) -> Fleet:
+        require_locust()
         env = {**os.environ, "LOADKIT_TOKEN": self.token}
         self._relay = subprocess.Popen(
             [sys.executable, "-m", "loadkit.distributed.relay", "master",
