@@ -31,7 +31,7 @@ from loadkit.engine.failfast import FailFastWatch
 from loadkit.engine.loop import quiet_collector, run_async
 from loadkit.engine.preflight import check_target, discover_model, reset_prefix_cache
 from loadkit.engine.probe import credentials_source, explain, probe
-from loadkit.errors import ExitCode, InputError, TargetRejected, gate
+from loadkit.errors import ExitCode, InputError, RunError, TargetRejected, gate
 from loadkit.interrupts import Interrupts
 from loadkit.outputs import REPORTS, write_all
 from loadkit.protocols.kserve_first import first_contact, needs_grpc
@@ -207,7 +207,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
     whole_run = HealthProbe.start()
     # Telemetry samplers run on their own threads, opened before the run's zero
     # (that costs milliseconds), and stop when the block ends, however it ends.
-    with open(out_dir / HLOG_NAME, "w", encoding="ascii") as hlog_file, \
+    with open(out_dir / HLOG_NAME, "wb", buffering=0) as hlog_file, \
             telemetry_session(w.telemetry, plan.base_url if w.target is None else None) as tele, \
             Journal(out_dir / JOURNAL_NAME, _journal_header(facts, plan, objectives, tele),
                     sync=[hlog_file]) as journal, \
@@ -287,6 +287,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
                    "of the schedule" if stopped and judge.breach is None and judge.decided is None
                    else None)
     loss = fleet.loss_reason() if fleet else None
+    unwritten = _unwritten(journal.error, recorder.hlog.error if recorder.hlog else None)
     result = assemble(
         facts, finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         recorder=recorder, scheduled=driver.scheduled, unfinished=driver.unfinished,
@@ -295,7 +296,7 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         generator=fleet.health() if fleet else whole_run.finish(),
         # A run stopped early (abort, Ctrl-C) is judged over the time it ran.
         ended_s=recorder.intervals[-1].end_s if recorder.intervals and stopped else None,
-        stop_reason="; ".join(r for r in (stop_reason, loss) if r) or None)
+        stop_reason="; ".join(r for r in (stop_reason, loss, unwritten) if r) or None)
     if fleet is not None:
         result = result.model_copy(update={"distribution": fleet.section()})
     # What the requests carried, as their builders counted (a fleet's: its workers').
@@ -309,8 +310,27 @@ def _run(loaded: LoadedWorkload, plan: Plan, target_label: str, run_id: str,
         result = result.model_copy(update={"notes": [Note(**n) for n in
                                                      options.live_view.run_notes()]})
         options.live_view.finish(result)
-    write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), options.reports)
+    try:
+        write_all(result, out_dir, os.environ.get("GITHUB_STEP_SUMMARY"), options.reports)
+    except InputError as exc:  # a full disk at the end: say what the run found
+        kept = ("its journal and hlog were cut short too" if unwritten else
+                f"{JOURNAL_NAME} and {HLOG_NAME} hold it: `loadkit report {out_dir}` "
+                "rebuilds the results once the folder can be written")
+        raise RunError(f"{exc}; the run had ended with {_gist(result)}; {kept}") from None
     return result
+
+
+def _unwritten(*errors: str | None) -> str | None:
+    """The untrusted reason when the journal or the hlog could not be written
+    (a full disk): run.json still holds the whole run, those files do not."""
+    lost = [e for e in errors if e]
+    return (f"the run folder could not be written as the run went ({'; '.join(lost)}): "
+            "the file stops there; run.json holds the whole run") if lost else None
+
+
+def _gist(result: RunResult) -> str:
+    c = result.counts
+    return f"verdict {result.verdict.upper()} ({c.completed:,} completed, {c.errors:,} errors)"
 
 
 def _stopper(interrupts: Interrupts | None, engine: Engine | None) -> Callable[[], None] | None:

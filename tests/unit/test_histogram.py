@@ -76,7 +76,7 @@ def test_dropped_histograms_are_freed_without_the_cyclic_collector(tmp_path: Pat
     h = new_histogram()
     h.record_value(1000)
     log = tmp_path / "x.hlog"
-    with open(log, "w", encoding="ascii") as f:
+    with open(log, "wb", buffering=0) as f:
         writer = HlogWriter(f, 0.0)
         writer.write("latency.measure.s.t", h, 0.0, 1.0)
         writer.flush()
@@ -119,7 +119,7 @@ def test_each_hlog_line_gives_its_interval_max_in_us_as_its_histogram(tmp_path: 
     for us in (120, 1999, 4567):
         h.record_value(us)
     log = tmp_path / "x.hlog"
-    with open(log, "w", encoding="ascii") as f:
+    with open(log, "wb", buffering=0) as f:
         writer = HlogWriter(f, 0.0)
         writer.write("latency.measure.s.t", h, 0.0, 1.0)
         writer.flush()

@@ -97,7 +97,7 @@ def write_run(tmp_path: Path, intervals: int = 12,
     rng = random.Random(seed)
     telemetry = FakeSession()
     scheduled: Counter[tuple[str, str]] = Counter()
-    with open(tmp_path / "latency.hlog", "w", encoding="ascii") as hlog:
+    with open(tmp_path / "latency.hlog", "wb", buffering=0) as hlog:
         recorder = Recorder(0, HlogWriter(hlog, 0.0), goodput=(("latency", "<", 50 * MS),))
         with Journal(tmp_path / JOURNAL_NAME, header(), sync=[hlog]) as journal:
             recorder.keyed = True
