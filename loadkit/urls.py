@@ -27,7 +27,8 @@ import base64
 import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["authority", "basic_authorization", "http_url", "without_credentials"]
+__all__ = ["authority", "base_url", "basic_authorization", "doubled_v1", "http_url",
+           "without_credentials"]
 
 MASK = "***"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -50,6 +51,27 @@ def http_url(url: str, example: str = "http://127.0.0.1:8000") -> str:
     if not parts.hostname or any(c.isspace() for c in url) or port == 0:
         raise ValueError(f"{bad}: no host and port to connect to in it")
     return url.rstrip("/")
+
+
+def base_url(url: str) -> str:
+    """A target: `http_url`, and no query or fragment, since each request's
+    path goes after it (`?x=1` would end up before `/v1/models`)."""
+    url = http_url(url)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError("must be a base URL, without a query (`?...`) or fragment: each "
+                         "request's path is added after it (send parameters as `headers`, "
+                         "or in an `http` scenario's `path`)")
+    return url
+
+
+def doubled_v1(url: str) -> str:
+    """A hint for a 404 when the target ends in /v1, which loadkit adds itself
+    (`http://host:8000/v1` asks for /v1/v1/models); "" otherwise."""
+    if urlsplit(url).path.rstrip("/").endswith("/v1"):
+        return ("the target ends in /v1, and loadkit adds /v1/... itself: drop it "
+                f"(--target {url.rstrip('/')[:-3]}); ")
+    return ""
 
 
 def authority(url: str) -> str:

@@ -12,7 +12,7 @@ import httpx
 
 from loadkit.engine.client import ssl_context
 from loadkit.errors import InputError, TargetRejected, TargetUnreachable
-from loadkit.urls import without_credentials
+from loadkit.urls import doubled_v1, without_credentials
 from loadkit.workload.models import Client
 
 
@@ -82,7 +82,8 @@ def discover_model(base_url: str, client: Client, headers: dict[str, str],
                              f"check {key_from}, and that the ${{VAR}}s they name are set")
     if resp.status_code != 200:
         raise InputError(f"the scenarios name no model, and {shown}/v1/models answered "
-                         f"HTTP {resp.status_code} ({resp.text[:200]!r}): {how}")
+                         f"HTTP {resp.status_code} ({resp.text[:200]!r}): "
+                         f"{doubled_v1(shown) if resp.status_code == 404 else ''}{how}")
     try:
         ids = [m["id"] for m in resp.json()["data"] if isinstance(m["id"], str)]
     except (ValueError, KeyError, TypeError):

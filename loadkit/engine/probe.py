@@ -22,6 +22,7 @@ from loadkit.engine.runner import Plan
 from loadkit.engine.transports import open_transport
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import RequestRecord
+from loadkit.urls import doubled_v1
 from loadkit.workload.models import Workload
 from loadkit.workload.scenarios import GenerationScenario
 
@@ -109,7 +110,8 @@ def explain(f: ProbeFailure, workload: Workload) -> str:
     if f.kind is ErrorKind.HTTP_4XX and f.status in (401, 403):
         hint = f"check the credentials: {where_id}, and that the ${{VAR}}s they name are set"
     elif f.kind is ErrorKind.HTTP_4XX and f.status == 404:
-        hint = (f"check the path (scenarios[{f.scenario}]: {s.request_path})"
+        hint = (doubled_v1(workload.target or "")
+                + f"check the path (scenarios[{f.scenario}]: {s.request_path})"
                 + (f" and the model ({model!r}; --model NAME)" if model else ""))
     elif f.kind is ErrorKind.HTTP_4XX:
         hint = f"the server refused the request: check scenarios[{f.scenario}]" + (

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from loadkit import envrefs
 from loadkit.errors import InputError, WorkloadError
-from loadkit.urls import http_url
+from loadkit.urls import base_url
 from loadkit.workload import tokenizer as tokens
 from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
 from loadkit.workload.models import Workload
@@ -67,7 +67,7 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
     """Read, validate and apply overrides; raise WorkloadError on any problem."""
     if overrides.target is not None:  # the flag's fault, not the file's: said so
         try:
-            http_url(overrides.target)
+            base_url(overrides.target)
         except ValueError as exc:
             raise InputError(f"--target: {exc}") from None
     raw, node, data = _read_yaml(path)

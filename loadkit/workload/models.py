@@ -20,7 +20,7 @@ from pydantic import (
 
 from loadkit import envrefs
 from loadkit.sim.config import SimConfig
-from loadkit.urls import http_url
+from loadkit.urls import base_url
 from loadkit.workload.arrival_specs import ArrivalSpec
 from loadkit.workload.scenarios import Abandon, GenerationScenario, KServeScenario, Scenario
 from loadkit.workload.slo_spec import (
@@ -218,7 +218,7 @@ class Workload(Strict):
     @field_validator("target")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        return http_url(v) if v is not None else v
+        return base_url(v) if v is not None else v
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

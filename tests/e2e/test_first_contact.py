@@ -88,6 +88,24 @@ def test_several_served_models_exit_2_naming_them(server: StartServer, tmp_path:
     assert "--model NAME" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_target_ending_in_v1_is_told_to_drop_it(server: StartServer) -> None:
+    """loadkit adds /v1/... itself: http://host/v1 asks for /v1/v1/models,
+    a 404, and the message says which part of the target to drop, with or
+    without a model named (then the probe's 404 says it)."""
+    with server("openai") as url:
+        for model in ([], ["--model", "m"]):
+            proc = cli("run", STEADY, "--target", url + "/v1", "--duration", "2s", *model)
+            assert proc.returncode in (2, 3), proc.stderr
+            assert f"the target ends in /v1, and loadkit adds /v1/... itself: drop it " \
+                   f"(--target {url})" in proc.stderr, proc.stderr
+
+
+def test_a_target_with_a_query_is_refused_before_anything_is_sent() -> None:
+    proc = cli("run", STEADY, "--target", "http://127.0.0.1:9/?api-version=1")
+    assert proc.returncode == 2
+    assert "--target: must be a base URL, without a query" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("transport", ["lean", "aiohttp"])
 def test_a_refusal_followed_by_a_closed_connection_still_stops_the_run(
         server: StartServer, tmp_path: Path, transport: str) -> None:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from loadkit.urls import authority, basic_authorization, without_credentials
+from loadkit.urls import authority, base_url, basic_authorization, doubled_v1, without_credentials
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -52,3 +52,15 @@ def test_basic_authorization_from_the_url() -> None:
     assert base64.b64decode(value.removeprefix("Basic ")) == b"al@ice:p:ss"
     token = basic_authorization("http://tok@h")
     assert token is not None and base64.b64decode(token[6:]) == b"tok:"
+
+
+def test_a_target_is_a_base_url_without_query_or_fragment() -> None:
+    for url in ("http://h:1?x=1", "http://h:1/#a", "http://h:1?", "http://h/v1?api-version=2"):
+        with pytest.raises(ValueError, match="without a query"):
+            base_url(url)
+    assert base_url("http://u:p%3F@h:1/gw/") == "http://u:p%3F@h:1/gw"  # an encoded ? is a password's
+
+
+def test_a_doubled_v1_is_named_only_where_the_target_ends_in_v1() -> None:
+    assert "drop it (--target http://h:8000)" in doubled_v1("http://h:8000/v1/")
+    assert doubled_v1("http://h:8000") == doubled_v1("http://h:8000/v1beta") == ""
