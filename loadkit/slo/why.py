@@ -128,20 +128,35 @@ class _Series:
                 if self.first(names) is None and self.histogram(names) is None]
 
 
+def _measured(timeseries: Sequence[Interval], windows: list[tuple[float, float]]
+              ) -> tuple[list[Interval], list[tuple[float, float]]]:
+    """The intervals of the windows, each by its midpoint (rotations land a
+    little off their nominal time: by its exact ends, an interval a
+    millisecond late fell out, and a 2-s window lost half its requests), and
+    the spans they cover, for the server's scrapes to match."""
+    ivs, spans = [], []
+    for a, b in windows:
+        inside = [iv for iv in timeseries if a <= (iv.start_s + iv.end_s) / 2 < b]
+        if inside:
+            ivs += inside
+            spans.append((inside[0].start_s, inside[-1].end_s))
+    return ivs, spans
+
+
 def _decompose(timeseries: Sequence[Interval], windows: list[tuple[float, float]],
                series: _Series) -> Decomposition | None:
-    ivs = [iv for iv in timeseries if iv.service_mean_ms is not None and iv.completed
-           and any(a - 1e-6 <= iv.start_s and iv.end_s <= b + 1e-6 for a, b in windows)]
+    ivs, spans = _measured(timeseries, windows)
+    ivs = [iv for iv in ivs if iv.service_mean_ms is not None and iv.completed]
     requests = sum(iv.completed for iv in ivs)
     if not requests:
         return None
     client = sum((iv.service_mean_ms or 0.0) * iv.completed for iv in ivs) / requests
-    # A scrape counts the requests that ended since the one before: those in
-    # the window are the window's scrapes' (less a sliver at either end).
-    parts = {part: _over([series.mean(names, a, b) for a, b in windows])
+    # A scrape counts the requests that ended since the one before: those of
+    # the intervals are their span's scrapes' (less a sliver at either end).
+    parts = {part: _over([series.mean(names, a, b) for a, b in spans])
              for part, names in TIMERS.items()}
     tail = {part: round(v * 1000, 3) for part, names in TIMERS.items()
-            if (v := max((w for a, b in windows if (w := series.worst(names, a, b))
+            if (v := max((w for a, b in spans if (w := series.worst(names, a, b))
                           is not None), default=None)) is not None}
     server = parts["server"]
     if server is None and None not in (parts["queue"], parts["prefill"], parts["decode"]):
