@@ -91,6 +91,8 @@ class Console:
             self.out.print(f"ended early at {seconds(d.at_s)}: {d.reason}")
         if c.none_answered and result.verdict == Verdict.INCONCLUSIVE:
             self.out.print(Text(NOTHING_JUDGED, style=_STYLE[result.verdict]))
-        self.out.print(Text(f"verdict: {result.verdict.upper()} (exit {code})",
+        # An untrusted PASS is no pass (exit 3): the line says so beside it.
+        doubt = "" if result.trusted else ", untrusted"
+        self.out.print(Text(f"verdict: {result.verdict.upper()}{doubt} (exit {code})",
                             style=_STYLE[result.verdict]))
         self.out.print(f"report: {page}")

@@ -324,6 +324,7 @@ def interrupted(tmp_path: Path, arrival: dict) -> dict:
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
+    assert ", untrusted (exit 3)" in stderr  # whatever the verdict was, it says so
     result = json.loads((out / "run.json").read_text())
     assert not result["trusted"] and "interrupted" in result["untrusted_reasons"][0]
     return result
