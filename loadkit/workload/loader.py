@@ -22,7 +22,7 @@ from loadkit.errors import InputError, WorkloadError
 from loadkit.urls import base_url
 from loadkit.workload import tokenizer as tokens
 from loadkit.workload.arrival_specs import PROCESS_KINDS, Trace
-from loadkit.workload.models import Workload
+from loadkit.workload.models import ErrorAt, Workload
 from loadkit.workload.prompt_set import Prompt, PromptSetError, load_prompt_set
 from loadkit.workload.scaling import time_scaled, with_measured_duration
 from loadkit.workload.scenarios import SCENARIO_KINDS, GenerationScenario
@@ -314,6 +314,8 @@ def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
     """Turn one pydantic error into (line, key path, message)."""
     node, line, keys = root, (root.start_mark.line + 1 if root else None), []
     loc = tuple(err["loc"])
+    if isinstance(cause := err.get("ctx", {}).get("error"), ErrorAt):
+        loc += cause.loc
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc += (err["ctx"]["discriminator"].strip("'"),)  # point at `kind:` itself
     for part in loc:

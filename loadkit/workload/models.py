@@ -53,6 +53,16 @@ def _goodput_text(text: str) -> str:
 GoodputText = Annotated[str, AfterValidator(_goodput_text)]
 
 
+class ErrorAt(ValueError):
+    """A check across keys that knows where in the file it failed: the
+    loader points its message at that key's line (a plain ValueError from a
+    model's own check would point at the top of the file)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class SloEntry(Strict):
     """The mapping form of an SLO: the objective plus how it is enforced."""
 
@@ -239,20 +249,24 @@ class Workload(Strict):
         self.check_slos(self.scenario_scopes())
         if self.stop_when_decided:
             check_decidable(self.objectives())
-        for t in self.all_tenants:
+        for i, t in enumerate(self.all_tenants):
+            at: tuple[str | int, ...] = ("tenants", i) if self.tenants else ()
             for s in t.scenarios or []:
                 if s not in names:
-                    raise ValueError(f"tenant {t.name!r} names unknown scenario {s!r}")
+                    raise ErrorAt((*at, "scenarios"),
+                                  f"tenant {t.name!r} names unknown scenario {s!r}")
             if t.abandon is not None:
                 _check_abandon(t, [s for s in self.scenarios
                                    if t.scenarios is None or s.name in t.scenarios])
             for p in t.phases:
                 if p not in phases:
-                    raise ValueError(f"tenant {t.name!r} names unknown phase {p!r}")
+                    raise ErrorAt((*at, "phases", p), f"tenant {t.name!r} names unknown phase "
+                                  f"{p!r} (the phases: {', '.join(phases)})")
             for phase in self.phase_list:
                 if self.arrival_for(t, phase) is None and phase.name not in t.phases:
-                    raise ValueError(f"tenant {t.name!r} has no arrival process in phase "
-                                     f"{phase.name!r}: give the tenant an `arrival`, or the phase one")
+                    raise ErrorAt(at, f"tenant {t.name!r} has no arrival process in phase "
+                                      f"{phase.name!r}: give the tenant an `arrival`, or the "
+                                      "phase one")
         measured = [p for p in self.phase_list if not p.warmup]
         if not any(self.arrival_for(t, p) is not None for t in self.all_tenants for p in measured):
             raise ValueError("every tenant is silent (null) in every measured phase ("

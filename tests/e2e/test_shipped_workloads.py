@@ -95,7 +95,8 @@ def test_plan_prints_the_schedule_without_sending() -> None:
     ("duration: 5s\nscenarios: [{name: c, kind: http}]\narrival:\n  process: sawtooth\n",
      "w.yaml:4: arrival.process: must be one of"),
     ("duration: 5s\nscenarios: [{name: c, kind: http}]\ntenants:\n  - name: a\n"
-     "    arrival: {rate: 1}\n    phases: {spike: {rate: 5}}\n", "unknown phase 'spike'"),
+     "    arrival: {rate: 1}\n    phases: {spike: {rate: 5}}\n",
+     "w.yaml:6: tenants[0].phases.spike: tenant 'a' names unknown phase 'spike'"),
     ("duration: 5s\nscenarios:\n  - name: c\n    kind: openai-chat\n"
      "    max_tokens: {dist: lognormal, median: 0}\narrival: {rate: 1}\n",
      "w.yaml:5: scenarios[0].max_tokens"),

@@ -84,7 +84,8 @@ def test_a_field_of_several_forms_says_what_is_wrong_with_the_one_given(
 
 
 def test_unknown_scenario_reference_and_missing_arrival(tmp_path: Path) -> None:
-    _, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
+    found, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
+    assert found == [(15, "tenants[1].scenarios")], message  # its line, not the top
     assert "unknown scenario 'pong'" in message
     _, message = problems(tmp_path, "duration: 1s\nscenarios: [{name: c, kind: http}]\n")
     assert "give `arrival` (one tenant), `tenants`" in message
