@@ -16,4 +16,4 @@ def sim_command(ctx: click.Context) -> int:
     """Serve the OpenAI-compatible simulator (--port N, --ttft-ms, --itl-ms, ...; see --help)."""
     from loadkit.sim.__main__ import main as sim_main  # lazy: server code
 
-    return sim_main(list(ctx.args))
+    return sim_main(list(ctx.args), prog="loadkit sim")

@@ -32,7 +32,9 @@ def load_run(run_dir: Path) -> RunResult:
     try:
         document = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
+        hint = "" if path.name.endswith(".json") else \
+            " (give a run's folder, or its run.json)"
+        raise InputError(f"{path} is not valid JSON: {exc}{hint}") from None
     return parse_run(document, path)
 
 

@@ -34,9 +34,9 @@ _TYPES: dict[str, Callable[[str], Any]] = {"float": float, "int": int, "str": st
                                            "faults": str}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, description="OpenAI-compatible inference-server simulator.",
+        prog=prog, description="OpenAI-compatible inference-server simulator.",
         epilog=f"presets: {', '.join(PRESETS)}; fault kinds: {', '.join(KINDS)} "
                "(schedule format: loadkit/sim/faults.py)")
     p.add_argument("--host", default="127.0.0.1",
@@ -108,7 +108,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _run(config: SimConfig, host: str, port: int, grpc_port: int | None = None) -> int:
+async def _run(config: SimConfig, host: str, port: int, grpc_port: int | None = None,
+               prog: str = PROG) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -124,12 +125,12 @@ async def _run(config: SimConfig, host: str, port: int, grpc_port: int | None = 
                 _need_grpc()
             runner, actual_port = await serve(config, host, port)
         except ImportError as exc:
-            print(f"{PROG}: --grpc-port needs grpcio and tritonclient (pip install "
+            print(f"{prog}: --grpc-port needs grpcio and tritonclient (pip install "
                   f"'loadkit[grpc]'): {exc}", file=sys.stderr)
             return 2
         except OSError as exc:
-            print(f"{PROG}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-            return 1
+            print(f"{prog}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 2  # a flag's value (a port in use): bad input, as loadkit's exit 2
         grpc_server = None
         try:
             shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -137,9 +138,9 @@ async def _run(config: SimConfig, host: str, port: int, grpc_port: int | None = 
                 try:
                     grpc_server, bound = await _serve_grpc(runner, host, grpc_port)
                 except (OSError, RuntimeError) as exc:
-                    print(f"{PROG}: cannot listen for gRPC on {host}:{grpc_port}: {exc}",
+                    print(f"{prog}: cannot listen for gRPC on {host}:{grpc_port}: {exc}",
                           file=sys.stderr)
-                    return 1
+                    return 2
                 print(f"{GRPC_LINE} {shown}:{bound}", flush=True)
             print(f"LOADKIT_SIM_LISTENING http://{shown}:{actual_port}", flush=True)
             await stop.wait()
@@ -170,28 +171,29 @@ async def _serve_grpc(runner: Any, host: str, port: int) -> tuple[Any, int]:
     return await serve_grpc(lambda: sim.context, host, port)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the simulator CLI; returns the process exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run the simulator CLI (named `prog` in its messages); returns the
+    process exit status: 0, or 2 for a bad flag, file or port."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     if not args.allow_remote and not _is_loopback(args.host):
-        print(f"{PROG}: refusing to listen on non-loopback host {args.host!r}; "
+        print(f"{prog}: refusing to listen on non-loopback host {args.host!r}; "
               "pass --allow-remote to expose the simulator on the network",
               file=sys.stderr)
         return 2
     try:
         config = _build_config(args)
     except (ValueError, OSError) as exc:
-        print(f"{PROG}: invalid configuration: {exc}", file=sys.stderr)
+        print(f"{prog}: invalid configuration: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - e.g. yaml.YAMLError, without importing yaml here
-        print(f"{PROG}: cannot read --config: {exc}", file=sys.stderr)
+        print(f"{prog}: cannot read --config: {exc}", file=sys.stderr)
         return 2
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_run(config, args.host, args.port, args.grpc_port))
+            return runner.run(_run(config, args.host, args.port, args.grpc_port, prog))
     except KeyboardInterrupt:  # SIGINT before our handler was installed
         return 0
 

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -522,3 +523,17 @@ def test_main_returns_exit_codes_without_raising(capsys: pytest.CaptureFixture[s
     assert main(["--output-tokens", "0"]) == 2
     assert "output_tokens" in capsys.readouterr().err
     assert main(["--help"]) == 0
+
+
+def test_loadkit_sim_on_a_taken_port_exits_2_under_its_own_name() -> None:
+    """Through `loadkit sim` the messages name that command, and a port in
+    use is a bad flag value: exit 2, as every other bad input."""
+    from support.run import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = cli("sim", "--port", str(port), process=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"loadkit sim: cannot listen on 127.0.0.1:{port}:"), proc.stderr

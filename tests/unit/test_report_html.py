@@ -209,6 +209,13 @@ def test_report_command_refuses_what_is_not_a_run(tmp_path: Path,
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_report_of_a_workload_file_says_to_give_the_run(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "w.yaml").write_text("name: x\n")
+    assert main(["report", str(tmp_path / "w.yaml")]) == 2
+    assert "(give a run's folder, or its run.json)" in capsys.readouterr().err
+
+
 def test_git_commit_of_the_workload_folder(tmp_path: Path) -> None:
     from loadkit.run.execute import _git_commit
 
