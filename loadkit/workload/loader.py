@@ -85,7 +85,7 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
             for name, where in workload.env_ref_places() if name in missing])
     base = Path(path).parent
     workload = _data_paths(workload, base)
-    prompt_sets = _prompt_sets(workload, base)
+    prompt_sets = _prompt_sets(workload, base, node, str(path))
     _check_prompt_filters(workload, prompt_sets, node, str(path))
     return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
                           traces=_traces(workload, base), prompt_sets=prompt_sets,
@@ -251,14 +251,21 @@ def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
     return out
 
 
-def _prompt_sets(w: Workload, base: Path) -> dict[str, list[Prompt]]:
+def _prompt_sets(w: Workload, base: Path, node: yaml.Node, name: str
+                 ) -> dict[str, list[Prompt]]:
+    """A set that cannot be read is the workload's key's fault (its line);
+    a bad line in one is the set's (its file and line)."""
     out = {}
-    for s in w.scenarios:
+    for i, s in enumerate(w.scenarios):
         path = getattr(s, "prompts", None)
         if path and path not in out:
             try:
                 out[path] = load_prompt_set(base / path)
             except PromptSetError as exc:
+                if exc.line is None:
+                    raise WorkloadError(name, [_locate(node, {
+                        "loc": ("scenarios", i, "prompts"), "type": "file",
+                        "msg": f"{exc.path}: {exc}"})]) from None
                 raise WorkloadError(exc.path, [(exc.line, "", str(exc))]) from None
     return out
 

@@ -83,6 +83,13 @@ def test_a_field_of_several_forms_says_what_is_wrong_with_the_one_given(
     assert message.endswith(f"w.yaml:6: scenarios[0].prompt_tokens: {said}"), message
 
 
+def test_a_prompt_set_that_cannot_be_read_points_at_its_key(tmp_path: Path) -> None:
+    found, message = problems(tmp_path, BASE.replace(
+        "    kind: openai-chat\n", "    kind: openai-chat\n    prompts: missing.jsonl\n"))
+    assert found == [(6, "scenarios[0].prompts")], message
+    assert "missing.jsonl: cannot read" in message
+
+
 def test_unknown_scenario_reference_and_missing_arrival(tmp_path: Path) -> None:
     found, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
     assert found == [(15, "tenants[1].scenarios")], message  # its line, not the top
