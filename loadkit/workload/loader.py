@@ -28,6 +28,7 @@ from loadkit.workload.scaling import time_scaled, with_measured_duration
 from loadkit.workload.scenarios import SCENARIO_KINDS, GenerationScenario
 from loadkit.workload.slo_file import SloFile, with_slo_file
 from loadkit.workload.traces import TraceError, TraceRow, load_trace
+from loadkit.workload.units import has_time_unit
 
 # pydantic puts a discriminated union's tag into error locations; it is no key.
 _TAGS = {*SCENARIO_KINDS, *PROCESS_KINDS, "fixed", "uniform", "normal", "lognormal", "int"}
@@ -317,6 +318,10 @@ def _override_rate(data: dict[str, Any], total: float) -> dict[str, Any]:
     return {**data, "arrival": scaled[0]["arrival"]}
 
 
+_BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+           "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+
+
 def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
     """Turn one pydantic error into (line, key path, message)."""
     node, line, keys = root, (root.start_mark.line + 1 if root else None), []
@@ -350,8 +355,9 @@ def _locate(root: yaml.Node | None, err: Any) -> tuple[int | None, str, str]:
         msg = f"must be one of {err['ctx']['expected_tags']}, got {err['ctx']['tag']!r}"
     elif err["type"] == "union_tag_not_found":
         msg = "is required"
-    elif err["type"] == "greater_than":
-        msg = f"must be > {float(err['ctx']['gt']):g}"
-    elif err["type"] == "greater_than_equal":
-        msg = f"must be >= {float(err['ctx']['ge']):g}"
+    elif err["type"] in _BOUNDS:
+        op, key = _BOUNDS[err["type"]]
+        # A duration written with its unit ('50ms') is bounded in seconds: say so.
+        unit = " s" if isinstance(node, yaml.ScalarNode) and has_time_unit(node.value) else ""
+        msg = f"must be {op} {float(err['ctx'][key]):g}{unit}"
     return line, "".join(keys).lstrip("."), msg

@@ -37,6 +37,12 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def has_time_unit(text: str) -> bool:
+    """'50ms', '2 s': a duration written with its unit (not a bare number)."""
+    m = _DURATION.match(text)
+    return bool(m and m.group(2))
+
+
 def parse_size(value: object) -> int:
     """'10MiB', '512KB' or a bare number of bytes -> bytes."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -83,6 +83,12 @@ def test_a_field_of_several_forms_says_what_is_wrong_with_the_one_given(
     assert message.endswith(f"w.yaml:6: scenarios[0].prompt_tokens: {said}"), message
 
 
+def test_a_duration_s_bound_is_said_in_seconds(tmp_path: Path) -> None:
+    found, message = problems(tmp_path, BASE.replace("duration: 10s\n",
+                                                     "duration: 10s\ninterval: 50ms\n"))
+    assert found == [(3, "interval")] and message.endswith("interval: must be >= 0.1 s")
+
+
 def test_a_prompt_set_that_cannot_be_read_points_at_its_key(tmp_path: Path) -> None:
     found, message = problems(tmp_path, BASE.replace(
         "    kind: openai-chat\n", "    kind: openai-chat\n    prompts: missing.jsonl\n"))
