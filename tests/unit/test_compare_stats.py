@@ -9,6 +9,7 @@ from scipy import stats
 
 from loadkit.compare import compare_runs
 from loadkit.compare.stats import compare_series, mann_whitney, parse_tolerances
+from loadkit.compare.render import row_line
 from loadkit.errors import InputError
 from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
 from loadkit.result.model import RunResult
@@ -75,6 +76,8 @@ def test_too_few_samples_say_so() -> None:
     rows = compare_series("latency", "all", sample(rng, 500)[0], sample(rng, 500)[0],
                           ("p50", "p99"), {})
     assert [r.decision for r in rows] == ["no_change", "insufficient_samples"]
+    assert row_line(rows[1]) == ("p99: insufficient samples (500 vs 500 samples; "
+                                 "p99 needs 1,000 in each)")
 
 
 def test_tolerances_parse_and_reject_nonsense() -> None:
