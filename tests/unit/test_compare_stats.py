@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 
 from loadkit.compare import compare_runs
-from loadkit.compare.stats import compare_series, mann_whitney, parse_tolerances
 from loadkit.compare.render import row_line
+from loadkit.compare.stats import compare_series, mann_whitney, parse_tolerances
 from loadkit.errors import InputError
 from loadkit.record.histogram import HdrHistogram, new_histogram, record_us
 from loadkit.result.model import RunResult
