@@ -325,7 +325,7 @@ def _unwritten(*errors: str | None) -> str | None:
     (a full disk): run.json still holds the whole run, those files do not."""
     lost = [e for e in errors if e]
     return (f"the run folder could not be written as the run went ({'; '.join(lost)}): "
-            "the file stops there; run.json holds the whole run") if lost else None
+            "each stops there; run.json holds the whole run") if lost else None
 
 
 def _gist(result: RunResult) -> str:
