@@ -57,9 +57,11 @@ class Request:
 
 
 def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None = None,
-                  on_ramp: Callable[[Ramp], None] | None = None) -> CapacityResult:
+                  on_ramp: Callable[[Ramp], None] | None = None,
+                  on_start: Callable[[], None] | None = None) -> CapacityResult:
     """Search (after the ramp, with --ramp), then judge; InputError (exit 2)
-    before any probe when the request cannot be carried out."""
+    before any probe when the request cannot be carried out, else `on_start`
+    once it can."""
     started = _now()
     loaded = load_workload(req.setup.path, dataclasses.replace(req.setup.overrides,
                                                                duration=req.probe_s))
@@ -91,6 +93,9 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
             raise InputError(f"--budget {settings.budget_s:g}s cannot hold the ramp: "
                              f"{len(loads)} steps of {req.ramp_s:g}s (narrow --min/--max "
                              "or shorten --ramp)")
+    if on_start is not None:
+        on_start()
+    if req.ramp_s is not None:
         ramp = run_ramp(req.setup, loads, req.ramp_s)
         if on_ramp is not None:
             on_ramp(ramp)

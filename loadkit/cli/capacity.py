@@ -148,8 +148,10 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
     request = Request(setup=setup, start=min_load, high=max_load, precision=precision,
                       probe_s=probe_s, budget_s=budget_s, expect=expect, production=production,
                       ramp_s=ramp_s)
-    if not quiet:
-        click.echo(f"loadkit capacity: {workload}, results in {out}/", err=True)
+    def header() -> None:  # once the search can be carried out
+        if not quiet:
+            click.echo(f"loadkit capacity: {workload}, results in {out}/", err=True)
+
     # Each probe is a run that would append its summary.md to a GitHub job's
     # summary: the search's one capacity.md goes there instead.
     step_summary = os.environ.pop("GITHUB_STEP_SUMMARY", None)
@@ -157,7 +159,7 @@ def capacity_command(workload: Path | None, slo_files: tuple[str, ...], min_load
     with live:
         try:
             result = find_capacity(request, on_probe=on_probe,
-                                   on_ramp=None if quiet else _ramp_line)
+                                   on_ramp=None if quiet else _ramp_line, on_start=header)
         finally:
             if step_summary is not None:
                 os.environ["GITHUB_STEP_SUMMARY"] = step_summary

@@ -253,7 +253,7 @@ def test_a_capacity_budget_that_cannot_hold_the_first_probe_exits_2(tmp_path: Pa
         out = tmp_path / budget
         proc = cli("capacity", capacity, "--probe", "2s", "--budget", budget, "--out", str(out))
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
-        assert not out.exists()
+        assert not out.exists() and "results in" not in proc.stderr  # no folder promised
         no_traceback(proc)
 
 
