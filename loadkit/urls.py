@@ -1,6 +1,6 @@
 """Credentials in URLs: scrubbed for every output, turned into a header for requests.
 
-A user may write `http://user:password@host:8000/v1` for the target, the
+A user may write `http://user:password@host:8000` for the target, the
 telemetry agent or a Prometheus endpoint. The secret is sent (HTTP Basic, as
 curl and aiohttp do) but never shown: run.json, reports, messages and series
 names hold :func:`without_credentials` of the URL.
@@ -53,24 +53,25 @@ def http_url(url: str, example: str = "http://127.0.0.1:8000") -> str:
     return url.rstrip("/")
 
 
-def base_url(url: str) -> str:
-    """A target: `http_url`, and no query or fragment, since each request's
-    path goes after it (`?x=1` would end up before `/v1/models`)."""
-    url = http_url(url)
+def base_url(url: str, example: str = "http://127.0.0.1:8000") -> str:
+    """A URL that paths go after (a target, an agent): `http_url`, and no
+    query or fragment (`?x=1` would end up before `/v1/models`)."""
+    url = http_url(url, example)
     parts = urlsplit(url)
     if parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise ValueError("must be a base URL, without a query (`?...`) or fragment: each "
-                         "request's path is added after it (send parameters as `headers`, "
-                         "or in an `http` scenario's `path`)")
+        raise ValueError(f"must be a base URL such as {example}, without a query (`?...`) "
+                         "or fragment: each request's path is added after it")
     return url
 
 
 def doubled_v1(url: str) -> str:
     """A hint for a 404 when the target ends in /v1, which loadkit adds itself
-    (`http://host:8000/v1` asks for /v1/v1/models); "" otherwise."""
-    if urlsplit(url).path.rstrip("/").endswith("/v1"):
+    (`http://host:8000/v1` asks for /v1/v1/models); "" otherwise. Shown, so
+    without credentials."""
+    shown = without_credentials(url).rstrip("/")
+    if urlsplit(shown).path.endswith("/v1"):
         return ("the target ends in /v1, and loadkit adds /v1/... itself: drop it "
-                f"(--target {url.rstrip('/')[:-3]}); ")
+                f"(--target {shown[:-3]}); ")
     return ""
 
 

@@ -87,7 +87,9 @@ def run_probe(setup: ProbeSetup, probe: Probe, index: int) -> ProbeRecord:
                                                reports=REPORTS - {"html"},
                                                handle_signals=setup.cli, quiet_gc=setup.cli,
                                                fleet=setup.fleet, live_view=setup.live_view))
-    except RunError as exc:  # unreachable, refused, simulator down: nothing measured
+    # Unreachable, refused, simulator down: nothing measured; or results that
+    # could not be written (a full disk): the message keeps what it measured.
+    except RunError as exc:
         return ProbeRecord(**base, status=Status.UNTRUSTED, reasons=[str(exc)],
                            elapsed_s=round(time.monotonic() - t0, 3))
     except KeyboardInterrupt:

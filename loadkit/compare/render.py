@@ -10,8 +10,8 @@ import json
 import xml.etree.ElementTree as ET
 
 from loadkit.compare.model import Comparison, Decision, Row
+from loadkit.compare.stats import samples_for
 from loadkit.outputs.junit import junit_document
-from loadkit.slo.evaluate import samples_needed
 
 _WORD = {Decision.REGRESSION: "❌ REGRESSION", Decision.IMPROVEMENT: "✅ IMPROVEMENT",
          Decision.NO_CHANGE: "✅ NO SIGNIFICANT CHANGE", Decision.INCONCLUSIVE: "⚠️ INCONCLUSIVE",
@@ -49,7 +49,7 @@ def _change_unit(r: Row) -> str:
 def row_line(r: Row) -> str:
     """'p99 12.1 ms -> 14.6 ms (+20.7%, 95% CI [+12.3%, +29.9%], p=1e-9; tolerance 10%)'."""
     if r.change_pct is None:
-        need = (f"; {r.stat} needs {samples_needed(float(r.stat[1:]) / 100):,} in each"
+        need = (f"; {r.stat} needs {samples_for(r.stat):,} in each"
                 if r.decision == Decision.INSUFFICIENT_SAMPLES and r.stat.startswith("p")
                 else "")
         return (f"{r.stat}: {r.decision.replace('_', ' ')} "

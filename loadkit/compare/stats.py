@@ -143,6 +143,11 @@ def mann_whitney(a: HdrHistogram, b: HdrHistogram) -> tuple[float, float]:
     return z, math.erfc(abs(z) / math.sqrt(2.0))
 
 
+def samples_for(stat: str) -> int:
+    """The samples each run needs for a percentile (`p99`) to be compared."""
+    return samples_needed(float(stat[1:]) / 100.0)
+
+
 def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogram,
                    stats: tuple[str, ...], tolerances: Mapping[str, float]) -> list[Row]:
     _z, p = mann_whitney(base, cand)
@@ -151,7 +156,7 @@ def compare_series(metric: str, scope: str, base: HdrHistogram, cand: HdrHistogr
         q = float(stat[1:]) / 100.0
         tol = tolerances.get(f"{metric}.{stat}", tolerances.get(stat, DEFAULT_TOLERANCE_PCT))
         nb, nc = base.get_total_count(), cand.get_total_count()
-        if min(nb, nc) < samples_needed(q):
+        if min(nb, nc) < samples_for(stat):
             rows.append(_row(metric, scope, stat, None, None, None, None, None, p, tol,
                              Decision.INSUFFICIENT_SAMPLES, nb, nc))
             continue

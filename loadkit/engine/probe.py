@@ -110,8 +110,8 @@ def explain(f: ProbeFailure, workload: Workload) -> str:
     if f.kind is ErrorKind.HTTP_4XX and f.status in (401, 403):
         hint = f"check the credentials: {where_id}, and that the ${{VAR}}s they name are set"
     elif f.kind is ErrorKind.HTTP_4XX and f.status == 404:
-        hint = (doubled_v1(workload.target or "")
-                + f"check the path (scenarios[{f.scenario}]: {s.request_path})"
+        hint = (doubled_v1(workload.target or "") if s.request_path.startswith("/v1/") else "")
+        hint += (f"check the path (scenarios[{f.scenario}]: {s.request_path})"
                 + (f" and the model ({model!r}; --model NAME)" if model else ""))
     elif f.kind is ErrorKind.HTTP_4XX:
         hint = f"the server refused the request: check scenarios[{f.scenario}]" + (

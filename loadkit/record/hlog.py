@@ -31,6 +31,9 @@ class HlogWriter:
     buffering=0)`), so a failed write leaves nothing pending to fail again."""
 
     def __init__(self, out: IO[bytes], start_epoch_s: float):
+        if isinstance(out, (io.TextIOBase, io.BufferedIOBase)):
+            raise TypeError("HlogWriter writes to an unbuffered binary file: "
+                            "open(path, 'wb', buffering=0)")
         self._out = out
         self._lines = io.StringIO()
         self._writer = HistogramLogWriter(self._lines)
@@ -39,6 +42,7 @@ class HlogWriter:
         # hdrh's output_start_time is broken in 0.10; write the same line by hand.
         self._lines.write(f"#[StartTime: {start_epoch_s:.3f} (seconds since epoch)]\n")
         self._writer.output_legend()
+        self.flush()  # the header now: a run that dies before its first interval has it
 
     def write(self, tag: str, h: HdrHistogram, start_s: float, end_s: float) -> None:
         """One interval of one series; times relative to the run's start."""

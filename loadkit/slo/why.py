@@ -130,13 +130,16 @@ class _Series:
 
 def _measured(timeseries: Sequence[Interval], windows: list[tuple[float, float]]
               ) -> tuple[list[Interval], list[tuple[float, float]]]:
-    """The intervals of the windows, each by its midpoint (rotations land a
-    little off their nominal time: by its exact ends, an interval a
-    millisecond late fell out, and a 2-s window lost half its requests), and
-    the spans they cover, for the server's scrapes to match."""
+    """The intervals inside the windows, to 5% of an interval (rotations land
+    a millisecond or so off their nominal time: by exact ends, one that late
+    fell out, and a 2-s window lost half its requests; one that straddles a
+    window's edge, a warm-up's off the intervals' grid, stays out), and the
+    spans they cover, for the server's scrapes to match."""
     ivs, spans = [], []
     for a, b in windows:
-        inside = [iv for iv in timeseries if a <= (iv.start_s + iv.end_s) / 2 < b]
+        inside = [iv for iv in timeseries
+                  if a - (tol := 0.05 * (iv.end_s - iv.start_s)) <= iv.start_s
+                  and iv.end_s <= b + tol]
         if inside:
             ivs += inside
             spans.append((inside[0].start_s, inside[-1].end_s))

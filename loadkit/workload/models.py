@@ -262,8 +262,11 @@ class Workload(Strict):
                 if p not in phases:
                     raise ErrorAt((*at, "phases", p), f"tenant {t.name!r} names unknown phase "
                                   f"{p!r} (the phases: {', '.join(phases)})")
-            for phase in self.phase_list:
+            for j, phase in enumerate(self.phase_list):
                 if self.arrival_for(t, phase) is None and phase.name not in t.phases:
+                    if not at:  # one tenant: the workload's
+                        raise ErrorAt(("phases", j), f"phase {phase.name!r} has no arrival "
+                                      "process: give it an `arrival`, or the workload one")
                     raise ErrorAt(at, f"tenant {t.name!r} has no arrival process in phase "
                                       f"{phase.name!r}: give the tenant an `arrival`, or the "
                                       "phase one")

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field, field_serializer, field_validator
 
 from loadkit import envrefs
-from loadkit.urls import http_url, without_credentials
+from loadkit.urls import base_url, http_url, without_credentials
 from loadkit.workload.units import Seconds, Strict
 
 
@@ -65,7 +65,7 @@ class TelemetrySpec(Strict):
     @field_validator("agent")
     @classmethod
     def _agent_url(cls, v: str | None) -> str | None:
-        return None if v is None else _check_url(v)
+        return None if v is None else base_url(v, "http://127.0.0.1:9400")  # + /v1/samples
 
     @field_serializer("agent", when_used="json")
     def _public_agent(self, v: str | None) -> str | None:

@@ -91,19 +91,23 @@ def test_several_served_models_exit_2_naming_them(server: StartServer, tmp_path:
 def test_a_target_ending_in_v1_is_told_to_drop_it(server: StartServer) -> None:
     """loadkit adds /v1/... itself: http://host/v1 asks for /v1/v1/models,
     a 404, and the message says which part of the target to drop, with or
-    without a model named (then the probe's 404 says it)."""
+    without a model named (then the probe's 404 says it); never with the
+    target's credentials."""
     with server("openai") as url:
-        for model in ([], ["--model", "m"]):
-            proc = cli("run", STEADY, "--target", url + "/v1", "--duration", "2s", *model)
-            assert proc.returncode in (2, 3), proc.stderr
+        target = url.replace("http://", "http://user:s3cret@") + "/v1"
+        for model, code in (([], 2), (["--model", "m"], 3)):  # the model list's, the probe's
+            proc = cli("run", STEADY, "--target", target, "--duration", "2s", *model)
+            assert proc.returncode == code, proc.stderr
             assert f"the target ends in /v1, and loadkit adds /v1/... itself: drop it " \
                    f"(--target {url})" in proc.stderr, proc.stderr
+            assert "s3cret" not in proc.stderr
 
 
 def test_a_target_with_a_query_is_refused_before_anything_is_sent() -> None:
     proc = cli("run", STEADY, "--target", "http://127.0.0.1:9/?api-version=1")
     assert proc.returncode == 2
-    assert "--target: must be a base URL, without a query" in proc.stderr, proc.stderr
+    assert "--target: must be a base URL such as http://127.0.0.1:8000, without a query" \
+        in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("transport", ["lean", "aiohttp"])

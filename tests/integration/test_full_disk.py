@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadkit.errors import ExitCode
+from loadkit.errors import ExitCode, RunError
 from loadkit.outputs import REPORTS
 from loadkit.record.journal import HLOG_NAME, JOURNAL_NAME
 from loadkit.run.embedded_sim import embedded_simulator
@@ -74,3 +74,21 @@ def test_results_that_cannot_be_written_still_give_the_verdict(tmp_path: Path) -
     assert f"cannot write to {out}: File too large" in proc.stderr, proc.stderr
     assert "the run had ended with verdict PASS (40 completed, 0 errors)" in proc.stderr
     assert "its journal and hlog were cut short too" in proc.stderr
+
+
+def test_results_unwritable_at_the_end_say_the_journal_can_rebuild_them(tmp_path: Path) -> None:
+    """The disk filled after the run's last interval: the journal and hlog
+    are whole, and the message says `loadkit report` rebuilds from them."""
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").symlink_to("/dev/full")
+    with pytest.raises(RunError) as info:
+        execute(load_workload(tmp_path / "w.yaml"),
+                RunOptions(out_dir=out, reports=REPORTS - {"html"}))
+    said = str(info.value)
+    assert said.startswith(f"cannot write to {out}: No space left on device; "
+                           "the run had ended with verdict PASS (40 completed, 0 errors); ")
+    assert said.endswith(f"`loadkit report {out}` rebuilds the results once the folder "
+                         "can be written")
+    assert (out / JOURNAL_NAME).stat().st_size > 0 and (out / HLOG_NAME).stat().st_size > 0

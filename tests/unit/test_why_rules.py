@@ -89,10 +89,10 @@ def test_the_split_adds_up_and_the_remainder_is_outside_the_server() -> None:
 
 def test_intervals_a_little_off_their_nominal_time_all_count() -> None:
     """Rotations land a millisecond or so off their nominal time: a window
-    keeps each interval whose middle is inside it, and the server's scrapes
-    over the span those cover. By exact ends an interval 0.5 ms late fell
-    out (in a capacity search's 2-s probes, half the requests: the server's
-    470 against the client's 235, and a remainder of -130 ms)."""
+    keeps each interval inside it to 5% of an interval, and the server's
+    scrapes over the span those cover. By exact ends an interval 0.5 ms late
+    fell out (in a capacity search's 2-s probes, half the requests: the
+    server's 470 against the client's 235, and a remainder of -130 ms)."""
     off = [0.0, 0.0004, 0.0003, 0.0008, -0.0002, 0.0001, 0.0006, -0.0005, 0.0003, 0.0002,
            -0.0004, 0.0007, 0.0005]
     late = [Interval(start_s=t + off[t], end_s=t + 1 + off[t + 1], completed=20,
@@ -101,6 +101,13 @@ def test_intervals_a_little_off_their_nominal_time_all_count() -> None:
     d = why.decomposition
     assert d is not None and d.requests == 200 and d.server_ms == pytest.approx(150.0)
     assert d.remainder_ms == pytest.approx(11.0)
+    # A warm-up that ends off the grid (a capacity probe's 20%): the interval
+    # across its end, half warm-up, stays out.
+    off_grid = [PhaseInfo(name="warmup", start_s=0, duration_s=1.5, warmup=True),
+                PhaseInfo(name="measure", start_s=1.5, duration_s=10.5, warmup=False)]
+    d = explain(late, off_grid, telemetry(timers(0.010, 0.040, 0.100)), [slo(Verdict.PASS)],
+                OK).decomposition
+    assert d is not None and d.requests == 200
 
 
 def test_queueing_is_named_with_its_evidence() -> None:

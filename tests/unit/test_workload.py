@@ -96,6 +96,16 @@ def test_a_prompt_set_that_cannot_be_read_points_at_its_key(tmp_path: Path) -> N
     assert "missing.jsonl: cannot read" in message
 
 
+def test_a_phase_without_arrivals_is_pointed_at(tmp_path: Path) -> None:
+    found, message = problems(tmp_path, "name: x\nphases:\n"
+                              "  - {name: a, duration: 2s, arrival: {rate: 2}}\n"
+                              "  - {name: b, duration: 2s}\n"
+                              "scenarios: [{name: c, kind: openai-chat}]\n")
+    assert found == [(4, "phases[1]")], message
+    assert message.endswith("phase 'b' has no arrival process: give it an `arrival`, "
+                            "or the workload one")
+
+
 def test_unknown_scenario_reference_and_missing_arrival(tmp_path: Path) -> None:
     found, message = problems(tmp_path, BASE.replace("scenarios: [ping]", "scenarios: [pong]"))
     assert found == [(15, "tenants[1].scenarios")], message  # its line, not the top
