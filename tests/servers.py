@@ -34,7 +34,8 @@ off the generator's event loop, like a real target. Prints
 - faults:   one path per failure: /ok, /status/NNN, /reset (closes the socket
             mid-response), /hang, /garbage (not HTTP), /big (a huge body),
             /redirect, /slow-stream (SSE that stops sending), /gzip-bomb (5 MB
-            inflated from 5 KB); valid but unusual: /gzip, /close-delimited.
+            inflated from 5 KB), /after-done (token events after [DONE]);
+            valid but unusual: /gzip, /close-delimited.
 """
 
 from __future__ import annotations
@@ -321,6 +322,18 @@ def faults_app() -> web.Application:
         await asyncio.sleep(3600)
         return resp
 
+    async def after_done(request: web.Request) -> web.StreamResponse:
+        # A whole answer (4 tokens, finish_reason, [DONE]), then, a second
+        # later, 3 more token events no client should count.
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        token = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+        await resp.write(token * 3 + b'data: {"choices":[{"index":0,"delta":{"content":"a"},'
+                         b'"finish_reason":"length"}]}\n\ndata: [DONE]\n\n')
+        await asyncio.sleep(1.0)
+        await resp.write(token * 3)
+        return resp
+
     # Compressed once: 5 MB compressed per request on this loop delayed the
     # later of ten past a 300 ms first-byte timeout on a busy host (ci49).
     bomb = gzip.compress(b"0" * 5_000_000)  # ~5 KB on the wire
@@ -365,6 +378,7 @@ def faults_app() -> web.Application:
     app.router.add_route("*", "/garbage", garbage)
     app.router.add_route("*", "/endless-header", endless_header)
     app.router.add_route("*", "/slow-stream", slow_stream)
+    app.router.add_route("*", "/after-done", after_done)
     return app
 
 

@@ -81,11 +81,16 @@ class ParsedResponse:
 class StreamParser(Protocol):
     """Fed raw bytes as they arrive; returns how many token events they held.
     `answers`: the answer-text events so far; `calling`: a tool call has
-    begun (what a client that leaves after N tokens, or at a call, reads)."""
+    begun (what a client that leaves after N tokens, or at a call, reads);
+    `ended`: the stream's own end ([DONE], message_stop, response.completed,
+    triton_final_response) was read, and nothing after it is the answer's."""
 
     def feed(self, data: bytes) -> int: ...
 
     def finish(self) -> ParsedResponse: ...
+
+    @property
+    def ended(self) -> bool: ...
 
     @property
     def answers(self) -> int: ...

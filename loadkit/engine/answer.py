@@ -76,6 +76,11 @@ class Answer:
         self.ok = code in ok if ok else 200 <= code < 300
 
     def body(self, data: bytes, t: int) -> None:
+        if self.parser is not None and self.parser.ended and self.ok:
+            # Bytes after the stream's end marker are no part of the answer:
+            # the answer ended with it, and reading stops here.
+            self.wants_body = False
+            return
         self.last = t
         self.size += len(data)
         if not self.ok:

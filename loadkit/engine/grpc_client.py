@@ -119,7 +119,8 @@ class GrpcTransport:
                         answer.status(200, at)
                     end = at
                     answer.body(msg, at)
-                    if getattr(answer.parser, "final", False) or not answer.wants_body:
+                    if not answer.wants_body or (answer.parser is not None
+                                                 and answer.parser.ended):
                         break
                     idle.reschedule(loop.time() + t.first_byte)
         except TimeoutError:

@@ -88,7 +88,7 @@ class AiohttpTransport:
             except BaseException:
                 resp.close()  # cut (token or size cap, cancelled): close, as the lean one does
                 raise
-        return now_ns()
+        return answer.last or now_ns()  # stamped when the last bytes were read, as lean's
 
     async def close(self) -> None:
         await self.session.close()

@@ -72,6 +72,10 @@ class AnthropicStream(TypedEvents):
             said = error.get("message") if isinstance(error, dict) else error
             raise ProtocolError(f"error in stream: {str(said)[:200]}")
 
+    @property
+    def ended(self) -> bool:
+        return self._done
+
     def finish(self) -> ParsedResponse:
         return self._tally.parsed(output_tokens=self._output, reasoning_said=None,
                                   finish=self._stop, done=self._done, end_name="message_stop",

@@ -268,6 +268,10 @@ class _Tokens:
     def calling(self) -> bool:
         return False
 
+    @property
+    def ended(self) -> bool:
+        return self.final
+
     def _piece(self, text: str) -> int:
         if not text:
             return 0

@@ -96,6 +96,10 @@ class OpenAIStream:
         self._answers = 0  # answer-text events so far
         self._first_chars = self._chars = 0  # the first event's output, and all of it
 
+    @property
+    def ended(self) -> bool:
+        return self._done
+
     def feed(self, data: bytes) -> int:
         events = 0
         try:
@@ -105,7 +109,7 @@ class OpenAIStream:
         for payload in payloads:
             if payload == b"[DONE]":
                 self._done = True
-                continue
+                break  # the stream's end: what a server sends after it is no answer
             try:
                 doc = orjson.loads(payload)
             except ValueError:

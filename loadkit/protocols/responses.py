@@ -65,6 +65,10 @@ class ResponsesStream(TypedEvents):
         elif kind == "error" or "error" in doc and kind is None:
             raise ProtocolError(f"error in stream: {str(doc.get('message') or doc)[:200]}")
 
+    @property
+    def ended(self) -> bool:
+        return self._done
+
     def finish(self) -> ParsedResponse:
         r = self._response
         prompt, cached, output, reasoning = _usage(r) if self._done else (None,) * 4

@@ -54,7 +54,13 @@ class TypedEvents:
             if not isinstance(doc, dict):
                 raise ProtocolError("stream event is not a JSON object")
             self._event(doc)
+            if self.ended:
+                break  # the stream's end: what a server sends after it is no answer
         return self._tally.events - before
+
+    @property
+    def ended(self) -> bool:
+        raise NotImplementedError
 
     def _event(self, doc: dict) -> None:
         raise NotImplementedError

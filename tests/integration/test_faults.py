@@ -92,6 +92,22 @@ def test_stalled_stream_times_out_and_keeps_other_measurements(server: StartServ
     assert r["counts"]["completed"] + r["counts"]["errors"] == 10
 
 
+def test_events_after_done_are_no_part_of_the_answer(server: StartServer, run: RunWorkload,
+                                                    transport: str) -> None:
+    """A server that sends 3 more token events a second after [DONE]: each
+    answer is its 4 tokens (3 gaps), ending at [DONE] (its service time far
+    under the server's second), and reading stops at the extra events (they
+    once counted: 7 tokens, the end a second late)."""
+    spec = {"scenarios": [{"name": "chat", "kind": "openai-chat", "path": "/after-done",
+                           "model": "m", "stream": True, "max_tokens": 4}]}
+    with server("faults") as url:
+        r = http_run(run, url, "/", transport, **spec)
+    assert r["counts"]["completed"] == 10 and r["counts"]["errors"] == 0
+    assert r["tokens"]["output_total"] == 40 and r["series"]["itl"]["all"]["count"] == 30
+    assert r["tokens"]["finish_reason"] == {"length": 10} and r["tokens"]["no_done"] == 0
+    assert r["series"]["service_time"]["all"]["max"] < 500, r["series"]["service_time"]
+
+
 def test_in_flight_cap_drops_instead_of_delaying(server: StartServer, run: RunWorkload,
                                                  transport: str) -> None:
     with server("faults") as url:
