@@ -34,7 +34,8 @@ off the generator's event loop, like a real target. Prints
 - faults:   one path per failure: /ok, /status/NNN, /reset (closes the socket
             mid-response), /hang, /garbage (not HTTP), /big (a huge body),
             /redirect, /slow-stream (SSE that stops sending), /gzip-bomb (5 MB
-            inflated from 5 KB), /after-done (token events after [DONE]);
+            inflated from 5 KB), /after-done (token events after [DONE]),
+            /trickle/ and /trickle/v1/models (a byte every 0.2 s, no end);
             valid but unusual: /gzip, /close-delimited.
 """
 
@@ -334,6 +335,15 @@ def faults_app() -> web.Application:
         await resp.write(token * 3)
         return resp
 
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        # 200, then a byte every 0.2 s, without end: each read is quick, the
+        # answer never whole.
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while True:
+            await resp.write(b" ")
+            await asyncio.sleep(0.2)
+
     # Compressed once: 5 MB compressed per request on this loop delayed the
     # later of ten past a 300 ms first-byte timeout on a busy host (ci49).
     bomb = gzip.compress(b"0" * 5_000_000)  # ~5 KB on the wire
@@ -379,6 +389,8 @@ def faults_app() -> web.Application:
     app.router.add_route("*", "/endless-header", endless_header)
     app.router.add_route("*", "/slow-stream", slow_stream)
     app.router.add_route("*", "/after-done", after_done)
+    app.router.add_route("GET", "/trickle/", trickle)
+    app.router.add_route("GET", "/trickle/v1/models", trickle)
     return app
 
 

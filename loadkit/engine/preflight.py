@@ -8,10 +8,13 @@ stops before it starts (exit 3) rather than measuring a wall of errors.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
+from loadkit.engine.bounded import read_bounded
 from loadkit.engine.client import ssl_context
-from loadkit.errors import InputError, TargetRejected, TargetUnreachable
+from loadkit.errors import AnswerTooLarge, InputError, TargetRejected, TargetUnreachable
 from loadkit.urls import doubled_v1, without_credentials
 from loadkit.workload.models import Client
 
@@ -22,8 +25,9 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
     shown = without_credentials(base_url)
     timeout = httpx.Timeout(client.timeouts.first_byte, connect=client.timeouts.connect)
     try:
-        with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as c:
-            return c.get(base_url + path).status_code
+        with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as c, \
+                c.stream("GET", base_url + path) as resp:
+            return resp.status_code  # the status line is the proof: the body is never read
     except httpx.ConnectError as exc:
         raise TargetUnreachable(f"cannot connect to {shown}: {exc}. Is the server "
                                 "running, and is the URL right?") from None
@@ -37,6 +41,7 @@ def check_target(base_url: str, client: Client, path: str = "/") -> int:
 
 
 RESETS = ("/reset_prefix_cache", "/flush_cache")  # vLLM's, SGLang's
+MODELS_BYTES = 4 * 1024 * 1024  # a model list of thousands of models is still far under
 
 
 def reset_prefix_cache(base_url: str, client: Client, headers: dict[str, str]) -> str:
@@ -72,23 +77,26 @@ def discover_model(base_url: str, client: Client, headers: dict[str, str],
     timeout = httpx.Timeout(client.timeouts.first_byte, connect=client.timeouts.connect)
     try:
         with httpx.Client(verify=ssl_context(client), timeout=timeout,
-                          follow_redirects=False) as c:
-            resp = c.get(base_url + "/v1/models", headers=headers)
-    except httpx.HTTPError as exc:
+                          follow_redirects=False) as c, \
+                c.stream("GET", base_url + "/v1/models", headers=headers) as resp:
+            status = resp.status_code
+            body = read_bounded(resp, MODELS_BYTES, client.timeouts.total)
+    except (httpx.HTTPError, AnswerTooLarge) as exc:
         raise TargetUnreachable(f"{shown}/v1/models: {type(exc).__name__}: {exc}") from None
-    if resp.status_code in (401, 403):
-        raise TargetRejected(f"{shown}/v1/models answered HTTP {resp.status_code} "
-                             f"({resp.text[:200]!r}): the target refuses the credentials -> "
+    said = body[:200].decode("utf-8", "replace")
+    if status in (401, 403):
+        raise TargetRejected(f"{shown}/v1/models answered HTTP {status} "
+                             f"({said!r}): the target refuses the credentials -> "
                              f"check {key_from}, and that the ${{VAR}}s they name are set")
-    if resp.status_code != 200:
+    if status != 200:
         raise InputError(f"the scenarios name no model, and {shown}/v1/models answered "
-                         f"HTTP {resp.status_code} ({resp.text[:200]!r}): "
-                         f"{doubled_v1(shown) if resp.status_code == 404 else ''}{how}")
+                         f"HTTP {status} ({said!r}): "
+                         f"{doubled_v1(shown) if status == 404 else ''}{how}")
     try:
-        ids = [m["id"] for m in resp.json()["data"] if isinstance(m["id"], str)]
+        ids = [m["id"] for m in json.loads(body)["data"] if isinstance(m["id"], str)]
     except (ValueError, KeyError, TypeError):
         raise InputError(f"the scenarios name no model, and {shown}/v1/models is not an "
-                         f"OpenAI model list ({resp.text[:200]!r}): {how}") from None
+                         f"OpenAI model list ({said!r}): {how}") from None
     if len(ids) == 1:
         return ids[0]
     if not ids:

@@ -13,8 +13,8 @@ import time
 
 import httpx
 
+from loadkit.engine.bounded import get_bounded
 from loadkit.errors import AnswerTooLarge
-from loadkit.telemetry.bounded import get_bounded
 from loadkit.telemetry.nvml import FIELDS
 from loadkit.telemetry.store import Source
 from loadkit.urls import without_credentials
@@ -47,7 +47,7 @@ class AgentSource(Source):
         sent = time.monotonic_ns()
         try:
             body, _charset = get_bounded(self.client, self.url, params={"since": repr(self.since)},
-                                         headers=self.headers)
+                                         headers=self.headers, within_s=2.0)
             received = time.monotonic_ns()
             doc = json.loads(body)
             agent_now, samples = float(doc["now"]), doc["samples"]

@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import httpx
 
+from loadkit.engine.bounded import get_bounded
 from loadkit.errors import AnswerTooLarge
-from loadkit.telemetry.bounded import get_bounded
 from loadkit.telemetry.store import Source
 from loadkit.urls import without_credentials
 
@@ -184,7 +184,7 @@ class PrometheusSource(Source):
         assert self.client is not None
         t0 = time.monotonic_ns()
         try:
-            body, charset = get_bounded(self.client, self.url)
+            body, charset = get_bounded(self.client, self.url, within_s=self.timeout)
             text = body.decode(charset, errors="replace")
         except httpx.HTTPStatusError as exc:
             self.failed(f"{self.target} answered HTTP {exc.response.status_code}")

@@ -103,6 +103,23 @@ def test_a_target_ending_in_v1_is_told_to_drop_it(server: StartServer) -> None:
             assert "s3cret" not in proc.stderr
 
 
+def test_a_target_that_never_finishes_its_answers_does_not_hold_first_contact(
+        server: StartServer, tmp_path: Path) -> None:
+    """GET / and GET /v1/models answer 200, then a byte every 0.2 s without
+    end (each read quick, so httpx's per-read timeout never fires; first
+    contact once waited for ever): the status line is all the reachability
+    check reads, and the model list is cut at client.timeouts.total (exit
+    3), however slow the host (the subprocess's limit is the test's only
+    clock)."""
+    with server("faults") as url:
+        path = chat_workload(tmp_path, url + "/trickle",
+                             client={"timeouts": {"first_byte": "1s", "total": "2s"}})
+        proc = cli("run", path, "--duration", "2s", process=True, timeout=90)
+    assert proc.returncode == 3, proc.stderr
+    assert "/trickle/v1/models: ReadTimeout: the answer was not whole within 2 s" \
+        in proc.stderr, proc.stderr
+
+
 def test_a_target_with_a_query_is_refused_before_anything_is_sent() -> None:
     proc = cli("run", STEADY, "--target", "http://127.0.0.1:9/?api-version=1")
     assert proc.returncode == 2

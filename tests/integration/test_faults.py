@@ -98,8 +98,9 @@ def test_events_after_done_are_no_part_of_the_answer(server: StartServer, run: R
     answer is its 4 tokens (3 gaps), ending at [DONE] (its service time far
     under the server's second), and reading stops at the extra events (they
     once counted: 7 tokens, the end a second late)."""
-    spec = {"scenarios": [{"name": "chat", "kind": "openai-chat", "path": "/after-done",
-                           "model": "m", "stream": True, "max_tokens": 4}]}
+    spec: dict[str, Any] = {"scenarios": [{"name": "chat", "kind": "openai-chat",
+                                           "path": "/after-done", "model": "m",
+                                           "stream": True, "max_tokens": 4}]}
     with server("faults") as url:
         r = http_run(run, url, "/", transport, **spec)
     assert r["counts"]["completed"] == 10 and r["counts"]["errors"] == 0

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from loadkit.engine.bounded import MAX_SCRAPE_BYTES
 from loadkit.telemetry.agent_client import AgentSource
-from loadkit.telemetry.bounded import MAX_SCRAPE_BYTES
 from loadkit.telemetry.prometheus import PrometheusSource
 from loadkit.telemetry.store import Source
 
