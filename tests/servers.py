@@ -26,7 +26,8 @@ off the generator's event loop, like a real target. Prints
 - openai:   a strict OpenAI-compatible server: GET /v1/models lists
             `--models`; a chat completion (streamed or not) for another model is
             a 404, one without `Authorization: Bearer --key` (when given) a 401,
-            and every one after `--refuse-after` seconds (from the first) a 403.
+            and every one after `--refuse-after` seconds (from the first) a 403;
+            those in the first `--limited-for` seconds a 429 (a rate limit).
             GET /log returns the models asked for.
 - serial:   one request at a time (a server of one seat): each POST waits its
             turn, then holds the seat `--hold` seconds; GET /served returns
@@ -216,8 +217,8 @@ async def truth_server(seed: int) -> asyncio.Server:
 
 
 def openai_app(models: list[str], key: str | None, refuse_after: float | None,
-               protect_models: bool = False, close_on_refusal: bool = False
-               ) -> web.Application:
+               protect_models: bool = False, close_on_refusal: bool = False,
+               limited_for: float | None = None) -> web.Application:
     state: dict = {"first": None, "asked": []}
 
     def refuse(status: int, message: str) -> web.Response:
@@ -252,6 +253,8 @@ def openai_app(models: list[str], key: str | None, refuse_after: float | None,
             return refuse(401, "Invalid API key provided.")
         if refuse_after is not None and now - state["first"] >= refuse_after:
             return refuse(403, "You exceeded your current quota.")
+        if limited_for is not None and now - state["first"] < limited_for:
+            return refuse(429, "Rate limit reached; slow down.")
         if body.get("model") not in models:
             return refuse(404, f"The model `{body.get('model')}` does not exist.")
         n = int(body.get("max_tokens") or 4)
@@ -409,7 +412,7 @@ async def main(args: argparse.Namespace) -> None:
         app = serial_app(args.hold)
     elif args.mode == "openai":
         app = openai_app(args.models.split(","), args.key, args.refuse_after,
-                         args.protect_models, args.close_on_refusal)
+                         args.protect_models, args.close_on_refusal, args.limited_for)
     else:
         app = faults_app()
     await serve_app(app)
@@ -440,6 +443,7 @@ if __name__ == "__main__":
     p.add_argument("--refuse-after", type=float)
     p.add_argument("--protect-models", action="store_true")
     p.add_argument("--close-on-refusal", action="store_true")
+    p.add_argument("--limited-for", type=float)
     try:
         import uvloop
         uvloop.run(main(p.parse_args()))

@@ -33,6 +33,9 @@ REJECTIONS = (ErrorKind.HTTP_4XX, ErrorKind.CHECK_FAILED, ErrorKind.PROTOCOL,
 NOT_SERVED = frozenset({501, 505})
 PROBE_MAX_TOKENS = 16  # enough to show a stream works; cheap on any server
 TRIES = 3  # a refusal must repeat: one bad answer in five is a server to measure
+# A rate limit (429) may be a passing one: the next try waits this long, then
+# twice as long, before the refusal is believed.
+RATE_LIMITED_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ async def probe(plan: Plan, workload: Workload) -> list[ProbeFailure]:
 async def _one(plan: Plan, tenant: int, scenario: int, prompt: int | None,
                output: int | None) -> ProbeFailure | None:
     failure = None
-    for _ in range(TRIES):
+    for attempt in range(TRIES):
+        if failure is not None and failure.status == 429:
+            await asyncio.sleep(RATE_LIMITED_WAIT_S * 2 ** (attempt - 1))
         t = time.monotonic_ns()
         rec = RequestRecord(plan.tenant_names[tenant], plan.scenario_names[scenario], "probe",
                             t, t)
@@ -109,6 +114,10 @@ def explain(f: ProbeFailure, workload: Workload) -> str:
     model = getattr(s, "model", None)
     if f.kind is ErrorKind.HTTP_4XX and f.status in (401, 403):
         hint = f"check the credentials: {where_id}, and that the ${{VAR}}s they name are set"
+    elif f.kind is ErrorKind.HTTP_4XX and f.status == 429:
+        hint = (f"the server rate-limits even one request at a time ({TRIES} tries over "
+                f"{RATE_LIMITED_WAIT_S * (2 ** (TRIES - 1) - 1):g} s): the run would measure "
+                f"its limit; raise the limit of {where_id}, or --no-probe to measure it")
     elif f.kind is ErrorKind.HTTP_4XX and f.status == 404:
         hint = (doubled_v1(workload.target or "") if s.request_path.startswith("/v1/") else "")
         hint += (f"check the path (scenarios[{f.scenario}]: {s.request_path})"

@@ -120,6 +120,20 @@ def test_a_target_that_never_finishes_its_answers_does_not_hold_first_contact(
         in proc.stderr, proc.stderr
 
 
+def test_a_passing_rate_limit_is_waited_out_and_a_lasting_one_says_so(
+        server: StartServer, tmp_path: Path) -> None:
+    """A 429 may pass: the probe's next tries wait 1 s, then 2 s. A server
+    that limits its first 0.5 s is then measured; one that limits for ever
+    stops the run (exit 3) with what a 429 means, not a workload to check."""
+    for limited_for, code in ((0.5, 0), (3600.0, 3)):
+        with server("openai", "--limited-for", str(limited_for)) as url:
+            proc = cli("run", chat_workload(tmp_path, url, duration="2s"), "--model",
+                       "served-model", "-q", ANY_HOST, "--out", str(tmp_path / f"o{code}"))
+        assert proc.returncode == code, proc.stderr
+    assert "the server rate-limits even one request at a time (3 tries over 3 s)" \
+        in proc.stderr, proc.stderr
+
+
 def test_a_target_with_a_query_is_refused_before_anything_is_sent() -> None:
     proc = cli("run", STEADY, "--target", "http://127.0.0.1:9/?api-version=1")
     assert proc.returncode == 2
