@@ -77,6 +77,7 @@ class AnthropicStream(TypedEvents):
         return self._done
 
     def finish(self) -> ParsedResponse:
+        self._check_stream()
         return self._tally.parsed(output_tokens=self._output, reasoning_said=None,
                                   finish=self._stop, done=self._done, end_name="message_stop",
                                   prompt=self._prompt[0], cached=self._prompt[1],

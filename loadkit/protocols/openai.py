@@ -30,6 +30,9 @@ def parse_body(raw: bytes) -> ParsedResponse:
         doc = orjson.loads(raw)
     except ValueError:
         raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+    if isinstance(doc, dict) and doc.get("error") is not None:  # an error, said with a 200
+        said = doc["error"].get("message") if isinstance(doc["error"], dict) else doc["error"]
+        raise ProtocolError(f"error in answer: {str(said or doc['error'])[:200]}")
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
         raise ProtocolError("response JSON has no `choices` list")
     if not doc["choices"] or not isinstance(c := doc["choices"][0], dict):
@@ -116,7 +119,7 @@ class OpenAIStream:
                 raise ProtocolError(f"stream chunk is not JSON: {payload[:80]!r}") from None
             if not isinstance(doc, dict):
                 raise ProtocolError("stream chunk is not a JSON object")
-            if "error" in doc:
+            if doc.get("error") is not None:  # `"error": null` beside a chunk is no error
                 raise ProtocolError(f"error in stream: {str(doc['error'])[:200]}")
             before = self._usage
             usage = _usage_tokens(doc)
@@ -158,6 +161,8 @@ class OpenAIStream:
 
     def finish(self) -> ParsedResponse:
         finish = self._finish
+        if not self._chunks and not self._done and (said := self._sse.not_a_stream()):
+            raise ProtocolError(said)
         if finish is None and not self._done:
             raise IncompleteAnswer(
                 f"stream ended after {self._chunks:,} token events with neither a "

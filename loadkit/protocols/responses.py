@@ -70,6 +70,7 @@ class ResponsesStream(TypedEvents):
         return self._done
 
     def finish(self) -> ParsedResponse:
+        self._check_stream()
         r = self._response
         prompt, cached, output, reasoning = _usage(r) if self._done else (None,) * 4
         rid = r.get("id")

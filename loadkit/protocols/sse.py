@@ -10,7 +10,10 @@ error, so a hostile stream cannot make parsing quadratic or unbounded.
 
 from __future__ import annotations
 
+import orjson
+
 MAX_LINE = 1 << 20
+HEAD = 512  # the first bytes of a body, kept to say what it was when it was no stream
 
 
 class SSEError(ValueError):
@@ -18,15 +21,18 @@ class SSEError(ValueError):
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_data", "_cr")
+    __slots__ = ("_buf", "_data", "_cr", "head")
 
     def __init__(self) -> None:
         self._buf = bytearray()  # the unfinished line
         self._data: list[bytes] = []
         self._cr = False  # the last chunk ended in CR: a following LF is its pair
+        self.head = b""  # the body's first HEAD bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data of every event completed by this chunk."""
+        if len(self.head) < HEAD:
+            self.head += chunk[:HEAD - len(self.head)]
         if self._cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._cr = chunk.endswith(b"\r")
@@ -56,6 +62,22 @@ class SSEDecoder:
         elif line.startswith(b"data:"):
             value = line[5:]
             self._data.append(value[1:] if value.startswith(b" ") else value)
+
+    def not_a_stream(self) -> str | None:
+        """What a body that held no event was, when it was JSON (a server's
+        error object where a stream was asked: its message); None otherwise."""
+        head = self.head.lstrip()
+        if not head.startswith(b"{"):
+            return None
+        try:
+            doc = orjson.loads(head)
+        except ValueError:
+            return f"the answer is JSON, not an event stream: {head[:120]!r}"
+        error = doc.get("error") if isinstance(doc, dict) else None
+        if error is None:
+            return f"the answer is JSON, not an event stream: {head[:120]!r}"
+        said = error.get("message") if isinstance(error, dict) else error
+        return f"error in answer: {str(said or error)[:200]}"
 
     @property
     def pending(self) -> bool:

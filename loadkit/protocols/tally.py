@@ -62,6 +62,11 @@ class TypedEvents:
     def ended(self) -> bool:
         raise NotImplementedError
 
+    def _check_stream(self) -> None:
+        """At the end: a body that held no event and was a JSON error says so."""
+        if not self._tally.events and not self.ended and (said := self._sse.not_a_stream()):
+            raise ProtocolError(said)
+
     def _event(self, doc: dict) -> None:
         raise NotImplementedError
 

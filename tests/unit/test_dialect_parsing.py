@@ -350,3 +350,31 @@ def test_calls_said_whole_empty_or_beside_text_are_kept_once() -> None:
     _, p = feed_all(openai.OpenAIStream(keep_text=True),
                     sse(both, named=False) + b"data: [DONE]\n\n")
     assert p.text == "Let me check." and p.tool_calls == (ToolCall("call_b", "f", "{}"),)
+
+
+ERROR_200 = b'{"error": {"message": "model overloaded", "type": "server_error"}}'
+
+
+@pytest.mark.parametrize("new", [lambda: openai.OpenAIStream(), lambda: anthropic.AnthropicStream(),
+                                 lambda: responses.ResponsesStream()])
+def test_a_json_error_where_a_stream_was_asked_says_the_servers_words(new: Any) -> None:
+    """A 200 whose body is an error object, not an event stream: a protocol
+    failure with the server's message (it read as an incomplete stream of 0
+    events, the message lost)."""
+    parser = new()
+    assert parser.feed(ERROR_200[:20]) + parser.feed(ERROR_200[20:]) == 0
+    with pytest.raises(ProtocolError, match="^error in answer: model overloaded$"):
+        parser.finish()
+    other = new()
+    other.feed(b'{"object": "list"}')
+    with pytest.raises(ProtocolError, match="the answer is JSON, not an event stream"):
+        other.finish()
+
+
+def test_a_json_error_in_a_plain_answer_and_a_null_error_beside_chunks() -> None:
+    with pytest.raises(ProtocolError, match="^error in answer: model overloaded$"):
+        openai.parse_body(ERROR_200)
+    chunk = {"choices": [{"index": 0, "delta": {"content": "a"}}], "error": None}
+    last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "error": None}
+    n, parsed = feed_all(openai.OpenAIStream(), sse(chunk, chunk, last, named=False))
+    assert n == 2 and parsed.finish_reason == "stop"
