@@ -142,13 +142,18 @@ def sample_tokens(spec: Tokens, rng: random.Random) -> int:
 def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
                   traces: Mapping[str, list[TraceRow]]) -> Iterator[Slot]:
     starts = phase_starts(workload)
+    # A trace plays on across the phases that share it (a warm-up sends its
+    # first seconds, the next phase what follows), from where it began.
+    began: dict[int, float] = {}
     for pi, phase in enumerate(workload.phase_list):
         spec = workload.arrival_for(tenant, phase)
         if spec is None or isinstance(spec, Closed):
             continue
         mix = Mix.of(workload, tenant, phase)
+        into = starts[pi] - began.setdefault(id(spec), starts[pi]) \
+            if isinstance(spec, Trace) else 0.0
         for offset, row in _offsets(spec, phase, random.Random(_key(workload, tenant, phase)),
-                                    traces):
+                                    traces, into):
             scenario, prompt, output = mix.pick(row)
             session = getattr(workload.scenarios[scenario], "session", None)
             script = row.script if row is not None else ()
@@ -163,12 +168,16 @@ def _key(workload: Workload, tenant: Tenant, phase: Phase) -> str:
 
 
 def _offsets(spec: ArrivalSpec, phase: Phase, rng: random.Random,
-             traces: Mapping[str, list[TraceRow]]) -> Iterator[tuple[float, TraceRow | None]]:
+             traces: Mapping[str, list[TraceRow]], into: float = 0.0
+             ) -> Iterator[tuple[float, TraceRow | None]]:
+    """Offsets from the phase's start; a trace's from `into` seconds into it."""
     if isinstance(spec, Trace):
         for offset, row in replay(traces[spec.path], spec, rng):
-            if offset >= phase.duration:
+            if offset < into:
+                continue
+            if offset - into >= phase.duration:
                 return
-            yield offset, row
+            yield offset - into, row
         return
     for t in arrival_times(spec, phase.duration, rng):
         yield t, None

@@ -15,6 +15,7 @@ import random
 
 from pydantic import ValidationError
 
+from loadkit.arrivals import phase_starts
 from loadkit.arrivals.processes import mean_rate
 from loadkit.arrivals.trace import replay
 from loadkit.capacity.model import RATE, USERS
@@ -53,13 +54,16 @@ def load_of(loaded: LoadedWorkload) -> float:
         return float(sum(s.concurrency for t in w.all_tenants
                          if isinstance(s := w.arrival_for(t, first), Closed)))
     total = 0.0
+    starts = phase_starts(w)
     for t in w.all_tenants:
-        for p in w.phase_list:
+        began: dict[int, float] = {}  # a trace plays on across its phases (arrivals.schedule)
+        for p, start in zip(w.phase_list, starts, strict=True):
             spec = w.arrival_for(t, p)
+            into = start - began.setdefault(id(spec), start)
             if p.warmup or spec is None:
                 continue
             if isinstance(spec, Trace):
-                total += _trace_requests(loaded.traces[spec.path], spec, p.duration)
+                total += _trace_requests(loaded.traces[spec.path], spec, p.duration, into)
             else:
                 total += (mean_rate(spec, p.duration) or 0.0) * p.duration
     return total / w.measured_s
@@ -142,9 +146,12 @@ def _measured_specs(w: Workload) -> list[ArrivalSpec]:
             if not p.warmup and (s := w.arrival_for(t, p)) is not None]
 
 
-def _trace_requests(rows: list[TraceRow], spec: Trace, duration: float) -> float:
-    """Requests the trace sends in a phase of `duration`, its rate_scale included."""
+def _trace_requests(rows: list[TraceRow], spec: Trace, duration: float,
+                    into: float = 0.0) -> float:
+    """Requests the trace sends in a phase of `duration` that begins `into`
+    seconds into it, its rate_scale included."""
     whole = spec.model_copy(update={"rate_scale": 1.0})
-    n = sum(1 for offset, _row in replay(rows, whole, random.Random(0)) if offset < duration)
+    n = sum(1 for offset, _row in replay(rows, whole, random.Random(0))
+            if into <= offset < into + duration)
     return n * spec.rate_scale
 

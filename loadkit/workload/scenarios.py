@@ -15,9 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from loadkit.workload.media_spec import Media
 from loadkit.workload.prompt_set import Prompt
-from loadkit.workload.units import Seconds, Strict, ordered
-
-MAX_TOKENS = 10_000_000
+from loadkit.workload.units import MAX_TOKENS, Seconds, Strict, ordered
 
 
 class Fixed(Strict):

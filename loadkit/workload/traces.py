@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from loadkit.workload.units import MAX_TOKENS
+
 _AZURE = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 _KEYS = {"timestamp": ("timestamp", "TIMESTAMP"),
          "prompt": ("prompt_tokens", "ContextTokens"),
@@ -168,10 +170,15 @@ def _seconds(name: str, n: int, value: object) -> float:
 def _count(name: str, n: int, value: object, what: str) -> int | None:
     if value is None:
         return None
+    text = str(value).strip()
     try:
-        count = int(str(value).strip())
+        number = float(text)
     except ValueError:
-        raise TraceError(name, n, f"bad {what} {str(value)[:20]!r}") from None
-    if count < 0:
+        raise TraceError(name, n, f"bad {what} {text[:20]!r}") from None
+    if not number.is_integer():  # 10.0 is a count (a spreadsheet's export), 10.5 is not
+        raise TraceError(name, n, f"bad {what} {text[:20]!r}: not a whole number")
+    if number < 0:
         raise TraceError(name, n, f"{what} must be >= 0")
-    return count
+    if number > MAX_TOKENS:  # a typo that would build a prompt of gigabytes
+        raise TraceError(name, n, f"{what} must be <= {MAX_TOKENS:,}")
+    return int(number)

@@ -20,6 +20,7 @@ _SIZE_SCALE = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9,
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
+MAX_TOKENS = 10_000_000  # a token count past this is a typo (a scenario's, a trace row's)
 MAX_DURATION_S = 30 * 86400.0  # a month: longer is a typo, and would overflow schedules
 
 

@@ -213,11 +213,28 @@ def test_azure_trace_loads_and_replays_scaled(tmp_path: Path) -> None:
     ("timestamp,output_tokens\n0.5,-1\n", 2, "must be >= 0"),
     ("timestamp\n1.0\nnan\n", 3, "bad timestamp"),
     ("timestamp\ninf\n", 2, "bad timestamp"),
+    ("timestamp,prompt_tokens\n0,100000000000\n", 2, "prompt tokens must be <= 10,000,000"),
+    ("timestamp,output_tokens\n0,10\n1,10.5\n", 3, "not a whole number"),
 ])
 def test_bad_trace_rows_are_named(tmp_path: Path, text: str, row: int, fragment: str) -> None:
     with pytest.raises(TraceError, match=fragment) as info:
         load_trace(write_trace(tmp_path, text))
     assert info.value.row == row
+
+
+def test_a_trace_plays_on_across_its_phases(tmp_path: Path) -> None:
+    """A warm-up sends the trace's first seconds and the measured phase what
+    follows (each phase once replayed it from its start: the measured phase
+    sent the warm-up's rows again, to a cache they had just warmed)."""
+    text = "timestamp,prompt_tokens,output_tokens\n" + "".join(
+        f"{t * 0.5},{100 + t},{t + 1}\n" for t in range(12))  # a row every 0.5 s
+    rows = load_trace(write_trace(tmp_path, text))
+    w = Workload.model_validate({
+        "warmup": 2, "duration": 3, "scenarios": [{"name": "chat", "kind": "openai-chat"}],
+        "arrival": {"process": "trace", "path": "t.csv"}})
+    slots = list(schedule(w, {"t.csv": rows}))
+    assert [(round(s.at, 3), s.phase, s.prompt_tokens) for s in slots] == \
+        [(t * 0.5, 0 if t < 4 else 1, 100 + t) for t in range(10)]
 
 
 def test_jsonl_trace(tmp_path: Path) -> None:
