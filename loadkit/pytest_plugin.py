@@ -33,6 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
                    "SLO verdict passes")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked `loadkit` runs its gate whether or not it asks for the
+    result (a marked test without the fixture passed without a run)."""
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is not None and item.get_closest_marker("loadkit") is not None \
+                and "loadkit_result" not in names:
+            names.append("loadkit_result")
+
+
 @pytest.fixture
 def loadkit_gate(tmp_path: Path) -> Callable[..., dict]:
     """gate(workload, duration=, slo=, target=, seed=, strict=, inconclusive=, out=,
@@ -53,6 +63,11 @@ def loadkit_gate(tmp_path: Path) -> Callable[..., dict]:
         if inconclusive not in ("fail", "pass"):
             pytest.fail(f"loadkit_gate: inconclusive must be 'fail' or 'pass', not "
                         f"{inconclusive!r}", pytrace=False)
+        from loadkit.outputs.files import earlier_result
+
+        if out and (held := earlier_result(Path(out))):
+            pytest.fail(f"loadkit_gate: out={str(out)!r} already holds a result "
+                        f"({', '.join(held)}): give another folder", pytrace=False)
         problem = None
         try:
             loaded = load_workload(workload, Overrides(
@@ -82,4 +97,13 @@ def loadkit_result(request: pytest.FixtureRequest,
     if marker is None or not marker.args:
         pytest.fail("loadkit_result needs @pytest.mark.loadkit('workload.yaml', ...)",
                     pytrace=False)
+    unknown = set(marker.kwargs) - set(GATE_OPTIONS)
+    if unknown or len(marker.args) != 1:
+        pytest.fail(f"@pytest.mark.loadkit takes one workload and the options "
+                    f"{', '.join(GATE_OPTIONS)}"
+                    + (f", not {', '.join(sorted(unknown))}" if unknown else ""), pytrace=False)
     return loadkit_gate(*marker.args, **marker.kwargs)
+
+
+GATE_OPTIONS = ("duration", "slo", "target", "seed", "strict", "inconclusive",
+                "allow_saturated", "out", "quiet_gc")

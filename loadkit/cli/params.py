@@ -11,9 +11,7 @@ from typing import Any
 
 import click
 
-from loadkit.outputs import RUN_FILES
-from loadkit.outputs.files import REPORTS, parse_outputs
-from loadkit.record.journal import HLOG_NAME, JOURNAL_NAME
+from loadkit.outputs.files import REPORTS, earlier_result, parse_outputs
 from loadkit.workload.units import parse_duration
 
 __all__ = ["LOAD", "duration"]
@@ -69,18 +67,10 @@ def outputs(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from None
 
 
-# A folder holding any of these holds an earlier result: a run's data, a
-# capacity search's (its probes' folders too, should it have been cut short).
-RESULT_DATA = frozenset({RUN_FILES["json"], JOURNAL_NAME, HLOG_NAME, "capacity.json"})
-
-
 def fresh_out(value: Path | None) -> Path | None:
     """`--out` of a run or a search: a new folder, or one without an earlier
-    result, whose measurements would be overwritten and its reports left
-    beside the new ones (a stale junit.xml read as this run's)."""
-    held = sorted(p.name for p in value.iterdir()
-                  if p.name in RESULT_DATA or p.name.startswith("probe-")) \
-        if value is not None and value.is_dir() else []
+    result (outputs.files.earlier_result)."""
+    held = earlier_result(value) if value is not None else []
     if held:
         raise click.BadParameter(f"{value} already holds a result ({', '.join(held)}): "
                                  "give another folder, or remove that one", param_hint="'--out'")

@@ -10,12 +10,26 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from loadkit.errors import InputError
+from loadkit.record.journal import HLOG_NAME, JOURNAL_NAME
 
 # The reports a result may have beside its data, as `--outputs` names them.
 REPORTS = frozenset({"md", "junit", "html"})
 DATA = frozenset({"json", "csv"})  # always written
 
 Render = Callable[[], str]
+
+# A folder holding any of these holds an earlier result: a run's data, a
+# capacity search's (its probes' folders too, should it have been cut short).
+RESULT_DATA = frozenset({"run.json", JOURNAL_NAME, HLOG_NAME, "capacity.json"})
+
+
+def earlier_result(folder: Path) -> list[str]:
+    """The files of an earlier result in `folder` (none: a new folder, or one
+    without): a run there would overwrite its measurements and leave its
+    reports beside the new ones (a stale junit.xml read as the new run's)."""
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name in RESULT_DATA or p.name.startswith("probe-")) \
+        if folder.is_dir() else []
 
 
 def parse_outputs(text: str) -> frozenset[str]:

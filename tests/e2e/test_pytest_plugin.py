@@ -46,3 +46,36 @@ def test_marker_and_fixture_gate_on_the_verdict(pytester: pytest.Pytester) -> No
                                  "*ttft p50 < 1us*fail*",
                                  "*loadkit: *missing.yaml*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_marked_test_runs_its_gate_and_an_earlier_result_is_kept(
+        pytester: pytest.Pytester) -> None:
+    """The marker runs the gate without the fixture (it once passed with no
+    run at all); unknown marker options, and an `out` that holds an earlier
+    run, fail the test with a message (a TypeError; the earlier run
+    overwritten, as `loadkit run --out` refuses to)."""
+    pytester.makefile(".yaml", gate=WORKLOAD)
+    (pytester.path / "earlier").mkdir()
+    (pytester.path / "earlier" / "run.json").write_text("{}")
+    pytester.makepyfile(textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.loadkit("missing.yaml")
+        def test_marked_without_the_fixture():
+            pass
+
+        @pytest.mark.loadkit("gate.yaml", rate=5)
+        def test_an_unknown_option(loadkit_result):
+            pass
+
+        def test_an_earlier_result(loadkit_gate):
+            loadkit_gate("gate.yaml", out="earlier")
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=2, failed=1)
+    result.stdout.fnmatch_lines(["*loadkit: *missing.yaml*",
+                                 "*@pytest.mark.loadkit takes one workload and the options*"
+                                 "not rate*",
+                                 "*out='earlier' already holds a result (run.json)*"])
+    assert (pytester.path / "earlier" / "run.json").read_text() == "{}"
+    assert "Traceback" not in result.stdout.str()
