@@ -28,6 +28,9 @@ class PlanSummary:
     per_second: list[int] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     from_sets: list[str] = field(default_factory=list)  # scenarios counted at their set's mean
+    # Later turns of drawn sessions (their times follow the answers): counted
+    # in `requests`, not in `per_second` or the tokens.
+    later_turns: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,16 @@ def summarize(w: Workload, traces: Mapping[str, list[TraceRow]] | None = None,
             out.prompt_tokens[key] += slot.prompt_tokens or 0
             out.output_tokens[key] += slot.max_tokens or 0
         out.per_second[min(int(slot.at), len(out.per_second) - 1)] += 1
+        # A traced session's later turns are in its script, at their offsets
+        # and with their counts; a drawn session's follow its answers.
+        for offset, prompt, output in slot.script:
+            out.requests[key] += 1
+            out.prompt_tokens[key] += prompt or 0
+            out.output_tokens[key] += output or 0
+            out.per_second[min(int(slot.at + offset), len(out.per_second) - 1)] += 1
+        if not slot.script and slot.turns > 1:
+            out.requests[key] += slot.turns - 1
+            out.later_turns += slot.turns - 1
     for c in closed_loops(w):
         out.closed.append(f"{tenants[c.tenant]} in {phases[c.phase]}: closed loop, "
                           f"{c.spec.concurrency} users (request count depends on the server)")

@@ -44,6 +44,9 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
         click.echo(line)
     for line in s.closed:
         click.echo(line)
+    if s.later_turns:
+        click.echo(f"of the requests, {s.later_turns:,} are sessions' later turns: sent when "
+                   "the answers before them come back, so not in the rate below or the tokens")
     if s.from_sets:
         click.echo(f"tokens of {', '.join(s.from_sets)}: each request at its prompt set's mean "
                    "(kept prompts, in words); the run draws the prompts at random")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import statistics
@@ -235,6 +236,31 @@ def test_a_trace_plays_on_across_its_phases(tmp_path: Path) -> None:
     slots = list(schedule(w, {"t.csv": rows}))
     assert [(round(s.at, 3), s.phase, s.prompt_tokens) for s in slots] == \
         [(t * 0.5, 0 if t < 4 else 1, 100 + t) for t in range(10)]
+
+
+def test_plan_counts_a_traced_session_s_turns_and_a_drawn_session_s(tmp_path: Path) -> None:
+    """A traced session's later turns are in the plan at their offsets with
+    their counts (it showed the first turns only: 2 requests of a run that
+    sent 4); a drawn session's later turns are counted, their times unknown."""
+    rows = [("a", 0.0, 4, 3), (None, 0.5, 6, 1), ("a", 1.0, 8, 5), ("a", 2.0, 9, 6)]
+    p = write_trace(tmp_path, "".join(
+        json.dumps({"timestamp": t, "prompt_tokens": pt, "output_tokens": o,
+                    **({"session_id": sid} if sid else {})}) + "\n"
+        for sid, t, pt, o in rows), "s.jsonl")
+    w = Workload.model_validate({
+        "duration": 4, "scenarios": [{"name": "chat", "kind": "openai-chat"}],
+        "arrival": {"process": "trace", "path": "s.jsonl"}})
+    plan = summarize(w, {"s.jsonl": load_trace(p)})
+    assert sum(plan.requests.values()) == 4 and plan.later_turns == 0
+    assert sum(plan.prompt_tokens.values()) == 4 + 6 + 8 + 9
+    assert plan.per_second == [2, 1, 1, 0]
+    drawn = Workload.model_validate({
+        "duration": 2, "arrival": {"process": "constant", "rate": 2},
+        "scenarios": [{"name": "chat", "kind": "openai-chat",
+                       "session": {"turns": 3, "think_time": "1s"}}]})
+    plan = summarize(drawn)
+    assert sum(plan.requests.values()) == 4 * 3 and plan.later_turns == 4 * 2
+    assert sum(plan.per_second) == 4
 
 
 def test_jsonl_trace(tmp_path: Path) -> None:
