@@ -242,14 +242,33 @@ def _rescale(w: Workload, o: Overrides, name: str) -> Workload:
 def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
     specs = [w.arrival, *(t.arrival for t in w.tenants), *(p.arrival for p in w.phases),
              *(a for t in w.tenants for a in t.phases.values())]
-    out = {}
+    out: dict[str, list[TraceRow]] = {}
     for spec in specs:
         if isinstance(spec, Trace) and spec.path not in out:
             try:
                 out[spec.path] = load_trace(base / spec.path, spec.format)
             except TraceError as exc:
                 raise WorkloadError(exc.path, [(exc.row, "", exc.message)]) from None
+        if isinstance(spec, Trace) and (problem := _selects_none(out[spec.path], spec)):
+            raise WorkloadError(spec.path, [(None, "", problem)])
     return out
+
+
+def _selects_none(rows: list[TraceRow], spec: Trace) -> str | None:
+    """Why a trace's window and rate_scale would send nothing (the run then
+    measured nothing, inconclusive), or None."""
+    t0 = rows[0].time
+    span = rows[-1].time - t0
+    end = t0 + spec.window.end if spec.window.end is not None else float("inf")
+    inside = sum(1 for r in rows if t0 + spec.window.start <= r.time < end)
+    if not inside:
+        shown = f"{spec.window.start:g}-" + (f"{spec.window.end:g}" if spec.window.end else "")
+        return (f"its window ({shown} s) selects none of its requests (they run from 0 "
+                f"to {span:g} s after the first)")
+    if inside * spec.rate_scale < 1:
+        return (f"rate_scale {spec.rate_scale:g} keeps less than one of the {inside:,} "
+                "requests its window selects")
+    return None
 
 
 def _prompt_sets(w: Workload, base: Path, node: yaml.Node, name: str

@@ -52,13 +52,14 @@ class TraceRow(NamedTuple):
 
 
 MOONCAKE_BLOCK_TOKENS = 512
+DATED_S = 1e8  # a timestamp past this (1973 as a date; 3 years as seconds) is a date
 
 
 def load_trace(path: Path, fmt: str = "auto") -> list[TraceRow]:
     """Every row of a trace file, sorted by time; TraceError on any bad row."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's export starts with a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise TraceError(name, None, f"cannot read: {exc}") from None
     if fmt == "auto":
@@ -70,6 +71,7 @@ def load_trace(path: Path, fmt: str = "auto") -> list[TraceRow]:
             for n, rec in records]
     if not rows:
         raise TraceError(name, None, "has no requests")
+    _one_clock(name, rows)
     rows.sort(key=lambda r: r.time)
     return _sessions(rows)
 
@@ -95,6 +97,16 @@ def _sessions(rows: list[TraceRow]) -> list[TraceRow]:
         out[i] = first._replace(script=tuple(
             (r.time - first.time, r.prompt_tokens, r.output_tokens) for r in later[session]))
     return out
+
+
+def _one_clock(name: str, rows: list[TraceRow]) -> None:
+    """Seconds and dates in one file are two clocks: a row stamped with a
+    date lands some 1.7e9 s after one stamped in seconds, past any run."""
+    dated = [r.time > DATED_S for r in rows]
+    if any(dated) and not all(dated):
+        n = dated.index(not dated[0]) + 1
+        raise TraceError(name, None, f"mixes timestamps in seconds with dates (its request "
+                         f"{n} differs from its first): one clock per file")
 
 
 def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -17,7 +18,9 @@ from loadkit.arrivals import TraceError, load_trace, sample_tokens, schedule
 from loadkit.arrivals.processes import arrival_times
 from loadkit.arrivals.summary import sparkline, summarize
 from loadkit.arrivals.trace import replay
+from loadkit.errors import WorkloadError
 from loadkit.workload.arrival_specs import ArrivalSpec, Diurnal, Trace
+from loadkit.workload.loader import load_workload
 from loadkit.workload.models import Workload
 from loadkit.workload.scaling import time_scaled, with_measured_duration
 from loadkit.workload.scenarios import Tokens
@@ -261,6 +264,32 @@ def test_plan_counts_a_traced_session_s_turns_and_a_drawn_session_s(tmp_path: Pa
     plan = summarize(drawn)
     assert sum(plan.requests.values()) == 4 * 3 and plan.later_turns == 4 * 2
     assert sum(plan.per_second) == 4
+
+
+def test_a_trace_s_own_quirks_are_read_or_refused(tmp_path: Path) -> None:
+    """A spreadsheet's byte-order mark is read; seconds and dates mixed in one
+    file are refused (a dated row landed 1.7e9 s later, never sent)."""
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbftimestamp,prompt_tokens\n0,10\n1,12\n")
+    assert [r.prompt_tokens for r in load_trace(bom)] == [10, 12]
+    with pytest.raises(TraceError, match="mixes timestamps in seconds with dates"):
+        load_trace(write_trace(tmp_path, "timestamp\n0.5\n2023-11-16T18:15:00\n1.5\n"))
+
+
+@pytest.mark.parametrize("arrival,said", [
+    ({"window": {"start": 1000}}, "its window (1000- s) selects none of its requests "
+                                  "(they run from 0 to 2 s after the first)"),
+    ({"window": {"start": 0.5, "end": 0.9}}, "its window (0.5-0.9 s) selects none"),
+    ({"rate_scale": 0.1}, "rate_scale 0.1 keeps less than one of the 3 requests"),
+])
+def test_a_trace_that_would_send_nothing_is_refused(tmp_path: Path, arrival: dict,
+                                                    said: str) -> None:
+    write_trace(tmp_path, "timestamp\n0\n1\n2\n")
+    (tmp_path / "w.yaml").write_text(json.dumps({
+        "duration": 5, "scenarios": [{"name": "c", "kind": "openai-chat"}],
+        "arrival": {"process": "trace", "path": "t.csv", **arrival}}))
+    with pytest.raises(WorkloadError, match=re.escape(said)):
+        load_workload(tmp_path / "w.yaml")
 
 
 def test_jsonl_trace(tmp_path: Path) -> None:
