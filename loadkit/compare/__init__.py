@@ -35,7 +35,7 @@ from loadkit.compare.stats import (
     verdict,
 )
 from loadkit.errors import ExitCode, InputError, gate
-from loadkit.outputs.files import REPORTS, page, write_files
+from loadkit.outputs.files import REPORTS, Render, earlier_result, page, write_files
 from loadkit.result.model import RunResult
 
 __all__ = ["Comparison", "Decision", "Row", "RunIdentity", "compare_runs", "console_lines",
@@ -90,13 +90,24 @@ def write(comparison: Comparison, base: RunResult, cand: RunResult, out_dir: Pat
           reports: frozenset[str] = REPORTS) -> Path:
     """compare.json and the `reports` asked for (compare.md, compare-junit.xml,
     compare.html) into `out_dir` (made if missing); returns the page to open.
-    InputError (exit 2) when the folder cannot be written."""
-    return page(write_files(out_dir, {
+    An earlier comparison's reports not written again are removed, so that
+    the folder holds one comparison's. InputError (exit 2) when the folder
+    cannot be written, or holds a run's or a search's data."""
+    if held := earlier_result(out_dir):
+        raise InputError(f"{out_dir} holds a run's or a search's data ({', '.join(held)}), "
+                         "not a comparison's: give --out another folder")
+    files: dict[str, tuple[str, Render]] = {
         "json": ("compare.json", lambda: render_compare_json(comparison)),
         "md": ("compare.md", lambda: render_compare_markdown(comparison)),
         "junit": ("compare-junit.xml", lambda: render_compare_junit(comparison)),
-        "html": ("compare.html", lambda: render_compare_html(comparison, base, cand))},
-        reports))
+        "html": ("compare.html", lambda: render_compare_html(comparison, base, cand))}
+    try:
+        for kind, (name, _render) in files.items():
+            if kind not in reports and kind != "json":
+                (out_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return page(write_files(out_dir, files, reports))
 
 
 def exit_code(comparison: Comparison, inconclusive: str = "fail") -> ExitCode:

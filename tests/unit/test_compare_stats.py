@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -102,3 +103,24 @@ def test_runs_of_no_scenario_in_common_are_not_compared() -> None:
                                          r"candidate: chat \(openai-embeddings\)\)"):
         compare_runs(run(chat), run(embed))
     assert compare_runs(run(chat), run(chat, embed)).rows
+
+
+def test_a_compare_folder_holds_one_comparison_and_never_a_run(tmp_path: Path) -> None:
+    """Written again with fewer reports, the earlier comparison's reports go
+    (its compare.md once sat beside a newer compare.json, disagreeing); a
+    run's folder is refused, not filled with a comparison."""
+    from loadkit.compare import write
+
+    doc = synthetic_day(intervals=10)
+    doc["workload"]["spec"] = {"scenarios": [{"name": "chat", "kind": "openai-chat"}]}
+    run = RunResult.model_validate(doc)
+    comparison = compare_runs(run, run)
+    out = tmp_path / "cmp"
+    write(comparison, run, run, out, frozenset({"md", "junit"}))
+    assert {p.name for p in out.iterdir()} == {"compare.json", "compare.md", "compare-junit.xml"}
+    write(comparison, run, run, out, frozenset({"junit"}))
+    assert {p.name for p in out.iterdir()} == {"compare.json", "compare-junit.xml"}
+    (tmp_path / "a-run").mkdir()
+    (tmp_path / "a-run" / "run.json").write_text("{}")
+    with pytest.raises(InputError, match=r"holds a run's or a search's data \(run.json\)"):
+        write(comparison, run, run, tmp_path / "a-run")
