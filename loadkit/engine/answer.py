@@ -77,9 +77,11 @@ class Answer:
 
     def body(self, data: bytes, t: int) -> None:
         if self.parser is not None and self.parser.ended and self.ok:
-            # Bytes after the stream's end marker are no part of the answer:
-            # the answer ended with it, and reading stops here.
-            self.wants_body = False
+            # Bytes after the stream's end marker are no part of the answer,
+            # which ended with it: another event stops the reading (the
+            # connection goes with it); a blank line is let by.
+            if data.strip():
+                self.wants_body = False
             return
         self.last = t
         self.size += len(data)

@@ -111,3 +111,15 @@ def test_no_cap_without_a_max_tokens_and_a_prompt_lines_own_one_counts() -> None
     assert asked == 100 and json.loads(body or b"")["max_tokens"] == 100
     body, asked = answer_for(None).req.build_body(4, 8, 1)
     assert asked == 8 and json.loads(body or b"")["max_tokens"] == 8
+
+
+def test_after_the_stream_s_end_a_blank_line_is_let_by_and_an_event_stops_reading() -> None:
+    """Bytes after [DONE] are not the answer's: its end stays at [DONE]. A
+    blank line keeps the connection (read on, to its end); another event
+    stops the reading (wants_body off: the connection is not reused)."""
+    a = answer_for(8)
+    a.body(token() + token() + b"data: [DONE]\n\n", 5)
+    a.body(b"\n", 9)
+    assert a.wants_body and a.last == 5 and len(a.rec.events or ()) == 2
+    a.body(token(), 12)
+    assert not a.wants_body and a.last == 5 and len(a.rec.events or ()) == 2
