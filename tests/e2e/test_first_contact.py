@@ -103,6 +103,7 @@ def test_a_target_ending_in_v1_is_told_to_drop_it(server: StartServer) -> None:
             assert "s3cret" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_target_that_never_finishes_its_answers_does_not_hold_first_contact(
         server: StartServer, tmp_path: Path) -> None:
     """GET / and GET /v1/models answer 200, then a byte every 0.2 s without
@@ -120,6 +121,7 @@ def test_a_target_that_never_finishes_its_answers_does_not_hold_first_contact(
         in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_passing_rate_limit_is_waited_out_and_a_lasting_one_says_so(
         server: StartServer, tmp_path: Path) -> None:
     """A 429 may pass: the probe's next tries wait 1 s, then 2 s. A server

@@ -37,6 +37,7 @@ SPEC = {"name": "full", "seed": 1, "duration": "2s", "interval": "0.5s",
         "slos": ["latency p50 < 10s"]}
 
 
+@pytest.mark.slow
 def test_journal_and_hlog_on_a_full_disk_cut_short_and_the_run_goes_on(tmp_path: Path) -> None:
     (tmp_path / "w.yaml").write_text(yaml.safe_dump(SPEC))
     out = tmp_path / "out"
@@ -59,6 +60,7 @@ def _no_file_writes() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
 
 
+@pytest.mark.slow
 def test_results_that_cannot_be_written_still_give_the_verdict(tmp_path: Path) -> None:
     """No file can be written at all in the run's process (the simulator is
     started here, where it can make its temporary file)."""
@@ -76,6 +78,7 @@ def test_results_that_cannot_be_written_still_give_the_verdict(tmp_path: Path) -
     assert "its journal and hlog were cut short too" in proc.stderr
 
 
+@pytest.mark.slow
 def test_results_unwritable_at_the_end_say_the_journal_can_rebuild_them(tmp_path: Path) -> None:
     """The disk filled after the run's last interval: the journal and hlog
     are whole, and the message says `loadkit report` rebuilds from them."""
