@@ -20,6 +20,7 @@ nothing to test sessions that do not use it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,13 +98,11 @@ def loadkit_result(request: pytest.FixtureRequest,
     if marker is None or not marker.args:
         pytest.fail("loadkit_result needs @pytest.mark.loadkit('workload.yaml', ...)",
                     pytrace=False)
-    unknown = set(marker.kwargs) - set(GATE_OPTIONS)
+    options = [n for n, p in inspect.signature(loadkit_gate).parameters.items()
+               if p.kind is p.KEYWORD_ONLY]
+    unknown = set(marker.kwargs) - set(options)
     if unknown or len(marker.args) != 1:
         pytest.fail(f"@pytest.mark.loadkit takes one workload and the options "
-                    f"{', '.join(GATE_OPTIONS)}"
+                    f"{', '.join(options)}"
                     + (f", not {', '.join(sorted(unknown))}" if unknown else ""), pytrace=False)
     return loadkit_gate(*marker.args, **marker.kwargs)
-
-
-GATE_OPTIONS = ("duration", "slo", "target", "seed", "strict", "inconclusive",
-                "allow_saturated", "out", "quiet_gc")

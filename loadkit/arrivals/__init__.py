@@ -5,6 +5,7 @@ from loadkit.arrivals.schedule import (
                                        Mix,
                                        Slot,
                                        closed_loops,
+                                       phase_arrivals,
                                        phase_starts,
                                        sample_tokens,
                                        schedule,
@@ -12,4 +13,4 @@ from loadkit.arrivals.schedule import (
 from loadkit.workload.traces import TraceError, TraceRow, load_trace
 
 __all__ = ["ClosedLoop", "Mix", "Slot", "TraceError", "TraceRow", "closed_loops",
-           "load_trace", "phase_starts", "sample_tokens", "schedule"]
+           "load_trace", "phase_arrivals", "phase_starts", "sample_tokens", "schedule"]

@@ -139,19 +139,26 @@ def sample_tokens(spec: Tokens, rng: random.Random) -> int:
     return spec.value  # Fixed
 
 
+def phase_arrivals(workload: Workload, tenant: Tenant
+                   ) -> Iterator[tuple[int, Phase, float, ArrivalSpec | None, float]]:
+    """(index, phase, its start s, the tenant's arrival in it, seconds into a
+    trace it starts at) per phase. A trace plays on across the phases that
+    share it (a warm-up sends its first seconds, the next phase what
+    follows): `into` is how far it has played when the phase begins."""
+    began: dict[int, float] = {}
+    for pi, (phase, start) in enumerate(zip(workload.phase_list, phase_starts(workload),
+                                            strict=True)):
+        spec = workload.arrival_for(tenant, phase)
+        into = start - began.setdefault(id(spec), start) if isinstance(spec, Trace) else 0.0
+        yield pi, phase, start, spec, into
+
+
 def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
                   traces: Mapping[str, list[TraceRow]]) -> Iterator[Slot]:
-    starts = phase_starts(workload)
-    # A trace plays on across the phases that share it (a warm-up sends its
-    # first seconds, the next phase what follows), from where it began.
-    began: dict[int, float] = {}
-    for pi, phase in enumerate(workload.phase_list):
-        spec = workload.arrival_for(tenant, phase)
+    for pi, phase, start, spec, into in phase_arrivals(workload, tenant):
         if spec is None or isinstance(spec, Closed):
             continue
         mix = Mix.of(workload, tenant, phase)
-        into = starts[pi] - began.setdefault(id(spec), starts[pi]) \
-            if isinstance(spec, Trace) else 0.0
         for offset, row in _offsets(spec, phase, random.Random(_key(workload, tenant, phase)),
                                     traces, into):
             scenario, prompt, output = mix.pick(row)
@@ -159,7 +166,7 @@ def _tenant_slots(workload: Workload, ti: int, tenant: Tenant,
             script = row.script if row is not None else ()
             turns = 1 + len(script) if script else (
                 sample_tokens(session.turns, mix.rng) if session else 1)
-            yield Slot(starts[pi] + offset, ti, scenario, pi, prompt, output,
+            yield Slot(start + offset, ti, scenario, pi, prompt, output,
                        row.blocks if row is not None else (), turns, script)
 
 

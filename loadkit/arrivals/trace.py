@@ -13,8 +13,7 @@ from loadkit.workload.traces import TraceRow
 def replay(rows: list[TraceRow], spec: Trace, rng: random.Random
            ) -> Iterator[tuple[float, TraceRow]]:
     """(offset in s from the window's start, row), scaled, windowed, thinned."""
-    t0 = rows[0].time + spec.window.start
-    end = rows[0].time + spec.window.end if spec.window.end is not None else float("inf")
+    t0, end = spec.bounds(rows[0].time)
     whole, frac = divmod(spec.rate_scale, 1.0)
     for row in rows:
         if row.time < t0:

@@ -15,7 +15,7 @@ import random
 
 from pydantic import ValidationError
 
-from loadkit.arrivals import phase_starts
+from loadkit.arrivals import phase_arrivals
 from loadkit.arrivals.processes import mean_rate
 from loadkit.arrivals.trace import replay
 from loadkit.capacity.model import RATE, USERS
@@ -54,12 +54,8 @@ def load_of(loaded: LoadedWorkload) -> float:
         return float(sum(s.concurrency for t in w.all_tenants
                          if isinstance(s := w.arrival_for(t, first), Closed)))
     total = 0.0
-    starts = phase_starts(w)
     for t in w.all_tenants:
-        began: dict[int, float] = {}  # a trace plays on across its phases (arrivals.schedule)
-        for p, start in zip(w.phase_list, starts, strict=True):
-            spec = w.arrival_for(t, p)
-            into = start - began.setdefault(id(spec), start)
+        for _i, p, _start, spec, into in phase_arrivals(w, t):
             if p.warmup or spec is None:
                 continue
             if isinstance(spec, Trace):

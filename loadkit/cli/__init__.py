@@ -66,12 +66,4 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
-def entry() -> None:
-    """The console script of installs made before loadkit/launch.py (a script
-    generated then still imports this)."""
-    from loadkit.launch import entry as launch
-
-    launch()
-
-
-__all__ = ["cli", "entry", "main"]
+__all__ = ["cli", "main"]

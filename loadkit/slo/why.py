@@ -135,11 +135,13 @@ def _measured(timeseries: Sequence[Interval], windows: list[tuple[float, float]]
     fell out, and a 2-s window lost half its requests; one that straddles a
     window's edge, a warm-up's off the intervals' grid, stays out), and the
     spans they cover, for the server's scrapes to match."""
+    def within(iv: Interval, a: float, b: float) -> bool:
+        slack = 0.05 * (iv.end_s - iv.start_s)
+        return a - slack <= iv.start_s and iv.end_s <= b + slack
+
     ivs, spans = [], []
     for a, b in windows:
-        inside = [iv for iv in timeseries
-                  if a - (tol := 0.05 * (iv.end_s - iv.start_s)) <= iv.start_s
-                  and iv.end_s <= b + tol]
+        inside = [iv for iv in timeseries if within(iv, a, b)]
         if inside:
             ivs += inside
             spans.append((inside[0].start_s, inside[-1].end_s))

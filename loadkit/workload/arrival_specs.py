@@ -295,6 +295,12 @@ class Trace(_Spec):
     def scaled_time(self, f: float) -> Self:
         return self.model_copy(update={"speedup": self.speedup / f})
 
+    def bounds(self, first: float) -> tuple[float, float]:
+        """The window [start, end) on the trace's own clock, its first
+        request at `first`."""
+        end = first + self.window.end if self.window.end is not None else math.inf
+        return first + self.window.start, end
+
 
 def _poisson_by_default(value: object) -> object:
     """`{rate: 5}` means poisson: the usual model of many independent users."""

@@ -257,11 +257,10 @@ def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
 def _selects_none(rows: list[TraceRow], spec: Trace) -> str | None:
     """Why a trace's window and rate_scale would send nothing (the run then
     measured nothing, inconclusive), or None."""
-    t0 = rows[0].time
-    span = rows[-1].time - t0
-    end = t0 + spec.window.end if spec.window.end is not None else float("inf")
-    inside = sum(1 for r in rows if t0 + spec.window.start <= r.time < end)
+    start, end = spec.bounds(rows[0].time)
+    inside = sum(1 for r in rows if start <= r.time < end)
     if not inside:
+        span = rows[-1].time - rows[0].time
         shown = f"{spec.window.start:g}-" + (f"{spec.window.end:g}" if spec.window.end else "")
         return (f"its window ({shown} s) selects none of its requests (they run from 0 "
                 f"to {span:g} s after the first)")
