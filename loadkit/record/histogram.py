@@ -7,6 +7,7 @@ the counts array through it.
 
 from __future__ import annotations
 
+import math
 import weakref
 import zlib
 from collections.abc import Iterable
@@ -17,8 +18,8 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = ["DamagedHistogram", "HdrHistogram", "add_into", "bucket_counts", "count_above", "decode",
            "encode", "merged",
-           "new_histogram", "percentile_us", "percentiles_us", "record_us", "recorded_us",
-           "summary_ms"]
+           "new_histogram", "percentile_us", "percentiles_us", "rank_at", "record_us",
+           "recorded_us", "summary_ms", "value_at_rank_us"]
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
@@ -70,26 +71,44 @@ def merged(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     return out
 
 
+def rank_at(percentile: float, total: int) -> int:
+    """The 1-based rank of `percentile` of `total` samples: the nearest rank,
+    ceil(p/100 * n), at least 1, as HdrHistogram's Java reference reads it
+    ("round up ... so that the largest value the requested percentile of
+    recorded values is <= is included"). The Python port rounds to nearest
+    instead: p99 of 1,060 samples with 11 at 200 ms read 10 ms there, though
+    1.04% took 200 ms, the share a `p99 < 100ms` SLO forbids. The rounding
+    to 6 places drops floating-point noise (99.0 * 1000 / 100 = 990.0000000001)."""
+    return max(math.ceil(round(min(max(percentile, 0.0), 100.0) * total / 100.0, 6)), 1)
+
+
 def percentiles_us(h: HdrHistogram, percentiles: Iterable[float]) -> dict[float, int]:
-    """hdrh's `get_percentile_to_value_dict`, the same values, from one numpy
-    pass over the counts: hdrh walks the buckets in Python (1.1 ms for one
-    histogram of a second's latencies), on the recorder's thread every
-    interval, where it holds the GIL the event loop is waiting for."""
+    """Each percentile's value (see rank_at), from one numpy pass over the
+    counts: hdrh walks the buckets in Python (1.1 ms for one histogram of a
+    second's latencies), on the recorder's thread every interval, where it
+    holds the GIL the event loop is waiting for. The value is its bucket's
+    highest equivalent (its lowest for the 0th percentile), as hdrh gives it."""
     total = h.get_total_count()
     if not total:
         return dict.fromkeys(percentiles, 0)
     cumulative = np.cumsum(np.ctypeslib.as_array(h.counts)[:h.counts_len])
-    out = {}
-    for p in percentiles:
-        target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
-        index = int(np.searchsorted(cumulative, target))  # the first bucket reaching it
-        if index >= h.counts_len:
-            out[p] = 0
-            continue
-        value = h.get_value_from_index(index)
-        out[p] = h.get_highest_equivalent_value(value) if p else \
-            h.get_lowest_equivalent_value(value)
-    return out
+    return {p: _at(h, cumulative, rank_at(p, total), lowest=not p) for p in percentiles}
+
+
+def value_at_rank_us(h: HdrHistogram, rank: int, lowest: bool = False) -> int:
+    """The `rank`-th smallest sample (1-based): its bucket's highest
+    equivalent value, or its lowest with `lowest`; 0 past the last sample."""
+    cumulative = np.cumsum(np.ctypeslib.as_array(h.counts)[:h.counts_len])
+    return _at(h, cumulative, max(rank, 1), lowest)
+
+
+def _at(h: HdrHistogram, cumulative: np.ndarray, rank: int, lowest: bool) -> int:
+    index = int(np.searchsorted(cumulative, rank))  # the first bucket reaching it
+    if index >= h.counts_len:
+        return 0
+    value = h.get_value_from_index(index)
+    return h.get_lowest_equivalent_value(value) if lowest else \
+        h.get_highest_equivalent_value(value)
 
 
 def count_above(h: HdrHistogram, value_us: int) -> tuple[int, int]:
@@ -107,7 +126,7 @@ def count_above(h: HdrHistogram, value_us: int) -> tuple[int, int]:
 
 
 def percentile_us(h: HdrHistogram, percentile: float) -> int:
-    """hdrh's `get_value_at_percentile`, the same value (see percentiles_us)."""
+    """One percentile's value (see rank_at and percentiles_us)."""
     return percentiles_us(h, (percentile,))[percentile]
 
 

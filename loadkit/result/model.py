@@ -322,6 +322,10 @@ class RunResult(Part):
     phases: list[PhaseInfo]
     aborted: Aborted | None = None
     decided: DecidedEarly | None = None
+    # Seconds since the start when a run stopped before its schedule's end
+    # (an abort, the verdict decided, Ctrl-C, fail-fast, a lost worker, a
+    # rebuild's last interval); None: it ran its length.
+    ended_s: float | None = None
     verdict: Verdict
     trusted: bool
     untrusted_reasons: list[str]
@@ -360,11 +364,13 @@ class RunResult(Part):
     @property
     def measured_s(self) -> float:
         """Seconds measured (warm-up excluded): the measured phases, cut where a
-        run that ended early (an abort, the verdict decided) stopped, or where
-        the journal of a rebuilt one (killed, or still going) ends: the time
-        its throughput is over."""
+        run that ended early (an abort, the verdict decided, Ctrl-C) stopped,
+        or where the journal of a rebuilt one (killed, or still going) ends:
+        the time its throughput is over."""
         end = float("inf")
-        if self.incomplete is not None:
+        if self.ended_s is not None:
+            end = self.ended_s
+        elif self.incomplete is not None:  # written before ended_s was
             end = self.incomplete.recorded_s
         elif (self.aborted or self.decided) and self.timeseries:
             end = self.timeseries[-1].end_s

@@ -31,7 +31,7 @@ from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.reclaim import explain_missing, reclaim, slo_figures
 from loadkit.slo.recovery import phase_rates
-from loadkit.slo.scopes import Phases
+from loadkit.slo.scopes import Phases, as_ran
 from loadkit.slo.why import explain
 from loadkit.telemetry.derive import slo_values
 from loadkit.workload.slo_spec import Objective
@@ -67,13 +67,14 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
     cut short ended (it is judged over the time it ran); `stop_reason` and
     `incomplete` make the result untrusted."""
     phases = facts.phases
-    measured = Measured(recorder, Phases(phases, ended_s))
+    ran = as_ran(phases, ended_s)  # judged over the time it ran
+    measured = Measured(recorder, Phases(ran))
     declared = {(t, p): rate for t, p, rate in facts.declared_rates}
     isolation = measured.tenant_isolation(scheduled, declared)
     # Trends of gauges and recovery times are judged on the whole run's series.
-    after_run = judge_after_run(objectives, measured.timeseries(), phases, telemetry,
+    after_run = judge_after_run(objectives, measured.timeseries(), ran, telemetry,
                                 phase_rates(declared, scheduled,
-                                            {p.name: p.duration_s for p in phases}),
+                                            {p.name: p.duration_s for p in ran}),
                                 facts.interval_s)
     judged = judge.results() if judge is not None else {}
     left = reclaim(telemetry, sum(recorder.output_tokens.values())
@@ -110,7 +111,8 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
         run_id=facts.run_id, loadkit_version=facts.loadkit_version, host=facts.host,
         git_commit=facts.git_commit, started_at=facts.started_at, finished_at=finished_at,
         target=facts.target, closed_loop=facts.closed_loop, workload=facts.workload,
-        phases=phases, aborted=aborted, decided=decided, verdict=verdict,
+        phases=phases, aborted=aborted, decided=decided,
+        ended_s=None if ended_s is None else round(ended_s, 3), verdict=verdict,
         trusted=not untrusted, untrusted_reasons=untrusted, slos=slos,
         counts=counts,
         throughput=measured.throughput(), errors=measured.errors(), tokens=tokens,

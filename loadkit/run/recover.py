@@ -83,6 +83,9 @@ class Rebuild:
         self._hlog = LineTail(run_dir / HLOG_NAME)
         self.header: dict[str, Any] | None = None
         self.recorder = Recorder(start_ns=0)
+        # The matching of departures with the server's aborts is not journaled.
+        self.recorder.reclaim.unmeasured = ("not rebuilt: the journal does not keep the "
+                                            "matching with the server's aborts")
         self.scheduled: Counter = Counter()  # (phase, tenant)
         self.ended: dict[str, Any] | None = None  # the journal's end line
         self.notes: list[Note] = []
@@ -311,8 +314,9 @@ class Rebuild:
             raise InputError(f"{self.dir / JOURNAL_NAME} has no header line")
         recorder, phases = self.recorder, self.phases
         recorded_s = recorder.intervals[-1].end_s if recorder.intervals else 0.0
+        # Clients that left were settled too: they are no one's unfinished.
         settled = sum(recorder.completed.values()) + sum(recorder.errors.values()) \
-            + sum(recorder.dropped.values())
+            + sum(recorder.dropped.values()) + sum(recorder.abandoned.values())
         finished = dt.datetime.fromtimestamp(self.last_wall, dt.UTC) if self.last_wall \
             else dt.datetime.now(dt.UTC)
         result = assemble(

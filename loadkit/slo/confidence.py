@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from statistics import NormalDist
 
-from loadkit.record.histogram import HdrHistogram, percentile_us
+from loadkit.record.histogram import HdrHistogram, value_at_rank_us
 
 EXACT_BELOW = 50.0  # n·q·(1−q) under this: exact binomial sums
 
@@ -192,7 +192,4 @@ def percentile_interval(h: HdrHistogram, q: float, failed: int = 0, level: float
 
 
 def _at_rank(h: HdrHistogram, rank: int, lowest: bool) -> float:
-    value = percentile_us(h, 100.0 * rank / h.get_total_count())
-    if lowest:
-        value = h.get_lowest_equivalent_value(value)
-    return value / 1000.0
+    return value_at_rank_us(h, rank, lowest) / 1000.0

@@ -21,7 +21,8 @@ from loadkit.record.histogram import (
     count_above,
     mean_us,
     merged,
-    percentile_us,
+    rank_at,
+    value_at_rank_us,
 )
 from loadkit.result.model import Isolation, Scope, SLOResult, Verdict
 from loadkit.slo.confidence import (
@@ -122,15 +123,27 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
                 and failed > (1.0 - o.quantile) * attempts:
             reason = (f"{failed} of {attempts} requests failed or were dropped: more than "
                       f"the {100 * (1 - o.quantile):.3g}% tail, so {o.stat} is a failure")
-            return _result(o, None, attempts, FAIL if o.op.startswith("<") else PASS, reason)
+            verdict = FAIL if o.op.startswith("<") else PASS
+            if holds is False:  # the exact test decided it
+                return _result(o, None, attempts, verdict, reason)
+            # More failures than the tail allows, but not so many that the
+            # data decide it (19 of 1,179 is 1.6%, its interval [0.67%, 3.2%]):
+            # the point estimate's verdict, marginal as any other.
+            low: float | None = percentile_interval(h, o.quantile, failed, level, n_eff)[0]
+            low = None if low is None or math.isinf(low) else low
+            if strict:
+                return _result(o, None, attempts, INCONCLUSIVE, reason + "; the data do not "
+                               "decide it (--strict)", (low, None))
+            return _result(o, None, attempts, verdict, reason, (low, None), marginal=True)
         elif o.stat == "max" and failed:
             return _result(o, None, attempts, FAIL if o.op.startswith("<") else PASS,
                            f"{failed} requests failed or were dropped")
         elif samples == 0:
             reason = "no samples"
         elif o.quantile is not None:
-            q = o.quantile * attempts / samples  # failures sit above every answer
-            observed = percentile_us(h, min(q, 1.0) * 100.0) / 1000.0
+            # The nearest rank among all attempts: failures sit above every answer.
+            rank = min(rank_at(o.quantile * 100.0, attempts), samples)
+            observed = value_at_rank_us(h, rank) / 1000.0
             interval = percentile_interval(h, o.quantile, failed, level, n_eff)
         elif o.stat == "mean":
             observed = mean_us(h) / 1000.0

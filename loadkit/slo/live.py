@@ -258,9 +258,13 @@ class LiveJudge:
             r, at_s = self.breach
             reason = (f"aborted the run at {at_s:.1f}s: a clear breach (the 99.9% interval "
                       f"excludes the threshold)")
-            prior = out.get(r.name)
+            # The row shows its 95% interval, as every other row does: the
+            # breach was judged at the abort's 99.9%.
+            prior = out.get(r.name) or next(
+                (t.judge(self.strict) for t in self.tracked if t.objective.name == r.name), None)
             out[r.name] = (prior or r).model_copy(update={
                 "verdict": Verdict.FAIL,
+                "marginal": False,
                 "reason": f"{reason}; {(prior or r).reason}".rstrip("; ")})
         return out
 

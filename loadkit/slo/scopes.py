@@ -11,15 +11,22 @@ from collections.abc import Iterator
 from loadkit.result.model import ALL, PhaseInfo, Scope
 
 
+def as_ran(phases: list[PhaseInfo], ended_s: float | None) -> list[PhaseInfo]:
+    """The phases as a run that stopped at `ended_s` ran them: each cut there
+    (one that never began lasts 0 s); None: as planned."""
+    if ended_s is None:
+        return phases
+    return [p.model_copy(update={"duration_s": max(0.0, min(p.duration_s, ended_s - p.start_s))})
+            for p in phases]
+
+
 class Phases:
     """Which phases are measured, and how long each one is."""
 
     def __init__(self, phases: list[PhaseInfo], ended_s: float | None = None):
         """`ended_s`: when the run actually ended, if it was cut short."""
         self.start = {p.name: p.start_s for p in phases}
-        self.duration = {p.name: p.duration_s if ended_s is None else
-                         max(0.0, min(p.duration_s, ended_s - p.start_s))
-                         for p in phases}
+        self.duration = {p.name: p.duration_s for p in as_ran(phases, ended_s)}
         self.measured = [p.name for p in phases if not p.warmup]
         self.measured_s = sum(self.duration[p] for p in self.measured)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from loadkit.outputs.format import seconds
 from support.run import ROOT, cli
 
 FAST_CHAT: dict[str, Any] = {
@@ -343,6 +344,12 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path: Path) -> None:
     assert c["completed"] + c["errors"] + c["dropped"] + c["unfinished"] == sent, c
     assert abs(sent - 50 * ended_s) <= 4 * math.sqrt(50 * ended_s) + 1, (sent, ended_s)
     assert c["completed"] > 0 and c["errors"] == 0  # the simulator outlived the interrupt
+    # Its rates and the reports' "measured" are over the time it ran, not the 60 s planned.
+    assert result["ended_s"] == pytest.approx(ended_s, abs=0.001)
+    assert result["throughput"]["requests_per_s"] == pytest.approx(c["completed"] / ended_s,
+                                                                    rel=0.1)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert f"{seconds(ended_s)} measured (of 60 s planned)" in summary, summary[:400]
 
 
 @pytest.mark.slow

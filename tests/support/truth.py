@@ -1,18 +1,19 @@
 """Reading the test servers' own truth: their logs over HTTP, and percentiles
-computed exactly as hdrh defines them, to compare loadkit's with."""
+computed exactly as loadkit defines them (nearest rank), to compare loadkit's with."""
 
 from __future__ import annotations
 
 import json
+import math
 import urllib.request
 from typing import Any
 
 
 def exact_percentile(values: list[float], q: float) -> float:
-    """The percentile as hdrh defines it: the value at rank round(q * n),
-    at least 1 (nearest rank, but rounded where that would take the ceiling)."""
+    """The percentile as loadkit and HdrHistogram's Java reference define it:
+    the value at the nearest rank, ceil(q * n), at least 1."""
     ordered = sorted(values)
-    return ordered[max(1, int(q * len(ordered) + 0.5)) - 1]
+    return ordered[max(1, math.ceil(round(q * len(ordered), 6))) - 1]
 
 
 def fetch(url: str, method: str = "GET") -> Any:  # the server's JSON, as it sent it

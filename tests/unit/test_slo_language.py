@@ -14,6 +14,7 @@ from loadkit.record.histogram import new_histogram, record_us
 from loadkit.record.recorder import Interval
 from loadkit.result.model import PhaseInfo, SLOResult
 from loadkit.slo.confidence import samples_to_decide
+from loadkit.slo.evaluate import evaluate
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.scopes import Phases
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
@@ -219,7 +220,14 @@ def test_abort_fires_on_a_clear_breach_after_the_delay() -> None:
     judge = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda r, at: fired.append(at))
     feed(judge, 120, 100, 0, 5)  # slow from the start: p99 breached at once
     assert fired and fired[0] == pytest.approx(30, abs=1.1)  # not before `after`
-    assert judge.results()[o.name].verdict == "fail"
+    row = judge.results()[o.name]
+    assert row.verdict == "fail" and "aborted the run at" in row.reason
+    # The row's interval is the 95% one over all measured, as every row's;
+    # the breach was judged at 99.9% on the first 30 s.
+    (t,) = judge.tracked
+    at_95 = evaluate(o, [t.hist], t.totals(), n_eff=t.n_eff())
+    assert (row.ci_low, row.ci_high) == (at_95.ci_low, at_95.ci_high)
+    assert judge.breach is not None and judge.breach[0].ci_low != row.ci_low
     quiet = LiveJudge([o], Phases(PHASES), strict=False, on_breach=lambda r, at: fired.append(at))
     feed(quiet, 120, 100, 0, 0)
     assert len(fired) == 1 and quiet.breach is None

@@ -28,7 +28,7 @@ from loadkit.slo.after_run import judge_after_run
 from loadkit.slo.evaluate import Counts, evaluate
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.recovery import phase_rates, recovery_result
-from loadkit.slo.scopes import Phases
+from loadkit.slo.scopes import Phases, as_ran
 from loadkit.slo.trend import (
     MAX_FIT_POINTS,
     MIN_WINDOWS,
@@ -412,6 +412,20 @@ def test_recovery_after_an_outage_is_timed_from_its_last_failing_interval() -> N
     assert d.baseline_intervals == 20 and d.baseline_ms == pytest.approx(100, rel=0.05)
     assert r.verdict == "pass" and r.observed == 4000.0
     assert recovery("recovery_time < 3s", series(p99, down=set(range(20, 25)))).verdict == "fail"
+
+
+def test_recovery_in_a_run_stopped_early_is_judged_to_where_it_stopped() -> None:
+    """An outage 5-7 s in a 60-s run an abort stopped at 9 s, slow since: not
+    back by 9 s, so `< 30s` cannot be judged (at least 2 s), and `< 1s`
+    fails; the planned end would read "at least 53 s", a fail."""
+    p99: list[float | None] = noisy(9)
+    p99[5:9] = [None, None, 5000.0, 5000.0]
+    ts = series(p99, down={5, 6})
+    ran = as_ran(ONE_PHASE, 9.0)
+    loose, tight = recovery("recovery_time < 30s", ts, ran), recovery("recovery_time < 1s", ts, ran)
+    assert loose.verdict == "inconclusive", loose.reason
+    assert tight.verdict == "fail" and "at least 2" in tight.reason, tight.reason
+    assert recovery("recovery_time < 30s", ts).verdict == "fail"  # as planned: 60 s
 
 
 def test_recovery_after_a_spike_phase() -> None:

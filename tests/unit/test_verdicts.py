@@ -146,6 +146,37 @@ def test_failures_count_as_slower_than_any_threshold() -> None:
     assert evaluate(parse_objective("itl p90 < 100ms"), [fast], Counts(830, 170, 0, 10)).verdict == "pass"
 
 
+def test_failures_just_past_the_tail_are_a_marginal_fail_not_a_clear_one() -> None:
+    """16 failures in 1,179 attempts is 1.4%, but the chance of 16 or more at
+    the 1% a p99 allows is 13%: the point estimate fails, marked marginal
+    (inconclusive with --strict). 19 of 1,179 the exact test decides at 95%,
+    not at the 99.9% an abort asks for (its interval [0.67%, 3.2%] holds
+    1%): no abort on that."""
+    o = parse_objective("latency p99 < 2s")
+    r = evaluate(o, [hist([100] * 1163)], Counts(1163, 16, 0, 12))
+    assert (r.verdict, r.marginal, r.samples) == ("fail", True, 1179) and "16 of 1179" in r.reason
+    strict = evaluate(o, [hist([100] * 1163)], Counts(1163, 16, 0, 12), strict=True)
+    assert strict.verdict == "inconclusive" and "(--strict)" in strict.reason
+    fast, c = hist([100] * 1160), Counts(1160, 19, 0, 12)
+    assert (evaluate(o, [fast], c).verdict, evaluate(o, [fast], c).marginal) == ("fail", False)
+    at_abort = evaluate(o, [fast], c, level=0.999)
+    assert (at_abort.verdict, at_abort.marginal) == ("fail", True)
+    # the same count as an error_rate: the same exact test, the same doubt
+    share = evaluate(parse_objective("error_rate < 1%"), [], c, level=0.999)
+    assert share.verdict == "fail" and share.marginal
+
+
+def test_an_undecided_p99_takes_the_share_the_slo_language_forbids() -> None:
+    """`p99 < T`: fewer than 1% take T or more. 11 of 1,060 (1.04%) at 200 ms:
+    p99 is 200 ms, a (marginal) fail; 11 of 1,100 (1.0%) pass it."""
+    o = parse_objective("latency p99 < 100ms")
+    over = evaluate(o, [hist([10] * 1049 + [200] * 11)], Counts(1060, 0, 0, 10))
+    assert (over.verdict, over.marginal) == ("fail", True)
+    assert over.observed == pytest.approx(200, rel=0.001)
+    under = evaluate(o, [hist([10] * 1089 + [200] * 11)], Counts(1100, 0, 0, 10))
+    assert (under.verdict, under.marginal) == ("pass", True)
+
+
 def test_exit_codes() -> None:
     base = {**synthetic_day(intervals=10), "trusted": True, "verdict": "pass"}
 
