@@ -17,6 +17,7 @@ recorded with an :class:`ErrorKind`, because a load test measures them.
 from __future__ import annotations
 
 import enum
+import re
 
 
 class ExitCode(enum.IntEnum):
@@ -112,3 +113,13 @@ class AnswerTooLarge(LoadkitError):
         size = f"{declared:,} bytes" if declared is not None else f"more than {limit >> 20} MiB"
         super().__init__(f"answered {size}; loadkit reads at most {limit >> 20} MiB of it, "
                          "and read no further")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """A server's words as they may be shown: each control character (an
+    escape sequence that would drive a terminal, a NUL that no XML file may
+    hold) written as `\\xNN`; tab and newline stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -21,7 +21,7 @@ from loadkit.cli.plan import plan_command
 from loadkit.cli.report import report_command
 from loadkit.cli.run import run_command
 from loadkit.cli.sim import sim_command
-from loadkit.errors import ExitCode, LoadkitError
+from loadkit.errors import ExitCode, LoadkitError, printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return ExitCode.BAD_INPUT
     except LoadkitError as exc:
-        click.echo(f"loadkit: error: {exc}", err=True)
+        click.echo(f"loadkit: error: {printable(str(exc))}", err=True)  # may quote a server
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0)

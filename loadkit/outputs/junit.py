@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from loadkit.errors import printable
 from loadkit.outputs.format import error_line, slo_line
 from loadkit.outputs.why import why_line
 from loadkit.result.model import RunResult, Verdict
@@ -11,15 +12,25 @@ from loadkit.result.model import RunResult, Verdict
 
 def render_junit(result: RunResult) -> str:
     slos = result.slos
+    own = result.own_verdict_reason is not None
     suite = ET.Element("testsuite", name=f"loadkit.{result.workload.name}",
-                       tests=str(len(slos) + 1),
-                       failures=str(sum(s.verdict == Verdict.FAIL for s in slos)),
-                       skipped=str(sum(s.verdict == Verdict.INCONCLUSIVE for s in slos)),
+                       tests=str(len(slos) + 1 + own),
+                       failures=str(sum(s.verdict == Verdict.FAIL for s in slos)
+                                    + (own and result.verdict == Verdict.FAIL)),
+                       skipped=str(sum(s.verdict == Verdict.INCONCLUSIVE for s in slos)
+                                   + (own and result.verdict == Verdict.INCONCLUSIVE)),
                        errors=str(0 if result.trusted else 1),
                        timestamp=result.started_at)
     trust = ET.SubElement(suite, "testcase", classname="loadkit.run", name="run is trustworthy")
     if not result.trusted:
-        ET.SubElement(trust, "error", message="; ".join(result.untrusted_reasons))
+        ET.SubElement(trust, "error", message=printable("; ".join(result.untrusted_reasons)))
+    # A verdict worse than its SLOs' (nothing answered, a warm cache) is a case of its own.
+    if (reason := result.own_verdict_reason) is not None:
+        case = ET.SubElement(suite, "testcase", classname="loadkit.run", name="verdict")
+        if result.verdict == Verdict.FAIL:
+            ET.SubElement(case, "failure", message=reason, type="RunVerdict")
+        else:
+            ET.SubElement(case, "skipped", message=f"inconclusive: {reason}")
     cause = why_line(result.why)
     for s in slos:
         case = ET.SubElement(suite, "testcase", classname=f"loadkit.slo.{s.scope}",
@@ -27,7 +38,8 @@ def render_junit(result: RunResult) -> str:
         if s.verdict == Verdict.FAIL:
             why = f"; errors: {error_line(result.errors)}" if s.metric == "error_rate" \
                 and result.counts.errors else f"; why: {cause}" if cause else ""
-            ET.SubElement(case, "failure", message=slo_line(s) + why, type="SLOViolation")
+            ET.SubElement(case, "failure", message=printable(slo_line(s) + why),
+                          type="SLOViolation")
         elif s.verdict == Verdict.INCONCLUSIVE:
             ET.SubElement(case, "skipped", message=f"inconclusive: {slo_line(s)}")
     return junit_document(suite)

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loadkit.errors import ErrorKind
+from loadkit.errors import ErrorKind, printable
 from loadkit.record.cache_model import ExpectedCache
 from loadkit.record.events import RunEvents
 from loadkit.record.histogram import (
@@ -183,7 +183,7 @@ class Recorder:
                 self._interval_keyed[("errors", r.phase, r.scenario, r.tenant)] += 1
             examples = self.error_examples[r.error.value]
             if len(examples) < MAX_EXAMPLES:
-                examples.append(r.message[:500])
+                examples.append(printable(r.message[:500]))  # shown everywhere
             return
         if r.abandoned:  # neither completed nor failed: its client left
             scope = (r.phase, r.scenario, r.tenant)

@@ -378,6 +378,18 @@ class RunResult(Part):
                    for p in self.phases if not p.warmup)
 
     @property
+    def own_verdict_reason(self) -> str | None:
+        """Why the run's verdict is worse than its SLOs' together (nothing
+        answered, a warm prefix cache); None when it is theirs."""
+        if self.verdict == Verdict.overall([s.verdict for s in self.slos]):
+            return None
+        if self.counts.none_answered:
+            return NOTHING_JUDGED
+        if self.cache is not None and self.cache.state == "warm":
+            return f"prefix cache warm: {self.cache.reason}"
+        return None
+
+    @property
     def cut_short(self) -> bool:
         """Measured less than planned; phases rescaled by `--duration` may sum
         a float's last digit over it, which is not a cut."""

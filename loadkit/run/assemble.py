@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from loadkit.errors import printable
 from loadkit.record.intervals import bounded
 from loadkit.record.recorder import Recorder
 from loadkit.result.model import (
@@ -87,7 +88,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
                         {**judged, **after_run}, judge.n_eff() if judge is not None else None)
     slos = explain_missing(slos, left)
     generator_health = health(generator, measured.lateness_p99_ms(), facts.lateness_bound_ms)
-    untrusted = [reason for reason in (
+    untrusted = [printable(reason) for reason in (  # fail-fast's may quote a server
         incomplete.reason if incomplete else None, stop_reason,
         None if facts.allow_saturated else saturation_reason(generator_health)) if reason]
     aborted = None

@@ -58,6 +58,7 @@ from loadkit.urls import without_credentials
 from loadkit.workload.kserve_spec import KServeScenario
 from loadkit.workload.loader import LoadedWorkload
 from loadkit.workload.models import Workload
+from loadkit.workload.public import public_spec
 from loadkit.workload.scenarios import HttpScenario
 
 if TYPE_CHECKING:
@@ -379,9 +380,7 @@ def _workload_info(loaded: LoadedWorkload) -> WorkloadInfo:
         name=w.name, path=loaded.path, sha256=loaded.sha256, seed=w.seed,
         duration_s=w.measured_s, warmup_s=sum(p.duration for p in w.phase_list if p.warmup),
         interval_s=w.interval,
-        # Header values stay as written (`${VAR}`): secrets never land here.
-        spec={**w.model_dump(mode="json", by_alias=True),
-              "target": without_credentials(w.target) if w.target else None})
+        spec=public_spec(w.model_dump(mode="json", by_alias=True)))
 
 
 def _git_commit(folder: Path) -> str | None:

@@ -260,17 +260,26 @@ def test_a_capacity_budget_that_cannot_hold_the_first_probe_exits_2(tmp_path: Pa
 
 @pytest.mark.slow
 def test_secrets_never_reach_outputs(tmp_path: Path) -> None:
-    secret = "sk-test-5ecret-value-0123456789"
+    """Neither a secret from the environment nor one written in the file
+    (a literal key header, a tenant's literal api_key) reaches any output."""
+    secret, literal = "sk-test-5ecret-value-0123456789", "sk-LITERAL-in-the-file-42"
     spec = dict(FAST_CHAT)
     spec["scenarios"] = [dict(FAST_CHAT["scenarios"][0],
-                              headers={"Authorization": "Bearer ${LOADKIT_TEST_KEY}"})]
+                              headers={"Authorization": "Bearer ${LOADKIT_TEST_KEY}",
+                                       "X-Api-Key": literal, "X-Team": "search"})]
+    spec["tenants"] = [{"name": "acme", "api_key": literal + "-tenant",
+                        "arrival": spec.pop("arrival")}]
     out = tmp_path / "out"
     env = {**os.environ, "LOADKIT_TEST_KEY": secret}
     proc = cli("run", write(tmp_path, spec), "--out", str(out), ANY_HOST, env=env)
     assert proc.returncode == 0, proc.stderr
     for f in out.iterdir():
-        assert secret not in f.read_text(), f.name
-    assert "${LOADKIT_TEST_KEY}" in (out / "run.json").read_text()
+        assert secret not in f.read_text(errors="replace"), f.name
+        assert literal not in f.read_text(errors="replace"), f.name
+    shown = json.loads((out / "run.json").read_text())["workload"]["spec"]
+    assert shown["scenarios"][0]["headers"] == {"Authorization": "Bearer ${LOADKIT_TEST_KEY}",
+                                                "X-Api-Key": "***", "X-Team": "search"}
+    assert shown["tenants"][0]["api_key"] == "***"
     assert secret not in proc.stdout + proc.stderr
     # and a missing variable is bad input, named
     env.pop("LOADKIT_TEST_KEY")

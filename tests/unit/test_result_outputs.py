@@ -22,7 +22,7 @@ from loadkit.workload.slo_spec import parse_objective
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)"> | pipe'
 
 
-def sample_result() -> RunResult:
+def sample_result(server_said: str = HOSTILE) -> RunResult:
     """50 answers in 20-26 ms and one HTTP 500 echoing HOSTILE, over 2 s, as
     execute.py assembles a run: three SLOs, one of each verdict."""
     rec = Recorder(start_ns=0)
@@ -31,7 +31,7 @@ def sample_result() -> RunResult:
         rec.record(RequestRecord("t", "chat", "measure", intended=i * ms, sent=i * ms,
                                  end=(i + 20 + i % 7) * ms))
     rec.record(RequestRecord("t", "chat", "measure", intended=0, sent=0, end=ms,
-                             error=ErrorKind.HTTP_5XX, message=f"HTTP 500: {HOSTILE}"))
+                             error=ErrorKind.HTTP_5XX, message=f"HTTP 500: {server_said}"))
     rec.rotate(2000 * ms)
     phases = [PhaseInfo(name="measure", start_s=0.0, duration_s=2.0, warmup=False)]
     measured = Measured(rec, Phases(phases))
@@ -68,6 +68,33 @@ def test_result_verdict_and_junit() -> None:
     message = failure.get("message")
     assert message is not None
     assert "observed" in message and "threshold < 1 ms" in message
+
+
+def test_control_characters_a_server_sent_are_shown_not_played() -> None:
+    """An escape sequence and a NUL in an error body: junit.xml stays valid
+    XML, and no output carries them raw (a terminal would obey them)."""
+    r = sample_result("\x1b[31mred\x00 \x9b2J")
+    (example,) = r.errors.examples["http_5xx"]
+    assert example == "HTTP 500: \\x1b[31mred\\x00 \\x9b2J"
+    suite = ET.fromstring(render_junit(r)).find("testsuite")  # raises on a NUL
+    assert suite is not None
+    for text in (render_junit(r), render_markdown(r), render_html(r)):
+        assert not any(c in text for c in "\x1b\x00\x9b")
+
+
+def test_a_verdict_worse_than_its_slos_is_a_junit_case_of_its_own() -> None:
+    """Every request failed and no SLO was declared: the run is inconclusive
+    (exit 1), and junit.xml says so instead of an all-green suite."""
+    r = sample_result()
+    r = r.model_copy(update={"slos": [], "verdict": Verdict.INCONCLUSIVE,
+                             "counts": r.counts.model_copy(update={"completed": 0})})
+    suite = ET.fromstring(render_junit(r)).find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("skipped")) == ("2", "1")
+    (case,) = [c for c in suite.findall("testcase") if c.get("name") == "verdict"]
+    skipped = case.find("skipped")
+    assert skipped is not None and "no request completed" in (skipped.get("message") or "")
+    # A verdict its SLOs explain has no such case.
+    assert "name=\"verdict\"" not in render_junit(sample_result())
 
 
 def test_markdown_and_html_escape_what_the_server_sent() -> None:
