@@ -87,7 +87,7 @@ class Member:
     parts: deque = field(default_factory=deque)
     sent: int = 0  # requests (a session's turns each)
     slots: int = 0  # schedule slots (a session is one)
-    reported: int = 0  # completed + errors + dropped, from its parts
+    reported: int = 0  # completed + errors + dropped + abandoned, from its parts
     seen: Counter = field(default_factory=Counter)  # (phase, tenant) scheduled, from its parts
     in_flight: int = 0
     unfinished: int = 0  # sent, never reported finished, when it was lost
@@ -311,9 +311,9 @@ class Fleet:
                 m.seen.update(grown)
                 self.scheduled.update(grown)  # live, for the journal
                 m.sent, m.slots, m.in_flight = p["sent"], p["slots"], p["in_flight"]
-                m.reported += sum(n for *_, n in p["counters"]["completed"]) + sum(
-                    n for *_, n in p["counters"]["errors"]) + sum(
-                    n for *_, n in p["counters"]["dropped"])
+                # Settled: answered, failed, dropped, or left by their client.
+                m.reported += sum(n for name in ("completed", "errors", "dropped", "abandoned")
+                                  for *_, n in p["counters"][name])
                 for metric, *_, encoded in p["histograms"]:
                     if metric == "lateness":
                         m.lateness.decode_and_add(encoded)

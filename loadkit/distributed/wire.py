@@ -34,7 +34,8 @@ __all__ = ["PartWriter", "absorb", "clock_offset", "job", "loaded_from", "owners
 COUNTERS = ("errors", "dropped", "completed", "output_tokens", "good", "token_sources",
             "itl_sources", "prompt_tokens", "cached_tokens", "sessions", "prompt_asked",
             "prompt_matched", "finish_reasons", "stream_notes", "expected_cached", "abandoned",
-            "tokens_read", "tokens_received", "retried", "sent_bytes", "served")
+            "tokens_read", "tokens_received", "retried", "sent_bytes", "served",
+            "reasoning_tokens", "service_ns")
 
 
 def owners(slots: Iterable[Slot], n: int) -> Iterator[tuple[int, Slot]]:

@@ -41,7 +41,8 @@ RETRY = ":retry"  # a request sent again by a client that had left: "<name>:retr
 # A recorder counter -> the interval count record() keeps of it.
 INTERVAL_COUNT = {"completed": "completed", "errors": "errors", "output_tokens": "tokens",
                   "prompt_tokens": "prompt", "cached_tokens": "cached",
-                  "prompt_asked": "asked", "prompt_matched": "matched"}
+                  "prompt_asked": "asked", "prompt_matched": "matched",
+                  "abandoned": "abandoned", "service_ns": "service_ns"}
 
 
 @dataclass(slots=True)
@@ -124,6 +125,9 @@ class Recorder:
     cache_model: ExpectedCache = field(default_factory=ExpectedCache)
     # Output tokens spent reasoning (reasoning models), by (phase, scenario, tenant).
     reasoning_tokens: Counter = field(default_factory=Counter)
+    # Service time of completed requests in ns, by (phase, scenario, tenant): a
+    # worker's part carries it, for the interval's exact mean.
+    service_ns: Counter = field(default_factory=Counter)
     # Sessions by (started | completed | failed, phase, scenario, tenant).
     sessions: Counter = field(default_factory=Counter)
     # Completed requests by (finish_reason, phase, scenario, tenant), and
@@ -234,6 +238,7 @@ class Recorder:
             self._value("tool_call_time", r, tool)
         scope = (r.phase, r.scenario, r.tenant)
         self.completed[scope] += 1
+        self.service_ns[scope] += service
         self._interval_counts["completed"] += 1
         self.token_sources[r.token_source] += 1
         if r.finish_reason is not None:

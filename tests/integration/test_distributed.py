@@ -118,9 +118,13 @@ def relay_workers(master_pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("allow", [False, True], ids=["untrusted", "allowed"])
 def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path: Path, allow: bool) -> None:
+    """Every slot is accounted for once: a lost worker's clients that left
+    before it died are abandoned, not also unfinished (`allowed` has them)."""
     out = tmp_path / "out"
+    spec = STEADY if not allow else {**STEADY, "scenarios": [
+        {**STEADY["scenarios"][0], "abandon": {"share": 0.3, "read_tokens": 2}}]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadkit", "run", write(tmp_path, STEADY), "--workers", "3",
+        [sys.executable, "-m", "loadkit", "run", write(tmp_path, spec), "--workers", "3",
          "--out", str(out), "--inconclusive", "pass", "--allow-saturated",
          *(["--allow-worker-loss"] if allow else [])],
         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -141,8 +145,10 @@ def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path: Path, allow
     assert lost[0]["lost"] > 0 and dist["lost"] == lost[0]["lost"]
     # Every slot of the schedule is accounted for, the lost ones included.
     assert sum(c["scheduled"].values()) == 12 * 60
-    assert c["completed"] + c["errors"] + c["dropped"] + c["unfinished"] + dist["lost"] \
-        == 12 * 60, (c, dist)
+    left = sum(c["abandoned"].values())
+    assert left > 0 if allow else left == 0
+    assert c["completed"] + c["errors"] + c["dropped"] + c["unfinished"] + left \
+        + dist["lost"] == 12 * 60, (c, dist)
     assert c["errors"] == lost[0]["unfinished"] == result["errors"]["by_kind"].get(
         "unfinished", 0), result["errors"]
     name = lost[0]["worker"]

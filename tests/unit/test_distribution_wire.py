@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from loadkit.arrivals import schedule
-from loadkit.distributed.wire import PartWriter, absorb, clock_offset, job, loaded_from, shard
+from loadkit.distributed.wire import (
+    COUNTERS,
+    PartWriter,
+    absorb,
+    clock_offset,
+    job,
+    loaded_from,
+    shard,
+)
 from loadkit.errors import ErrorKind
 from loadkit.record.recorder import Recorder, RequestRecord
 from loadkit.workload.loader import load_workload
@@ -63,8 +71,11 @@ def records(seed: int, n: int) -> list[RequestRecord]:
         r.first = r.sent + rng.randint(10**6, 5 * 10**7)
         r.events = [r.first + k * rng.randint(10**6, 10**7) for k in range(5)]
         r.end, r.output_tokens, r.token_source = r.events[-1], 5, "usage"
+        r.reasoning_tokens = rng.choice([None, 3])
         if rng.random() < 0.05:
             r.error, r.message = ErrorKind.HTTP_5XX, f"HTTP 500 #{i}"
+        elif rng.random() < 0.05:
+            r.abandoned = "read_tokens"  # its client left
         out.append(r)
     return out
 
@@ -89,17 +100,20 @@ def test_merged_parts_equal_one_recorder_that_saw_everything() -> None:
             w.rotate((step + 1) * 10**9)
             absorb(master, writer.part(step, step + 1, histograms))
         merged_iv, one_iv = master.rotate((step + 1) * 10**9), one.rotate((step + 1) * 10**9)
-        assert (merged_iv.completed, merged_iv.errors, merged_iv.output_tokens,
-                merged_iv.latency_p99_ms) == (one_iv.completed, one_iv.errors,
-                                              one_iv.output_tokens, one_iv.latency_p99_ms)
+        # Every figure of the interval: its exact mean service time and its
+        # abandoned count too (they were 0 in a merged run once).
+        assert merged_iv.abandoned and merged_iv.service_mean_ms
+        assert merged_iv == one_iv
     assert master.cumulative.keys() == one.cumulative.keys()
     for key, h in one.cumulative.items():
         m = master.cumulative[key]
         assert m.get_total_count() == h.get_total_count(), key
         for q in (50.0, 99.0, 99.9, 100.0):
             assert m.get_value_at_percentile(q) == h.get_value_at_percentile(q), (key, q)
-    for name in ("errors", "completed", "output_tokens", "good", "token_sources", "dropped"):
+    for name in COUNTERS:
         assert getattr(master, name) == getattr(one, name), name
+    assert master.reasoning_tokens == one.reasoning_tokens  # in COUNTERS, so a part carries it
+    assert sum(one.reasoning_tokens.values()) > 0
     assert master.error_examples == one.error_examples
 
 
