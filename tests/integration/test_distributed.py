@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -92,11 +93,10 @@ def write(tmp_path: Path, spec: dict) -> str:
     return str(path)
 
 
-STEADY = {"name": "steady", "duration": "12s", "warmup": "0s", "seed": 5,
-          "simulator": {"ttft_ms": 5, "itl_ms": 2},
-          "arrival": {"process": "constant", "rate": 60},
-          "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True,
-                         "max_tokens": 8}]}
+STEADY: dict[str, Any] = {
+    "name": "steady", "duration": "12s", "warmup": "0s", "seed": 5,
+    "simulator": {"ttft_ms": 5, "itl_ms": 2}, "arrival": {"process": "constant", "rate": 60},
+    "scenarios": [{"name": "chat", "kind": "openai-chat", "stream": True, "max_tokens": 8}]}
 
 
 def relay_workers(master_pid: int) -> list[int]:
