@@ -33,7 +33,7 @@ from typing import IO, Any
 from loadkit.arrivals import schedule
 from loadkit.distributed.wire import absorb, job, owners, shard
 from loadkit.engine.runner import Progress
-from loadkit.errors import ErrorKind, InputError, RunError
+from loadkit.errors import ErrorKind, ExitCode, InputError, RunError
 from loadkit.processes import die_with_parent, stop
 from loadkit.protocols.media import add_ledgers
 from loadkit.record.histogram import HdrHistogram, new_histogram, percentile_us
@@ -108,7 +108,9 @@ class Fleet:
             raise InputError(f"--master-bind-host {options.bind_host} is not loopback: set a "
                              "shared token (LOADKIT_TOKEN) that every worker presents")
         self.options = options
-        self.token = options.token or secrets.token_hex(16)  # local runs: private anyway
+        # Workers this run starts get a private token; a loopback `--master`
+        # without LOADKIT_TOKEN takes any worker on this host, as documented.
+        self.token = options.token or (secrets.token_hex(16) if options.local else "")
         self.members: list[Member] = []
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.refused: list[str] = []
@@ -231,8 +233,11 @@ class Fleet:
             if ev["ev"] == "ready":
                 waiting.discard(ev["worker"])
             elif ev["ev"] in ("failed", "lost") and ev.get("worker") in waiting:
-                raise RunError(f"worker {ev['worker']} failed before the start: "
-                               f"{ev.get('error') or ev.get('why')}")
+                # Bad input where the worker runs (its environment lacks a
+                # ${VAR}) is bad input: exit 2, as on one machine.
+                error = InputError if ev.get("exit") == ExitCode.BAD_INPUT else RunError
+                raise error(f"worker {ev['worker']} failed before the start: "
+                            f"{ev.get('error') or ev.get('why')}")
 
     # -- the run ------------------------------------------------------------------
     def halt_threadsafe(self, cause: str) -> None:

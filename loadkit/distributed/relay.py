@@ -36,6 +36,7 @@ from gevent.fileobject import FileObjectPosix
 from locust.env import Environment  # first: Locust patches the standard library on import
 from locust.runners import STATE_MISSING
 
+from loadkit.errors import ExitCode
 from loadkit.processes import die_with_parent
 
 PINGS = 5  # round trips per worker for its clock offset
@@ -162,6 +163,9 @@ def worker_main(master_host: str, master_port: int, token: str) -> int:
             event = json.loads(line)
             kind = event.pop("type")
             ended = ended or kind in ("done", "failed")
+            if kind == "failed":  # said here too, and this worker exits with its code
+                print(f"loadkit worker: {event.get('error')}", file=sys.stderr)
+                outcome["code"] = int(event.get("exit") or ExitCode.UNTRUSTED)
             runner.send_message(f"lk_{kind}", event)
         code = proc.wait()
         if not ended:  # it died without a word (a crash, a kill): the master must know

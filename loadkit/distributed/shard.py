@@ -130,9 +130,10 @@ def main() -> int:
     order = json.loads(first)
     try:
         run_shard(order, sys.stdout, sys.stdin)
-    except LoadkitError as exc:
-        print(json.dumps({"type": "failed", "error": str(exc)}), flush=True)
-        return 2
+    except LoadkitError as exc:  # its exit code travels: 2 is bad input (an unset ${VAR})
+        print(json.dumps({"type": "failed", "error": str(exc), "exit": int(exc.exit_code)}),
+              flush=True)
+        return int(exc.exit_code)
     except Exception as exc:
         print(json.dumps({"type": "failed", "error": f"{type(exc).__name__}: {exc}"}),
               flush=True)

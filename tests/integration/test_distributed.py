@@ -163,6 +163,39 @@ def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path: Path, allow
 
 
 @pytest.mark.slow
+def test_a_loopback_master_without_a_token_takes_a_worker_and_its_bad_input_exits_2(
+        tmp_path: Path) -> None:
+    """No LOADKIT_TOKEN on loopback: the worker joins and the run is measured.
+    A worker whose environment lacks the workload's ${VAR} is bad input
+    there: it says so and exits 2, and so does the master."""
+    spec = {**STEADY, "duration": "2s", "scenarios": [
+        {**STEADY["scenarios"][0], "headers": {"X-Key": "${LOADKIT_TEST_WORKER_KEY}"}}]}
+    env = {k: v for k, v in os.environ.items() if k != "LOADKIT_TOKEN"}
+    for worker_has_it, code in ((True, 0), (False, 2)):
+        port = free_port()
+        master = subprocess.Popen(
+            [sys.executable, "-m", "loadkit", "run", write(tmp_path, spec), "--master",
+             "--expect-workers", "1", "--master-bind-port", str(port), "--worker-timeout", "20s",
+             "--inconclusive", "pass", "--allow-saturated", "--out", str(tmp_path / f"o{code}")],
+            cwd=ROOT, env={**env, "LOADKIT_TEST_WORKER_KEY": "k"}, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # the master's port is open once it has loaded the workload
+        worker_env = {**env, **({"LOADKIT_TEST_WORKER_KEY": "k"} if worker_has_it else {})}
+        worker = subprocess.run(
+            [sys.executable, "-m", "loadkit", "worker", "--master", f"127.0.0.1:{port}"],
+            cwd=ROOT, env=worker_env, capture_output=True, text=True, timeout=60)
+        _, stderr = master.communicate(timeout=60)
+        assert (master.returncode, worker.returncode) == (code, code), (stderr, worker.stderr)
+        assert "Traceback" not in stderr + worker.stderr
+        if worker_has_it:
+            result = json.loads((tmp_path / "o0" / "run.json").read_text())
+            assert result["counts"]["completed"] > 0 and result["distribution"]["workers"]
+        else:
+            assert "LOADKIT_TEST_WORKER_KEY" in worker.stderr, worker.stderr
+            assert "LOADKIT_TEST_WORKER_KEY" in stderr and "failed before the start" in stderr
+
+
+@pytest.mark.slow
 def test_a_worker_with_the_wrong_token_is_refused_and_the_run_exits_3(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "LOADKIT_TOKEN": "right-token"}
