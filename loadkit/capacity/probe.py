@@ -26,7 +26,7 @@ from loadkit.distributed.fleet import FleetOptions
 from loadkit.errors import RunError
 from loadkit.outputs import REPORTS
 from loadkit.record.journal import JOURNAL_NAME, read_journal
-from loadkit.result.model import RunResult, SLOResult, Verdict
+from loadkit.result.model import Counts, RunResult, SLOResult, Verdict
 from loadkit.run.execute import INTERRUPTED, RunOptions, execute
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.models import Workload
@@ -125,8 +125,8 @@ def classify(result: RunResult) -> tuple[Status, list[str]]:
         limited.append(f"{c.dropped:,} arrivals were dropped at the generator's in-flight cap "
                        "(client.max_in_flight)")
     offered = offered_rps(result)
-    if offered and (c.completed + c.errors) / measured_s < MIN_SENT * offered:
-        limited.append(f"the generator sent {(c.completed + c.errors) / measured_s:.4g} req/s "
+    if offered and sent(c) / measured_s < MIN_SENT * offered:
+        limited.append(f"the generator sent {sent(c) / measured_s:.4g} req/s "
                        f"of the {offered:.4g} req/s scheduled")
     if limited:
         return Status.GENERATOR_LIMITED, limited
@@ -174,7 +174,7 @@ def record_of(result: RunResult, base: dict, elapsed_s: float, good: int | None
         **base, status=status, reasons=reasons, run_id=result.run_id, elapsed_s=elapsed_s,
         decided_s=round(result.measured_s, 3) if result.decided else None,
         offered_rps=round(offered, 3) if offered is not None else None,
-        sent_rps=round((c.completed + c.errors) / s, 3),
+        sent_rps=round(sent(c) / s, 3),
         throughput_rps=result.throughput.requests_per_s,
         goodput_rps=round(good / s, 3) if good is not None else None,
         output_tokens_per_s=result.throughput.output_tokens_per_s,
@@ -196,3 +196,9 @@ def slo_points(slos: list[SLOResult]) -> list[SloPoint]:
     return [SloPoint(name=x.name, text=x.text, metric=x.metric, op=x.op, threshold=x.threshold,
                      unit=x.unit, observed=x.observed, ci_low=x.ci_low, ci_high=x.ci_high,
                      marginal=x.marginal, verdict=x.verdict, reason=x.reason) for x in slos]
+
+
+def sent(c: Counts) -> int:
+    """Requests the generator sent and saw settled: answered, failed, or left
+    by their client (an impatient client's request was sent all the same)."""
+    return c.completed + c.errors + sum(c.abandoned.values())

@@ -219,6 +219,10 @@ def test_classify_calls_a_late_or_dropping_generator_the_limit_whatever_the_slos
     assert status == Status.GENERATOR_LIMITED and any("dropped" in r for r in reasons)
     short = _run(counts__scheduled={"soak/default": 864_024 * 2})  # sent half the schedule
     assert classify(short)[0] == Status.GENERATOR_LIMITED
+    # The other half sent, and left by impatient clients: the generator kept up.
+    left = _run(counts__scheduled={"soak/default": 864_024 * 2},
+                counts__abandoned={"patience": 864_024})
+    assert classify(left)[0] == Status.PASS
     failed = _run().model_copy(update={"verdict": Verdict.FAIL})
     assert classify(failed) == (Status.FAIL, [])
 
