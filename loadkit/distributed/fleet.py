@@ -140,8 +140,11 @@ class Fleet:
         first = self._next(30.0)
         if first is None or first.get("ev") != "listening":
             self.__exit__()
-            raise RunError(f"the Locust master could not listen on {self.options.bind_host}:"
-                           f"{self.options.bind_port} (is the port taken?)")
+            where = f"{self.options.bind_host}:{self.options.bind_port}"
+            if first is not None and first.get("ev") == "bind-failed":  # bad input: exit 2
+                raise InputError(f"the Locust master could not listen on {where}: "
+                                 f"{first.get('why')} (--master-bind-host, --master-bind-port)")
+            raise RunError(f"the Locust master could not listen on {where}")
         self.port = first["port"]
         if self.options.local:
             self._local = [subprocess.Popen(

@@ -34,6 +34,7 @@ from typing import Any
 import gevent
 from gevent.fileobject import FileObjectPosix
 from locust.env import Environment  # first: Locust patches the standard library on import
+from locust.exception import RPCError
 from locust.runners import STATE_MISSING
 
 from loadkit.errors import ExitCode
@@ -54,7 +55,11 @@ def master_main(bind_host: str, bind_port: int) -> int:
     """The master relay: events out on stdout, commands in on stdin."""
     token = os.environ.get("LOADKIT_TOKEN", "")
     env = Environment(user_classes=[])
-    runner = env.create_master_runner(bind_host, bind_port)
+    try:
+        runner = env.create_master_runner(bind_host, bind_port)
+    except RPCError as exc:  # the port taken, an address not this host's: said, not raised
+        _emit({"ev": "bind-failed", "why": str(exc)})
+        return 2
     accepted: dict[str, dict[str, Any]] = {}  # Locust client id -> facts
     finished: set[str] = set()  # done, failed or lost: no longer watched
     pings: dict[str, list[tuple[float, float, float]]] = {}

@@ -163,6 +163,23 @@ def test_a_worker_killed_mid_run_is_lost_counted_and_named(tmp_path: Path, allow
 
 
 @pytest.mark.slow
+def test_a_master_that_cannot_listen_says_why_and_exits_2(tmp_path: Path) -> None:
+    """The port taken: the reason, exit 2, and no Locust traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "loadkit", "run", write(tmp_path, STEADY), "--master",
+             "--expect-workers", "1", "--master-bind-port", str(port), "--out",
+             str(tmp_path / "out")], cwd=ROOT, env={**os.environ, "LOADKIT_TOKEN": "t"},
+            capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"could not listen on 127.0.0.1:{port}" in done.stderr
+    assert "Address already in use" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
 def test_a_loopback_master_without_a_token_takes_a_worker_and_its_bad_input_exits_2(
         tmp_path: Path) -> None:
     """No LOADKIT_TOKEN on loopback: the worker joins and the run is measured.
