@@ -121,12 +121,18 @@ class Rebuild:
             if self.header is None and not lines and not self._journal.path.exists():
                 raise InputError(f"{self.dir}: no run.json and no {JOURNAL_NAME} here "
                                  "(is it a loadkit output folder?)")
-            self._read(lines)
-            if self.header is None:
-                if self.damaged or self._journal.offset:
-                    raise InputError(f"{self._journal.path} is not a loadkit journal")
-                break
-            taken += self._match()
+            try:
+                self._read(lines)
+                if self.header is None:
+                    if self.damaged or self._journal.offset:
+                        raise InputError(f"{self._journal.path} is not a loadkit journal")
+                    break
+                taken += self._match()
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                # Valid JSON, but not a record this loadkit wrote (an edited file).
+                raise InputError(f"{self._journal.path}: a record after line "
+                                 f"{self._lines - len(lines)} is not one this loadkit wrote "
+                                 f"({type(exc).__name__}: {exc})") from None
             if progress is not None:
                 progress(self._journal.offset)
             if not lines:

@@ -241,6 +241,27 @@ def test_a_damaged_line_stops_reading_there(tmp_path: Path) -> None:
     assert "damaged" in result.incomplete.reason
 
 
+@pytest.mark.parametrize("edit", [
+    lambda r: {k: v for k, v in r.items() if k != "iv"},  # a key gone
+    lambda r: {**r, "iv": "soon"},  # a value of the wrong kind
+    lambda r: {"t": "note"},  # a note without its text
+])
+def test_an_edited_record_is_bad_input_named_not_an_internal_error(
+        tmp_path: Path, edit: Any) -> None:
+    """Valid JSON that loadkit did not write (an edited journal): exit 2
+    with the file named, not "internal error"."""
+    write_run(tmp_path, intervals=4)
+    path = tmp_path / JOURNAL_NAME
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    k = next(i for i, r in enumerate(records) if r.get("t") == "interval")
+    lines[k] = json.dumps(edit(records[k]))
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="is not one this loadkit wrote") as caught:
+        rebuild(tmp_path)
+    assert caught.value.exit_code == 2 and JOURNAL_NAME in str(caught.value)
+
+
 def test_a_folder_without_a_journal_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no run.json and no journal.jsonl"):
         rebuild(tmp_path)
