@@ -166,6 +166,14 @@ class Tenant(Strict):
     # Its clients leave so, in each of its scenarios (in place of the scenario's own rule).
     abandon: Abandon | None = None
 
+    @field_validator("scenarios")
+    @classmethod
+    def _some_scenario(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:  # [] read as "every scenario" once, silently
+            raise ValueError("an empty list sends nothing: name scenarios, or leave "
+                             "`scenarios` out for every scenario")
+        return v
+
 
 class Phase(Strict):
     """A stretch of the run with its own traffic; warm-up phases are not judged."""

@@ -58,6 +58,7 @@ def test_valid_file_loads(tmp_path: Path) -> None:
     ("    method: GET", "    methud: GET", 8, "scenarios[1].methud"),
     ("duration: 10s", "duration: soon", 2, "duration"),
     ("process: constant", "process: wavy", 12, "tenants[0].arrival.process"),
+    ("scenarios: [ping]", "scenarios: []", 15, "tenants[1].scenarios"),  # not "every one"
 ])
 def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, line: int,
                                   key: str) -> None:
