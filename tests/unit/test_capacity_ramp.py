@@ -119,6 +119,22 @@ def test_the_ramp_is_one_phase_per_step_each_judged_by_the_counted_slos(
     assert load_of(loaded) == pytest.approx(40)
 
 
+def test_each_step_sends_its_label_when_the_first_phase_is_busier_than_the_mean(
+        tmp_path: Path) -> None:
+    """Phases of 30 then 10 req/s (a mean of 20): a step labelled 20 sends
+    20, not 30 (the first phase's arrivals scaled by the mean once)."""
+    loaded = workload_file(tmp_path, tenants=[], duration=None, arrival=None, phases=[
+        {"name": "busy", "duration": 10, "arrival": {"process": "poisson", "rate": 30}},
+        {"name": "calm", "duration": 10, "arrival": {"process": "poisson", "rate": 10}}])
+    assert load_of(loaded) == pytest.approx(20)
+    loads = [20.0, 25.0, 31.25]
+    ramp = ramp_workload(loaded, loads, 2.0).workload
+    steps = [p for p in ramp.phase_list if not p.warmup]
+    sent = [sum(spec.rate for t in ramp.all_tenants
+                if isinstance(spec := ramp.arrival_for(t, p), Poisson)) for p in steps]
+    assert sent == pytest.approx(loads)
+
+
 def test_a_ramp_needs_counted_slos_and_a_rate(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="decided by counts"):
         ramp_workload(workload_file(tmp_path, slos=["throughput >= 5 req/s"]), [10, 20], 2)
