@@ -91,9 +91,10 @@ def at_load(loaded: LoadedWorkload, value: float) -> LoadedWorkload:
             "arrival": _spec(t.arrival, factor),
             "phases": {k: _spec(v, factor) for k, v in t.phases.items()}})
             for t in w.tenants]})
-    if unit_of(w) == USERS and len(w.all_tenants) == 1:
-        # One loop: exactly the users asked, whatever the rounding above did.
-        scaled = _set_users(scaled, first, int(value))
+    if unit_of(w) == USERS:
+        # The first measured phase runs exactly the users asked, whatever the
+        # rounding above did (three tenants of 1 user each ran 3 at "4", 6 at "5").
+        scaled = _exact_users(scaled, first, int(value))
     return dataclasses.replace(loaded, workload=_revalidated(scaled, value, unit_of(w)))
 
 
@@ -126,15 +127,37 @@ def _spec(spec: ArrivalSpec | None, f: float) -> ArrivalSpec | None:
     return None if spec is None else spec.scaled_rate(f)
 
 
-def _set_users(w: Workload, phase: Phase, users: int) -> Workload:
-    def fix(spec: ArrivalSpec | None) -> ArrivalSpec | None:
-        return spec.model_copy(update={"concurrency": users}) \
-            if isinstance(spec, Closed) else spec
-    return w.model_copy(update={
-        "arrival": fix(w.arrival),
-        "phases": [p.model_copy(update={"arrival": fix(p.arrival)}) for p in w.phases],
-        "tenants": [t.model_copy(update={"arrival": fix(t.arrival), "phases": {
-            k: fix(v) for k, v in t.phases.items()}}) for t in w.tenants]})
+def _exact_users(w: Workload, first: Phase, users: int) -> Workload:
+    """`first` at `users` users in all: the loops its tenants run there share
+    them as they shared the workload's (largest remainder, one each at least);
+    the other phases keep their scaled counts."""
+    loops = {t.name: s for t in w.all_tenants
+             if isinstance(s := w.arrival_for(t, first), Closed)}
+    if not loops:
+        return w
+    if not w.tenants:  # one loop: the spec the phase runs, wherever it is written
+        (spec,) = loops.values()
+        def fix(s: ArrivalSpec | None) -> ArrivalSpec | None:
+            return spec.model_copy(update={"concurrency": users}) if s is spec else s
+        return w.model_copy(update={"arrival": fix(w.arrival), "phases": [
+            p.model_copy(update={"arrival": fix(p.arrival)}) for p in w.phases]})
+    share = apportion(users, {name: s.concurrency for name, s in loops.items()})
+    return w.model_copy(update={"tenants": [t.model_copy(update={"phases": {
+        **t.phases, first.name: loops[t.name].model_copy(update={"concurrency": share[t.name]})}})
+        if t.name in loops else t for t in w.tenants]})
+
+
+def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """`total` split in proportion to `weights` (the largest remainders round
+    up), at least 1 each: the sum is `total` when that allows one each."""
+    whole = sum(weights.values())
+    exact = {k: total * v / whole for k, v in weights.items()}
+    out = {k: max(1, int(x)) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
+        if sum(out.values()) >= total:
+            break
+        out[k] += 1
+    return out
 
 
 def _revalidated(w: Workload, value: float | None, unit: str) -> Workload:
