@@ -16,7 +16,7 @@ from loadkit.workload.loader import Overrides, load_workload
 @click.command("plan")
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--duration", callback=duration(), help="Measured duration, e.g. 30s or 5m.")
-@click.option("--time-scale", callback=_scale, help="Multiply every time in the file.")
+@click.option("--time-scale", callback=_scale, help="Multiply the file's schedule times (as `loadkit run`).")
 @click.option("--rate", type=LOAD)
 @click.option("--seed", type=int)
 def plan_command(workload: Path, duration: float | None, time_scale: float | None,

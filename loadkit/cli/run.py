@@ -54,7 +54,9 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--duration", callback=duration(),
               help="Measured duration, e.g. 30s or 5m (phases keep their proportions).")
 @click.option("--time-scale", callback=_scale,
-              help="Multiply every time in the file, shapes included (0.01 = 100x faster).")
+              help="Multiply the file's schedule times, shapes and think times included "
+                   "(0.01 = 100x faster); times that race the server (patience, retry "
+                   "delay, tool latency) stay.")
 @click.option("--rate", type=LOAD,
               help="Total arrival rate in req/s (tenants keep their shares).")
 @click.option("--seed", type=int, help="Seed of the schedule and prompts.")

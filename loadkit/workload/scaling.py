@@ -5,7 +5,9 @@ shapes keep their own periods); `--time-scale F` multiplies every time in the
 file by F, shapes and sessions' think times included, so a 24-hour diurnal
 curve can run in minutes with the same shape. Rates are untouched: request counts scale with time.
 The simulator's own timings (cold start, idle unload, fault schedule) are the
-server's behaviour under test and are not scaled.
+server's behaviour under test and are not scaled, nor are the client's times
+that race the server's latency (abandon patience, a retry's delay, tool
+latency): scaled, a 1.5-s patience would give up on every answer.
 """
 
 from __future__ import annotations
