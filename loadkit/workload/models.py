@@ -256,7 +256,10 @@ class Workload(Strict):
             raise ValueError("every phase is a warm-up: nothing would be measured")
         self.check_slos(self.scenario_scopes())
         if self.stop_when_decided:
-            check_decidable(self.objectives())
+            try:
+                check_decidable(self.objectives())
+            except ValueError as exc:
+                raise ErrorAt(("stop_when_decided",), str(exc)) from None
         for i, t in enumerate(self.all_tenants):
             at: tuple[str | int, ...] = ("tenants", i) if self.tenants else ()
             for s in t.scenarios or []:
@@ -329,35 +332,52 @@ class Workload(Strict):
         return names + [f"{s.name}:later" for s in self.scenarios
                         if getattr(s, "session", None) is not None]
 
+    def slo_places(self) -> list[tuple[tuple[str | int, ...], SloItem, str]]:
+        """Each SLO as written: (its key path in the file, the item, its scope)."""
+        out: list[tuple[tuple[str | int, ...], SloItem, str]] = [
+            (("slos", i), s, "all") for i, s in enumerate(self.slos)]
+        for j, t in enumerate(self.tenants):
+            out += [(("tenants", j, "slos", i), s, f"tenant:{t.name}")
+                    for i, s in enumerate(t.slos)]
+        for k, p in enumerate(self.phases):
+            out += [(("phases", k, "slos", i), s, f"phase:{p.name}")
+                    for i, s in enumerate(p.slos)]
+        return out
+
     def check_slos(self, scenarios: list[str]) -> None:
-        owners: list[Tenant | Phase] = [*self.tenants, *self.phase_list]
-        nested = [s for o in owners for s in o.slos]
-        if any(isinstance(s, SloEntry) and s.scenario for s in nested):
-            raise ValueError("`scenario:` narrows top-level SLOs only")
-        for s in self.slos:
-            if isinstance(s, SloEntry) and s.scenario and s.scenario not in scenarios:
-                raise ValueError(f"SLO {s.slo!r} names unknown scenario {s.scenario!r}")
-        objectives = self.objectives()  # raises for entries that cannot abort
-        names = [o.name for o in objectives]
-        if twice := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"SLO {twice[0]} is given twice with different settings "
-                             "(abort, after): give it once")
-        if any(o.metric == "goodput" for o in objectives) and not self.goodput:
-            raise ValueError("a goodput SLO needs `goodput:` rules, e.g. "
-                             "goodput: ['ttft <= 200ms', 'tpot <= 50ms']")
+        """Checks across an SLO and the rest of the file, each failure located
+        at its SLO (ErrorAt: the loader names its line and key)."""
         phases = [p.name for p in self.phase_list]
-        for o in objectives:
+        seen: dict[str, Objective] = {}
+        for loc, s, scope in self.slo_places():
+            if isinstance(s, SloEntry) and s.scenario:
+                if scope != "all":
+                    raise ErrorAt((*loc, "scenario"), "`scenario:` narrows top-level SLOs only")
+                if s.scenario not in scenarios:
+                    raise ErrorAt((*loc, "scenario"), f"SLO {s.slo!r} names unknown scenario "
+                                  f"{s.scenario!r}")
+            try:
+                o = objective_of(s, scope)  # raises for entries that cannot abort
+            except ValueError as exc:
+                raise ErrorAt(loc, str(exc)) from None
+            if o.name in seen and seen[o.name] != o:
+                raise ErrorAt(loc, f"SLO {o.name} is given twice with different settings "
+                              "(abort, after): give it once")
+            seen[o.name] = o
+            if o.metric == "goodput" and not self.goodput:
+                raise ErrorAt(loc, "a goodput SLO needs `goodput:` rules, e.g. "
+                              "goodput: ['ttft <= 200ms', 'tpot <= 50ms']")
             if o.after is not None and o.after not in phases:
-                raise ValueError(f"SLO {o.text!r} names unknown phase {o.after!r} "
-                                 f"(phases: {', '.join(phases)})")
+                raise ErrorAt(loc, f"SLO {o.text!r} names unknown phase {o.after!r} "
+                              f"(phases: {', '.join(phases)})")
             window_s = o.trend.window_s if o.trend is not None else o.window_s
             if window_s is not None and window_s < self.interval:
-                raise ValueError(f"SLO {o.text!r}: its window is shorter than the "
-                                 f"{self.interval:g}s interval")
+                raise ErrorAt(loc, f"SLO {o.text!r}: its window is shorter than the "
+                              f"{self.interval:g}s interval")
             if window_s is not None and abs(window_s / self.interval
                                             - round(window_s / self.interval)) > 1e-6:
-                raise ValueError(f"SLO {o.text!r}: a window is a whole number of "
-                                 f"{self.interval:g}s intervals")
+                raise ErrorAt(loc, f"SLO {o.text!r}: a window is a whole number of "
+                              f"{self.interval:g}s intervals")
 
     def env_refs(self) -> set[str]:
         """Names of every `${ENV_VAR}` the run will need (requests, agent token)."""

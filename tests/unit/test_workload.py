@@ -67,6 +67,31 @@ def test_errors_name_line_and_key(tmp_path: Path, old: str, new: str, line: int,
     assert f"w.yaml:{line}: {key}:" in message
 
 
+SLOS = BASE + """\
+slos:
+  - latency p99 < 1s
+  - slo: error_rate < 1%
+    scenario: chat
+"""
+
+
+@pytest.mark.parametrize("old,new,line,key,said", [
+    ("scenario: chat", "scenario: nope", 19, "slos[1].scenario", "unknown scenario 'nope'"),
+    ("    scenario: chat", "    abort: true", 18, "slos[1]", "can abort"),
+    ("  - latency p99 < 1s", "  - latency p99 < 1s in every 2500ms window", 17, "slos[0]",
+     "whole number"),
+    ("  - latency p99 < 1s", "  - recovery_time after nope < 5s", 17, "slos[0]",
+     "unknown phase 'nope'"),
+    ("  - latency p99 < 1s", "  - goodput >= 90%", 17, "slos[0]", "needs `goodput:` rules"),
+])
+def test_slo_errors_name_the_slo_s_line_and_key(tmp_path: Path, old: str, new: str, line: int,
+                                                key: str, said: str) -> None:
+    """Not line 1 (`name:`), as a check across keys once read."""
+    found, message = problems(tmp_path, SLOS.replace(old, new))
+    assert (line, key) in found, message
+    assert said in message
+
+
 @pytest.mark.parametrize("value,said", [
     ('"four"', "Input should be a valid integer, unable to parse string as an integer"),
     ("-3", "must be > 0"),
