@@ -288,8 +288,16 @@ def windowed_result(o: Objective, windows: list[Window]) -> SLOResult:
                          ci_high=worst.ci_high if worst else None,
                          windows=summary, abort=o.abort)
 
+    # Undecided windows: too few samples (no value), or, with --strict, a
+    # value whose interval holds the threshold.
+    few = sum(w.verdict == Verdict.INCONCLUSIVE and w.observed is None for w in windows)
+    doubtful = len(windows) - len(judged) - few
+    undecided = ", ".join(part for part in (
+        f"{few} had too few samples" if few else "",
+        f"{doubtful} had the threshold inside their interval (--strict)" if doubtful else "")
+        if part)
     if not judged:
-        why = (f"none of {len(windows)} windows had enough samples"
+        why = (f"none of {len(windows)} windows was decided: {undecided}"
                if windows else "no window was measured")
         return result(None, 0, Verdict.INCONCLUSIVE, why)
     # The worst window: a failing one without a value (failures beyond the
@@ -300,9 +308,8 @@ def windowed_result(o: Objective, windows: list[Window]) -> SLOResult:
     worst = unvalued[0] if unvalued else pick(valued, key=lambda w: w.observed or 0.0) \
         if valued else judged[0]
     need = len(judged) if o.window_share is None else math.ceil(o.window_share * len(judged) - 1e-9)
-    skipped = len(windows) - len(judged)
     reason = f"{passed} of {len(judged)} windows passed"
-    reason += f" ({skipped} had too few samples)" if skipped else ""
+    reason += f" ({undecided})" if undecided else ""
     reason += f"; worst at {worst.start_s:.0f}s"
     return result(worst.observed, sum(w.samples for w in judged),
                   Verdict.PASS if passed >= need else Verdict.FAIL, reason, worst)

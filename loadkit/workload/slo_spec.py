@@ -193,6 +193,9 @@ def parse_objective(text: str, scope: str = "all") -> Objective:
     if after is not None and metric != RECOVERY_METRIC:
         raise ValueError(f"'after PHASE' belongs to recovery_time (e.g. 'recovery_time after "
                          f"spike < 60s'), not to {metric}")
+    if per is not None and not any(c.isdigit() for c in per):  # 'in most windows'
+        raise ValueError(f"'in {per} windows' is no rule loadkit reads: 'in every 60s window', "
+                         "'in at least 95% of 60s windows', or a trend's 'in 60s windows'")
     if per is not None and trend is None:
         raise ValueError(f"'in {per} windows' sets a trend's windows (e.g. 'ttft p99 trend "
                          f"< 10%/h in {per} windows'); a windowed objective reads "

@@ -66,6 +66,7 @@ def test_grammar(text: str, metric: str, stat: str | None, threshold: float, uni
     ("latency p99 < 3ms in 120% of 60s windows", "share of windows"),
     ("latency p99 < 3ms in every fortnight window", "duration"),
     ("latency p99 < 3ms; import os", "cannot parse"),
+    ("latency p99 < 300ms in most windows", "in at least 95% of 60s windows"),
 ])
 def test_bad_objectives_say_why(text: str, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
@@ -206,11 +207,22 @@ def test_windows_with_too_few_samples_are_not_counted() -> None:
                       Phases(PHASES), strict=False, on_breach=lambda *_: None)
     feed(judge, 1200, 2, 0, 0)  # 120 samples a window, all clear: 0.99^120 = 30% decides nothing
     r = next(iter(judge.results().values()))
-    assert r.verdict == "inconclusive" and "none of 20 windows" in r.reason
+    assert r.verdict == "inconclusive" and r.reason == \
+        "none of 20 windows was decided: 20 had too few samples"
     decided = LiveJudge([parse_objective("latency p99 < 300ms in every 60s window")],
                         Phases(PHASES), strict=False, on_breach=lambda *_: None)
     feed(decided, 1200, 5, 0, 0)  # 300 a window, none above: each window passes
     assert next(iter(decided.results().values())).verdict == "pass"
+
+
+def test_strict_windows_say_the_threshold_was_inside_not_too_few_samples() -> None:
+    """1,200 samples a window, p99 at its threshold: with --strict each
+    window is undecided for its interval, not for want of samples."""
+    judge = LiveJudge([parse_objective("latency p99 < 39.7ms in every 60s window")],
+                      Phases(PHASES), strict=True, on_breach=lambda *_: None)
+    feed(judge, 1200, 20, 0, 0)  # 10-40 ms uniform: p99 is 39.7 ms
+    r = next(iter(judge.results().values()))
+    assert "(--strict)" in r.reason and "too few samples" not in r.reason, r.reason
 
 
 def test_abort_fires_on_a_clear_breach_after_the_delay() -> None:
