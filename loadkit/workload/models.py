@@ -30,6 +30,7 @@ from loadkit.workload.slo_spec import (
     check_decidable,
     parse_condition,
     parse_objective,
+    scopes_for,
 )
 from loadkit.workload.telemetry_spec import TelemetrySpec
 from loadkit.workload.units import Bytes, Seconds, Strict
@@ -360,6 +361,12 @@ class Workload(Strict):
                 o = objective_of(s, scope)  # raises for entries that cannot abort
             except ValueError as exc:
                 raise ErrorAt(loc, str(exc)) from None
+            kind = o.scope.split(":")[0]
+            if (allowed := scopes_for(o.metric)) is not None and kind not in allowed:
+                where = {"all": "top-level `slos`", "tenant": "a tenant's `slos`",
+                         "phase": "a phase's `slos`"}
+                raise ErrorAt(loc, f"{o.metric} cannot be judged per {kind}: give it in "
+                              f"{' or '.join(where[k] for k in allowed)}")
             if o.name in seen and seen[o.name] != o:
                 raise ErrorAt(loc, f"SLO {o.name} is given twice with different settings "
                               "(abort, after): give it once")

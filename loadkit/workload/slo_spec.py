@@ -61,6 +61,21 @@ GAUGE_METRICS = {
 # Judged by their trend only (`gpu.mem_used trend < 200MB/h`): metric -> value unit.
 TREND_GAUGES = {"gpu.mem_used": "MiB"}
 RECOVERY_METRIC = "recovery_time"
+
+
+def scopes_for(metric: str) -> tuple[str, ...] | None:
+    """The scope kinds a metric can be judged in; None: any. A tenant or a
+    scenario has no GPU of its own, isolation is a tenant's against the
+    others, zombie tokens are the server's."""
+    if metric == "isolation_ratio":
+        return ("tenant",)
+    if metric == RECOVERY_METRIC:
+        return ("all", "tenant", "phase")
+    if metric.startswith("zombie_"):
+        return ("all",)
+    if metric in GAUGE_METRICS or metric in TREND_GAUGES or metric.startswith("prom."):
+        return ("all", "phase")
+    return None
 END_OF_RUN_METRICS = ("isolation_ratio", "abandon_rate", *GAUGE_METRICS, *TREND_GAUGES,
                       RECOVERY_METRIC)  # known only when the run ends
 METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",) \

@@ -83,6 +83,12 @@ slos:
     ("  - latency p99 < 1s", "  - recovery_time after nope < 5s", 17, "slos[0]",
      "unknown phase 'nope'"),
     ("  - latency p99 < 1s", "  - goodput >= 90%", 17, "slos[0]", "needs `goodput:` rules"),
+    # Scopes a metric has no value in: ended inconclusive, for a false reason.
+    ("  - latency p99 < 1s", "  - isolation_ratio <= 1.5", 17, "slos[0]",
+     "isolation_ratio cannot be judged per all: give it in a tenant's `slos`"),
+    ("slo: error_rate < 1%", "slo: recovery_time < 30s", 18, "slos[1]",
+     "recovery_time cannot be judged per scenario"),
+    ("slo: error_rate < 1%", "slo: gpu.util mean < 90%", 18, "slos[1]", "per scenario"),
 ])
 def test_slo_errors_name_the_slo_s_line_and_key(tmp_path: Path, old: str, new: str, line: int,
                                                 key: str, said: str) -> None:
