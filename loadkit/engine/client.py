@@ -14,7 +14,7 @@ import ssl
 import aiohttp
 
 from loadkit.engine.answer import ResponseTooLarge
-from loadkit.engine.http1 import ConnectFailed, MalformedResponse
+from loadkit.engine.http1 import MAX_IDLE_S, ConnectFailed, MalformedResponse
 from loadkit.errors import ErrorKind, InputError
 from loadkit.workload.models import Client
 
@@ -32,7 +32,7 @@ def ssl_context(client: Client) -> ssl.SSLContext | bool:
 def make_session(client: Client) -> aiohttp.ClientSession:
     t = client.timeouts
     connector = aiohttp.TCPConnector(limit=client.connections, ssl=ssl_context(client),
-                                     ttl_dns_cache=300)
+                                     ttl_dns_cache=300, keepalive_timeout=MAX_IDLE_S)
     # sock_read bounds the wait for the first byte and for every later byte.
     timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect,
                                     sock_read=t.first_byte)

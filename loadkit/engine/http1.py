@@ -37,6 +37,11 @@ INFLATE_STEP = 1 << 20  # inflate in pieces, so the size cap stops a gzip bomb e
 # h11: 16 KiB): httptools joins a header's pieces by concatenation, so an
 # endless header would stall the loop that releases requests, quadratically.
 MAX_HEAD_BYTES = 256 * 1024
+# A connection idle this long is not reused: servers close idle keep-alive
+# connections (uvicorn and Node after 5 s), and one reused as its close
+# arrives fails a request the server never saw (a loop running late widens
+# that race: a transformers-serve run counted one as `reset`).
+MAX_IDLE_S = 4.0
 
 
 class ConnectFailed(OSError):
@@ -127,8 +132,9 @@ class Pool:
         while True:
             while self._idle:
                 conn = self._idle.pop()  # LIFO: the warmest connection
-                if conn.usable:
+                if conn.usable and now_ns() - conn.t < MAX_IDLE_S * 1e9:
                     return conn
+                conn.close()  # closed by the server, or soon to be
                 self._open -= 1
             if self._open < self.limit:
                 self._open += 1
