@@ -45,8 +45,10 @@ def plan_command(workload: Path, duration: float | None, time_scale: float | Non
     for line in s.closed:
         click.echo(line)
     if s.later_turns:
-        click.echo(f"of the requests, {s.later_turns:,} are sessions' later turns: sent when "
-                   "the answers before them come back, so not in the rate below or the tokens")
+        click.echo(f"of the requests, {s.later_turns:,} are sessions' later turns as drawn: "
+                   "sent when the answers before them come back, so not in the rate below or "
+                   "the tokens; a conversation from a prompt set that ends sooner sends fewer, "
+                   "and an answer that calls a tool adds a round")
     if s.from_sets:
         click.echo(f"tokens of {', '.join(s.from_sets)}: each request at its prompt set's mean "
                    "(kept prompts, in words); the run draws the prompts at random")

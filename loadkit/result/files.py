@@ -30,7 +30,7 @@ def load_run(run_dir: Path) -> RunResult:
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError) as exc:
         hint = "" if path.name.endswith(".json") else \
             " (give a run's folder, or its run.json)"
@@ -58,3 +58,8 @@ def parse_run(document: object, path: Path | str = "run.json") -> RunResult:
 def _problem(error: ErrorDetails) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     return f"{key}: {error['msg']}"
+
+
+def _not_json(name: str) -> None:
+    """NaN and Infinity: Python reads them, JSON has none, loadkit writes none."""
+    raise ValueError(f"{name} is no JSON number (run.json never holds one)")

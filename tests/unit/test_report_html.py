@@ -193,6 +193,7 @@ def test_report_command_rewrites_outputs(tmp_path: Path, small: dict[str, Any],
 @pytest.mark.parametrize("content, message", [
     (None, "no run.json here"),
     ("not json", "is not valid JSON"),
+    ('{"schema_version": 1, "observed": NaN}', "NaN is no JSON number"),  # Python's, not JSON's
     ('{"schema_version": 99}', "has schema_version 99"),
     ('["a list"]', "is not a loadkit run.json"),
     ('{"schema_version": 1}', "is not a complete loadkit run"),
