@@ -90,6 +90,7 @@ class Rebuild:
         self.ended: dict[str, Any] | None = None  # the journal's end line
         self.notes: list[Note] = []
         self.damaged: str | None = None  # why reading stopped before the end of the journal
+        self.hlog_damaged = 0  # histogram lines of the hlog that could not be read
         self.last_wall: float | None = None
         self._records: deque[dict] = deque()  # interval lines waiting for their histograms
         self._entries: deque[_Entry] = deque()  # hlog lines not yet matched to an interval
@@ -230,7 +231,10 @@ class Rebuild:
         while n < len(entries) and abs(entries[n].start_s - start) <= _SAME_S:
             n += 1
         if n < record.get("series", 0):
-            return None
+            if n == len(entries):
+                return None  # the rest is not read yet (or not written)
+            # A later interval's lines follow: this one's missing are damaged.
+            self.hlog_damaged += record["series"] - n
         hists: dict[SeriesKey, HdrHistogram] = {}
         for _ in range(n):
             e = entries.popleft()
@@ -239,6 +243,7 @@ class Rebuild:
             try:
                 h = decode(e.payload)
             except Exception:  # noqa: BLE001 - a damaged payload loses one series
+                self.hlog_damaged += 1
                 continue
             if e.key in hists:
                 add_into(hists[e.key], h)
@@ -355,6 +360,9 @@ class Rebuild:
                       "(the last interval may be lost)")
         if self.damaged:
             reason += f"; {self.damaged}, read up to there"
+        if self.hlog_damaged:
+            reason += (f"; {self.hlog_damaged:,} damaged histogram line(s) of {HLOG_NAME} "
+                       "left out (their samples are not counted)")
         if self._records and not in_progress:  # journaled, but their histograms are not there
             n, hlog = len(self._records), self.dir / HLOG_NAME
             which = "interval of the journal is" if n == 1 else "intervals of the journal are"

@@ -18,6 +18,7 @@ import pytest
 from loadkit.errors import ErrorKind, InputError
 from loadkit.record.hlog import HlogWriter
 from loadkit.record.journal import (
+    HLOG_NAME,
     JOURNAL_NAME,
     IntervalJournal,
     Journal,
@@ -260,6 +261,25 @@ def test_an_edited_record_is_bad_input_named_not_an_internal_error(
     with pytest.raises(InputError, match="is not one this loadkit wrote") as caught:
         rebuild(tmp_path)
     assert caught.value.exit_code == 2 and JOURNAL_NAME in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", ["line", "payload"])
+def test_a_damaged_hlog_line_loses_its_series_and_says_so(tmp_path: Path, damage: str) -> None:
+    """One histogram line of the hlog unreadable (its fields, or its encoded
+    histogram): that series of that interval is left out, the reason counts
+    it, and the intervals after it are rebuilt (one bad line once dropped
+    every interval from there on, and a bad payload went unsaid)."""
+    write_run(tmp_path, intervals=4)
+    path = tmp_path / HLOG_NAME
+    lines = path.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("Tag="))
+    tag, start, length, peak, payload = lines[k].split(",")
+    lines[k] = (f"{tag},soon,{length},{peak},{payload}" if damage == "line"
+                else f"{tag},{start},{length},{peak},{payload[:10]}!!{payload[12:]}")
+    path.write_text("\n".join(lines) + "\n")
+    result = rebuild(tmp_path)
+    assert result.incomplete is not None and result.incomplete.intervals == 4
+    assert "1 damaged histogram line(s) of latency.hlog left out" in result.incomplete.reason
 
 
 def test_a_folder_without_a_journal_is_bad_input(tmp_path: Path) -> None:
