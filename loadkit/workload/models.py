@@ -269,7 +269,8 @@ class Workload(Strict):
                                   f"tenant {t.name!r} names unknown scenario {s!r}")
             if t.abandon is not None:
                 _check_abandon(t, [s for s in self.scenarios
-                                   if t.scenarios is None or s.name in t.scenarios])
+                                   if t.scenarios is None or s.name in t.scenarios],
+                               (*at, "abandon"))
             for p in t.phases:
                 if p not in phases:
                     raise ErrorAt((*at, "phases", p), f"tenant {t.name!r} names unknown phase "
@@ -405,21 +406,22 @@ class Workload(Strict):
         return [(name, where) for text, where in texts for name in sorted(envrefs.names(text))]
 
 
-def _check_abandon(t: Tenant, scenarios: list[Scenario]) -> None:
-    """A tenant's `abandon` applies to text generation (the dialects, KServe
-    generate); its token rules read streams."""
+def _check_abandon(t: Tenant, scenarios: list[Scenario], at: tuple[str | int, ...]) -> None:
+    """A tenant's `abandon` applies in its scenarios that generate text or
+    infer (the dialects, KServe), as the engine applies it, and not in the
+    others (embeddings, rerank, plain HTTP); its token rules read streams."""
     a = t.abandon
-    for s in scenarios:
-        if not (isinstance(s, GenerationScenario)
-                or isinstance(s, KServeScenario) and s.mode == "generate"):
-            raise ValueError(f"tenant {t.name!r}: `abandon` applies to text generation, not "
-                             f"scenario {s.name!r} ({s.kind})")
+    generating = [s for s in scenarios if isinstance(s, GenerationScenario | KServeScenario)]
+    if not generating:
+        raise ErrorAt(at, f"tenant {t.name!r}: `abandon` applies to text generation and "
+                      "KServe, and none of its scenarios is either")
+    for s in generating:
         if a is not None and (a.read_tokens or a.on_tool_call) and not s.stream:
-            raise ValueError(f"tenant {t.name!r}: abandon.read_tokens and on_tool_call read a "
-                             f"stream: scenario {s.name!r} needs stream: true")
+            raise ErrorAt(at, f"tenant {t.name!r}: abandon.read_tokens and on_tool_call read "
+                          f"a stream: scenario {s.name!r} needs stream: true")
         if a is not None and a.on_tool_call and isinstance(s, KServeScenario):
-            raise ValueError(f"tenant {t.name!r}: abandon.on_tool_call: KServe answers "
-                             f"(scenario {s.name!r}) call no tools")
+            raise ErrorAt(at, f"tenant {t.name!r}: abandon.on_tool_call: KServe answers "
+                          f"(scenario {s.name!r}) call no tools")
 
 
 def _unique(what: str, names: list[str]) -> None:

@@ -367,6 +367,11 @@ tenants:
     assert w.tenants[0].abandon is not None and w.tenants[0].abandon.read_tokens == 5
     _, message = problems(tmp_path, text.replace("STREAM", "false"))
     assert "tenant 'skimmers': abandon.read_tokens and on_tool_call read a stream" in message
-    _, message = problems(tmp_path, text.replace("kind: openai-chat", "kind: http").replace(
+    found, message = problems(tmp_path, text.replace("kind: openai-chat", "kind: http").replace(
         ", prompt_tokens: 8, max_tokens: 8, stream: STREAM", ", path: /x"))
     assert "`abandon` applies to text generation" in message
+    assert (8, "tenants[0].abandon") in found, message
+    # Beside a chat, an HTTP scenario is no reason to refuse: the rule is the chat's.
+    mixed = text.replace("STREAM", "true").replace(
+        "tenants:", "  - {name: ping, kind: http, path: /x}\ntenants:")
+    assert load(tmp_path, mixed).workload.tenants[0].abandon is not None
