@@ -76,8 +76,11 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
     workload = _validate(Workload, node, data, str(path))
     for slo_path in overrides.slo_files:
         _, s_node, s_data = _read_yaml(slo_path)
+        def where(loc: tuple[str | int, ...], msg: str,
+                  n: yaml.Node = s_node) -> tuple[int | None, str, str]:
+            return _locate(n, {"loc": loc, "type": "slo", "msg": msg})
         workload = with_slo_file(workload, _validate(SloFile, s_node, s_data, str(slo_path)),
-                                 str(slo_path))
+                                 str(slo_path), where)
     workload = _rescale(workload, overrides, str(path))
     missing = set(envrefs.missing(workload.env_refs(), os.environ if env is None else env))
     if missing:

@@ -95,11 +95,12 @@ def load_with_slo(tmp_path: Path, slo_text: str, workload: str = WORKLOAD) -> Lo
     ("", 1, "", "YAML mapping"),
     ("slos: []\n", 1, "", "no objectives"),
     ("slos:\n  - {slo: ttft p99 < 1s, abortt: true}\n", 2, "slos[0]", "abortt"),
-    ("slos:\n  - {slo: ttft p99 < 1s, scenario: nope}\n", None, "slos", "unknown scenario"),
-    ("slos: [goodput >= 90%]\n", None, "slos", "needs `goodput:` rules"),
+    ("slos:\n  - {slo: ttft p99 < 1s, scenario: nope}\n", 2, "slos[0].scenario",
+     "unknown scenario"),
+    ("slos: [goodput >= 90%]\n", 1, "slos[0]", "needs `goodput:` rules"),
     ("goodput: [ttft < 1 parsec]\nslos: [goodput >= 90%]\n", 1, "goodput[0]", "time unit"),
-    ("slos:\n  - {slo: gpu.util mean > 50%, abort: true}\n", None, "slos", "cannot abort"),
-    ("slos:\n  - {slo: error_rate < 1%, abort: true}\n", None, "slos", "only percentile"),
+    ("slos:\n  - {slo: gpu.util mean > 50%, abort: true}\n", 2, "slos[0]", "cannot abort"),
+    ("slos:\n  - {slo: error_rate < 1%, abort: true}\n", 2, "slos[0]", "only percentile"),
     ("slos: [goodput >= 0.5]\ngoodput: [ttft < 1s]\n", 1, "slos[0]", "% (a share) or req/s"),
     ("slos: [latency p99 < 1s in every 1s window]\ninterval: 2s\n", 2, "interval", "unknown key"),
 ])
@@ -111,6 +112,24 @@ def test_bad_slo_files_name_file_line_and_key(tmp_path: Path, slo_text: str, lin
     message = str(info.value)
     assert "slo.yaml" in message and needle in message, message
     assert (line, key) in [(ln, k) for ln, k, _ in info.value.problems], message
+
+
+def test_slo_file_errors_point_into_the_file_past_the_workload_s_own_slos(
+        tmp_path: Path) -> None:
+    """The workload's own SLOs come first in the merged lists: an error in
+    the file's first SLO is at the file's line, index 0."""
+    (tmp_path / "w.yaml").write_text(
+        "arrival: {rate: 5}\nscenarios: [{name: c, kind: http}]\n"
+        "slos: [latency p99 < 1s, error_rate < 5%]\n"
+        "phases: [{name: m, duration: 2s, slos: [latency p50 < 1s]}]\n")
+    for text, line, key in (
+            ("slos:\n  - {slo: ttft p99 < 1s, scenario: nope}\n", 2, "slos[0].scenario"),
+            ("phases:\n  m:\n    - {slo: ttft p99 < 1s, scenario: c}\n", 3,
+             "phases.m[0].scenario")):
+        (tmp_path / "s.yaml").write_text(text)
+        with pytest.raises(WorkloadError) as info:
+            load_workload(tmp_path / "w.yaml", Overrides(slo_files=(str(tmp_path / "s.yaml"),)))
+        assert (line, key) in [(ln, k) for ln, k, _ in info.value.problems], str(info.value)
 
 
 def test_slo_file_mapping_form_scopes_and_goodput(tmp_path: Path) -> None:

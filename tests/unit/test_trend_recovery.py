@@ -127,11 +127,11 @@ scenarios:
 @pytest.mark.parametrize("slo_text,line,key,needle", [
     ("slos:\n  - ttft p99 < 1s\n  - ttft p99 trend < 10%\n", 3, "slos[1]", "change per time"),
     ("slos:\n  - recovery_time < 60\n", 2, "slos[0]", "time unit"),
-    ("slos:\n  - {slo: ttft p99 trend < 10%/h, abort: true}\n", None, "slos", "cannot abort"),
-    ("slos:\n  - {slo: recovery_time < 10s, abort: true}\n", None, "slos", "cannot abort"),
-    ("slos: [recovery_time after nope < 60s]\n", None, "slos", "unknown phase 'nope'"),
-    ("slos: [ttft p99 trend < 1ms/s in 5s windows]\n", None, "slos", "whole number of 2s"),
-    ("slos: [ttft p99 trend < 1ms/s in 1s windows]\n", None, "slos", "shorter than the 2s"),
+    ("slos:\n  - {slo: ttft p99 trend < 10%/h, abort: true}\n", 2, "slos[0]", "cannot abort"),
+    ("slos:\n  - {slo: recovery_time < 10s, abort: true}\n", 2, "slos[0]", "cannot abort"),
+    ("slos: [recovery_time after nope < 60s]\n", 1, "slos[0]", "unknown phase 'nope'"),
+    ("slos: [ttft p99 trend < 1ms/s in 5s windows]\n", 1, "slos[0]", "whole number of 2s"),
+    ("slos: [ttft p99 trend < 1ms/s in 1s windows]\n", 1, "slos[0]", "shorter than the 2s"),
     ("tenants: {default: [gpu.mem_used trend < 1 ms/h]}\n", 1, "tenants.default[0]",
      "change per time"),
 ])
