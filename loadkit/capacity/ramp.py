@@ -26,7 +26,7 @@ import time
 
 from loadkit.capacity.model import Ramp, RampStep
 from loadkit.capacity.probe import ProbeSetup, classify, slo_points
-from loadkit.capacity.scale import phase_rate, with_warmup
+from loadkit.capacity.scale import load_of, with_warmup
 from loadkit.capacity.search import Status
 from loadkit.errors import InputError, RunError
 from loadkit.outputs import REPORTS
@@ -67,13 +67,7 @@ def ramp_workload(loaded: LoadedWorkload, loads: list[float], step_s: float) -> 
     if any(isinstance(w.arrival_for(t, first), Closed) for t in w.all_tenants):
         raise InputError("--ramp raises a rate: this workload's arrivals are closed loops "
                          "(users); search without --ramp")
-    # Each step is the first measured phase's arrivals scaled to its load:
-    # from that phase's own rate, not the run's mean (a busy first phase of
-    # 30 req/s in a run averaging 20 sent 30 at the step labelled 20).
-    base = phase_rate(loaded, first)
-    if base <= 0:
-        raise InputError(f"--ramp scales the first measured phase's arrivals, and phase "
-                         f"{first.name!r} sends nothing")
+    base = load_of(loaded)
     names = [step_name(i) for i in range(len(loads))]
     tenants = []
     for t in w.all_tenants:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -54,26 +53,16 @@ def load_of(loaded: LoadedWorkload) -> float:
         first = next(p for p in w.phase_list if not p.warmup)
         return float(sum(s.concurrency for t in w.all_tenants
                          if isinstance(s := w.arrival_for(t, first), Closed)))
-    return _requests(loaded, lambda p: not p.warmup) / w.measured_s
-
-
-def phase_rate(loaded: LoadedWorkload, phase: Phase) -> float:
-    """One phase's arrival rate, every tenant's together, in req/s."""
-    return _requests(loaded, lambda p: p.name == phase.name) / phase.duration
-
-
-def _requests(loaded: LoadedWorkload, counted: Callable[[Phase], bool]) -> float:
-    """The requests the counted phases' open-loop arrivals send, every tenant's."""
-    w, total = loaded.workload, 0.0
+    total = 0.0
     for t in w.all_tenants:
         for _i, p, _start, spec, into in phase_arrivals(w, t):
-            if not counted(p) or spec is None:
+            if p.warmup or spec is None:
                 continue
             if isinstance(spec, Trace):
                 total += _trace_requests(loaded.traces[spec.path], spec, p.duration, into)
             else:
                 total += (mean_rate(spec, p.duration) or 0.0) * p.duration
-    return total
+    return total / w.measured_s
 
 
 def at_load(loaded: LoadedWorkload, value: float) -> LoadedWorkload:

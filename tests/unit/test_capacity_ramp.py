@@ -16,12 +16,13 @@ from loadkit.capacity.model import CapacityResult, Ramp, RampStep, SloPoint
 from loadkit.capacity.ramp import RAMP_GROWTH, answer, ramp_loads, ramp_workload, step_name
 from loadkit.capacity.report import render_markdown
 from loadkit.capacity.runner import binding_slo, build
-from loadkit.capacity.scale import WARMUP_PHASE, load_of
+from loadkit.capacity.scale import WARMUP_PHASE, at_load, load_of
 from loadkit.capacity.search import Conclusion, Known, Outcome, Probe, Settings, Status, search
 from loadkit.errors import InputError
 from loadkit.result.model import Verdict
 from loadkit.workload.arrival_specs import Poisson
 from loadkit.workload.loader import LoadedWorkload, load_workload
+from loadkit.workload.models import Phase, Workload
 
 SLO = "latency p99 < 100ms [all]"
 
@@ -119,20 +120,27 @@ def test_the_ramp_is_one_phase_per_step_each_judged_by_the_counted_slos(
     assert load_of(loaded) == pytest.approx(40)
 
 
-def test_each_step_sends_its_label_when_the_first_phase_is_busier_than_the_mean(
+def test_a_step_sends_what_a_probe_at_its_load_sends_in_its_first_phase(
         tmp_path: Path) -> None:
-    """Phases of 30 then 10 req/s (a mean of 20): a step labelled 20 sends
-    20, not 30 (the first phase's arrivals scaled by the mean once)."""
+    """Phases of 30 then 10 req/s: the workload's load is their mean, 20. A
+    probe at 20 sends 30 in its first phase, and so does the step labelled
+    20: the ramp's bound and the probes' loads are one unit for the search."""
     loaded = workload_file(tmp_path, tenants=[], duration=None, arrival=None, phases=[
         {"name": "busy", "duration": 10, "arrival": {"process": "poisson", "rate": 30}},
         {"name": "calm", "duration": 10, "arrival": {"process": "poisson", "rate": 10}}])
     assert load_of(loaded) == pytest.approx(20)
+
+    def first_rate(w: Workload, phase: Phase) -> float:
+        return sum(spec.rate for t in w.all_tenants
+                   if isinstance(spec := w.arrival_for(t, phase), Poisson))
     loads = [20.0, 25.0, 31.25]
     ramp = ramp_workload(loaded, loads, 2.0).workload
     steps = [p for p in ramp.phase_list if not p.warmup]
-    sent = [sum(spec.rate for t in ramp.all_tenants
-                if isinstance(spec := ramp.arrival_for(t, p), Poisson)) for p in steps]
-    assert sent == pytest.approx(loads)
+    for step_phase, value in zip(steps, loads, strict=True):
+        probe = at_load(loaded, value).workload
+        assert first_rate(ramp, step_phase) == pytest.approx(
+            first_rate(probe, probe.phase_list[0]))
+    assert first_rate(ramp, steps[0]) == pytest.approx(30)
 
 
 def test_a_ramp_needs_counted_slos_and_a_rate(tmp_path: Path) -> None:
