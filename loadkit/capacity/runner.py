@@ -26,7 +26,7 @@ from loadkit.capacity.model import (
 )
 from loadkit.capacity.probe import ProbeSetup, run_probe
 from loadkit.capacity.ramp import ramp_loads, run_ramp
-from loadkit.capacity.scale import WARMUP_MIN_S, WARMUP_SHARE, load_of, unit_of
+from loadkit.capacity.scale import WARMUP_MIN_S, WARMUP_SHARE, load_of, loops_of, unit_of
 from loadkit.capacity.search import Conclusion, Found, Known, Outcome, Probe, Status, search
 from loadkit.capacity.search import Settings as SearchSettings
 from loadkit.errors import InputError
@@ -74,7 +74,7 @@ def find_capacity(req: Request, on_probe: Callable[[ProbeRecord], None] | None =
         parse_expect(req.expect, unit)  # bad wording: exit 2 before any probe
         if req.expect.strip().startswith("headroom") and req.production is None:
             raise InputError(f"--expect {req.expect!r} needs --production-rate")
-    settings = _settings(req, load_of(loaded), unit)
+    settings = _settings(req, load_of(loaded), unit, len(loops_of(w)))
     if req.setup.until_decided and all(o.counted for o in w.objectives()):
         settings = dataclasses.replace(settings, evidence=evidence(w.objectives()))
         first = settings.first_attempt_s(settings.start)
@@ -131,12 +131,17 @@ def evidence(objectives: list[Objective]) -> float:
                                   if 0.0 < (a := allowed(o)) < 1.0), default=0)
 
 
-def _settings(req: Request, own: float, unit: str) -> SearchSettings:
+def _settings(req: Request, own: float, unit: str, loops: int = 1) -> SearchSettings:
+    """`loops`: a closed-loop workload's tenants, each running one user at least."""
     integer = unit == USERS
     start = req.start if req.start is not None else own
     if start <= 0:
         raise InputError("the workload's load is zero: give --min")
-    low = start if req.start is not None else (1.0 if integer else start / FLOOR_FACTOR)
+    low = start if req.start is not None else (
+        float(max(1, loops)) if integer else start / FLOOR_FACTOR)
+    if integer and low < loops:
+        raise InputError(f"--min {low:g}: this workload's {loops} closed loops (one a "
+                         f"tenant) need {loops} users at least")
     if req.high is not None and req.high < start:
         first = "--min" if req.start is not None else "the workload's own load"
         raise InputError(f"--max {req.high:g} is below the first load probed, {first} "

@@ -83,7 +83,11 @@ def at_load(loaded: LoadedWorkload, value: float) -> LoadedWorkload:
     if unit_of(w) == USERS:
         # The first measured phase runs exactly the users asked, whatever the
         # rounding above did (three tenants of 1 user each ran 3 at "4", 6 at "5").
-        scaled = _exact_users(scaled, first, int(value))
+        weights = loops_of(w)
+        if int(value) < len(weights):
+            raise InputError(f"{value:g} users cannot run this workload's {len(weights)} "
+                             f"closed loops (one a tenant): --min {len(weights)} at least")
+        scaled = _exact_users(scaled, weights, first, int(value))
     return dataclasses.replace(loaded, workload=_revalidated(scaled, value, unit_of(w)))
 
 
@@ -116,35 +120,45 @@ def _spec(spec: ArrivalSpec | None, f: float) -> ArrivalSpec | None:
     return None if spec is None else spec.scaled_rate(f)
 
 
-def _exact_users(w: Workload, first: Phase, users: int) -> Workload:
-    """`first` at `users` users in all: the loops its tenants run there share
-    them as they shared the workload's (largest remainder, one each at least);
-    the other phases keep their scaled counts."""
+def loops_of(w: Workload) -> dict[str, int]:
+    """Users of each tenant's closed loop in the first measured phase: the
+    fewest users a probe can run is one per loop."""
+    first = next(p for p in w.phase_list if not p.warmup)
+    return {t.name: s.concurrency for t in w.all_tenants
+            if isinstance(s := w.arrival_for(t, first), Closed)}
+
+
+def _exact_users(w: Workload, weights: dict[str, int], first: Phase, users: int) -> Workload:
+    """`first` at `users` users in all, shared among its tenants' loops as
+    `weights` (the workload's own users) share them; the other phases keep
+    their scaled counts."""
     loops = {t.name: s for t in w.all_tenants
              if isinstance(s := w.arrival_for(t, first), Closed)}
     if not loops:
         return w
     if not w.tenants:  # one loop: the spec the phase runs, wherever it is written
         (spec,) = loops.values()
+
         def fix(s: ArrivalSpec | None) -> ArrivalSpec | None:
             return spec.model_copy(update={"concurrency": users}) if s is spec else s
         return w.model_copy(update={"arrival": fix(w.arrival), "phases": [
             p.model_copy(update={"arrival": fix(p.arrival)}) for p in w.phases]})
-    share = apportion(users, {name: s.concurrency for name, s in loops.items()})
+    share = apportion(users, {name: weights[name] for name in loops})
     return w.model_copy(update={"tenants": [t.model_copy(update={"phases": {
         **t.phases, first.name: loops[t.name].model_copy(update={"concurrency": share[t.name]})}})
         if t.name in loops else t for t in w.tenants]})
 
 
 def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
-    """`total` split in proportion to `weights` (the largest remainders round
-    up), at least 1 each: the sum is `total` when that allows one each."""
-    whole = sum(weights.values())
-    exact = {k: total * v / whole for k, v in weights.items()}
-    out = {k: max(1, int(x)) for k, x in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
-        if sum(out.values()) >= total:
-            break
+    """`total` (at least one a key) split in proportion to `weights`: one
+    each, then the rest by the largest remainder; the sum is `total`."""
+    if total < len(weights):
+        raise ValueError(f"{total} cannot give each of {len(weights)} one")
+    rest, whole = total - len(weights), sum(weights.values())
+    exact = {k: rest * v / whole for k, v in weights.items()}
+    out = {k: 1 + int(x) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True)[
+            :total - sum(out.values())]:
         out[k] += 1
     return out
 

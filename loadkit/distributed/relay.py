@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import zmq
 from gevent.fileobject import FileObjectPosix
 from locust.env import Environment  # first: Locust patches the standard library on import
 from locust.exception import RPCError
@@ -57,7 +58,8 @@ def master_main(bind_host: str, bind_port: int) -> int:
     env = Environment(user_classes=[])
     try:
         runner = env.create_master_runner(bind_host, bind_port)
-    except RPCError as exc:  # the port taken, an address not this host's: said, not raised
+    except (RPCError, zmq.error.ZMQError) as exc:  # said, not raised: the port taken, an
+        # address not this host's (a random port's bind raises zmq's own error)
         _emit({"ev": "bind-failed", "why": str(exc)})
         return 2
     accepted: dict[str, dict[str, Any]] = {}  # Locust client id -> facts
@@ -174,7 +176,10 @@ def worker_main(master_host: str, master_port: int, token: str) -> int:
             runner.send_message(f"lk_{kind}", event)
         code = proc.wait()
         if not ended:  # it died without a word (a crash, a kill): the master must know
-            runner.send_message("lk_failed", {"error": f"the shard's engine exited {code}"})
+            error = f"the shard's engine exited {code}"
+            print(f"loadkit worker: {error}", file=sys.stderr)
+            outcome["code"] = ExitCode.UNTRUSTED
+            runner.send_message("lk_failed", {"error": error})
 
     def to_shard(environment: Environment, msg: Any) -> None:
         """A start or a stop, for the shard's stdin."""

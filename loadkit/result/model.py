@@ -306,6 +306,27 @@ class Distribution(Part):
     note: str | None = None  # what a lost worker took with it, when allowed
 
 
+def as_ran(phases: list[PhaseInfo], ended_s: float | None) -> list[PhaseInfo]:
+    """The phases as a run that stopped at `ended_s` ran them: each cut there
+    (one that never began lasts 0 s); None: as planned."""
+    if ended_s is None:
+        return phases
+    return [p.model_copy(update={"duration_s": max(0.0, min(p.duration_s, ended_s - p.start_s))})
+            for p in phases]
+
+
+def run_verdict(of_slos: Verdict, counts: Counts, cache: CacheState | None
+                ) -> tuple[Verdict, str | None]:
+    """The run's verdict from its SLOs' together, and why it is worse when it
+    is: no sample passed nothing, and a warm prefix cache, not the release,
+    may have passed it."""
+    if of_slos == Verdict.PASS and counts.none_answered:
+        return Verdict.INCONCLUSIVE, NOTHING_JUDGED
+    if of_slos == Verdict.PASS and cache is not None and cache.state == "warm":
+        return Verdict.INCONCLUSIVE, f"prefix cache warm: {cache.reason}"
+    return of_slos, None
+
+
 class RunResult(Part):
     """What `run.json` holds; see docs/run-json.md."""
 
@@ -323,8 +344,8 @@ class RunResult(Part):
     aborted: Aborted | None = None
     decided: DecidedEarly | None = None
     # Seconds since the start when a run stopped before its schedule's end
-    # (an abort, the verdict decided, Ctrl-C, fail-fast, a lost worker, a
-    # rebuild's last interval); None: it ran its length.
+    # (an abort, the verdict decided, Ctrl-C, fail-fast, a rebuild's last
+    # interval); None: it ran its length.
     ended_s: float | None = None
     verdict: Verdict
     trusted: bool
@@ -367,27 +388,20 @@ class RunResult(Part):
         run that ended early (an abort, the verdict decided, Ctrl-C) stopped,
         or where the journal of a rebuilt one (killed, or still going) ends:
         the time its throughput is over."""
-        end = float("inf")
-        if self.ended_s is not None:
-            end = self.ended_s
-        elif self.incomplete is not None:  # written before ended_s was
+        end = self.ended_s
+        if end is None and self.incomplete is not None:  # written before ended_s was
             end = self.incomplete.recorded_s
-        elif (self.aborted or self.decided) and self.timeseries:
+        elif end is None and (self.aborted or self.decided) and self.timeseries:
             end = self.timeseries[-1].end_s
-        return sum(max(0.0, min(p.start_s + p.duration_s, end) - p.start_s)
-                   for p in self.phases if not p.warmup)
+        return sum(p.duration_s for p in as_ran(self.phases, end) if not p.warmup)
 
     @property
     def own_verdict_reason(self) -> str | None:
         """Why the run's verdict is worse than its SLOs' together (nothing
         answered, a warm prefix cache); None when it is theirs."""
-        if self.verdict == Verdict.overall([s.verdict for s in self.slos]):
-            return None
-        if self.counts.none_answered:
-            return NOTHING_JUDGED
-        if self.cache is not None and self.cache.state == "warm":
-            return f"prefix cache warm: {self.cache.reason}"
-        return None
+        of_slos = Verdict.overall([s.verdict for s in self.slos])
+        return None if self.verdict == of_slos else \
+            run_verdict(of_slos, self.counts, self.cache)[1]
 
     @property
     def cut_short(self) -> bool:

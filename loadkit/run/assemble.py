@@ -24,6 +24,8 @@ from loadkit.result.model import (
     Telemetry,
     Verdict,
     WorkloadInfo,
+    as_ran,
+    run_verdict,
 )
 from loadkit.run.build import Measured, health, saturation_reason
 from loadkit.slo.after_run import judge_after_run
@@ -32,7 +34,7 @@ from loadkit.slo.evaluate import evaluate_all
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.reclaim import explain_missing, reclaim, slo_figures
 from loadkit.slo.recovery import phase_rates
-from loadkit.slo.scopes import Phases, as_ran
+from loadkit.slo.scopes import Phases
 from loadkit.slo.why import explain
 from loadkit.telemetry.derive import slo_values
 from loadkit.workload.slo_spec import Objective
@@ -99,11 +101,7 @@ def assemble(facts: RunFacts, *, finished_at: str, recorder: Recorder, scheduled
     tokens = measured.tokens()
     cache = cache_state(tokens, facts.cache_reset)
     counts = measured.request_counts(scheduled, unfinished)
-    verdict = Verdict.overall([s.verdict for s in slos])
-    if counts.none_answered and verdict == Verdict.PASS:
-        verdict = Verdict.INCONCLUSIVE  # no sample: nothing passed (result.NOTHING_JUDGED)
-    if cache is not None and cache.state == "warm" and verdict == Verdict.PASS:
-        verdict = Verdict.INCONCLUSIVE  # the cache, not the release, may have passed it
+    verdict, _ = run_verdict(Verdict.overall([s.verdict for s in slos]), counts, cache)
     decided = None
     if judge is not None and judge.decided is not None:
         d = judge.decided

@@ -120,7 +120,7 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
                       f"least {samples_needed(o.quantile)}, or {samples_to_pass(allowed, level):,}"
                       f" with none beyond the threshold")
         elif o.quantile is not None and holds is not True \
-                and failed > (1.0 - o.quantile) * attempts:
+                and rank_at(o.quantile * 100.0, attempts) > samples:  # the rank is a failure
             reason = (f"{failed} of {attempts} requests failed or were dropped: more than "
                       f"the {100 * (1 - o.quantile):.3g}% tail, so {o.stat} is a failure")
             verdict = FAIL if o.op.startswith("<") else PASS

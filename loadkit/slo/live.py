@@ -28,7 +28,7 @@ from loadkit.record.recorder import Interval
 from loadkit.result.model import Scope, SLOResult, Verdict, Window, Windows
 from loadkit.slo.confidence import always_valid_decides
 from loadkit.slo.correlation import ShareBatches
-from loadkit.slo.evaluate import Counts, Served, evaluate, tail_counts
+from loadkit.slo.evaluate import Counts, Served, evaluate, samples_needed, tail_counts
 from loadkit.slo.scopes import Phases
 from loadkit.slo.trend import default_window, trend_result
 from loadkit.workload.slo_spec import TIME_METRICS, Objective
@@ -288,9 +288,11 @@ def windowed_result(o: Objective, windows: list[Window]) -> SLOResult:
                          ci_high=worst.ci_high if worst else None,
                          windows=summary, abort=o.abort)
 
-    # Undecided windows: too few samples (no value), or, with --strict, a
-    # value whose interval holds the threshold.
-    few = sum(w.verdict == Verdict.INCONCLUSIVE and w.observed is None for w in windows)
+    # Undecided windows: too few samples, or, with --strict, the threshold
+    # inside the interval (a value's, or failures just past the tail's).
+    enough = samples_needed(o.quantile) if o.quantile is not None else 1
+    few = sum(w.verdict == Verdict.INCONCLUSIVE and w.observed is None and w.samples < enough
+              for w in windows)
     doubtful = len(windows) - len(judged) - few
     undecided = ", ".join(part for part in (
         f"{few} had too few samples" if few else "",

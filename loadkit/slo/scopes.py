@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from loadkit.result.model import ALL, PhaseInfo, Scope
-
-
-def as_ran(phases: list[PhaseInfo], ended_s: float | None) -> list[PhaseInfo]:
-    """The phases as a run that stopped at `ended_s` ran them: each cut there
-    (one that never began lasts 0 s); None: as planned."""
-    if ended_s is None:
-        return phases
-    return [p.model_copy(update={"duration_s": max(0.0, min(p.duration_s, ended_s - p.start_s))})
-            for p in phases]
+from loadkit.result.model import ALL, PhaseInfo, Scope, as_ran
 
 
 class Phases:

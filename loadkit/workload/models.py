@@ -416,9 +416,11 @@ def _check_abandon(t: Tenant, scenarios: list[Scenario], at: tuple[str | int, ..
         raise ErrorAt(at, f"tenant {t.name!r}: `abandon` applies to text generation and "
                       "KServe, and none of its scenarios is either")
     for s in generating:
-        if a is not None and (a.read_tokens or a.on_tool_call) and not s.stream:
+        streams = s.stream and not (isinstance(s, KServeScenario) and s.mode != "generate")
+        if a is not None and (a.read_tokens or a.on_tool_call) and not streams:
             raise ErrorAt(at, f"tenant {t.name!r}: abandon.read_tokens and on_tool_call read "
-                          f"a stream: scenario {s.name!r} needs stream: true")
+                          f"a stream: scenario {s.name!r} needs stream: true"
+                          + (" and mode: generate" if isinstance(s, KServeScenario) else ""))
         if a is not None and a.on_tool_call and isinstance(s, KServeScenario):
             raise ErrorAt(at, f"tenant {t.name!r}: abandon.on_tool_call: KServe answers "
                           f"(scenario {s.name!r}) call no tools")

@@ -1,8 +1,10 @@
 """The workload as outputs may show it: run.json, the journal's header and
 report.html keep the spec as written, but never a literal secret. A value
-with a `${VAR}` reference stays (it names, it does not hold); a literal API key, token,
-password or credential-bearing header becomes `***`, and every URL loses its
-`user:password@` and its query's values (a signed media URL's signature)."""
+that is `${VAR}` references, with at most a scheme word before them
+(`Bearer ${KEY}`), stays: it names, it does not hold. A literal API key,
+token, password or credential-bearing header becomes `***`, and every URL,
+or path with a query, loses its `user:password@` and its query's values (a
+signed media URL's signature, a `?key=` in a path)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from typing import Any
 from loadkit import envrefs
 from loadkit.urls import MASK, without_credentials
 
-# Keys whose value is a credential wherever they appear (api_key, agent_token, ...).
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
-# Header names that carry one (Authorization, X-Api-Key, Cookie, X-Amz-Signature, ...).
-SECRET_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|session|signature",
+# Keys whose value is a credential wherever they appear (api_key, agent_token, ...);
+# not every `*_token` (a tokenizer's eos_token is none).
+SECRET_KEY = re.compile(r"^((.*_)?(api_?key|secret|password|passwd|credentials?)|"
+                        r"((access|auth|agent|bearer|api|id)_?)?token|pass)$", re.IGNORECASE)
+# Header names that carry one (Authorization, X-Api-Key, Cookie, X-Amz-Credential, ...).
+SECRET_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|session|signature|credential",
                            re.IGNORECASE)
+# What may stand beside `${VAR}` references in a value kept as written.
+SCHEME = re.compile(r"\s*(Bearer|Basic|Token|Bot)?\s*", re.IGNORECASE)
 
 
 def public_spec(value: Any, key: str = "") -> Any:
@@ -30,12 +36,18 @@ def public_spec(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         if SECRET_KEY.search(key):
             return _masked(value)
-        if value.startswith(("http://", "https://")):
-            return without_credentials(value)
+        if value.startswith(("http://", "https://")) or key == "path" and "?" in value:
+            return without_credentials(value) if "://" in value else \
+                value.partition("?")[0] + "?" + _query(value.partition("?")[2])
     return value
 
 
 def _masked(value: Any) -> Any:
-    if isinstance(value, str) and envrefs.names(value):  # `Bearer ${KEY}`: as written
-        return value
-    return MASK if isinstance(value, str) else public_spec(value)
+    if not isinstance(value, str):
+        return public_spec(value)
+    return value if envrefs.names(value) and SCHEME.fullmatch(
+        envrefs.ENV_REF.sub("", value)) else MASK
+
+
+def _query(query: str) -> str:
+    return without_credentials("http://x/?" + query).partition("?")[2]

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from loadkit.capacity.scale import apportion, at_load, load_of
+from loadkit.errors import InputError
 from loadkit.workload.arrival_specs import Closed
 from loadkit.workload.loader import LoadedWorkload, load_workload
 
@@ -49,8 +50,21 @@ def test_tenants_share_exactly_the_users_asked(tmp_path: Path, value: int) -> No
     assert users(at_load(w, value)) == {"measure": value}
 
 
-def test_apportion_is_proportional_and_sums_to_the_total() -> None:
-    assert apportion(10, {"a": 3, "b": 1}) == {"a": 8, "b": 2}
+def test_apportion_gives_one_each_then_the_rest_in_proportion() -> None:
+    assert apportion(10, {"a": 3, "b": 1}) == {"a": 7, "b": 3}
     assert apportion(4, {"a": 1, "b": 1, "c": 1}) == {"a": 2, "b": 1, "c": 1}
     assert sum(apportion(7, {"a": 5, "b": 3, "c": 1}).values()) == 7
-    assert apportion(2, {"a": 1, "b": 1, "c": 1}) == {"a": 1, "b": 1, "c": 1}  # one each
+    # Five small loops beside a big one: the small ones' one each is not on top.
+    weights = {**{f"s{i}": 1 for i in range(5)}, "big": 1000}
+    for total in range(6, 21):
+        share = apportion(total, weights)
+        assert sum(share.values()) == total and min(share.values()) >= 1
+    with pytest.raises(ValueError):
+        apportion(2, {"a": 1, "b": 1, "c": 1})
+
+
+def test_fewer_users_than_loops_is_bad_input(tmp_path: Path) -> None:
+    w = loaded(tmp_path, duration=5, tenants=[
+        {"name": n, "arrival": {"process": "closed", "concurrency": 1}} for n in "xyz"])
+    with pytest.raises(InputError, match="--min 3 at least"):
+        at_load(w, 2)

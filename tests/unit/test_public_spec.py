@@ -33,3 +33,16 @@ def test_literal_secrets_are_masked_and_references_kept() -> None:
     assert shown["scenarios"][0]["prompts"] == ["tell me about http"]
     assert shown["scenarios"][0]["max_tokens"] == 8
     assert spec["headers"]["X-Api-Key"] == "sk-literal"  # the spec itself is untouched
+
+
+def test_a_reference_beside_a_literal_is_masked_and_a_path_s_query_too() -> None:
+    shown = public_spec({
+        "api_key": "sk-live-${SUFFIX}",  # its literal part would show
+        "headers": {"X-Amz-Credential": "AKIA", "Authorization": "Basic ${B64}"},
+        "path": "/v1beta/models/m:streamGenerateContent?key=AIzaSECRET&alt=sse",
+        "eos_token": "</s>", "passwd": "hunter2"})
+    assert shown["api_key"] == "***" and shown["passwd"] == "***"
+    assert shown["headers"] == {"X-Amz-Credential": "***", "Authorization": "Basic ${B64}"}
+    assert "AIzaSECRET" not in shown["path"] and shown["path"].startswith(
+        "/v1beta/models/m:streamGenerateContent?key=")
+    assert shown["eos_token"] == "</s>"  # a tokenizer's token is no credential

@@ -21,14 +21,14 @@ from loadkit.errors import ExitCode, WorkloadError
 from loadkit.outputs.html import render_html
 from loadkit.record.histogram import new_histogram, record_us
 from loadkit.result import parse_run
-from loadkit.result.model import Interval, PhaseInfo, SLOResult, Telemetry
+from loadkit.result.model import Interval, PhaseInfo, SLOResult, Telemetry, as_ran
 from loadkit.sim.faults import parse_faults
 from loadkit.sim.timeline import Timeline
 from loadkit.slo.after_run import judge_after_run
 from loadkit.slo.evaluate import Counts, evaluate
 from loadkit.slo.live import LiveJudge
 from loadkit.slo.recovery import phase_rates, recovery_result
-from loadkit.slo.scopes import Phases, as_ran
+from loadkit.slo.scopes import Phases
 from loadkit.slo.trend import (
     MAX_FIT_POINTS,
     MIN_WINDOWS,

@@ -166,9 +166,17 @@ def test_failures_just_past_the_tail_are_a_marginal_fail_not_a_clear_one() -> No
     assert share.verdict == "fail" and share.marginal
 
 
+def test_failures_exactly_at_the_tail_leave_the_percentile_an_answer() -> None:
+    """100 failures in 1,000: p90 is the 900th attempt, the slowest answer, not
+    a failure ((1 - 0.9) * 1000 is 99.99999999999997 in floating point)."""
+    r = evaluate(parse_objective("latency p90 < 1s"), [hist([50] * 900)], Counts(900, 100, 0, 10))
+    assert r.observed == pytest.approx(50, rel=0.001) and "is a failure" not in r.reason
+
+
 def test_an_undecided_p99_takes_the_share_the_slo_language_forbids() -> None:
     """`p99 < T`: fewer than 1% take T or more. 11 of 1,060 (1.04%) at 200 ms:
-    p99 is 200 ms, a (marginal) fail; 11 of 1,100 (1.0%) pass it."""
+    p99 is 200 ms, a (marginal) fail. 11 of 1,100 (1.0%, the boundary): p99
+    is the 1,089th, the last fast answer, a (marginal) pass."""
     o = parse_objective("latency p99 < 100ms")
     over = evaluate(o, [hist([10] * 1049 + [200] * 11)], Counts(1060, 0, 0, 10))
     assert (over.verdict, over.marginal) == ("fail", True)

@@ -375,3 +375,8 @@ tenants:
     mixed = text.replace("STREAM", "true").replace(
         "tenants:", "  - {name: ping, kind: http, path: /x}\ntenants:")
     assert load(tmp_path, mixed).workload.tenants[0].abandon is not None
+    # A KServe tensor inference streams nothing to read tokens from.
+    _, message = problems(tmp_path, text.replace(
+        "{name: chat, kind: openai-chat, prompt_tokens: 8, max_tokens: 8, stream: STREAM}",
+        "{name: t, kind: kserve, model: m, tensors: [{name: X, datatype: FP32, shape: [1]}]}"))
+    assert "needs stream: true and mode: generate" in message, message
