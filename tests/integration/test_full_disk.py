@@ -49,7 +49,11 @@ def test_journal_and_hlog_on_a_full_disk_cut_short_and_the_run_goes_on(tmp_path:
     saved = json.loads((out / "run.json").read_text())
     assert saved["counts"]["completed"] == result.counts.completed == 40
     assert saved["verdict"] == "pass" and not saved["trusted"]
-    (reason,) = saved["untrusted_reasons"]
+    # One reason names the files; on a loaded host the generator's lateness
+    # may add its own (ci63 ran this beside three other workers).
+    (reason,) = [r for r in saved["untrusted_reasons"] if "could not be written" in r]
+    assert all(r == reason or r.startswith("generator saturated")
+               for r in saved["untrusted_reasons"]), saved["untrusted_reasons"]
     assert "could not be written as the run went" in reason and "each stops there" in reason
     assert f"{out / JOURNAL_NAME}: No space left on device" in reason
     assert f"{out / HLOG_NAME}: No space left on device" in reason
