@@ -98,13 +98,14 @@ def without_credentials(url: str) -> str:
         scheme = _SCHEME.match(url)
         return (scheme.group(0) if scheme else "") + MASK
     return urlunsplit((parts.scheme, _without_userinfo(parts.netloc), parts.path,
-                       _masked_query(parts.query), ""))
+                       masked_query(parts.query), ""))
 
 
 def _without_userinfo(netloc: str) -> str:
     return netloc.rpartition("@")[2]  # the last `@`: a raw one may be in the password
 
 
-def _masked_query(query: str) -> str:
+def masked_query(query: str) -> str:
+    """A query with its values masked (`key=***&alt=***`)."""
     return "&".join(f"{name}={MASK}" if sep else MASK
                     for name, sep, _ in (p.partition("=") for p in query.split("&") if p))

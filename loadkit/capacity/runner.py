@@ -26,7 +26,14 @@ from loadkit.capacity.model import (
 )
 from loadkit.capacity.probe import ProbeSetup, run_probe
 from loadkit.capacity.ramp import ramp_loads, run_ramp
-from loadkit.capacity.scale import WARMUP_MIN_S, WARMUP_SHARE, load_of, loops_of, unit_of
+from loadkit.capacity.scale import (
+    WARMUP_MIN_S,
+    WARMUP_SHARE,
+    load_of,
+    loops_of,
+    require_users,
+    unit_of,
+)
 from loadkit.capacity.search import Conclusion, Found, Known, Outcome, Probe, Status, search
 from loadkit.capacity.search import Settings as SearchSettings
 from loadkit.errors import InputError
@@ -139,9 +146,8 @@ def _settings(req: Request, own: float, unit: str, loops: int = 1) -> SearchSett
         raise InputError("the workload's load is zero: give --min")
     low = start if req.start is not None else (
         float(max(1, loops)) if integer else start / FLOOR_FACTOR)
-    if integer and low < loops:
-        raise InputError(f"--min {low:g}: this workload's {loops} closed loops (one a "
-                         f"tenant) need {loops} users at least")
+    if integer:
+        require_users(low, loops)
     if req.high is not None and req.high < start:
         first = "--min" if req.start is not None else "the workload's own load"
         raise InputError(f"--max {req.high:g} is below the first load probed, {first} "

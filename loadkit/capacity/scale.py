@@ -84,9 +84,7 @@ def at_load(loaded: LoadedWorkload, value: float) -> LoadedWorkload:
         # The first measured phase runs exactly the users asked, whatever the
         # rounding above did (three tenants of 1 user each ran 3 at "4", 6 at "5").
         weights = loops_of(w)
-        if int(value) < len(weights):
-            raise InputError(f"{value:g} users cannot run this workload's {len(weights)} "
-                             f"closed loops (one a tenant): --min {len(weights)} at least")
+        require_users(value, len(weights))
         scaled = _exact_users(scaled, weights, first, int(value))
     return dataclasses.replace(loaded, workload=_revalidated(scaled, value, unit_of(w)))
 
@@ -126,6 +124,13 @@ def loops_of(w: Workload) -> dict[str, int]:
     first = next(p for p in w.phase_list if not p.warmup)
     return {t.name: s.concurrency for t in w.all_tenants
             if isinstance(s := w.arrival_for(t, first), Closed)}
+
+
+def require_users(value: float, loops: int) -> None:
+    """InputError when `value` users cannot give each closed loop one."""
+    if int(value) < loops:
+        raise InputError(f"{value:g} users cannot run this workload's {loops} closed loops "
+                         f"(one a tenant): --min {loops} at least")
 
 
 def _exact_users(w: Workload, weights: dict[str, int], first: Phase, users: int) -> Workload:

@@ -17,7 +17,6 @@ from rich.table import Table
 from rich.text import Text
 
 from loadkit.engine import Progress
-from loadkit.errors import printable
 from loadkit.outputs.format import error_summary, interval, quantity, samples, seconds
 from loadkit.result.model import NOTHING_JUDGED, RunResult, Verdict
 
@@ -84,7 +83,7 @@ class Console:
             self.out.print(Text(f"  {kind} {n:,}" + (f": {example}" if example else ""),
                                 style="red"))
         for reason in result.untrusted_reasons:
-            self.out.print(Text(f"UNTRUSTED: {printable(reason)}", style="bold red"))
+            self.out.print(Text(f"UNTRUSTED: {reason}", style="bold red"))
         if a := result.aborted:
             self.out.print(Text(f"ABORTED at {seconds(a.at_s)} by {a.slo}: {a.reason}",
                                 style="bold red"))

@@ -61,7 +61,7 @@ def master_main(bind_host: str, bind_port: int) -> int:
     except (RPCError, zmq.error.ZMQError) as exc:  # said, not raised: the port taken, an
         # address not this host's (a random port's bind raises zmq's own error)
         _emit({"ev": "bind-failed", "why": str(exc)})
-        return 2
+        return ExitCode.BAD_INPUT
     accepted: dict[str, dict[str, Any]] = {}  # Locust client id -> facts
     finished: set[str] = set()  # done, failed or lost: no longer watched
     pings: dict[str, list[tuple[float, float, float]]] = {}

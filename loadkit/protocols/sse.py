@@ -71,8 +71,8 @@ class SSEDecoder:
             return None
         try:
             doc = orjson.loads(head)
-        except ValueError:
-            return f"the answer is JSON, not an event stream: {head[:120]!r}"
+        except ValueError:  # cut at HEAD bytes, or not JSON after all
+            doc = None
         error = doc.get("error") if isinstance(doc, dict) else None
         if error is None:
             return f"the answer is JSON, not an event stream: {head[:120]!r}"

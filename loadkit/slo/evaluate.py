@@ -129,12 +129,12 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
             # More failures than the tail allows, but not so many that the
             # data decide it (19 of 1,179 is 1.6%, its interval [0.67%, 3.2%]):
             # the point estimate's verdict, marginal as any other.
-            low: float | None = percentile_interval(h, o.quantile, failed, level, n_eff)[0]
-            low = None if low is None or math.isinf(low) else low
+            low = percentile_interval(h, o.quantile, failed, level, n_eff)[0]
+            shown = None if math.isinf(low) else low
             if strict:
                 return _result(o, None, attempts, INCONCLUSIVE, reason + "; the data do not "
-                               "decide it (--strict)", (low, None))
-            return _result(o, None, attempts, verdict, reason, (low, None), marginal=True)
+                               "decide it (--strict)", (shown, None))
+            return _result(o, None, attempts, verdict, reason, (shown, None), marginal=True)
         elif o.stat == "max" and failed:
             return _result(o, None, attempts, FAIL if o.op.startswith("<") else PASS,
                            f"{failed} requests failed or were dropped")

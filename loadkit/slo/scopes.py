@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from loadkit.result.model import ALL, PhaseInfo, Scope, as_ran
+from loadkit.result.model import ALL, PhaseInfo, Scope
 
 
 class Phases:
     """Which phases are measured, and how long each one is."""
 
-    def __init__(self, phases: list[PhaseInfo], ended_s: float | None = None):
-        """`ended_s`: when the run actually ended, if it was cut short."""
+    def __init__(self, phases: list[PhaseInfo]):
+        """`phases` as they ran (result.model.as_ran cuts a run stopped early)."""
         self.start = {p.name: p.start_s for p in phases}
-        self.duration = {p.name: p.duration_s for p in as_ran(phases, ended_s)}
+        self.duration = {p.name: p.duration_s for p in phases}
         self.measured = [p.name for p in phases if not p.warmup]
         self.measured_s = sum(self.duration[p] for p in self.measured)
 

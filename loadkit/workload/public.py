@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from loadkit import envrefs
-from loadkit.urls import MASK, without_credentials
+from loadkit.urls import MASK, masked_query, without_credentials
 
 # Keys whose value is a credential wherever they appear (api_key, agent_token, ...);
 # not every `*_token` (a tokenizer's eos_token is none).
@@ -36,9 +36,11 @@ def public_spec(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         if SECRET_KEY.search(key):
             return _masked(value)
-        if value.startswith(("http://", "https://")) or key == "path" and "?" in value:
-            return without_credentials(value) if "://" in value else \
-                value.partition("?")[0] + "?" + _query(value.partition("?")[2])
+        if value.startswith(("http://", "https://")):
+            return without_credentials(value)
+        if key == "path" and "?" in value:
+            path, _, query = value.partition("?")
+            return f"{path}?{masked_query(query)}"
     return value
 
 
@@ -47,7 +49,3 @@ def _masked(value: Any) -> Any:
         return public_spec(value)
     return value if envrefs.names(value) and SCHEME.fullmatch(
         envrefs.ENV_REF.sub("", value)) else MASK
-
-
-def _query(query: str) -> str:
-    return without_credentials("http://x/?" + query).partition("?")[2]

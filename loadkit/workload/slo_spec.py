@@ -61,21 +61,6 @@ GAUGE_METRICS = {
 # Judged by their trend only (`gpu.mem_used trend < 200MB/h`): metric -> value unit.
 TREND_GAUGES = {"gpu.mem_used": "MiB"}
 RECOVERY_METRIC = "recovery_time"
-
-
-def scopes_for(metric: str) -> tuple[str, ...] | None:
-    """The scope kinds a metric can be judged in; None: any. A tenant or a
-    scenario has no GPU of its own, isolation is a tenant's against the
-    others, zombie tokens are the server's."""
-    if metric == "isolation_ratio":
-        return ("tenant",)
-    if metric == RECOVERY_METRIC:
-        return ("all", "tenant", "phase")
-    if metric.startswith("zombie_"):
-        return ("all",)
-    if metric in GAUGE_METRICS or metric in TREND_GAUGES or metric.startswith("prom."):
-        return ("all", "phase")
-    return None
 END_OF_RUN_METRICS = ("isolation_ratio", "abandon_rate", *GAUGE_METRICS, *TREND_GAUGES,
                       RECOVERY_METRIC)  # known only when the run ends
 METRICS = TIME_METRICS + RATE_METRICS + tuple(GAUGE_METRICS) + ("prom.<metric>",) \
@@ -190,6 +175,21 @@ def check_decidable(objectives: list[Objective]) -> None:
         raise ValueError(
             "stop_when_decided: true needs every SLO to be a percentile, error_rate or "
             f"goodput in % over the whole run; these are judged at its end: {others}")
+
+
+def scopes_for(metric: str) -> tuple[str, ...] | None:
+    """The scope kinds a metric can be judged in; None: any. A tenant or a
+    scenario has no GPU of its own, isolation is a tenant's against the
+    others, zombie tokens are the server's."""
+    if metric == "isolation_ratio":
+        return ("tenant",)
+    if metric == RECOVERY_METRIC:
+        return ("all", "tenant", "phase")
+    if metric.startswith("zombie_"):
+        return ("all",)
+    if metric in GAUGE_METRICS or metric in TREND_GAUGES or metric.startswith("prom."):
+        return ("all", "phase")
+    return None
 
 
 def parse_objective(text: str, scope: str = "all") -> Objective:
