@@ -124,13 +124,14 @@ def _judge(objective: Objective, histograms: list[HdrHistogram], counts: Counts,
             reason = (f"{failed} of {attempts} requests failed or were dropped: more than "
                       f"the {100 * (1 - o.quantile):.3g}% tail, so {o.stat} is a failure")
             verdict = FAIL if o.op.startswith("<") else PASS
+            # The interval's low end, where it is an answer (not a failure).
+            low = percentile_interval(h, o.quantile, failed, level, n_eff)[0]
+            shown = None if math.isinf(low) else low
             if holds is False:  # the exact test decided it
-                return _result(o, None, attempts, verdict, reason)
+                return _result(o, None, attempts, verdict, reason, (shown, None))
             # More failures than the tail allows, but not so many that the
             # data decide it (19 of 1,179 is 1.6%, its interval [0.67%, 3.2%]):
             # the point estimate's verdict, marginal as any other.
-            low = percentile_interval(h, o.quantile, failed, level, n_eff)[0]
-            shown = None if math.isinf(low) else low
             if strict:
                 return _result(o, None, attempts, INCONCLUSIVE, reason + "; the data do not "
                                "decide it (--strict)", (shown, None))

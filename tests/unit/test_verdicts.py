@@ -137,6 +137,7 @@ def test_failures_count_as_slower_than_any_threshold() -> None:
     o = parse_objective("latency p90 < 100ms")
     r = evaluate(o, [fast], Counts(830, 170, 0, 10))
     assert r.verdict == "fail" and r.samples == 1000 and "170 of 1000" in r.reason
+    assert r.observed is None and r.ci_low is None  # the interval's low end is a failure too
     # 0.5% failures: p99 over all attempts is p(99.5) of the answers
     h = hist(range(1, 996))  # 995 answers, 1..995 ms
     r = evaluate(parse_objective("latency p99 < 2s"), [h], Counts(995, 3, 2, 10))
@@ -158,7 +159,11 @@ def test_failures_just_past_the_tail_are_a_marginal_fail_not_a_clear_one() -> No
     strict = evaluate(o, [hist([100] * 1163)], Counts(1163, 16, 0, 12), strict=True)
     assert strict.verdict == "inconclusive" and "(--strict)" in strict.reason
     fast, c = hist([100] * 1160), Counts(1160, 19, 0, 12)
-    assert (evaluate(o, [fast], c).verdict, evaluate(o, [fast], c).marginal) == ("fail", False)
+    decided = evaluate(o, [fast], c)
+    assert (decided.verdict, decided.marginal) == ("fail", False)
+    # its 95% interval starts among the answers, and shows where: the row of an
+    # abort (live.py) shows this interval, not the 99.9% one it was judged at
+    assert decided.ci_low == pytest.approx(100, rel=0.001) and decided.ci_high is None
     at_abort = evaluate(o, [fast], c, level=0.999)
     assert (at_abort.verdict, at_abort.marginal) == ("fail", True)
     # the same count as an error_rate: the same exact test, the same doubt
