@@ -144,12 +144,13 @@ def phase_arrivals(workload: Workload, tenant: Tenant
     """(index, phase, its start s, the tenant's arrival in it, seconds into a
     trace it starts at) per phase. A trace plays on across the phases that
     share it (a warm-up sends its first seconds, the next phase what
-    follows): `into` is how far it has played when the phase begins."""
-    began: dict[int, float] = {}
+    follows), whether declared once or in each phase alike: `into` is how
+    far it has played when the phase begins."""
+    began: dict[Trace, float] = {}
     for pi, (phase, start) in enumerate(zip(workload.phase_list, phase_starts(workload),
                                             strict=True)):
         spec = workload.arrival_for(tenant, phase)
-        into = start - began.setdefault(id(spec), start) if isinstance(spec, Trace) else 0.0
+        into = start - began.setdefault(spec, start) if isinstance(spec, Trace) else 0.0
         yield pi, phase, start, spec, into
 
 

@@ -58,7 +58,8 @@ def _live_report(ctx: click.Context, param: click.Parameter, value: str | None) 
                    "(0.01 = 100x faster); times that race the server (patience, retry "
                    "delay, tool latency) stay.")
 @click.option("--rate", type=LOAD,
-              help="Total arrival rate in req/s (tenants keep their shares).")
+              help="Total arrival rate in req/s (tenants keep their shares; each with one "
+                   "`rate`, and no phases).")
 @click.option("--seed", type=int, help="Seed of the schedule and prompts.")
 @click.option("--slo", "slo_files", multiple=True, type=click.Path(dir_okay=False),
               help="SLO file whose objectives join the workload's (repeatable).")

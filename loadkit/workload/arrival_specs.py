@@ -212,6 +212,12 @@ class Steps(_Spec):
     process: Literal["steps"]
     steps: list[Step] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _some_traffic(self) -> Steps:
+        if max(s.rate for s in self.steps) <= 0:
+            raise ValueError("at least one step's rate must be > 0")
+        return self
+
     def peak(self, duration: float) -> float:
         return max(s.rate for s in self.steps)
 

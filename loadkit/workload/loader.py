@@ -92,7 +92,8 @@ def load_workload(path: str | os.PathLike[str], overrides: Overrides = Overrides
     prompt_sets = _prompt_sets(workload, base, node, str(path))
     _check_prompt_filters(workload, prompt_sets, node, str(path))
     return LoadedWorkload(workload, str(path), hashlib.sha256(raw).hexdigest(),
-                          traces=_traces(workload, base), prompt_sets=prompt_sets,
+                          traces=_traces(workload, base, node, str(path)),
+                          prompt_sets=prompt_sets,
                           tokenizer=_tokenizer(workload, base))
 
 
@@ -242,18 +243,31 @@ def _rescale(w: Workload, o: Overrides, name: str) -> Workload:
                                    for e in exc.errors()]) from None
 
 
-def _traces(w: Workload, base: Path) -> dict[str, list[TraceRow]]:
-    specs = [w.arrival, *(t.arrival for t in w.tenants), *(p.arrival for p in w.phases),
-             *(a for t in w.tenants for a in t.phases.values())]
+def _traces(w: Workload, base: Path, node: yaml.Node, name: str) -> dict[str, list[TraceRow]]:
+    """A trace that cannot be read, or whose window selects nothing, is the
+    workload's key's fault (its line); a bad row is the trace's (its line)."""
+    specs: list[tuple[tuple[str | int, ...], object]] = [
+        (("arrival",), w.arrival),
+        *((("tenants", i, "arrival"), t.arrival) for i, t in enumerate(w.tenants)),
+        *((("phases", i, "arrival"), p.arrival) for i, p in enumerate(w.phases)),
+        *((("tenants", i, "phases", k), a) for i, t in enumerate(w.tenants)
+          for k, a in t.phases.items())]
     out: dict[str, list[TraceRow]] = {}
-    for spec in specs:
-        if isinstance(spec, Trace) and spec.path not in out:
+    for loc, spec in specs:
+        if not isinstance(spec, Trace):
+            continue
+        if spec.path not in out:
             try:
                 out[spec.path] = load_trace(base / spec.path, spec.format)
             except TraceError as exc:
-                raise WorkloadError(exc.path, [(exc.row, "", exc.message)]) from None
-        if isinstance(spec, Trace) and (problem := _selects_none(out[spec.path], spec)):
-            raise WorkloadError(spec.path, [(None, "", problem)])
+                if exc.row is not None:
+                    raise WorkloadError(exc.path, [(exc.row, "", exc.message)]) from None
+                raise WorkloadError(name, [_locate(node, {
+                    "loc": (*loc, "path"), "type": "file",
+                    "msg": f"{exc.path}: {exc.message}"})]) from None
+        if problem := _selects_none(out[spec.path], spec):
+            raise WorkloadError(name, [_locate(node, {"loc": loc, "type": "trace",
+                                                      "msg": f"{spec.path}: {problem}"})])
     return out
 
 

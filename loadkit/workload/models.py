@@ -284,9 +284,10 @@ class Workload(Strict):
                                       f"{phase.name!r}: give the tenant an `arrival`, or the "
                                       "phase one")
         measured = [p for p in self.phase_list if not p.warmup]
-        if not any(self.arrival_for(t, p) is not None for t in self.all_tenants for p in measured):
-            raise ValueError("every tenant is silent (null) in every measured phase ("
-                             + ", ".join(p.name for p in measured)
+        if not any(_sends(self.arrival_for(t, p), p.duration)
+                   for t in self.all_tenants for p in measured):
+            raise ValueError("every tenant is silent (null, or a rate of 0 all through) in every "
+                             "measured phase (" + ", ".join(p.name for p in measured)
                              + "): no request would be sent, nothing measured")
         return self
 
@@ -404,6 +405,16 @@ class Workload(Strict):
         if self.telemetry is not None and self.telemetry.agent_token:
             texts.append((self.telemetry.agent_token, ("telemetry", "agent_token")))
         return [(name, where) for text, where in texts for name in sorted(envrefs.names(text))]
+
+
+def _sends(arrival: ArrivalSpec | None, duration: float) -> bool:
+    """Whether `arrival` sends anything over a phase of `duration` (a trace or a
+    closed loop always may; an on/off spike past the phase's end at a base rate
+    of 0 does not)."""
+    if arrival is None:
+        return False
+    rate = arrival.mean_rate(duration)
+    return rate is None or rate > 0
 
 
 def _check_abandon(t: Tenant, scenarios: list[Scenario], at: tuple[str | int, ...]) -> None:

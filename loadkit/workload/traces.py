@@ -109,14 +109,31 @@ def _one_clock(name: str, rows: list[TraceRow]) -> None:
                          f"{n} differs from its first): one clock per file")
 
 
+_COLUMNS = {k for keys in _KEYS.values() for k in keys} | {"session_id"}
+
+
 def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:
     reader = csv.DictReader(text.splitlines())
-    header = reader.fieldnames or []
+    header = reader.fieldnames = [h.strip() for h in reader.fieldnames or []]
     if fmt == "azure" and tuple(header[:3]) != _AZURE:
         raise TraceError(name, 1, f"expected the Azure header {','.join(_AZURE)}")
     if not any(k in header for k in _KEYS["timestamp"]):
         raise TraceError(name, 1, "no `timestamp` (or Azure `TIMESTAMP`) column")
-    yield from enumerate(reader, start=2)  # row 1 is the header
+    # A misspelt token column would leave every row to the scenario's counts.
+    if unknown := [h for h in header if h not in _COLUMNS]:
+        raise TraceError(name, 1, f"unknown column {', '.join(map(repr, unknown))} (the "
+                         "columns: timestamp, prompt_tokens, output_tokens, session_id; or "
+                         "Azure's TIMESTAMP, ContextTokens, GeneratedTokens)")
+    for rec in reader:
+        n = reader.line_num  # the file's line, past any blank one
+        given = sum(v is not None for k, v in rec.items() if k is not None) \
+            + len(rec.get(None) or [])  # short rows read None, long ones a list under None
+        if given != len(header):
+            raise TraceError(name, n, f"has {given} fields, the header {len(header)}")
+        for k in header:
+            if k != "session_id" and not rec[k].strip():
+                raise TraceError(name, n, f"empty {k}: give a value, or leave the column out")
+        yield n, rec
 
 
 def _jsonl(name: str, text: str) -> Iterator[tuple[int, dict]]:

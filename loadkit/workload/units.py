@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|µs|ms|s|m|h)?\s*$")
 _DURATION_SCALE = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -55,10 +55,40 @@ def parse_size(value: object) -> int:
     raise ValueError(f"expected a size such as 10MiB or 4096, got {value!r}")
 
 
+def _takes_number(annotation: Any) -> bool:
+    """int or float, alone, in a union or in a container, where bool is not meant."""
+    if annotation in (int, float):
+        return True
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal or bool in args:
+        return False
+    return any(_takes_number(a) for a in args)
+
+
+def _has_bool(value: object) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, bool) for v in value)
+    if isinstance(value, dict):
+        return any(isinstance(v, bool) for v in value.values())
+    return isinstance(value, bool)
+
+
 class Strict(BaseModel):
     """Unknown keys, infinities and NaNs are errors; specs never change."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, data: object) -> object:
+        # pydantic reads true as 1 where a number is due: YAML's `yes`/`on`
+        # would quietly become a rate of 1/s or a cv of 1.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                key = field.alias if field.alias in data else name
+                if _has_bool(data.get(key)) and _takes_number(field.annotation):
+                    raise ValueError(f"`{key}`: expected a number, not true/false")
+        return data
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]

@@ -219,6 +219,16 @@ def test_azure_trace_loads_and_replays_scaled(tmp_path: Path) -> None:
     ("timestamp\ninf\n", 2, "bad timestamp"),
     ("timestamp,prompt_tokens\n0,100000000000\n", 2, "prompt tokens must be <= 10,000,000"),
     ("timestamp,output_tokens\n0,10\n1,10.5\n", 3, "not a whole number"),
+    # Rows that fell back to the scenario's counts (an audit): refused.
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:01.0,10\n", 2,
+     "has 2 fields, the header 3"),
+    ("timestamp,prompt_tokens\n0,10\n1,10,7\n", 3, "has 3 fields, the header 2"),
+    ("timestamp,prompt_tokens,output_tokens\n0,,5\n", 2,
+     "empty prompt_tokens: give a value, or leave the column out"),
+    ("timestamp,prompt_token,output_token\n0,700,800\n", 1,
+     "unknown column 'prompt_token', 'output_token'"),
+    # A row's number is its line in the file, blank lines counted.
+    ("timestamp,prompt_tokens\n0,1\n\n1,2\n\nxx,3\n", 6, "bad timestamp"),
 ])
 def test_bad_trace_rows_are_named(tmp_path: Path, text: str, row: int, fragment: str) -> None:
     with pytest.raises(TraceError, match=fragment) as info:
@@ -239,6 +249,20 @@ def test_a_trace_plays_on_across_its_phases(tmp_path: Path) -> None:
     slots = list(schedule(w, {"t.csv": rows}))
     assert [(round(s.at, 3), s.phase, s.prompt_tokens) for s in slots] == \
         [(t * 0.5, 0 if t < 4 else 1, 100 + t) for t in range(10)]
+
+
+def test_a_trace_written_alike_in_each_phase_plays_on(tmp_path: Path) -> None:
+    """Declared in each phase rather than once, the same trace still plays on
+    (the measured phase replayed the warm-up's rows: an audit)."""
+    text = "timestamp,prompt_tokens\n" + "".join(f"{t * 0.5},{100 + t}\n" for t in range(12))
+    rows = load_trace(write_trace(tmp_path, text))
+    trace = {"process": "trace", "path": "t.csv"}
+    w = Workload.model_validate({
+        "scenarios": [{"name": "chat", "kind": "openai-chat"}],
+        "phases": [{"name": "warm", "duration": 2, "warmup": True, "arrival": trace},
+                   {"name": "meas", "duration": 3, "arrival": dict(trace)}]})
+    slots = list(schedule(w, {"t.csv": rows}))
+    assert [s.prompt_tokens for s in slots] == [100 + t for t in range(10)]
 
 
 def test_plan_counts_a_traced_session_s_turns_and_a_drawn_session_s(tmp_path: Path) -> None:
@@ -267,11 +291,16 @@ def test_plan_counts_a_traced_session_s_turns_and_a_drawn_session_s(tmp_path: Pa
 
 
 def test_a_trace_s_own_quirks_are_read_or_refused(tmp_path: Path) -> None:
-    """A spreadsheet's byte-order mark is read; seconds and dates mixed in one
-    file are refused (a dated row landed 1.7e9 s later, never sent)."""
+    """A spreadsheet's byte-order mark and spaces after the header's commas
+    are read; seconds and dates mixed in one file are refused (a dated row
+    landed 1.7e9 s later, never sent)."""
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbftimestamp,prompt_tokens\n0,10\n1,12\n")
     assert [r.prompt_tokens for r in load_trace(bom)] == [10, 12]
+    spaced = write_trace(tmp_path, "TIMESTAMP, ContextTokens, GeneratedTokens\n"
+                                   "2023-11-16 18:15:01.0,700,800\n", "spaced.csv")
+    rows = load_trace(spaced, "azure")
+    assert [(r.prompt_tokens, r.output_tokens) for r in rows] == [(700, 800)]
     with pytest.raises(TraceError, match="mixes timestamps in seconds with dates"):
         load_trace(write_trace(tmp_path, "timestamp\n0.5\n2023-11-16T18:15:00\n1.5\n"))
 
@@ -288,8 +317,19 @@ def test_a_trace_that_would_send_nothing_is_refused(tmp_path: Path, arrival: dic
     (tmp_path / "w.yaml").write_text(json.dumps({
         "duration": 5, "scenarios": [{"name": "c", "kind": "openai-chat"}],
         "arrival": {"process": "trace", "path": "t.csv", **arrival}}))
-    with pytest.raises(WorkloadError, match=re.escape(said)):
+    with pytest.raises(WorkloadError, match=re.escape(said)) as info:
         load_workload(tmp_path / "w.yaml")
+    assert [key for _, key, _ in info.value.problems] == ["arrival"]  # the workload's key
+
+
+def test_a_trace_that_cannot_be_read_points_at_its_key(tmp_path: Path) -> None:
+    (tmp_path / "w.yaml").write_text(
+        "duration: 5\nscenarios: [{name: c, kind: openai-chat}]\ntenants:\n"
+        "  - name: a\n    arrival: {process: trace, path: nope.csv}\n")
+    with pytest.raises(WorkloadError, match="nope.csv: cannot read") as info:
+        load_workload(tmp_path / "w.yaml")
+    assert [(line, key) for line, key, _ in info.value.problems] == \
+        [(5, "tenants[0].arrival.path")]
 
 
 def test_jsonl_trace(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from loadkit.errors import ExitCode, InputError, WorkloadError
-from loadkit.workload.arrival_specs import Constant, Poisson
+from loadkit.workload.arrival_specs import Constant, OnOff, Poisson
 from loadkit.workload.loader import LoadedWorkload, Overrides, load_workload
 from loadkit.workload.slo_spec import parse_objective
 from loadkit.workload.units import parse_duration, parse_size
@@ -153,9 +153,47 @@ def test_a_workload_that_sends_nothing_measured_is_refused(tmp_path: Path) -> No
                           "arrival: {process: constant, rate: 5}\n    phases: {measure: null}")
     silent = silent.replace("scenarios: [ping]", "scenarios: [ping]\n    phases: {measure: null}")
     _, message = problems(tmp_path, silent.replace("duration: 10s", "duration: 10s\nwarmup: 2s"))
-    assert "every tenant is silent (null) in every measured phase (measure)" in message
+    assert "every tenant is silent (null, or a rate of 0 all through) in every measured " \
+        "phase (measure)" in message
     # one tenant sending in one measured phase is enough
     assert load(tmp_path, silent.replace("    phases: {measure: null}\n", "", 1)).workload
+
+
+@pytest.mark.parametrize("arrival,said", [
+    # steps of rate 0 only, as a ramp from 0 to 0 is refused
+    ("{process: steps, steps: [{rate: 0, duration: 4s}, {rate: 0, duration: 4s}]}",
+     "at least one step's rate must be > 0"),
+    # spikes that start after the phase's end, over a base rate of 0
+    ("{process: onoff, base_rate: 0, spike_rate: 9, spike_length: 1s, period: 2s, offset: 12s}",
+     "every tenant is silent (null, or a rate of 0 all through)"),
+])
+def test_arrivals_that_never_send_are_refused(tmp_path: Path, arrival: str, said: str) -> None:
+    text = BASE.split("tenants:")[0] + f"arrival: {arrival}\n"
+    _, message = problems(tmp_path, text)
+    assert said in message, message
+
+
+def test_a_spike_inside_the_phase_over_a_base_of_0_sends() -> None:
+    spikes = OnOff(process="onoff", base_rate=0, spike_rate=9, spike_length=1, period=2,
+                   offset=8)
+    assert spikes.mean_rate(10) == pytest.approx(0.9)  # one 1-s spike of 9/s, at 8 s of 10
+    assert spikes.model_copy(update={"offset": 12}).mean_rate(10) == 0
+
+
+@pytest.mark.parametrize("old,new,line,key", [
+    ("rate: 15}", "rate: true}", 14, "tenants[1].arrival"),
+    ("process: poisson, rate: 15}", "process: gamma, rate: 15, cv: yes}", 14,
+     "tenants[1].arrival"),
+    ("    kind: openai-chat\n", "    kind: openai-chat\n    max_tokens: on\n", 4, "scenarios[0]"),
+    ("    kind: openai-chat\n", "    kind: openai-chat\n    weight: true\n", 4, "scenarios[0]"),
+])
+def test_true_and_false_are_not_numbers(tmp_path: Path, old: str, new: str, line: int,
+                                       key: str) -> None:
+    """pydantic reads YAML's true/yes/on as 1 where a number is due: a rate
+    of 1/s, a cv of 1 (an audit). Refused, naming the key."""
+    found, message = problems(tmp_path, BASE.replace(old, new))
+    assert (line, key) in found, message
+    assert "expected a number, not true/false" in message
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
