@@ -70,6 +70,12 @@ class Answer:
             if asked is not None and asked >= 0:
                 self.token_cap = stream_token_cap(asked)
 
+    @property
+    def ended(self) -> bool:
+        """The stream said its end marker ([DONE], message_stop...): the answer
+        is whole, whatever the connection still holds."""
+        return self.parser is not None and self.parser.ended and self.ok
+
     def status(self, code: int, t: int) -> None:
         self.code, self.last = code, t
         ok = self.req.ok_status

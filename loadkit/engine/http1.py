@@ -11,7 +11,10 @@ figures are in docs/design.md). Body bytes reach the receiver inside
 The receiver (the engine's `Answer`) is called synchronously:
 `status(code, t_ns)`, then `body(chunk, t_ns)` per read, and it may raise
 to abort the exchange (size cap, broken stream); its `wants_body` going
-false ends the exchange early (an error body read far enough).
+false ends the exchange early (an error body read far enough). Once it is
+`ended` (a stream's end marker), the rest of the message gets END_GRACE_S:
+a server that holds the response open after [DONE] costs the connection,
+never the answer.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ MAX_HEAD_BYTES = 256 * 1024
 # arrives fails a request the server never saw (a loop running late widens
 # that race: a transformers-serve run counted one as `reset`).
 MAX_IDLE_S = 4.0
+# After a stream's end marker, how long the rest of its message (the chunked
+# terminator) may take before the exchange ends without it.
+END_GRACE_S = 0.1
 
 
 class ConnectFailed(OSError):
@@ -58,6 +64,9 @@ class MalformedResponse(Exception):
 
 class Receiver(Protocol):
     wants_body: bool
+
+    @property
+    def ended(self) -> bool: ...
 
     def status(self, code: int, t: int) -> None: ...
 
@@ -190,7 +199,7 @@ class _Exchange:
 
     __slots__ = ("method", "receiver", "follow", "code", "location", "headers_done",
                  "length_known", "chunks", "inflate", "done", "keep_alive", "interim",
-                 "head_bytes")
+                 "head_bytes", "grace")
 
     def __init__(self, method: str, receiver: Receiver, follow: bool) -> None:
         self.method, self.receiver, self.follow = method, receiver, follow
@@ -199,6 +208,7 @@ class _Exchange:
         self.headers_done = self.length_known = self.done = self.interim = False
         self.keep_alive = True
         self.head_bytes = 0  # read before the headers were complete
+        self.grace = False  # the answer ended: the message's rest has END_GRACE_S
         self.chunks: list[bytes] = []
         self.inflate: zlib._Decompress | None = None
 
@@ -251,6 +261,15 @@ class _Conn(asyncio.Protocol):
             return
         if ex.done or (ex.headers_done and not ex.receiver.wants_body and not ex.location):
             self._finish(ex)
+        elif not ex.grace and ex.receiver.ended:
+            ex.grace = True
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = asyncio.get_running_loop().call_later(END_GRACE_S, self._grace_over, ex)
+
+    def _grace_over(self, ex: _Exchange) -> None:
+        if self.ex is ex:
+            self._finish(ex)  # not done: the connection goes, the answer stands
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False

@@ -11,6 +11,8 @@ the body.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Protocol
 
@@ -19,7 +21,7 @@ from yarl import URL
 from loadkit.engine.adapter import PreparedRequest
 from loadkit.engine.answer import Answer
 from loadkit.engine.client import make_session, ssl_context
-from loadkit.engine.http1 import Pool
+from loadkit.engine.http1 import END_GRACE_S, Pool
 from loadkit.workload.models import Client
 
 now_ns = time.monotonic_ns
@@ -84,6 +86,13 @@ class AiohttpTransport:
                     async for chunk in resp.content.iter_any():
                         answer.body(chunk, now_ns())
                         if not answer.wants_body:
+                            break
+                        if answer.ended:  # the rest gets END_GRACE_S, as the lean client's
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout(END_GRACE_S):
+                                    while (chunk := await resp.content.readany()) \
+                                            and answer.wants_body:
+                                        answer.body(chunk, now_ns())
                             break
             except BaseException:
                 resp.close()  # cut (token or size cap, cancelled): close, as the lean one does

@@ -11,9 +11,8 @@ split, so reasoning tokens are counted from the events (or the tokenizer).
 
 from __future__ import annotations
 
-import orjson
-
 from loadkit.engine.adapter import ParsedResponse, ProtocolError, ToolCall
+from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.tally import ANSWER, REASONING, TOOL, TypedEvents, count, whole
 from loadkit.protocols.tools import arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
@@ -85,10 +84,7 @@ class AnthropicStream(TypedEvents):
 
 
 def parse_body(raw: bytes) -> ParsedResponse:
-    try:
-        doc = orjson.loads(raw)
-    except ValueError:
-        raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+    doc = answer_json(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
         raise ProtocolError("response JSON has no `content` list")
     texts: list[str] = []

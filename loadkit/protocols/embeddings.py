@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import orjson
-
-from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.text import PromptText
 from loadkit.workload.scenarios import EmbeddingsScenario
@@ -25,13 +24,13 @@ def prepare(scenario: EmbeddingsScenario, headers: dict[str, str], seed: str
                            "input": batch if inputs > 1 else batch[0]}).encode(), None
 
     def parse(raw: bytes) -> ParsedResponse:
-        try:
-            doc = orjson.loads(raw)
-        except ValueError:
-            raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+        doc = answer_json(raw)
         data = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(data, list) or len(data) != inputs:
             raise ProtocolError(f"expected {inputs} embeddings in `data`")
+        # An item without its vector is no embedding: a 200 that answered nothing.
+        if empty := sum(1 for d in data if not (isinstance(d, dict) and d.get("embedding"))):
+            raise IncompleteAnswer(f"{empty} of {inputs} items in `data` have no `embedding`")
         return ParsedResponse(doc=doc)
 
     return PreparedRequest(method="POST", path=scenario.request_path,

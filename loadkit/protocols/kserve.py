@@ -32,6 +32,7 @@ from loadkit.engine.adapter import (
 )
 from loadkit.engine.grpc_stubs import SERVICE, service_pb2
 from loadkit.errors import InputError
+from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.kserve_tensors import as_json, as_raw, bytes_elements, bytes_raw, values
 from loadkit.protocols.kserve_tensors import variants as variant_count
@@ -206,10 +207,7 @@ def _grpc_generate(scenario: KServeScenario, key: str) -> BodyBuilder:
 
 
 def _json(raw: bytes) -> object:
-    try:
-        return orjson.loads(raw)
-    except ValueError:
-        raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+    return answer_json(raw)
 
 
 def _parse_http_infer(scenario: KServeScenario) -> Callable[[bytes], ParsedResponse]:

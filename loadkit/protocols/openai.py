@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, ProtocolError, ToolCall
+from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.sse import SSEDecoder, SSEError
 from loadkit.protocols.tally import MISSING
 from loadkit.protocols.tools import ToolCalls, arguments_text
@@ -26,13 +27,7 @@ def parse_body(raw: bytes) -> ParsedResponse:
     """A non-streaming answer: JSON with choices and, usually, usage. One with
     no choice, or whose choice holds no output (no text, reasoning or tool
     call), is incomplete."""
-    try:
-        doc = orjson.loads(raw)
-    except ValueError:
-        raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
-    if isinstance(doc, dict) and doc.get("error") is not None:  # an error, said with a 200
-        said = doc["error"].get("message") if isinstance(doc["error"], dict) else doc["error"]
-        raise ProtocolError(f"error in answer: {str(said or doc['error'])[:200]}")
+    doc = answer_json(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
         raise ProtocolError("response JSON has no `choices` list")
     if not doc["choices"] or not isinstance(c := doc["choices"][0], dict):

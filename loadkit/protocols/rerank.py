@@ -24,6 +24,7 @@ import orjson
 
 from loadkit.arrivals.schedule import sample_tokens
 from loadkit.engine.adapter import ParsedResponse, PreparedRequest, ProtocolError
+from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.checks import make_check, ok_statuses
 from loadkit.protocols.text import PromptText
 from loadkit.workload.dataset_columns import column_texts
@@ -75,10 +76,7 @@ def prepare(scenario: RerankScenario, headers: dict[str, str], seed: str) -> Pre
         return n, min(n, top_n) if top_n is not None else n
 
     def parse(raw: bytes) -> ParsedResponse:
-        try:
-            doc = orjson.loads(raw)
-        except ValueError:
-            raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+        doc = answer_json(raw)
         scores = _scores(doc, api)
         return ParsedResponse(doc=doc, items=len(scores), item_problem=_disorder(scores, api))
 

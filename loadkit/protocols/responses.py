@@ -10,9 +10,8 @@ response with its `usage`. `response.failed` and `error` events break it.
 
 from __future__ import annotations
 
-import orjson
-
 from loadkit.engine.adapter import ParsedResponse, ProtocolError, ToolCall
+from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.tally import ANSWER, REASONING, TOOL, TypedEvents, count, whole
 from loadkit.protocols.tools import arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
@@ -82,10 +81,7 @@ class ResponsesStream(TypedEvents):
 
 
 def parse_body(raw: bytes) -> ParsedResponse:
-    try:
-        doc = orjson.loads(raw)
-    except ValueError:
-        raise ProtocolError(f"response is not JSON: {raw[:80]!r}") from None
+    doc = answer_json(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("output"), list):
         raise ProtocolError("response JSON has no `output` list")
     if doc.get("status") == "failed":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import orjson
 
+from loadkit.protocols.answer_json import error_said
+
 MAX_LINE = 1 << 20
 HEAD = 512  # the first bytes of a body, kept to say what it was when it was no stream
 
@@ -76,8 +78,7 @@ class SSEDecoder:
         error = doc.get("error") if isinstance(doc, dict) else None
         if error is None:
             return f"the answer is JSON, not an event stream: {head[:120]!r}"
-        said = error.get("message") if isinstance(error, dict) else error
-        return f"error in answer: {str(said or error)[:200]}"
+        return error_said(error)
 
     @property
     def pending(self) -> bool:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, ProtocolError, ToolCall
-from loadkit.protocols import anthropic, generation, openai, responses
+from loadkit.protocols import anthropic, embeddings, generation, openai, responses
 from loadkit.protocols.registry import identity
 from loadkit.workload.models import Tenant
-from loadkit.workload.scenarios import GenerationScenario
+from loadkit.workload.scenarios import EmbeddingsScenario, GenerationScenario
 
 WEATHER = {"name": "get_weather", "description": "weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -106,7 +106,7 @@ def test_a_whole_responses_answer() -> None:
     assert p.tool_calls == (ToolCall("c1", "get_weather", '{"city": "Oslo"}'),)
     with pytest.raises(IncompleteAnswer):
         responses.parse_body(b'{"status": "completed", "output": []}')
-    with pytest.raises(ProtocolError, match="failed"):
+    with pytest.raises(ProtocolError, match="error in answer: x"):
         responses.parse_body(b'{"status": "failed", "output": [], "error": {"message": "x"}}')
 
 
@@ -176,7 +176,7 @@ def test_a_whole_anthropic_answer() -> None:
     assert (p.text, p.output_tokens, p.finish_reason) == ("let me look", 7, "tool_calls")
     assert p.tool_calls[0].name == "get_weather" and \
         json.loads(p.tool_calls[0].arguments) == {"city": "Nice"}
-    with pytest.raises(ProtocolError, match="content"):
+    with pytest.raises(ProtocolError, match="error in answer: no"):
         anthropic.parse_body(b'{"type": "error", "error": {"message": "no"}}')
 
 
@@ -378,3 +378,15 @@ def test_a_json_error_in_a_plain_answer_and_a_null_error_beside_chunks() -> None
     last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "error": None}
     n, parsed = feed_all(openai.OpenAIStream(), sse(chunk, chunk, last, named=False))
     assert n == 2 and parsed.finish_reason == "stop"
+
+
+def test_an_embeddings_answer_without_vectors_is_incomplete() -> None:
+    """Two items and no vectors is a 200 that answered nothing (it was a
+    success: an audit); an error said with a 200 keeps the server's words."""
+    parse = embeddings.prepare(EmbeddingsScenario(name="e", kind="openai-embeddings", inputs=2),
+                               {}, "s").parse_body
+    assert parse(b'{"data": [{"embedding": [0.1]}, {"embedding": "AAAA"}]}').doc
+    with pytest.raises(IncompleteAnswer, match="2 of 2 items in `data` have no `embedding`"):
+        parse(b'{"data": [{}, {"embedding": []}]}')
+    with pytest.raises(ProtocolError, match="error in answer: overloaded"):
+        parse(b'{"error": {"message": "overloaded"}}')
