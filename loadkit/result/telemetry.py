@@ -15,6 +15,7 @@ class TelemetrySource(Part):
     reason: str | None = None
     samples: int = 0
     errors: int = 0
+    last_error: str | None = None  # of a source that failed after it had sampled
 
 
 class Gpu(Part):

@@ -33,6 +33,14 @@ class AgentSource(Source):
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client: httpx.Client | None = None
         self.since = float("-inf")
+        self.remote_errors = 0
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["errors"] += self.remote_errors
+        if self.remote_errors and self.samples and self.last_error:
+            out["last_error"] = self.last_error
+        return out
 
     def open(self) -> bool:
         self.client = httpx.Client(timeout=min(2.0, max(self.interval * 2, 0.5)))
@@ -76,13 +84,21 @@ class AgentSource(Source):
         self.status, self.reason = "ok", ""
         offset_ns = (sent + received) // 2 - int(agent_now * 1e9)  # agent clock -> ours
         for s in samples:
-            i, t = s["gpu"], float(s["t"])
-            for field, value in s["values"].items():
-                if field in FIELDS:
-                    self.store.add(f"agent.gpu{i}.{field}", value, int(t * 1e9) + offset_ns,
-                                   metric=f"gpu.{field}", unit=FIELDS[field],
-                                   labels={"gpu": str(i)}, source="agent")
+            try:  # one unreadable sample is dropped, not the agent's whole answer
+                i, t = int(s["gpu"]), float(s["t"])
+                values = {f: float(v) for f, v in s["values"].items() if f in FIELDS}
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.failed(f"the agent at {self.target} sent an unreadable sample: {exc!r}")
+                if isinstance(s, dict) and isinstance(s.get("t"), (int, float)):
+                    self.since = max(self.since, float(s["t"]))  # asked for once only
+                continue
+            for field, value in values.items():
+                self.store.add(f"agent.gpu{i}.{field}", value, int(t * 1e9) + offset_ns,
+                               metric=f"gpu.{field}", unit=FIELDS[field],
+                               labels={"gpu": str(i)}, source="agent")
             self.since = max(self.since, t)
-        self.samples += len(samples)
+            self.samples += 1
         if doc.get("last_error"):
             self.last_error = f"agent: {doc['last_error']}"
+        if isinstance(doc.get("errors"), int):
+            self.remote_errors = doc["errors"]  # its NVML's: counted with this side's

@@ -46,13 +46,15 @@ class Session:
             self.sources.append(AgentSource(spec.agent, resolve_token(spec, env),
                                             spec.agent_interval))
         targets = list(spec.prometheus)
-        several = len(targets) + bool(sim_url) > 1
+        sim = bool(sim_url and spec.scrape_simulator and not any(t.url == sim_url
+                                                                 for t in targets))
+        several = len(targets) + sim > 1  # then each series is named by its source
         for t in targets:
             # Series names reach run.json: the host prefix never carries `user:password@`.
             prefix = f"{t.name}." if t.name else (f"{authority(t.url)}." if several else "")
             self.sources.append(PrometheusSource(
                 t.url, t.metrics, prefix, t.interval or max(1.0, spec.interval)))
-        if sim_url and spec.scrape_simulator and not any(t.url == sim_url for t in targets):
+        if sim and sim_url:
             self.sources.append(PrometheusSource(sim_url, None, "sim." if several else "",
                                                  max(1.0, spec.interval)))
         self.pollers: list[Poller] = []

@@ -290,10 +290,14 @@ def _gpu_stats(view: dict[str, dict[str, Points]], windows: Windows) -> dict:
 
 
 def _energy(view: dict[str, dict[str, Points]], windows: Windows) -> tuple[float | None, str]:
-    """Joules over the windows, all GPUs; and how: counter, power or mixed."""
+    """Joules over the windows, all GPUs; and how: counter, power or mixed.
+    None where a GPU's readings stop short of the windows (a sampler lost
+    mid-run): held flat past them, its energy would read low, unsaid."""
     counters, powers = view.get("energy", {}), view.get("power", {})
     total, how = None, set()
     for gpu in set(counters) | set(powers):
+        if not any(_covers(pts, windows) for pts in (counters.get(gpu), powers.get(gpu)) if pts):
+            return None, ""
         joules = None
         if len(counters.get(gpu, ())) >= 2:
             deltas = [_at(counters[gpu], b) - _at(counters[gpu], a) for a, b in windows]
@@ -305,6 +309,15 @@ def _energy(view: dict[str, dict[str, Points]], windows: Windows) -> tuple[float
             total = (total or 0.0) + joules
             how.add(kind)
     return total, (how.pop() if len(how) == 1 else "mixed")
+
+
+def _covers(points: Points, windows: Windows) -> bool:
+    """Readings from the windows' start to their end, to two sampling gaps."""
+    if len(points.t) < 2 or not windows:
+        return False
+    slack = 2.0 * float(np.median(np.diff(points.t)))
+    return bool(points.t[0] <= min(a for a, _ in windows) + slack
+                and points.t[-1] >= max(b for _, b in windows) - slack)
 
 
 def _at(points: Points, x: float) -> float:
@@ -342,6 +355,9 @@ def describe(telemetry: Telemetry) -> list[str]:
         lines.append(f"GPU telemetry unavailable: {telemetry.reason or 'no readings'}")
     if telemetry.simulated:
         lines.append("GPU figures are the simulator's (loadkit_sim_gpu_*), not hardware readings")
+    lines += [f"{s.kind} {s.target}: {s.errors} errors after it sampled (the last: "
+              f"{s.last_error}); energy is left out where its readings stop short"
+              for s in telemetry.sources if s.last_error]
     a = telemetry.all
     figures: Iterable[tuple[str, str]] = (
         ("gpu.util.mean", "GPU utilisation mean %"), ("gpu.util.max", "max %"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import math
 import time
 from collections.abc import Callable
 
@@ -214,6 +215,8 @@ class PrometheusSource(Source):
             add(p + key, value, t_ns, metric=p + name, unit=unit_of(name), labels=labels,
                 source=self.kind)
         for key, (name, labels, value) in parsed.counters.items():
+            if not math.isfinite(value):  # no reading: the next finite one is no reset
+                continue
             add(p + key, value, t_ns, metric=p + name, unit=unit_of(name.removesuffix("_total")),
                 kind="counter", labels=labels, source=self.kind)
             last = self._counters.get(key)

@@ -211,6 +211,32 @@ def test_counters_become_rates_and_resets_restart_from_zero() -> None:
     assert rate["unit"] == "/s" and rate["kind"] == "rate"
 
 
+def test_a_nan_or_inf_counter_reading_is_skipped_not_a_reset() -> None:
+    """A counter at a true 100/s read NaN twice and +Inf once: the rate stays
+    100/s (a NaN stored as the last reading made the next one a "reset":
+    rates of 1,035 and 1,336/s, an audit)."""
+    src = PrometheusSource("http://127.0.0.1:1/metrics", None, "", 1.0)
+    text = "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total %s\n"
+    for t_s in range(1, 12):
+        value = "NaN" if t_s in (5, 6) else "+Inf" if t_s == 9 else str(1000 + 100 * t_s)
+        src.ingest(parse(text % value, selector(None)), t_s * 10**9)
+    rate = src.store.series["vllm:generation_tokens_total.rate"]
+    assert list(rate["v"]) == [100.0] * len(rate["v"]) and len(rate["v"]) == 7
+
+
+def test_one_target_is_unprefixed_when_the_simulator_is_not_scraped() -> None:
+    """The embedded simulator not scraped is no second source: the one
+    target's series keep their names, for `prom.` SLOs (they were named by
+    host, and every such SLO inconclusive: an audit)."""
+    spec = TelemetrySpec.model_validate({"nvml": False, "scrape_simulator": False,
+                                         "prometheus": [{"url": "http://127.0.0.1:1/metrics"}]})
+    sources = Session(spec, "http://127.0.0.1:2", {}).sources
+    assert [(s.kind, getattr(s, "prefix", None)) for s in sources] == [("prometheus", "")]
+    scraped = Session(spec.model_copy(update={"scrape_simulator": True}), "http://127.0.0.1:2",
+                      {}).sources
+    assert sorted(getattr(s, "prefix", "") for s in scraped) == ["127.0.0.1:1.", "sim."]
+
+
 def test_histograms_become_interval_percentiles() -> None:
     src = PrometheusSource("http://127.0.0.1:1/metrics", ["vllm:time_to_first_token_seconds"],
                            "", 1.0)
@@ -294,6 +320,22 @@ def test_energy_per_request_is_the_counter_delta_over_completed_requests() -> No
     assert a["gpu.temp.max"] == 71.0
     assert a["prom.vllm:num_requests_waiting.mean"] == 6.0  # points at 6 and 11 s
     assert sec.available and sec.gpu_source == "hardware" and not sec.simulated
+
+
+def test_energy_is_left_out_where_a_gpu_s_readings_stop_short() -> None:
+    """GPU1's sampler lost at 12 s of 20: held flat after, its energy read
+    low, unsaid (5,685 J against 7,212 in an audit). Its energy, and so the
+    total, is left out where its readings stop short; GPU0's phases stand."""
+    data, phases, intervals = _scripted()
+    for field in ("power", "energy"):
+        s = data["series"][f"gpu1.{field}"]
+        keep = [i for i, t in enumerate(s["t"]) if t <= 12.0]
+        s["t"], s["v"] = array("d", [s["t"][i] for i in keep]), array("d", [s["v"][i] for i in keep])
+    sec = section(data, phases, intervals, {"warmup": 40, "steady": 250, "spike": 80},
+                  {"warmup": 2000, "steady": 10_000, "spike": 4000})
+    assert "energy_j" not in sec.all and "energy_j" not in sec.phases["spike"]
+    assert "energy_j" not in sec.phases["steady"]  # 5-15 s: its readings end at 12 s
+    assert sec.phases["warmup"]["energy_j"] == 2500.0  # 0-5 s, both covered
 
 
 def test_cost_figures_match_a_hand_calculation() -> None:
@@ -420,3 +462,50 @@ def test_rescaling_keeps_what_the_telemetry_requests_send(tmp_path: Path) -> Non
     assert spec is not None
     assert (spec.agent, spec.agent_token, spec.prometheus[0].url) == (
         "http://u:pw@gpu:9400", "literal-tok", "http://u:p@h/metrics?key=k3y")
+
+
+def test_one_unreadable_agent_sample_is_dropped_and_sampling_goes_on() -> None:
+    """A sample with `values: null` among good ones: dropped and counted, the
+    others kept, and not asked for again (it stopped the agent's telemetry
+    for the rest of the run: every poll fetched it again and failed, an
+    audit). The agent's own NVML errors count with the source's."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from loadkit.telemetry.agent_client import AgentSource
+
+    asked: list[str] = []
+    samples: list[dict[str, Any]] = [{"gpu": 0, "t": 1.0, "values": {"util": 50}},
+                                     {"gpu": 0, "t": 2.0, "values": None},
+                                     {"gpu": 0, "t": 3.0, "values": {"util": 70}}]
+
+    class Agent(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            since = float(self.path.split("since=")[1])
+            body = json.dumps({"now": 4.0, "status": "ok", "gpus": [{"index": 0}], "errors": 4,
+                               "last_error": "GPU is lost",
+                               "samples": [s for s in samples if s["t"] > since]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    src = AgentSource(f"http://127.0.0.1:{server.server_address[1]}", None, 1.0)
+    src.open()
+    try:
+        src.poll()
+        src.poll()
+    finally:
+        src.close()
+        server.shutdown()
+        server.server_close()
+    assert list(src.store.series["agent.gpu0.util"]["v"]) == [50.0, 70.0]
+    assert asked[1].endswith("since=3.0")  # the bad one is not fetched again
+    d = src.describe()
+    assert (d["status"], d["samples"], d["errors"]) == ("ok", 2, 1 + 4)
+    assert d["last_error"] == "agent: GPU is lost"
