@@ -76,6 +76,10 @@ class Answer:
         is whole, whatever the connection still holds."""
         return self.parser is not None and self.parser.ended and self.ok
 
+    def freed(self, t: int) -> None:
+        """A connection came free for it at `t`, after a wait (the pool's cap)."""
+        self.rec.freed = t
+
     def status(self, code: int, t: int) -> None:
         self.code, self.last = code, t
         ok = self.req.ok_status

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from types import SimpleNamespace
 
 import aiohttp
 
 from loadkit.engine.answer import ResponseTooLarge
-from loadkit.engine.http1 import MAX_IDLE_S, ConnectFailed, MalformedResponse
+from loadkit.engine.http1 import MAX_IDLE_S, ConnectFailed, MalformedResponse, now_ns
 from loadkit.errors import ErrorKind, InputError
 from loadkit.workload.models import Client
 
@@ -38,9 +39,18 @@ def make_session(client: Client) -> aiohttp.ClientSession:
                                     sock_read=t.first_byte)
     # No cookie jar: a load test replays independent requests, and the jar
     # costs CPU on every response.
+    # A request that waited for the connector's cap is told when it ended
+    # (Answer.freed): its service time starts there, as with the lean client.
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_end.append(_freed)
     return aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                 cookie_jar=aiohttp.DummyCookieJar(),
+                                 cookie_jar=aiohttp.DummyCookieJar(), trace_configs=[trace],
                                  auto_decompress=True, raise_for_status=False)
+
+
+async def _freed(_session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object) -> None:
+    if ctx.trace_request_ctx is not None:
+        ctx.trace_request_ctx.freed(now_ns())
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:

@@ -68,6 +68,8 @@ class Receiver(Protocol):
     @property
     def ended(self) -> bool: ...
 
+    def freed(self, t: int) -> None: ...
+
     def status(self, code: int, t: int) -> None: ...
 
     def body(self, data: bytes, t: int) -> None: ...
@@ -111,10 +113,12 @@ class Pool:
     async def exchange(self, method: str, head: bytes, body: bytes | None,
                        receiver: Receiver) -> None:
         """Send one request and feed its answer to `receiver` until complete."""
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             payload = head + (b"Content-Length: %d\r\n\r\n" % len(body) + body
                               if body is not None else b"\r\n")
-            conn = await self._acquire()
+            conn, woke = await self._acquire()
+            if woke is not None and hop == 0:  # it waited for the pool's cap
+                receiver.freed(woke)
             ex = _Exchange(method, receiver, self.follow)
             try:
                 await conn.run(ex, payload, self.idle_s, self.total_s)
@@ -137,18 +141,20 @@ class Pool:
         line = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
         return method, line + head.partition(b"\r\n")[2], body
 
-    async def _acquire(self) -> _Conn:
+    async def _acquire(self) -> tuple[_Conn, int | None]:
+        """A connection, and when the last wait for one ended (None: no wait)."""
+        woke = None
         while True:
             while self._idle:
                 conn = self._idle.pop()  # LIFO: the warmest connection
                 if conn.usable and now_ns() - conn.t < MAX_IDLE_S * 1e9:
-                    return conn
+                    return conn, woke
                 conn.close()  # closed by the server, or soon to be
                 self._open -= 1
             if self._open < self.limit:
                 self._open += 1
                 try:
-                    return await self._connect()
+                    return await self._connect(), woke
                 except BaseException:
                     self._open -= 1
                     self._wake()
@@ -161,6 +167,7 @@ class Pool:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # pass the wake-up on: it was meant for someone
                 raise
+            woke = now_ns()
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()

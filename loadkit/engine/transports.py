@@ -79,7 +79,8 @@ class AiohttpTransport:
                    answer: Answer) -> int:
         req, url = self.targets[tenant][scenario]
         async with self.session.request(req.method, url, data=body, headers=req.headers,
-                                        allow_redirects=self.follow) as resp:
+                                        allow_redirects=self.follow,
+                                        trace_request_ctx=answer) as resp:
             answer.status(resp.status, now_ns())
             try:
                 if answer.wants_body:

@@ -55,6 +55,9 @@ class RequestRecord:
     intended: int
     sent: int
     end: int = 0
+    # When a connection came free, for a request that waited for one (the
+    # client's `connections` cap): the server's part starts there, not at `sent`.
+    freed: int | None = None
     first: int | None = None
     events: list[int] | None = None  # token event times (streaming)
     event_tokens: list[int] | None = None  # tokens in each event, when known
@@ -199,7 +202,8 @@ class Recorder:
             self._value("abandon_time", r, r.end - r.sent)
             self.reclaim.left(r.end, scope)
             return
-        latency, service = r.end - r.intended, r.end - r.sent
+        start = r.freed or r.sent  # service time: from when it could go out
+        latency, service = r.end - r.intended, r.end - start
         self._value("latency", r, latency)
         self._value("service_time", r, service)
         if r.items:
@@ -207,7 +211,7 @@ class Recorder:
         self._interval_counts["service_ns"] += service
         ttft = ttft_c = stall = tpot = ttfo = ttfo_c = thinking = None
         if r.first is not None:
-            ttft, ttft_c = r.first - r.sent, r.first - r.intended
+            ttft, ttft_c = r.first - start, r.first - r.intended
             self._value("ttft", r, ttft)
             self._value("ttft_corrected", r, ttft_c)
             events: list[int] | tuple[int, ...] = r.events or ()
@@ -215,7 +219,7 @@ class Recorder:
                 # Reasoning models: the answer's first token, not the first
                 # token of any kind (reasoning streams before it).
                 answered = events[r.answer_event]
-                ttfo, ttfo_c = answered - r.sent, answered - r.intended
+                ttfo, ttfo_c = answered - start, answered - r.intended
                 self._value("ttfo", r, ttfo)
                 self._value("ttfo_corrected", r, ttfo_c)
                 if r.answer_event:
@@ -234,7 +238,7 @@ class Recorder:
                 self._value("tpot", r, tpot)
         tool = None  # agents: sent to the complete tool call
         if r.tool_done is not None:
-            tool = r.tool_done - r.sent
+            tool = r.tool_done - start
             self._value("tool_call_time", r, tool)
         scope = (r.phase, r.scenario, r.tenant)
         self.completed[scope] += 1

@@ -168,3 +168,31 @@ def test_hlog_count_equals_run_json(run: RunWorkload) -> None:
     assert measured == result["series"]["latency"]["all"]["count"] == result["counts"]["completed"]
     assert sum(n for tag, n in totals.items() if tag.startswith("latency.warmup.")) == \
         result["counts"]["warmup_completed"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["lean", "aiohttp"])
+def test_a_wait_for_the_connection_cap_is_latency_not_service_time(
+        server: StartServer, run: RunWorkload, transport: str) -> None:
+    """One connection (`client.connections: 1`) and 40 requests at 200/s to
+    a server that holds each 50 ms: they queue in loadkit's pool for up to
+    ~1.8 s. That wait is the user's latency, but not the server's part:
+    service time and TTFT start when the connection came free (they read
+    1,050 ms at p50 against a 100-ms hold: an audit)."""
+    hold_ms = 50.0
+    with server("serial", "--hold", str(hold_ms / 1000)) as url:
+        result, _ = run({
+            "name": "pool", "target": url, "duration": 0.2, "warmup": 0,
+            "arrival": {"process": "constant", "rate": 200},
+            "client": {"connections": 1, "probe": False, "transport": transport},
+            "scenarios": [{"name": "post", "kind": "http", "method": "POST", "path": "/x",
+                           "body": {"q": 1}}],
+        }, **TIMED)
+    lat = result["series"]["latency"]["all"]
+    svc = result["series"]["service_time"]["all"]
+    assert lat["count"] == svc["count"] == 40
+    # The queue: the last request waited for 39 holds, less its later slot.
+    assert lat["max"] >= 39 * hold_ms - 200 - hold_ms, lat
+    # Each one's own exchange: the hold and the loopback, never the queue.
+    assert hold_ms <= svc["p50"] <= 1.5 * hold_ms, svc
+    assert svc["max"] * 5 <= lat["max"], (svc, lat)

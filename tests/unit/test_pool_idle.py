@@ -36,6 +36,9 @@ class Body:
     def ended(self) -> bool:
         return False
 
+    def freed(self, t: int) -> None:
+        self.freed_at = t
+
 
 async def connections_used(gaps_s: list[float]) -> int:
     """Requests with these pauses before each; the connections the server saw."""
