@@ -214,6 +214,8 @@ class OpenAIStream:
             if not isinstance(call, dict):
                 continue
             key = call.get("index", i)
+            if type(key) is not int:
+                raise ProtocolError(f"a tool call's index is not a number: {str(key)[:20]!r}")
             f = call.get("function")
             f = f if isinstance(f, dict) else {}
             self._calls.open(key, call.get("id"), f.get("name"))
@@ -269,10 +271,9 @@ def _delta(doc: dict) -> tuple[str | None, str | None, str | None]:
         text = c.get("text")
         text = text if isinstance(text, str) and text else None
         return text, text, finish
-    answer = delta.get("content")
-    answer = answer if isinstance(answer, str) and answer else None
-    if answer is not None:
-        return answer, answer, finish
+    for key in ("content", "refusal"):  # a refusal is the model's answer (as in Responses)
+        if isinstance(answer := delta.get(key), str) and answer:
+            return answer, answer, finish
     for key in ("reasoning_content", "reasoning"):  # vLLM/SGLang, then OpenRouter/vLLM 0.10+
         if isinstance(thought := delta.get(key), str) and thought:
             return None, thought, finish

@@ -3,7 +3,9 @@
 A stream is typed SSE events. Token events are `response.output_text.delta`
 (answer), `response.reasoning_text.delta` and
 `response.reasoning_summary_text.delta` (reasoning) and
-`response.function_call_arguments.delta` (a call's fragment); the stream is
+`response.function_call_arguments.delta` (a call's fragment), and a function
+call's opening `response.output_item.added` (or, for calls said only in
+`response.completed`, each call there), as in chat and Anthropic; the stream is
 whole at `response.completed` (or `response.incomplete`), which carries the
 response with its `usage`. `response.failed` and `error` events break it.
 """
@@ -44,6 +46,9 @@ class ResponsesStream(TypedEvents):
             if isinstance(item, dict) and item.get("type") == "function_call":
                 self._tally.calls.open(item.get("id"), item.get("call_id"), item.get("name"))
                 self._tally.calls.add(item.get("id"), item.get("arguments"))
+                # The call's opening is output, as chat's first tool chunk and
+                # Anthropic's tool_use block are: TTFT means the same in each.
+                self._tally.event(TOOL, str(item.get("name") or " "))
         elif kind == "response.function_call_arguments.done":
             if isinstance(whole := doc.get("arguments"), str):
                 self._tally.calls.whole(doc.get("item_id"), whole)
@@ -56,6 +61,7 @@ class ResponsesStream(TypedEvents):
                             key = item.get("id") or item.get("call_id")
                             self._tally.calls.open(key, item.get("call_id"), item.get("name"))
                             self._tally.calls.whole(key, arguments_text(item.get("arguments")))
+                            self._tally.event(TOOL, str(item.get("name") or " "))
             self._done = self._done or kind in _ENDS
         elif kind == "response.failed":
             response = doc.get("response")

@@ -80,6 +80,24 @@ def test_a_responses_tool_call_is_assembled_from_its_fragments() -> None:
     n, p = feed_all(responses.ResponsesStream(), responses_stream(0, 0, call=args))
     assert p.tool_calls == (ToolCall("call_9", "get_weather", args),)
     assert p.finish_reason == "tool_calls" and p.tool_event == n - 1 and p.answer_event is None
+    assert n == 1 + 6  # the call's opening, as chat's first tool chunk, then 6 fragments
+
+
+def test_a_responses_call_said_whole_is_output_from_its_opening() -> None:
+    """Arguments only in `arguments.done`, or the call only in the completed
+    response: whole answers whose first token event is the call (they were
+    `incomplete`, and TTFT waited for the first fragment: an audit)."""
+    opened = {"type": "response.output_item.added", "item": {
+        "id": "fc", "type": "function_call", "call_id": "c", "name": "f", "arguments": ""}}
+    whole = sse(opened, {"type": "response.function_call_arguments.done", "item_id": "fc",
+                         "arguments": '{"a": 1}'},
+                {"type": "response.completed", "response": {"status": "completed"}})
+    n, p = feed_all(responses.ResponsesStream(), whole)
+    assert n == 1 and p.tool_event == 0 and p.tool_calls == (ToolCall("c", "f", '{"a": 1}'),)
+    at_end = sse({"type": "response.completed", "response": {"status": "completed", "output": [
+        {"type": "function_call", "id": "fc", "call_id": "c2", "name": "g", "arguments": "{}"}]}})
+    n, p = feed_all(responses.ResponsesStream(), at_end)
+    assert n == 1 and p.tool_calls == (ToolCall("c2", "g", "{}"),)
 
 
 def test_a_responses_stream_without_its_end_or_with_an_error_is_not_an_answer() -> None:
@@ -195,6 +213,26 @@ def test_openai_chat_tool_call_deltas_are_assembled() -> None:
     assert p.tool_calls == (ToolCall("call_1", "get_weather", '{"city": "Lima"}'),)
     assert p.finish_reason == "tool_calls" and p.tool_event == n - 1
     assert p.reasoning_tokens is None  # a call's fragments are not reasoning
+    bad = {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": [0], "function": {"name": "f"}}]}}]}
+    with pytest.raises(ProtocolError, match=r"a tool call's index is not a number: '\[0\]'"):
+        feed_all(openai.OpenAIStream(), sse(bad, named=False))
+
+
+def test_a_chat_refusal_is_the_model_s_answer() -> None:
+    """`delta.refusal` / `message.refusal`: an answer, as Responses' refusal
+    deltas are (chat counted them as `incomplete` failures: an audit)."""
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"index": 0, "delta": {"refusal": w}, "finish_reason": None}]}
+        for w in ("I ", "can't ", "help.")]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    n, p = feed_all(openai.OpenAIStream(keep_text=True),
+                    sse(*chunks, named=False) + b"data: [DONE]\n\n")
+    assert n == 3 and p.answer_event == 0 and p.text == "I can't help."
+    whole = openai.parse_body(json.dumps({"choices": [{"message": {
+        "role": "assistant", "content": None, "refusal": "No."}, "finish_reason": "stop"}],
+        "usage": {"completion_tokens": 2}}).encode())
+    assert whole.text == "No." and whole.output_tokens == 2
 
 
 # -- requests -----------------------------------------------------------------------
