@@ -106,11 +106,16 @@ class Parsed:
 
 
 def parse(text: str, wanted: Callable[[str, str], bool]) -> Parsed:
-    """Parse exposition text (prometheus_client's parser) into summed keyed values."""
-    from prometheus_client.parser import text_string_to_metric_families
+    """Parse exposition text (prometheus_client's parsers) into summed keyed
+    values. OpenMetrics, which a server may send whatever it was asked, ends
+    with `# EOF` and gets its own parser (the Prometheus one read its
+    counters' `_created` samples as gauges and lost the counters)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+    from prometheus_client.parser import text_string_to_metric_families as prom
 
+    families = om(text) if text.rstrip().endswith("# EOF") else prom(text)
     out = Parsed()
-    for fam in text_string_to_metric_families(text):
+    for fam in families:
         if not wanted(fam.name, fam.type):
             continue
         for s in fam.samples:

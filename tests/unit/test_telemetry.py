@@ -237,6 +237,20 @@ def test_one_target_is_unprefixed_when_the_simulator_is_not_scraped() -> None:
     assert sorted(getattr(s, "prefix", "") for s in scraped) == ["127.0.0.1:1.", "sim."]
 
 
+def test_openmetrics_text_keeps_its_counters() -> None:
+    """A server that answers OpenMetrics (`# EOF`, `_created` samples) whatever
+    it was asked: its counters are read (they were lost, and `_created`
+    read as a gauge: an audit)."""
+    text = ('# TYPE vllm:prompt_tokens counter\n'
+            'vllm:prompt_tokens_total{model_name="m"} 1234.0\n'
+            'vllm:prompt_tokens_created{model_name="m"} 1.7e9\n'
+            '# TYPE vllm:num_requests_waiting gauge\n'
+            'vllm:num_requests_waiting{model_name="m"} 3.0\n# EOF\n')
+    parsed = parse(text, selector(["vllm:*"]))
+    assert [(k, v[2]) for k, v in parsed.counters.items()] == [("vllm:prompt_tokens_total", 1234.0)]
+    assert list(parsed.gauges) == ["vllm:num_requests_waiting"]
+
+
 def test_histograms_become_interval_percentiles() -> None:
     src = PrometheusSource("http://127.0.0.1:1/metrics", ["vllm:time_to_first_token_seconds"],
                            "", 1.0)
