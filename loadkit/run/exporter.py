@@ -144,6 +144,7 @@ class LiveMetrics:
         self._windowed: dict[str, tuple[str, float]] = {}  # the listener's (windows)
         self._so_far: dict[str, tuple[str, float]] = {}  # the worker's
         self._final: dict[str, tuple[str, float]] | None = None
+        self._interrupted = 0  # run.json counts.unfinished, once the run is over
         self._info: dict[str, str] = {}
         self._planned_s = 0.0
         self._lateness_bound_s: float | None = None
@@ -228,6 +229,7 @@ class LiveMetrics:
         final = {s.name: (str(s.scope), STATE[s.verdict]) for s in result.slos}
         with self._lock:
             self._final = final
+            self._interrupted = result.counts.unfinished
 
     def close(self) -> None:
         if self._worker is not None:
@@ -241,7 +243,7 @@ class LiveMetrics:
 
     def collect(self) -> Iterator[Any]:
         with self._lock:
-            snap, final = self._snapshot, self._final
+            snap, final, interrupted = self._snapshot, self._final, self._interrupted
             update_s, update_max_s = self._update_s, self._update_max_s
             slos = final if final is not None else {**self._so_far, **self._windowed}
         requests = CounterMetricFamily(
@@ -293,6 +295,10 @@ class LiveMetrics:
                 yield GaugeMetricFamily(name, doc, value=value)
         yield CounterMetricFamily("loadkit_intervals", "Intervals published.",
                                   value=snap.intervals)
+        yield CounterMetricFamily(
+            "loadkit_requests_interrupted", "Requests in flight when an interrupt (Ctrl-C, "
+            "SIGTERM, a stop from the live view) cancelled them unjudged (run.json "
+            "counts.unfinished); set once the run is over.", value=interrupted)
         if self._info:
             info = InfoMetricFamily("loadkit_run", "The run being measured.")
             info.add_metric([], self._info)

@@ -4,6 +4,7 @@ histogram's resolution, with hdrh's own mean."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -11,9 +12,11 @@ import numpy as np
 
 from loadkit.record.histogram import HIGHEST_US, mean_us, new_histogram, record_us
 from loadkit.record.recorder import Recorder, RequestRecord
+from loadkit.result import parse_run
 from loadkit.result.model import PhaseInfo
 from loadkit.run.exporter import BUCKETS_S, LiveMetrics, buckets_of
 from loadkit.slo.scopes import Phases
+from support.synthetic_run import synthetic_day
 
 
 def test_buckets_match_the_recorded_values_to_the_histograms_resolution() -> None:
@@ -58,3 +61,20 @@ def test_listener_publishes_counts_and_buckets_per_interval() -> None:
     assert sorted(itl.values()) == [21, 21]  # 7 gaps a request, 3 requests, per tenant
     assert samples[("loadkit_in_flight", ())] == 3
     assert len(metrics.update_ns) == 3
+
+
+def test_requests_an_interrupt_cancelled_are_published_once_judged() -> None:
+    """run.json counts.unfinished (cancelled unjudged by Ctrl-C) reach the
+    exporter with the verdict: its totals equal `counts` after an interrupt
+    too (they left those out: 305 against 305 + 29, an audit)."""
+    metrics = LiveMetrics()
+
+    def interrupted() -> float:
+        return next(s.value for m in metrics.collect() for s in m.samples
+                    if s.name == "loadkit_requests_interrupted_total")
+
+    assert interrupted() == 0
+    result = parse_run(json.loads(json.dumps(synthetic_day(intervals=60))))
+    metrics.finish(result.model_copy(update={"counts": result.counts.model_copy(
+        update={"unfinished": 29})}))
+    assert interrupted() == 29
