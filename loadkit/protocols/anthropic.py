@@ -83,7 +83,7 @@ class AnthropicStream(TypedEvents):
                                   response_id=self._id, empty_call="{}")
 
 
-def parse_body(raw: bytes) -> ParsedResponse:
+def parse_body(raw: bytes, counter: TokenCounter | None = None) -> ParsedResponse:
     doc = answer_json(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
         raise ProtocolError("response JSON has no `content` list")
@@ -109,7 +109,7 @@ def parse_body(raw: bytes) -> ParsedResponse:
     return whole(text="".join(texts) or None, reasoning="".join(thoughts), calls=tuple(calls),
                  output_tokens=output, reasoning_said=None,
                  finish=_STOPS.get(stop, stop) if isinstance(stop, str) else None,
-                 prompt=prompt, cached=cached, doc=doc)
+                 prompt=prompt, cached=cached, doc=doc, counter=counter)
 
 
 def _prompt(usage: object) -> tuple[int | None, int | None]:

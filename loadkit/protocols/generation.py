@@ -39,7 +39,7 @@ from loadkit.workload.tokenizer import Counter as TokenCounter
 from loadkit.workload.traces import MOONCAKE_BLOCK_TOKENS as BLOCK_TOKENS
 
 StreamFactory = Callable[..., StreamParser]
-PARSERS: dict[str, tuple[StreamFactory, Callable[[bytes], ParsedResponse]]] = {
+PARSERS: dict[str, tuple[StreamFactory, Callable[..., ParsedResponse]]] = {
     "openai-chat": (openai.OpenAIStream, openai.parse_body),
     "openai-completions": (openai.OpenAIStream, openai.parse_body),
     "openai-responses": (responses.ResponsesStream, responses.parse_body),
@@ -62,7 +62,7 @@ def prepare(scenario: GenerationScenario, headers: dict[str, str], seed: str,
         build_body=_body_builder(scenario, dialect, seed, prompts, counter, media),
         new_stream_parser=(lambda text: new_stream(keep_text=keep or text, counter=counter))
         if scenario.stream else None,
-        parse_body=parse_body,
+        parse_body=functools.partial(parse_body, counter=counter) if counter else parse_body,
         check=make_check(scenario.checks, scenario.tools, scenario.response_format),
         ok_status=ok_statuses(scenario.checks.status),
         # A chat can hold a session: declared (`session:`), or replayed from a trace.

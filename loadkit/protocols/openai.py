@@ -18,12 +18,12 @@ import orjson
 from loadkit.engine.adapter import IncompleteAnswer, ParsedResponse, ProtocolError, ToolCall
 from loadkit.protocols.answer_json import answer_json
 from loadkit.protocols.sse import SSEDecoder, SSEError
-from loadkit.protocols.tally import MISSING
+from loadkit.protocols.tally import MISSING, whole
 from loadkit.protocols.tools import ToolCalls, arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
 
-def parse_body(raw: bytes) -> ParsedResponse:
+def parse_body(raw: bytes, counter: TokenCounter | None = None) -> ParsedResponse:
     """A non-streaming answer: JSON with choices and, usually, usage. One with
     no choice, or whose choice holds no output (no text, reasoning or tool
     call), is incomplete."""
@@ -34,25 +34,24 @@ def parse_body(raw: bytes) -> ParsedResponse:
         raise IncompleteAnswer("answer has no choice")
     message = c.get("message")
     calls: tuple[ToolCall, ...] = ()
+    reasoning = None
     if isinstance(message, dict):  # chat: its message is the stream's deltas in one
-        text, output, _ = _delta({"choices": [{"delta": message}]})
+        text, _, _ = _delta({"choices": [{"delta": message}]})
+        reasoning = next((r for key in ("reasoning_content", "reasoning")
+                          if isinstance(r := message.get(key), str) and r), None)
         calls = tuple(ToolCall(str(call.get("id") or f"call_{i}"), str(f.get("name") or ""),
                                arguments_text(f.get("arguments")))
                       for i, call in enumerate(_list(message.get("tool_calls")))
                       if isinstance(call, dict) and isinstance(f := call.get("function"), dict))
     else:
-        text = output = c.get("text") if isinstance(c.get("text"), str) else None
-    tokens = _usage_tokens(doc)
-    if not output:
-        said = f" (its usage says {tokens:,} tokens)" if tokens else ""
-        raise IncompleteAnswer(f"answer with no output (finish_reason "
-                               f"{c.get('finish_reason') or MISSING}){said}")
+        text = c.get("text") if isinstance(c.get("text"), str) and c.get("text") else None
     prompt, cached = _prompt_usage(doc)
     finish = c.get("finish_reason")
-    return ParsedResponse(tokens, "usage" if tokens is not None else "none", text, doc,
-                          prompt_tokens=prompt, cached_tokens=cached,
-                          finish_reason=finish if isinstance(finish, str) and finish
-                          else MISSING, reasoning_tokens=_reasoning_usage(doc), tool_calls=calls)
+    return whole(text=text, reasoning=reasoning, calls=calls, output_tokens=_usage_tokens(doc),
+                 reasoning_said=_reasoning_usage(doc),
+                 finish=finish if isinstance(finish, str) and finish else None,
+                 prompt=prompt, cached=cached, doc=doc, counter=counter,
+                 finish_word="finish_reason")
 
 
 def _list(value: object) -> list:

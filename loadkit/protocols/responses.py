@@ -86,7 +86,7 @@ class ResponsesStream(TypedEvents):
             response_id=rid if isinstance(rid, str) else None)
 
 
-def parse_body(raw: bytes) -> ParsedResponse:
+def parse_body(raw: bytes, counter: TokenCounter | None = None) -> ParsedResponse:
     doc = answer_json(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("output"), list):
         raise ProtocolError("response JSON has no `output` list")
@@ -112,7 +112,7 @@ def parse_body(raw: bytes) -> ParsedResponse:
     return whole(text="".join(texts) or None, reasoning="".join(thoughts), calls=tuple(calls),
                  output_tokens=output, reasoning_said=reasoning,
                  finish=_finish(doc, bool(calls)), prompt=prompt, cached=cached, doc=doc,
-                 response_id=rid if isinstance(rid, str) else None)
+                 response_id=rid if isinstance(rid, str) else None, counter=counter)
 
 
 def _list(value: object) -> list:

@@ -153,12 +153,24 @@ class Tally:
 def whole(*, text: str | None, reasoning: str | None, calls: tuple[ToolCall, ...],
           output_tokens: int | None, reasoning_said: int | None, finish: str | None,
           prompt: int | None, cached: int | None, doc: object,
-          response_id: str | None = None) -> ParsedResponse:
-    """A non-streamed answer: IncompleteAnswer when it holds no output."""
+          response_id: str | None = None, counter: TokenCounter | None = None,
+          finish_word: str = "stop reason") -> ParsedResponse:
+    """A non-streamed answer: IncompleteAnswer when it holds no output. With
+    the workload's tokenizer (`counter`), what the server did not count is
+    counted from the text, as a stream's events are."""
     if not text and not reasoning and not calls:
         said = f" (its usage says {output_tokens:,} tokens)" if output_tokens else ""
-        raise IncompleteAnswer(f"answer with no output (stop reason {finish or MISSING}){said}")
-    return ParsedResponse(output_tokens, "usage" if output_tokens is not None else "none",
-                          text, doc, prompt_tokens=prompt, cached_tokens=cached,
-                          finish_reason=finish or MISSING, reasoning_tokens=reasoning_said,
-                          tool_calls=calls, response_id=response_id)
+        raise IncompleteAnswer(f"answer with no output ({finish_word} "
+                               f"{finish or MISSING}){said}")
+    source = "usage" if output_tokens is not None else "none"
+    if counter is not None:
+        if output_tokens is None:
+            said_whole = [text or "", reasoning or "", *(c.name + c.arguments for c in calls)]
+            output_tokens = sum(counter.count(s) for s in said_whole if s)
+            source = "tokenizer"
+        if reasoning_said is None and reasoning:
+            reasoning_said = counter.count(reasoning)
+    return ParsedResponse(output_tokens, source, text, doc, prompt_tokens=prompt,
+                          cached_tokens=cached, finish_reason=finish or MISSING,
+                          reasoning_tokens=reasoning_said, tool_calls=calls,
+                          response_id=response_id)

@@ -57,6 +57,26 @@ def test_streamed_text_is_counted_in_tokens(counter: Counter) -> None:
     assert parsed.output_tokens == sum(parsed.event_tokens)
 
 
+def test_a_whole_answer_is_counted_in_tokens(counter: Counter) -> None:
+    """Non-streamed answers without `usage` are counted by the tokenizer too,
+    and an Anthropic answer's thinking with it (they read 0 tokens, source
+    `none`, in chat and Anthropic alike: an audit). A server's usage wins."""
+    text, thought = " the of and to in", " is that for"
+    chat = prepare(GenerationScenario(name="c", kind="openai-chat", stream=False), {}, "s",
+                   counter=counter).parse_body
+    p = chat(json.dumps({"choices": [{"message": {"content": text}}]}).encode())
+    assert (p.output_tokens, p.token_source) == (counter.count(text), "tokenizer")
+    said = chat(json.dumps({"choices": [{"message": {"content": text}}],
+                            "usage": {"completion_tokens": 99}}).encode())
+    assert (said.output_tokens, said.token_source) == (99, "usage")
+    claude = prepare(GenerationScenario(name="a", kind="anthropic-messages", stream=False,
+                                        model="m"), {}, "s", counter=counter).parse_body
+    p = claude(json.dumps({"content": [{"type": "thinking", "thinking": thought},
+                                       {"type": "text", "text": text}]}).encode())
+    assert p.output_tokens == counter.count(text) + counter.count(thought)
+    assert p.reasoning_tokens == counter.count(thought) and p.token_source == "tokenizer"
+
+
 def test_a_model_name_is_found_in_the_local_cache_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
     snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc"
