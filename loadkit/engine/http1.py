@@ -283,8 +283,8 @@ class _Conn(asyncio.Protocol):
         ex = self.ex
         if ex is None:
             return
-        if ex.headers_done and not ex.length_known:  # body delimited by the close
-            self._finish(ex)
+        if ex.headers_done and not ex.length_known and exc is None:
+            self._finish(ex)  # a body delimited by the close (a reset cuts it: a failure)
         else:
             self._fail(ServerDisconnected(
                 "server closed the connection before the response was complete"

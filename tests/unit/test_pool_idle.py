@@ -7,6 +7,8 @@ on both transports."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -129,3 +131,33 @@ def test_a_stream_held_open_after_its_end_is_whole_and_its_connection_goes() -> 
 
     assert asyncio.run(held_after_done(lean)) == 2
     assert asyncio.run(held_after_done(aiohttp_one)) == 2
+
+
+def test_a_reset_that_ends_a_close_delimited_body_is_a_failure() -> None:
+    """A body with no length ends at the close: a FIN ends it whole, an RST
+    (SO_LINGER 0) cuts it (it was read as whole: an audit)."""
+    async def answer(reset: bool) -> bytes:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            if reset:
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        pool = Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", limit=1,
+                    ssl_ctx=False, connect_s=5, idle_s=5, total_s=5, follow_redirects=False)
+        body = Body()
+        try:
+            await pool.exchange("GET", pool.head("GET", "/", {}), None, body)
+        finally:
+            pool.close()
+            server.close()
+        return body.data
+
+    assert asyncio.run(answer(reset=False)) == b"partial"
+    with pytest.raises(http1.ServerDisconnected, match="reset"):
+        asyncio.run(answer(reset=True))
