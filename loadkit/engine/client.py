@@ -40,17 +40,27 @@ def make_session(client: Client) -> aiohttp.ClientSession:
     # No cookie jar: a load test replays independent requests, and the jar
     # costs CPU on every response.
     # A request that waited for the connector's cap is told when it ended
-    # (Answer.freed): its service time starts there, as with the lean client.
+    # (Answer.freed): its service time starts there, as with the lean client
+    # (a redirect's own wait is no part of it). No cap below the in-flight
+    # one, no wait: no tracing cost.
     trace = aiohttp.TraceConfig()
     trace.on_connection_queued_end.append(_freed)
+    trace.on_request_redirect.append(_redirected)
     return aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                 cookie_jar=aiohttp.DummyCookieJar(), trace_configs=[trace],
+                                 cookie_jar=aiohttp.DummyCookieJar(),
+                                 trace_configs=[trace]
+                                 if client.connections < client.max_in_flight else [],
                                  auto_decompress=True, raise_for_status=False)
 
 
 async def _freed(_session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object) -> None:
-    if ctx.trace_request_ctx is not None:
+    if ctx.trace_request_ctx is not None and not getattr(ctx, "redirected", False):
         ctx.trace_request_ctx.freed(now_ns())
+
+
+async def _redirected(_session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                      _params: object) -> None:
+    ctx.redirected = True
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:

@@ -64,6 +64,7 @@ class MalformedResponse(Exception):
 
 class Receiver(Protocol):
     wants_body: bool
+    ok: bool  # its status is a success
 
     @property
     def ended(self) -> bool: ...
@@ -283,8 +284,10 @@ class _Conn(asyncio.Protocol):
         ex = self.ex
         if ex is None:
             return
-        if ex.headers_done and not ex.length_known and exc is None:
-            self._finish(ex)  # a body delimited by the close (a reset cuts it: a failure)
+        if ex.headers_done and not ex.length_known and (exc is None or not ex.receiver.ok):
+            # A body delimited by the close: a reset cuts an answer (a failure),
+            # and an error body stays the HTTP error it is.
+            self._finish(ex)
         else:
             self._fail(ServerDisconnected(
                 "server closed the connection before the response was complete"

@@ -91,8 +91,8 @@ class AiohttpTransport:
                         if answer.ended:  # the rest gets END_GRACE_S, as the lean client's
                             with contextlib.suppress(TimeoutError):
                                 async with asyncio.timeout(END_GRACE_S):
-                                    while (chunk := await resp.content.readany()) \
-                                            and answer.wants_body:
+                                    while answer.wants_body \
+                                            and (chunk := await resp.content.readany()):
                                         answer.body(chunk, now_ns())
                             break
             except BaseException:

@@ -206,15 +206,11 @@ def _grpc_generate(scenario: KServeScenario, key: str) -> BodyBuilder:
 # -- answers ------------------------------------------------------------------------
 
 
-def _json(raw: bytes) -> object:
-    return answer_json(raw)
-
-
 def _parse_http_infer(scenario: KServeScenario) -> Callable[[bytes], ParsedResponse]:
     wanted = set(scenario.outputs)
 
     def parse(raw: bytes) -> ParsedResponse:
-        doc = _json(raw)
+        doc = answer_json(raw)
         outputs = doc.get("outputs") if isinstance(doc, dict) else None
         if not isinstance(outputs, list) or not outputs:
             raise ProtocolError(f"no `outputs` in the infer response: {raw[:120]!r}")
@@ -227,7 +223,7 @@ def _parse_http_infer(scenario: KServeScenario) -> Callable[[bytes], ParsedRespo
 
 
 def _parse_generate(raw: bytes) -> ParsedResponse:
-    doc = _json(raw)
+    doc = answer_json(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("text_output"), str):
         raise ProtocolError(f"no `text_output` in the generate response: {raw[:120]!r}")
     return ParsedResponse(text=doc["text_output"], doc=doc)
@@ -299,7 +295,7 @@ class SseStream(_Tokens):
             raise ProtocolError(str(exc)) from None
         n = 0
         for raw in events:
-            doc = _json(raw)
+            doc = answer_json(raw)
             if not isinstance(doc, dict):
                 raise ProtocolError(f"event is not a JSON object: {raw[:80]!r}")
             if "error" in doc:

@@ -212,8 +212,9 @@ class OpenAIStream:
         for i, call in enumerate(calls):
             if not isinstance(call, dict):
                 continue
-            key = call.get("index", i)
-            if type(key) is not int:
+            key = call.get("index")
+            key = i if key is None else key
+            if not isinstance(key, (int, str)):  # a list or object cannot key a call
                 raise ProtocolError(f"a tool call's index is not a number: {str(key)[:20]!r}")
             f = call.get("function")
             f = f if isinstance(f, dict) else {}

@@ -38,8 +38,6 @@ class AgentSource(Source):
     def describe(self) -> dict:
         out = super().describe()
         out["errors"] += self.remote_errors
-        if self.remote_errors and self.samples and self.last_error:
-            out["last_error"] = self.last_error
         return out
 
     def open(self) -> bool:

@@ -64,11 +64,19 @@ class Points:
     sample, a day of samples without a Python object each), so a window is
     two binary searches."""
 
-    __slots__ = ("t", "v")
+    __slots__ = ("t", "v", "_gap")
 
     def __init__(self, pairs: Iterable[tuple[float, float]] = ()) -> None:
         flat = np.fromiter((x for p in pairs for x in p), dtype=float).reshape(-1, 2)
         self.t, self.v = self._sorted(flat[:, 0], flat[:, 1])
+        self._gap: float | None = None
+
+    @property
+    def gap(self) -> float:
+        """The median time between readings (computed once)."""
+        if self._gap is None:
+            self._gap = float(np.median(np.diff(self.t))) if len(self.t) > 1 else 0.0
+        return self._gap
 
     @classmethod
     def of(cls, t: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarray,
@@ -296,18 +304,17 @@ def _energy(view: dict[str, dict[str, Points]], windows: Windows) -> tuple[float
     counters, powers = view.get("energy", {}), view.get("power", {})
     total, how = None, set()
     for gpu in set(counters) | set(powers):
-        if not any(_covers(pts, windows) for pts in (counters.get(gpu), powers.get(gpu)) if pts):
-            return None, ""
         joules = None
-        if len(counters.get(gpu, ())) >= 2:
-            deltas = [_at(counters[gpu], b) - _at(counters[gpu], a) for a, b in windows]
+        if (pts := counters.get(gpu)) is not None and _covers(pts, windows):
+            deltas = [_at(pts, b) - _at(pts, a) for a, b in windows]
             if all(d >= 0 for d in deltas):  # a negative rise is a reset: use power
                 joules, kind = sum(deltas), "counter"
-        if joules is None and len(powers.get(gpu, ())) >= 2:
-            joules, kind = sum(_integral(powers[gpu], a, b) for a, b in windows), "power"
-        if joules is not None:
-            total = (total or 0.0) + joules
-            how.add(kind)
+        if joules is None and (pts := powers.get(gpu)) is not None and _covers(pts, windows):
+            joules, kind = sum(_integral(pts, a, b) for a, b in windows), "power"
+        if joules is None:  # its readings stop short, or say nothing usable
+            return None, ""
+        total = (total or 0.0) + joules
+        how.add(kind)
     return total, (how.pop() if len(how) == 1 else "mixed")
 
 
@@ -315,7 +322,7 @@ def _covers(points: Points, windows: Windows) -> bool:
     """Readings from the windows' start to their end, to two sampling gaps."""
     if len(points.t) < 2 or not windows:
         return False
-    slack = 2.0 * float(np.median(np.diff(points.t)))
+    slack = 2.0 * points.gap
     return bool(points.t[0] <= min(a for a, _ in windows) + slack
                 and points.t[-1] >= max(b for _, b in windows) - slack)
 
@@ -355,8 +362,9 @@ def describe(telemetry: Telemetry) -> list[str]:
         lines.append(f"GPU telemetry unavailable: {telemetry.reason or 'no readings'}")
     if telemetry.simulated:
         lines.append("GPU figures are the simulator's (loadkit_sim_gpu_*), not hardware readings")
-    lines += [f"{s.kind} {s.target}: {s.errors} errors after it sampled (the last: "
-              f"{s.last_error}); energy is left out where its readings stop short"
+    lines += [f"{s.kind} {s.target}: {s.errors} errors, the last after it had sampled: "
+              f"{s.last_error}" + ("; energy is left out where its readings stop short"
+                                   if s.kind != "prometheus" else "")
               for s in telemetry.sources if s.last_error]
     a = telemetry.all
     figures: Iterable[tuple[str, str]] = (

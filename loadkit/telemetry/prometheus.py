@@ -113,9 +113,14 @@ def parse(text: str, wanted: Callable[[str, str], bool]) -> Parsed:
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
     from prometheus_client.parser import text_string_to_metric_families as prom
 
-    families = om(text) if text.rstrip().endswith("# EOF") else prom(text)
+    families = None
+    if text.rstrip().endswith("# EOF"):
+        try:  # strict: a page it refuses is read as Prometheus text, as before
+            families = list(om(text))
+        except ValueError:
+            families = None
     out = Parsed()
-    for fam in families:
+    for fam in families if families is not None else prom(text):
         if not wanted(fam.name, fam.type):
             continue
         for s in fam.samples:
@@ -177,7 +182,8 @@ class PrometheusSource(Source):
         self._hists: dict[str, tuple[dict[float, float], float, float]] = {}
 
     def open(self) -> bool:
-        importlib.import_module("prometheus_client.parser")  # now, not on the poller mid-run
+        for parser in ("prometheus_client.parser", "prometheus_client.openmetrics.parser"):
+            importlib.import_module(parser)  # now, not on the poller mid-run
         self.client = httpx.Client(timeout=self.timeout, follow_redirects=False,
                                    headers={"Accept": "text/plain"})
         return True

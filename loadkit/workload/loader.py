@@ -341,8 +341,11 @@ def _override_rate(data: dict[str, Any], total: float) -> dict[str, Any]:
         raise InputError("--rate applies to workloads whose tenants each have one arrival "
                          "with a `rate` (constant, poisson, gamma) and no phases; "
                          "edit the rates in the file instead")
+    rates_given = [t["arrival"]["rate"] for t in tenants]
+    if any(isinstance(r, bool) for r in rates_given):  # YAML's yes/no: no rate
+        raise InputError("--rate: the file's rates are not numbers (true/false)")
     try:
-        rates = [float(t["arrival"]["rate"] or 0) for t in tenants]
+        rates = [float(r or 0) for r in rates_given]
     except (TypeError, ValueError):
         raise InputError("--rate: the file's rates are not numbers") from None
     base = sum(rates) or 1.0

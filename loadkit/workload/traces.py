@@ -120,6 +120,11 @@ def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:
     if not any(k in header for k in _KEYS["timestamp"]):
         raise TraceError(name, 1, "no `timestamp` (or Azure `TIMESTAMP`) column")
     # A misspelt token column would leave every row to the scenario's counts.
+    if "" in header:
+        raise TraceError(name, 1, "a column has no name (a trailing comma, or an index "
+                         "column?)")
+    if twice := sorted({h for h in header if header.count(h) > 1}):
+        raise TraceError(name, 1, f"column {', '.join(map(repr, twice))} is named twice")
     if unknown := [h for h in header if h not in _COLUMNS]:
         raise TraceError(name, 1, f"unknown column {', '.join(map(repr, unknown))} (the "
                          "columns: timestamp, prompt_tokens, output_tokens, session_id; or "

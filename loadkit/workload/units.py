@@ -68,8 +68,6 @@ def _takes_number(annotation: Any) -> bool:
 def _has_bool(value: object) -> bool:
     if isinstance(value, (list, tuple)):
         return any(isinstance(v, bool) for v in value)
-    if isinstance(value, dict):
-        return any(isinstance(v, bool) for v in value.values())
     return isinstance(value, bool)
 
 

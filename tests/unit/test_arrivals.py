@@ -227,6 +227,8 @@ def test_azure_trace_loads_and_replays_scaled(tmp_path: Path) -> None:
      "empty prompt_tokens: give a value, or leave the column out"),
     ("timestamp,prompt_token,output_token\n0,700,800\n", 1,
      "unknown column 'prompt_token', 'output_token'"),
+    ("timestamp,prompt_tokens,\n0,1,\n", 1, "a column has no name"),
+    ("timestamp,prompt_tokens,prompt_tokens\n0,1,1\n", 1, "'prompt_tokens' is named twice"),
     # A row's number is its line in the file, blank lines counted.
     ("timestamp,prompt_tokens\n0,1\n\n1,2\n\nxx,3\n", 6, "bad timestamp"),
 ])

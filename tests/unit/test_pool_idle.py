@@ -23,7 +23,7 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\
 
 
 class Body:
-    wants_body = True
+    wants_body = ok = True
 
     def __init__(self) -> None:
         self.data = b""
@@ -135,8 +135,9 @@ def test_a_stream_held_open_after_its_end_is_whole_and_its_connection_goes() -> 
 
 def test_a_reset_that_ends_a_close_delimited_body_is_a_failure() -> None:
     """A body with no length ends at the close: a FIN ends it whole, an RST
-    (SO_LINGER 0) cuts it (it was read as whole: an audit)."""
-    async def answer(reset: bool) -> bytes:
+    (SO_LINGER 0) cuts it (it was read as whole: an audit); an error's body
+    ended so stays the HTTP error it is."""
+    async def answer(reset: bool, body: Body | None = None) -> bytes:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
@@ -150,7 +151,7 @@ def test_a_reset_that_ends_a_close_delimited_body_is_a_failure() -> None:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         pool = Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", limit=1,
                     ssl_ctx=False, connect_s=5, idle_s=5, total_s=5, follow_redirects=False)
-        body = Body()
+        body = body or Body()
         try:
             await pool.exchange("GET", pool.head("GET", "/", {}), None, body)
         finally:
@@ -161,3 +162,6 @@ def test_a_reset_that_ends_a_close_delimited_body_is_a_failure() -> None:
     assert asyncio.run(answer(reset=False)) == b"partial"
     with pytest.raises(http1.ServerDisconnected, match="reset"):
         asyncio.run(answer(reset=True))
+    refused = Body()
+    refused.ok = False  # the receiver's verdict on its status (a 4xx, say)
+    assert asyncio.run(answer(reset=True, body=refused)) == b"partial"

@@ -249,6 +249,9 @@ def test_openmetrics_text_keeps_its_counters() -> None:
     parsed = parse(text, selector(["vllm:*"]))
     assert [(k, v[2]) for k, v in parsed.counters.items()] == [("vllm:prompt_tokens_total", 1234.0)]
     assert list(parsed.gauges) == ["vllm:num_requests_waiting"]
+    # A page the strict OpenMetrics parser refuses is read as Prometheus text.
+    clash = "# TYPE vllm:num_requests_waiting_total counter\nvllm:num_requests_waiting_total 3\n"
+    assert parse(clash + "# EOF\n", selector(["vllm:*"])).counters
 
 
 def test_histograms_become_interval_percentiles() -> None:

@@ -186,6 +186,10 @@ def test_a_spike_inside_the_phase_over_a_base_of_0_sends() -> None:
      "tenants[1].arrival"),
     ("    kind: openai-chat\n", "    kind: openai-chat\n    max_tokens: on\n", 4, "scenarios[0]"),
     ("    kind: openai-chat\n", "    kind: openai-chat\n    weight: true\n", 4, "scenarios[0]"),
+    ("{process: constant, rate: 5}", "{process: ramp, from: yes, to: 5}", 12,
+     "tenants[0].arrival"),  # an alias
+    ("{process: constant, rate: 5}", "{process: diurnal, rates: [1, true]}", 12,
+     "tenants[0].arrival"),  # in a list
 ])
 def test_true_and_false_are_not_numbers(tmp_path: Path, old: str, new: str, line: int,
                                        key: str) -> None:
@@ -194,6 +198,13 @@ def test_true_and_false_are_not_numbers(tmp_path: Path, old: str, new: str, line
     found, message = problems(tmp_path, BASE.replace(old, new))
     assert (line, key) in found, message
     assert "expected a number, not true/false" in message
+
+
+def test_rate_refuses_a_file_whose_rate_is_true(tmp_path: Path) -> None:
+    """--rate shares its total by the file's rates before they are checked:
+    `rate: yes` would have been a share of 1."""
+    with pytest.raises(InputError, match="true/false"):
+        load(tmp_path, BASE.replace("rate: 15}", "rate: yes}"), overrides=Overrides(rate=30))
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
