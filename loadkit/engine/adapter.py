@@ -59,6 +59,7 @@ class ParsedResponse:
     # Rerank and score: the scores answered, and why their order is wrong (None: right).
     items: int | None = None
     item_problem: str | None = None
+    item_top: int | None = None  # the largest document index answered (a check: < documents sent)
     # Why generation stopped (`length`, `stop`, `tool_calls`, ...; "missing"
     # when the server said none); None where the protocol has no such field.
     finish_reason: str | None = None

@@ -152,9 +152,11 @@ class Answer:
                 and parsed.tool_event < len(events) else end
         if self.req.items_in is not None and rec.body is not None:
             rec.items, want = self.req.items_in(rec.body)
-            if parsed.items != want or parsed.item_problem:
-                rec.error, rec.message = ErrorKind.CHECK_FAILED, parsed.item_problem or \
-                    f"{parsed.items} scores for the {want} asked"
+            beyond = parsed.item_top is not None and parsed.item_top >= rec.items
+            if parsed.items != want or parsed.item_problem or beyond:
+                rec.error, rec.message = ErrorKind.CHECK_FAILED, parsed.item_problem or (
+                    f"document index {parsed.item_top} of the {rec.items} sent" if beyond
+                    else f"{parsed.items} scores for the {want} asked")
                 return
         if self.req.check is not None and (why := self.req.check(self.code, parsed)) is not None:
             rec.error, rec.message = ErrorKind.CHECK_FAILED, why

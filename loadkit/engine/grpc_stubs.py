@@ -26,6 +26,13 @@ def grpc_module() -> ModuleType:
     return grpc
 
 
+def decode_error() -> type[Exception]:
+    """protobuf's error for bytes that are not the message they should be."""
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+
+    return DecodeError
+
+
 def service_pb2() -> ModuleType:
     """tritonclient's generated messages (ModelInferRequest, ...)."""
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from loadkit.engine.client import ssl_context
-from loadkit.engine.grpc_stubs import SERVICE, grpc_module, service_pb2
+from loadkit.engine.grpc_stubs import SERVICE, decode_error, grpc_module, service_pb2
 from loadkit.errors import TargetUnreachable
 from loadkit.urls import without_credentials
 from loadkit.workload.models import Client
@@ -67,19 +67,25 @@ def http_index(base_url: str, client: Client, headers: dict[str, str]) -> list[s
 def grpc_state(address: str, client: Client, metadata: tuple[tuple[str, str], ...],
                model: str, version: str) -> ModelState:
     grpc, pb = grpc_module(), service_pb2()
+    DecodeError = decode_error()
     with _channel(grpc, address) as channel:
+        step = "ModelMetadata"
         try:
-            raw = _unary(channel, "ModelMetadata", pb.ModelMetadataRequest(
-                name=model, version=version), client, metadata)
+            meta = pb.ModelMetadataResponse.FromString(_unary(
+                channel, step, pb.ModelMetadataRequest(name=model, version=version), client,
+                metadata))
+            step = "ModelReady"
+            ready = pb.ModelReadyResponse.FromString(_unary(
+                channel, step, pb.ModelReadyRequest(name=model, version=version), client,
+                metadata)).ready
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise TargetUnreachable(f"gRPC {address}: {exc.details()}. Is the server "
                                         "running, and is the address right?") from None
-            return ModelState(False, False, None, f"gRPC {exc.code().name}: {exc.details()}")
-        meta = pb.ModelMetadataResponse.FromString(raw)
-        ready = pb.ModelReadyResponse.FromString(_unary(
-            channel, "ModelReady", pb.ModelReadyRequest(name=model, version=version), client,
-            metadata)).ready
+            return ModelState(step == "ModelReady", False, None,
+                              f"{step}: gRPC {exc.code().name}: {exc.details()}")
+        except DecodeError as exc:  # an answer that is not the protocol's message
+            return ModelState(False, False, None, f"{step}: not a KServe v2 answer ({exc})")
     doc = {"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
            **{key: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
                     for t in getattr(meta, key)] for key in ("inputs", "outputs")}}
@@ -89,6 +95,7 @@ def grpc_state(address: str, client: Client, metadata: tuple[tuple[str, str], ..
 def grpc_index(address: str, client: Client,
                metadata: tuple[tuple[str, str], ...]) -> list[str] | None:
     grpc, pb = grpc_module(), service_pb2()
+    DecodeError = decode_error()
     with _channel(grpc, address) as channel:
         try:
             raw = _unary(channel, "RepositoryIndex", pb.RepositoryIndexRequest(ready=True),
@@ -97,7 +104,10 @@ def grpc_index(address: str, client: Client,
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise TargetUnreachable(f"gRPC {address}: {exc.details()}") from None
             return None
-    return [m.name for m in pb.RepositoryIndexResponse.FromString(raw).models]
+    try:
+        return [m.name for m in pb.RepositoryIndexResponse.FromString(raw).models]
+    except DecodeError:  # not the protocol's message: as a server with no index
+        return None
 
 
 def _channel(grpc: Any, address: str) -> Any:

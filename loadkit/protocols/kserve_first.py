@@ -129,7 +129,11 @@ def mismatches(s: KServeScenario, metadata: dict) -> list[str]:
             continue
         if m.get("datatype") != t.datatype:
             out.append(f"{name} is {m.get('datatype')}, declared {t.datatype}")
-        shape = [int(d) for d in m.get("shape") or []]
+        shape = m.get("shape") or []
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape):
+            out.append(f"{name}'s shape in the metadata is not a list of integers: "
+                       f"{str(shape)[:40]}")
+            continue
         if shape and (len(shape) != len(t.shape)
                       or any(d not in (-1, g) for d, g in zip(shape, t.shape, strict=True))):
             out.append(f"{name} has shape {shape}, declared {t.shape}")

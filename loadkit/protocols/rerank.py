@@ -78,7 +78,8 @@ def prepare(scenario: RerankScenario, headers: dict[str, str], seed: str) -> Pre
     def parse(raw: bytes) -> ParsedResponse:
         doc = answer_json(raw)
         scores = _scores(doc, api)
-        return ParsedResponse(doc=doc, items=len(scores), item_problem=_disorder(scores, api))
+        return ParsedResponse(doc=doc, items=len(scores), item_problem=_disorder(scores, api),
+                              item_top=max((i for i, _ in scores), default=None))
 
     return PreparedRequest(method="POST", path=scenario.request_path,
                            headers={"Content-Type": "application/json", **headers},
@@ -99,7 +100,8 @@ def _scores(doc: Any, api: str) -> list[tuple[int, float]]:
     out = []
     for row in rows:
         index, score = (row.get("index"), row.get(key)) if isinstance(row, dict) else (None, None)
-        if not isinstance(index, int) or not isinstance(score, int | float):
+        if type(index) is not int or isinstance(score, bool) \
+                or not isinstance(score, int | float):
             raise ProtocolError(f"a result without an integer `index` and a numeric `{key}`: "
                                 f"{str(row)[:80]}")
         out.append((index, float(score)))
@@ -111,6 +113,8 @@ def _disorder(scores: list[tuple[int, float]], api: str) -> str | None:
     indexes = [i for i, _ in scores]
     if len(set(indexes)) != len(indexes):
         return "a document scored twice"
+    if indexes and min(indexes) < 0:
+        return f"a document index below 0 ({min(indexes)})"
     if api == "score":
         return None if indexes == sorted(indexes) else "scores not in the documents' order"
     values = [s for _, s in scores]
