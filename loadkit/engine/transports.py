@@ -86,15 +86,13 @@ class AiohttpTransport:
                 if answer.wants_body:
                     async for chunk in resp.content.iter_any():
                         answer.body(chunk, now_ns())
-                        if not answer.wants_body:
+                        if not answer.wants_body or answer.ended:
                             break
-                        if answer.ended:  # the rest gets END_GRACE_S, as the lean client's
-                            with contextlib.suppress(TimeoutError):
-                                async with asyncio.timeout(END_GRACE_S):
-                                    while answer.wants_body \
-                                            and (chunk := await resp.content.readany()):
-                                        answer.body(chunk, now_ns())
-                            break
+                if answer.ended:  # the rest gets END_GRACE_S, as the lean client's
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(END_GRACE_S):
+                            while answer.wants_body and (chunk := await resp.content.readany()):
+                                answer.body(chunk, now_ns())
             except BaseException:
                 resp.close()  # cut (token or size cap, cancelled): close, as the lean one does
                 raise

@@ -22,6 +22,8 @@ from loadkit.protocols.tally import MISSING, whole
 from loadkit.protocols.tools import ToolCalls, arguments_text
 from loadkit.workload.tokenizer import Counter as TokenCounter
 
+REASONING_KEYS = ("reasoning_content", "reasoning")  # vLLM/SGLang, then OpenRouter/vLLM 0.10+
+
 
 def parse_body(raw: bytes, counter: TokenCounter | None = None) -> ParsedResponse:
     """A non-streaming answer: JSON with choices and, usually, usage. One with
@@ -37,7 +39,7 @@ def parse_body(raw: bytes, counter: TokenCounter | None = None) -> ParsedRespons
     reasoning = None
     if isinstance(message, dict):  # chat: its message is the stream's deltas in one
         text, _, _ = _delta({"choices": [{"delta": message}]})
-        reasoning = next((r for key in ("reasoning_content", "reasoning")
+        reasoning = next((r for key in REASONING_KEYS
                           if isinstance(r := message.get(key), str) and r), None)
         calls = tuple(ToolCall(str(call.get("id") or f"call_{i}"), str(f.get("name") or ""),
                                arguments_text(f.get("arguments")))
@@ -274,7 +276,7 @@ def _delta(doc: dict) -> tuple[str | None, str | None, str | None]:
     for key in ("content", "refusal"):  # a refusal is the model's answer (as in Responses)
         if isinstance(answer := delta.get(key), str) and answer:
             return answer, answer, finish
-    for key in ("reasoning_content", "reasoning"):  # vLLM/SGLang, then OpenRouter/vLLM 0.10+
+    for key in REASONING_KEYS:
         if isinstance(thought := delta.get(key), str) and thought:
             return None, thought, finish
     calls = delta.get("tool_calls")

@@ -46,16 +46,17 @@ class Session:
             self.sources.append(AgentSource(spec.agent, resolve_token(spec, env),
                                             spec.agent_interval))
         targets = list(spec.prometheus)
-        sim = bool(sim_url and spec.scrape_simulator and not any(t.url == sim_url
-                                                                 for t in targets))
-        several = len(targets) + sim > 1  # then each series is named by its source
+        # The simulator, when scraped as a source of its own.
+        sim = sim_url if spec.scrape_simulator and not any(t.url == sim_url
+                                                           for t in targets) else None
+        several = len(targets) + bool(sim) > 1  # then each series is named by its source
         for t in targets:
             # Series names reach run.json: the host prefix never carries `user:password@`.
             prefix = f"{t.name}." if t.name else (f"{authority(t.url)}." if several else "")
             self.sources.append(PrometheusSource(
                 t.url, t.metrics, prefix, t.interval or max(1.0, spec.interval)))
-        if sim and sim_url:
-            self.sources.append(PrometheusSource(sim_url, None, "sim." if several else "",
+        if sim:
+            self.sources.append(PrometheusSource(sim, None, "sim." if several else "",
                                                  max(1.0, spec.interval)))
         self.pollers: list[Poller] = []
 

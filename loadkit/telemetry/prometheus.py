@@ -17,11 +17,13 @@ of the observations the scrape added (``<name>.count``, ``<name>.sum``).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import httpx
 
@@ -95,6 +97,16 @@ def unit_of(name: str) -> str:
     return ""
 
 
+def _families(text: str) -> Iterable[Any]:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+    from prometheus_client.parser import text_string_to_metric_families as prom
+
+    if text.rstrip().endswith("# EOF"):
+        with contextlib.suppress(ValueError):  # strict: a page it refuses is read as Prometheus
+            return list(om(text))
+    return prom(text)
+
+
 class Parsed:
     """One scrape reduced to keyed values: gauges, counters, histograms."""
 
@@ -110,17 +122,8 @@ def parse(text: str, wanted: Callable[[str, str], bool]) -> Parsed:
     values. OpenMetrics, which a server may send whatever it was asked, ends
     with `# EOF` and gets its own parser (the Prometheus one read its
     counters' `_created` samples as gauges and lost the counters)."""
-    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
-    from prometheus_client.parser import text_string_to_metric_families as prom
-
-    families = None
-    if text.rstrip().endswith("# EOF"):
-        try:  # strict: a page it refuses is read as Prometheus text, as before
-            families = list(om(text))
-        except ValueError:
-            families = None
     out = Parsed()
-    for fam in families if families is not None else prom(text):
+    for fam in _families(text):
         if not wanted(fam.name, fam.type):
             continue
         for s in fam.samples:

@@ -113,13 +113,13 @@ _COLUMNS = {k for keys in _KEYS.values() for k in keys} | {"session_id"}
 
 
 def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(text.splitlines())
-    header = reader.fieldnames = [h.strip() for h in reader.fieldnames or []]
+    reader = csv.reader(text.splitlines())
+    header = [h.strip() for h in next(reader, [])]
     if fmt == "azure" and tuple(header[:3]) != _AZURE:
         raise TraceError(name, 1, f"expected the Azure header {','.join(_AZURE)}")
     if not any(k in header for k in _KEYS["timestamp"]):
         raise TraceError(name, 1, "no `timestamp` (or Azure `TIMESTAMP`) column")
-    # A misspelt token column would leave every row to the scenario's counts.
+    # Columns it cannot read would leave every row to the scenario's counts.
     if "" in header:
         raise TraceError(name, 1, "a column has no name (a trailing comma, or an index "
                          "column?)")
@@ -129,12 +129,13 @@ def _csv(name: str, text: str, fmt: str) -> Iterator[tuple[int, dict]]:
         raise TraceError(name, 1, f"unknown column {', '.join(map(repr, unknown))} (the "
                          "columns: timestamp, prompt_tokens, output_tokens, session_id; or "
                          "Azure's TIMESTAMP, ContextTokens, GeneratedTokens)")
-    for rec in reader:
+    for row in reader:
         n = reader.line_num  # the file's line, past any blank one
-        given = sum(v is not None for k, v in rec.items() if k is not None) \
-            + len(rec.get(None) or [])  # short rows read None, long ones a list under None
-        if given != len(header):
-            raise TraceError(name, n, f"has {given} fields, the header {len(header)}")
+        if not row:  # a blank line
+            continue
+        if len(row) != len(header):
+            raise TraceError(name, n, f"has {len(row)} fields, the header {len(header)}")
+        rec = dict(zip(header, row, strict=True))
         for k in header:
             if k != "session_id" and not rec[k].strip():
                 raise TraceError(name, n, f"empty {k}: give a value, or leave the column out")
